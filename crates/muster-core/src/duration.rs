@@ -1,0 +1,93 @@
+//! Durations as users type them: `30s`, `30m`, `1h`, `24h`, `7d`, `1h30m`.
+
+use std::time::Duration;
+
+use crate::name::shorten;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("duration must not be empty; use a number and a unit, like `30m`, `24h` or `7d`")]
+    Empty,
+    #[error(
+        "duration `{0}` is not understood; use a number and a unit (s, m, h, d), like `30m`, `1h30m` or `7d`"
+    )]
+    Malformed(String),
+    #[error("duration `{0}` must be positive")]
+    NotPositive(String),
+    #[error("duration `{0}` is too long; the longest allowed is 3650d")]
+    TooLong(String),
+}
+
+/// Ten years. Anything longer is a typo, and it keeps deadline arithmetic far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// Parses a positive duration. Units: `ms`, `s`, `m`, `h`, `d` (and the longer spellings
+/// humantime accepts); several may be combined, as in `1h30m`.
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err(DurationError::Empty);
+    }
+    // A bare number is ambiguous (seconds? minutes?): refuse it rather than guess.
+    if trimmed.chars().all(|c| c.is_ascii_digit()) {
+        return Err(DurationError::Malformed(shorten(trimmed)));
+    }
+    let parsed = humantime::parse_duration(trimmed)
+        .map_err(|_| DurationError::Malformed(shorten(trimmed)))?;
+    if parsed.is_zero() {
+        return Err(DurationError::NotPositive(shorten(trimmed)));
+    }
+    if parsed > MAX_DURATION {
+        return Err(DurationError::TooLong(shorten(trimmed)));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_forms() {
+        let cases = [
+            ("30s", 30),
+            ("30m", 1800),
+            ("1h", 3600),
+            ("24h", 86400),
+            ("7d", 7 * 86400),
+            ("1h30m", 5400),
+        ];
+        for (input, secs) in cases {
+            assert_eq!(
+                parse_duration(input).unwrap(),
+                Duration::from_secs(secs),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        assert_eq!(parse_duration(""), Err(DurationError::Empty));
+        assert!(matches!(
+            parse_duration("0s"),
+            Err(DurationError::NotPositive(_))
+        ));
+        assert!(matches!(
+            parse_duration("-5m"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_duration("10"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_duration("soon"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_duration("100000d"),
+            Err(DurationError::TooLong(_))
+        ));
+    }
+}

@@ -1,0 +1,203 @@
+//! REST bodies under `/api/v1/`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub type LabelMap = BTreeMap<String, String>;
+
+/// `GET /api/v1/health`, unauthenticated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+// ---- tokens ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    pub name: String,
+    pub duration: String,
+    #[serde(default)]
+    pub labels: LabelMap,
+}
+
+/// The answer to a token creation: the only time the plaintext is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreatedToken {
+    pub name: String,
+    /// `NAME.SECRET`.
+    pub token: String,
+    pub expires_at: String,
+    /// A worker command line for this server, ready to paste.
+    pub worker_command: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenView {
+    pub name: String,
+    pub state: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub bound_machine: Option<String>,
+    pub enrolled_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub labels: LabelMap,
+    /// The worker enrolled with this token, when there is one.
+    #[serde(default)]
+    pub worker: Option<String>,
+}
+
+// ---- workers ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerView {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub enrolled_via: String,
+    pub machine_id: Option<String>,
+    pub labels: LabelMap,
+    pub last_seen_at: Option<String>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// The enrollment token, for a token-enrolled worker.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Jobs running on the worker now, and how many it may run at once (0 when not connected).
+    #[serde(default)]
+    pub running_jobs: u32,
+    #[serde(default)]
+    pub slots: u32,
+    #[serde(default)]
+    pub remote_addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkerRequest {
+    pub name: String,
+    #[serde(default)]
+    pub labels: LabelMap,
+}
+
+/// The answer to creating a worker by hand: the only time its API key is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreatedWorker {
+    pub id: String,
+    pub name: String,
+    pub api_key: String,
+}
+
+// ---- auto-enrollment ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnrollmentStatus {
+    pub enabled: bool,
+    pub secret_set_at: Option<String>,
+    pub enrolled_count: u64,
+    /// When the enrollment window closes by itself, if one is set.
+    #[serde(default)]
+    pub window_closes_at: Option<String>,
+    /// How many more enrollments the window allows, if it is bounded by count.
+    #[serde(default)]
+    pub max_enrollments: Option<u64>,
+    #[serde(default)]
+    pub enrollments_in_window: u64,
+    #[serde(default)]
+    pub name_pattern: Option<String>,
+}
+
+/// `POST /api/v1/enrollment/enable` and `/rotate`. Exactly one of `secret` and `generate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnableEnrollmentRequest {
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub generate: bool,
+    /// Switch auto-enrollment off by itself after this long (`2h`).
+    #[serde(default, rename = "for")]
+    pub window: Option<String>,
+    #[serde(default)]
+    pub max_enrollments: Option<u64>,
+    #[serde(default)]
+    pub name_pattern: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnableEnrollmentResponse {
+    pub status: EnrollmentStatus,
+    /// Present only when the server generated the secret: shown this once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_secret: Option<String>,
+}
+
+// ---- audit ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub remote_addr: Option<String>,
+    pub outcome: String,
+    pub detail: String,
+}
+
+// ---- worker enrollment ----
+
+/// `POST /api/v1/enroll`: a machine asks for a worker identity. Exactly one of `token` and
+/// `enrollment_key` (with `name`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub machine_id: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub enrollment_key: Option<String>,
+    #[serde(default)]
+    pub labels: LabelMap,
+}
+
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("machine_id", &self.machine_id)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("name", &self.name)
+            .field(
+                "enrollment_key",
+                &self.enrollment_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("labels", &self.labels)
+            .finish()
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnrollResponse {
+    pub worker_id: String,
+    pub name: String,
+    pub api_key: String,
+    pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for EnrollResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollResponse")
+            .field("worker_id", &self.worker_id)
+            .field("name", &self.name)
+            .field("api_key", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}

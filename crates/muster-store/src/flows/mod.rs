@@ -1,0 +1,9 @@
+//! The multi-step procedures of the store, written once against [`crate::Tx`].
+//!
+//! Each flow runs inside one transaction: either everything it wrote is committed (and on disk)
+//! together, or nothing is. Refusals are returned as values so that what must be recorded about
+//! them (an audit record) is committed too; only a [`crate::StoreError`] rolls a flow back.
+
+pub mod audit;
+pub mod tokens;
+pub mod workers;

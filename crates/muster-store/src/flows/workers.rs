@@ -1,0 +1,146 @@
+//! Workers: admitting a connection, creating one by hand, revoking and removing.
+
+use muster_core::audit::AuditEvent;
+use muster_core::token::RevokeOutcome;
+use muster_core::worker::{Admission, AdmitRefusal};
+use muster_core::{MachineId, Name, Timestamp, Worker, WorkerId};
+
+use crate::error::StoreResult;
+use crate::tx::Tx;
+
+/// Checks a connecting worker's credentials. Binds a pre-created worker to its first machine
+/// (a conditional update: when two machines race with one key, one wins).
+pub fn admit(
+    tx: &mut dyn Tx,
+    id: &WorkerId,
+    presented_key: &str,
+    machine: &MachineId,
+    now: Timestamp,
+) -> StoreResult<Result<Worker, AdmitRefusal>> {
+    let Some(mut worker) = tx.get_worker(id)? else {
+        return Ok(Err(AdmitRefusal::UnknownIdentity));
+    };
+    match worker.admit(presented_key, machine, now) {
+        Err(refusal) => Ok(Err(refusal)),
+        Ok(Admission::Admit) => Ok(Ok(worker)),
+        Ok(Admission::AdmitAndBind) => {
+            if tx.bind_worker_machine(id, machine)? {
+                worker.machine_id = Some(machine.clone());
+                Ok(Ok(worker))
+            } else {
+                Ok(Err(AdmitRefusal::OtherMachine(worker.name.clone())))
+            }
+        }
+    }
+}
+
+/// Whether `admit` would need to write (a pre-created worker's first connection). Lets the
+/// server admit the common case on a read-only connection.
+pub fn admission_needs_write(worker: &Worker) -> bool {
+    worker.machine_id.is_none()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateWorkerRefusal {
+    #[error("a worker named `{0}` already exists")]
+    WorkerExists(Name),
+    #[error("an enrollment token named `{0}` is still usable; its worker would take this name")]
+    TokenExists(Name),
+}
+
+/// Stores a worker created by hand (or the built-in one).
+pub fn create(
+    tx: &mut dyn Tx,
+    worker: &Worker,
+    now: Timestamp,
+    audit: Option<&AuditEvent>,
+) -> StoreResult<Result<(), CreateWorkerRefusal>> {
+    if tx.get_worker_by_name(&worker.name)?.is_some() {
+        return Ok(Err(CreateWorkerRefusal::WorkerExists(worker.name.clone())));
+    }
+    if let Some(token) = tx.get_token(&worker.name)? {
+        if !token.state_at(now).is_terminal() {
+            return Ok(Err(CreateWorkerRefusal::TokenExists(worker.name.clone())));
+        }
+    }
+    tx.insert_worker(worker)?;
+    if let Some(audit) = audit {
+        tx.insert_audit(audit)?;
+    }
+    Ok(Ok(()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRevoked {
+    pub id: WorkerId,
+    /// False when it was already revoked.
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerRefusal {
+    #[error("no worker named `{0}`")]
+    NotFound(Name),
+    #[error(
+        "the built-in worker cannot be revoked or removed; start the server with `--no-builtin-worker` instead"
+    )]
+    Builtin,
+}
+
+/// Revokes a worker however it enrolled; a token-enrolled worker's token is revoked with it, so
+/// the machine cannot come back by presenting the token again.
+pub fn revoke(
+    tx: &mut dyn Tx,
+    name: &Name,
+    now: Timestamp,
+    audit: &AuditEvent,
+) -> StoreResult<Result<WorkerRevoked, WorkerRefusal>> {
+    let Some(worker) = tx.get_worker_by_name(name)? else {
+        return Ok(Err(WorkerRefusal::NotFound(name.clone())));
+    };
+    if worker.enrolled_via == muster_core::EnrolledVia::Builtin {
+        return Ok(Err(WorkerRefusal::Builtin));
+    }
+    let changed = tx.revoke_worker(&worker.id, now)?;
+    if let Some(token_name) = &worker.token_name {
+        if let Some(token) = tx.get_token(token_name)? {
+            if token.revoke(now) == Ok(RevokeOutcome::Revoke) {
+                tx.revoke_token(token_name, now)?;
+            }
+        }
+    }
+    let mut audit = audit.clone();
+    if !changed {
+        audit.detail = "already revoked; nothing changed".into();
+    }
+    tx.insert_audit(&audit)?;
+    Ok(Ok(WorkerRevoked {
+        id: worker.id,
+        changed,
+    }))
+}
+
+/// Deletes a worker record. The caller checks it is not connected.
+pub fn remove(
+    tx: &mut dyn Tx,
+    name: &Name,
+    audit: &AuditEvent,
+) -> StoreResult<Result<WorkerId, WorkerRefusal>> {
+    let Some(worker) = tx.get_worker_by_name(name)? else {
+        return Ok(Err(WorkerRefusal::NotFound(name.clone())));
+    };
+    if worker.enrolled_via == muster_core::EnrolledVia::Builtin {
+        return Ok(Err(WorkerRefusal::Builtin));
+    }
+    tx.delete_worker(&worker.id)?;
+    tx.insert_audit(audit)?;
+    Ok(Ok(worker.id))
+}
+
+/// Records when workers were last seen, in one transaction for many workers.
+pub fn touch_many(tx: &mut dyn Tx, seen: &[(WorkerId, Timestamp)]) -> StoreResult<()> {
+    for (id, at) in seen {
+        tx.touch_worker(id, *at)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Durable state.
+//!
+//! [`Store`] is what the server holds: an async handle that runs closures over a [`Tx`] in a
+//! transaction on a backend's own threads. The SQLite backend (the embedded default) serializes
+//! writes on one thread and commits them in groups, so many concurrent durable changes share one
+//! fsync; a PostgreSQL backend (for several server replicas) implements the same [`Tx`].
+//!
+//! Only this crate talks SQL.
+
+pub mod backend;
+mod codec;
+pub mod error;
+pub mod flows;
+pub mod sqlite;
+pub mod tx;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::Arc;
+
+pub use backend::{Backend, Job, JobOutcome, StoreStats};
+pub use error::{StoreError, StoreResult};
+pub use tx::{AuditFilter, Tx};
+
+/// A cheap-to-clone handle to the durable state.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self { backend }
+    }
+
+    /// Opens (creating if needed) the embedded SQLite database at `path`.
+    pub fn open_sqlite(path: &std::path::Path) -> StoreResult<Self> {
+        Ok(Self::new(Arc::new(sqlite::SqliteBackend::open(path)?)))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.backend.stats()
+    }
+
+    /// Runs `f` in a write transaction. Resolves only after the transaction is committed — on
+    /// disk — so a caller never reports a change that a crash could undo. If `f` returns an
+    /// error, everything it wrote is rolled back.
+    pub async fn write<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.backend.run_write(Job::new(f, done));
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` in a read-only transaction (a consistent snapshot).
+    pub async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.backend.run_read(Job::new(f, done));
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits for writes already submitted to finish and stops the backend's threads.
+    pub fn close(&self) {
+        self.backend.close();
+    }
+}

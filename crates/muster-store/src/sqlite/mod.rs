@@ -1,0 +1,215 @@
+//! The embedded SQLite backend.
+//!
+//! One writer thread owns the only write connection. It takes every write job waiting in its
+//! queue, runs each in its own savepoint inside one transaction, commits once (one fsync with
+//! `synchronous=FULL`), and only then tells each caller its outcome: group commit. Under load,
+//! requests that arrive during one fsync share the next, so durable writes per second are not
+//! bounded by the disk's fsync rate. Reads run on a few reader connections concurrently (WAL).
+
+mod migrations;
+mod tx;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use rusqlite::Connection;
+
+use crate::backend::{Backend, Job, StoreStats};
+use crate::error::{StoreError, StoreResult};
+
+/// The most jobs one transaction takes. Bounds how long one commit holds early callers.
+const MAX_BATCH: usize = 1024;
+const READERS: usize = 3;
+
+pub struct SqliteBackend {
+    writes: Mutex<Option<mpsc::Sender<Job>>>,
+    reads: Mutex<Option<mpsc::Sender<Job>>>,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // WAL: readers never block the writer. synchronous=FULL: a commit is on disk when it returns,
+    // which is what lets the server say "done" only after a change is durable.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteBackend {
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let mut writer = open_connection(path)?;
+        migrations::apply(&mut writer)?;
+
+        let mut threads = Vec::new();
+        let counters = Arc::new(Counters::default());
+        let writer_counters = Arc::clone(&counters);
+        let (write_tx, write_rx) = mpsc::channel::<Job>();
+        threads.push(
+            thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || writer_loop(writer, write_rx, &writer_counters))
+                .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?,
+        );
+
+        let (read_tx, read_rx) = mpsc::channel::<Job>();
+        let read_rx = Arc::new(Mutex::new(read_rx));
+        for i in 0..READERS {
+            let conn = open_connection(path)?;
+            conn.pragma_update(None, "query_only", "ON")?;
+            let rx = Arc::clone(&read_rx);
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("store-reader-{i}"))
+                    .spawn(move || reader_loop(conn, rx))
+                    .map_err(|e| {
+                        StoreError::Backend(format!("cannot start a reader thread: {e}"))
+                    })?,
+            );
+        }
+        Ok(Self {
+            writes: Mutex::new(Some(write_tx)),
+            reads: Mutex::new(Some(read_tx)),
+            threads: Mutex::new(threads),
+            counters,
+        })
+    }
+}
+
+fn send(queue: &Mutex<Option<mpsc::Sender<Job>>>, job: Job) {
+    let guard = queue.lock().unwrap_or_else(|e| e.into_inner());
+    match guard.as_ref() {
+        // If the thread is gone the job is dropped, and its caller sees `StoreError::Closed`.
+        Some(sender) => drop(sender.send(job)),
+        None => drop(job),
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn run_write(&self, job: Job) {
+        send(&self.writes, job);
+    }
+
+    fn run_read(&self, job: Job) {
+        send(&self.reads, job);
+    }
+
+    fn close(&self) {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, counters: &Counters) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len() as u64;
+        if commit_batch(&conn, batch) {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters.writes.fetch_add(size, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs one group of jobs in one transaction. Returns whether it committed.
+fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        tracing::error!(error = %e, "cannot begin a write transaction");
+        // Dropping the jobs tells their callers the store failed.
+        return false;
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for job in batch {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            tracing::error!(error = %e, "cannot open a savepoint");
+            continue;
+        }
+        let mut tx = tx::SqliteTx::new(conn);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&mut tx)));
+        let keep = matches!(&outcome, Ok(o) if !o.failed);
+        let end = if keep {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "cannot close a savepoint");
+        }
+        match outcome {
+            Ok(o) => outcomes.push(o),
+            Err(_) => tracing::error!("a store job panicked; its changes were rolled back"),
+        }
+    }
+    let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
+        tracing::error!(error = %e, "commit failed; rolling back the batch");
+        let _ = conn.execute_batch("ROLLBACK");
+        StoreError::from(e)
+    });
+    let committed = commit_error.is_none();
+    for outcome in outcomes {
+        outcome.deliver(commit_error.clone());
+    }
+    committed
+}
+
+fn reader_loop(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let job = {
+            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        if let Err(e) = conn.execute_batch("BEGIN DEFERRED") {
+            tracing::error!(error = %e, "cannot begin a read transaction");
+            continue;
+        }
+        let mut tx = tx::SqliteTx::new(&conn);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&mut tx)));
+        let _ = conn.execute_batch("COMMIT");
+        match outcome {
+            Ok(o) => o.deliver(None),
+            Err(_) => tracing::error!("a store read panicked"),
+        }
+    }
+}

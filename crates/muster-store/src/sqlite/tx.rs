@@ -1,0 +1,378 @@
+//! [`Tx`] over a SQLite connection inside a transaction the backend opened.
+
+use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::{Labels, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::codec;
+use crate::error::StoreResult;
+use crate::tx::{AuditFilter, Tx};
+
+pub struct SqliteTx<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> SqliteTx<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        Self { conn }
+    }
+}
+
+const TOKEN_COLUMNS: &str =
+    "name, secret_hash, labels, created_at, expires_at, bound_machine, enrolled_at, revoked_at";
+const WORKER_COLUMNS: &str = "id, name, enrolled_via, token_name, machine_id, labels, key_hash, \
+     created_at, expires_at, revoked_at, last_seen_at";
+
+/// Raw token columns, read without conversion so a corrupt value becomes a `StoreError` rather
+/// than a `rusqlite` type error inside the row callback.
+type TokenRow = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn read_token_row(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+    ))
+}
+
+fn token_from_row(r: TokenRow) -> StoreResult<Token> {
+    Ok(Token {
+        name: codec::name(&r.0)?,
+        secret_hash: codec::hash(&r.1)?,
+        labels: codec::labels_from_json(&r.2)?,
+        created_at: codec::ts(r.3),
+        expires_at: codec::ts(r.4),
+        bound_machine: r.5.as_deref().map(codec::machine).transpose()?,
+        enrolled_at: codec::opt_ts(r.6),
+        revoked_at: codec::opt_ts(r.7),
+    })
+}
+
+struct WorkerRow {
+    id: String,
+    name: String,
+    via: String,
+    token: Option<String>,
+    machine: Option<String>,
+    labels: String,
+    key_hash: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    last_seen_at: Option<i64>,
+}
+
+fn read_worker_row(row: &Row<'_>) -> rusqlite::Result<WorkerRow> {
+    Ok(WorkerRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        via: row.get(2)?,
+        token: row.get(3)?,
+        machine: row.get(4)?,
+        labels: row.get(5)?,
+        key_hash: row.get(6)?,
+        created_at: row.get(7)?,
+        expires_at: row.get(8)?,
+        revoked_at: row.get(9)?,
+        last_seen_at: row.get(10)?,
+    })
+}
+
+fn worker_from_row(r: WorkerRow) -> StoreResult<Worker> {
+    Ok(Worker {
+        id: codec::worker_id(&r.id)?,
+        name: codec::name(&r.name)?,
+        enrolled_via: codec::via(&r.via)?,
+        token_name: r.token.as_deref().map(codec::name).transpose()?,
+        machine_id: r.machine.as_deref().map(codec::machine).transpose()?,
+        labels: codec::labels_from_json(&r.labels)?,
+        key_hash: codec::hash(&r.key_hash)?,
+        created_at: codec::ts(r.created_at),
+        expires_at: codec::opt_ts(r.expires_at),
+        revoked_at: codec::opt_ts(r.revoked_at),
+        last_seen_at: codec::opt_ts(r.last_seen_at),
+    })
+}
+
+impl SqliteTx<'_> {
+    fn one_worker(&mut self, filter: &str, key: &str) -> StoreResult<Option<Worker>> {
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE {filter} = ?1");
+        let row = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([key], read_worker_row)
+            .optional()?;
+        row.map(worker_from_row).transpose()
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn insert_token(&mut self, t: &Token) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                t.name.as_str(),
+                t.secret_hash.to_hex(),
+                codec::labels_to_json(&t.labels),
+                t.created_at.unix_millis(),
+                t.expires_at.unix_millis(),
+                t.bound_machine.as_ref().map(MachineId::as_str),
+                t.enrolled_at.map(Timestamp::unix_millis),
+                t.revoked_at.map(Timestamp::unix_millis),
+            ])?;
+        Ok(())
+    }
+
+    fn get_token(&mut self, name: &Name) -> StoreResult<Option<Token>> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = ?1"
+            ))?
+            .query_row([name.as_str()], read_token_row)
+            .optional()?;
+        row.map(token_from_row).transpose()
+    }
+
+    fn list_tokens(&mut self) -> StoreResult<Vec<Token>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, name"
+        ))?;
+        let rows = stmt
+            .query_map([], read_token_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(token_from_row).collect()
+    }
+
+    fn bind_token(&mut self, name: &Name, machine: &MachineId, at: Timestamp) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE tokens SET bound_machine = ?2, enrolled_at = ?3
+                 WHERE name = ?1 AND bound_machine IS NULL AND revoked_at IS NULL",
+            )?
+            .execute(params![name.as_str(), machine.as_str(), at.unix_millis()])?;
+        Ok(n == 1)
+    }
+
+    fn revoke_token(&mut self, name: &Name, at: Timestamp) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![name.as_str(), at.unix_millis()])?;
+        Ok(n == 1)
+    }
+
+    fn insert_worker(&mut self, w: &Worker) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO workers ({WORKER_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))?
+            .execute(params![
+                w.id.as_str(),
+                w.name.as_str(),
+                w.enrolled_via.as_str(),
+                w.token_name.as_ref().map(Name::as_str),
+                w.machine_id.as_ref().map(MachineId::as_str),
+                codec::labels_to_json(&w.labels),
+                w.key_hash.to_hex(),
+                w.created_at.unix_millis(),
+                w.expires_at.map(Timestamp::unix_millis),
+                w.revoked_at.map(Timestamp::unix_millis),
+                w.last_seen_at.map(Timestamp::unix_millis),
+            ])?;
+        Ok(())
+    }
+
+    fn get_worker(&mut self, id: &WorkerId) -> StoreResult<Option<Worker>> {
+        self.one_worker("id", id.as_str())
+    }
+
+    fn get_worker_by_name(&mut self, name: &Name) -> StoreResult<Option<Worker>> {
+        self.one_worker("name", name.as_str())
+    }
+
+    fn get_worker_by_token(&mut self, token: &Name) -> StoreResult<Option<Worker>> {
+        self.one_worker("token_name", token.as_str())
+    }
+
+    fn list_workers(&mut self) -> StoreResult<Vec<Worker>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {WORKER_COLUMNS} FROM workers ORDER BY name"
+        ))?;
+        let rows = stmt
+            .query_map([], read_worker_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(worker_from_row).collect()
+    }
+
+    fn set_worker_key(&mut self, id: &WorkerId, key: &SecretHash) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached("UPDATE workers SET key_hash = ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), key.to_hex()])?;
+        Ok(n == 1)
+    }
+
+    fn set_worker_labels(&mut self, id: &WorkerId, labels: &Labels) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached("UPDATE workers SET labels = ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), codec::labels_to_json(labels)])?;
+        Ok(n == 1)
+    }
+
+    fn bind_worker_machine(&mut self, id: &WorkerId, machine: &MachineId) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE workers SET machine_id = ?2 WHERE id = ?1 AND machine_id IS NULL",
+            )?
+            .execute(params![id.as_str(), machine.as_str()])?;
+        Ok(n == 1)
+    }
+
+    fn revoke_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE workers SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![id.as_str(), at.unix_millis()])?;
+        Ok(n == 1)
+    }
+
+    fn delete_worker(&mut self, id: &WorkerId) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM workers WHERE id = ?1")?
+            .execute([id.as_str()])?;
+        Ok(n == 1)
+    }
+
+    fn touch_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE workers SET last_seen_at = ?2
+                 WHERE id = ?1 AND (last_seen_at IS NULL OR last_seen_at < ?2)",
+            )?
+            .execute(params![id.as_str(), at.unix_millis()])?;
+        Ok(())
+    }
+
+    fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit (at, actor, action, target, remote_addr, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                e.at.unix_millis(),
+                e.actor,
+                e.action,
+                e.target,
+                e.remote_addr,
+                e.outcome.as_str(),
+                e.detail,
+            ])?;
+        Ok(())
+    }
+
+    fn list_audit(&mut self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        let like = f.contains.as_ref().map(|c| format!("%{}%", escape_like(c)));
+        let prefix = f
+            .action_prefix
+            .as_ref()
+            .map(|p| format!("{}%", escape_like(p)));
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, actor, action, target, remote_addr, outcome, detail FROM audit
+             WHERE (?1 IS NULL OR seq < ?1)
+               AND (?2 IS NULL OR action LIKE ?2 ESCAPE '\\')
+               AND (?3 IS NULL OR target LIKE ?3 ESCAPE '\\' OR actor LIKE ?3 ESCAPE '\\'
+                    OR detail LIKE ?3 ESCAPE '\\')
+             ORDER BY seq DESC LIMIT ?4",
+        )?;
+        let rows = stmt
+            .query_map(
+                params![f.before_seq, prefix, like, i64::from(f.limit)],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, Option<String>>(5)?,
+                        row.get::<_, String>(6)?,
+                        row.get::<_, String>(7)?,
+                    ))
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    seq: r.0,
+                    event: AuditEvent {
+                        at: codec::ts(r.1),
+                        actor: r.2,
+                        action: r.3,
+                        target: r.4,
+                        remote_addr: r.5,
+                        outcome: codec::outcome(&r.6)?,
+                        detail: r.7,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+            .query_row([key], |row| row.get(0))
+            .optional()?)
+    }
+
+    fn put_setting(&mut self, key: &str, value: &str) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+}
+
+/// Escapes `%`, `_` and `\` so user text in a LIKE pattern matches only itself.
+fn escape_like(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    for c in input.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,701 @@
+//! The conformance suite every backend must pass: the same flows, the same answers.
+//!
+//! A backend's tests call [`run_all`] with a factory that makes an empty store. Each case gets a
+//! fresh one, so cases cannot lean on each other.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use muster_core::audit::{AuditEvent, Outcome};
+use muster_core::token::{Refusal, RevokeError};
+use muster_core::worker::AdmitRefusal;
+use muster_core::{
+    ApiKey, EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, Token, TokenSecret,
+    TokenState, Worker, WorkerId,
+};
+use rand::rngs::OsRng;
+
+use crate::flows::tokens::{self, Enrolled, TokenEnrollRefusal, TokenEnrollment};
+use crate::flows::workers;
+use crate::{AuditFilter, Store, StoreError};
+
+type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Case = (&'static str, fn(Store) -> CaseFuture);
+
+/// Every case, by name.
+pub fn cases() -> Vec<Case> {
+    vec![
+        ("token_create_get_list", |s| {
+            Box::pin(token_create_get_list(s))
+        }),
+        ("token_names_are_unique_across_workers", |s| {
+            Box::pin(token_names_are_unique_across_workers(s))
+        }),
+        ("enroll_binds_then_resumes_and_refuses_others", |s| {
+            Box::pin(enroll_binds_then_resumes_and_refuses_others(s))
+        }),
+        ("enroll_refuses_unknown_wrong_expired_revoked", |s| {
+            Box::pin(enroll_refuses_unknown_wrong_expired_revoked(s))
+        }),
+        ("racing_machines_exactly_one_wins", |s| {
+            Box::pin(racing_machines_exactly_one_wins(s))
+        }),
+        ("revoke_token_transitions", |s| {
+            Box::pin(revoke_token_transitions(s))
+        }),
+        ("admit_checks_key_machine_and_binds_precreated", |s| {
+            Box::pin(admit_checks_key_machine_and_binds_precreated(s))
+        }),
+        ("revoke_and_remove_workers", |s| {
+            Box::pin(revoke_and_remove_workers(s))
+        }),
+        ("failed_write_rolls_back_alone", |s| {
+            Box::pin(failed_write_rolls_back_alone(s))
+        }),
+        ("audit_filters", |s| Box::pin(audit_filters(s))),
+        ("settings_round_trip", |s| Box::pin(settings_round_trip(s))),
+        ("touch_keeps_the_latest", |s| {
+            Box::pin(touch_keeps_the_latest(s))
+        }),
+    ]
+}
+
+/// Runs every case against stores made by `make`.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Store>,
+{
+    for (name, case) in cases() {
+        eprintln!("conformance: {name}");
+        case(make().await).await;
+    }
+}
+
+pub const T0: i64 = 1_800_000_000_000;
+
+pub fn at(ms: i64) -> Timestamp {
+    Timestamp::from_unix_millis(T0 + ms)
+}
+
+pub fn name(s: &str) -> Name {
+    Name::parse(s).expect("test name")
+}
+
+pub fn machine(s: &str) -> MachineId {
+    MachineId::parse(s).expect("test machine id")
+}
+
+pub fn audit(action: &str, target: &str) -> AuditEvent {
+    AuditEvent {
+        at: at(0),
+        actor: "admin".into(),
+        action: action.into(),
+        target: target.into(),
+        remote_addr: Some("127.0.0.1".into()),
+        outcome: Outcome::Ok,
+        detail: String::new(),
+    }
+}
+
+/// Creates a token living `lifetime_ms` from `at(0)` and returns its plaintext.
+pub async fn make_token(store: &Store, token_name: &str, lifetime_ms: u64) -> TokenSecret {
+    let secret = TokenSecret::generate(name(token_name), &mut OsRng);
+    let token = Token::new(
+        name(token_name),
+        secret.hash(),
+        Labels::parse_list("pool=a").expect("labels"),
+        at(0),
+        Duration::from_millis(lifetime_ms),
+    );
+    let ev = audit("token.create", token_name);
+    store
+        .write(move |tx| tokens::create(tx, &token, &ev))
+        .await
+        .expect("store")
+        .expect("token created");
+    secret
+}
+
+pub fn enrollment(secret: &TokenSecret, machine_id: &str, now: i64) -> (TokenEnrollment, ApiKey) {
+    let key = ApiKey::generate(&mut OsRng);
+    let req = TokenEnrollment {
+        presented: secret.clone(),
+        machine: machine(machine_id),
+        labels: Labels::parse_list("os=linux,pool=worker-says").expect("labels"),
+        now: at(now),
+        new_worker_id: WorkerId::parse(&muster_core::credentials::generate_id(&mut OsRng))
+            .expect("id"),
+        new_key: key.hash(),
+        remote_addr: Some("127.0.0.2".into()),
+    };
+    (req, key)
+}
+
+pub async fn enroll(store: &Store, req: TokenEnrollment) -> Result<Enrolled, TokenEnrollRefusal> {
+    store
+        .write(move |tx| tokens::enroll(tx, &req))
+        .await
+        .expect("store")
+}
+
+async fn token_create_get_list(store: Store) {
+    make_token(&store, "alpha", 60_000).await;
+    make_token(&store, "beta", 1).await;
+    let list = store.read(|tx| tx.list_tokens()).await.expect("list");
+    let names: Vec<_> = list.iter().map(|t| t.name.as_str().to_owned()).collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    let alpha = store
+        .read(|tx| tx.get_token(&name("alpha")))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(alpha.state_at(at(1)), TokenState::Unused);
+    assert_eq!(alpha.labels.get("pool"), Some("a"));
+    assert_eq!(alpha.expires_at, at(60_000));
+    assert!(
+        store
+            .read(|tx| tx.get_token(&name("nope")))
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
+
+async fn token_names_are_unique_across_workers(store: Store) {
+    make_token(&store, "dup", 60_000).await;
+    let again = Token::new(
+        name("dup"),
+        SecretHash::of("x"),
+        Labels::new(),
+        at(1),
+        Duration::from_secs(1),
+    );
+    let ev = audit("token.create", "dup");
+    let refused = store
+        .write(move |tx| tokens::create(tx, &again, &ev))
+        .await
+        .expect("store");
+    assert_eq!(
+        refused,
+        Err(tokens::CreateTokenRefusal::TokenExists(name("dup")))
+    );
+
+    let w = precreated("taken");
+    let ev = audit("worker.create", "taken");
+    store
+        .write(move |tx| workers::create(tx, &w, at(0), Some(&ev)))
+        .await
+        .expect("store")
+        .expect("created");
+    let clash = Token::new(
+        name("taken"),
+        SecretHash::of("x"),
+        Labels::new(),
+        at(1),
+        Duration::from_secs(1),
+    );
+    let ev = audit("token.create", "taken");
+    let refused = store
+        .write(move |tx| tokens::create(tx, &clash, &ev))
+        .await
+        .expect("store");
+    assert_eq!(
+        refused,
+        Err(tokens::CreateTokenRefusal::WorkerExists(name("taken")))
+    );
+}
+
+async fn enroll_binds_then_resumes_and_refuses_others(store: Store) {
+    let secret = make_token(&store, "t1", 60_000).await;
+    let (req, key) = enrollment(&secret, "machine-a", 10);
+    let first = enroll(&store, req).await.expect("bound");
+    assert!(!first.resumed);
+    assert_eq!(first.worker.name.as_str(), "t1");
+    assert_eq!(first.worker.enrolled_via, EnrolledVia::Token);
+    assert_eq!(
+        first.worker.expires_at,
+        Some(at(60_000)),
+        "the worker inherits the deadline"
+    );
+    assert_eq!(
+        first.worker.labels.get("pool"),
+        Some("a"),
+        "token labels win"
+    );
+    assert_eq!(first.worker.labels.get("os"), Some("linux"));
+    assert!(first.worker.key_hash.matches(key.expose()));
+
+    let token = store
+        .read(|tx| tx.get_token(&name("t1")))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(token.state_at(at(20)), TokenState::Enrolled);
+    assert_eq!(token.bound_machine, Some(machine("machine-a")));
+    assert_eq!(token.enrolled_at, Some(at(10)));
+
+    let (again, new_key) = enrollment(&secret, "machine-a", 30);
+    let resumed = enroll(&store, again).await.expect("same machine resumes");
+    assert!(resumed.resumed);
+    assert_eq!(resumed.worker.id, first.worker.id, "same worker");
+    let stored = store
+        .read(move |tx| tx.get_worker(&first.worker.id))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert!(
+        stored.key_hash.matches(new_key.expose()),
+        "a new key was issued"
+    );
+    assert!(
+        !stored.key_hash.matches(key.expose()),
+        "the old key no longer works"
+    );
+
+    let (other, _) = enrollment(&secret, "machine-b", 40);
+    assert_eq!(
+        enroll(&store, other).await,
+        Err(TokenEnrollRefusal::Token(Refusal::BoundToAnotherMachine(
+            name("t1")
+        )))
+    );
+    let records = store
+        .read(|tx| {
+            tx.list_audit(&AuditFilter {
+                action_prefix: Some("enroll.".into()),
+                limit: 10,
+                ..Default::default()
+            })
+        })
+        .await
+        .expect("audit");
+    assert_eq!(records.len(), 3, "every attempt is audited");
+    assert_eq!(records[0].event.outcome, Outcome::Refused);
+    assert!(
+        records[0].event.detail.contains("another machine"),
+        "{:?}",
+        records[0]
+    );
+    assert_eq!(records[0].event.remote_addr.as_deref(), Some("127.0.0.2"));
+    for r in &records {
+        assert!(!r.event.detail.contains(secret.secret()));
+    }
+}
+
+async fn enroll_refuses_unknown_wrong_expired_revoked(store: Store) {
+    let unknown = TokenSecret::generate(name("ghost"), &mut OsRng);
+    let (req, _) = enrollment(&unknown, "machine-a", 1);
+    assert_eq!(
+        enroll(&store, req).await,
+        Err(TokenEnrollRefusal::Unknown(name("ghost")))
+    );
+
+    let real = make_token(&store, "real", 60_000).await;
+    let forged = TokenSecret::parse(&format!("real.{}", "A".repeat(43))).expect("shape");
+    let (req, _) = enrollment(&forged, "machine-a", 1);
+    assert_eq!(
+        enroll(&store, req).await,
+        Err(TokenEnrollRefusal::Unknown(name("real")))
+    );
+    let token = store
+        .read(|tx| tx.get_token(&name("real")))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(token.bound_machine, None, "a wrong secret binds nothing");
+
+    let short = make_token(&store, "short", 100).await;
+    let (req, _) = enrollment(&short, "machine-a", 100);
+    assert_eq!(
+        enroll(&store, req).await,
+        Err(TokenEnrollRefusal::Token(Refusal::Expired(name("short"))))
+    );
+
+    let ev = audit("token.revoke", "real");
+    store
+        .write(move |tx| tokens::revoke(tx, &name("real"), at(2), &ev))
+        .await
+        .expect("store")
+        .expect("revoked");
+    let (req, _) = enrollment(&real, "machine-a", 3);
+    assert_eq!(
+        enroll(&store, req).await,
+        Err(TokenEnrollRefusal::Token(Refusal::Revoked(name("real"))))
+    );
+    assert!(
+        store
+            .read(|tx| tx.list_workers())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+async fn racing_machines_exactly_one_wins(store: Store) {
+    let secret = make_token(&store, "race", 60_000).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        let (req, _) = enrollment(&secret, &format!("machine-{i:02}"), 5);
+        tasks.push(tokio::spawn(async move { enroll(&store, req).await }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(e) => {
+                assert!(!e.resumed);
+                winners += 1;
+            }
+            Err(TokenEnrollRefusal::Token(Refusal::BoundToAnotherMachine(_))) => {}
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(
+        store
+            .read(|tx| tx.list_workers())
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+}
+
+async fn revoke_token_transitions(store: Store) {
+    let unused = "unused-tok";
+    make_token(&store, unused, 60_000).await;
+    let ev = audit("token.revoke", unused);
+    let r = store
+        .write(move |tx| tokens::revoke(tx, &name(unused), at(1), &ev))
+        .await
+        .expect("store");
+    assert_eq!(
+        r,
+        Ok(tokens::TokenRevoked {
+            changed: true,
+            worker: None
+        })
+    );
+    let ev = audit("token.revoke", unused);
+    let r = store
+        .write(move |tx| tokens::revoke(tx, &name(unused), at(2), &ev))
+        .await
+        .expect("store");
+    assert_eq!(
+        r,
+        Ok(tokens::TokenRevoked {
+            changed: false,
+            worker: None
+        }),
+        "idempotent"
+    );
+
+    let secret = make_token(&store, "bound-tok", 60_000).await;
+    let (req, _) = enrollment(&secret, "machine-a", 1);
+    let enrolled = enroll(&store, req).await.expect("bound");
+    let ev = audit("token.revoke", "bound-tok");
+    let r = store
+        .write(move |tx| tokens::revoke(tx, &name("bound-tok"), at(3), &ev))
+        .await
+        .expect("store");
+    assert_eq!(
+        r,
+        Ok(tokens::TokenRevoked {
+            changed: true,
+            worker: Some(enrolled.worker.id.clone())
+        })
+    );
+    let w = store
+        .read(move |tx| tx.get_worker(&enrolled.worker.id))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        w.revoked_at,
+        Some(at(3)),
+        "the worker is revoked with its token"
+    );
+
+    make_token(&store, "old-tok", 10).await;
+    let ev = audit("token.revoke", "old-tok");
+    let r = store
+        .write(move |tx| tokens::revoke(tx, &name("old-tok"), at(10), &ev))
+        .await
+        .expect("store");
+    assert_eq!(
+        r,
+        Err(tokens::RevokeTokenRefusal::Expired(RevokeError::Expired(
+            name("old-tok")
+        )))
+    );
+    let t = store
+        .read(|tx| tx.get_token(&name("old-tok")))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(t.revoked_at, None, "a refused revoke changes nothing");
+
+    let ev = audit("token.revoke", "missing");
+    let r = store
+        .write(move |tx| tokens::revoke(tx, &name("missing"), at(1), &ev))
+        .await
+        .expect("store");
+    assert_eq!(
+        r,
+        Err(tokens::RevokeTokenRefusal::NotFound(name("missing")))
+    );
+}
+
+pub fn precreated(worker_name: &str) -> Worker {
+    Worker {
+        id: WorkerId::parse(&muster_core::credentials::generate_id(&mut OsRng)).expect("id"),
+        name: name(worker_name),
+        enrolled_via: EnrolledVia::Precreated,
+        token_name: None,
+        machine_id: None,
+        labels: Labels::new(),
+        key_hash: SecretHash::of("mk_precreated"),
+        created_at: at(0),
+        expires_at: None,
+        revoked_at: None,
+        last_seen_at: None,
+    }
+}
+
+async fn admit_checks_key_machine_and_binds_precreated(store: Store) {
+    let w = precreated("pre");
+    let id = w.id.clone();
+    store
+        .write(move |tx| workers::create(tx, &w, at(0), None))
+        .await
+        .expect("store")
+        .expect("created");
+
+    let admit = |key: &'static str, m: &'static str| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            store
+                .write(move |tx| workers::admit(tx, &id, key, &machine(m), at(5)))
+                .await
+                .expect("store")
+        }
+    };
+    assert_eq!(
+        admit("mk_wrong", "machine-a").await.map(|w| w.name),
+        Err(AdmitRefusal::UnknownIdentity)
+    );
+    let first = admit("mk_precreated", "machine-a").await.expect("admitted");
+    assert_eq!(
+        first.machine_id,
+        Some(machine("machine-a")),
+        "bound on first connect"
+    );
+    assert!(admit("mk_precreated", "machine-a").await.is_ok());
+    assert_eq!(
+        admit("mk_precreated", "machine-b").await.map(|w| w.name),
+        Err(AdmitRefusal::OtherMachine(name("pre")))
+    );
+    let missing = WorkerId::parse(&"0".repeat(32)).expect("id");
+    let r = store
+        .read(move |tx| workers::admit(tx, &missing, "k", &machine("machine-a"), at(5)))
+        .await
+        .expect("store");
+    assert_eq!(r.map(|w| w.name), Err(AdmitRefusal::UnknownIdentity));
+}
+
+async fn revoke_and_remove_workers(store: Store) {
+    let secret = make_token(&store, "tw", 60_000).await;
+    let (req, key) = enrollment(&secret, "machine-a", 1);
+    let enrolled = enroll(&store, req).await.expect("bound");
+    let ev = audit("worker.revoke", "tw");
+    let r = store
+        .write(move |tx| workers::revoke(tx, &name("tw"), at(2), &ev))
+        .await
+        .expect("store")
+        .expect("ok");
+    assert!(r.changed);
+    assert_eq!(r.id, enrolled.worker.id);
+    let t = store
+        .read(|tx| tx.get_token(&name("tw")))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        t.state_at(at(3)),
+        TokenState::Revoked,
+        "its token is revoked too"
+    );
+    let id = enrolled.worker.id.clone();
+    let k = key.expose().to_owned();
+    let r = store
+        .read(move |tx| workers::admit(tx, &id, &k, &machine("machine-a"), at(3)))
+        .await
+        .expect("store");
+    assert_eq!(r.map(|w| w.name), Err(AdmitRefusal::Revoked(name("tw"))));
+    let ev = audit("worker.revoke", "tw");
+    let again = store
+        .write(move |tx| workers::revoke(tx, &name("tw"), at(4), &ev))
+        .await
+        .expect("store")
+        .expect("ok");
+    assert!(!again.changed);
+
+    let ev = audit("worker.remove", "tw");
+    let removed = store
+        .write(move |tx| workers::remove(tx, &name("tw"), &ev))
+        .await
+        .expect("store");
+    assert_eq!(removed, Ok(enrolled.worker.id));
+    assert!(
+        store
+            .read(|tx| tx.get_worker_by_name(&name("tw")))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let ev = audit("worker.remove", "tw");
+    let removed = store
+        .write(move |tx| workers::remove(tx, &name("tw"), &ev))
+        .await
+        .expect("store");
+    assert_eq!(removed, Err(workers::WorkerRefusal::NotFound(name("tw"))));
+}
+
+async fn failed_write_rolls_back_alone(store: Store) {
+    // Submit a failing and a succeeding write together, so that on a batching backend they share
+    // one transaction: the failure must undo only its own changes.
+    let failing = store.write(|tx| {
+        tx.put_setting("doomed", "1")?;
+        Err::<(), _>(StoreError::Conflict("deliberate".into()))
+    });
+    let succeeding = store.write(|tx| tx.put_setting("kept", "1"));
+    let (f, s) = tokio::join!(failing, succeeding);
+    assert!(matches!(f, Err(StoreError::Conflict(_))));
+    s.expect("the other write commits");
+    assert_eq!(
+        store
+            .read(|tx| tx.get_setting("doomed"))
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        store
+            .read(|tx| tx.get_setting("kept"))
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("1")
+    );
+}
+
+async fn audit_filters(store: Store) {
+    for (action, target) in [
+        ("token.create", "a"),
+        ("token.revoke", "a"),
+        ("worker.revoke", "b_%"),
+    ] {
+        let ev = audit(action, target);
+        store
+            .write(move |tx| tx.insert_audit(&ev))
+            .await
+            .expect("audit");
+    }
+    let all = store
+        .read(|tx| {
+            tx.list_audit(&AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+        })
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 3);
+    assert!(all[0].seq > all[1].seq, "newest first");
+    let tokens = store
+        .read(|tx| {
+            tx.list_audit(&AuditFilter {
+                action_prefix: Some("token.".into()),
+                limit: 10,
+                ..Default::default()
+            })
+        })
+        .await
+        .expect("list");
+    assert_eq!(tokens.len(), 2);
+    let literal = store
+        .read(|tx| {
+            tx.list_audit(&AuditFilter {
+                contains: Some("b_%".into()),
+                limit: 10,
+                ..Default::default()
+            })
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        literal.len(),
+        1,
+        "LIKE wildcards in the filter are matched literally"
+    );
+    let before = all[0].seq;
+    let paged = store
+        .read(move |tx| {
+            tx.list_audit(&AuditFilter {
+                before_seq: Some(before),
+                limit: 1,
+                ..Default::default()
+            })
+        })
+        .await
+        .expect("list");
+    assert_eq!(paged.len(), 1);
+    assert_eq!(paged[0].seq, all[1].seq);
+}
+
+async fn settings_round_trip(store: Store) {
+    assert_eq!(
+        store.read(|tx| tx.get_setting("k")).await.expect("read"),
+        None
+    );
+    store
+        .write(|tx| tx.put_setting("k", "v1"))
+        .await
+        .expect("write");
+    store
+        .write(|tx| tx.put_setting("k", "v2"))
+        .await
+        .expect("write");
+    assert_eq!(
+        store
+            .read(|tx| tx.get_setting("k"))
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("v2")
+    );
+}
+
+async fn touch_keeps_the_latest(store: Store) {
+    let w = precreated("seen");
+    let id = w.id.clone();
+    store
+        .write(move |tx| workers::create(tx, &w, at(0), None))
+        .await
+        .expect("store")
+        .expect("created");
+    let seen = vec![(id.clone(), at(50)), (id.clone(), at(20))];
+    store
+        .write(move |tx| workers::touch_many(tx, &seen))
+        .await
+        .expect("touch");
+    let w = store
+        .read(move |tx| tx.get_worker(&id))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(w.last_seen_at, Some(at(50)));
+}

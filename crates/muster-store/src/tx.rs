@@ -1,0 +1,66 @@
+//! [`Tx`]: the one trait every storage backend implements.
+//!
+//! It is deliberately small and dumb — rows in, rows out, and compare-and-set updates that report
+//! whether they applied. All the decisions live in `muster-core`; the multi-step procedures that
+//! apply them atomically live once in [`crate::flows`], written against this trait, so a second
+//! backend is a second implementation of these primitives and not a second copy of the logic.
+//!
+//! Every method runs inside a transaction the backend opened. Writes become visible and durable
+//! only when the backend commits, which it does before anyone is told the outcome.
+
+use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::{MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
+
+use crate::error::StoreResult;
+
+/// Which audit records to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only records with `seq` below this (for paging backwards).
+    pub before_seq: Option<i64>,
+    /// Only actions starting with this prefix (`token.`, `enroll`).
+    pub action_prefix: Option<String>,
+    /// Only records whose target, actor or detail contains this text.
+    pub contains: Option<String>,
+    pub limit: u32,
+}
+
+pub trait Tx {
+    // ---- tokens ----
+    fn insert_token(&mut self, token: &Token) -> StoreResult<()>;
+    fn get_token(&mut self, name: &Name) -> StoreResult<Option<Token>>;
+    fn list_tokens(&mut self) -> StoreResult<Vec<Token>>;
+    /// Binds an unused token: applies only if the token is still unbound and unrevoked. Returns
+    /// whether it applied. This conditional update is what makes single use atomic.
+    fn bind_token(&mut self, name: &Name, machine: &MachineId, at: Timestamp) -> StoreResult<bool>;
+    /// Sets `revoked_at` if it is still unset. Returns whether it applied.
+    fn revoke_token(&mut self, name: &Name, at: Timestamp) -> StoreResult<bool>;
+
+    // ---- workers ----
+    fn insert_worker(&mut self, worker: &Worker) -> StoreResult<()>;
+    fn get_worker(&mut self, id: &WorkerId) -> StoreResult<Option<Worker>>;
+    fn get_worker_by_name(&mut self, name: &Name) -> StoreResult<Option<Worker>>;
+    fn get_worker_by_token(&mut self, token: &Name) -> StoreResult<Option<Worker>>;
+    fn list_workers(&mut self) -> StoreResult<Vec<Worker>>;
+    fn set_worker_key(&mut self, id: &WorkerId, key: &SecretHash) -> StoreResult<bool>;
+    fn set_worker_labels(
+        &mut self,
+        id: &WorkerId,
+        labels: &muster_core::Labels,
+    ) -> StoreResult<bool>;
+    /// Binds a pre-created worker to the first machine that connects with its key: applies only
+    /// while no machine is bound.
+    fn bind_worker_machine(&mut self, id: &WorkerId, machine: &MachineId) -> StoreResult<bool>;
+    /// Sets `revoked_at` if it is still unset. Returns whether it applied.
+    fn revoke_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<bool>;
+    fn delete_worker(&mut self, id: &WorkerId) -> StoreResult<bool>;
+    fn touch_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<()>;
+
+    // ---- audit ----
+    fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;
+    fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+
+    // ---- settings: small named values (JSON text) ----
+    fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>>;
+    fn put_setting(&mut self, key: &str, value: &str) -> StoreResult<()>;
+}

@@ -5,7 +5,9 @@ use crate::tx::Tx;
 
 /// A unit of work for a backend thread. Running it yields a [`JobOutcome`]; the backend must call
 /// [`JobOutcome::deliver`] only once the transaction holding the work has committed (or failed).
-pub struct Job(Box<dyn FnOnce(&mut dyn Tx) -> JobOutcome + Send>);
+pub struct Job(Box<JobFn>);
+
+type JobFn = dyn FnOnce(&mut dyn Tx) -> JobOutcome + Send;
 
 pub struct JobOutcome {
     /// The work returned an error: the backend rolls back what it wrote.

@@ -20,12 +20,12 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        if let rusqlite::Error::SqliteFailure(e, ref msg) = error {
-            if e.code == rusqlite::ErrorCode::ConstraintViolation {
-                return StoreError::Conflict(
-                    msg.clone().unwrap_or_else(|| "constraint violated".into()),
-                );
-            }
+        if let rusqlite::Error::SqliteFailure(e, ref msg) = error
+            && e.code == rusqlite::ErrorCode::ConstraintViolation
+        {
+            return StoreError::Conflict(
+                msg.clone().unwrap_or_else(|| "constraint violated".into()),
+            );
         }
         StoreError::Backend(error.to_string())
     }

@@ -66,11 +66,9 @@ pub fn revoke(
     };
     let changed = outcome == RevokeOutcome::Revoke && tx.revoke_token(name, now)?;
     let mut worker = None;
-    if changed {
-        if let Some(w) = tx.get_worker_by_token(name)? {
-            tx.revoke_worker(&w.id, now)?;
-            worker = Some(w.id);
-        }
+    if changed && let Some(w) = tx.get_worker_by_token(name)? {
+        tx.revoke_worker(&w.id, now)?;
+        worker = Some(w.id);
     }
     let mut audit = audit.clone();
     if !changed {

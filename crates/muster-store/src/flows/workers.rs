@@ -58,10 +58,10 @@ pub fn create(
     if tx.get_worker_by_name(&worker.name)?.is_some() {
         return Ok(Err(CreateWorkerRefusal::WorkerExists(worker.name.clone())));
     }
-    if let Some(token) = tx.get_token(&worker.name)? {
-        if !token.state_at(now).is_terminal() {
-            return Ok(Err(CreateWorkerRefusal::TokenExists(worker.name.clone())));
-        }
+    if let Some(token) = tx.get_token(&worker.name)?
+        && !token.state_at(now).is_terminal()
+    {
+        return Ok(Err(CreateWorkerRefusal::TokenExists(worker.name.clone())));
     }
     tx.insert_worker(worker)?;
     if let Some(audit) = audit {
@@ -102,12 +102,11 @@ pub fn revoke(
         return Ok(Err(WorkerRefusal::Builtin));
     }
     let changed = tx.revoke_worker(&worker.id, now)?;
-    if let Some(token_name) = &worker.token_name {
-        if let Some(token) = tx.get_token(token_name)? {
-            if token.revoke(now) == Ok(RevokeOutcome::Revoke) {
-                tx.revoke_token(token_name, now)?;
-            }
-        }
+    if let Some(token_name) = &worker.token_name
+        && let Some(token) = tx.get_token(token_name)?
+        && token.revoke(now) == Ok(RevokeOutcome::Revoke)
+    {
+        tx.revoke_token(token_name, now)?;
     }
     let mut audit = audit.clone();
     if !changed {

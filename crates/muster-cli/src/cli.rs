@@ -1,0 +1,244 @@
+//! The command line, declared once: every flag with its environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "muster",
+    version,
+    about = "A control plane for worker fleets",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Run a worker: enroll (once), then keep a live control channel to the server.
+    Worker(WorkerArgs),
+    /// Mint, list, show and revoke enrollment tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The fleet: list, show, create, revoke and remove workers.
+    #[command(subcommand)]
+    Workers(WorkersCommand),
+    /// The audit log: who did what, when, from where.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the server keeps its database, certificate and admin credential.
+    #[arg(long, env = "MUSTER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "MUSTER_LISTEN", default_value = "127.0.0.1:7443")]
+    pub listen: String,
+    /// TLS certificate chain (PEM). Without it a self-signed certificate is made in the data dir.
+    #[arg(long, env = "MUSTER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "MUSTER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (loopback only, unless --allow-plaintext).
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub no_tls: bool,
+    /// Allow --no-tls on a non-loopback address: a TLS proxy sits in front.
+    #[arg(long, requires = "no_tls")]
+    pub allow_plaintext: bool,
+    /// Database URL; the default is the embedded SQLite database in the data dir.
+    #[arg(long = "database", env = "MUSTER_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Do not run the built-in worker.
+    #[arg(long)]
+    pub no_builtin_worker: bool,
+    /// How often a quiet control channel is pinged.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, hide = true)]
+    pub heartbeat: std::time::Duration,
+    /// After this long without a frame, a worker is considered gone.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, hide = true)]
+    pub idle_timeout: std::time::Duration,
+    /// Workers told to come back after a graceful shutdown spread over this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub reconnect_spread: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The server's base URL (`https://host:port`).
+    #[arg(long, env = "MUSTER_URL")]
+    pub url: Option<String>,
+    /// This worker's unique name (needed with the auto-enrollment secret).
+    #[arg(long, env = "MUSTER_WORKER_NAME")]
+    pub name: Option<String>,
+    /// An enrollment token, `NAME.SECRET`.
+    #[arg(long, env = "MUSTER_ENROLLMENT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The auto-enrollment secret.
+    #[arg(long, env = "MUSTER_AUTO_ENROLLMENT_KEY", hide_env_values = true)]
+    pub enrollment_key: Option<String>,
+    /// A pre-created worker's id.
+    #[arg(long, env = "MUSTER_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// A pre-created worker's API key.
+    #[arg(long, env = "MUSTER_WORKER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Where the worker keeps its machine id, cached identity and job workspaces.
+    #[arg(long, env = "MUSTER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// A label used to place jobs (repeatable; the env var takes `k=v,k=v`).
+    #[arg(
+        long = "label",
+        value_name = "KEY=VALUE",
+        env = "MUSTER_WORKER_LABELS",
+        value_delimiter = ','
+    )]
+    pub labels: Vec<String>,
+    /// Trust the CA certificate(s) in this PEM file.
+    #[arg(long, env = "MUSTER_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Trust exactly the server certificate with this fingerprint (`sha256:…`).
+    #[arg(long, env = "MUSTER_CA_FINGERPRINT")]
+    pub ca_fingerprint: Option<String>,
+    /// Exit when the control channel closes instead of reconnecting.
+    #[arg(long)]
+    pub no_reconnect: bool,
+    /// Jobs to run at once (default: the number of CPUs).
+    #[arg(long, env = "MUSTER_MAX_JOBS")]
+    pub max_jobs: Option<u32>,
+}
+
+/// The default state dir of a worker: `$XDG_DATA_HOME/muster-worker`.
+pub fn default_state_dir() -> PathBuf {
+    dirs::data_local_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("muster-worker")
+}
+
+pub fn parse_duration(input: &str) -> Result<std::time::Duration, String> {
+    muster_core::parse_duration(input).map_err(|e| e.to_string())
+}
+
+/// How admin commands reach the server: the local data dir by default, or a URL and token.
+#[derive(Debug, Args, Clone)]
+pub struct AdminArgs {
+    /// The data dir of the local server (used when --url is not given).
+    #[arg(long, env = "MUSTER_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The server's base URL, for a server on another machine.
+    #[arg(long, env = "MUSTER_URL", global = true)]
+    pub url: Option<String>,
+    /// The admin credential (with --url).
+    #[arg(
+        long,
+        env = "MUSTER_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+    /// Trust the CA certificate(s) in this PEM file.
+    #[arg(long, env = "MUSTER_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Trust exactly the certificate with this fingerprint (`sha256:…`).
+    #[arg(long, env = "MUSTER_CA_FINGERPRINT", global = true)]
+    pub ca_fingerprint: Option<String>,
+    /// Print JSON on stdout instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token and print it (this once).
+    Create {
+        name: String,
+        /// Lifetime from now: 30m, 24h, 7d, 1h30m.
+        #[arg(long)]
+        duration: String,
+        /// A label the enrolled worker gets (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List tokens with their effective state.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show one token.
+    Show {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Revoke a token: its worker is cut off at once.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// List the fleet.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show one worker.
+    Show {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Create a worker by hand and print its id and API key (this once).
+    Create {
+        name: String,
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Revoke a worker: it is cut off at once and stays out.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete a worker that is not connected.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// How many records, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Only actions starting with this, like `token.` or `enroll.`.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only records mentioning this text.
+    #[arg(long)]
+    pub search: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// The default data dir of the server: `$XDG_DATA_HOME/muster` (`~/.local/share/muster`).
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("muster")
+}

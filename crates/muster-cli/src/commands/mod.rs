@@ -1,0 +1,46 @@
+//! One module per command group; each turns parsed arguments into library calls and output.
+
+mod audit;
+mod serve;
+mod token;
+mod worker;
+mod workers;
+
+use crate::cli::{Cli, Command};
+use crate::output::{Failure, print_error};
+
+/// Runs the command and returns the process exit code.
+pub async fn dispatch(cli: Cli) -> u8 {
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Worker(args) => worker::run(args).await,
+        Command::Token(cmd) => token::run(cmd).await,
+        Command::Workers(cmd) => workers::run(cmd).await,
+        Command::Audit(args) => audit::run(args).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(Failure {
+            message,
+            hint,
+            code,
+        }) => {
+            print_error(&message, hint.as_deref());
+            code
+        }
+    }
+}
+
+/// Parses repeated `--label k=v` arguments into the wire form.
+pub fn parse_labels(
+    inputs: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    muster_core::Labels::parse_all(inputs.iter().map(String::as_str))
+        .map(muster_core::Labels::into_map)
+        .map_err(|e| {
+            Failure::usage(
+                e.to_string(),
+                "labels are `key=value`, like `--label region=eu`",
+            )
+        })
+}

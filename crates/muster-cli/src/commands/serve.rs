@@ -1,0 +1,82 @@
+//! `muster serve`.
+
+use muster_server::{ServeConfig, TlsMode};
+
+use crate::cli::{ServeArgs, default_data_dir};
+use crate::output::Failure;
+
+pub async fn run(args: ServeArgs) -> Result<(), Failure> {
+    let mut config = ServeConfig::new(args.data_dir.unwrap_or_else(default_data_dir));
+    config.listen = args.listen;
+    config.tls = match (args.no_tls, args.tls_cert, args.tls_key) {
+        (true, _, _) => TlsMode::Disabled,
+        (false, Some(cert), Some(key)) => TlsMode::Files { cert, key },
+        _ => TlsMode::SelfSigned,
+    };
+    config.allow_plaintext = args.allow_plaintext;
+    config.database_url = args.database_url;
+    config.builtin_worker = !args.no_builtin_worker;
+    config.heartbeat = args.heartbeat;
+    config.idle_timeout = args.idle_timeout;
+    config.reconnect_spread = args.reconnect_spread;
+    if config.idle_timeout <= config.heartbeat {
+        return Err(Failure::usage(
+            "`--idle-timeout` must be longer than `--heartbeat`",
+            "use an idle timeout of about three heartbeats",
+        ));
+    }
+    let data_dir = config.data_dir.clone();
+    muster_server::run(config, shutdown_signal(), |started| {
+        println!(
+            "muster {} listening on {}",
+            env!("CARGO_PKG_VERSION"),
+            started.url
+        );
+        println!("data dir: {}", data_dir.display());
+        if let (Some(fp), Some(cert)) = (&started.tls_fingerprint, &started.cert_file) {
+            let origin = if started.generated_cert {
+                "self-signed, new"
+            } else {
+                ""
+            };
+            println!(
+                "TLS certificate: {cert} {}",
+                if origin.is_empty() {
+                    String::new()
+                } else {
+                    format!("({origin})")
+                }
+            );
+            println!("TLS fingerprint: {fp}");
+        }
+        println!(
+            "admin credential: {} (readable by its owner only)",
+            started.admin_token_file
+        );
+    })
+    .await
+    .map_err(|e| {
+        let text = format!("{e:#}");
+        match text.split_once("\nhint: ") {
+            Some((message, hint)) => Failure::general(message.replace('\n', " "), hint),
+            None => Failure {
+                message: text.replace('\n', " "),
+                hint: None,
+                code: 1,
+            },
+        }
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

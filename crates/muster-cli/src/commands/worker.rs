@@ -1,0 +1,45 @@
+//! `muster worker`.
+
+use muster_worker::WorkerConfig;
+use muster_worker::channel::Quiet;
+
+use crate::cli::{WorkerArgs, default_state_dir};
+use crate::commands::serve::shutdown_signal;
+use crate::output::Failure;
+
+pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
+    let config = WorkerConfig {
+        url: args.url,
+        name: args.name,
+        token: args.token,
+        enrollment_key: args.enrollment_key,
+        worker_id: args.worker_id,
+        api_key: args.api_key,
+        state_dir: args.state_dir.unwrap_or_else(default_state_dir),
+        labels: args
+            .labels
+            .into_iter()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect(),
+        ca_file: args.ca_file,
+        ca_fingerprint: args.ca_fingerprint,
+        reconnect: !args.no_reconnect,
+        max_jobs: args.max_jobs,
+    };
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let exit = muster_worker::run(config, shutdown, &mut Quiet).await;
+    if exit.code == 0 {
+        tracing::info!("worker stopped");
+        return Ok(());
+    }
+    Err(Failure {
+        message: exit.message,
+        hint: exit.hint,
+        code: exit.code,
+    })
+}

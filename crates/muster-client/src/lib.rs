@@ -1,0 +1,367 @@
+//! A typed client for muster's REST API: the admin operations the CLI (and tests, and load tools)
+//! use, and the enrollment call a worker makes. Also where TLS trust is decided, for both.
+
+pub mod local;
+pub mod trust;
+
+use muster_proto::api::{
+    AuditEntry, CreateTokenRequest, CreateWorkerRequest, CreatedToken, CreatedWorker,
+    EnableEnrollmentRequest, EnableEnrollmentResponse, EnrollRequest, EnrollResponse,
+    EnrollmentStatus, Health, TokenView, WorkerView,
+};
+use muster_proto::{ErrorBody, ErrorDetail};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use trust::{Trust, TrustError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{}", .detail.message)]
+    Api { status: u16, detail: ErrorDetail },
+    #[error("cannot reach the server at `{url}`: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the server at `{url}` presented a certificate that is not trusted")]
+    UntrustedCertificate { url: String },
+    #[error("`{url}` is a plain http:// URL but the server speaks HTTPS")]
+    PlainHttpToHttps { url: String },
+    #[error("`{url}` is an https:// URL but the server does not speak TLS")]
+    NotTls { url: String },
+    #[error("server URL `{0}` is malformed: expected `https://host:port`")]
+    BadUrl(String),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ClientError::Api { detail, .. } => detail.hint.clone(),
+            ClientError::Unreachable { .. } => Some("check the URL, and that the server is running and reachable from here".into()),
+            ClientError::UntrustedCertificate { .. } => Some(
+                "pass `--ca-file` with the server's CA certificate, or `--ca-fingerprint` with the fingerprint `muster serve` printed".into(),
+            ),
+            ClientError::PlainHttpToHttps { url } => Some(format!("use `{}`", url.replacen("http://", "https://", 1))),
+            ClientError::NotTls { url } => Some(format!(
+                "use `{}` if the server runs with `--no-tls`, or check the port",
+                url.replacen("https://", "http://", 1)
+            )),
+            ClientError::BadUrl(_) => Some("for example `https://muster.example.com:7443`".into()),
+            ClientError::Trust(_) | ClientError::Protocol(_) => None,
+        }
+    }
+
+    /// The server's error code, when the server answered.
+    pub fn code(&self) -> Option<muster_proto::ErrorCode> {
+        match self {
+            ClientError::Api { detail, .. } => Some(detail.code),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a base URL and returns it without a trailing slash.
+pub fn normalize_url(url: &str) -> Result<String, ClientError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| ClientError::BadUrl(url.into()))?;
+    let ok_scheme = matches!(parsed.scheme(), "http" | "https");
+    if !ok_scheme
+        || parsed.host_str().is_none()
+        || parsed.query().is_some()
+        || !parsed.username().is_empty()
+    {
+        return Err(ClientError::BadUrl(url.into()));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(
+        base_url: &str,
+        trust: &Trust,
+        admin_token: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let base = normalize_url(base_url)?;
+        let tls = trust.client_config()?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(Self {
+            base,
+            http,
+            admin_token,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ClientError> {
+        let response = self.send(method, path, body).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.admin_token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        if response.headers().contains_key("x-muster-wrong-scheme") {
+            return Err(ClientError::PlainHttpToHttps {
+                url: self.base.clone(),
+            });
+        }
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api {
+                status: status.as_u16(),
+                detail: body.error,
+            }),
+            Err(_) => Err(ClientError::Protocol(format!(
+                "HTTP {status} without a muster error body; is `{}` a muster server?",
+                self.base
+            ))),
+        }
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> ClientError {
+        if trust::is_untrusted_certificate(&error) {
+            return ClientError::UntrustedCertificate {
+                url: self.base.clone(),
+            };
+        }
+        if trust::is_not_tls(&error) {
+            return ClientError::NotTls {
+                url: self.base.clone(),
+            };
+        }
+        let mut reason = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(s) = source {
+            reason = s.to_string();
+            source = s.source();
+        }
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        }
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(Method::GET, muster_proto::paths::HEALTH, None::<&()>)
+            .await
+    }
+
+    pub async fn create_token(
+        &self,
+        req: &CreateTokenRequest,
+    ) -> Result<CreatedToken, ClientError> {
+        self.call(Method::POST, "/api/v1/tokens", Some(req)).await
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenView>, ClientError> {
+        self.call(Method::GET, "/api/v1/tokens", None::<&()>).await
+    }
+
+    pub async fn show_token(&self, name: &str) -> Result<TokenView, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/v1/tokens/{}", path_segment(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn revoke_token(&self, name: &str) -> Result<TokenView, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/tokens/{}/revoke", path_segment(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn list_workers(&self) -> Result<Vec<WorkerView>, ClientError> {
+        self.call(Method::GET, "/api/v1/workers", None::<&()>).await
+    }
+
+    pub async fn show_worker(&self, name: &str) -> Result<WorkerView, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/v1/workers/{}", path_segment(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn create_worker(
+        &self,
+        req: &CreateWorkerRequest,
+    ) -> Result<CreatedWorker, ClientError> {
+        self.call(Method::POST, "/api/v1/workers", Some(req)).await
+    }
+
+    pub async fn revoke_worker(&self, name: &str) -> Result<WorkerView, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/workers/{}/revoke", path_segment(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn remove_worker(&self, name: &str) -> Result<(), ClientError> {
+        self.send(
+            Method::DELETE,
+            &format!("/api/v1/workers/{}", path_segment(name)),
+            None::<&()>,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn enrollment_status(&self) -> Result<EnrollmentStatus, ClientError> {
+        self.call(Method::GET, "/api/v1/enrollment", None::<&()>)
+            .await
+    }
+
+    pub async fn enable_enrollment(
+        &self,
+        req: &EnableEnrollmentRequest,
+    ) -> Result<EnableEnrollmentResponse, ClientError> {
+        self.call(Method::POST, "/api/v1/enrollment/enable", Some(req))
+            .await
+    }
+
+    pub async fn rotate_enrollment(
+        &self,
+        req: &EnableEnrollmentRequest,
+    ) -> Result<EnableEnrollmentResponse, ClientError> {
+        self.call(Method::POST, "/api/v1/enrollment/rotate", Some(req))
+            .await
+    }
+
+    pub async fn disable_enrollment(&self) -> Result<EnrollmentStatus, ClientError> {
+        self.call(Method::POST, "/api/v1/enrollment/disable", None::<&()>)
+            .await
+    }
+
+    /// `GET /api/v1/audit` with query parameters (`limit`, `before`, `action`, `q`).
+    pub async fn audit(&self, query: &[(&str, String)]) -> Result<Vec<AuditEntry>, ClientError> {
+        let mut path = String::from("/api/v1/audit");
+        for (i, (k, v)) in query.iter().enumerate() {
+            path.push(if i == 0 { '?' } else { '&' });
+            path.push_str(k);
+            path.push('=');
+            path.push_str(&path_segment(v));
+        }
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// A machine asks for its worker identity.
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ClientError> {
+        self.call(Method::POST, muster_proto::paths::ENROLL, Some(req))
+            .await
+    }
+
+    /// Any other JSON call, for endpoints newer than this client's typed methods.
+    pub async fn raw<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        self.call(method, path, body).await
+    }
+}
+
+/// Percent-encodes a value for use in a path or query.
+fn path_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Whether a status means "try again later".
+pub fn is_retryable_status(status: u16) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE.as_u16()
+        || status == StatusCode::TOO_MANY_REQUESTS.as_u16()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert_eq!(normalize_url("https://h:7443/").unwrap(), "https://h:7443");
+        for bad in [
+            "h:7443",
+            "ftp://h",
+            "https://",
+            "not a url",
+            "https://u:p@h",
+        ] {
+            assert!(
+                matches!(normalize_url(bad), Err(ClientError::BadUrl(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(path_segment("token."), "token.");
+    }
+}

@@ -1,0 +1,27 @@
+//! Files a running server leaves in its data dir so that admin commands on the same machine find
+//! it with no flags: where it listens, which certificate it uses, and the admin credential.
+
+use serde::{Deserialize, Serialize};
+
+/// `<data-dir>/server.json`, rewritten at every start.
+pub const SERVER_FILE: &str = "server.json";
+/// `<data-dir>/admin-token`, owner-only: the admin API credential.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// `<data-dir>/tls/cert.pem`: the self-signed certificate, when the server made one.
+pub const SELF_SIGNED_CERT_FILE: &str = "tls/cert.pem";
+pub const SELF_SIGNED_KEY_FILE: &str = "tls/key.pem";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerFile {
+    /// A URL that reaches the server from this machine (`https://127.0.0.1:7443`).
+    pub url: String,
+    /// The address it listens on, as bound (the real port when `:0` was asked for).
+    pub listen: String,
+    pub pid: u32,
+    /// `sha256:…` of the certificate's DER, when serving TLS.
+    pub tls_fingerprint: Option<String>,
+    /// The certificate file the server serves, to trust it locally.
+    pub cert_file: Option<String>,
+    pub started_at: String,
+    pub version: String,
+}

@@ -1,0 +1,59 @@
+//! The REST API under `/api/v1/`, used by the CLI, the web UI and workers.
+
+pub mod audit;
+pub mod enroll;
+pub mod error;
+pub mod extract;
+pub mod tokens;
+pub mod validate;
+pub mod views;
+pub mod workers;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use muster_proto::ErrorCode;
+use muster_proto::api::Health;
+
+use crate::control::connect;
+use crate::state::AppState;
+use error::AppError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{name}", get(tokens::show))
+        .route("/tokens/{name}/revoke", post(tokens::revoke))
+        .route("/workers", get(workers::list).post(workers::create))
+        .route(
+            "/workers/{name}",
+            get(workers::show).delete(workers::remove),
+        )
+        .route("/workers/{name}/revoke", post(workers::revoke))
+        .route("/audit", get(audit::list))
+        .route("/enroll", post(enroll::enroll))
+        .route("/connect", get(connect::connect))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+}
+
+async fn health() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+async fn not_found(uri: axum::http::Uri) -> AppError {
+    AppError::not_found(format!("no API endpoint at `{}`", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+    AppError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::BadRequest,
+        format!("`{method}` is not allowed on `{}`", uri.path()),
+    )
+}

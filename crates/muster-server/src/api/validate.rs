@@ -1,0 +1,22 @@
+//! Input validation shared by handlers: each failure becomes a 400 naming the rule.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use muster_core::{Labels, Name};
+use muster_proto::ErrorCode;
+
+use crate::api::error::AppError;
+
+pub fn name(input: &str) -> Result<Name, AppError> {
+    Name::parse(input).map_err(|e| AppError::bad_request(ErrorCode::InvalidName, e))
+}
+
+pub fn duration(input: &str) -> Result<Duration, AppError> {
+    muster_core::parse_duration(input)
+        .map_err(|e| AppError::bad_request(ErrorCode::InvalidDuration, e))
+}
+
+pub fn labels(map: &BTreeMap<String, String>) -> Result<Labels, AppError> {
+    Labels::from_pairs(map.clone()).map_err(|e| AppError::bad_request(ErrorCode::InvalidLabel, e))
+}

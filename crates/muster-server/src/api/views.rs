@@ -1,0 +1,73 @@
+//! Domain → wire conversions. The server is the only place that knows both.
+
+use muster_core::audit::AuditRecord;
+use muster_core::{Labels, Timestamp, Token, Worker};
+use muster_proto::api::{AuditEntry, LabelMap, TokenView, WorkerView};
+
+use crate::control::registry::Registry;
+
+pub fn labels(labels: &Labels) -> LabelMap {
+    labels.as_map().clone()
+}
+
+fn ts(t: Option<Timestamp>) -> Option<String> {
+    t.map(Timestamp::to_rfc3339)
+}
+
+pub fn token(token: &Token, now: Timestamp, worker: Option<&Worker>) -> TokenView {
+    TokenView {
+        name: token.name.to_string(),
+        state: token.state_at(now).as_str().to_owned(),
+        created_at: token.created_at.to_rfc3339(),
+        expires_at: token.expires_at.to_rfc3339(),
+        bound_machine: token.bound_machine.as_ref().map(ToString::to_string),
+        enrolled_at: ts(token.enrolled_at),
+        revoked_at: ts(token.revoked_at),
+        labels: labels(&token.labels),
+        worker: worker.map(|w| w.name.to_string()),
+    }
+}
+
+pub fn worker(worker: &Worker, now: Timestamp, registry: &Registry) -> WorkerView {
+    let session = registry.get(&worker.id);
+    let last_seen = session
+        .as_ref()
+        .map(|s| s.last_seen())
+        .or(worker.last_seen_at);
+    WorkerView {
+        id: worker.id.to_string(),
+        name: worker.name.to_string(),
+        status: worker.status(session.is_some(), now).as_str().to_owned(),
+        enrolled_via: worker.enrolled_via.as_str().to_owned(),
+        machine_id: worker.machine_id.as_ref().map(ToString::to_string),
+        labels: labels(&worker.labels),
+        last_seen_at: ts(last_seen),
+        created_at: worker.created_at.to_rfc3339(),
+        expires_at: ts(worker.expires_at),
+        revoked_at: ts(worker.revoked_at),
+        token: worker.token_name.as_ref().map(ToString::to_string),
+        running_jobs: session
+            .as_ref()
+            .map(|s| s.running_jobs.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(0),
+        slots: session.as_ref().map(|s| s.slots).unwrap_or(0),
+        remote_addr: session
+            .as_ref()
+            .and_then(|s| s.remote_addr)
+            .map(|a| a.ip().to_string()),
+    }
+}
+
+pub fn audit(record: &AuditRecord) -> AuditEntry {
+    let e = &record.event;
+    AuditEntry {
+        seq: record.seq,
+        at: e.at.to_rfc3339(),
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        target: e.target.clone(),
+        remote_addr: e.remote_addr.clone(),
+        outcome: e.outcome.as_str().to_owned(),
+        detail: e.detail.clone(),
+    }
+}

@@ -1,0 +1,217 @@
+//! `GET /api/v1/connect`: a worker opens its control channel with its API key.
+//!
+//! Credentials are checked before the WebSocket upgrade, so a refused worker gets an ordinary
+//! HTTP error with a code it maps to an exit status. Once upgraded, the session registers and
+//! then checks its record once more: a revocation that landed between the admission check and
+//! the registration is caught there, and one that lands after it finds the session registered.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use muster_core::audit::Outcome;
+use muster_core::worker::AdmitRefusal;
+use muster_core::{MachineId, Worker, WorkerId, WorkerStatus};
+use muster_proto::control::close;
+use muster_proto::{ErrorCode, PROTOCOL_VERSION, headers};
+use muster_store::flows::workers;
+
+use crate::api::error::AppError;
+use crate::api::extract::Remote;
+use crate::control::registry::Session;
+use crate::control::session::{self, SessionParams};
+use crate::state::AppState;
+
+/// Per-connection WebSocket buffers. Control messages are small; the library's 128 KiB defaults
+/// would cost gigabytes across a large fleet.
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 0;
+const MAX_MESSAGE: usize = 1024 * 1024;
+
+struct Credentials {
+    worker_id: WorkerId,
+    machine: MachineId,
+    key: String,
+    slots: u32,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
+    let protocol = header(headers, headers::PROTOCOL).and_then(|v| v.parse::<u32>().ok());
+    if protocol != Some(PROTOCOL_VERSION) {
+        return Err(AppError::bad_request(
+            ErrorCode::UnsupportedProtocol,
+            format!("this server speaks control protocol {PROTOCOL_VERSION}, the worker sent {protocol:?}"),
+        )
+        .with_hint("run the same muster version on the worker and the server"));
+    }
+    let missing = |what: &str| {
+        AppError::unauthorized(
+            ErrorCode::UnknownIdentity,
+            format!("the connection carries no {what}"),
+        )
+    };
+    let worker_id = header(headers, headers::WORKER_ID).ok_or_else(|| missing("worker id"))?;
+    let worker_id = WorkerId::parse(worker_id)
+        .map_err(|e| AppError::unauthorized(ErrorCode::UnknownIdentity, e))?;
+    let machine = header(headers, headers::MACHINE_ID).ok_or_else(|| missing("machine id"))?;
+    let machine =
+        MachineId::parse(machine).map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e))?;
+    let key = header(headers, "authorization")
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| missing("API key"))?
+        .trim()
+        .to_owned();
+    let slots = header(headers, headers::MAX_JOBS)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, 1024);
+    Ok(Credentials {
+        worker_id,
+        machine,
+        key,
+        slots,
+    })
+}
+
+fn admit_refusal(refusal: &AdmitRefusal) -> AppError {
+    match refusal {
+        AdmitRefusal::UnknownIdentity => AppError::unauthorized(ErrorCode::UnknownIdentity, refusal)
+            .with_hint("the cached identity belongs to another server or was removed; start the worker with a fresh state dir to enroll again"),
+        AdmitRefusal::OtherMachine(_) => AppError::forbidden(ErrorCode::MachineMismatch, refusal)
+            .with_hint("each worker identity belongs to one machine; create or enroll a new worker for this one"),
+        AdmitRefusal::Revoked(_) => AppError::forbidden(ErrorCode::WorkerRevoked, refusal)
+            .with_hint("an admin revoked this worker; it cannot reconnect"),
+        AdmitRefusal::Expired(_) => AppError::forbidden(ErrorCode::WorkerExpired, refusal)
+            .with_hint("the worker's enrollment token expired; mint a new token to enroll again"),
+    }
+}
+
+pub async fn connect(
+    State(app): State<AppState>,
+    Remote(remote): Remote,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let creds = credentials(&headers)?;
+    let worker = match admit(&app, &creds).await? {
+        Ok(worker) => worker,
+        Err(refusal) => {
+            let event = app.audit_event(
+                &format!("machine:{}", creds.machine),
+                "connect",
+                creds.worker_id.as_str(),
+                remote,
+                Outcome::Refused,
+                refusal.to_string(),
+            );
+            app.record(event).await;
+            return Err(admit_refusal(&refusal));
+        }
+    };
+    let slots = creds.slots;
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| serve(app, worker, remote, slots, socket)))
+}
+
+/// Admits on a read-only transaction when it can; only a pre-created worker's first connection
+/// needs a write (to bind its machine).
+async fn admit(
+    app: &AppState,
+    creds: &Credentials,
+) -> Result<Result<Worker, AdmitRefusal>, AppError> {
+    let now = app.clock.now();
+    let (id, key, machine) = (
+        creds.worker_id.clone(),
+        creds.key.clone(),
+        creds.machine.clone(),
+    );
+    let read = app
+        .store
+        .read(move |tx| {
+            let found = tx.get_worker(&id)?;
+            Ok(match found {
+                Some(w) if workers::admission_needs_write(&w) => None,
+                _ => Some(workers::admit(tx, &id, &key, &machine, now)?),
+            })
+        })
+        .await?;
+    if let Some(result) = read {
+        return Ok(result);
+    }
+    let (id, key, machine) = (
+        creds.worker_id.clone(),
+        creds.key.clone(),
+        creds.machine.clone(),
+    );
+    Ok(app
+        .store
+        .write(move |tx| workers::admit(tx, &id, &key, &machine, now))
+        .await?)
+}
+
+async fn serve(
+    app: AppState,
+    worker: Worker,
+    remote: Option<SocketAddr>,
+    slots: u32,
+    socket: axum::extract::ws::WebSocket,
+) {
+    let session = Arc::new(Session::new(
+        app.registry.next_conn_id(),
+        worker.id.clone(),
+        worker.name.clone(),
+        remote,
+        app.clock.now(),
+        slots,
+    ));
+    if let Some(old) = app.registry.insert(Arc::clone(&session)) {
+        old.close(
+            close::REPLACED,
+            "a newer connection with this worker's identity took over",
+        );
+    }
+    // Catch a revocation that committed after admission but before registration.
+    let id = worker.id.clone();
+    match app.store.read(move |tx| tx.get_worker(&id)).await {
+        Ok(Some(current)) => match current.status(true, app.clock.now()) {
+            WorkerStatus::Revoked => session.close(close::REVOKED, "the worker was revoked"),
+            WorkerStatus::Expired => {
+                session.close(close::EXPIRED, "the worker's enrollment token expired")
+            }
+            WorkerStatus::Connected | WorkerStatus::Disconnected => {}
+        },
+        Ok(None) => session.close(close::REMOVED, "the worker was removed"),
+        Err(e) => tracing::warn!(error = %e, "cannot re-check a new session"),
+    }
+    tracing::info!(worker = %worker.name, remote = ?remote, "worker connected");
+    let params = SessionParams {
+        clock: app.clock,
+        heartbeat: app.heartbeat,
+        idle_timeout: app.idle_timeout,
+        expires_at: worker.expires_at,
+    };
+    let ended = session::run(socket, Arc::clone(&session), params).await;
+    app.registry.remove(&worker.id, session.conn_id);
+    let seen = vec![(worker.id.clone(), session.last_seen())];
+    if let Err(e) = app
+        .store
+        .write(move |tx| workers::touch_many(tx, &seen))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record when a worker was last seen");
+    }
+    tracing::info!(worker = %worker.name, ?ended, "worker disconnected");
+}

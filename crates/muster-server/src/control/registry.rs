@@ -1,0 +1,173 @@
+//! Who is connected right now. In memory only: at start nobody is, and every worker shows
+//! `disconnected` until it comes back.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use muster_core::{Name, Timestamp, WorkerId};
+use muster_proto::control::ServerMessage;
+use tokio::sync::Notify;
+
+/// What a session's task is asked to do by the rest of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Close the channel with this WebSocket close code and reason, and end the session.
+    Close { code: u16, reason: String },
+    /// Send a control message.
+    Send(ServerMessage),
+}
+
+/// A session's inbox: a queue and a wake-up. Cheaper per connection than a channel, which matters
+/// with tens of thousands of mostly idle sessions.
+#[derive(Default)]
+pub struct Inbox {
+    queue: Mutex<VecDeque<Command>>,
+    wake: Notify,
+}
+
+impl Inbox {
+    pub fn push(&self, command: Command) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(command);
+        self.wake.notify_one();
+    }
+
+    pub fn drain(&self) -> Vec<Command> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect()
+    }
+
+    /// Resolves when something was pushed (a push before the wait is not lost).
+    pub async fn wait(&self) {
+        self.wake.notified().await
+    }
+}
+
+/// One live control channel.
+pub struct Session {
+    pub conn_id: u64,
+    pub worker_id: WorkerId,
+    pub name: Name,
+    pub remote_addr: Option<SocketAddr>,
+    pub connected_at: Timestamp,
+    /// How many jobs the worker said it runs at once.
+    pub slots: u32,
+    pub running_jobs: AtomicU32,
+    last_seen_millis: AtomicI64,
+    pub inbox: Inbox,
+}
+
+impl Session {
+    pub fn new(
+        conn_id: u64,
+        worker_id: WorkerId,
+        name: Name,
+        remote_addr: Option<SocketAddr>,
+        now: Timestamp,
+        slots: u32,
+    ) -> Self {
+        Self {
+            conn_id,
+            worker_id,
+            name,
+            remote_addr,
+            connected_at: now,
+            slots,
+            running_jobs: AtomicU32::new(0),
+            last_seen_millis: AtomicI64::new(now.unix_millis()),
+            inbox: Inbox::default(),
+        }
+    }
+
+    pub fn saw(&self, now: Timestamp) {
+        self.last_seen_millis
+            .store(now.unix_millis(), Ordering::Relaxed);
+    }
+
+    pub fn last_seen(&self) -> Timestamp {
+        Timestamp::from_unix_millis(self.last_seen_millis.load(Ordering::Relaxed))
+    }
+
+    pub fn close(&self, code: u16, reason: impl Into<String>) {
+        self.inbox.push(Command::Close {
+            code,
+            reason: reason.into(),
+        });
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    sessions: RwLock<HashMap<WorkerId, Arc<Session>>>,
+    next_conn_id: AtomicU64,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Registers a session; returns the one it replaces (same worker, older connection).
+    pub fn insert(&self, session: Arc<Session>) -> Option<Arc<Session>> {
+        self.write().insert(session.worker_id.clone(), session)
+    }
+
+    /// Removes the worker's session if it is still this connection (a newer one may have
+    /// replaced it already).
+    pub fn remove(&self, worker: &WorkerId, conn_id: u64) {
+        let mut sessions = self.write();
+        if sessions.get(worker).is_some_and(|s| s.conn_id == conn_id) {
+            sessions.remove(worker);
+        }
+    }
+
+    pub fn get(&self, worker: &WorkerId) -> Option<Arc<Session>> {
+        self.read().get(worker).cloned()
+    }
+
+    pub fn is_connected(&self, worker: &WorkerId) -> bool {
+        self.read().contains_key(worker)
+    }
+
+    /// Tells the worker's session, if any, to close. Returns whether there was one.
+    pub fn close(&self, worker: &WorkerId, code: u16, reason: &str) -> bool {
+        match self.get(worker) {
+            Some(session) => {
+                session.close(code, reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.read().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<WorkerId, Arc<Session>>> {
+        self.sessions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<WorkerId, Arc<Session>>> {
+        self.sessions.write().unwrap_or_else(|e| e.into_inner())
+    }
+}

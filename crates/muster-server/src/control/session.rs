@@ -1,0 +1,372 @@
+//! The server side of one control channel.
+//!
+//! The loop is generic over any `Stream + Sink` of WebSocket messages, so its behaviour —
+//! heartbeats, the idle timeout, the expiry deadline, commands from the registry — is tested
+//! with in-memory channels and tokio's paused clock, not only over real sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use muster_core::Timestamp;
+use muster_proto::control::{ServerMessage, Welcome, close};
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::clock::Clock;
+use crate::control::registry::{Command, Session};
+
+/// What a session needs to know that is not in the [`Session`] record.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    pub clock: Clock,
+    pub heartbeat: Duration,
+    pub idle_timeout: Duration,
+    /// The hard deadline of a token-enrolled worker.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Why a session ended, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// We closed it with this code.
+    Closed(u16),
+    /// The worker closed it or the socket dropped.
+    PeerGone,
+    /// Nothing arrived within the idle timeout.
+    Idle,
+}
+
+/// How long to wait for the worker's answering close frame before dropping the socket.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+pub async fn run<S>(mut socket: S, session: Arc<Session>, params: SessionParams) -> Ended
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+{
+    let welcome = ServerMessage::Welcome(Welcome {
+        worker_id: session.worker_id.to_string(),
+        name: session.name.to_string(),
+        heartbeat_ms: millis(params.heartbeat),
+        idle_timeout_ms: millis(params.idle_timeout),
+        expires_at: params.expires_at.map(Timestamp::to_rfc3339),
+    });
+    if send_json(&mut socket, &welcome).await.is_err() {
+        return Ended::PeerGone;
+    }
+
+    let mut last_heard = Instant::now();
+    let mut last_ping = last_heard;
+    let idle = sleep(params.heartbeat);
+    tokio::pin!(idle);
+    // A worker without a deadline gets a timer that never fires in practice.
+    let deadline = match params.expires_at {
+        Some(at) => params.clock.instant_at(at),
+        None => Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600),
+    };
+    let expiry = sleep_until(deadline);
+    tokio::pin!(expiry);
+
+    loop {
+        tokio::select! {
+            biased;
+            () = session.inbox.wait() => {
+                for command in session.inbox.drain() {
+                    match command {
+                        Command::Close { code, reason } => {
+                            close_with(&mut socket, code, reason).await;
+                            return Ended::Closed(code);
+                        }
+                        Command::Send(message) => {
+                            if send_json(&mut socket, &message).await.is_err() {
+                                return Ended::PeerGone;
+                            }
+                        }
+                    }
+                }
+            }
+            () = &mut expiry, if params.expires_at.is_some() => {
+                close_with(&mut socket, close::EXPIRED, "the worker's enrollment token expired".into()).await;
+                return Ended::Closed(close::EXPIRED);
+            }
+            frame = socket.next() => {
+                match frame {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ended::PeerGone,
+                    Some(Ok(_message)) => {
+                        // Pings are answered by the WebSocket layer; any frame proves liveness.
+                        last_heard = Instant::now();
+                        session.saw(params.clock.now());
+                    }
+                }
+            }
+            () = &mut idle => {
+                let now = Instant::now();
+                if now.duration_since(last_heard) >= params.idle_timeout {
+                    close_with(&mut socket, close::IDLE, "no heartbeat within the idle timeout".into()).await;
+                    return Ended::Idle;
+                }
+                // Quiet for a heartbeat interval (since we last heard or last pinged): prod it.
+                let quiet_since = last_heard.max(last_ping);
+                if now.duration_since(quiet_since) >= params.heartbeat {
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        return Ended::PeerGone;
+                    }
+                    last_ping = now;
+                }
+                let next_ping = last_heard.max(last_ping) + params.heartbeat;
+                idle.as_mut().reset(next_ping.min(last_heard + params.idle_timeout));
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn send_json<S>(socket: &mut S, message: &ServerMessage) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    let text = serde_json::to_string(message).map_err(|_| ())?;
+    socket
+        .send(Message::Text(text.into()))
+        .await
+        .map_err(|_| ())
+}
+
+/// Sends a close frame and waits briefly for the worker's answering close, so the close reason
+/// is delivered before the TCP connection goes.
+async fn close_with<S>(socket: &mut S, code: u16, reason: String)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(message)) = socket.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop over in-memory channels, with tokio's clock paused: deadlines and timeouts are
+    //! exact, and no test sleeps for real.
+    use super::*;
+    use muster_core::{Name, WorkerId};
+    use tokio::sync::mpsc;
+
+    /// The worker's end of an in-memory "socket".
+    struct Pipe {
+        to_server: mpsc::UnboundedSender<Result<Message, axum::Error>>,
+        from_server: mpsc::UnboundedReceiver<Message>,
+    }
+
+    /// The server's end: what the worker sends comes out of `rx`; what the server sends goes to
+    /// `tx`.
+    struct Duplex {
+        rx: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
+        tx: mpsc::UnboundedSender<Message>,
+    }
+
+    impl Stream for Duplex {
+        type Item = Result<Message, axum::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            self.rx.poll_recv(cx)
+        }
+    }
+
+    impl Sink<Message> for Duplex {
+        type Error = ();
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), ()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), ()> {
+            self.tx.send(item).map_err(|_| ())
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), ()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), ()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    fn pipe() -> (Duplex, Pipe) {
+        let (to_server, rx) = mpsc::unbounded_channel();
+        let (tx, from_server) = mpsc::unbounded_channel();
+        (
+            Duplex { rx, tx },
+            Pipe {
+                to_server,
+                from_server,
+            },
+        )
+    }
+
+    fn session(clock: &Clock) -> Arc<Session> {
+        Arc::new(Session::new(
+            1,
+            WorkerId::parse(&"ab".repeat(16)).unwrap(),
+            Name::parse("w").unwrap(),
+            None,
+            clock.now(),
+            1,
+        ))
+    }
+
+    fn params(clock: Clock, expires_in: Option<Duration>) -> SessionParams {
+        SessionParams {
+            clock,
+            heartbeat: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            expires_at: expires_in.map(|d| clock.now().saturating_add(d)),
+        }
+    }
+
+    fn close_code(message: Option<Message>) -> Option<u16> {
+        match message {
+            Some(Message::Close(Some(frame))) => Some(frame.code),
+            _ => None,
+        }
+    }
+
+    async fn expect_welcome(pipe: &mut Pipe) {
+        match pipe.from_server.recv().await {
+            Some(Message::Text(text)) => {
+                assert!(text.as_str().contains("\"welcome\""), "{}", text.as_str())
+            }
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_closes_exactly_at_the_deadline() {
+        let clock = Clock::starting_at(Timestamp::from_unix_millis(1_000_000));
+        let (socket, mut pipe) = pipe();
+        let s = session(&clock);
+        let started = Instant::now();
+        let task = tokio::spawn(run(
+            socket,
+            s,
+            params(clock, Some(Duration::from_millis(2500))),
+        ));
+        expect_welcome(&mut pipe).await;
+        // Keep the channel alive with worker pings so only the deadline can end it.
+        let keepalive = pipe.to_server.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if keepalive
+                    .send(Ok(Message::Ping(Default::default())))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let code = loop {
+            match pipe.from_server.recv().await {
+                Some(Message::Close(Some(frame))) => break frame.code,
+                Some(_) => continue,
+                None => panic!("closed without a close frame"),
+            }
+        };
+        assert_eq!(code, close::EXPIRED);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(2500),
+            "not a millisecond late"
+        );
+        drop(pipe.to_server);
+        assert_eq!(task.await.unwrap(), Ended::Closed(close::EXPIRED));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revocation_command_closes_at_once() {
+        let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
+        let (socket, mut pipe) = pipe();
+        let s = session(&clock);
+        let task = tokio::spawn(run(socket, Arc::clone(&s), params(clock, None)));
+        expect_welcome(&mut pipe).await;
+        let before = Instant::now();
+        s.close(close::REVOKED, "revoked");
+        assert_eq!(
+            close_code(pipe.from_server.recv().await),
+            Some(close::REVOKED)
+        );
+        assert_eq!(before.elapsed(), Duration::ZERO);
+        pipe.to_server.send(Ok(Message::Close(None))).unwrap();
+        assert_eq!(task.await.unwrap(), Ended::Closed(close::REVOKED));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_worker_is_pinged_then_dropped_at_the_idle_timeout() {
+        let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
+        let (socket, mut pipe) = pipe();
+        let started = Instant::now();
+        let task = tokio::spawn(run(socket, session(&clock), params(clock, None)));
+        expect_welcome(&mut pipe).await;
+        assert!(matches!(
+            pipe.from_server.recv().await,
+            Some(Message::Ping(_))
+        ));
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        let mut pings = 1;
+        let code = loop {
+            match pipe.from_server.recv().await {
+                Some(Message::Ping(_)) => pings += 1,
+                other => break close_code(other),
+            }
+        };
+        assert_eq!(code, Some(close::IDLE));
+        assert_eq!(pings, 2, "pinged at 5 s and 10 s");
+        assert_eq!(started.elapsed(), Duration::from_secs(15));
+        assert_eq!(task.await.unwrap(), Ended::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chatty_worker_is_never_pinged_and_stays() {
+        let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
+        let (socket, mut pipe) = pipe();
+        let s = session(&clock);
+        let task = tokio::spawn(run(socket, Arc::clone(&s), params(clock, None)));
+        expect_welcome(&mut pipe).await;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            pipe.to_server
+                .send(Ok(Message::Ping(Default::default())))
+                .unwrap();
+        }
+        tokio::task::yield_now().await;
+        assert!(
+            pipe.from_server.try_recv().is_err(),
+            "nothing sent: the worker kept the channel alive"
+        );
+        assert_eq!(s.last_seen(), clock.now());
+        drop(pipe.to_server);
+        assert_eq!(task.await.unwrap(), Ended::PeerGone);
+    }
+}

@@ -1,0 +1,224 @@
+//! Accepting connections: TLS, HTTP/1.1 with upgrades, a connection cap below the process's
+//! open-file limit, and graceful shutdown.
+//!
+//! Near the open-file limit the server still accepts, answers `503` with a `retry_after_ms`, and
+//! closes: a worker learns why and when to come back, and the connections already held are never
+//! put at risk by running out of descriptors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use muster_proto::ErrorCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::api::error::AppError;
+
+/// Descriptors kept free for the database, log files, job processes and the like.
+const FD_RESERVE: usize = 256;
+/// A client that has not finished its TLS handshake in this long is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Suggested wait for a worker turned away because the server is full.
+const BUSY_RETRY: Duration = Duration::from_secs(30);
+
+/// The open-file limit of this process, and so the most connections worth accepting.
+pub fn connection_cap() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes to the struct we pass.
+    #[allow(unsafe_code)]
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let soft = if ok {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    soft.saturating_sub(FD_RESERVE).max(16)
+}
+
+/// Raises the soft open-file limit to the hard limit: the default soft limit (often 1024) would
+/// cap the fleet long before the machine does.
+pub fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: plain libc calls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Listener {
+    pub tls: Option<TlsAcceptor>,
+    pub cap: usize,
+    pub open: Arc<AtomicUsize>,
+}
+
+/// Counts a connection while it lives.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Listener {
+    /// Accepts until `shutdown` turns true. Connections in progress are told to finish (HTTP
+    /// keep-alive ends after the current request); upgraded control channels are not affected
+    /// here: the server closes those itself.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        app: Router,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.changed() => break,
+            };
+            let (stream, remote) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of descriptors (or a transient error): do not spin; the connections
+                    // we hold are fine.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+            let guard = OpenGuard(Arc::clone(&self.open));
+            let full = open > self.cap;
+            let this = self.clone();
+            let app = app.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _guard = guard;
+                this.handle(stream, remote, app, full, shutdown).await;
+            });
+        }
+    }
+
+    async fn handle(
+        &self,
+        stream: TcpStream,
+        remote: SocketAddr,
+        app: Router,
+        full: bool,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let app = if full {
+            tracing::warn!(%remote, cap = self.cap, "connection cap reached; turning a client away");
+            busy_router()
+        } else {
+            app
+        };
+        match &self.tls {
+            None => serve_http(TokioIo::new(stream), remote, app, shutdown).await,
+            Some(acceptor) => {
+                if speaks_plain_http(&stream).await {
+                    refuse_plain_http(stream).await;
+                    return;
+                }
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve_http(TokioIo::new(tls), remote, app, shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                }
+            }
+        }
+    }
+}
+
+/// A TLS client starts with a handshake record (0x16); a plain HTTP client with a method name.
+async fn speaks_plain_http(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0].is_ascii_uppercase()
+    )
+}
+
+/// Answers a plain-HTTP request on the HTTPS port in plain HTTP, so the client can say exactly
+/// what is wrong instead of reporting a garbled connection.
+async fn refuse_plain_http(mut stream: TcpStream) {
+    let body = AppError::bad_request(
+        ErrorCode::BadRequest,
+        "this server speaks HTTPS, not plain HTTP",
+    )
+    .with_hint("use an `https://` URL")
+    .body();
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nx-muster-wrong-scheme: https\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn serve_http<I>(
+    io: TokioIo<I>,
+    remote: SocketAddr,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(remote));
+        app.clone().oneshot(request)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        }
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
+
+fn busy_router() -> Router {
+    Router::new().fallback(|| async {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerBusy,
+            "the server holds as many connections as it can",
+        )
+        .with_hint("the worker retries by itself; add server capacity if this persists")
+        .with_retry_after(BUSY_RETRY)
+    })
+}

@@ -1,0 +1,18 @@
+//! The muster worker.
+//!
+//! [`run`] is `muster worker`. The pieces it is made of are public so that other programs (the
+//! swarm load generator, tests) drive exactly the same protocol code: [`channel::connect`] and
+//! [`channel::run`] for one control channel, [`maintain`] for the reconnect loop, and
+//! [`backoff::Backoff`] for the delays.
+
+pub mod backoff;
+pub mod channel;
+pub mod classify;
+pub mod config;
+pub mod exit;
+pub mod runner;
+pub mod state_dir;
+
+pub use config::WorkerConfig;
+pub use exit::Exit;
+pub use runner::{maintain, run};

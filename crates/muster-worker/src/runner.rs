@@ -1,0 +1,326 @@
+//! `muster worker` from start to exit: check the configuration, open the state dir, obtain an
+//! identity (cached, pre-created, or by enrolling), then keep the control channel up.
+
+use std::time::Duration;
+
+use muster_client::{Client, Trust};
+use muster_core::{Labels, Name};
+use muster_proto::api::EnrollRequest;
+use tokio::sync::watch;
+
+use crate::backoff::Backoff;
+use crate::channel::{self, ChannelEnd, ChannelOptions, Endpoint, Events, Identity};
+use crate::classify::{self, Failure};
+use crate::config::WorkerConfig;
+use crate::exit::{Exit, code};
+use crate::state_dir::{CachedIdentity, StateDir};
+
+/// How this worker will prove who it is.
+enum Credential {
+    Cached(CachedIdentity),
+    Precreated { worker_id: String, api_key: String },
+    Token(String),
+    Secret { name: String, key: String },
+}
+
+/// Everything checked, before any network call.
+struct Prepared {
+    endpoint: Endpoint,
+    trust: Trust,
+    state: StateDir,
+    labels: Labels,
+    credential: Credential,
+    max_jobs: u32,
+}
+
+fn prepare(config: &WorkerConfig) -> Result<Prepared, Exit> {
+    let url = config
+        .url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            Exit::config(
+                "no server URL is configured",
+                "pass `--url https://HOST:PORT` or set MUSTER_URL",
+            )
+        })?;
+    let trust = Trust::from_options(config.ca_file.as_deref(), config.ca_fingerprint.as_deref())
+        .map_err(|e| {
+            Exit::config(
+                e.to_string(),
+                "copy the fingerprint exactly as `muster serve` printed it",
+            )
+        })?;
+    let endpoint = Endpoint::new(url, &trust)?;
+    let labels = Labels::parse_all(config.labels.iter().map(String::as_str)).map_err(|e| {
+        Exit::config(
+            e.to_string(),
+            "labels are `key=value`, like `--label region=eu`",
+        )
+    })?;
+    if let Some(name) = &config.name {
+        Name::parse(name).map_err(|e| {
+            Exit::config(
+                e.to_string(),
+                "set `--name`/MUSTER_WORKER_NAME to a valid name",
+            )
+        })?;
+    }
+    if config.worker_id.is_some() != config.api_key.is_some() {
+        return Err(Exit::config(
+            "a pre-created worker needs both its id and its API key",
+            "set both MUSTER_WORKER_ID and MUSTER_WORKER_API_KEY, as `muster workers create` printed them",
+        ));
+    }
+    if config.token.is_some() && config.enrollment_key.is_some() {
+        return Err(Exit::config(
+            "both an enrollment token and the auto-enrollment secret are configured",
+            "configure one way to enroll: `--token` or `--enrollment-key`",
+        ));
+    }
+    let state = StateDir::open(&config.state_dir)?;
+    let cached = state.load_identity()?;
+    let credential = if let (Some(worker_id), Some(api_key)) = (&config.worker_id, &config.api_key)
+    {
+        Credential::Precreated {
+            worker_id: worker_id.clone(),
+            api_key: api_key.clone(),
+        }
+    } else if let Some(identity) = cached {
+        if config.token.is_some() || config.enrollment_key.is_some() {
+            tracing::info!(
+                "using the identity cached in the state dir; the configured enrollment credential is not needed and can be removed"
+            );
+        }
+        Credential::Cached(identity)
+    } else if let Some(token) = &config.token {
+        Credential::Token(token.clone())
+    } else if let Some(key) = &config.enrollment_key {
+        let name = config.name.clone().ok_or_else(|| {
+            Exit::config(
+                "the auto-enrollment secret needs a worker name, and none is set",
+                "set `--name` or MUSTER_WORKER_NAME to a unique name",
+            )
+        })?;
+        Credential::Secret {
+            name,
+            key: key.clone(),
+        }
+    } else if config.name.is_some() {
+        return Err(Exit::config(
+            format!(
+                "no auto-enrollment secret is configured and `{}` holds no cached identity",
+                state.root().display()
+            ),
+            "set MUSTER_AUTO_ENROLLMENT_KEY (or `--enrollment-key`) for the first start",
+        ));
+    } else {
+        return Err(Exit::config(
+            format!(
+                "no credential is configured and `{}` holds no cached identity",
+                state.root().display()
+            ),
+            "pass `--token NAME.SECRET`, or `--name` with `--enrollment-key`, or a pre-created worker's `--worker-id` and `--api-key`",
+        ));
+    };
+    let max_jobs = config.max_jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| u32::try_from(n.get()).unwrap_or(1))
+            .unwrap_or(1)
+    });
+    Ok(Prepared {
+        endpoint,
+        trust,
+        state,
+        labels,
+        credential,
+        max_jobs: max_jobs.max(1),
+    })
+}
+
+/// Runs the worker until it is stopped or fails for good. Never returns early for a transient
+/// failure: those are retried with backoff.
+pub async fn run(
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+    events: &mut dyn Events,
+) -> Exit {
+    let prepared = match prepare(&config) {
+        Ok(p) => p,
+        Err(exit) => return exit,
+    };
+    let cached_identity = matches!(prepared.credential, Credential::Cached(_));
+    let identity = match obtain_identity(&prepared, &mut shutdown).await {
+        Ok(identity) => identity,
+        Err(exit) => return exit,
+    };
+    let options = ChannelOptions {
+        labels: prepared.labels.to_string(),
+        max_jobs: prepared.max_jobs,
+        bind: None,
+    };
+    let exit = maintain(
+        &prepared.endpoint,
+        &identity,
+        &options,
+        config.reconnect,
+        &mut shutdown,
+        events,
+    )
+    .await;
+    if cached_identity && exit.code == code::IDENTITY_MISMATCH && exit.message.contains("not known")
+    {
+        return Exit::new(
+            code::IDENTITY_MISMATCH,
+            format!(
+                "the server does not know the identity cached in `{}`",
+                prepared.state.identity_path().display()
+            ),
+            "the worker was removed or superseded, or the state dir belongs to another server; start with a fresh `--state-dir` (or delete that file) to enroll again",
+        );
+    }
+    exit
+}
+
+async fn obtain_identity(
+    prepared: &Prepared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Identity, Exit> {
+    let machine_id = prepared.state.machine_id().to_string();
+    let (token, name, key) = match &prepared.credential {
+        Credential::Cached(c) => {
+            tracing::info!(worker = %c.name, "using the cached identity");
+            return Ok(Identity {
+                worker_id: c.worker_id.clone(),
+                api_key: c.api_key.clone(),
+                machine_id,
+            });
+        }
+        Credential::Precreated { worker_id, api_key } => {
+            return Ok(Identity {
+                worker_id: worker_id.clone(),
+                api_key: api_key.clone(),
+                machine_id,
+            });
+        }
+        Credential::Token(token) => (Some(token.clone()), None, None),
+        Credential::Secret { name, key } => (None, Some(name.clone()), Some(key.clone())),
+    };
+    let client = Client::new(&prepared.endpoint.base_url, &prepared.trust, None)
+        .map_err(|e| Exit::config(e.to_string(), e.hint().unwrap_or_default()))?;
+    let request = EnrollRequest {
+        machine_id: machine_id.clone(),
+        token,
+        name,
+        enrollment_key: key,
+        labels: prepared.labels.as_map().clone(),
+    };
+    let mut backoff = Backoff::default();
+    loop {
+        let failure = match client.enroll(&request).await {
+            Ok(enrolled) => {
+                let via = if request.token.is_some() {
+                    "token"
+                } else {
+                    "secret"
+                };
+                let cached = CachedIdentity {
+                    server_url: prepared.endpoint.base_url.clone(),
+                    worker_id: enrolled.worker_id.clone(),
+                    name: enrolled.name.clone(),
+                    api_key: enrolled.api_key.clone(),
+                    enrolled_via: via.into(),
+                    expires_at: enrolled.expires_at.clone(),
+                };
+                // On disk before it is used: a crash now leaves a worker that can come back.
+                prepared.state.save_identity(&cached)?;
+                tracing::info!(worker = %enrolled.name, via, "enrolled; identity cached in the state dir");
+                return Ok(Identity {
+                    worker_id: enrolled.worker_id,
+                    api_key: enrolled.api_key,
+                    machine_id,
+                });
+            }
+            Err(e) => classify::from_client(&e),
+        };
+        match failure {
+            Failure::Stop(exit) => return Err(exit),
+            Failure::Retry { reason, after } => {
+                let delay = after.unwrap_or_else(|| backoff.next_delay(&mut rand::thread_rng()));
+                tracing::warn!(
+                    "cannot enroll yet: {reason}; retrying in {:.1} s (the worker keeps trying until it is stopped)",
+                    delay.as_secs_f64()
+                );
+                if wait_or_shutdown(delay, shutdown).await {
+                    return Err(Exit::graceful());
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the control channel up: reconnects after every transient loss, with backoff, until a
+/// permanent refusal or a shutdown. This is the loop a swarm runs per simulated worker, too.
+pub async fn maintain(
+    endpoint: &Endpoint,
+    identity: &Identity,
+    options: &ChannelOptions,
+    reconnect: bool,
+    shutdown: &mut watch::Receiver<bool>,
+    events: &mut dyn Events,
+) -> Exit {
+    let mut backoff = Backoff::default();
+    loop {
+        if *shutdown.borrow() {
+            return Exit::graceful();
+        }
+        let connected = tokio::select! {
+            result = channel::connect(endpoint, identity, options) => result,
+            _ = shutdown.changed() => return Exit::graceful(),
+        };
+        let (reason, after) = match connected {
+            Ok(socket) => {
+                tracing::info!(url = %endpoint.base_url, "control channel open");
+                match channel::run(socket, shutdown, events).await {
+                    ChannelEnd::Shutdown => return Exit::graceful(),
+                    ChannelEnd::Stop(exit) => return exit,
+                    ChannelEnd::Lost {
+                        reason,
+                        after,
+                        welcomed,
+                    } => {
+                        if welcomed {
+                            backoff.reset();
+                        }
+                        (reason, after)
+                    }
+                }
+            }
+            Err(Failure::Stop(exit)) => return exit,
+            Err(Failure::Retry { reason, after }) => (reason, after),
+        };
+        if !reconnect {
+            return Exit::new(
+                code::OTHER,
+                format!("the control channel closed: {reason}"),
+                "run without `--no-reconnect` to reconnect by itself",
+            );
+        }
+        let delay = after.unwrap_or_else(|| backoff.next_delay(&mut rand::thread_rng()));
+        tracing::warn!("{reason}; reconnecting in {:.1} s", delay.as_secs_f64());
+        if wait_or_shutdown(delay, shutdown).await {
+            return Exit::graceful();
+        }
+    }
+}
+
+/// Sleeps for `delay`; returns true if a shutdown came first.
+async fn wait_or_shutdown(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(delay) => false,
+        _ = shutdown.changed() => true,
+    }
+}

@@ -1,0 +1,182 @@
+//! The worker's state dir: its machine id, its cached identity, and (later) job workspaces.
+//!
+//! Everything is owner-only and written atomically. One process at a time: a second worker on
+//! the same state dir would be the same machine twice.
+
+use std::path::{Path, PathBuf};
+
+use muster_core::MachineId;
+use muster_fs::{DirLock, FsError};
+use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
+
+use crate::exit::Exit;
+
+const MACHINE_ID_FILE: &str = "machine-id";
+const IDENTITY_FILE: &str = "identity.json";
+const LOCK_FILE: &str = "worker.lock";
+
+/// What the worker remembers after enrolling: enough to reconnect with no enrollment secret.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CachedIdentity {
+    pub server_url: String,
+    pub worker_id: String,
+    pub name: String,
+    pub api_key: String,
+    pub enrolled_via: String,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for CachedIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedIdentity")
+            .field("server_url", &self.server_url)
+            .field("worker_id", &self.worker_id)
+            .field("name", &self.name)
+            .field("api_key", &"<redacted>")
+            .field("enrolled_via", &self.enrolled_via)
+            .finish()
+    }
+}
+
+pub struct StateDir {
+    root: PathBuf,
+    machine_id: MachineId,
+    _lock: DirLock,
+}
+
+fn fs_exit(error: FsError) -> Exit {
+    match error {
+        FsError::Locked { path, holder } => Exit::config(
+            format!(
+                "state dir `{}` is in use by another worker process (pid {holder})",
+                path.display()
+            ),
+            "give each worker process its own `--state-dir`",
+        ),
+        other => Exit::config(
+            other.to_string(),
+            "check the state dir's path and permissions (`--state-dir`)",
+        ),
+    }
+}
+
+impl StateDir {
+    /// Creates (owner-only) and locks the state dir, and reads or creates the machine id.
+    pub fn open(root: &Path) -> Result<Self, Exit> {
+        muster_fs::ensure_private_dir(root).map_err(fs_exit)?;
+        let lock = DirLock::acquire(root, LOCK_FILE).map_err(fs_exit)?;
+        let id_path = root.join(MACHINE_ID_FILE);
+        let machine_id = match muster_fs::read_optional(&id_path).map_err(fs_exit)? {
+            Some(text) => MachineId::parse(text.trim()).map_err(|e| {
+                Exit::config(
+                    format!("`{}` is corrupt: {e}", id_path.display()),
+                    "delete the file to make this a new machine (it must then enroll again)",
+                )
+            })?,
+            None => {
+                let id = MachineId::generate(&mut OsRng);
+                muster_fs::write_private(&id_path, format!("{id}\n").as_bytes())
+                    .map_err(fs_exit)?;
+                id
+            }
+        };
+        Ok(Self {
+            root: root.to_path_buf(),
+            machine_id,
+            _lock: lock,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn machine_id(&self) -> &MachineId {
+        &self.machine_id
+    }
+
+    pub fn identity_path(&self) -> PathBuf {
+        self.root.join(IDENTITY_FILE)
+    }
+
+    pub fn load_identity(&self) -> Result<Option<CachedIdentity>, Exit> {
+        let path = self.identity_path();
+        let Some(text) = muster_fs::read_optional(&path).map_err(fs_exit)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            Exit::config(
+                format!(
+                    "the cached identity `{}` is unreadable: {e}",
+                    path.display()
+                ),
+                "delete it to enroll this worker again",
+            )
+        })
+    }
+
+    /// Caches the identity: on disk, whole, before the worker uses it.
+    pub fn save_identity(&self, identity: &CachedIdentity) -> Result<(), Exit> {
+        let json = serde_json::to_vec_pretty(identity).unwrap_or_default();
+        muster_fs::write_private(&self.identity_path(), &json).map_err(fs_exit)
+    }
+
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn machine_id_is_stable_and_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateDir::open(dir.path()).unwrap().machine_id().clone();
+        let second = StateDir::open(dir.path()).unwrap();
+        assert_eq!(second.machine_id(), &first);
+        let identity = CachedIdentity {
+            server_url: "https://h".into(),
+            worker_id: "w".into(),
+            name: "n".into(),
+            api_key: "mk_secret".into(),
+            enrolled_via: "token".into(),
+            expires_at: None,
+        };
+        second.save_identity(&identity).unwrap();
+        assert_eq!(second.load_identity().unwrap(), Some(identity.clone()));
+        let mode = std::fs::metadata(second.identity_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!format!("{identity:?}").contains("mk_secret"));
+    }
+
+    #[test]
+    fn a_second_process_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = StateDir::open(dir.path()).unwrap();
+        let err = StateDir::open(dir.path()).err().unwrap();
+        assert_eq!(err.code, crate::exit::code::CONFIG);
+        assert!(
+            err.message.contains("in use by another worker process"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_corrupt_identity_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        std::fs::write(state.identity_path(), "{not json").unwrap();
+        let err = state.load_identity().unwrap_err();
+        assert!(err.message.contains("unreadable"), "{}", err.message);
+    }
+}

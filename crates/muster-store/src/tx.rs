@@ -9,7 +9,7 @@
 //! only when the backend commits, which it does before anyone is told the outcome.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
-use muster_core::{MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
+use muster_core::{EnrolledVia, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
 
 use crate::error::StoreResult;
 
@@ -55,6 +55,8 @@ pub trait Tx {
     fn revoke_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<bool>;
     fn delete_worker(&mut self, id: &WorkerId) -> StoreResult<bool>;
     fn touch_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<()>;
+    /// How many workers enrolled this way (created at or after `since`, when given).
+    fn count_workers(&mut self, via: EnrolledVia, since: Option<Timestamp>) -> StoreResult<u64>;
 
     // ---- audit ----
     fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;

@@ -5,5 +5,6 @@
 //! them (an audit record) is committed too; only a [`crate::StoreError`] rolls a flow back.
 
 pub mod audit;
+pub mod enrollment;
 pub mod tokens;
 pub mod workers;

@@ -1,7 +1,7 @@
 //! [`Tx`] over a SQLite connection inside a transaction the backend opened.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
-use muster_core::{Labels, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
+use muster_core::{EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::codec;
@@ -277,6 +277,16 @@ impl Tx for SqliteTx<'_> {
             )?
             .execute(params![id.as_str(), at.unix_millis()])?;
         Ok(())
+    }
+
+    fn count_workers(&mut self, via: EnrolledVia, since: Option<Timestamp>) -> StoreResult<u64> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM workers WHERE enrolled_via = ?1 AND (?2 IS NULL OR created_at >= ?2)",
+            )?
+            .query_row(params![via.as_str(), since.map(Timestamp::unix_millis)], |row| row.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {

@@ -28,8 +28,58 @@ pub enum Command {
     /// The fleet: list, show, create, revoke and remove workers.
     #[command(subcommand)]
     Workers(WorkersCommand),
+    /// Auto-enrollment with a shared secret: status, enable, disable, rotate.
+    #[command(subcommand)]
+    Enrollment(EnrollmentCommand),
     /// The audit log: who did what, when, from where.
     Audit(AuditArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SecretArgs {
+    /// Generate a random secret and print it, this once.
+    #[arg(long, conflicts_with = "secret_file")]
+    pub generate: bool,
+    /// Read the secret (at least 32 characters) from this file; `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnrollmentCommand {
+    /// Whether auto-enrollment is on, when the secret was set, how many workers used it.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Switch auto-enrollment on, setting the secret (or keeping the current one).
+    Enable {
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// Switch it off by itself after this long (`2h`).
+        #[arg(long = "for", value_name = "DURATION")]
+        window: Option<String>,
+        /// Switch it off by itself after this many enrollments.
+        #[arg(long)]
+        max_enrollments: Option<u64>,
+        /// Only names matching this pattern may enroll (`ingest-*`).
+        #[arg(long)]
+        name_pattern: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Block new enrollments now; enrolled workers keep working.
+    Disable {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Replace the secret; enrolled workers keep working, new ones need the new secret.
+    Rotate {
+        #[command(flatten)]
+        secret: SecretArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Debug, Args)]

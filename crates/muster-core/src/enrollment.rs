@@ -28,8 +28,14 @@ impl NamePattern {
     pub fn parse(input: &str) -> Result<Self, NamePatternError> {
         let ok = !input.is_empty()
             && input.chars().count() <= 63
-            && input.chars().all(|c| crate::name::is_name_char(c) || c == '*' || c == '?');
-        if ok { Ok(Self(input.to_owned())) } else { Err(NamePatternError(shorten(input))) }
+            && input
+                .chars()
+                .all(|c| crate::name::is_name_char(c) || c == '*' || c == '?');
+        if ok {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(NamePatternError(shorten(input)))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -97,7 +103,9 @@ pub enum AutoRefusal {
     NameInUseConnected(Name),
     #[error("name `{0}` was just enrolled by another machine")]
     NameJustTaken(Name),
-    #[error("name `{name}` belongs to a worker enrolled by {via}, which auto-enrollment may not replace")]
+    #[error(
+        "name `{name}` belongs to a worker enrolled by {via}, which auto-enrollment may not replace"
+    )]
     NameTakenOtherKind { name: Name, via: &'static str },
     #[error("worker `{0}` was revoked; an admin must remove it before the name can enroll again")]
     Revoked(Name),
@@ -141,9 +149,10 @@ impl AutoEnrollment {
 
     pub fn check_name(&self, name: &Name) -> Result<(), AutoRefusal> {
         match &self.name_pattern {
-            Some(p) if !p.matches(name.as_str()) => {
-                Err(AutoRefusal::NameNotAllowed { name: name.clone(), pattern: p.as_str().to_owned() })
-            }
+            Some(p) if !p.matches(name.as_str()) => Err(AutoRefusal::NameNotAllowed {
+                name: name.clone(),
+                pattern: p.as_str().to_owned(),
+            }),
             _ => Ok(()),
         }
     }
@@ -163,7 +172,10 @@ impl AutoEnrollment {
             return Ok(AutoDecision::Create);
         };
         if worker.enrolled_via != EnrolledVia::Secret {
-            return Err(AutoRefusal::NameTakenOtherKind { name: name.clone(), via: worker.enrolled_via.as_str() });
+            return Err(AutoRefusal::NameTakenOtherKind {
+                name: name.clone(),
+                via: worker.enrolled_via.as_str(),
+            });
         }
         if worker.revoked_at.is_some() {
             return Err(AutoRefusal::Revoked(name.clone()));
@@ -172,7 +184,8 @@ impl AutoEnrollment {
             return Err(AutoRefusal::NameInUseConnected(name.clone()));
         }
         let same_machine = worker.machine_id.as_ref() == Some(machine);
-        let fresh = worker.last_seen_at.is_none() && worker.created_at.until(now) < FRESH_ENROLLMENT_GRACE;
+        let fresh =
+            worker.last_seen_at.is_none() && worker.created_at.until(now) < FRESH_ENROLLMENT_GRACE;
         if fresh && !same_machine {
             return Err(AutoRefusal::NameJustTaken(name.clone()));
         }
@@ -232,14 +245,20 @@ mod tests {
         let mut s = settings();
         assert_eq!(s.check_open(at(0), 0), Ok(()));
         s.window_closes_at = Some(at(1000));
-        assert_eq!(s.check_open(at(1000), 0), Err(AutoRefusal::WindowClosed(at(1000))));
+        assert_eq!(
+            s.check_open(at(1000), 0),
+            Err(AutoRefusal::WindowClosed(at(1000)))
+        );
         s.window_closes_at = None;
         s.max_enrollments = Some(2);
         assert_eq!(s.check_open(at(0), 1), Ok(()));
         assert_eq!(s.check_open(at(0), 2), Err(AutoRefusal::LimitReached(2)));
         s.enabled = false;
         assert_eq!(s.check_open(at(0), 0), Err(AutoRefusal::Disabled));
-        assert_eq!(AutoEnrollment::default().check_open(at(0), 0), Err(AutoRefusal::Disabled));
+        assert_eq!(
+            AutoEnrollment::default().check_open(at(0), 0),
+            Err(AutoRefusal::Disabled)
+        );
     }
 
     #[test]
@@ -247,17 +266,29 @@ mod tests {
         let s = settings();
         let name = Name::parse("ingest-1").unwrap();
         let a = MachineId::parse("machine-a").unwrap();
-        assert_eq!(s.decide(&name, &a, None, false, at(0)), Ok(AutoDecision::Create));
+        assert_eq!(
+            s.decide(&name, &a, None, false, at(0)),
+            Ok(AutoDecision::Create)
+        );
         let old = worker(EnrolledVia::Secret, "machine-b", 0, Some(10));
-        assert_eq!(s.decide(&name, &a, Some(&old), false, at(100_000)), Ok(AutoDecision::Supersede(old.id.clone())));
+        assert_eq!(
+            s.decide(&name, &a, Some(&old), false, at(100_000)),
+            Ok(AutoDecision::Supersede(old.id.clone()))
+        );
         assert_eq!(
             s.decide(&name, &a, Some(&old), true, at(100_000)),
             Err(AutoRefusal::NameInUseConnected(name.clone()))
         );
         let fresh = worker(EnrolledVia::Secret, "machine-b", 0, None);
-        assert_eq!(s.decide(&name, &a, Some(&fresh), false, at(1000)), Err(AutoRefusal::NameJustTaken(name.clone())));
+        assert_eq!(
+            s.decide(&name, &a, Some(&fresh), false, at(1000)),
+            Err(AutoRefusal::NameJustTaken(name.clone()))
+        );
         let fresh_same = worker(EnrolledVia::Secret, "machine-a", 0, None);
-        assert!(matches!(s.decide(&name, &a, Some(&fresh_same), false, at(1000)), Ok(AutoDecision::Supersede(_))));
+        assert!(matches!(
+            s.decide(&name, &a, Some(&fresh_same), false, at(1000)),
+            Ok(AutoDecision::Supersede(_))
+        ));
         let token = worker(EnrolledVia::Token, "machine-b", 0, Some(1));
         assert!(matches!(
             s.decide(&name, &a, Some(&token), false, at(100_000)),
@@ -265,9 +296,15 @@ mod tests {
         ));
         let mut revoked = old.clone();
         revoked.revoked_at = Some(at(5));
-        assert_eq!(s.decide(&name, &a, Some(&revoked), false, at(100_000)), Err(AutoRefusal::Revoked(name.clone())));
+        assert_eq!(
+            s.decide(&name, &a, Some(&revoked), false, at(100_000)),
+            Err(AutoRefusal::Revoked(name.clone()))
+        );
         let mut patterned = settings();
         patterned.name_pattern = Some(NamePattern::parse("egress-*").unwrap());
-        assert!(matches!(patterned.decide(&name, &a, None, false, at(0)), Err(AutoRefusal::NameNotAllowed { .. })));
+        assert!(matches!(
+            patterned.decide(&name, &a, None, false, at(0)),
+            Err(AutoRefusal::NameNotAllowed { .. })
+        ));
     }
 }

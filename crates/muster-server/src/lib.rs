@@ -10,6 +10,8 @@ pub mod config;
 pub mod control;
 pub mod datadir;
 pub mod listener;
+pub mod ratelimit;
+pub mod secrets;
 pub mod state;
 pub mod tls;
 
@@ -148,6 +150,8 @@ pub async fn run(
             None
         },
         tls: tls.is_some(),
+        verifier: secrets::SecretVerifier::new(),
+        limiter: ratelimit::FailureLimiter::default(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -24,6 +24,8 @@ pub struct Inner {
     pub pin_fingerprint: Option<String>,
     /// Whether the server is reached over TLS (for the worker command line it prints).
     pub tls: bool,
+    pub verifier: crate::secrets::SecretVerifier,
+    pub limiter: crate::ratelimit::FailureLimiter,
 }
 
 impl std::ops::Deref for AppState {

@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
 mod audit;
+mod enrollment;
 mod serve;
 mod token;
 mod worker;
@@ -16,6 +17,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Worker(args) => worker::run(args).await,
         Command::Token(cmd) => token::run(cmd).await,
         Command::Workers(cmd) => workers::run(cmd).await,
+        Command::Enrollment(cmd) => enrollment::run(cmd).await,
         Command::Audit(args) => audit::run(args).await,
     };
     match result {

@@ -6,10 +6,15 @@ use axum::extract::State;
 use muster_core::audit::Outcome;
 use muster_core::credentials::generate_id;
 use muster_core::token::Refusal;
-use muster_core::{ApiKey, Labels, MachineId, TokenSecret, WorkerId};
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use muster_core::enrollment::AutoRefusal;
+use muster_core::{ApiKey, Labels, MachineId, Name, TokenSecret, WorkerId};
 use muster_proto::ErrorCode;
 use muster_proto::api::{EnrollRequest, EnrollResponse};
 use muster_proto::control::close;
+use muster_store::flows::enrollment::{self, SecretEnrollment};
 use muster_store::flows::tokens::{self, TokenEnrollRefusal, TokenEnrollment};
 use rand::rngs::OsRng;
 
@@ -26,15 +31,33 @@ pub async fn enroll(
     let machine = MachineId::parse(&req.machine_id)
         .map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e))?;
     let labels = validate::labels(&req.labels)?;
-    match (&req.token, &req.enrollment_key) {
-        (Some(token), None) => enroll_with_token(app, remote, token, machine, labels).await,
-        (None, Some(_)) => Err(AppError::forbidden(
-            ErrorCode::EnrollmentDisabled,
-            "auto-enrollment is disabled on this server",
-        )
-        .with_hint(
-            "an admin enables it with `muster enrollment enable`, or use an enrollment token",
-        )),
+    if let Some(ip) = remote.map(|a| a.ip())
+        && let Err(wait) = app.limiter.check(ip)
+    {
+        let event = app.audit_event(
+            &format!("machine:{machine}"),
+            "enroll",
+            req.name.as_deref().unwrap_or("-"),
+            remote,
+            Outcome::Refused,
+            AutoRefusal::RateLimited.to_string(),
+        );
+        app.record(event).await;
+        return Err(auto_refusal(&AutoRefusal::RateLimited).with_retry_after(wait));
+    }
+    let result = match (&req.token, &req.enrollment_key) {
+        (Some(token), None) => enroll_with_token(app.clone(), remote, token, machine, labels).await,
+        (None, Some(key)) => {
+            let name = req.name.as_deref().ok_or_else(|| {
+                AppError::bad_request(
+                    ErrorCode::InvalidName,
+                    "auto-enrollment needs a worker name",
+                )
+                .with_hint("set `--name` or MUSTER_WORKER_NAME")
+            })?;
+            let name = validate::name(name)?;
+            enroll_with_secret(app.clone(), remote, name, key, machine, labels).await
+        }
         (Some(_), Some(_)) => Err(AppError::bad_request(
             ErrorCode::BadRequest,
             "give either an enrollment token or the auto-enrollment secret, not both",
@@ -44,6 +67,117 @@ pub async fn enroll(
             "no enrollment credential given",
         )
         .with_hint("pass `--token` or `--enrollment-key` with `--name`")),
+    };
+    // Guessing (a wrong secret, an unknown token) counts against the source address.
+    if let Err(e) = &result
+        && matches!(
+            e.code,
+            ErrorCode::SecretMismatch | ErrorCode::TokenUnknown | ErrorCode::TokenMalformed
+        )
+        && let Some(ip) = remote.map(|a| a.ip())
+    {
+        app.limiter.record_failure(ip);
+    }
+    result
+}
+
+async fn enroll_with_secret(
+    app: AppState,
+    remote: Option<std::net::SocketAddr>,
+    name: Name,
+    presented: &str,
+    machine: MachineId,
+    labels: Labels,
+) -> Result<Json<EnrollResponse>, AppError> {
+    let now = app.clock.now();
+    let refuse = |refusal: AutoRefusal| {
+        let event = app.audit_event(
+            &format!("machine:{machine}"),
+            "enroll.secret",
+            name.as_str(),
+            remote,
+            Outcome::Refused,
+            refusal.to_string(),
+        );
+        (event, auto_refusal(&refusal))
+    };
+    // Cheap checks first: no Argon2 work for a switched-off server or a disallowed name.
+    let status = app.store.read(enrollment::status).await?;
+    let settings = &status.settings;
+    let checked = settings
+        .check_open(now, status.enrolled_in_window)
+        .and_then(|()| settings.check_name(&name));
+    let (Some(stored), Some(set_at)) = (settings.secret.clone(), settings.secret_set_at) else {
+        let (event, error) = refuse(AutoRefusal::Disabled);
+        app.record(event).await;
+        return Err(error);
+    };
+    if let Err(refusal) = checked {
+        let (event, error) = refuse(refusal);
+        app.record(event).await;
+        return Err(error);
+    }
+    if !app.verifier.verify(presented, &stored, set_at).await {
+        let (event, error) = refuse(AutoRefusal::SecretMismatch);
+        app.record(event).await;
+        return Err(error);
+    }
+    let key = ApiKey::generate(&mut OsRng);
+    let request = SecretEnrollment {
+        name,
+        machine,
+        labels,
+        now,
+        verified_secret_set_at: set_at,
+        new_worker_id: WorkerId::parse(&generate_id(&mut OsRng)).map_err(AppError::internal)?,
+        new_key: key.hash(),
+        remote_addr: remote.map(|a| a.ip().to_string()),
+    };
+    let registry = Arc::clone(&app.registry);
+    let (enrolled, superseded) = app
+        .store
+        .write(move |tx| {
+            enrollment::enroll(tx, &request, &|id: &WorkerId| registry.is_connected(id))
+        })
+        .await?
+        .map_err(|r| auto_refusal(&r))?;
+    if let Some(old) = superseded {
+        app.registry.close(
+            &old,
+            close::SUPERSEDED,
+            "a newer enrollment with this name replaced this identity",
+        );
+        tracing::info!(worker = %enrolled.worker.name, "worker re-enrolled; the previous identity is superseded");
+    }
+    tracing::info!(worker = %enrolled.worker.name, "worker enrolled with the auto-enrollment secret");
+    Ok(Json(EnrollResponse {
+        worker_id: enrolled.worker.id.to_string(),
+        name: enrolled.worker.name.to_string(),
+        api_key: key.expose().to_owned(),
+        expires_at: None,
+    }))
+}
+
+fn auto_refusal(refusal: &AutoRefusal) -> AppError {
+    match refusal {
+        AutoRefusal::Disabled => AppError::forbidden(ErrorCode::EnrollmentDisabled, refusal)
+            .with_hint("an admin enables it with `muster enrollment enable`, or use an enrollment token"),
+        AutoRefusal::WindowClosed(_) | AutoRefusal::LimitReached(_) => {
+            AppError::forbidden(ErrorCode::EnrollmentWindowClosed, refusal)
+                .with_hint("an admin opens a new window with `muster enrollment enable`")
+        }
+        AutoRefusal::SecretMismatch => AppError::forbidden(ErrorCode::SecretMismatch, refusal)
+            .with_hint("check MUSTER_AUTO_ENROLLMENT_KEY; after a rotation new workers need the new secret"),
+        AutoRefusal::NameNotAllowed { .. } => AppError::forbidden(ErrorCode::NameNotAllowed, refusal)
+            .with_hint("choose a name that matches the pattern, or ask an admin to change it"),
+        AutoRefusal::NameInUseConnected(_)
+        | AutoRefusal::NameJustTaken(_)
+        | AutoRefusal::NameTakenOtherKind { .. } => AppError::conflict(ErrorCode::NameInUse, refusal)
+            .with_hint("give this worker a unique name (`--name`)"),
+        AutoRefusal::Revoked(_) => AppError::forbidden(ErrorCode::WorkerRevoked, refusal)
+            .with_hint("`muster workers remove NAME` frees the name"),
+        AutoRefusal::RateLimited => AppError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, refusal.to_string())
+            .with_hint("check the worker's enrollment credential; it retries by itself after the wait"),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod enroll;
+pub mod enrollment;
 pub mod error;
 pub mod extract;
 pub mod tokens;
@@ -32,6 +33,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/workers/{name}/revoke", post(workers::revoke))
         .route("/audit", get(audit::list))
+        .route("/enrollment", get(enrollment::status))
+        .route("/enrollment/enable", post(enrollment::enable))
+        .route("/enrollment/rotate", post(enrollment::rotate))
+        .route("/enrollment/disable", post(enrollment::disable))
         .route("/enroll", post(enroll::enroll))
         .route("/connect", get(connect::connect))
         .fallback(not_found)

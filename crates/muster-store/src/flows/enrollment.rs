@@ -29,7 +29,8 @@ pub fn load(tx: &mut dyn Tx) -> StoreResult<AutoEnrollment> {
     let Some(json) = tx.get_setting(KEY)? else {
         return Ok(AutoEnrollment::default());
     };
-    let s: Stored = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("{KEY}: {e}")))?;
+    let s: Stored =
+        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("{KEY}: {e}")))?;
     Ok(AutoEnrollment {
         enabled: s.enabled,
         secret: s.secret_hash.map(SlowHash::from_stored),
@@ -52,7 +53,10 @@ fn save(tx: &mut dyn Tx, settings: &AutoEnrollment) -> StoreResult<()> {
         window_opened_at: settings.window_opened_at.map(Timestamp::unix_millis),
         window_closes_at: settings.window_closes_at.map(Timestamp::unix_millis),
         max_enrollments: settings.max_enrollments,
-        name_pattern: settings.name_pattern.as_ref().map(|p| p.as_str().to_owned()),
+        name_pattern: settings
+            .name_pattern
+            .as_ref()
+            .map(|p| p.as_str().to_owned()),
     };
     let json = serde_json::to_string(&stored).map_err(|e| StoreError::Backend(e.to_string()))?;
     tx.put_setting(KEY, &json)
@@ -75,7 +79,11 @@ pub fn status(tx: &mut dyn Tx) -> StoreResult<Status> {
         Some(opened) => tx.count_workers(EnrolledVia::Secret, Some(opened))?,
         None => enrolled_count,
     };
-    Ok(Status { settings, enrolled_count, enrolled_in_window })
+    Ok(Status {
+        settings,
+        enrolled_count,
+        enrolled_in_window,
+    })
 }
 
 /// A change an admin makes. `None` fields leave the setting as it is.
@@ -153,10 +161,16 @@ pub fn enroll(
 ) -> StoreResult<Result<(Enrolled, Option<WorkerId>), AutoRefusal>> {
     let result = enroll_inner(tx, req, is_connected);
     let (outcome, detail) = match &result {
-        Ok(Ok((enrolled, None))) => (Outcome::Ok, format!("worker {} enrolled", enrolled.worker.id)),
+        Ok(Ok((enrolled, None))) => (
+            Outcome::Ok,
+            format!("worker {} enrolled", enrolled.worker.id),
+        ),
         Ok(Ok((enrolled, Some(old)))) => (
             Outcome::Ok,
-            format!("worker {} enrolled, superseding {old} (its key no longer works)", enrolled.worker.id),
+            format!(
+                "worker {} enrolled, superseding {old} (its key no longer works)",
+                enrolled.worker.id
+            ),
         ),
         Ok(Err(refusal)) => (Outcome::Refused, refusal.to_string()),
         Err(_) => return result,
@@ -165,7 +179,11 @@ pub fn enroll(
     if let Ok(Ok((_, Some(old)))) = &result {
         tx.insert_audit(&AuditEvent {
             action: "worker.superseded".into(),
-            ..refusal_or_ok_event(req, Outcome::Ok, format!("identity {old} replaced by a new enrollment"))
+            ..refusal_or_ok_event(
+                req,
+                Outcome::Ok,
+                format!("identity {old} replaced by a new enrollment"),
+            )
         })?;
     }
     result
@@ -199,7 +217,13 @@ fn enroll_inner(
     }
     let existing = tx.get_worker_by_name(&req.name)?;
     let connected = existing.as_ref().is_some_and(|w| is_connected(&w.id));
-    let decision = match settings.decide(&req.name, &req.machine, existing.as_ref(), connected, req.now) {
+    let decision = match settings.decide(
+        &req.name,
+        &req.machine,
+        existing.as_ref(),
+        connected,
+        req.now,
+    ) {
         Ok(d) => d,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -224,5 +248,11 @@ fn enroll_inner(
         last_seen_at: None,
     };
     tx.insert_worker(&worker)?;
-    Ok(Ok((Enrolled { worker, resumed: false }, superseded)))
+    Ok(Ok((
+        Enrolled {
+            worker,
+            resumed: false,
+        },
+        superseded,
+    )))
 }

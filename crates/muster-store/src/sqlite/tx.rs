@@ -1,7 +1,9 @@
 //! [`Tx`] over a SQLite connection inside a transaction the backend opened.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
-use muster_core::{EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
+use muster_core::{
+    EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::codec;

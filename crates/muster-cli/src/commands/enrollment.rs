@@ -1,0 +1,170 @@
+//! `muster enrollment status|enable|disable|rotate`.
+
+use std::io::Read;
+
+use muster_proto::api::{EnableEnrollmentRequest, EnableEnrollmentResponse, EnrollmentStatus};
+
+use crate::admin;
+use crate::cli::{EnrollmentCommand, SecretArgs};
+use crate::output::{Failure, print_json, print_table, table, when};
+
+pub async fn run(command: EnrollmentCommand) -> Result<(), Failure> {
+    match command {
+        EnrollmentCommand::Status { admin } => {
+            let status = admin::client(&admin)?
+                .enrollment_status()
+                .await
+                .map_err(Failure::from_client)?;
+            if admin.json {
+                print_json(&status);
+            } else {
+                print_status(&status);
+            }
+        }
+        EnrollmentCommand::Enable {
+            secret,
+            window,
+            max_enrollments,
+            name_pattern,
+            admin,
+        } => {
+            if let Some(w) = &window {
+                muster_core::parse_duration(w)
+                    .map_err(|e| Failure::usage(e.to_string(), "for example `--for 2h`"))?;
+            }
+            let (secret_value, generate) = read_secret(&secret)?;
+            let request = EnableEnrollmentRequest {
+                secret: secret_value,
+                generate,
+                window,
+                max_enrollments,
+                name_pattern,
+            };
+            let answer = admin::client(&admin)?
+                .enable_enrollment(&request)
+                .await
+                .map_err(Failure::from_client)?;
+            print_answer(&answer, admin.json, "Auto-enrollment is on.");
+        }
+        EnrollmentCommand::Disable { admin } => {
+            let status = admin::client(&admin)?
+                .disable_enrollment()
+                .await
+                .map_err(Failure::from_client)?;
+            if admin.json {
+                print_json(&status);
+            } else {
+                println!(
+                    "Auto-enrollment is off. Enrolled workers keep working; new ones are refused."
+                );
+            }
+        }
+        EnrollmentCommand::Rotate { secret, admin } => {
+            let (secret_value, generate) = read_secret(&secret)?;
+            if secret_value.is_none() && !generate {
+                return Err(Failure::usage(
+                    "rotate needs a new secret",
+                    "pass `--generate`, or `--secret-file FILE`",
+                ));
+            }
+            let request = EnableEnrollmentRequest {
+                secret: secret_value,
+                generate,
+                ..Default::default()
+            };
+            let answer = admin::client(&admin)?
+                .rotate_enrollment(&request)
+                .await
+                .map_err(Failure::from_client)?;
+            print_answer(
+                &answer,
+                admin.json,
+                "The secret is replaced. Enrolled workers keep working; new workers need the new secret.",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads `--secret-file` (or stdin for `-`), checking the length rule before anything is sent.
+fn read_secret(args: &SecretArgs) -> Result<(Option<String>, bool), Failure> {
+    let Some(path) = &args.secret_file else {
+        return Ok((None, args.generate));
+    };
+    let mut text = String::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(path).map(|t| text = t)
+    };
+    read.map_err(|e| {
+        Failure::usage(
+            format!("cannot read `{}`: {e}", path.display()),
+            "give a readable file, or `-` for standard input",
+        )
+    })?;
+    let secret = text.trim_end_matches(['\n', '\r']).to_owned();
+    muster_core::credentials::validate_shared_secret(&secret).map_err(|e| {
+        Failure::usage(
+            e.to_string(),
+            "use `--generate` for a random 43-character secret",
+        )
+    })?;
+    Ok((Some(secret), false))
+}
+
+fn print_answer(answer: &EnableEnrollmentResponse, json: bool, headline: &str) {
+    if json {
+        print_json(answer);
+        return;
+    }
+    println!("{headline}");
+    if let Some(secret) = &answer.generated_secret {
+        println!();
+        println!("  {secret}");
+        println!();
+        println!("This secret is shown only this once. Give it to new workers with their name:");
+        println!();
+        println!(
+            "  MUSTER_URL=… MUSTER_WORKER_NAME=… MUSTER_AUTO_ENROLLMENT_KEY='{secret}' muster worker"
+        );
+        println!();
+        println!("Once a worker has enrolled, remove the secret from its configuration.");
+    }
+    println!();
+    print_status(&answer.status);
+}
+
+fn print_status(s: &EnrollmentStatus) {
+    let mut t = table(&["SETTING", "VALUE"]);
+    t.add_row(vec![
+        "auto-enrollment".into(),
+        if s.enabled { "enabled" } else { "disabled" }.to_owned(),
+    ]);
+    t.add_row(vec![
+        "secret set".into(),
+        s.secret_set_at
+            .as_deref()
+            .map_or("never".into(), |t| when(Some(t))),
+    ]);
+    t.add_row(vec![
+        "workers enrolled with it".into(),
+        s.enrolled_count.to_string(),
+    ]);
+    t.add_row(vec![
+        "window closes".into(),
+        s.window_closes_at
+            .as_deref()
+            .map_or("-".into(), |t| when(Some(t))),
+    ]);
+    let used = match s.max_enrollments {
+        Some(max) => format!("{} of {max}", s.enrollments_in_window),
+        None => s.enrollments_in_window.to_string(),
+    };
+    t.add_row(vec!["enrollments in this window".into(), used]);
+    t.add_row(vec![
+        "name pattern".into(),
+        s.name_pattern.clone().unwrap_or_else(|| "-".into()),
+    ]);
+    print_table(t);
+}

@@ -1,0 +1,131 @@
+//! Checking the auto-enrollment secret without letting Argon2 become the bottleneck.
+//!
+//! The secret is stored only as a slow Argon2id hash, so one check costs tens of milliseconds of
+//! CPU on purpose. A fleet bootstrapping hundreds of workers presents the *same* secret hundreds
+//! of times, so once a presentation has been verified the server remembers it — as a keyed
+//! SHA-256 under a random per-process key, never the secret itself — together with which secret
+//! (by `secret_set_at`) it matched. A rotation changes `secret_set_at`, so old entries stop
+//! counting. Nothing about this touches what is stored on disk. Checks that do need Argon2 run
+//! on blocking threads, at most one per CPU, so a burst of wrong guesses cannot starve the rest.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use muster_core::Timestamp;
+use muster_core::credentials::SlowHash;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+/// Verified presentations kept; in practice there is one valid secret at a time.
+const CACHE_ENTRIES: usize = 64;
+
+pub struct SecretVerifier {
+    key: [u8; 32],
+    verified: Mutex<HashMap<[u8; 32], i64>>,
+    permits: Semaphore,
+}
+
+impl Default for SecretVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SecretVerifier {
+    pub fn new() -> Self {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self {
+            key,
+            verified: Mutex::new(HashMap::new()),
+            permits: Semaphore::new(cpus),
+        }
+    }
+
+    fn fingerprint(&self, presented: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.key);
+        hasher.update(presented.as_bytes());
+        hasher.finalize().into()
+    }
+
+    /// Whether `presented` is the secret hashed in `stored` (set at `set_at`).
+    pub async fn verify(&self, presented: &str, stored: &SlowHash, set_at: Timestamp) -> bool {
+        let fingerprint = self.fingerprint(presented);
+        if self.cached(&fingerprint) == Some(set_at.unix_millis()) {
+            return true;
+        }
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        // Someone may have verified the same secret while we waited for a permit.
+        if self.cached(&fingerprint) == Some(set_at.unix_millis()) {
+            return true;
+        }
+        let stored = stored.clone();
+        let presented = presented.to_owned();
+        let ok = tokio::task::spawn_blocking(move || stored.verify(&presented))
+            .await
+            .unwrap_or(false);
+        if ok {
+            let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(fingerprint, set_at.unix_millis());
+        }
+        ok
+    }
+
+    fn cached(&self, fingerprint: &[u8; 32]) -> Option<i64> {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(fingerprint)
+            .copied()
+    }
+
+    /// Forgets every verified presentation (after a rotation or disable).
+    pub fn forget(&self) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::OsRng;
+
+    #[tokio::test]
+    async fn verifies_once_then_remembers_only_for_the_same_secret_generation() {
+        let verifier = SecretVerifier::new();
+        let secret = "correct horse battery staple, and then some more";
+        let hash = SlowHash::create(secret, &mut OsRng);
+        let set_at = Timestamp::from_unix_millis(1);
+        assert!(
+            !verifier
+                .verify("wrong wrong wrong wrong wrong wrong", &hash, set_at)
+                .await
+        );
+        assert!(verifier.verify(secret, &hash, set_at).await);
+        let started = std::time::Instant::now();
+        for _ in 0..1000 {
+            assert!(verifier.verify(secret, &hash, set_at).await);
+        }
+        eprintln!("1000 cached verifications in {:?}", started.elapsed());
+        // A rotated secret (new set_at) is not vouched for by the cache.
+        let rotated = SlowHash::create("an entirely different secret of length", &mut OsRng);
+        assert!(
+            !verifier
+                .verify(secret, &rotated, Timestamp::from_unix_millis(2))
+                .await
+        );
+    }
+}

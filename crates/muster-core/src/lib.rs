@@ -9,6 +9,7 @@ pub mod audit;
 pub mod credentials;
 pub mod duration;
 pub mod enrollment;
+pub mod job;
 pub mod labels;
 pub mod name;
 pub mod time;

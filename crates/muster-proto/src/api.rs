@@ -201,3 +201,61 @@ impl std::fmt::Debug for EnrollResponse {
             .finish()
     }
 }
+
+// ---- jobs ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJobRequest {
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub worker: Option<String>,
+    #[serde(default)]
+    pub labels: LabelMap,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Kill the job after this long (`10m`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Fail the job if no matching worker has a free slot within this long (default 10m).
+    #[serde(default)]
+    pub queue_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobView {
+    pub id: String,
+    pub state: String,
+    /// The worker that runs or ran it.
+    pub worker: Option<String>,
+    pub exit_code: Option<i32>,
+    pub command: Vec<String>,
+    /// Names of the extra environment variables (values are not shown: they may be secrets).
+    pub env_keys: Vec<String>,
+    pub selector: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub reason: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub output_bytes: u64,
+    pub output_truncated: bool,
+}
+
+/// One line of `GET /api/v1/jobs/{id}/output` (newline-delimited JSON).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JobEvent {
+    /// A piece of output, in order. `data` is base64 (output need not be UTF-8).
+    Output {
+        seq: u64,
+        stream: String,
+        data: String,
+    },
+    /// The follower fell behind and this many bytes of live output were skipped.
+    Skipped { bytes: u64 },
+    /// Stored output stops here: the job printed more than the server keeps.
+    Truncated { kept_bytes: u64 },
+    /// The job has ended (or, without follow, this is all there is so far).
+    End { job: JobView },
+}

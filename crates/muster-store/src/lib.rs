@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use backend::{Backend, Job, JobOutcome, StoreStats};
 pub use error::{StoreError, StoreResult};
-pub use tx::{AuditFilter, Tx};
+pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Tx};
 
 /// A cheap-to-clone handle to the durable state.
 #[derive(Clone)]

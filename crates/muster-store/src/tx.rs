@@ -9,6 +9,7 @@
 //! only when the backend commits, which it does before anyone is told the outcome.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::job::{Job, JobId, JobState};
 use muster_core::{EnrolledVia, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
 
 use crate::error::StoreResult;
@@ -23,6 +24,30 @@ pub struct AuditFilter {
     /// Only records whose target, actor or detail contains this text.
     pub contains: Option<String>,
     pub limit: u32,
+}
+
+/// Which jobs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub worker: Option<Name>,
+    pub limit: u32,
+}
+
+/// How a job ended, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEnd {
+    pub state: JobState,
+    pub at: Timestamp,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    pub seq: u64,
+    pub stream: u8,
+    pub data: Vec<u8>,
 }
 
 pub trait Tx {
@@ -57,6 +82,28 @@ pub trait Tx {
     fn touch_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<()>;
     /// How many workers enrolled this way (created at or after `since`, when given).
     fn count_workers(&mut self, via: EnrolledVia, since: Option<Timestamp>) -> StoreResult<u64>;
+
+    // ---- jobs ----
+    fn insert_job(&mut self, job: &Job) -> StoreResult<()>;
+    fn get_job(&mut self, id: &JobId) -> StoreResult<Option<Job>>;
+    /// Newest first.
+    fn list_jobs(&mut self, filter: &JobFilter) -> StoreResult<Vec<Job>>;
+    /// Oldest first: the order jobs are dispatched and recovered in.
+    fn jobs_in_state(&mut self, state: JobState) -> StoreResult<Vec<Job>>;
+    /// `queued → running` on this worker, if the job is still queued.
+    fn start_job(
+        &mut self,
+        id: &JobId,
+        worker: &WorkerId,
+        worker_name: &Name,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Ends a job that is still in state `from`.
+    fn end_job(&mut self, id: &JobId, from: JobState, end: &JobEnd) -> StoreResult<bool>;
+    fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()>;
+    fn set_output_stats(&mut self, id: &JobId, bytes: u64, truncated: bool) -> StoreResult<()>;
+    /// Stored output chunks with `seq > after`, in order, at most `limit`.
+    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>>;
 
     // ---- audit ----
     fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;

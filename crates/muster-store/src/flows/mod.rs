@@ -6,5 +6,6 @@
 
 pub mod audit;
 pub mod enrollment;
+pub mod jobs;
 pub mod tokens;
 pub mod workers;

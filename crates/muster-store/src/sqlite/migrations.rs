@@ -5,7 +5,10 @@ use rusqlite::Connection;
 
 use crate::error::StoreResult;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_jobs.sql")),
+];
 
 pub fn apply(conn: &mut Connection) -> StoreResult<()> {
     conn.execute_batch(

@@ -1,14 +1,15 @@
 //! [`Tx`] over a SQLite connection inside a transaction the backend opened.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::job::{Job, JobId, JobState};
 use muster_core::{
     EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::codec;
+use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
-use crate::tx::{AuditFilter, Tx};
+use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Tx};
 
 pub struct SqliteTx<'c> {
     conn: &'c Connection,
@@ -107,6 +108,28 @@ fn worker_from_row(r: WorkerRow) -> StoreResult<Worker> {
         expires_at: codec::opt_ts(r.expires_at),
         revoked_at: codec::opt_ts(r.revoked_at),
         last_seen_at: codec::opt_ts(r.last_seen_at),
+    })
+}
+
+fn read_job_row(row: &Row<'_>) -> rusqlite::Result<JobColumns> {
+    Ok(JobColumns {
+        id: row.get(0)?,
+        command: row.get(1)?,
+        env: row.get(2)?,
+        target_worker: row.get(3)?,
+        selector: row.get(4)?,
+        timeout_ms: row.get(5)?,
+        queue_deadline: row.get(6)?,
+        state: row.get(7)?,
+        worker_id: row.get(8)?,
+        worker_name: row.get(9)?,
+        created_at: row.get(10)?,
+        started_at: row.get(11)?,
+        finished_at: row.get(12)?,
+        exit_code: row.get(13)?,
+        reason: row.get(14)?,
+        output_bytes: row.get(15)?,
+        truncated: row.get(16)?,
     })
 }
 
@@ -289,6 +312,156 @@ impl Tx for SqliteTx<'_> {
             )?
             .query_row(params![via.as_str(), since.map(Timestamp::unix_millis)], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn insert_job(&mut self, job: &Job) -> StoreResult<()> {
+        let c = JobColumns::from_job(job);
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO jobs ({JOB_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            ))?
+            .execute(params![
+                c.id,
+                c.command,
+                c.env,
+                c.target_worker,
+                c.selector,
+                c.timeout_ms,
+                c.queue_deadline,
+                c.state,
+                c.worker_id,
+                c.worker_name,
+                c.created_at,
+                c.started_at,
+                c.finished_at,
+                c.exit_code,
+                c.reason,
+                c.output_bytes,
+                c.truncated,
+            ])?;
+        Ok(())
+    }
+
+    fn get_job(&mut self, id: &JobId) -> StoreResult<Option<Job>> {
+        let row = self
+            .conn
+            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+            .query_row([id.as_str()], read_job_row)
+            .optional()?;
+        row.map(JobColumns::into_job).transpose()
+    }
+
+    fn list_jobs(&mut self, f: &JobFilter) -> StoreResult<Vec<Job>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR worker_name = ?2)
+             ORDER BY created_at DESC, id DESC LIMIT ?3"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    f.state.map(JobState::as_str),
+                    f.worker.as_ref().map(Name::as_str),
+                    i64::from(f.limit)
+                ],
+                read_job_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(JobColumns::into_job).collect()
+    }
+
+    fn jobs_in_state(&mut self, state: JobState) -> StoreResult<Vec<Job>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([state.as_str()], read_job_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(JobColumns::into_job).collect()
+    }
+
+    fn start_job(
+        &mut self,
+        id: &JobId,
+        worker: &WorkerId,
+        worker_name: &Name,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET state = 'running', worker_id = ?2, worker_name = ?3, started_at = ?4
+                 WHERE id = ?1 AND state = 'queued'",
+            )?
+            .execute(params![id.as_str(), worker.as_str(), worker_name.as_str(), at.unix_millis()])?;
+        Ok(n == 1)
+    }
+
+    fn end_job(&mut self, id: &JobId, from: JobState, end: &JobEnd) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET state = ?3, finished_at = ?4, exit_code = ?5, reason = ?6
+                 WHERE id = ?1 AND state = ?2",
+            )?
+            .execute(params![
+                id.as_str(),
+                from.as_str(),
+                end.state.as_str(),
+                end.at.unix_millis(),
+                end.exit_code,
+                end.reason
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO job_output (job_id, seq, stream, data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                id.as_str(),
+                i64::try_from(seq).unwrap_or(i64::MAX),
+                stream,
+                data
+            ])?;
+        Ok(())
+    }
+
+    fn set_output_stats(&mut self, id: &JobId, bytes: u64, truncated: bool) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("UPDATE jobs SET output_bytes = ?2, truncated = ?3 WHERE id = ?1")?
+            .execute(params![
+                id.as_str(),
+                i64::try_from(bytes).unwrap_or(i64::MAX),
+                truncated
+            ])?;
+        Ok(())
+    }
+
+    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, stream, data FROM job_output WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(
+                params![
+                    id.as_str(),
+                    i64::try_from(after).unwrap_or(i64::MAX),
+                    i64::from(limit)
+                ],
+                |row| {
+                    Ok(OutputChunk {
+                        seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        stream: row.get(1)?,
+                        data: row.get(2)?,
+                    })
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {

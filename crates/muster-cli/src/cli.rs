@@ -28,11 +28,83 @@ pub enum Command {
     /// The fleet: list, show, create, revoke and remove workers.
     #[command(subcommand)]
     Workers(WorkersCommand),
+    /// Run commands on workers: run, list, show, logs, cancel.
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Auto-enrollment with a shared secret: status, enable, disable, rotate.
     #[command(subcommand)]
     Enrollment(EnrollmentCommand),
     /// The audit log: who did what, when, from where.
     Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Run a command on a worker, stream its output, and exit with its exit code.
+    Run {
+        /// Run on this worker.
+        #[arg(long, conflicts_with = "labels")]
+        worker: Option<String>,
+        /// Run on a worker with this label (repeatable: all must match).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Kill the command after this long.
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Give up if no matching worker has a free slot within this long (default 10m).
+        #[arg(long)]
+        queue_timeout: Option<String>,
+        /// An environment variable for the command (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Print the job and return at once instead of waiting.
+        #[arg(long)]
+        detach: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "COMMAND"
+        )]
+        command: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List recent jobs, newest first.
+    List {
+        /// Only jobs in this state.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs that ran on this worker.
+        #[arg(long)]
+        worker: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show one job.
+    Show {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print a job's output (stdout to stdout, stderr to stderr).
+    Logs {
+        id: String,
+        /// Keep printing until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Cancel a queued or running job (its whole process group is killed).
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Debug, Args, Clone)]

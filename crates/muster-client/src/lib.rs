@@ -7,7 +7,7 @@ pub mod trust;
 use muster_proto::api::{
     AuditEntry, CreateTokenRequest, CreateWorkerRequest, CreatedToken, CreatedWorker,
     EnableEnrollmentRequest, EnableEnrollmentResponse, EnrollRequest, EnrollResponse,
-    EnrollmentStatus, Health, TokenView, WorkerView,
+    EnrollmentStatus, Health, JobEvent, JobView, SubmitJobRequest, TokenView, WorkerView,
 };
 use muster_proto::{ErrorBody, ErrorDetail};
 use reqwest::{Method, StatusCode};
@@ -292,14 +292,89 @@ impl Client {
 
     /// `GET /api/v1/audit` with query parameters (`limit`, `before`, `action`, `q`).
     pub async fn audit(&self, query: &[(&str, String)]) -> Result<Vec<AuditEntry>, ClientError> {
-        let mut path = String::from("/api/v1/audit");
-        for (i, (k, v)) in query.iter().enumerate() {
-            path.push(if i == 0 { '?' } else { '&' });
-            path.push_str(k);
-            path.push('=');
-            path.push_str(&path_segment(v));
+        self.call(
+            Method::GET,
+            &with_query("/api/v1/audit", query),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn submit_job(&self, req: &SubmitJobRequest) -> Result<JobView, ClientError> {
+        self.call(Method::POST, "/api/v1/jobs", Some(req)).await
+    }
+
+    /// `GET /api/v1/jobs` with `state`, `worker` and `limit` query parameters.
+    pub async fn list_jobs(&self, query: &[(&str, String)]) -> Result<Vec<JobView>, ClientError> {
+        self.call(Method::GET, &with_query("/api/v1/jobs", query), None::<&()>)
+            .await
+    }
+
+    pub async fn show_job(&self, id: &str) -> Result<JobView, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/v1/jobs/{}", path_segment(id)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn cancel_job(&self, id: &str) -> Result<JobView, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/jobs/{}/cancel", path_segment(id)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// A job's output: what is stored, then (with `follow`) what arrives live until it ends.
+    pub async fn job_output(
+        &self,
+        id: &str,
+        after: u64,
+        follow: bool,
+    ) -> Result<JobEvents, ClientError> {
+        let path = format!(
+            "/api/v1/jobs/{}/output?after={after}&follow={follow}",
+            path_segment(id)
+        );
+        let response = self.send_streaming(Method::GET, &path).await?;
+        Ok(JobEvents {
+            response,
+            buffer: Vec::new(),
+            base: self.base.clone(),
+        })
+    }
+
+    async fn send_streaming(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        // Following a job may take as long as the job: no overall timeout on this request.
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(std::time::Duration::from_secs(365 * 24 * 3600));
+        if let Some(token) = &self.admin_token {
+            request = request.bearer_auth(token);
         }
-        self.call(Method::GET, &path, None::<&()>).await
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api {
+                status: status.as_u16(),
+                detail: body.error,
+            }),
+            Err(_) => Err(ClientError::Protocol(format!(
+                "HTTP {status} without a muster error body"
+            ))),
+        }
     }
 
     /// A machine asks for its worker identity.
@@ -316,6 +391,48 @@ impl Client {
         body: Option<&serde_json::Value>,
     ) -> Result<T, ClientError> {
         self.call(method, path, body).await
+    }
+}
+
+fn with_query(path: &str, query: &[(&str, String)]) -> String {
+    let mut out = path.to_owned();
+    for (i, (k, v)) in query.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&path_segment(v));
+    }
+    out
+}
+
+/// The events of a job's output stream, one at a time.
+pub struct JobEvents {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+    base: String,
+}
+
+impl JobEvents {
+    /// The next event, or `None` when the stream ends.
+    pub async fn next(&mut self) -> Result<Option<JobEvent>, ClientError> {
+        loop {
+            if let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=pos).collect();
+                return serde_json::from_slice(&line[..pos])
+                    .map(Some)
+                    .map_err(|e| ClientError::Protocol(format!("bad output event: {e}")));
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    return Err(ClientError::Unreachable {
+                        url: self.base.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
     }
 }
 

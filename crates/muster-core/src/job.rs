@@ -162,13 +162,10 @@ pub trait Candidate {
 
 /// Picks where a job goes: among matching candidates with a free slot, the least loaded (by the
 /// fraction of slots in use, then by running jobs, then by name for determinism).
-pub fn place<'a, C: Candidate>(
+pub fn place<'a, C: Candidate + 'a>(
     selector: &Selector,
     candidates: impl IntoIterator<Item = &'a C>,
-) -> Option<&'a C>
-where
-    C: 'a,
-{
+) -> Option<&'a C> {
     candidates
         .into_iter()
         .filter(|c| c.running() < c.slots() && selector.matches(c.name(), c.labels()))

@@ -252,10 +252,10 @@ pub enum JobEvent {
         stream: String,
         data: String,
     },
-    /// The follower fell behind and this many bytes of live output were skipped.
-    Skipped { bytes: u64 },
+    /// The follower fell behind and this many pieces of live output were skipped.
+    Skipped { chunks: u64 },
     /// Stored output stops here: the job printed more than the server keeps.
     Truncated { kept_bytes: u64 },
     /// The job has ended (or, without follow, this is all there is so far).
-    End { job: JobView },
+    End { job: Box<JobView> },
 }

@@ -30,6 +30,8 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Workers told to come back after a graceful shutdown spread their return over this long.
     pub reconnect_spread: Duration,
+    /// Output kept per job; more is streamed live but not stored.
+    pub job_output_cap: u64,
 }
 
 impl ServeConfig {
@@ -45,6 +47,7 @@ impl ServeConfig {
             idle_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
             reconnect_spread: Duration::from_secs(10),
+            job_output_cap: crate::jobs::DEFAULT_OUTPUT_CAP,
         }
     }
 }

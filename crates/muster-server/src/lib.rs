@@ -5,10 +5,12 @@
 //! until `shutdown` resolves, then winds down gracefully.
 
 pub mod api;
+pub mod builtin;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod datadir;
+pub mod jobs;
 pub mod listener;
 pub mod ratelimit;
 pub mod secrets;
@@ -136,6 +138,15 @@ pub async fn run(
     })?;
 
     let registry = Arc::new(Registry::new());
+    let jobs = jobs::Jobs::new(
+        store.clone(),
+        Arc::clone(&registry),
+        clock,
+        config.job_output_cap,
+    );
+    jobs.recover()
+        .await
+        .context("cannot recover jobs from the database")?;
     let self_signed = matches!(config.tls, TlsMode::SelfSigned);
     let state = AppState::new(Inner {
         store: store.clone(),
@@ -152,6 +163,7 @@ pub async fn run(
         tls: tls.is_some(),
         verifier: secrets::SecretVerifier::new(),
         limiter: ratelimit::FailureLimiter::default(),
+        jobs: Arc::clone(&jobs),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -162,13 +174,36 @@ pub async fn run(
     };
     let serving = tokio::spawn(listener_task.serve(listener, router(state.clone()), stop_rx));
     let flusher = tokio::spawn(flush_last_seen(state.clone()));
+    let dispatcher = tokio::spawn(Arc::clone(&jobs).dispatch_forever());
+    let (builtin_stop, builtin_shutdown) = tokio::sync::watch::channel(false);
+    let builtin_worker = config.builtin_worker.then(|| {
+        let target = builtin::Target {
+            url: started.url.clone(),
+            fingerprint: started
+                .tls_fingerprint
+                .as_deref()
+                .and_then(|fp| muster_client::trust::parse_fingerprint(fp).ok()),
+        };
+        tokio::spawn(builtin::run(
+            store.clone(),
+            clock,
+            dir.root().join("builtin-worker"),
+            target,
+            builtin_shutdown,
+        ))
+    });
     on_started(&started);
     tracing::info!(url = %started.url, "muster server listening");
 
     shutdown.await;
     tracing::info!("shutting down");
+    let _ = builtin_stop.send(true);
+    if let Some(task) = builtin_worker {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     let _ = stop_tx.send(true);
     flusher.abort();
+    dispatcher.abort();
     let _ = serving.await;
     send_workers_away(&registry, config.reconnect_spread);
     let deadline = tokio::time::Instant::now() + config.shutdown_grace;

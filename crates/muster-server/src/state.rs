@@ -26,6 +26,7 @@ pub struct Inner {
     pub tls: bool,
     pub verifier: crate::secrets::SecretVerifier,
     pub limiter: crate::ratelimit::FailureLimiter,
+    pub jobs: Arc<crate::jobs::Jobs>,
 }
 
 impl std::ops::Deref for AppState {

@@ -1127,7 +1127,7 @@ async fn jobs_start_once_end_once_and_recover(store: Store) {
         .write(|tx| jobs::lose_running(tx, at(70)))
         .await
         .expect("recover");
-    assert_eq!(lost, [a3.clone()]);
+    assert_eq!(lost, std::slice::from_ref(&a3));
     let j3 = store
         .read(move |tx| tx.get_job(&a3))
         .await

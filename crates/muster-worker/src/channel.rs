@@ -14,7 +14,7 @@ use muster_client::Trust;
 use muster_proto::control::{ServerMessage, Welcome, close};
 use muster_proto::{ErrorBody, PROTOCOL_VERSION, headers};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
@@ -287,20 +287,41 @@ pub enum ChannelEnd {
     Shutdown,
 }
 
-/// What the loop reports to the code around it (jobs hook in here).
+/// What the loop reports to the code around it: jobs hook in here.
 pub trait Events: Send {
     fn welcomed(&mut self, _welcome: &Welcome) {}
+    /// A message from the server other than the welcome.
+    fn message(&mut self, _message: ServerMessage) {}
+    /// The channel is gone (for any reason).
+    fn lost(&mut self) {}
 }
 
 /// No-op events.
 pub struct Quiet;
 impl Events for Quiet {}
 
-/// Runs an open channel until it ends.
+/// Runs an open channel until it ends. Frames from `outbound` (job output and results) are sent
+/// in order; `events` hears server messages, and that the channel is gone when it ends.
 pub async fn run<S, E>(
+    socket: S,
+    shutdown: &mut watch::Receiver<bool>,
+    events: &mut dyn Events,
+    outbound: Option<&mut mpsc::Receiver<Message>>,
+) -> ChannelEnd
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
+    E: std::fmt::Display,
+{
+    let end = run_inner(socket, shutdown, events, outbound).await;
+    events.lost();
+    end
+}
+
+async fn run_inner<S, E>(
     mut socket: S,
     shutdown: &mut watch::Receiver<bool>,
     events: &mut dyn Events,
+    mut outbound: Option<&mut mpsc::Receiver<Message>>,
 ) -> ChannelEnd
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
@@ -311,6 +332,10 @@ where
         after: None,
         welcomed,
     };
+    // Frames left over from a previous channel belong to jobs the server has already written off.
+    if let Some(rx) = outbound.as_deref_mut() {
+        while rx.try_recv().is_ok() {}
+    }
     // The server speaks first.
     let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, socket.next()).await {
         Err(_) => return lost("the server sent no welcome".into(), false),
@@ -353,13 +378,20 @@ where
                     None => return lost("the server closed the connection".into(), true),
                     Some(Err(e)) => return lost(format!("the connection failed: {e}"), true),
                     Some(Ok(Message::Close(frame))) => return closed(frame, reconnect_after, true),
-                    Some(Ok(Message::Text(text))) => {
-                        if let Ok(ServerMessage::Reconnect { after_ms, reason }) = serde_json::from_str(text.as_str()) {
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(text.as_str()) {
+                        Ok(ServerMessage::Reconnect { after_ms, reason }) => {
                             tracing::info!(%reason, after_ms, "the server asked this worker to come back later");
                             reconnect_after = Some(Duration::from_millis(after_ms));
                         }
-                    }
+                        Ok(message) => events.message(message),
+                        Err(e) => tracing::debug!(error = %e, "ignoring a message this worker does not understand"),
+                    },
                     Some(Ok(_)) => {}
+                }
+            }
+            Some(message) = next_outbound(&mut outbound) => {
+                if socket.send(message).await.is_err() {
+                    return lost("the connection failed while sending".into(), true);
                 }
             }
             () = &mut silence => {
@@ -372,6 +404,14 @@ where
                 ping.as_mut().reset(Instant::now() + heartbeat);
             }
         }
+    }
+}
+
+/// The next frame to send, or never if there is no outbound queue.
+async fn next_outbound(outbound: &mut Option<&mut mpsc::Receiver<Message>>) -> Option<Message> {
+    match outbound {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -514,7 +554,7 @@ mod tests {
             server.to_worker.send(Ok(m)).unwrap();
         }
         let (_tx, mut shutdown) = watch::channel(false);
-        let end = run(socket, &mut shutdown, &mut Quiet).await;
+        let end = run(socket, &mut shutdown, &mut Quiet, None).await;
         (end, server)
     }
 
@@ -562,7 +602,7 @@ mod tests {
         server.to_worker.send(Ok(welcome())).unwrap();
         let (_tx, mut shutdown) = watch::channel(false);
         let started = Instant::now();
-        let end = run(socket, &mut shutdown, &mut Quiet).await;
+        let end = run(socket, &mut shutdown, &mut Quiet, None).await;
         assert!(
             matches!(end, ChannelEnd::Lost { welcomed: true, .. }),
             "{end:?}"
@@ -581,7 +621,7 @@ mod tests {
         let (socket, mut server) = pair();
         server.to_worker.send(Ok(welcome())).unwrap();
         let (tx, mut shutdown) = watch::channel(false);
-        let task = tokio::spawn(async move { run(socket, &mut shutdown, &mut Quiet).await });
+        let task = tokio::spawn(async move { run(socket, &mut shutdown, &mut Quiet, None).await });
         tokio::time::sleep(Duration::from_secs(1)).await;
         tx.send(true).unwrap();
         assert_eq!(task.await.unwrap(), ChannelEnd::Shutdown);
@@ -595,7 +635,7 @@ mod tests {
     async fn no_welcome_is_a_lost_channel_not_a_stop() {
         let (socket, _server) = pair();
         let (_tx, mut shutdown) = watch::channel(false);
-        let end = run(socket, &mut shutdown, &mut Quiet).await;
+        let end = run(socket, &mut shutdown, &mut Quiet, None).await;
         assert!(
             matches!(
                 end,

@@ -6,13 +6,15 @@ use std::time::Duration;
 use muster_client::{Client, Trust};
 use muster_core::{Labels, Name};
 use muster_proto::api::EnrollRequest;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::backoff::Backoff;
 use crate::channel::{self, ChannelEnd, ChannelOptions, Endpoint, Events, Identity};
 use crate::classify::{self, Failure};
 use crate::config::WorkerConfig;
 use crate::exit::{Exit, code};
+use crate::jobs::JobManager;
 use crate::state_dir::{CachedIdentity, StateDir};
 
 /// How this worker will prove who it is.
@@ -140,11 +142,7 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, Exit> {
 
 /// Runs the worker until it is stopped or fails for good. Never returns early for a transient
 /// failure: those are retried with backoff.
-pub async fn run(
-    config: WorkerConfig,
-    mut shutdown: watch::Receiver<bool>,
-    events: &mut dyn Events,
-) -> Exit {
+pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Exit {
     let prepared = match prepare(&config) {
         Ok(p) => p,
         Err(exit) => return exit,
@@ -159,13 +157,15 @@ pub async fn run(
         max_jobs: prepared.max_jobs,
         bind: None,
     };
+    let (mut jobs, mut outbound) = JobManager::new(prepared.state.jobs_dir());
     let exit = maintain(
         &prepared.endpoint,
         &identity,
         &options,
         config.reconnect,
         &mut shutdown,
-        events,
+        &mut jobs,
+        Some(&mut outbound),
     )
     .await;
     if cached_identity && exit.code == code::IDENTITY_MISMATCH && exit.message.contains("not known")
@@ -261,6 +261,7 @@ async fn obtain_identity(
 
 /// Keeps the control channel up: reconnects after every transient loss, with backoff, until a
 /// permanent refusal or a shutdown. This is the loop a swarm runs per simulated worker, too.
+#[allow(clippy::too_many_arguments)]
 pub async fn maintain(
     endpoint: &Endpoint,
     identity: &Identity,
@@ -268,6 +269,7 @@ pub async fn maintain(
     reconnect: bool,
     shutdown: &mut watch::Receiver<bool>,
     events: &mut dyn Events,
+    mut outbound: Option<&mut mpsc::Receiver<Message>>,
 ) -> Exit {
     let mut backoff = Backoff::default();
     loop {
@@ -281,7 +283,7 @@ pub async fn maintain(
         let (reason, after) = match connected {
             Ok(socket) => {
                 tracing::info!(url = %endpoint.base_url, "control channel open");
-                match channel::run(socket, shutdown, events).await {
+                match channel::run(socket, shutdown, events, outbound.as_deref_mut()).await {
                     ChannelEnd::Shutdown => return Exit::graceful(),
                     ChannelEnd::Stop(exit) => return exit,
                     ChannelEnd::Lost {

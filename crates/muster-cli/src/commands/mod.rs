@@ -2,6 +2,7 @@
 
 mod audit;
 mod enrollment;
+mod job;
 mod serve;
 mod token;
 mod worker;
@@ -17,6 +18,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Worker(args) => worker::run(args).await,
         Command::Token(cmd) => token::run(cmd).await,
         Command::Workers(cmd) => workers::run(cmd).await,
+        Command::Job(cmd) => job::run(cmd).await,
         Command::Enrollment(cmd) => enrollment::run(cmd).await,
         Command::Audit(args) => audit::run(args).await,
     };
@@ -27,7 +29,10 @@ pub async fn dispatch(cli: Cli) -> u8 {
             hint,
             code,
         }) => {
-            print_error(&message, hint.as_deref());
+            // An empty message is a silent failure: `job run` passing on a command's exit code.
+            if !message.is_empty() {
+                print_error(&message, hint.as_deref());
+            }
             code
         }
     }

@@ -1,7 +1,6 @@
 //! `muster worker`.
 
 use muster_worker::WorkerConfig;
-use muster_worker::channel::Quiet;
 
 use crate::cli::{WorkerArgs, default_state_dir};
 use crate::commands::serve::shutdown_signal;
@@ -32,7 +31,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let exit = muster_worker::run(config, shutdown, &mut Quiet).await;
+    let exit = muster_worker::run(config, shutdown).await;
     if exit.code == 0 {
         tracing::info!("worker stopped");
         return Ok(());

@@ -5,6 +5,7 @@ pub mod enroll;
 pub mod enrollment;
 pub mod error;
 pub mod extract;
+pub mod jobs;
 pub mod tokens;
 pub mod validate;
 pub mod views;
@@ -37,6 +38,10 @@ pub fn routes() -> Router<AppState> {
         .route("/enrollment/enable", post(enrollment::enable))
         .route("/enrollment/rotate", post(enrollment::rotate))
         .route("/enrollment/disable", post(enrollment::disable))
+        .route("/jobs", post(jobs::submit).get(jobs::list))
+        .route("/jobs/{id}", get(jobs::show))
+        .route("/jobs/{id}/output", get(jobs::output))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/enroll", post(enroll::enroll))
         .route("/connect", get(connect::connect))
         .fallback(not_found)

@@ -1,8 +1,9 @@
 //! Domain → wire conversions. The server is the only place that knows both.
 
 use muster_core::audit::AuditRecord;
+use muster_core::job::Job;
 use muster_core::{Labels, Timestamp, Token, Worker};
-use muster_proto::api::{AuditEntry, LabelMap, TokenView, WorkerView};
+use muster_proto::api::{AuditEntry, JobView, LabelMap, TokenView, WorkerView};
 
 use crate::control::registry::Registry;
 
@@ -46,10 +47,7 @@ pub fn worker(worker: &Worker, now: Timestamp, registry: &Registry) -> WorkerVie
         expires_at: ts(worker.expires_at),
         revoked_at: ts(worker.revoked_at),
         token: worker.token_name.as_ref().map(ToString::to_string),
-        running_jobs: session
-            .as_ref()
-            .map(|s| s.running_jobs.load(std::sync::atomic::Ordering::Relaxed))
-            .unwrap_or(0),
+        running_jobs: session.as_ref().map(|s| s.running()).unwrap_or(0),
         slots: session.as_ref().map(|s| s.slots).unwrap_or(0),
         remote_addr: session
             .as_ref()
@@ -69,5 +67,26 @@ pub fn audit(record: &AuditRecord) -> AuditEntry {
         remote_addr: e.remote_addr.clone(),
         outcome: e.outcome.as_str().to_owned(),
         detail: e.detail.clone(),
+    }
+}
+
+pub fn job(job: &Job) -> JobView {
+    JobView {
+        id: job.id.to_string(),
+        state: job.state.as_str().to_owned(),
+        worker: job.worker_name.as_ref().map(ToString::to_string),
+        exit_code: job.exit_code,
+        command: job.command.clone(),
+        env_keys: job.env.keys().cloned().collect(),
+        selector: job.selector.to_string(),
+        created_at: job.created_at.to_rfc3339(),
+        started_at: ts(job.started_at),
+        finished_at: ts(job.finished_at),
+        reason: job.reason.clone(),
+        timeout_ms: job
+            .timeout
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        output_bytes: job.output_bytes,
+        output_truncated: job.truncated,
     }
 }

@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use muster_core::audit::Outcome;
 use muster_core::worker::AdmitRefusal;
-use muster_core::{MachineId, Worker, WorkerId, WorkerStatus};
+use muster_core::{Labels, MachineId, Worker, WorkerId, WorkerStatus};
 use muster_proto::control::close;
 use muster_proto::{ErrorCode, PROTOCOL_VERSION, headers};
 use muster_store::flows::workers;
@@ -22,7 +22,7 @@ use muster_store::flows::workers;
 use crate::api::error::AppError;
 use crate::api::extract::Remote;
 use crate::control::registry::Session;
-use crate::control::session::{self, SessionParams};
+use crate::control::session::{self, Ended, SessionParams};
 use crate::state::AppState;
 
 /// Per-connection WebSocket buffers. Control messages are small; the library's 128 KiB defaults
@@ -36,6 +36,7 @@ struct Credentials {
     machine: MachineId,
     key: String,
     slots: u32,
+    labels: Labels,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -75,11 +76,14 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
         .clamp(1, 1024);
+    let labels = Labels::parse_list(header(headers, headers::LABELS).unwrap_or_default())
+        .map_err(|e| AppError::bad_request(ErrorCode::InvalidLabel, e))?;
     Ok(Credentials {
         worker_id,
         machine,
         key,
         slots,
+        labels,
     })
 }
 
@@ -118,12 +122,11 @@ pub async fn connect(
             return Err(admit_refusal(&refusal));
         }
     };
-    let slots = creds.slots;
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(app, worker, remote, slots, socket)))
+        .on_upgrade(move |socket| serve(app, worker, remote, creds, socket)))
 }
 
 /// Admits on a read-only transaction when it can; only a pre-created worker's first connection
@@ -166,16 +169,18 @@ async fn serve(
     app: AppState,
     worker: Worker,
     remote: Option<SocketAddr>,
-    slots: u32,
+    creds: Credentials,
     socket: axum::extract::ws::WebSocket,
 ) {
+    let labels = current_labels(&app, &worker, &creds.labels).await;
     let session = Arc::new(Session::new(
         app.registry.next_conn_id(),
         worker.id.clone(),
         worker.name.clone(),
         remote,
         app.clock.now(),
-        slots,
+        creds.slots,
+        labels,
     ));
     if let Some(old) = app.registry.insert(Arc::clone(&session)) {
         old.close(
@@ -197,14 +202,16 @@ async fn serve(
         Err(e) => tracing::warn!(error = %e, "cannot re-check a new session"),
     }
     tracing::info!(worker = %worker.name, remote = ?remote, "worker connected");
+    app.jobs.kick();
     let params = SessionParams {
         clock: app.clock,
         heartbeat: app.heartbeat,
         idle_timeout: app.idle_timeout,
         expires_at: worker.expires_at,
     };
-    let ended = session::run(socket, Arc::clone(&session), params).await;
+    let ended = session::run(socket, Arc::clone(&session), params, app.jobs.as_ref()).await;
     app.registry.remove(&worker.id, session.conn_id);
+    app.jobs.session_ended(&session, lost_reason(&ended)).await;
     let seen = vec![(worker.id.clone(), session.last_seen())];
     if let Err(e) = app
         .store
@@ -214,4 +221,35 @@ async fn serve(
         tracing::warn!(error = %e, "cannot record when a worker was last seen");
     }
     tracing::info!(worker = %worker.name, ?ended, "worker disconnected");
+}
+
+/// Why the jobs of a session that ended this way are lost.
+fn lost_reason(ended: &Ended) -> &'static str {
+    match ended {
+        Ended::Closed(close::REVOKED) => "the worker was revoked while the job ran",
+        Ended::Closed(close::EXPIRED) => "the worker's enrollment token expired while the job ran",
+        Ended::Closed(close::GOING_AWAY) => "the server shut down while the job ran",
+        Ended::Closed(close::REMOVED | close::SUPERSEDED | close::REPLACED) => {
+            "the worker's identity was replaced or removed while the job ran"
+        }
+        Ended::Closed(_) | Ended::PeerGone => "the worker disconnected while the job ran",
+        Ended::Idle => "the worker stopped answering while the job ran",
+    }
+}
+
+/// The worker's labels for placing jobs: the stored ones, plus any new keys the worker now
+/// asserts (stored values win: they may come from an admin). Changes are saved.
+async fn current_labels(app: &AppState, worker: &Worker, asserted: &Labels) -> Labels {
+    let merged = asserted.merged_with(&worker.labels);
+    if merged != worker.labels {
+        let (id, labels) = (worker.id.clone(), merged.clone());
+        if let Err(e) = app
+            .store
+            .write(move |tx| tx.set_worker_labels(&id, &labels))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot save a worker's new labels");
+        }
+    }
+    merged
 }

@@ -1,12 +1,13 @@
 //! Who is connected right now. In memory only: at start nobody is, and every worker shows
 //! `disconnected` until it comes back.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use muster_core::{Name, Timestamp, WorkerId};
+use muster_core::job::{Candidate, JobId};
+use muster_core::{Labels, Name, Timestamp, WorkerId};
 use muster_proto::control::ServerMessage;
 use tokio::sync::Notify;
 
@@ -59,7 +60,10 @@ pub struct Session {
     pub connected_at: Timestamp,
     /// How many jobs the worker said it runs at once.
     pub slots: u32,
-    pub running_jobs: AtomicU32,
+    /// The worker's labels, for placing jobs.
+    pub labels: Labels,
+    /// Jobs placed on this worker and not yet ended.
+    jobs: Mutex<HashSet<JobId>>,
     last_seen_millis: AtomicI64,
     pub inbox: Inbox,
 }
@@ -72,6 +76,7 @@ impl Session {
         remote_addr: Option<SocketAddr>,
         now: Timestamp,
         slots: u32,
+        labels: Labels,
     ) -> Self {
         Self {
             conn_id,
@@ -80,7 +85,8 @@ impl Session {
             remote_addr,
             connected_at: now,
             slots,
-            running_jobs: AtomicU32::new(0),
+            labels,
+            jobs: Mutex::new(HashSet::new()),
             last_seen_millis: AtomicI64::new(now.unix_millis()),
             inbox: Inbox::default(),
         }
@@ -93,6 +99,37 @@ impl Session {
 
     pub fn last_seen(&self) -> Timestamp {
         Timestamp::from_unix_millis(self.last_seen_millis.load(Ordering::Relaxed))
+    }
+
+    pub fn running(&self) -> u32 {
+        u32::try_from(self.jobs().len()).unwrap_or(u32::MAX)
+    }
+
+    /// Reserves a slot for a job. False if the worker is full.
+    pub fn reserve(&self, job: &JobId) -> bool {
+        let mut jobs = self.jobs();
+        if u32::try_from(jobs.len()).unwrap_or(u32::MAX) >= self.slots {
+            return false;
+        }
+        jobs.insert(job.clone())
+    }
+
+    /// Frees a job's slot. True if the job was placed here.
+    pub fn release(&self, job: &JobId) -> bool {
+        self.jobs().remove(job)
+    }
+
+    pub fn holds(&self, job: &JobId) -> bool {
+        self.jobs().contains(job)
+    }
+
+    /// Takes every job placed here (the session is ending).
+    pub fn take_jobs(&self) -> Vec<JobId> {
+        self.jobs().drain().collect()
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, HashSet<JobId>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn close(&self, code: u16, reason: impl Into<String>) {
@@ -169,5 +206,23 @@ impl Registry {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<WorkerId, Arc<Session>>> {
         self.sessions.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Candidate for Session {
+    fn name(&self) -> &Name {
+        &self.name
+    }
+
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    fn running(&self) -> u32 {
+        Session::running(self)
+    }
+
+    fn slots(&self) -> u32 {
+        self.slots
     }
 }

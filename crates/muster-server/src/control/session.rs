@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
+use futures_util::future::BoxFuture;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use muster_core::Timestamp;
-use muster_proto::control::{ServerMessage, Welcome, close};
+use muster_proto::control::{ServerMessage, Welcome, WorkerMessage, close};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::clock::Clock;
@@ -24,6 +25,26 @@ pub struct SessionParams {
     pub idle_timeout: Duration,
     /// The hard deadline of a token-enrolled worker.
     pub expires_at: Option<Timestamp>,
+}
+
+/// Where a session hands what the worker sends (job output and job results).
+pub trait Inbound: Send + Sync {
+    fn message<'a>(&'a self, session: &'a Session, message: WorkerMessage) -> BoxFuture<'a, ()>;
+    /// A binary frame (job output). Awaited before the next frame is read: backpressure.
+    fn output<'a>(&'a self, session: &'a Session, frame: bytes::Bytes) -> BoxFuture<'a, ()>;
+}
+
+/// Ignores everything (for sessions in tests).
+pub struct Discard;
+
+impl Inbound for Discard {
+    fn message<'a>(&'a self, _: &'a Session, _: WorkerMessage) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    fn output<'a>(&'a self, _: &'a Session, _: bytes::Bytes) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Why a session ended, for logs and tests.
@@ -40,7 +61,12 @@ pub enum Ended {
 /// How long to wait for the worker's answering close frame before dropping the socket.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-pub async fn run<S>(mut socket: S, session: Arc<Session>, params: SessionParams) -> Ended
+pub async fn run<S>(
+    mut socket: S,
+    session: Arc<Session>,
+    params: SessionParams,
+    inbound: &dyn Inbound,
+) -> Ended
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
 {
@@ -92,10 +118,18 @@ where
             frame = socket.next() => {
                 match frame {
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ended::PeerGone,
-                    Some(Ok(_message)) => {
+                    Some(Ok(message)) => {
                         // Pings are answered by the WebSocket layer; any frame proves liveness.
                         last_heard = Instant::now();
                         session.saw(params.clock.now());
+                        match message {
+                            Message::Binary(frame) => inbound.output(&session, frame).await,
+                            Message::Text(text) => match serde_json::from_str::<WorkerMessage>(text.as_str()) {
+                                Ok(m) => inbound.message(&session, m).await,
+                                Err(e) => tracing::debug!(worker = %session.name, error = %e, "ignoring an unknown message"),
+                            },
+                            _ => {}
+                        }
                     }
                 }
             }
@@ -234,6 +268,7 @@ mod tests {
             None,
             clock.now(),
             1,
+            muster_core::Labels::new(),
         ))
     }
 
@@ -268,11 +303,15 @@ mod tests {
         let (socket, mut pipe) = pipe();
         let s = session(&clock);
         let started = Instant::now();
-        let task = tokio::spawn(run(
-            socket,
-            s,
-            params(clock, Some(Duration::from_millis(2500))),
-        ));
+        let task = tokio::spawn(async move {
+            run(
+                socket,
+                s,
+                params(clock, Some(Duration::from_millis(2500))),
+                &Discard,
+            )
+            .await
+        });
         expect_welcome(&mut pipe).await;
         // Keep the channel alive with worker pings so only the deadline can end it.
         let keepalive = pipe.to_server.clone();
@@ -309,7 +348,10 @@ mod tests {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
         let (socket, mut pipe) = pipe();
         let s = session(&clock);
-        let task = tokio::spawn(run(socket, Arc::clone(&s), params(clock, None)));
+        let task = tokio::spawn({
+            let s = Arc::clone(&s);
+            async move { run(socket, s, params(clock, None), &Discard).await }
+        });
         expect_welcome(&mut pipe).await;
         let before = Instant::now();
         s.close(close::REVOKED, "revoked");
@@ -327,7 +369,9 @@ mod tests {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
         let (socket, mut pipe) = pipe();
         let started = Instant::now();
-        let task = tokio::spawn(run(socket, session(&clock), params(clock, None)));
+        let task = tokio::spawn(async move {
+            run(socket, session(&clock), params(clock, None), &Discard).await
+        });
         expect_welcome(&mut pipe).await;
         assert!(matches!(
             pipe.from_server.recv().await,
@@ -352,7 +396,10 @@ mod tests {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
         let (socket, mut pipe) = pipe();
         let s = session(&clock);
-        let task = tokio::spawn(run(socket, Arc::clone(&s), params(clock, None)));
+        let task = tokio::spawn({
+            let s = Arc::clone(&s);
+            async move { run(socket, s, params(clock, None), &Discard).await }
+        });
         expect_welcome(&mut pipe).await;
         for _ in 0..20 {
             tokio::time::sleep(Duration::from_secs(4)).await;

@@ -1,0 +1,145 @@
+//! The built-in worker: a worker inside the server process, so a lone server can run jobs with
+//! nothing else installed. It is a real worker — the same control channel, the same job runner —
+//! that connects to its own server over loopback with an identity the server makes for it at
+//! every start (`enrolled_via: builtin`, name `builtin`).
+
+use muster_client::Trust;
+use muster_core::credentials::generate_id;
+use muster_core::{ApiKey, EnrolledVia, Labels, Name, Worker, WorkerId};
+use muster_store::Store;
+use muster_worker::channel::{ChannelOptions, Endpoint, Identity};
+use muster_worker::jobs::JobManager;
+use muster_worker::state_dir::StateDir;
+use rand::rngs::OsRng;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+
+pub const NAME: &str = "builtin";
+
+/// Where and how the built-in worker reaches its server.
+pub struct Target {
+    pub url: String,
+    pub fingerprint: Option<[u8; 32]>,
+}
+
+/// Prepares the built-in worker's identity and runs it until `shutdown`.
+pub async fn run(
+    store: Store,
+    clock: Clock,
+    state_dir: std::path::PathBuf,
+    target: Target,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let state = match StateDir::open(&state_dir) {
+        Ok(state) => state,
+        Err(exit) => {
+            tracing::error!("the built-in worker cannot start: {exit}");
+            return;
+        }
+    };
+    let identity = match ensure_identity(&store, &clock, &state).await {
+        Ok(Some(identity)) => identity,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "the built-in worker cannot start");
+            return;
+        }
+    };
+    let trust = match target.fingerprint {
+        Some(digest) => Trust::Fingerprint(digest),
+        None => Trust::System,
+    };
+    let endpoint = match Endpoint::new(&target.url, &trust) {
+        Ok(e) => e,
+        Err(exit) => {
+            tracing::error!("the built-in worker cannot start: {exit}");
+            return;
+        }
+    };
+    let slots = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let options = ChannelOptions {
+        labels: String::new(),
+        max_jobs: slots,
+        bind: None,
+    };
+    let (mut jobs, mut outbound) = JobManager::new(state.jobs_dir());
+    let exit = muster_worker::maintain(
+        &endpoint,
+        &identity,
+        &options,
+        true,
+        &mut shutdown,
+        &mut jobs,
+        Some(&mut outbound),
+    )
+    .await;
+    if exit.code != 0 {
+        tracing::error!("the built-in worker stopped: {exit}");
+    }
+}
+
+/// Creates the `builtin` worker record, or gives the existing one a fresh key. Returns `None`
+/// (after saying why) if another kind of worker holds the name.
+async fn ensure_identity(
+    store: &Store,
+    clock: &Clock,
+    state: &StateDir,
+) -> Result<Option<Identity>, muster_store::StoreError> {
+    let key = ApiKey::generate(&mut OsRng);
+    let key_hash = key.hash();
+    let machine = state.machine_id().clone();
+    let now = clock.now();
+    let new_id = WorkerId::parse(&generate_id(&mut OsRng))
+        .map_err(|e| muster_store::StoreError::Corrupt(e.to_string()))?;
+    let name = Name::parse(NAME).map_err(|e| muster_store::StoreError::Corrupt(e.to_string()))?;
+    let id = store
+        .write(move |tx| {
+            match tx.get_worker_by_name(&name)? {
+                Some(w) if w.enrolled_via == EnrolledVia::Builtin => {
+                    tx.set_worker_key(&w.id, &key_hash)?;
+                    if w.machine_id.as_ref() != Some(&machine) {
+                        // A new data dir state: rebind the built-in identity to it.
+                        tx.delete_worker(&w.id)?;
+                        tx.insert_worker(&Worker {
+                            machine_id: Some(machine),
+                            key_hash,
+                            ..w.clone()
+                        })?;
+                    }
+                    Ok(Some(w.id))
+                }
+                Some(_) => Ok(None),
+                None => {
+                    tx.insert_worker(&Worker {
+                        id: new_id.clone(),
+                        name,
+                        enrolled_via: EnrolledVia::Builtin,
+                        token_name: None,
+                        machine_id: Some(machine),
+                        labels: Labels::new(),
+                        key_hash,
+                        created_at: now,
+                        expires_at: None,
+                        revoked_at: None,
+                        last_seen_at: None,
+                    })?;
+                    Ok(Some(new_id))
+                }
+            }
+        })
+        .await?;
+    let Some(id) = id else {
+        tracing::warn!(
+            "a worker named `builtin` exists that is not the built-in worker; the built-in worker stays off"
+        );
+        return Ok(None);
+    };
+    Ok(Some(Identity {
+        worker_id: id.to_string(),
+        api_key: key.expose().to_owned(),
+        machine_id: state.machine_id().to_string(),
+    }))
+}

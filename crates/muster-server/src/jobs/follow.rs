@@ -1,0 +1,132 @@
+//! Streaming a job's output to a client: what is stored, then (with `follow`) what arrives live,
+//! then the job as it ended. Newline-delimited JSON, one [`JobEvent`] per line.
+
+use axum::body::Body;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use muster_core::job::JobId;
+use muster_proto::api::JobEvent;
+use muster_proto::control::frame;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::api::views;
+use crate::jobs::LiveEvent;
+use crate::state::AppState;
+
+/// Stored chunks read per query.
+const PAGE: u32 = 256;
+
+fn stream_name(stream: u8) -> &'static str {
+    if stream == frame::STDERR {
+        "stderr"
+    } else {
+        "stdout"
+    }
+}
+
+fn line(event: &JobEvent) -> Bytes {
+    let mut text = serde_json::to_vec(event).unwrap_or_default();
+    text.push(b'\n');
+    Bytes::from(text)
+}
+
+fn output_line(seq: u64, stream: u8, data: &[u8]) -> Bytes {
+    line(&JobEvent::Output {
+        seq,
+        stream: stream_name(stream).into(),
+        data: STANDARD.encode(data),
+    })
+}
+
+/// The response body. The producer stops when the client goes away (its sends fail).
+pub fn body(app: AppState, id: JobId, after: u64, follow: bool) -> Body {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        if let Err(e) = produce(&app, &id, after, follow, &tx).await {
+            tracing::debug!(job = %id, "output stream ended early: {e}");
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|item| item.map(Ok::<Bytes, std::convert::Infallible>))
+    });
+    Body::from_stream(stream)
+}
+
+async fn produce(
+    app: &AppState,
+    id: &JobId,
+    after: u64,
+    follow: bool,
+    tx: &mpsc::Sender<Bytes>,
+) -> Result<(), String> {
+    let send =
+        |bytes: Bytes| async move { tx.send(bytes).await.map_err(|_| "client gone".to_owned()) };
+    // Subscribe before reading what is stored, so nothing falls between the two.
+    let mut live = if follow { app.jobs.subscribe(id) } else { None };
+    let mut last = after;
+    loop {
+        let job = id.clone();
+        let chunks = app
+            .store
+            .read(move |t| t.read_output(&job, last, PAGE))
+            .await
+            .map_err(|e| e.to_string())?;
+        let full_page = chunks.len() == PAGE as usize;
+        for chunk in chunks {
+            last = chunk.seq;
+            send(output_line(chunk.seq, chunk.stream, &chunk.data)).await?;
+        }
+        if !full_page {
+            break;
+        }
+    }
+    if let Some(receiver) = live.as_mut() {
+        follow_live(receiver, &mut last, &send).await?;
+    }
+    let job = id.clone();
+    if let Some(job) = app
+        .store
+        .read(move |t| t.get_job(&job))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if job.truncated {
+            send(line(&JobEvent::Truncated {
+                kept_bytes: job.output_bytes.min(app.jobs.output_cap()),
+            }))
+            .await?;
+        }
+        send(line(&JobEvent::End {
+            job: Box::new(views::job(&job)),
+        }))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn follow_live<F, Fut>(
+    receiver: &mut broadcast::Receiver<LiveEvent>,
+    last: &mut u64,
+    send: &F,
+) -> Result<(), String>
+where
+    F: Fn(Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    loop {
+        match receiver.recv().await {
+            Ok(LiveEvent::Output { seq, stream, data }) => {
+                if seq > *last {
+                    *last = seq;
+                    send(output_line(seq, stream, &data)).await?;
+                }
+            }
+            Ok(LiveEvent::Ended) | Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            Err(broadcast::error::RecvError::Lagged(chunks)) => {
+                send(line(&JobEvent::Skipped { chunks })).await?;
+            }
+        }
+    }
+}

@@ -30,7 +30,6 @@ use muster_proto::control::{ServerMessage, close};
 use muster_proto::local::ServerFile;
 use muster_store::Store;
 use rand::Rng;
-use tokio::net::TcpListener;
 
 pub use config::{ServeConfig, TlsMode};
 
@@ -101,8 +100,7 @@ pub async fn run(
         TlsMode::Files { cert, key } => Some(tls::load_files(cert, key)?),
     };
 
-    let listener = TcpListener::bind(bind_addrs.as_slice())
-        .await
+    let listener = listener::bind(&bind_addrs)
         .with_context(|| format!("cannot listen on `{}`", config.listen))?;
     let local_addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -28,8 +28,39 @@ use crate::api::error::AppError;
 const FD_RESERVE: usize = 256;
 /// A client that has not finished its TLS handshake in this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Suggested wait for a worker turned away because the server is full.
-const BUSY_RETRY: Duration = Duration::from_secs(30);
+/// A worker turned away because the server is full is told to come back after a random wait in
+/// this range, so the turned-away do not all return at the same instant.
+const BUSY_RETRY_MIN_MS: u64 = 5_000;
+const BUSY_RETRY_SPREAD_MS: u64 = 25_000;
+
+/// Connections waiting to be accepted. After a server restart a whole fleet dials back within
+/// seconds; the default backlog (1024) would drop SYNs and add a second of retransmit delay to
+/// thousands of them. The kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 16 * 1024;
+
+/// Binds the first address that works, with a deep accept backlog.
+pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<TcpListener> {
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::AddrNotAvailable,
+        "no address to listen on",
+    );
+    for addr in addrs {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }?;
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(*addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
 
 /// The open-file limit of this process, and so the most connections worth accepting.
 pub fn connection_cap() -> usize {
@@ -219,6 +250,9 @@ fn busy_router() -> Router {
             "the server holds as many connections as it can",
         )
         .with_hint("the worker retries by itself; add server capacity if this persists")
-        .with_retry_after(BUSY_RETRY)
+        .with_retry_after(Duration::from_millis(
+            BUSY_RETRY_MIN_MS
+                + rand::Rng::gen_range(&mut rand::thread_rng(), 0..BUSY_RETRY_SPREAD_MS),
+        ))
     })
 }

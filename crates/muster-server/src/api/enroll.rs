@@ -102,10 +102,9 @@ async fn enroll_with_secret(
         (event, auto_refusal(&refusal))
     };
     // Cheap checks first: no Argon2 work for a switched-off server or a disallowed name.
-    let status = app.store.read(enrollment::status).await?;
-    let settings = &status.settings;
+    let (settings, enrolled_in_window) = app.store.read(enrollment::gate).await?;
     let checked = settings
-        .check_open(now, status.enrolled_in_window)
+        .check_open(now, enrolled_in_window)
         .and_then(|()| settings.check_name(&name));
     let (Some(stored), Some(set_at)) = (settings.secret.clone(), settings.secret_set_at) else {
         let (event, error) = refuse(AutoRefusal::Disabled);

@@ -86,6 +86,17 @@ pub fn status(tx: &mut dyn Tx) -> StoreResult<Status> {
     })
 }
 
+/// What deciding an enrollment needs: the settings, and the count of enrollments in the current
+/// window — counted only when a window limit makes it matter, since every enrollment asks.
+pub fn gate(tx: &mut dyn Tx) -> StoreResult<(AutoEnrollment, u64)> {
+    let settings = load(tx)?;
+    let in_window = match (settings.max_enrollments, settings.window_opened_at) {
+        (None, _) => 0,
+        (Some(_), opened) => tx.count_workers(EnrolledVia::Secret, opened)?,
+    };
+    Ok((settings, in_window))
+}
+
 /// A change an admin makes. `None` fields leave the setting as it is.
 #[derive(Debug, Clone, Default)]
 pub struct Change {
@@ -206,9 +217,9 @@ fn enroll_inner(
     req: &SecretEnrollment,
     is_connected: &dyn Fn(&WorkerId) -> bool,
 ) -> StoreResult<Result<(Enrolled, Option<WorkerId>), AutoRefusal>> {
-    let status = status(tx)?;
-    let settings = &status.settings;
-    if let Err(refusal) = settings.check_open(req.now, status.enrolled_in_window) {
+    let (settings, enrolled_in_window) = gate(tx)?;
+    let settings = &settings;
+    if let Err(refusal) = settings.check_open(req.now, enrolled_in_window) {
         return Ok(Err(refusal));
     }
     if settings.secret_set_at != Some(req.verified_secret_set_at) {

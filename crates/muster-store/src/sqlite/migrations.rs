@@ -8,6 +8,7 @@ use crate::error::StoreResult;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_jobs.sql")),
+    (3, include_str!("migrations/0003_indexes.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> StoreResult<()> {

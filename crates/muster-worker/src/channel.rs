@@ -137,7 +137,7 @@ impl Default for ChannelOptions {
 /// Small buffers: a worker's control channel carries small messages.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(Some(16 * 1024 * 1024))
 }

@@ -27,7 +27,7 @@ use crate::state::AppState;
 
 /// Per-connection WebSocket buffers. Control messages are small; the library's 128 KiB defaults
 /// would cost gigabytes across a large fleet.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 0;
 const MAX_MESSAGE: usize = 1024 * 1024;
 

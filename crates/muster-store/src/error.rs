@@ -31,4 +31,20 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> Self {
+        // Class 23 is "integrity constraint violation" (23505 is a unique violation). All of it
+        // maps to `Conflict`, as SQLite's constraint failures do, so both backends answer alike.
+        if let Some(db) = error.as_db_error()
+            && db.code().code().starts_with("23")
+        {
+            return StoreError::Conflict(match db.constraint() {
+                Some(constraint) => format!("{} (`{constraint}`)", db.message()),
+                None => db.message().to_owned(),
+            });
+        }
+        StoreError::Backend(error.to_string())
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -38,13 +38,24 @@ impl From<postgres::Error> for StoreError {
         if let Some(db) = error.as_db_error()
             && db.code().code().starts_with("23")
         {
-            return StoreError::Conflict(match db.constraint() {
-                Some(constraint) => format!("{} (`{constraint}`)", db.message()),
-                None => db.message().to_owned(),
-            });
+            // The message names the constraint: `duplicate key value violates unique
+            // constraint "workers_name_key"`.
+            return StoreError::Conflict(db.message().to_owned());
         }
-        StoreError::Backend(error.to_string())
+        StoreError::Backend(with_causes(&error))
     }
+}
+
+/// An error's text followed by its causes'. The PostgreSQL client's own text names only the
+/// kind of failure ("db error", "error connecting to server"); what happened is in its sources.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

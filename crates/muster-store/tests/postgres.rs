@@ -27,7 +27,8 @@ const START_HINT: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/post
 /// The server's URL, or `None` when it is unreachable and skipping was asked for.
 fn database_url() -> Option<String> {
     let url = std::env::var("MUSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into());
-    match admin(&url, |c| c.batch_execute("SELECT 1")) {
+    // Through `StoreError`, whose text includes the cause ("Connection refused").
+    match admin(&url, |c| c.batch_execute("SELECT 1")).map_err(StoreError::from) {
         Ok(()) => Some(url),
         Err(e) if std::env::var("MUSTER_SKIP_POSTGRES").as_deref() == Ok("1") => {
             eprintln!(

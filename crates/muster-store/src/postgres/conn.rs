@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls, Statement};
 
-use crate::error::{StoreError, StoreResult};
+use crate::error::{StoreError, StoreResult, with_causes};
 
 /// Used when the connection string sets no `connect_timeout`. Without one, a server that drops
 /// packets would hold a backend thread (and the jobs queued behind it) for the kernel's TCP
@@ -22,10 +22,15 @@ pub(super) struct Connector {
 
 impl Connector {
     pub(super) fn new(url: &str, schema: Option<&str>) -> StoreResult<Self> {
-        // The parse error names what is wrong without echoing the string, which may hold a
-        // password.
-        let mut config: postgres::Config = url.parse().map_err(|e| {
-            StoreError::Backend(format!("invalid PostgreSQL connection string: {e}"))
+        // The parse error names the option that is wrong, never its value, so a password in
+        // the string is not echoed.
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            // The error's own text is "invalid connection string"; its cause says what is wrong.
+            let what = match std::error::Error::source(&e) {
+                Some(cause) => with_causes(cause),
+                None => e.to_string(),
+            };
+            StoreError::Backend(format!("invalid PostgreSQL connection string: {what}"))
         })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);

@@ -21,6 +21,8 @@ const MIGRATION_LOCK: i64 = 0x6d75_7374_6572;
 /// own schema; the connection's `search_path` already points at it.
 pub(super) fn apply(client: &mut Client, schema: Option<&str>) -> StoreResult<()> {
     let mut tx = client.transaction()?;
+    // `IF NOT EXISTS` raises a NOTICE on every start after the first; it is not news.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     if let Some(schema) = schema {
         tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
@@ -40,8 +42,9 @@ pub(super) fn apply(client: &mut Client, schema: Option<&str>) -> StoreResult<()
         .map_err(|e| StoreError::Corrupt(format!("schema_migrations: {e}")))?;
     let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     if current > latest {
-        // A newer muster migrated this database. Its steps only add, so this version can go on
-        // running against it. Refusing to start would stall a rolling upgrade halfway.
+        // A newer muster migrated this database. Go on, as the SQLite backend does: refusing
+        // would stop a replica of the previous version from restarting during a rolling
+        // upgrade. It does make a migration's duty to keep the previous release working.
         tracing::warn!(
             current,
             latest,

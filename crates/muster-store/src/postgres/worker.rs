@@ -48,7 +48,12 @@ fn run(connector: &Connector, slot: &mut Option<Conn>, task: Task, counters: &Co
         Ok(conn) => conn,
         Err(e) => {
             tracing::error!(error = %e, "cannot start a transaction; failing the job");
-            job.run(&mut Unavailable(e.clone())).deliver(Some(e));
+            let mut tx = Unavailable(e.clone());
+            // Caught here as below, so that a panicking job cannot take a pool thread with it.
+            match catch_unwind(AssertUnwindSafe(|| job.run(&mut tx))) {
+                Ok(outcome) => outcome.deliver(Some(e)),
+                Err(_) => tracing::error!("a store job panicked"),
+            }
             return;
         }
     };
@@ -143,5 +148,38 @@ fn rollback(slot: &mut Option<Conn>) {
     {
         tracing::warn!(error = %e, "rollback failed; dropping the connection");
         *slot = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With no server to reach, a job's caller learns why (`Backend`, naming the cause), not a
+    /// misleading "the store is closed", and the thread survives to serve the next job.
+    #[test]
+    fn a_job_without_a_connection_fails_with_the_cause() {
+        // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+        let connector = Connector::new("postgres://postgres@127.0.0.1:1/test", None).unwrap();
+        let counters = Counters::default();
+        let mut slot = None;
+        for _ in 0..2 {
+            let (done, mut result) = tokio::sync::oneshot::channel();
+            let job = crate::Job::new(|tx| tx.put_setting("k", "v"), done);
+            run(
+                &connector,
+                &mut slot,
+                Task {
+                    mode: Mode::Write,
+                    job,
+                },
+                &counters,
+            );
+            match result.try_recv() {
+                Ok(Err(StoreError::Backend(msg))) => assert!(msg.contains("refused"), "{msg}"),
+                other => panic!("expected a backend error, got {other:?}"),
+            }
+        }
+        assert_eq!(counters.commits.load(Ordering::Relaxed), 0);
     }
 }

@@ -13,7 +13,7 @@ pub enum TlsMode {
     Disabled,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// `host:port`; port 0 picks a free port (the chosen address is written to the data dir).
@@ -34,6 +34,31 @@ pub struct ServeConfig {
     pub job_output_cap: u64,
 }
 
+/// Written by hand so that a PostgreSQL password in `database_url` never reaches a log.
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let database = self.database_url.as_deref().map(|url| {
+            if url.starts_with("sqlite:") {
+                url
+            } else {
+                "<postgres URL, redacted>"
+            }
+        });
+        f.debug_struct("ServeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("tls", &self.tls)
+            .field("allow_plaintext", &self.allow_plaintext)
+            .field("database_url", &database)
+            .field("builtin_worker", &self.builtin_worker)
+            .field("heartbeat", &self.heartbeat)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("reconnect_spread", &self.reconnect_spread)
+            .finish()
+    }
+}
+
 impl ServeConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
@@ -49,5 +74,19 @@ impl ServeConfig {
             reconnect_spread: Duration::from_secs(10),
             job_output_cap: crate::jobs::DEFAULT_OUTPUT_CAP,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_a_database_password() {
+        let mut config = ServeConfig::new(PathBuf::from("/tmp/x"));
+        config.database_url = Some("postgres://muster:s3cret@db/fleet".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
     }
 }

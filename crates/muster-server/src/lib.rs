@@ -214,6 +214,16 @@ pub async fn run(
     Ok(())
 }
 
+/// Opens the database named by `--database` / `MUSTER_DATABASE_URL`:
+///
+/// - none: the embedded SQLite database in the data dir (one server);
+/// - `sqlite:PATH` or `sqlite://PATH`: a SQLite database elsewhere;
+/// - `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?PARAM=VALUE&...]` (or `postgresql://`):
+///   a PostgreSQL database that several server replicas share. The format is libpq's, with
+///   parameters such as `connect_timeout` (seconds, default 10) and `application_name` (default
+///   `muster`). Connections are not encrypted, so reach the server over a trusted network or a
+///   local socket (`postgres://USER@%2Fvar%2Frun%2Fpostgresql/DATABASE`). The schema is created
+///   or migrated at start, safely when replicas start together.
 fn open_store(config: &ServeConfig, dir: &DataDir) -> anyhow::Result<Store> {
     match config.database_url.as_deref() {
         None => {
@@ -226,10 +236,14 @@ fn open_store(config: &ServeConfig, dir: &DataDir) -> anyhow::Result<Store> {
             Store::open_sqlite(std::path::Path::new(path))
                 .with_context(|| format!("cannot open database `{path}`"))
         }
+        // The URL may hold a password, so no message here repeats it.
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!(
-                "PostgreSQL is not supported by this build yet\nhint: omit `--database` to use the embedded SQLite database"
-            )
+            // The cause goes before the hint: the CLI shows the text after `hint:` as the fix.
+            Store::open_postgres(url).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open the PostgreSQL database given by `--database`: {e}\nhint: check that the server is reachable and that the URL's user, host, port and database are right"
+                )
+            })
         }
         Some(_) => bail!(
             "database URL must start with `sqlite:` or `postgres://`\nhint: omit `--database` to use the embedded SQLite database"

@@ -31,4 +31,31 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> Self {
+        // Class 23 is "integrity constraint violation" (23505 is a unique violation). All of it
+        // maps to `Conflict`, as SQLite's constraint failures do, so both backends answer alike.
+        if let Some(db) = error.as_db_error()
+            && db.code().code().starts_with("23")
+        {
+            // The message names the constraint: `duplicate key value violates unique
+            // constraint "workers_name_key"`.
+            return StoreError::Conflict(db.message().to_owned());
+        }
+        StoreError::Backend(with_causes(&error))
+    }
+}
+
+/// An error's text followed by its causes'. The PostgreSQL client's own text names only the
+/// kind of failure ("db error", "error connecting to server"); what happened is in its sources.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -3,7 +3,8 @@
 //! [`Store`] is what the server holds: an async handle that runs closures over a [`Tx`] in a
 //! transaction on a backend's own threads. The SQLite backend (the embedded default) serializes
 //! writes on one thread and commits them in groups, so many concurrent durable changes share one
-//! fsync; a PostgreSQL backend (for several server replicas) implements the same [`Tx`].
+//! fsync. The PostgreSQL backend (for several server replicas sharing one database) implements
+//! the same [`Tx`] over a pool of connections.
 //!
 //! Only this crate talks SQL.
 
@@ -11,6 +12,7 @@ pub mod backend;
 mod codec;
 pub mod error;
 pub mod flows;
+pub mod postgres;
 pub mod sqlite;
 pub mod tx;
 
@@ -37,6 +39,14 @@ impl Store {
     /// Opens (creating if needed) the embedded SQLite database at `path`.
     pub fn open_sqlite(path: &std::path::Path) -> StoreResult<Self> {
         Ok(Self::new(Arc::new(sqlite::SqliteBackend::open(path)?)))
+    }
+
+    /// Connects to the PostgreSQL database at `url` and brings its schema up to date. For the
+    /// connection-string format see [`postgres`](crate::postgres).
+    pub fn open_postgres(url: &str) -> StoreResult<Self> {
+        Ok(Self::new(Arc::new(crate::postgres::PostgresBackend::open(
+            url,
+        )?)))
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -1,0 +1,69 @@
+//! Schema migrations for PostgreSQL, applied at open. Append new steps; never edit one that has
+//! shipped.
+//!
+//! Several replicas may start at once against one database. All pending steps run in one
+//! transaction that first takes a transaction-scoped advisory lock. The first replica migrates.
+//! The others wait for its commit, then read the new version and find nothing left to do. DDL is
+//! transactional in PostgreSQL, so a failed step leaves no half-built schema behind.
+
+use postgres::Client;
+
+use crate::error::{StoreError, StoreResult};
+
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_jobs.sql")),
+    (3, include_str!("migrations/0003_indexes.sql")),
+];
+
+/// The advisory lock that serializes migrations: "muster" in ASCII. Advisory locks are per
+/// database, so replicas using separate databases never wait for each other. Replicas (or tests)
+/// using separate schemas of one database do, briefly, only while they migrate.
+const MIGRATION_LOCK: i64 = 0x6d75_7374_6572;
+
+/// Brings the schema up to date. `schema` (quoted) is created first when the store lives in its
+/// own schema; the connection's `search_path` already points at it.
+pub(super) fn apply(client: &mut Client, schema: Option<&str>) -> StoreResult<()> {
+    let mut tx = client.transaction()?;
+    // `IF NOT EXISTS` raises a NOTICE on every start after the first; it is not news.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    if let Some(schema) = schema {
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?;
+    }
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    BIGINT PRIMARY KEY,
+            applied_at BIGINT NOT NULL
+        )",
+    )?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .try_get(0)
+        .map_err(|e| StoreError::Corrupt(format!("schema_migrations: {e}")))?;
+    let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if current > latest {
+        // A newer muster migrated this database. Go on, as the SQLite backend does: refusing
+        // would stop a replica of the previous version from restarting during a rolling
+        // upgrade. It does make a migration's duty to keep the previous release working.
+        tracing::warn!(
+            current,
+            latest,
+            "the database schema is newer than this build of muster"
+        );
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at)
+             VALUES ($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)",
+            &[version],
+        )?;
+        tracing::info!(version, "applied database migration");
+    }
+    tx.commit()?;
+    Ok(())
+}

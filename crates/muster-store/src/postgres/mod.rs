@@ -1,0 +1,194 @@
+//! The PostgreSQL backend, for several server replicas sharing one fleet database.
+//!
+//! A small pool of dedicated OS threads each owns one connection (the synchronous `postgres`
+//! client, which must not run inside the server's async runtime) and takes jobs, reads and writes
+//! alike, from one shared queue. Each job runs in its own transaction and is delivered after its
+//! COMMIT returned. Concurrent commits from the pool, and from other replicas, are grouped into
+//! one WAL flush by PostgreSQL itself.
+//!
+//! The connection string is libpq's, as a URL or as `key=value` pairs:
+//! `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?connect_timeout=SECS&application_name=NAME]`.
+//! Connections are not encrypted (no TLS); use a local socket path, a trusted network, or a
+//! tunnel.
+
+mod conn;
+mod migrations;
+mod tx;
+mod unavailable;
+mod worker;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+
+use crate::backend::{Backend, Job, StoreStats};
+use crate::error::{StoreError, StoreResult};
+use conn::Connector;
+
+/// Connections (and threads) per store. Enough to keep PostgreSQL's commit grouping busy under a
+/// burst of enrollments. Small enough that a handful of replicas stay far below the server's
+/// default `max_connections` of 100.
+const POOL_SIZE: usize = 8;
+
+pub struct PostgresBackend {
+    queue: Mutex<Option<mpsc::Sender<Task>>>,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Read,
+    Write,
+}
+
+impl Mode {
+    fn begin(self) -> &'static str {
+        match self {
+            // Stated, not left to the server's `default_transaction_isolation`: name locks (see
+            // `tx.rs`) rely on each statement taking a fresh snapshot, so a read that follows a
+            // granted lock sees what the lock's previous holder committed.
+            Mode::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            // A read is promised a consistent snapshot across its statements. A read-only
+            // REPEATABLE READ transaction never fails with a serialization error.
+            Mode::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        }
+    }
+}
+
+struct Task {
+    mode: Mode,
+    job: Job,
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `url` and brings its schema up to date. Tables live wherever
+    /// the connection's `search_path` puts them (normally `public`).
+    pub fn open(url: &str) -> StoreResult<Self> {
+        Self::start(Connector::new(url, None)?)
+    }
+
+    /// Like [`PostgresBackend::open`], with every table in `schema`, which is created if needed.
+    /// Lets independent stores (tests, or several fleets) share one database. `schema` must be
+    /// 1-63 characters of `a-z`, `0-9` and `_`, not starting with a digit.
+    pub fn open_in_schema(url: &str, schema: &str) -> StoreResult<Self> {
+        Self::start(Connector::new(url, Some(schema))?)
+    }
+
+    fn start(connector: Connector) -> StoreResult<Self> {
+        let connector = Arc::new(connector);
+        let counters = Arc::new(Counters::default());
+        let (queue, rx) = mpsc::channel::<Task>();
+        let rx = Arc::new(Mutex::new(rx));
+
+        // The first thread connects and migrates before the others start, and reports back.
+        // That way `open` fails at once on a bad URL or an unreachable server. The work runs on
+        // that thread, not this one, because this one may be inside an async runtime.
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<StoreResult<()>>(1);
+        let (c, r, k) = (
+            Arc::clone(&connector),
+            Arc::clone(&rx),
+            Arc::clone(&counters),
+        );
+        let first = spawn(0, move || {
+            let opened = c.connect().and_then(|mut conn| {
+                migrations::apply(&mut conn.client, c.quoted_schema().as_deref())?;
+                Ok(conn)
+            });
+            match opened {
+                Ok(conn) => {
+                    let _ = ready_tx.send(Ok(()));
+                    worker::serve(&c, Some(conn), &r, &k);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })?;
+        // From here on, returning early drops `backend`, which closes the queue and joins every
+        // thread started so far.
+        let backend = Self {
+            queue: Mutex::new(Some(queue)),
+            threads: Mutex::new(vec![first]),
+            counters: Arc::clone(&counters),
+        };
+        ready_rx.recv().map_err(|_| {
+            StoreError::Backend("the first PostgreSQL thread stopped before connecting".into())
+        })??;
+        for i in 1..POOL_SIZE {
+            let (c, r, k) = (
+                Arc::clone(&connector),
+                Arc::clone(&rx),
+                Arc::clone(&counters),
+            );
+            let thread = spawn(i, move || worker::serve(&c, None, &r, &k))?;
+            backend
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(thread);
+        }
+        Ok(backend)
+    }
+}
+
+fn spawn(i: usize, body: impl FnOnce() + Send + 'static) -> StoreResult<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name(format!("store-pg-{i}"))
+        .spawn(body)
+        .map_err(|e| StoreError::Backend(format!("cannot start a PostgreSQL thread: {e}")))
+}
+
+impl PostgresBackend {
+    fn send(&self, mode: Mode, job: Job) {
+        let guard = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            // If the threads are gone the job is dropped, and its caller sees
+            // `StoreError::Closed`.
+            Some(sender) => drop(sender.send(Task { mode, job })),
+            None => drop(job),
+        }
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn run_write(&self, job: Job) {
+        self.send(Mode::Write, job);
+    }
+
+    fn run_read(&self, job: Job) {
+        self.send(Mode::Read, job);
+    }
+
+    fn close(&self) {
+        // Closing the queue lets each thread finish the jobs already queued and then stop.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,352 @@
+//! The conformance suite against PostgreSQL, plus what several replicas sharing one database rely
+//! on: one winner when replicas race for a token, one migration when they start together, and
+//! connections that heal.
+//!
+//! Needs a PostgreSQL server: `MUSTER_TEST_POSTGRES_URL`, by default
+//! `postgres://postgres@127.0.0.1:5432/test`. Each test works in its own fresh schema and drops
+//! it afterwards. If the server is unreachable the tests fail and say how to start it, unless
+//! `MUSTER_SKIP_POSTGRES=1` is set, in which case they are skipped.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use muster_core::token::Refusal;
+use muster_store::flows::tokens::{self, TokenEnrollRefusal};
+use muster_store::flows::workers;
+use muster_store::postgres::PostgresBackend;
+use muster_store::testing::{self, at, audit, enroll, enrollment, make_token, name, precreated};
+use muster_store::{Store, StoreError};
+use postgres::{Client, NoTls};
+use rand::Rng;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const START_HINT: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
+
+/// The server's URL, or `None` when it is unreachable and skipping was asked for.
+fn database_url() -> Option<String> {
+    let url = std::env::var("MUSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+    // Through `StoreError`, whose text includes the cause ("Connection refused").
+    match admin(&url, |c| c.batch_execute("SELECT 1")).map_err(StoreError::from) {
+        Ok(()) => Some(url),
+        Err(e) if std::env::var("MUSTER_SKIP_POSTGRES").as_deref() == Ok("1") => {
+            eprintln!(
+                "skipped: PostgreSQL at `{url}` is unreachable ({e}) and MUSTER_SKIP_POSTGRES=1"
+            );
+            None
+        }
+        Err(e) => panic!(
+            "PostgreSQL at `{url}` is unreachable: {e}\n\
+             hint: start it with `{START_HINT}`, point MUSTER_TEST_POSTGRES_URL at another \
+             server, or set MUSTER_SKIP_POSTGRES=1 to skip these tests"
+        ),
+    }
+}
+
+/// Runs `f` on a fresh connection on its own thread: the synchronous client must not be used
+/// inside the test's async runtime.
+fn admin<R, F>(url: &str, f: F) -> Result<R, postgres::Error>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut Client) -> Result<R, postgres::Error> + Send + 'static,
+{
+    let url = url.to_owned();
+    std::thread::spawn(move || f(&mut Client::connect(&url, NoTls)?))
+        .join()
+        .expect("admin thread")
+}
+
+/// Hands out fresh schema names and drops every schema it handed out when it goes out of scope,
+/// also when a test panics.
+struct Schemas {
+    url: String,
+    made: Mutex<Vec<String>>,
+}
+
+impl Schemas {
+    fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            made: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn fresh(&self) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let schema = format!(
+            "muster_test_{}_{}_{:08x}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            rand::thread_rng().r#gen::<u32>()
+        );
+        self.made.lock().expect("lock").push(schema.clone());
+        schema
+    }
+
+    fn open(&self, schema: &str) -> Store {
+        Store::new(Arc::new(
+            PostgresBackend::open_in_schema(&self.url, schema).expect("open"),
+        ))
+    }
+}
+
+impl Drop for Schemas {
+    fn drop(&mut self) {
+        let schemas = std::mem::take(&mut *self.made.lock().unwrap_or_else(|e| e.into_inner()));
+        let dropped = admin(&self.url, move |c| {
+            for schema in schemas {
+                c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = dropped {
+            eprintln!("cannot drop test schemas: {e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_conformance_suite() {
+    let Some(url) = database_url() else { return };
+    let schemas = Schemas::new(&url);
+    testing::run_all(|| {
+        let store = schemas.open(&schemas.fresh());
+        async move { store }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_racing_for_one_token_have_exactly_one_winner() {
+    let Some(url) = database_url() else { return };
+    let schemas = Schemas::new(&url);
+    let schema = schemas.fresh();
+    let replicas = [schemas.open(&schema), schemas.open(&schema)];
+    // Several rounds, each with a fresh token, so a lucky interleaving cannot hide a lost race.
+    for round in 0..5 {
+        let token_name = format!("race-{round}");
+        let secret = make_token(&replicas[0], &token_name, 60_000).await;
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let store = replicas[i % 2].clone();
+                let (req, _) = enrollment(&secret, &format!("machine-{round}-{i:02}"), 5);
+                tokio::spawn(async move { enroll(&store, req).await })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(e) => {
+                    assert!(!e.resumed);
+                    winners += 1;
+                }
+                Err(TokenEnrollRefusal::Token(Refusal::BoundToAnotherMachine(_))) => {}
+                Err(other) => panic!("unexpected refusal {other:?}"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+    for replica in &replicas {
+        let workers = replica.read(|tx| tx.list_workers()).await.expect("list");
+        assert_eq!(
+            workers.len(),
+            5,
+            "one worker per token, seen by both replicas"
+        );
+    }
+}
+
+/// A token and a worker may not share a name (the token's worker would take it). On SQLite the
+/// single writer makes the check-then-insert atomic; here two replicas must not both pass it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_cannot_create_a_token_and_a_worker_of_one_name() {
+    let Some(url) = database_url() else { return };
+    let schemas = Schemas::new(&url);
+    let schema = schemas.fresh();
+    let (a, b) = (schemas.open(&schema), schemas.open(&schema));
+    for i in 0..20 {
+        let n = format!("clash-{i}");
+        let token = muster_core::Token::new(
+            name(&n),
+            muster_core::SecretHash::of("x"),
+            muster_core::Labels::new(),
+            at(0),
+            Duration::from_secs(60),
+        );
+        let worker = precreated(&n);
+        let (ev1, ev2) = (audit("token.create", &n), audit("worker.create", &n));
+        let (t, w) = tokio::join!(
+            a.write(move |tx| tokens::create(tx, &token, &ev1)),
+            b.write(move |tx| workers::create(tx, &worker, at(0), Some(&ev2))),
+        );
+        let created = [t.expect("store").is_ok(), w.expect("store").is_ok()];
+        assert_eq!(
+            created.iter().filter(|ok| **ok).count(),
+            1,
+            "`{n}`: exactly one of the token and the worker is created, got {created:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_state_survives_reopen() {
+    let Some(url) = database_url() else { return };
+    let schemas = Schemas::new(&url);
+    let schema = schemas.fresh();
+    {
+        let store = schemas.open(&schema);
+        make_token(&store, "durable", 60_000).await;
+        store.close();
+    }
+    let store = schemas.open(&schema);
+    let names: Vec<String> = store
+        .read(|tx| tx.list_tokens())
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["durable"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_at_once_migrate_once() {
+    let Some(url) = database_url() else { return };
+    let schemas = Schemas::new(&url);
+    let schema = schemas.fresh();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, schema) = (url.clone(), schema.clone());
+            std::thread::spawn(move || PostgresBackend::open_in_schema(&url, &schema).map(drop))
+        })
+        .collect();
+    for open in opens {
+        open.join().expect("thread").expect("every replica opens");
+    }
+    let versions = admin(&url, move |c| {
+        let rows = c.query(
+            &format!("SELECT version FROM \"{schema}\".schema_migrations ORDER BY version"),
+            &[],
+        )?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>())
+    })
+    .expect("query");
+    let mut once = versions.clone();
+    once.dedup();
+    assert!(!versions.is_empty(), "migrations were applied");
+    assert_eq!(
+        versions, once,
+        "each migration step was applied exactly once"
+    );
+    assert_eq!(versions.first(), Some(&1));
+}
+
+/// Connections can break under a running server (a restart, a failover, an idle timeout). The
+/// next jobs must get new connections, not errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_connections_are_replaced() {
+    let Some(url) = database_url() else { return };
+    let schemas = Schemas::new(&url);
+    let schema = schemas.fresh();
+    // A unique application name, so only this store's sessions are terminated.
+    let app = schema.clone();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let store = Store::new(Arc::new(
+        PostgresBackend::open_in_schema(
+            &format!("{url}{separator}application_name={app}"),
+            &schema,
+        )
+        .expect("open"),
+    ));
+    store
+        .write(|tx| tx.put_setting("before", "1"))
+        .await
+        .expect("write");
+
+    let killed = {
+        let app = app.clone();
+        admin(&url, move |c| {
+            let n = c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )?;
+            // Wait until the sessions are gone, so no job can start on a dying one.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let left: i64 = c
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                        &[&app],
+                    )?
+                    .get(0);
+                if left == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(n)
+        })
+        .expect("terminate")
+    };
+    assert!(killed > 0, "the store's sessions were found");
+
+    // More concurrent jobs than connections, so every thread meets its broken connection.
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write(move |tx| tx.put_setting(&format!("after-{i}"), "1"))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await
+            .expect("task")
+            .expect("a job after a broken connection succeeds");
+    }
+    let v = store
+        .read(|tx| tx.get_setting("after-31"))
+        .await
+        .expect("read");
+    assert_eq!(v.as_deref(), Some("1"));
+}
+
+/// After a failed statement PostgreSQL aborts the transaction, and COMMIT then silently rolls
+/// back. A job that swallows the error must not be told its writes were committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swallowed_statement_error_is_not_reported_as_committed() {
+    let Some(url) = database_url() else { return };
+    let schemas = Schemas::new(&url);
+    let store = schemas.open(&schemas.fresh());
+    let w = precreated("dup");
+    let again = w.clone();
+    store
+        .write(move |tx| tx.insert_worker(&w))
+        .await
+        .expect("first insert");
+    let result = store
+        .write(move |tx| {
+            tx.put_setting("before-the-error", "1")?;
+            // Ignores the conflict, which SQLite would allow: there, only the failed statement
+            // is undone.
+            let _ = tx.insert_worker(&again);
+            Ok(())
+        })
+        .await;
+    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+    let v = store
+        .read(|tx| tx.get_setting("before-the-error"))
+        .await
+        .expect("read");
+    assert_eq!(v, None, "the whole job was rolled back, as reported");
+}
+
+#[test]
+fn an_unreachable_server_fails_open_with_an_error() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let result = PostgresBackend::open("postgres://postgres@127.0.0.1:1/test");
+    assert!(matches!(result, Err(StoreError::Backend(_))));
+}

@@ -165,6 +165,17 @@ fn a_worker_survives_the_server_being_down_for_a_while() {
         log.contains("reconnecting in"),
         "the worker does not say it is retrying:\n{log}"
     );
+
+    // SIGTERM while it waits out a backoff delay is still a prompt, graceful stop.
+    server.kill9();
+    std::thread::sleep(Duration::from_secs(3));
+    let asked = std::time::Instant::now();
+    assert_eq!(worker.terminate(STARTUP), 0, "{}", worker.logs.dump());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "the worker took {:?} to stop",
+        asked.elapsed()
+    );
 }
 
 #[test]
@@ -224,4 +235,29 @@ fn every_enrollment_attempt_is_audited_with_reason_and_address() {
     );
     assert!(has("refused", "", "-", "malformed"), "{enrolls:#?}");
     assert!(has("refused", "", "ghost", "not known"), "{enrolls:#?}");
+}
+
+#[test]
+fn a_frozen_worker_is_dropped_after_the_idle_timeout_and_comes_back_when_thawed() {
+    let server = Server::start_default();
+    let (token, _) = server.create_token("frozen", "1h");
+    let mut worker = server.worker("frozen").token(&token).start();
+    let first = server.wait_status("frozen", "connected", STARTUP);
+
+    // Its socket stays open, but nothing answers the server's pings.
+    worker.freeze();
+    let frozen_at = std::time::Instant::now();
+    server.wait_status("frozen", "disconnected", Duration::from_secs(10));
+    let took = frozen_at.elapsed();
+    // --heartbeat 1s --idle-timeout 3s: gone after about 3 s of silence, not at the first
+    // missed ping.
+    assert!(
+        took >= Duration::from_millis(1500),
+        "dropped after {took:?}, before the idle timeout"
+    );
+
+    worker.thaw();
+    let back = server.wait_status("frozen", "connected", STARTUP);
+    assert_eq!(back["id"], first["id"]);
+    worker.assert_running();
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{STARTUP, Server, Worker, find};
+use crate::harness::{STARTUP, Server, ServerOpts, Worker, find};
 
 /// A permanent failure must not wait for backoff: it ends well within this.
 const AT_ONCE: Duration = Duration::from_secs(5);
@@ -168,4 +168,55 @@ fn two_machines_racing_for_one_unused_token_exactly_one_wins() {
     let w = find(&workers, "contested").expect("contested");
     assert_eq!(w["machine_id"], winner.machine_id());
     assert_eq!(w["status"], "connected");
+}
+
+#[test]
+fn an_https_url_for_a_plain_http_server_is_a_configuration_error() {
+    let server = Server::start(ServerOpts {
+        no_tls: true,
+        ..Default::default()
+    });
+    assert!(
+        server.url().starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url()
+    );
+    let (token, _) = server.create_token("plain", "1h");
+
+    let https_url = server.url().replacen("http://", "https://", 1);
+    let mut w = server
+        .worker("plain-https")
+        .url(https_url)
+        .token(&token)
+        .start();
+    let line = expect_exit(&mut w, 2, "does not speak TLS");
+    assert!(
+        line.contains("http://"),
+        "the hint gives the right URL: {line}"
+    );
+    assert_eq!(server.token("plain")["state"], "unused");
+
+    // With the right scheme it works.
+    let mut w = server.worker("plain-http").token(&token).start();
+    server.wait_status("plain", "connected", STARTUP);
+    w.assert_running();
+}
+
+#[test]
+fn a_cached_identity_unknown_to_the_server_exits_4() {
+    let server = Server::start_default();
+    let (token, _) = server.create_token("forgotten", "1h");
+    let mut w = server.worker("forgotten").token(&token).start();
+    server.wait_status("forgotten", "connected", STARTUP);
+    w.kill9();
+    server.wait_status("forgotten", "disconnected", STARTUP);
+    server.cli_ok(&["workers", "remove", "forgotten"]);
+    assert!(server.workers().is_empty());
+
+    let mut again = server.worker("forgotten").start();
+    let line = expect_exit(&mut again, 4, "does not know the identity cached");
+    assert!(
+        line.contains("--state-dir"),
+        "the hint says how to start over: {line}"
+    );
 }

@@ -71,6 +71,30 @@ fn socket_blip_worker_reconnects_by_itself_with_the_same_identity() {
 }
 
 #[test]
+fn a_reconnection_that_hangs_in_the_handshake_is_abandoned_and_retried() {
+    let server = Server::start_default();
+    let proxy = Proxy::start(server.addr());
+    let (token, _) = server.create_token("hung", "1h");
+    let mut worker = server.worker("hung").url(proxy.url()).token(&token).start();
+    let first = server.wait_status("hung", "connected", STARTUP);
+
+    // The path to the server breaks in the worst way: connections are accepted and then
+    // nothing ever comes back (a TCP load balancer whose backend is gone).
+    proxy.blackhole(true);
+    proxy.cut();
+    crate::harness::wait_until("the worker to try again", STARTUP, || {
+        let n = proxy.accepted();
+        ((n >= 2).then_some(()), format!("{n} connections accepted"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // The path heals. Only a worker that gives up on the hung attempt gets through.
+    proxy.blackhole(false);
+    let back = server.wait_status("hung", "connected", Duration::from_secs(40));
+    assert_eq!(back["id"], first["id"]);
+    worker.assert_running();
+}
+
+#[test]
 fn process_restart_resumes_from_the_cached_identity_without_the_token() {
     let server = Server::start_default();
     let (token, _) = server.create_token("restart", "1h");
@@ -119,6 +143,45 @@ fn process_restart_resumes_from_the_cached_identity_without_the_token() {
     );
     assert_bound(&server, "restart", &machine);
     assert_eq!(server.workers().len(), 1);
+
+    // A cached identity wins over a token that is still configured: no second enrollment.
+    let enrollments = count_actions(&server, "enroll.token");
+    again.kill9();
+    server.wait_status("restart", "disconnected", STARTUP);
+    let mut third = server.worker("restart").token(&token).start();
+    let resumed = server.wait_status("restart", "connected", STARTUP);
+    third.assert_running();
+    assert_eq!(resumed["id"], first["id"]);
+    assert_eq!(count_actions(&server, "enroll.token"), enrollments);
+
+    // The identity file lost but the machine id kept: the same machine presents the token
+    // again and resumes as the same worker.
+    third.kill9();
+    server.wait_status("restart", "disconnected", STARTUP);
+    std::fs::remove_file(third.state_dir.join("identity.json")).expect("remove identity");
+    let mut fourth = server.worker("restart").token(&token).start();
+    let resumed = server.wait_status("restart", "connected", STARTUP);
+    fourth.assert_running();
+    assert_eq!(
+        resumed["id"], first["id"],
+        "a re-enrollment must resume the same worker"
+    );
+    assert_bound(&server, "restart", &machine);
+    assert_eq!(count_actions(&server, "enroll.token"), enrollments + 1);
+    let audit = server.audit();
+    let last = audit
+        .iter()
+        .find(|e| e["action"] == "enroll.token")
+        .expect("an enrollment record");
+    assert_eq!(last["outcome"], "ok", "{last:#}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("resumed"),
+        "{last:#}"
+    );
+    assert_eq!(server.workers().len(), 1);
 }
 
 #[test]
@@ -139,7 +202,19 @@ fn machine_reboot_server_and_worker_both_come_back() {
         "disconnected"
     );
 
-    let mut again = server.worker("reboot").start();
+    // The fingerprint as `openssl x509 -fingerprint -sha256` prints it: upper case, colons.
+    let hex_part = server.fingerprint()["sha256:".len()..].to_ascii_uppercase();
+    let pairs: Vec<&str> = (0..hex_part.len())
+        .step_by(2)
+        .map(|i| &hex_part[i..i + 2])
+        .collect();
+    let openssl_style = format!("sha256:{}", pairs.join(":"));
+    let mut again = server
+        .worker("reboot")
+        .no_fingerprint()
+        .arg("--ca-fingerprint")
+        .arg(&openssl_style)
+        .start();
     let resumed = server.wait_status("reboot", "connected", STARTUP);
     again.assert_running();
     assert_eq!(resumed["id"], first["id"]);
@@ -255,6 +330,25 @@ fn a_second_machine_presenting_the_token_is_refused() {
     server.wait_status("single", "connected", STARTUP);
     assert_bound(&server, "single", &machine);
     assert_eq!(server.workers().len(), 1);
+
+    // Copying the first machine's identity file to another machine does not work either: the
+    // identity is bound to the machine id.
+    let third_dir = server.path("machine-c");
+    std::fs::create_dir_all(&third_dir).unwrap();
+    std::fs::copy(
+        first.state_dir.join("identity.json"),
+        third_dir.join("identity.json"),
+    )
+    .unwrap();
+    let mut third = server.worker("machine-c").start();
+    assert_eq!(third.wait_exit(STARTUP), 4, "{}", third.logs.dump());
+    assert!(
+        third.error_line().contains("another machine"),
+        "{}",
+        third.error_line()
+    );
+    first.assert_running();
+    server.wait_status("single", "connected", STARTUP);
 }
 
 pub fn count_actions(server: &Server, action: &str) -> usize {

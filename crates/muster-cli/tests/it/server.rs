@@ -57,7 +57,7 @@ fn first_start_makes_database_certificate_admin_credential_and_server_file() {
         .unwrap_or_else(|| panic!("no `TLS fingerprint:` line on stdout:\n{stdout}"))
         .trim()
         .to_owned();
-    assert_eq!(printed, info.fingerprint);
+    assert_eq!(Some(&printed), info.fingerprint.as_ref());
     let hex_part = printed.strip_prefix("sha256:").expect("sha256: prefix");
     assert_eq!(hex_part.len(), 64, "{printed}");
     assert!(hex_part.bytes().all(|b| b.is_ascii_hexdigit()), "{printed}");
@@ -99,14 +99,25 @@ fn tokens_and_certificate_survive_kill_9_and_a_restart() {
     let fingerprint = server.fingerprint();
     let admin = server.admin_token();
     let old_pid = server.pid();
+    // Acknowledged means on disk: a token created just before the crash is there after it.
+    server.create_token("last-second", "1h");
 
     server.kill9();
+    // While it is down, admin commands say so in one line.
+    let (code, line) = server.cli_err(&["token", "list"]);
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("cannot reach"), "{line}");
     server.restart();
 
     assert_ne!(server.pid(), old_pid, "server.json names the new process");
     assert_eq!(server.fingerprint(), fingerprint, "the certificate is kept");
     assert_eq!(server.admin_token(), admin, "the admin credential is kept");
-    let after = server.tokens();
+    let mut after = server.tokens();
+    let last = after
+        .iter()
+        .position(|t| t["name"] == "last-second")
+        .expect("the token created right before kill -9 survives");
+    assert_eq!(after.remove(last)["state"], "unused");
     assert_eq!(after, before, "tokens changed across kill -9 and restart");
     let unused = find(&after, "keep-unused").expect("keep-unused survives");
     assert_eq!(unused["state"], "unused");
@@ -148,4 +159,36 @@ fn sigterm_stops_the_server_with_exit_0_and_a_worker_waits_for_it() {
     server.restart();
     server.wait_status("stays", "connected", Duration::from_secs(40));
     worker.assert_running();
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let server = Server::start_default();
+    let server_json = std::fs::read_to_string(server.data_dir().join("server.json")).unwrap();
+
+    let out = crate::harness::muster(&server.path("second"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .args(["--listen", "127.0.0.1:0", "--no-builtin-worker"])
+        .output()
+        .expect("run a second muster serve");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    assert!(line.contains("in use"), "{line}");
+    assert!(
+        line.contains(&server.pid().to_string()),
+        "names the holder: {line}"
+    );
+
+    // The running server is untouched and still answers.
+    assert_eq!(
+        std::fs::read_to_string(server.data_dir().join("server.json")).unwrap(),
+        server_json
+    );
+    server.create_token("still-here", "1h");
 }

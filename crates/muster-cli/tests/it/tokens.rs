@@ -132,6 +132,31 @@ fn token_create_list_show_revoke() {
 }
 
 #[test]
+fn the_printed_worker_command_line_starts_a_worker() {
+    let server = Server::start_default();
+    let human = server.cli_ok(&["token", "create", "pasted", "--duration", "1h30m"]);
+    let line = human
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("muster worker "))
+        .unwrap_or_else(|| panic!("no worker command line in:\n{human}"));
+    let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+    let mut builder = server.worker("pasted").no_url().no_fingerprint();
+    for arg in &args {
+        builder = builder.arg(arg);
+    }
+    let mut worker = builder.start();
+    let w = server.wait_status("pasted", "connected", STARTUP);
+    worker.assert_running();
+    assert_eq!(w["enrolled_via"], "token");
+
+    // 1h30m is ninety minutes from creation.
+    let t = server.token("pasted");
+    let lifetime = assert_utc_time(&t, "expires_at") - assert_utc_time(&t, "created_at");
+    assert_eq!(lifetime, time::Duration::minutes(90), "{t:#}");
+}
+
+#[test]
 fn a_token_past_its_deadline_is_expired_untouched_and_cannot_be_revoked() {
     let server = Server::start_default();
     let (_, created) = server.create_token("short", "2s");
@@ -326,6 +351,18 @@ fn the_token_secret_never_shows_in_logs_audit_or_listings() {
         );
     }
     assert!(audit_json.contains("enroll.token"), "{audit_json}");
+    // The worker does not log its credentials either.
+    for w in [&worker, &other] {
+        let out = format!("{}{}", w.logs.stdout(), w.stderr());
+        assert!(
+            !out.contains(&secret),
+            "the worker logged the token's secret:\n{out}"
+        );
+        assert!(
+            !out.contains(&api_key),
+            "the worker logged its API key:\n{out}"
+        );
+    }
 }
 
 #[test]

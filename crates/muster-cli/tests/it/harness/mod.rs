@@ -214,6 +214,8 @@ pub struct ServerOpts {
     pub heartbeat: &'static str,
     pub idle_timeout: &'static str,
     pub reconnect_spread: &'static str,
+    /// `--no-tls`: plain HTTP on loopback.
+    pub no_tls: bool,
     pub env: Vec<(String, String)>,
 }
 
@@ -224,6 +226,7 @@ impl Default for ServerOpts {
             heartbeat: "1s",
             idle_timeout: "3s",
             reconnect_spread: "1s",
+            no_tls: false,
             env: Vec::new(),
         }
     }
@@ -235,7 +238,8 @@ pub struct ServerInfo {
     pub url: String,
     pub port: u16,
     pub pid: u32,
-    pub fingerprint: String,
+    /// `None` for a `--no-tls` server.
+    pub fingerprint: Option<String>,
     pub raw: Value,
 }
 
@@ -286,6 +290,9 @@ impl Server {
             .args(["--heartbeat", self.opts.heartbeat])
             .args(["--idle-timeout", self.opts.idle_timeout])
             .args(["--reconnect-spread", self.opts.reconnect_spread]);
+        if self.opts.no_tls {
+            cmd.arg("--no-tls");
+        }
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }
@@ -326,10 +333,12 @@ impl Server {
                     .next()
                     .and_then(|p| p.parse().ok())
                     .expect("port in url");
-                let fingerprint = raw["tls_fingerprint"]
-                    .as_str()
-                    .expect("tls_fingerprint in server.json")
-                    .to_owned();
+                let fingerprint = raw["tls_fingerprint"].as_str().map(str::to_owned);
+                assert_eq!(
+                    fingerprint.is_none(),
+                    self.opts.no_tls,
+                    "server.json: tls_fingerprint does not match the TLS mode: {raw:#}"
+                );
                 self.info = Some(ServerInfo {
                     url,
                     port,
@@ -357,7 +366,10 @@ impl Server {
     }
 
     pub fn fingerprint(&self) -> String {
-        self.info().fingerprint.clone()
+        self.info()
+            .fingerprint
+            .clone()
+            .expect("a TLS server has a fingerprint")
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -567,7 +579,7 @@ impl Server {
             home: self.root.path().to_path_buf(),
             state_dir: self.path(state),
             url: Some(self.url()),
-            fingerprint: Some(self.fingerprint()),
+            fingerprint: self.info().fingerprint.clone(),
             token: None,
             args: Vec::new(),
             label: state.to_owned(),
@@ -741,6 +753,16 @@ impl Worker {
             let status = child.wait().expect("wait for the killed worker");
             self.exit = Some(code_of(status));
         }
+    }
+
+    /// Freezes the process (`SIGSTOP`), as a hung machine would be: its sockets stay open but
+    /// nothing answers.
+    pub fn freeze(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    pub fn thaw(&self) {
+        signal(self.pid(), "CONT");
     }
 
     pub fn terminate(&mut self, timeout: Duration) -> i32 {

@@ -20,6 +20,9 @@ struct Shared {
     accepting: watch::Sender<bool>,
     /// Whether it is listening right now.
     listening: AtomicBool,
+    /// While set, new connections are accepted and then held, silent, forever: a load balancer
+    /// whose backend is gone.
+    blackhole: AtomicBool,
     accepted: AtomicUsize,
     open: AtomicUsize,
 }
@@ -47,6 +50,7 @@ impl Proxy {
             cut: watch::channel(0).0,
             accepting: watch::channel(true).0,
             listening: AtomicBool::new(true),
+            blackhole: AtomicBool::new(false),
             accepted: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
         });
@@ -83,6 +87,12 @@ impl Proxy {
     pub fn stop_accepting(&self) {
         self.shared.accepting.send_replace(false);
         self.wait_listening(false);
+    }
+
+    /// From now on, accepts connections but never forwards them nor closes them (until the
+    /// proxy is dropped). Connections already open are left alone.
+    pub fn blackhole(&self, on: bool) {
+        self.shared.blackhole.store(on, Ordering::SeqCst);
     }
 
     /// Listens again, on the same port.
@@ -179,6 +189,12 @@ impl Drop for OpenGuard {
 async fn forward(mut client: TcpStream, shared: Arc<Shared>) {
     shared.open.fetch_add(1, Ordering::SeqCst);
     let _guard = OpenGuard(Arc::clone(&shared));
+    if shared.blackhole.load(Ordering::SeqCst) {
+        // Hold the socket open, silent, until the runtime is dropped with the proxy.
+        std::future::pending::<()>().await;
+        drop(client);
+        return;
+    }
     // Subscribe before anything else so a cut from now on is seen.
     let mut cut = shared.cut.subscribe();
     let Ok(mut server) = TcpStream::connect(shared.upstream).await else {

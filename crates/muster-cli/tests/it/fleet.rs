@@ -116,6 +116,10 @@ fn after_a_server_restart_every_worker_is_disconnected_until_it_reconnects() {
         list.len() == 2 && list.iter().all(|w| w["status"] == "connected")
     });
 
+    // The server records each connection as it opens (not awaited by the session): give
+    // those writes a moment, far shorter than the periodic last-seen flush.
+    std::thread::sleep(Duration::from_millis(500));
+
     // The workers cannot reach the server while it restarts.
     proxy.stop_accepting();
     server.kill9();
@@ -127,6 +131,8 @@ fn after_a_server_restart_every_worker_is_disconnected_until_it_reconnects() {
             w["status"], "disconnected",
             "nobody is connected after a restart: {w:#}"
         );
+        // They were connected a moment ago, and the listing should say when.
+        assert_utc_time(w, "last_seen_at");
     }
     w1.assert_running();
     w2.assert_running();

@@ -154,6 +154,11 @@ fn sigterm_stops_the_server_with_exit_0_and_a_worker_waits_for_it() {
     // The worker was told to come back later: it keeps trying instead of giving up.
     std::thread::sleep(Duration::from_secs(2));
     worker.assert_running();
+    let log = worker.stderr();
+    assert!(
+        log.contains("asked this worker to come back later"),
+        "the worker was not told to reconnect later:\n{log}"
+    );
 
     // And comes back by itself once the server does.
     server.restart();
@@ -191,4 +196,37 @@ fn a_second_server_on_the_same_data_dir_is_refused() {
         server_json
     );
     server.create_token("still-here", "1h");
+}
+
+#[test]
+fn admin_commands_reach_a_server_by_url_admin_token_and_fingerprint() {
+    let server = Server::start_default();
+    server.create_token("remote-view", "1h");
+    // Another machine: no data dir to discover the server from.
+    let elsewhere = server.path("elsewhere");
+    let remote = |fingerprint: Option<&str>| {
+        let mut cmd = crate::harness::muster(&elsewhere);
+        cmd.args(["token", "list", "--json"])
+            .arg("--data-dir")
+            .arg(&elsewhere)
+            .env("MUSTER_URL", server.url())
+            .env("MUSTER_ADMIN_TOKEN", server.admin_token());
+        if let Some(fp) = fingerprint {
+            cmd.env("MUSTER_CA_FINGERPRINT", fp);
+        }
+        cmd.output().expect("run muster")
+    };
+
+    let out = remote(Some(&server.fingerprint()));
+    assert!(out.status.success(), "{out:?}");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(list[0]["name"], "remote-view");
+
+    // Without the fingerprint the self-signed certificate is not trusted, and the hint says how.
+    let out = remote(None);
+    assert_ne!(out.status.code(), Some(0));
+    let line = crate::harness::error_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.contains("certificate"), "{line}");
+    assert!(line.contains("--ca-fingerprint"), "{line}");
+    assert!(out.stdout.is_empty(), "nothing on stdout on failure");
 }

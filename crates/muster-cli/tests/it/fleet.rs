@@ -267,3 +267,28 @@ fn a_frozen_worker_is_dropped_after_the_idle_timeout_and_comes_back_when_thawed(
     assert_eq!(back["id"], first["id"]);
     worker.assert_running();
 }
+
+#[test]
+fn a_worker_started_while_the_server_is_unreachable_enrolls_once_it_is() {
+    let server = Server::start_default();
+    let proxy = Proxy::start(server.addr());
+    let (token, _) = server.create_token("early", "1h");
+    proxy.stop_accepting();
+
+    let mut worker = server
+        .worker("early")
+        .url(proxy.url())
+        .token(&token)
+        .start();
+    std::thread::sleep(Duration::from_secs(3));
+    // Unreachable is transient: it keeps trying, and nothing is bound yet.
+    worker.assert_running();
+    assert_eq!(server.token("early")["state"], "unused");
+    let log = worker.stderr();
+    assert!(log.contains("cannot enroll yet"), "{log}");
+
+    proxy.start_accepting();
+    server.wait_status("early", "connected", Duration::from_secs(40));
+    assert_eq!(server.token("early")["bound_machine"], worker.machine_id());
+    worker.assert_running();
+}

@@ -26,6 +26,10 @@ use crate::classify::{self, Failure};
 use crate::exit::{Exit, code};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The TLS and WebSocket handshakes get their own bound: a load balancer (or a frozen server)
+/// can accept the TCP connection and then never answer, and without a bound the worker would
+/// wait on that one attempt forever instead of retrying.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the server is and how to trust it: parsed and set up once, shared by every connection
@@ -201,16 +205,19 @@ pub async fn connect(
         Some(config) => Connector::Rustls(Arc::clone(config)),
         None => Connector::Plain,
     };
-    match tokio_tungstenite::client_async_tls_with_config(
+    let handshake = tokio_tungstenite::client_async_tls_with_config(
         request,
         stream,
         Some(ws_config()),
         Some(connector),
-    )
-    .await
-    {
-        Ok((socket, _response)) => Ok(socket),
-        Err(error) => Err(classify_connect_error(endpoint, error)),
+    );
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Err(_) => Err(retry(format!(
+            "{addr} accepted the connection but did not complete the handshake within {} s",
+            HANDSHAKE_TIMEOUT.as_secs()
+        ))),
+        Ok(Ok((socket, _response))) => Ok(socket),
+        Ok(Err(error)) => Err(classify_connect_error(endpoint, error)),
     }
 }
 

@@ -201,6 +201,16 @@ async fn serve(
         Ok(None) => session.close(close::REMOVED, "the worker was removed"),
         Err(e) => tracing::warn!(error = %e, "cannot re-check a new session"),
     }
+    // Record the connection itself, without holding up the welcome: otherwise a worker that
+    // connects and then loses the server to a crash before the periodic flush is listed as never
+    // seen. (touch only ever moves last_seen_at forward, so the order of writes does not matter.)
+    let store = app.store.clone();
+    let seen = vec![(worker.id.clone(), session.connected_at)];
+    tokio::spawn(async move {
+        if let Err(e) = store.write(move |tx| workers::touch_many(tx, &seen)).await {
+            tracing::warn!(error = %e, "cannot record when a worker connected");
+        }
+    });
     tracing::info!(worker = %worker.name, remote = ?remote, "worker connected");
     app.jobs.kick();
     let params = SessionParams {

@@ -1,0 +1,826 @@
+//! The real-process harness: a `muster serve` in a temp dir, `muster worker` processes with their
+//! own state dirs, admin commands run against the server's data dir, and a TCP proxy that can cut
+//! connections. Every child process is killed when its handle is dropped, also when a test
+//! panics, and a failing test prints what each process wrote to stdout and stderr.
+
+pub mod proxy;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub use proxy::Proxy;
+
+/// How long a process may take to start, a worker to connect, a status to show.
+pub const STARTUP: Duration = Duration::from_secs(20);
+
+/// The `muster` binary under test.
+pub fn muster_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_muster")
+}
+
+/// A `muster` command with a clean environment: no `MUSTER_*` variable from the caller's shell
+/// leaks in, and the default data and state dirs point into `home`, never into the real home.
+pub fn muster(home: &Path) -> Command {
+    let mut cmd = Command::new(muster_bin());
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("MUSTER_") || key_text == "RUST_LOG" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("XDG_DATA_HOME", home.join("xdg-data"));
+    cmd.env("HOME", home);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+static NEXT_LOG: AtomicUsize = AtomicUsize::new(1);
+
+/// Log files for one process: `<dir>/<label>-<n>.stdout` and `.stderr`.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    pub label: String,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Logs {
+    fn new(dir: &Path, label: &str) -> Self {
+        let n = NEXT_LOG.fetch_add(1, Ordering::Relaxed);
+        Self {
+            label: format!("{label} #{n}"),
+            stdout: dir.join(format!("{label}-{n}.stdout")),
+            stderr: dir.join(format!("{label}-{n}.stderr")),
+        }
+    }
+
+    fn attach(&self, cmd: &mut Command) {
+        cmd.stdout(File::create(&self.stdout).expect("create stdout log"));
+        cmd.stderr(File::create(&self.stderr).expect("create stderr log"));
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Both streams, tail-trimmed, for a failure message.
+    pub fn dump(&self) -> String {
+        format!(
+            "----- {} stdout -----\n{}\n----- {} stderr -----\n{}",
+            self.label,
+            tail(&self.stdout(), 6000),
+            self.label,
+            tail(&self.stderr(), 12000)
+        )
+    }
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// Exit code of a finished process; a signal shows as its negative number.
+fn code_of(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| -status.signal().unwrap_or(0))
+}
+
+/// Sends a signal with `kill(1)`: the workspace forbids `unsafe`, so no `libc::kill` here.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+/// Waits for `child` to exit, up to `timeout`. `None` if it is still running.
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(code_of(status));
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with `what` and the last
+/// observation (`describe` renders it).
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> (Option<T>, String),
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (found, last) = check();
+        if let Some(value) = found {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last seen:\n{last}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn parse_time(text: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .unwrap_or_else(|e| panic!("`{text}` is not RFC 3339: {e}"))
+}
+
+/// Asserts an RFC 3339 time in UTC (`Z` or `+00:00`) and returns it.
+pub fn assert_utc_time(value: &Value, field: &str) -> OffsetDateTime {
+    let text = value[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{field}` is not a string in {value:#}"));
+    let t = parse_time(text);
+    assert!(
+        t.offset().is_utc(),
+        "`{field}` = `{text}` is not in UTC ({value:#})"
+    );
+    t
+}
+
+/// The one `error: …; hint: …` line a failed command prints, checked for shape.
+pub fn error_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one `error:` line on stderr, got:\n{stderr}"
+    );
+    let line = lines[0];
+    assert!(
+        line.contains("; hint: "),
+        "the error line has no `hint:`: {line}"
+    );
+    line.to_owned()
+}
+
+/// Sorted keys of a JSON object.
+pub fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not a JSON object: {value:#}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+pub fn assert_has_keys(value: &Value, required: &[&str]) {
+    let have = keys(value);
+    for key in required {
+        assert!(
+            have.iter().any(|k| k == key),
+            "missing `{key}` in {value:#}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server.
+
+#[derive(Debug, Clone)]
+pub struct ServerOpts {
+    pub heartbeat: &'static str,
+    pub idle_timeout: &'static str,
+    pub reconnect_spread: &'static str,
+    /// `--no-tls`: plain HTTP on loopback.
+    pub no_tls: bool,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for ServerOpts {
+    /// Short heartbeats so a dead connection is noticed in seconds, not the default 15 s.
+    fn default() -> Self {
+        Self {
+            heartbeat: "1s",
+            idle_timeout: "3s",
+            reconnect_spread: "1s",
+            no_tls: false,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// What `<data-dir>/server.json` says about a running server.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub url: String,
+    pub port: u16,
+    pub pid: u32,
+    /// `None` for a `--no-tls` server.
+    pub fingerprint: Option<String>,
+    pub raw: Value,
+}
+
+/// A `muster serve` process and its temp dir (data dir, logs, and the workers' state dirs).
+pub struct Server {
+    root: tempfile::TempDir,
+    data_dir: PathBuf,
+    opts: ServerOpts,
+    child: Option<Child>,
+    runs: Vec<Logs>,
+    info: Option<ServerInfo>,
+    /// The exit code of the last run, once it ended.
+    last_exit: Option<i32>,
+}
+
+impl Server {
+    pub fn start(opts: ServerOpts) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("muster-it-")
+            .tempdir()
+            .expect("temp dir");
+        let data_dir = root.path().join("data");
+        let mut server = Self {
+            root,
+            data_dir,
+            opts,
+            child: None,
+            runs: Vec::new(),
+            info: None,
+            last_exit: None,
+        };
+        server.spawn("127.0.0.1:0");
+        server
+    }
+
+    pub fn start_default() -> Self {
+        Self::start(ServerOpts::default())
+    }
+
+    fn spawn(&mut self, listen: &str) {
+        assert!(self.child.is_none(), "the server is already running");
+        let logs = Logs::new(self.root.path(), "serve");
+        let mut cmd = muster(self.root.path());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen", listen, "--no-builtin-worker"])
+            .args(["--heartbeat", self.opts.heartbeat])
+            .args(["--idle-timeout", self.opts.idle_timeout])
+            .args(["--reconnect-spread", self.opts.reconnect_spread]);
+        if self.opts.no_tls {
+            cmd.arg("--no-tls");
+        }
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        logs.attach(&mut cmd);
+        let child = cmd.spawn().expect("spawn muster serve");
+        let pid = child.id();
+        self.child = Some(child);
+        self.runs.push(logs);
+        self.last_exit = None;
+        let server_file = self.data_dir.join("server.json");
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Some(code) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let code = code_of(code);
+                self.child = None;
+                panic!(
+                    "muster serve exited with {code} before it listened\n{}",
+                    self.dump()
+                );
+            }
+            // Ready: server.json names this process, and the banner (printed once the
+            // listener is serving) is out.
+            if let Ok(text) = std::fs::read_to_string(&server_file)
+                && let Ok(raw) = serde_json::from_str::<Value>(&text)
+                && raw["pid"].as_u64() == Some(u64::from(pid))
+                && self
+                    .runs
+                    .last()
+                    .is_some_and(|l| l.stdout().contains("admin credential:"))
+            {
+                let url = raw["url"].as_str().expect("url in server.json").to_owned();
+                let port = url
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("port in url");
+                let fingerprint = raw["tls_fingerprint"].as_str().map(str::to_owned);
+                assert_eq!(
+                    fingerprint.is_none(),
+                    self.opts.no_tls,
+                    "server.json: tls_fingerprint does not match the TLS mode: {raw:#}"
+                );
+                self.info = Some(ServerInfo {
+                    url,
+                    port,
+                    pid,
+                    fingerprint,
+                    raw,
+                });
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "muster serve did not write server.json within {STARTUP:?}\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn info(&self) -> &ServerInfo {
+        self.info.as_ref().expect("the server has started")
+    }
+
+    pub fn url(&self) -> String {
+        self.info().url.clone()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.info()
+            .fingerprint
+            .clone()
+            .expect("a TLS server has a fingerprint")
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.info().port))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.info().pid
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A path in this test's temp dir (for worker state dirs and scratch files).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// The logs of the current (or last) run.
+    pub fn logs(&self) -> &Logs {
+        self.runs.last().expect("the server has run")
+    }
+
+    /// Everything every run of the server wrote, stdout and stderr.
+    pub fn all_output(&self) -> String {
+        self.runs
+            .iter()
+            .map(|l| format!("{}\n{}", l.stdout(), l.stderr()))
+            .collect()
+    }
+
+    pub fn dump(&self) -> String {
+        self.runs
+            .iter()
+            .map(Logs::dump)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let status = child.wait().expect("wait for the killed server");
+            self.last_exit = Some(code_of(status));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> i32 {
+        let mut child = self.child.take().expect("the server is running");
+        signal(child.id(), "TERM");
+        match wait_child(&mut child, timeout) {
+            Some(code) => {
+                self.last_exit = Some(code);
+                code
+            }
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "muster serve did not stop within {timeout:?} of SIGTERM\n{}",
+                    self.dump()
+                );
+            }
+        }
+    }
+
+    /// Starts the server again on the same data dir and the same port (as a real deployment
+    /// with a fixed listen address would), after a crash or a stop.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.kill9();
+        }
+        let listen = format!("127.0.0.1:{}", self.info().port);
+        self.spawn(&listen);
+    }
+
+    // ---- admin commands ----
+
+    /// Runs `muster ARGS --data-dir DATA` and returns what it printed and its status.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = muster(self.root.path());
+        cmd.args(args).arg("--data-dir").arg(&self.data_dir);
+        cmd.output().expect("run muster")
+    }
+
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, OsString)]) -> Output {
+        let mut cmd = muster(self.root.path());
+        cmd.args(args).arg("--data-dir").arg(&self.data_dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run muster")
+    }
+
+    /// Runs an admin command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "`muster {}` failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs an admin command with `--json` that must succeed; its stdout must be JSON only.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut with_json = args.to_vec();
+        with_json.push("--json");
+        let text = self.cli_ok(&with_json);
+        serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "`muster {}` printed something other than JSON on stdout ({e}):\n{text}",
+                with_json.join(" ")
+            )
+        })
+    }
+
+    /// Runs an admin command that must fail: returns (exit code, the one error line).
+    pub fn cli_err(&self, args: &[&str]) -> (i32, String) {
+        let out = self.cli(args);
+        let code = out.status.code().unwrap_or(-1);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_ne!(
+            code,
+            0,
+            "`muster {}` should have failed\nstdout:\n{}\nstderr:\n{stderr}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (code, error_line(&stderr))
+    }
+
+    /// Mints a token; returns its plaintext `NAME.SECRET` and the JSON answer.
+    pub fn create_token(&self, name: &str, duration: &str) -> (String, Value) {
+        let created = self.cli_json(&["token", "create", name, "--duration", duration]);
+        let token = created["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {created:#}"))
+            .to_owned();
+        (token, created)
+    }
+
+    pub fn tokens(&self) -> Vec<Value> {
+        array(self.cli_json(&["token", "list"]))
+    }
+
+    pub fn token(&self, name: &str) -> Value {
+        self.cli_json(&["token", "show", name])
+    }
+
+    pub fn workers(&self) -> Vec<Value> {
+        array(self.cli_json(&["workers", "list"]))
+    }
+
+    pub fn audit(&self) -> Vec<Value> {
+        array(self.cli_json(&["audit", "--limit", "1000"]))
+    }
+
+    /// Polls `muster workers list --json` until `check` accepts the list.
+    pub fn wait_workers(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        wait_until(what, timeout, || {
+            let out = self.cli(&["workers", "list", "--json"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let last = format!(
+                "exit {:?}\n{text}\n{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if !out.status.success() {
+                return (None, last);
+            }
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Array(list)) if check(&list) => (Some(list), last),
+                _ => (None, last),
+            }
+        })
+    }
+
+    /// Waits until worker `name` shows `status`; returns its record.
+    pub fn wait_status(&self, name: &str, status: &str, timeout: Duration) -> Value {
+        let list = self.wait_workers(
+            &format!("worker `{name}` to be {status}"),
+            timeout,
+            |list| find(list, name).is_some_and(|w| w["status"] == status),
+        );
+        find(&list, name).cloned().expect("found")
+    }
+
+    // ---- workers ----
+
+    /// A worker aimed at this server (its URL and pinned certificate), with its own state dir
+    /// `<temp>/<state>`.
+    pub fn worker(&self, state: &str) -> WorkerBuilder {
+        WorkerBuilder {
+            home: self.root.path().to_path_buf(),
+            state_dir: self.path(state),
+            url: Some(self.url()),
+            fingerprint: self.info().fingerprint.clone(),
+            token: None,
+            args: Vec::new(),
+            label: state.to_owned(),
+        }
+    }
+
+    /// A reqwest client that trusts this server's certificate (by its pinned fingerprint).
+    pub fn http(&self) -> reqwest::Client {
+        let digest =
+            muster_client::trust::parse_fingerprint(&self.fingerprint()).expect("fingerprint");
+        let tls = muster_client::Trust::Fingerprint(digest)
+            .client_config()
+            .expect("tls config");
+        reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("reqwest client")
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("admin-token")
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("===== server output =====\n{}", self.dump());
+        }
+    }
+}
+
+pub fn array(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        other => panic!("expected a JSON array, got {other:#}"),
+    }
+}
+
+pub fn find<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
+    list.iter().find(|v| v["name"] == name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers.
+
+pub struct WorkerBuilder {
+    home: PathBuf,
+    state_dir: PathBuf,
+    url: Option<String>,
+    fingerprint: Option<String>,
+    token: Option<String>,
+    args: Vec<String>,
+    label: String,
+}
+
+impl WorkerBuilder {
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    pub fn no_url(mut self) -> Self {
+        self.url = None;
+        self
+    }
+
+    /// Do not pin the server's certificate (the worker then trusts only the system roots).
+    pub fn no_fingerprint(mut self) -> Self {
+        self.fingerprint = None;
+        self
+    }
+
+    pub fn token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    pub fn start(self) -> Worker {
+        let logs = Logs::new(&self.home, &format!("worker-{}", self.label));
+        let mut cmd = muster(&self.home);
+        cmd.arg("worker").arg("--state-dir").arg(&self.state_dir);
+        if let Some(url) = &self.url {
+            cmd.args(["--url", url]);
+        }
+        if let Some(fp) = &self.fingerprint {
+            cmd.args(["--ca-fingerprint", fp]);
+        }
+        // The token goes through the environment, as an operator would pass a secret.
+        if let Some(token) = &self.token {
+            cmd.env("MUSTER_ENROLLMENT_TOKEN", token);
+        }
+        cmd.args(&self.args);
+        logs.attach(&mut cmd);
+        let child = cmd.spawn().expect("spawn muster worker");
+        Worker {
+            child: Some(child),
+            logs,
+            state_dir: self.state_dir,
+            exit: None,
+        }
+    }
+}
+
+/// A `muster worker` process.
+pub struct Worker {
+    child: Option<Child>,
+    pub logs: Logs,
+    pub state_dir: PathBuf,
+    exit: Option<i32>,
+}
+
+impl Worker {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The exit code, if the process has ended.
+    pub fn try_exit(&mut self) -> Option<i32> {
+        if self.exit.is_none()
+            && let Some(child) = &mut self.child
+            && let Some(status) = child.try_wait().expect("try_wait")
+        {
+            self.exit = Some(code_of(status));
+        }
+        self.exit
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.try_exit().is_none()
+    }
+
+    /// Waits for the process to end; panics (showing its output) if it is still running after
+    /// `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        if let Some(code) = self.exit {
+            return code;
+        }
+        let child = self.child.as_mut().expect("the worker was started");
+        match wait_child(child, timeout) {
+            Some(code) => {
+                self.exit = Some(code);
+                code
+            }
+            None => panic!(
+                "the worker is still running after {timeout:?}\n{}",
+                self.logs.dump()
+            ),
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(child) = &mut self.child
+            && self.exit.is_none()
+        {
+            let _ = child.kill();
+            let status = child.wait().expect("wait for the killed worker");
+            self.exit = Some(code_of(status));
+        }
+    }
+
+    /// Freezes the process (`SIGSTOP`), as a hung machine would be: its sockets stay open but
+    /// nothing answers.
+    pub fn freeze(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    pub fn thaw(&self) {
+        signal(self.pid(), "CONT");
+    }
+
+    pub fn terminate(&mut self, timeout: Duration) -> i32 {
+        signal(self.pid(), "TERM");
+        self.wait_exit(timeout)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.logs.stderr()
+    }
+
+    /// The one `error: …; hint: …` line of a worker that gave up.
+    pub fn error_line(&self) -> String {
+        error_line(&self.stderr())
+    }
+
+    pub fn machine_id(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("machine-id"))
+            .expect("machine-id in the state dir")
+            .trim()
+            .to_owned()
+    }
+
+    pub fn identity(&self) -> Value {
+        let text = std::fs::read_to_string(self.state_dir.join("identity.json"))
+            .expect("identity.json in the state dir");
+        serde_json::from_str(&text).expect("identity.json is JSON")
+    }
+
+    /// Asserts the worker has not exited (a transient problem must not end it).
+    #[track_caller]
+    pub fn assert_running(&mut self) {
+        if let Some(code) = self.try_exit() {
+            panic!(
+                "the worker exited with {code} but should still be running\n{}",
+                self.logs.dump()
+            );
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("===== worker output =====\n{}", self.logs.dump());
+        }
+    }
+}
+
+/// Runs a future to completion on a fresh runtime (for raw HTTP calls from synchronous tests).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}

@@ -1,0 +1,18 @@
+//! Real-process integration tests: `muster serve`, `muster worker` and the admin commands run as
+//! the binaries users run, in temp dirs, on free ports, with short heartbeats
+//! (`--heartbeat 1s --idle-timeout 3s --reconnect-spread 1s`). See `harness` for the building
+//! blocks, including the TCP proxy that breaks connections on demand.
+//!
+//! Run with `cargo test -p muster-cli --test it`. A failing test prints the stdout and stderr
+//! of every process it started.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod fleet;
+mod http_api;
+mod refusals;
+mod scenarios;
+mod server;
+mod tokens;

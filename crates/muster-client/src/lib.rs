@@ -104,7 +104,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
             .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(60))
+            .timeout(std::time::Duration::from_secs(20))
             .build()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(Self {

@@ -73,9 +73,9 @@ pub async fn run(
         .unwrap_or_default();
     let bind_addrs: Vec<SocketAddr> = tokio::net::lookup_host(&config.listen)
         .await
-        .with_context(|| {
-            format!(
-                "cannot resolve listen address `{}`; use host:port, like 127.0.0.1:7443",
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot resolve listen address `{}`: {e}\nhint: use host:port, like 127.0.0.1:7443",
                 config.listen
             )
         })?
@@ -90,7 +90,20 @@ pub async fn run(
         );
     }
 
-    let dir = DataDir::open(&config.data_dir).context("cannot use the data dir")?;
+    let dir = DataDir::open(&config.data_dir).map_err(|e| match e {
+        muster_fs::FsError::Locked { path, holder } => anyhow::anyhow!(
+            "another muster server (pid {holder}) is using data dir `{}`\nhint: stop it first, or give this one its own `--data-dir`",
+            path.display()
+        ),
+        other => anyhow::anyhow!("cannot use the data dir: {other}\nhint: check the path and permissions of `--data-dir`"),
+    })?;
+    // Bind before writing anything else, so a busy port leaves no half-made data dir behind.
+    let listener = listener::bind(&bind_addrs).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on `{}`: {e}\nhint: another program may hold the port; choose another with `--listen`",
+            config.listen
+        )
+    })?;
     let store = open_store(&config, &dir)?;
     let admin_token = ensure_admin_token(&dir)?;
 
@@ -100,8 +113,6 @@ pub async fn run(
         TlsMode::Files { cert, key } => Some(tls::load_files(cert, key)?),
     };
 
-    let listener = listener::bind(&bind_addrs)
-        .with_context(|| format!("cannot listen on `{}`", config.listen))?;
     let local_addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let local_host = if local_addr.ip().is_unspecified() {

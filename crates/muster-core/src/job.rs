@@ -255,6 +255,9 @@ pub struct Job {
     pub reason: Option<String>,
     pub output_bytes: u64,
     pub truncated: bool,
+    /// The server replica that started it: after a restart, a replica writes off only the jobs
+    /// it was running itself.
+    pub dispatcher: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

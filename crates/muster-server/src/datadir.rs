@@ -42,6 +42,23 @@ impl DataDir {
         self.root.join(local::SELF_SIGNED_KEY_FILE)
     }
 
+    /// This server's stable identity among replicas sharing a database: made at first start and
+    /// kept in `server-id`, so after a restart it recognises the jobs it was running.
+    pub fn server_id(&self) -> Result<String, FsError> {
+        let path = self.root.join("server-id");
+        if let Some(existing) = muster_fs::read_optional(&path)? {
+            let id = existing.trim();
+            if id.len() >= 8 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Ok(id.to_owned());
+            }
+        }
+        let mut bytes = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        let id = hex::encode(bytes);
+        muster_fs::write_atomic(&path, format!("{id}\n").as_bytes(), 0o644)?;
+        Ok(id)
+    }
+
     pub fn write_server_file(&self, file: &ServerFile) -> Result<(), FsError> {
         let json = serde_json::to_vec_pretty(file).unwrap_or_default();
         muster_fs::write_atomic(&self.root.join(local::SERVER_FILE), &json, 0o644)

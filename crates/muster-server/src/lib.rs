@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod datadir;
+pub mod events;
 pub mod jobs;
 pub mod listener;
 pub mod ratelimit;
@@ -147,15 +148,28 @@ pub async fn run(
     })?;
 
     let registry = Arc::new(Registry::new());
+    let server_id = dir.server_id()?;
     let jobs = jobs::Jobs::new(
         store.clone(),
         Arc::clone(&registry),
         clock,
         config.job_output_cap,
+        server_id,
     );
     jobs.recover()
         .await
         .context("cannot recover jobs from the database")?;
+    {
+        // Other replicas' revocations and jobs (PostgreSQL only; SQLite has one server).
+        let (registry, jobs, runtime) = (
+            Arc::clone(&registry),
+            Arc::clone(&jobs),
+            tokio::runtime::Handle::current(),
+        );
+        store.listen(Box::new(move |event: &str| {
+            events::handle(event, &registry, &jobs, &runtime)
+        }));
+    }
     let self_signed = matches!(config.tls, TlsMode::SelfSigned);
     let state = AppState::new(Inner {
         store: store.clone(),

@@ -65,4 +65,12 @@ pub trait Backend: Send + Sync + 'static {
     fn run_write(&self, job: Job);
     fn run_read(&self, job: Job);
     fn close(&self);
+    /// Calls `on_event` with every event another server replica (or this one) announces with
+    /// [`Tx::notify`]. Backends without replicas never call it.
+    fn listen(&self, on_event: EventHandler) {
+        let _ = on_event;
+    }
 }
+
+/// Receives replica events (see [`Backend::listen`]).
+pub type EventHandler = Box<dyn Fn(&str) + Send + Sync>;

@@ -85,10 +85,12 @@ pub struct JobColumns {
     pub reason: Option<String>,
     pub output_bytes: i64,
     pub truncated: bool,
+    pub dispatcher: Option<String>,
 }
 
 pub const JOB_COLUMNS: &str = "id, command, env, target_worker, selector, timeout_ms, queue_deadline, state, \
-     worker_id, worker_name, created_at, started_at, finished_at, exit_code, reason, output_bytes, truncated";
+     worker_id, worker_name, created_at, started_at, finished_at, exit_code, reason, output_bytes, truncated, \
+     dispatcher";
 
 impl JobColumns {
     pub fn from_job(job: &muster_core::job::Job) -> Self {
@@ -112,6 +114,7 @@ impl JobColumns {
             reason: job.reason.clone(),
             output_bytes: i64::try_from(job.output_bytes).unwrap_or(i64::MAX),
             truncated: job.truncated,
+            dispatcher: job.dispatcher.clone(),
         }
     }
 
@@ -138,6 +141,7 @@ impl JobColumns {
             reason: self.reason,
             output_bytes: u64::try_from(self.output_bytes).unwrap_or(0),
             truncated: self.truncated,
+            dispatcher: self.dispatcher,
         })
     }
 }

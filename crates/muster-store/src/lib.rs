@@ -21,7 +21,7 @@ pub mod testing;
 
 use std::sync::Arc;
 
-pub use backend::{Backend, Job, JobOutcome, StoreStats};
+pub use backend::{Backend, EventHandler, Job, JobOutcome, StoreStats};
 pub use error::{StoreError, StoreResult};
 pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Tx};
 
@@ -79,6 +79,11 @@ impl Store {
         let (done, result) = tokio::sync::oneshot::channel();
         self.backend.run_read(Job::new(f, done));
         result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Calls `on_event` with every event replicas announce with [`Tx::notify`].
+    pub fn listen(&self, on_event: EventHandler) {
+        self.backend.listen(on_event);
     }
 
     /// Waits for writes already submitted to finish and stops the backend's threads.

@@ -1015,6 +1015,7 @@ pub fn job(id: &str, created: i64) -> Job {
         reason: None,
         output_bytes: 0,
         truncated: false,
+        dispatcher: None,
     }
 }
 
@@ -1061,6 +1062,7 @@ async fn jobs_start_once_end_once_and_recover(store: Store) {
         job: a1.clone(),
         worker: wid.clone(),
         worker_name: wname.clone(),
+        dispatcher: "replica-a".into(),
     };
     let twice = vec![assignment.clone(), assignment];
     let started = store
@@ -1099,11 +1101,21 @@ async fn jobs_start_once_end_once_and_recover(store: Store) {
         "{c:?}"
     );
     let a3 = JobId::parse("00000000000000a3").expect("id");
-    let start = vec![jobs::Assignment {
-        job: a3.clone(),
-        worker: wid.clone(),
-        worker_name: wname.clone(),
-    }];
+    let start = vec![
+        jobs::Assignment {
+            job: a3.clone(),
+            worker: wid.clone(),
+            worker_name: wname.clone(),
+            dispatcher: "replica-a".into(),
+        },
+        // Another replica's running job: not this replica's to write off at its restart.
+        jobs::Assignment {
+            job: JobId::parse("00000000000000a4").expect("id"),
+            worker: wid.clone(),
+            worker_name: wname.clone(),
+            dispatcher: "replica-b".into(),
+        },
+    ];
     store
         .write(move |tx| jobs::start_many(tx, &start, at(50)))
         .await
@@ -1122,9 +1134,9 @@ async fn jobs_start_once_end_once_and_recover(store: Store) {
         .expect("cancel");
     assert!(matches!(c, jobs::Cancel::AlreadyEnded(_)), "{c:?}");
 
-    // Restart: the running job is lost, the queued one stays queued.
+    // Restart of replica a: its running job is lost; replica b's is not.
     let lost = store
-        .write(|tx| jobs::lose_running(tx, at(70)))
+        .write(|tx| jobs::lose_running(tx, "replica-a", at(70)))
         .await
         .expect("recover");
     assert_eq!(lost, std::slice::from_ref(&a3));
@@ -1144,7 +1156,19 @@ async fn jobs_start_once_end_once_and_recover(store: Store) {
         .read(|tx| tx.jobs_in_state(JobState::Queued))
         .await
         .expect("queued");
-    assert_eq!(queued.len(), 1);
+    assert!(queued.is_empty());
+    let still = store
+        .read(|tx| tx.jobs_in_state(JobState::Running))
+        .await
+        .expect("running");
+    assert_eq!(
+        still
+            .iter()
+            .map(|j| (j.id.to_string(), j.dispatcher.clone()))
+            .collect::<Vec<_>>(),
+        [("00000000000000a4".to_owned(), Some("replica-b".to_owned()))],
+        "another replica's running job is left alone"
+    );
     let listed = store
         .read(|tx| {
             tx.list_jobs(&JobFilter {

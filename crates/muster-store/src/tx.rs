@@ -90,12 +90,14 @@ pub trait Tx {
     fn list_jobs(&mut self, filter: &JobFilter) -> StoreResult<Vec<Job>>;
     /// Oldest first: the order jobs are dispatched and recovered in.
     fn jobs_in_state(&mut self, state: JobState) -> StoreResult<Vec<Job>>;
-    /// `queued → running` on this worker, if the job is still queued.
+    /// `queued → running` on this worker, dispatched by this server replica, if the job is
+    /// still queued.
     fn start_job(
         &mut self,
         id: &JobId,
         worker: &WorkerId,
         worker_name: &Name,
+        dispatcher: &str,
         at: Timestamp,
     ) -> StoreResult<bool>;
     /// Ends a job that is still in state `from`.
@@ -108,6 +110,12 @@ pub trait Tx {
     // ---- audit ----
     fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;
     fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
+
+    // ---- events for other server replicas ----
+    /// Tells every server replica sharing this database about `event`, once this transaction
+    /// commits (and never if it rolls back). A backend with one server process (SQLite) has no
+    /// one else to tell and does nothing.
+    fn notify(&mut self, event: &str) -> StoreResult<()>;
 
     // ---- settings: small named values (JSON text) ----
     fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>>;

@@ -13,6 +13,7 @@ mod harness;
 mod fleet;
 mod http_api;
 mod refusals;
+mod replicas;
 mod scenarios;
 mod server;
 mod tokens;

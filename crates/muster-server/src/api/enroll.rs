@@ -21,6 +21,7 @@ use rand::rngs::OsRng;
 use crate::api::error::AppError;
 use crate::api::extract::{ApiJson, Remote};
 use crate::api::validate;
+use crate::events::ReplicaEvent;
 use crate::state::AppState;
 
 pub async fn enroll(
@@ -136,7 +137,18 @@ async fn enroll_with_secret(
     let (enrolled, superseded) = app
         .store
         .write(move |tx| {
-            enrollment::enroll(tx, &request, &|id: &WorkerId| registry.is_connected(id))
+            let result =
+                enrollment::enroll(tx, &request, &|id: &WorkerId| registry.is_connected(id))?;
+            if let Ok((_, Some(old))) = &result {
+                tx.notify(
+                    &ReplicaEvent::Cut {
+                        worker: old.clone(),
+                        code: close::SUPERSEDED,
+                    }
+                    .encode(),
+                )?;
+            }
+            Ok(result)
         })
         .await?
         .map_err(|r| auto_refusal(&r))?;
@@ -216,7 +228,21 @@ async fn enroll_with_token(
     };
     let enrolled = app
         .store
-        .write(move |tx| tokens::enroll(tx, &request))
+        .write(move |tx| {
+            let result = tokens::enroll(tx, &request)?;
+            if let Ok(enrolled) = &result
+                && enrolled.resumed
+            {
+                tx.notify(
+                    &ReplicaEvent::Cut {
+                        worker: enrolled.worker.id.clone(),
+                        code: close::REPLACED,
+                    }
+                    .encode(),
+                )?;
+            }
+            Ok(result)
+        })
         .await?
         .map_err(token_refusal)?;
     // The key is on disk (as a hash). A session still using the previous key is stale now.

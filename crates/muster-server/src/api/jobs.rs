@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::api::error::AppError;
 use crate::api::extract::{Admin, ApiJson};
 use crate::api::{validate, views};
+use crate::events::ReplicaEvent;
 use crate::jobs::follow;
 use crate::state::AppState;
 
@@ -78,6 +79,7 @@ pub async fn submit(
         reason: None,
         output_bytes: 0,
         truncated: false,
+        dispatcher: None,
     };
     // The audit record names the program, not its arguments: those may carry secrets.
     let detail = format!("runs `{}` on {}", job.command[0], job.selector);
@@ -91,7 +93,10 @@ pub async fn submit(
     );
     let stored = job.clone();
     app.store
-        .write(move |tx| jobs::submit(tx, &stored, &event))
+        .write(move |tx| {
+            jobs::submit(tx, &stored, &event)?;
+            tx.notify(&ReplicaEvent::JobsQueued.encode())
+        })
         .await?;
     let view = views::job(&job);
     app.jobs.enqueue(job);
@@ -192,7 +197,21 @@ pub async fn cancel(
     let key = id.clone();
     match app
         .store
-        .write(move |tx| jobs::cancel(tx, &key, now, &event))
+        .write(move |tx| {
+            let found = jobs::cancel(tx, &key, now, &event)?;
+            if let Cancel::Running(job) = &found
+                && let Some(worker) = &job.worker_id
+            {
+                tx.notify(
+                    &ReplicaEvent::CancelJob {
+                        job: job.id.clone(),
+                        worker: worker.clone(),
+                    }
+                    .encode(),
+                )?;
+            }
+            Ok(found)
+        })
         .await?
     {
         Cancel::NotFound => Err(no_such_job(&id)),

@@ -14,6 +14,7 @@ use rand::rngs::OsRng;
 use crate::api::error::AppError;
 use crate::api::extract::{Admin, ApiJson};
 use crate::api::{validate, views};
+use crate::events::ReplicaEvent;
 use crate::state::AppState;
 
 pub async fn create(
@@ -141,7 +142,21 @@ pub async fn revoke(
     let key = name.clone();
     let revoked = app
         .store
-        .write(move |tx| tokens::revoke(tx, &key, now, &event))
+        .write(move |tx| {
+            let result = tokens::revoke(tx, &key, now, &event)?;
+            if let Ok(revoked) = &result
+                && let Some(worker) = &revoked.worker
+            {
+                tx.notify(
+                    &ReplicaEvent::Cut {
+                        worker: worker.clone(),
+                        code: close::REVOKED,
+                    }
+                    .encode(),
+                )?;
+            }
+            Ok(result)
+        })
         .await?
         .map_err(|refusal| match refusal {
             RevokeTokenRefusal::NotFound(n) => no_such_token(&n),

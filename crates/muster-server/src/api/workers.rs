@@ -15,6 +15,7 @@ use rand::rngs::OsRng;
 use crate::api::error::AppError;
 use crate::api::extract::{Admin, ApiJson};
 use crate::api::{validate, views};
+use crate::events::ReplicaEvent;
 use crate::state::AppState;
 
 pub async fn list(
@@ -126,7 +127,19 @@ pub async fn revoke(
     let key = name.clone();
     let revoked = app
         .store
-        .write(move |tx| workers::revoke(tx, &key, now, &event))
+        .write(move |tx| {
+            let result = workers::revoke(tx, &key, now, &event)?;
+            if let Ok(revoked) = &result {
+                tx.notify(
+                    &ReplicaEvent::Cut {
+                        worker: revoked.id.clone(),
+                        code: close::REVOKED,
+                    }
+                    .encode(),
+                )?;
+            }
+            Ok(result)
+        })
         .await?
         .map_err(refusal)?;
     app.registry
@@ -166,7 +179,19 @@ pub async fn remove(
     let key = name.clone();
     let id = app
         .store
-        .write(move |tx| workers::remove(tx, &key, &event))
+        .write(move |tx| {
+            let result = workers::remove(tx, &key, &event)?;
+            if let Ok(id) = &result {
+                tx.notify(
+                    &ReplicaEvent::Cut {
+                        worker: id.clone(),
+                        code: close::REMOVED,
+                    }
+                    .encode(),
+                )?;
+            }
+            Ok(result)
+        })
         .await?
         .map_err(refusal)?;
     // It may have connected between the check and the delete: it has no record now.

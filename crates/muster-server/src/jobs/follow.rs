@@ -16,6 +16,8 @@ use crate::state::AppState;
 
 /// Stored chunks read per query.
 const PAGE: u32 = 256;
+/// How often to look for news of a job another replica runs.
+const POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn stream_name(stream: u8) -> &'static str {
     if stream == frame::STDERR {
@@ -66,44 +68,70 @@ async fn produce(
     // Subscribe before reading what is stored, so nothing falls between the two.
     let mut live = if follow { app.jobs.subscribe(id) } else { None };
     let mut last = after;
+    let job = loop {
+        send_stored(app, id, &mut last, &send).await?;
+        let key = id.clone();
+        let job = app
+            .store
+            .read(move |t| t.get_job(&key))
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(job) = job else { return Ok(()) };
+        if !follow || job.state.is_terminal() {
+            // Whatever was stored between our last read and the end.
+            send_stored(app, id, &mut last, &send).await?;
+            break job;
+        }
+        match live.as_mut() {
+            // This replica runs (or queues) the job: its output arrives live.
+            Some(receiver) => {
+                follow_live(receiver, &mut last, &send).await?;
+                live = None;
+            }
+            // Another replica runs it: what it stores is all this one can see.
+            None => tokio::time::sleep(POLL).await,
+        }
+    };
+    if job.truncated {
+        send(line(&JobEvent::Truncated {
+            kept_bytes: job.output_bytes.min(app.jobs.output_cap()),
+        }))
+        .await?;
+    }
+    send(line(&JobEvent::End {
+        job: Box::new(views::job(&job)),
+    }))
+    .await?;
+    Ok(())
+}
+
+/// Sends stored output after `last`, page by page.
+async fn send_stored<F, Fut>(
+    app: &AppState,
+    id: &JobId,
+    last: &mut u64,
+    send: &F,
+) -> Result<(), String>
+where
+    F: Fn(Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     loop {
-        let job = id.clone();
+        let (job, after) = (id.clone(), *last);
         let chunks = app
             .store
-            .read(move |t| t.read_output(&job, last, PAGE))
+            .read(move |t| t.read_output(&job, after, PAGE))
             .await
             .map_err(|e| e.to_string())?;
         let full_page = chunks.len() == PAGE as usize;
         for chunk in chunks {
-            last = chunk.seq;
+            *last = chunk.seq;
             send(output_line(chunk.seq, chunk.stream, &chunk.data)).await?;
         }
         if !full_page {
-            break;
+            return Ok(());
         }
     }
-    if let Some(receiver) = live.as_mut() {
-        follow_live(receiver, &mut last, &send).await?;
-    }
-    let job = id.clone();
-    if let Some(job) = app
-        .store
-        .read(move |t| t.get_job(&job))
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        if job.truncated {
-            send(line(&JobEvent::Truncated {
-                kept_bytes: job.output_bytes.min(app.jobs.output_cap()),
-            }))
-            .await?;
-        }
-        send(line(&JobEvent::End {
-            job: Box::new(views::job(&job)),
-        }))
-        .await?;
-    }
-    Ok(())
 }
 
 async fn follow_live<F, Fut>(

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, broadcast};
 use crate::clock::Clock;
 use crate::control::registry::{Command, Registry, Session};
 use crate::control::session::Inbound;
+use crate::events::ReplicaEvent;
 
 /// Output kept per job, by default. More is streamed live but not stored.
 pub const DEFAULT_OUTPUT_CAP: u64 = 1024 * 1024;
@@ -49,6 +50,8 @@ struct LiveJob {
 }
 
 pub struct Jobs {
+    /// This replica's id, recorded on the jobs it starts.
+    server_id: String,
     store: Store,
     registry: Arc<Registry>,
     clock: Clock,
@@ -60,8 +63,15 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn new(store: Store, registry: Arc<Registry>, clock: Clock, output_cap: u64) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        clock: Clock,
+        output_cap: u64,
+        server_id: String,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            server_id,
             store,
             registry,
             clock,
@@ -104,7 +114,10 @@ impl Jobs {
         let now = self.clock.now();
         let lost = self
             .store
-            .write(move |tx| jobs::lose_running(tx, now))
+            .write({
+                let server_id = self.server_id.clone();
+                move |tx| jobs::lose_running(tx, &server_id, now)
+            })
             .await?;
         if !lost.is_empty() {
             tracing::warn!(
@@ -112,16 +125,32 @@ impl Jobs {
                 "jobs that were running when the server stopped are marked lost"
             );
         }
+        self.load_queued().await
+    }
+
+    /// Adds queued jobs this replica does not know yet (submitted through another replica).
+    async fn load_queued(&self) -> Result<(), muster_store::StoreError> {
         let queued = self
             .store
             .read(|tx| tx.jobs_in_state(muster_core::job::JobState::Queued))
             .await?;
         for job in queued {
+            if self.live().contains_key(&job.id) {
+                continue;
+            }
             self.queue().push(job.id.clone());
             self.track(job);
         }
         self.kick();
         Ok(())
+    }
+
+    /// Another replica queued jobs: take them into this replica's queue too. Whichever replica
+    /// starts a job first wins; the start is conditional on the job still being queued.
+    pub async fn pick_up_queued(&self) {
+        if let Err(e) = self.load_queued().await {
+            tracing::warn!(error = %e, "cannot load jobs queued by another replica");
+        }
     }
 
     /// A durable job was submitted: queue it.
@@ -208,11 +237,27 @@ impl Jobs {
                     job: j.id.clone(),
                     worker: s.worker_id.clone(),
                     worker_name: s.name.clone(),
+                    dispatcher: self.server_id.clone(),
                 })
                 .collect();
             let started = match self
                 .store
-                .write(move |tx| jobs::start_many(tx, &assignments, now))
+                .write({
+                    let server_id = self.server_id.clone();
+                    move |tx| {
+                        let started = jobs::start_many(tx, &assignments, now)?;
+                        for (a, ok) in assignments.iter().zip(&started) {
+                            if *ok {
+                                let event = ReplicaEvent::JobStarted {
+                                    job: a.job.clone(),
+                                    by: server_id.clone(),
+                                };
+                                tx.notify(&event.encode())?;
+                            }
+                        }
+                        Ok(started)
+                    }
+                })
                 .await
             {
                 Ok(started) => started,
@@ -228,8 +273,11 @@ impl Jobs {
             };
             for ((session, job), started) in placed.into_iter().zip(started) {
                 if !started {
-                    // Cancelled while we placed it.
+                    // Cancelled, or started by another replica, while we placed it.
                     session.release(&job.id);
+                    if let Some(entry) = self.live().remove(&job.id) {
+                        let _ = entry.events.send(LiveEvent::Ended);
+                    }
                     continue;
                 }
                 if let Some(entry) = self.live().get_mut(&job.id) {
@@ -276,6 +324,14 @@ impl Jobs {
             let _ = entry.events.send(LiveEvent::Ended);
         }
         self.kick();
+    }
+
+    /// Another replica started a job this one had queued too: forget it here. Its followers
+    /// here carry on from the store.
+    pub fn started_elsewhere(&self, id: &JobId, by: &str) {
+        if by != self.server_id {
+            self.dequeued(id);
+        }
     }
 
     /// A queued job was cancelled in the store: forget it.

@@ -18,6 +18,8 @@ pub struct Assignment {
     pub job: JobId,
     pub worker: WorkerId,
     pub worker_name: Name,
+    /// The server replica starting it.
+    pub dispatcher: String,
 }
 
 /// Starts many jobs in one transaction. Each start is conditional on the job still being
@@ -29,7 +31,7 @@ pub fn start_many(
 ) -> StoreResult<Vec<bool>> {
     assignments
         .iter()
-        .map(|a| tx.start_job(&a.job, &a.worker, &a.worker_name, at))
+        .map(|a| tx.start_job(&a.job, &a.worker, &a.worker_name, &a.dispatcher, at))
         .collect()
 }
 
@@ -93,10 +95,15 @@ pub fn cancel(
     Ok(result)
 }
 
-/// At start, no job can still be running: whatever was running when the server stopped is lost
-/// (its workers were disconnected). Queued jobs stay queued.
-pub fn lose_running(tx: &mut dyn Tx, at: Timestamp) -> StoreResult<Vec<JobId>> {
-    let running = tx.jobs_in_state(JobState::Running)?;
+/// At start, no job this replica started can still be running: whatever it was running when it
+/// stopped is lost (its workers were disconnected). Jobs other replicas run are theirs to judge,
+/// and queued jobs stay queued.
+pub fn lose_running(tx: &mut dyn Tx, dispatcher: &str, at: Timestamp) -> StoreResult<Vec<JobId>> {
+    let running: Vec<Job> = tx
+        .jobs_in_state(JobState::Running)?
+        .into_iter()
+        .filter(|job| job.dispatcher.as_deref().is_none_or(|d| d == dispatcher))
+        .collect();
     let ending = Ending::Lost("the server restarted while the job was running".into());
     let mut lost = Vec::new();
     for job in running {

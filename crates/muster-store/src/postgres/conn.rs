@@ -61,7 +61,17 @@ impl Connector {
         Ok(Conn {
             client,
             statements: HashMap::new(),
+            events_channel: self.events_channel(),
         })
+    }
+
+    /// The LISTEN/NOTIFY channel for replica events: one per schema, so stores sharing a
+    /// database (tests, several fleets) do not hear each other.
+    pub(super) fn events_channel(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("muster_events_{schema}"),
+            None => "muster_events".to_owned(),
+        }
     }
 }
 
@@ -70,6 +80,7 @@ impl Connector {
 pub(super) struct Conn {
     pub(super) client: Client,
     pub(super) statements: HashMap<String, Statement>,
+    pub(super) events_channel: String,
 }
 
 /// Accepts only plain lower-case identifiers, so a schema name can never carry SQL and never

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_jobs.sql")),
     (3, include_str!("migrations/0003_indexes.sql")),
+    (4, include_str!("migrations/0004_job_dispatcher.sql")),
 ];
 
 /// The advisory lock that serializes migrations: "muster" in ASCII. Advisory locks are per

@@ -12,12 +12,13 @@
 //! tunnel.
 
 mod conn;
+mod events;
 mod migrations;
 mod tx;
 mod unavailable;
 mod worker;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
@@ -34,6 +35,8 @@ pub struct PostgresBackend {
     queue: Mutex<Option<mpsc::Sender<Task>>>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
+    connector: Arc<Connector>,
+    stop: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -117,6 +120,8 @@ impl PostgresBackend {
             queue: Mutex::new(Some(queue)),
             threads: Mutex::new(vec![first]),
             counters: Arc::clone(&counters),
+            connector: Arc::clone(&connector),
+            stop: Arc::new(AtomicBool::new(false)),
         };
         ready_rx.recv().map_err(|_| {
             StoreError::Backend("the first PostgreSQL thread stopped before connecting".into())
@@ -177,7 +182,24 @@ impl Backend for PostgresBackend {
         self.send(Mode::Read, job);
     }
 
+    fn listen(&self, on_event: crate::EventHandler) {
+        let connector = Arc::clone(&self.connector);
+        let stop = Arc::clone(&self.stop);
+        let spawned = spawn(POOL_SIZE, move || {
+            events::listen(&connector, &stop, &on_event)
+        });
+        match spawned {
+            Ok(thread) => self
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(thread),
+            Err(e) => tracing::error!(error = %e, "cannot listen for replica events"),
+        }
+    }
+
     fn close(&self) {
+        self.stop.store(true, Ordering::Relaxed);
         // Closing the queue lets each thread finish the jobs already queued and then stop.
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));

@@ -199,6 +199,7 @@ fn job_from_row(row: &Row) -> StoreResult<Job> {
         reason: col(row, 14)?,
         output_bytes: col(row, 15)?,
         truncated: col(row, 16)?,
+        dispatcher: col(row, 17)?,
     }
     .into_job()
 }
@@ -389,7 +390,7 @@ impl Tx for PgTx<'_> {
         self.execute(
             &format!(
                 "INSERT INTO jobs ({JOB_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
             ),
             &[
                 &c.id,
@@ -409,6 +410,7 @@ impl Tx for PgTx<'_> {
                 &c.reason,
                 &c.output_bytes,
                 &c.truncated,
+                &c.dispatcher,
             ],
         )?;
         Ok(())
@@ -451,16 +453,19 @@ impl Tx for PgTx<'_> {
         id: &JobId,
         worker: &WorkerId,
         worker_name: &Name,
+        dispatcher: &str,
         at: Timestamp,
     ) -> StoreResult<bool> {
         let n = self.execute(
-            "UPDATE jobs SET state = 'running', worker_id = $2, worker_name = $3, started_at = $4
+            "UPDATE jobs SET state = 'running', worker_id = $2, worker_name = $3, started_at = $4,
+                    dispatcher = $5
              WHERE id = $1 AND state = 'queued'",
             &[
                 &id.as_str(),
                 &worker.as_str(),
                 &worker_name.as_str(),
                 &at.unix_millis(),
+                &dispatcher,
             ],
         )?;
         Ok(n == 1)
@@ -521,6 +526,12 @@ impl Tx for PgTx<'_> {
                 })
             })
             .collect()
+    }
+
+    fn notify(&mut self, event: &str) -> StoreResult<()> {
+        let channel = self.conn.events_channel.clone();
+        self.execute("SELECT pg_notify($1, $2)", &[&channel, &event])?;
+        Ok(())
     }
 
     fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {

@@ -83,6 +83,9 @@ impl Tx for Unavailable {
     fn put_setting(&mut self, _: &str, _: &str) -> StoreResult<()> {
         self.fail()
     }
+    fn notify(&mut self, _: &str) -> StoreResult<()> {
+        self.fail()
+    }
     fn count_workers(&mut self, _: EnrolledVia, _: Option<Timestamp>) -> StoreResult<u64> {
         self.fail()
     }
@@ -98,7 +101,14 @@ impl Tx for Unavailable {
     fn jobs_in_state(&mut self, _: JobState) -> StoreResult<Vec<Job>> {
         self.fail()
     }
-    fn start_job(&mut self, _: &JobId, _: &WorkerId, _: &Name, _: Timestamp) -> StoreResult<bool> {
+    fn start_job(
+        &mut self,
+        _: &JobId,
+        _: &WorkerId,
+        _: &Name,
+        _: &str,
+        _: Timestamp,
+    ) -> StoreResult<bool> {
         self.fail()
     }
     fn end_job(&mut self, _: &JobId, _: JobState, _: &JobEnd) -> StoreResult<bool> {

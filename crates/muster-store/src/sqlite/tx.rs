@@ -130,6 +130,7 @@ fn read_job_row(row: &Row<'_>) -> rusqlite::Result<JobColumns> {
         reason: row.get(14)?,
         output_bytes: row.get(15)?,
         truncated: row.get(16)?,
+        dispatcher: row.get(17)?,
     })
 }
 
@@ -319,7 +320,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO jobs ({JOB_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
             ))?
             .execute(params![
                 c.id,
@@ -339,6 +340,7 @@ impl Tx for SqliteTx<'_> {
                 c.reason,
                 c.output_bytes,
                 c.truncated,
+                c.dispatcher,
             ])?;
         Ok(())
     }
@@ -386,15 +388,23 @@ impl Tx for SqliteTx<'_> {
         id: &JobId,
         worker: &WorkerId,
         worker_name: &Name,
+        dispatcher: &str,
         at: Timestamp,
     ) -> StoreResult<bool> {
         let n = self
             .conn
             .prepare_cached(
-                "UPDATE jobs SET state = 'running', worker_id = ?2, worker_name = ?3, started_at = ?4
+                "UPDATE jobs SET state = 'running', worker_id = ?2, worker_name = ?3, started_at = ?4,
+                        dispatcher = ?5
                  WHERE id = ?1 AND state = 'queued'",
             )?
-            .execute(params![id.as_str(), worker.as_str(), worker_name.as_str(), at.unix_millis()])?;
+            .execute(params![
+                id.as_str(),
+                worker.as_str(),
+                worker_name.as_str(),
+                at.unix_millis(),
+                dispatcher
+            ])?;
         Ok(n == 1)
     }
 
@@ -529,6 +539,11 @@ impl Tx for SqliteTx<'_> {
                 })
             })
             .collect()
+    }
+
+    fn notify(&mut self, _event: &str) -> StoreResult<()> {
+        // One SQLite database has one server process: it acts on its own changes directly.
+        Ok(())
     }
 
     fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {

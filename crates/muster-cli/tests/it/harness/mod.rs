@@ -453,14 +453,17 @@ impl Server {
 
     /// Runs `muster ARGS --data-dir DATA` and returns what it printed and its status.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let mut cmd = muster(self.root.path());
-        cmd.args(args).arg("--data-dir").arg(&self.data_dir);
-        cmd.output().expect("run muster")
+        self.cli_env(args, &[])
     }
 
     pub fn cli_env(&self, args: &[&str], env: &[(&str, OsString)]) -> Output {
         let mut cmd = muster(self.root.path());
-        cmd.args(args).arg("--data-dir").arg(&self.data_dir);
+        // `--data-dir` goes before a `--`, after which everything is the job's command line.
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        cmd.args(&args[..split])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&args[split..]);
         for (k, v) in env {
             cmd.env(k, v);
         }

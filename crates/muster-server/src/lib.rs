@@ -93,7 +93,7 @@ pub async fn run(
 
     let dir = DataDir::open(&config.data_dir).map_err(|e| match e {
         muster_fs::FsError::Locked { path, holder } => anyhow::anyhow!(
-            "another muster server (pid {holder}) is using data dir `{}`\nhint: stop it first, or give this one its own `--data-dir`",
+            "data dir `{}` is in use by another muster server (pid {holder})\nhint: stop it first, or give this one its own `--data-dir`",
             path.display()
         ),
         other => anyhow::anyhow!("cannot use the data dir: {other}\nhint: check the path and permissions of `--data-dir`"),

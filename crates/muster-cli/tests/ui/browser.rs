@@ -194,9 +194,14 @@ impl Browser {
     /// Saves a screenshot of the whole page (the window grows to the page's height for it) as
     /// `target/ui-screenshots/NAME.png`.
     pub async fn screenshot(&self, name: &str, (width, height): (u32, u32)) {
+        // The window's height includes the browser's own frame: add it, so the viewport holds
+        // the whole page.
         let full = self
             .client
-            .execute("return document.documentElement.scrollHeight;", vec![])
+            .execute(
+                "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight;",
+                vec![],
+            )
             .await
             .ok()
             .and_then(|v| v.as_u64())

@@ -101,6 +101,7 @@ impl Server {
             .env("MUSTER_AUTO_ENROLLMENT_KEY", secret)
             .env("MUSTER_STATE_DIR", &state_dir)
             .env("MUSTER_MAX_JOBS", "2")
+            .env("MUSTER_WORKER_LABELS", "region=eu,pool=e2e")
             .stdout(log_file(self.dir.path(), &format!("worker-{name}.out")))
             .stderr(Stdio::from(
                 std::fs::File::create(&stderr).expect("a log file"),

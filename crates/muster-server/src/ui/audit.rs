@@ -128,7 +128,7 @@ pub async fn page(
                                 td data-label="From" {
                                     @match &e.remote_addr { Some(a) => (a), None => (layout::none()) }
                                 }
-                                td.detail data-label="Detail" { (e.detail) }
+                                td.detail data-label="Detail" { (layout::ticks(&e.detail)) }
                             }
                         }
                     }

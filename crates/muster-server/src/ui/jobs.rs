@@ -273,19 +273,19 @@ async fn live_part(app: &AppState, job: &JobView, streams: Streams) -> Result<Ma
     let base = format!("/jobs/{}", job.id);
     Ok(html! {
         dl.facts.columns {
-            dt { "State" } dd { (fmt::badge(&job.state)) }
-            dt { "Worker" } dd { @match &job.worker { Some(w) => (w), None => span.muted { "not placed yet" } } }
-            dt { "Exit code" } dd { @match job.exit_code { Some(c) => (c), None => (layout::none()) } }
-            dt { "Runs on" } dd { code { (job.selector) } }
-            dt { "Created" } dd { (fmt::exact_time(Some(&job.created_at))) }
-            dt { "Started" } dd { (fmt::exact_time(job.started_at.as_deref())) }
-            dt { "Finished" } dd { (fmt::exact_time(job.finished_at.as_deref())) }
-            dt { "Took" } dd { (took(now, job)) }
+            div { dt { "State" } dd { (fmt::badge(&job.state)) } }
+            div { dt { "Worker" } dd { @match &job.worker { Some(w) => (w), None => span.muted { "not placed yet" } } } }
+            div { dt { "Exit code" } dd { @match job.exit_code { Some(c) => (c), None => (layout::none()) } } }
+            div { dt { "Runs on" } dd { (layout::ticks(&job.selector)) } }
+            div { dt { "Created" } dd { (fmt::exact_time(Some(&job.created_at))) } }
+            div { dt { "Started" } dd { (fmt::exact_time(job.started_at.as_deref())) } }
+            div { dt { "Finished" } dd { (fmt::exact_time(job.finished_at.as_deref())) } }
+            div { dt { "Took" } dd { (took(now, job)) } }
             @if let Some(reason) = &job.reason {
-                dt { "Reason" } dd { (reason) }
+                div.wide { dt { "Reason" } dd { (layout::ticks(reason)) } }
             }
             @if !job.env_keys.is_empty() {
-                dt { "Environment" } dd { @for k in &job.env_keys { code { (k) } " " } span.muted { "(values hidden)" } }
+                div.wide { dt { "Environment" } dd { @for k in &job.env_keys { code { (k) } " " } span.muted { "(values hidden)" } } }
             }
         }
         section.output-section aria-labelledby="output-title" {

@@ -131,7 +131,11 @@ fn notices(flash: &[Flash]) -> Markup {
 /// A message from the shared operations (`no worker named `x``) as a sentence for a page:
 /// capitalised, with the backticked parts as code.
 pub fn message(text: &str) -> Markup {
-    let text = sentence(text);
+    ticks(&sentence(text))
+}
+
+/// Text whose backticked parts (the CLI's way of quoting values) become code.
+pub fn ticks(text: &str) -> Markup {
     html! {
         @for (i, part) in text.split('`').enumerate() {
             @if i % 2 == 1 { code { (part) } } @else { (part) }

@@ -285,29 +285,29 @@ fn enable_form(
                 (secret_choice("enable", has_secret, mode, errors))
                 div.grid {
                     div.field {
-                        label for="for" { "Switch off by itself after " span.optional { "(optional)" } }
+                        label for="for" { "Switch off after" }
                         input #for type="text" name="for" value=(window) placeholder="2h" autocomplete="off"
                             spellcheck="false" aria-invalid=[field("for").is_some().then_some("true")]
                             aria-describedby=(layout::described_by("for", true, field("for")));
-                        p.help #for-help { "Like 30m, 2h or 1d. Empty: stays on until you switch it off." }
+                        p.help #for-help { "Optional. Like 30m, 2h or 1d; empty: on until you switch it off." }
                         (layout::field_error("for", field("for")))
                     }
                     div.field {
-                        label for="max_enrollments" { "At most this many enrollments " span.optional { "(optional)" } }
+                        label for="max_enrollments" { "Enrollment limit" }
                         input #max_enrollments type="text" inputmode="numeric" name="max_enrollments" value=(max)
                             placeholder="10" autocomplete="off"
                             aria-invalid=[field("max_enrollments").is_some().then_some("true")]
                             aria-describedby=(layout::described_by("max_enrollments", true, field("max_enrollments")));
-                        p.help #max_enrollments-help { "Counted from now. Empty: no limit." }
+                        p.help #max_enrollments-help { "Optional. At most this many, counted from now; empty: no limit." }
                         (layout::field_error("max_enrollments", field("max_enrollments")))
                     }
                     div.field {
-                        label for="name_pattern" { "Allowed worker names " span.optional { "(optional)" } }
+                        label for="name_pattern" { "Allowed names" }
                         input #name_pattern type="text" name="name_pattern" value=(pattern) placeholder="edge-*"
                             autocomplete="off" spellcheck="false"
                             aria-invalid=[field("name_pattern").is_some().then_some("true")]
                             aria-describedby=(layout::described_by("name_pattern", true, field("name_pattern")));
-                        p.help #name_pattern-help { code { "*" } " matches any run of characters, " code { "?" } " one. Empty: any name." }
+                        p.help #name_pattern-help { "Optional. " code { "*" } " matches any run of characters, " code { "?" } " one; empty: any name." }
                         (layout::field_error("name_pattern", field("name_pattern")))
                     }
                 }

@@ -244,7 +244,9 @@ fn row(now: Timestamp, w: &WorkerView) -> Markup {
             }
             td.row-actions {
                 @if w.enrolled_via == "builtin" {
-                    span.muted { "built in" }
+                    span.muted title="The built-in worker runs inside the server; start the server with --no-builtin-worker to do without it" {
+                        "cannot be revoked"
+                    }
                 } @else if w.status != "revoked" {
                     a.button.danger.small id={ "revoke-" (w.name) } href={ "/workers/" (w.name) "/revoke" } {
                         "Revoke" span.visually-hidden { " " (w.name) }
@@ -326,4 +328,62 @@ pub async fn revoke(
         Err(e) => admin.flash(&app, Flash::Failed(e.message)),
     }
     Redirect::to("/workers").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(name: &str, labels: &[(&str, &str)]) -> WorkerView {
+        WorkerView {
+            id: "0".repeat(32),
+            name: name.into(),
+            status: "connected".into(),
+            enrolled_via: "secret".into(),
+            machine_id: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            last_seen_at: None,
+            created_at: String::new(),
+            expires_at: None,
+            revoked_at: None,
+            token: None,
+            running_jobs: 0,
+            slots: 1,
+            remote_addr: None,
+        }
+    }
+
+    fn filter(name: &str, label: &str) -> Filter {
+        Filter::parse(&FilterQuery {
+            name: name.into(),
+            label: label.into(),
+        })
+    }
+
+    #[test]
+    fn filters_match_names_and_labels() {
+        let eu = worker("edge-eu-1", &[("region", "eu"), ("gpu", "a100")]);
+        let us = worker("edge-us-1", &[("region", "us")]);
+        assert!(filter("EU", "").matches(&eu), "names match without case");
+        assert!(!filter("eu", "").matches(&us));
+        assert!(filter("", "region=eu").matches(&eu));
+        assert!(!filter("", "region=eu").matches(&us));
+        assert!(
+            filter("", "gpu").matches(&eu),
+            "a bare key matches any value"
+        );
+        assert!(!filter("", "gpu").matches(&us));
+        assert!(filter("edge", "region=eu, gpu").matches(&eu));
+        let bad = filter("", "Region=eu");
+        assert!(
+            bad.label_error
+                .as_ref()
+                .is_some_and(|e| e.contains("Region"))
+        );
+        assert!(bad.matches(&us), "a rejected filter filters nothing");
+        assert!(filter(&"x".repeat(64), "").name_error.is_some());
+    }
 }

@@ -193,7 +193,19 @@ impl Browser {
 
     /// Saves a screenshot of the whole page (the window grows to the page's height for it) as
     /// `target/ui-screenshots/NAME.png`.
+    ///
+    /// Each page is also checked for what the Content-Security-Policy would block: inline
+    /// styles, inline scripts and event-handler attributes.
     pub async fn screenshot(&self, name: &str, (width, height): (u32, u32)) {
+        let inline = self
+            .client
+            .execute(
+                "return document.querySelectorAll('[style], script:not([src]), [onclick], [onload], [onsubmit]').length;",
+                vec![],
+            )
+            .await
+            .expect("the page runs a script");
+        assert_eq!(inline, serde_json::json!(0), "{name}: nothing inline");
         // The window's height includes the browser's own frame: add it, so the viewport holds
         // the whole page.
         let full = self

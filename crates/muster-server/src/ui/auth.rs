@@ -82,8 +82,9 @@ impl FromRequestParts<AppState> for UiAdmin {
         let Remote(remote) = Remote::from_request_parts(parts, app)
             .await
             .unwrap_or(Remote(None));
+        let fragment = parts.headers.contains_key("x-muster-fragment");
         let current = cookie(&parts.headers, session_cookie_name(app))
-            .and_then(|id| app.ui.sessions.touch(id));
+            .and_then(|id| app.ui.sessions.get(id, !fragment));
         match current {
             Some(session) => Ok(UiAdmin {
                 admin: Admin {
@@ -96,18 +97,20 @@ impl FromRequestParts<AppState> for UiAdmin {
                 next: (parts.method == axum::http::Method::GET)
                     .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
                     .flatten(),
-                fragment: parts.headers.contains_key("x-muster-fragment"),
+                fragment,
             }),
         }
     }
 }
 
-/// Where to go after signing in: only a path on this site, never `//elsewhere`.
+/// Where to go after signing in: only a path on this site, never `//elsewhere`. Browsers drop
+/// tabs and newlines from URLs (`/\t/evil` becomes `//evil`), so only visible characters pass.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n)
             if n.starts_with('/')
                 && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic())
                 && !n.contains('\\')
                 && !n.starts_with("/signin")
                 && n.len() <= 512 =>
@@ -363,6 +366,8 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/workers");
         assert_eq!(safe_next(Some("/\\evil.example")), "/workers");
         assert_eq!(safe_next(Some("/signin")), "/workers");
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/workers");
+        assert_eq!(safe_next(Some("/\n/evil.example")), "/workers");
         assert_eq!(safe_next(None), "/workers");
     }
 

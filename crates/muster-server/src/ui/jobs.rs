@@ -219,19 +219,13 @@ pub async fn detail(
 ) -> Result<Html<String>, UiError> {
     let job = ops::jobs::show(&app, &id).await?;
     let streams = Streams::parse(&query.stream);
-    let live = live_part(&app, &job, streams).await?;
+    let live = live_part(&app, &admin, &job, streams).await?;
     let flash = admin.take_flash(&app);
     let active = job.state == "queued" || job.state == "running";
     let body = html! {
         p.breadcrumb { a href="/jobs" { "Jobs" } span aria-hidden="true" { " › " } }
         h1 { "Job " code { (short(&job.id)) } }
         p.command-line { code { (command_line(&job)) } }
-        @if active {
-            form.inline method="post" action={ "/jobs/" (job.id) "/cancel" } {
-                input type="hidden" name="csrf" value=(admin.session.csrf);
-                button.danger.small type="submit" { "Cancel job" }
-            }
-        }
         @if active {
             div #job-live data-poll={ "/jobs/" (job.id) "/live?stream=" (encode_component(&query.stream)) } { (live) }
         } @else {
@@ -251,12 +245,12 @@ pub async fn detail(
 /// the job has ended.
 pub async fn live(
     State(app): State<AppState>,
-    _admin: UiAdmin,
+    admin: UiAdmin,
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
 ) -> Result<Response, UiError> {
     let job = ops::jobs::show(&app, &id).await?;
-    let part = live_part(&app, &job, Streams::parse(&query.stream)).await?;
+    let part = live_part(&app, &admin, &job, Streams::parse(&query.stream)).await?;
     let mut response = Html(part.into_string()).into_response();
     if job.state != "queued" && job.state != "running" {
         response
@@ -266,12 +260,25 @@ pub async fn live(
     Ok(response)
 }
 
-async fn live_part(app: &AppState, job: &JobView, streams: Streams) -> Result<Markup, UiError> {
+async fn live_part(
+    app: &AppState,
+    admin: &UiAdmin,
+    job: &JobView,
+    streams: Streams,
+) -> Result<Markup, UiError> {
     let chunks = stored_output(app, &job.id).await?;
     let now = app.clock.now();
     let (lines, dropped) = lines(&chunks, streams);
     let base = format!("/jobs/{}", job.id);
+    let active = job.state == "queued" || job.state == "running";
     Ok(html! {
+        // Inside the refreshed part, so the button goes away by itself when the job ends.
+        @if active {
+            form.inline method="post" action={ "/jobs/" (job.id) "/cancel" } {
+                input type="hidden" name="csrf" value=(admin.session.csrf);
+                button.danger.small type="submit" { "Cancel job" }
+            }
+        }
         dl.facts.columns {
             div { dt { "State" } dd { (fmt::badge(&job.state)) } }
             div { dt { "Worker" } dd { @match &job.worker { Some(w) => (w), None => span.muted { "not placed yet" } } } }

@@ -133,6 +133,12 @@ impl Sessions {
 
     /// The live session with this id, marking it used.
     pub fn touch(&self, id: &str) -> Option<Current> {
+        self.get(id, true)
+    }
+
+    /// The live session with this id. `used` is false for the page script's background
+    /// refreshes: a page left open must not keep its session alive past the idle timeout.
+    pub fn get(&self, id: &str, used: bool) -> Option<Current> {
         let now = Instant::now();
         let mut map = self.map();
         let session = map.get_mut(id)?;
@@ -140,7 +146,9 @@ impl Sessions {
             map.remove(id);
             return None;
         }
-        session.last_used = now;
+        if used {
+            session.last_used = now;
+        }
         Some(Current {
             id: id.to_owned(),
             csrf: session.csrf.clone(),
@@ -185,6 +193,17 @@ mod tests {
         assert!(sessions.touch(&a.id).is_some());
         tokio::time::advance(IDLE_TIMEOUT + Duration::from_secs(1)).await;
         assert!(sessions.touch(&a.id).is_none(), "idle session ended");
+
+        let polled = sessions.start();
+        for _ in 0..4 {
+            tokio::time::advance(IDLE_TIMEOUT / 4 - Duration::from_secs(1)).await;
+            assert!(sessions.get(&polled.id, false).is_some());
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(
+            sessions.get(&polled.id, false).is_none(),
+            "background refreshes do not keep a session alive"
+        );
 
         let b = sessions.start();
         for _ in 0..(MAX_LIFETIME.as_secs() / 600) {

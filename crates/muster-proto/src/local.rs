@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 pub const SERVER_FILE: &str = "server.json";
 /// `<data-dir>/admin-token`, owner-only: the admin API credential.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// `<data-dir>/admin-password`, owner-only: the web UI password of user `admin`.
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 /// `<data-dir>/tls/cert.pem`: the self-signed certificate, when the server made one.
 pub const SELF_SIGNED_CERT_FILE: &str = "tls/cert.pem";
 pub const SELF_SIGNED_KEY_FILE: &str = "tls/key.pem";

@@ -1,4 +1,5 @@
-//! The server's data dir: its database, certificate, admin credential and address file.
+//! The server's data dir: its database, certificate, admin credential, web UI password and
+//! address file.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,10 @@ impl DataDir {
 
     pub fn admin_token_path(&self) -> PathBuf {
         self.root.join(local::ADMIN_TOKEN_FILE)
+    }
+
+    pub fn admin_password_path(&self) -> PathBuf {
+        self.root.join(local::ADMIN_PASSWORD_FILE)
     }
 
     pub fn cert_path(&self) -> PathBuf {

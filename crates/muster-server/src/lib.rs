@@ -1,8 +1,9 @@
 //! The muster server.
 //!
-//! [`router`] builds the HTTP application (testable without a socket); [`run`] is `muster serve`:
-//! it opens the data dir and the store, sets up TLS and the admin credential, listens, and runs
-//! until `shutdown` resolves, then winds down gracefully.
+//! [`router`] builds the HTTP application (testable without a socket): the REST API under
+//! `/api/v1/` and the web UI at `/`. [`run`] is `muster serve`: it opens the data dir and the
+//! store, sets up TLS, the admin credential and the web UI account, listens, and runs until
+//! `shutdown` resolves, then winds down gracefully.
 
 pub mod api;
 pub mod builtin;
@@ -13,10 +14,12 @@ pub mod datadir;
 pub mod events;
 pub mod jobs;
 pub mod listener;
+pub mod ops;
 pub mod ratelimit;
 pub mod secrets;
 pub mod state;
 pub mod tls;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -39,10 +42,11 @@ use crate::control::registry::{Command, Registry};
 use crate::datadir::DataDir;
 use crate::state::{AppState, Inner};
 
-/// The whole HTTP application.
+/// The whole HTTP application: the API under `/api/v1/`, the web UI everywhere else.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api::routes())
+        .merge(ui::routes())
         .with_state(state)
 }
 
@@ -57,6 +61,11 @@ pub struct Started {
     pub tls_fingerprint: Option<String>,
     pub cert_file: Option<String>,
     pub admin_token_file: String,
+    /// The web UI's user name and the file holding its password.
+    pub ui_user: String,
+    pub admin_password_file: String,
+    /// Whether this start generated the web UI password (first start).
+    pub generated_password: bool,
     pub generated_cert: bool,
 }
 
@@ -107,6 +116,8 @@ pub async fn run(
     })?;
     let store = open_store(&config, &dir)?;
     let admin_token = ensure_admin_token(&dir)?;
+    let (account, account_change) =
+        ui::account::bootstrap(&store, &dir.admin_password_path(), Clock::system().now()).await?;
 
     let tls = match &config.tls {
         TlsMode::Disabled => None,
@@ -135,6 +146,9 @@ pub async fn run(
         tls_fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
         cert_file: tls.as_ref().map(|t| t.cert_file.clone()),
         admin_token_file: dir.admin_token_path().display().to_string(),
+        ui_user: account.user.clone(),
+        admin_password_file: dir.admin_password_path().display().to_string(),
+        generated_password: account_change == ui::account::Bootstrap::Generated,
         generated_cert: tls.as_ref().is_some_and(|t| t.generated),
     };
     dir.write_server_file(&ServerFile {
@@ -187,6 +201,7 @@ pub async fn run(
         verifier: secrets::SecretVerifier::new(),
         limiter: ratelimit::FailureLimiter::default(),
         jobs: Arc::clone(&jobs),
+        ui: ui::UiState::new(account),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -27,6 +27,8 @@ pub struct Inner {
     pub verifier: crate::secrets::SecretVerifier,
     pub limiter: crate::ratelimit::FailureLimiter,
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// The web UI's account, sessions and sign-in limiter.
+    pub ui: crate::ui::UiState,
 }
 
 impl std::ops::Deref for AppState {

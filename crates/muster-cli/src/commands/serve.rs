@@ -53,6 +53,17 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             "admin credential: {} (readable by its owner only)",
             started.admin_token_file
         );
+        println!(
+            "web UI: {}/ (sign in as `{}` with the password in {}{})",
+            started.url,
+            started.ui_user,
+            started.admin_password_file,
+            if started.generated_password {
+                ", new"
+            } else {
+                ""
+            }
+        );
     })
     .await
     .map_err(|e| {

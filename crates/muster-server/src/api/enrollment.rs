@@ -1,138 +1,20 @@
 //! `/api/v1/enrollment`: switching auto-enrollment on and off, its write-only secret, and its
-//! guard rails (a window that closes by itself, a count, a name pattern).
+//! guard rails. The work is in [`crate::ops::enrollment`], shared with the web UI.
 
 use axum::Json;
 use axum::extract::State;
-use muster_core::audit::Outcome;
-use muster_core::credentials::{SlowHash, generate_enrollment_secret, validate_shared_secret};
-use muster_core::enrollment::NamePattern;
-use muster_proto::ErrorCode;
 use muster_proto::api::{EnableEnrollmentRequest, EnableEnrollmentResponse, EnrollmentStatus};
-use muster_store::flows::enrollment::{self, Change, ChangeRefusal, Status, Window};
-use rand::rngs::OsRng;
 
 use crate::api::error::AppError;
 use crate::api::extract::{Admin, ApiJson};
-use crate::api::validate;
+use crate::ops;
 use crate::state::AppState;
-
-pub fn view(status: &Status, now: muster_core::Timestamp) -> EnrollmentStatus {
-    let s = &status.settings;
-    EnrollmentStatus {
-        enabled: s.is_open(now, status.enrolled_in_window),
-        secret_set_at: s.secret_set_at.map(|t| t.to_rfc3339()),
-        enrolled_count: status.enrolled_count,
-        window_closes_at: s.window_closes_at.map(|t| t.to_rfc3339()),
-        max_enrollments: s.max_enrollments,
-        enrollments_in_window: status.enrolled_in_window,
-        name_pattern: s.name_pattern.as_ref().map(|p| p.as_str().to_owned()),
-    }
-}
 
 pub async fn status(
     State(app): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<EnrollmentStatus>, AppError> {
-    let status = app.store.read(enrollment::status).await?;
-    Ok(Json(view(&status, app.clock.now())))
-}
-
-/// The new secret a request asks for: given, generated, or none. Returns (hash, plaintext to
-/// show once if generated).
-async fn new_secret(
-    req: &EnableEnrollmentRequest,
-) -> Result<Option<(SlowHash, Option<String>)>, AppError> {
-    let (secret, generated) = match (&req.secret, req.generate) {
-        (Some(_), true) => {
-            return Err(AppError::bad_request(
-                ErrorCode::BadRequest,
-                "give a secret or ask for one to be generated, not both",
-            ));
-        }
-        (Some(secret), false) => {
-            validate_shared_secret(secret).map_err(|e| {
-                AppError::bad_request(ErrorCode::InvalidSecret, e)
-                    .with_hint("use `--generate` for a random 43-character secret")
-            })?;
-            (secret.clone(), false)
-        }
-        (None, true) => (generate_enrollment_secret(&mut OsRng), true),
-        (None, false) => return Ok(None),
-    };
-    let to_hash = secret.clone();
-    let hash = tokio::task::spawn_blocking(move || SlowHash::create(&to_hash, &mut OsRng))
-        .await
-        .map_err(AppError::internal)?;
-    Ok(Some((hash, generated.then_some(secret))))
-}
-
-fn window(app: &AppState, req: &EnableEnrollmentRequest) -> Result<Window, AppError> {
-    let closes_at = match &req.window {
-        Some(d) => Some(app.clock.now().saturating_add(validate::duration(d)?)),
-        None => None,
-    };
-    if req.max_enrollments == Some(0) {
-        return Err(AppError::bad_request(
-            ErrorCode::BadRequest,
-            "`max_enrollments` must be at least 1",
-        ));
-    }
-    let name_pattern = req
-        .name_pattern
-        .as_deref()
-        .map(NamePattern::parse)
-        .transpose()
-        .map_err(|e| AppError::bad_request(ErrorCode::InvalidName, e))?;
-    Ok(Window {
-        closes_at,
-        max_enrollments: req.max_enrollments,
-        name_pattern,
-    })
-}
-
-async fn apply(
-    app: &AppState,
-    admin: &Admin,
-    action: &str,
-    change: Change,
-    detail: String,
-) -> Result<Status, AppError> {
-    let now = app.clock.now();
-    let event = app.audit_event(
-        &admin.actor,
-        action,
-        "auto-enrollment",
-        admin.remote,
-        Outcome::Ok,
-        detail,
-    );
-    let status = app.store.write(move |tx| enrollment::change(tx, &change, now, &event)).await?.map_err(|r| match r {
-        ChangeRefusal::NoSecret => AppError::bad_request(ErrorCode::InvalidSecret, "auto-enrollment has no secret yet")
-            .with_hint("pass `--generate`, or `--secret-file FILE` with a secret of at least 32 characters"),
-    })?;
-    app.verifier.forget();
-    Ok(status)
-}
-
-fn describe(window: &Window, secret_changed: bool) -> String {
-    let mut parts = Vec::new();
-    if secret_changed {
-        parts.push("secret set".to_owned());
-    }
-    if let Some(at) = window.closes_at {
-        parts.push(format!("window closes {at}"));
-    }
-    if let Some(max) = window.max_enrollments {
-        parts.push(format!("at most {max} enrollments"));
-    }
-    if let Some(p) = &window.name_pattern {
-        parts.push(format!("names matching `{}`", p.as_str()));
-    }
-    if parts.is_empty() {
-        "enabled".into()
-    } else {
-        parts.join("; ")
-    }
+    Ok(Json(ops::enrollment::status(&app).await?))
 }
 
 pub async fn enable(
@@ -140,24 +22,7 @@ pub async fn enable(
     admin: Admin,
     ApiJson(req): ApiJson<EnableEnrollmentRequest>,
 ) -> Result<Json<EnableEnrollmentResponse>, AppError> {
-    let window = window(&app, &req)?;
-    let secret = new_secret(&req).await?;
-    let detail = describe(&window, secret.is_some());
-    let (hash, generated) = match secret {
-        Some((hash, generated)) => (Some(hash), generated),
-        None => (None, None),
-    };
-    let change = Change {
-        enabled: Some(true),
-        secret: hash,
-        new_window: Some(window),
-    };
-    let status = apply(&app, &admin, "enrollment.enable", change, detail).await?;
-    tracing::info!("auto-enrollment enabled");
-    Ok(Json(EnableEnrollmentResponse {
-        status: view(&status, app.clock.now()),
-        generated_secret: generated,
-    }))
+    Ok(Json(ops::enrollment::enable(&app, &admin, &req).await?))
 }
 
 pub async fn rotate(
@@ -165,56 +30,12 @@ pub async fn rotate(
     admin: Admin,
     ApiJson(req): ApiJson<EnableEnrollmentRequest>,
 ) -> Result<Json<EnableEnrollmentResponse>, AppError> {
-    if req.window.is_some() || req.max_enrollments.is_some() || req.name_pattern.is_some() {
-        return Err(AppError::bad_request(
-            ErrorCode::BadRequest,
-            "rotate only replaces the secret",
-        )
-        .with_hint("set guard rails with `muster enrollment enable`"));
-    }
-    let Some((hash, generated)) = new_secret(&req).await? else {
-        return Err(
-            AppError::bad_request(ErrorCode::InvalidSecret, "rotate needs a new secret")
-                .with_hint("pass `--generate`, or `--secret-file FILE`"),
-        );
-    };
-    let change = Change {
-        enabled: None,
-        secret: Some(hash),
-        new_window: None,
-    };
-    let status = apply(
-        &app,
-        &admin,
-        "enrollment.rotate",
-        change,
-        "secret replaced".into(),
-    )
-    .await?;
-    tracing::info!("auto-enrollment secret rotated");
-    Ok(Json(EnableEnrollmentResponse {
-        status: view(&status, app.clock.now()),
-        generated_secret: generated,
-    }))
+    Ok(Json(ops::enrollment::rotate(&app, &admin, &req).await?))
 }
 
 pub async fn disable(
     State(app): State<AppState>,
     admin: Admin,
 ) -> Result<Json<EnrollmentStatus>, AppError> {
-    let change = Change {
-        enabled: Some(false),
-        secret: None,
-        new_window: None,
-    };
-    let status = apply(
-        &app,
-        &admin,
-        "enrollment.disable",
-        change,
-        "disabled".into(),
-    )
-    .await?;
-    tracing::info!("auto-enrollment disabled");
-    Ok(Json(view(&status, app.clock.now())))
+    Ok(Json(ops::enrollment::disable(&app, &admin).await?))
 }

@@ -1,4 +1,5 @@
-//! `/api/v1/jobs`: submit, list, show, follow output, cancel.
+//! `/api/v1/jobs`: submit, list, show, follow output, cancel. Listing, showing and cancelling
+//! are in [`crate::ops::jobs`], shared with the web UI.
 
 use std::time::Duration;
 
@@ -10,8 +11,7 @@ use muster_core::audit::Outcome;
 use muster_core::job::{Job, JobId, JobState, Selector};
 use muster_proto::ErrorCode;
 use muster_proto::api::{JobView, SubmitJobRequest};
-use muster_store::JobFilter;
-use muster_store::flows::jobs::{self, Cancel};
+use muster_store::flows::jobs;
 use rand::rngs::OsRng;
 use serde::Deserialize;
 
@@ -20,18 +20,11 @@ use crate::api::extract::{Admin, ApiJson};
 use crate::api::{validate, views};
 use crate::events::ReplicaEvent;
 use crate::jobs::follow;
+use crate::ops;
 use crate::state::AppState;
 
 /// How long a job waits for a matching worker unless told otherwise.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(600);
-
-fn job_id(input: &str) -> Result<JobId, AppError> {
-    JobId::parse(input).map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e))
-}
-
-fn no_such_job(id: &JobId) -> AppError {
-    AppError::not_found(format!("no job `{id}`")).with_hint("`muster job list` shows recent jobs")
-}
 
 pub async fn submit(
     State(app): State<AppState>,
@@ -117,26 +110,14 @@ pub async fn list(
 ) -> Result<Json<Vec<JobView>>, AppError> {
     let Query(query) =
         query.map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e.body_text()))?;
-    let state = match query.state.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-            AppError::bad_request(ErrorCode::BadRequest, format!("unknown job state `{s}`"))
-                .with_hint("states are queued, running, succeeded, failed, cancelled, lost")
-        })?),
-    };
-    let worker = query
-        .worker
-        .as_deref()
-        .filter(|w| !w.is_empty())
-        .map(validate::name)
-        .transpose()?;
-    let filter = JobFilter {
-        state,
-        worker,
-        limit: query.limit.unwrap_or(50).clamp(1, 1000),
-    };
-    let jobs = app.store.read(move |tx| tx.list_jobs(&filter)).await?;
-    Ok(Json(jobs.iter().map(views::job).collect()))
+    let jobs = ops::jobs::list(
+        &app,
+        query.state.as_deref(),
+        query.worker.as_deref(),
+        query.limit,
+    )
+    .await?;
+    Ok(Json(jobs))
 }
 
 pub async fn show(
@@ -144,14 +125,7 @@ pub async fn show(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, AppError> {
-    let id = job_id(&id)?;
-    let key = id.clone();
-    let job = app
-        .store
-        .read(move |tx| tx.get_job(&key))
-        .await?
-        .ok_or_else(|| no_such_job(&id))?;
-    Ok(Json(views::job(&job)))
+    Ok(Json(ops::jobs::show(&app, &id).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,10 +144,10 @@ pub async fn output(
 ) -> Result<Response, AppError> {
     let Query(query) =
         query.map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e.body_text()))?;
-    let id = job_id(&id)?;
+    let id = ops::jobs::job_id(&id)?;
     let key = id.clone();
     if app.store.read(move |tx| tx.get_job(&key)).await?.is_none() {
-        return Err(no_such_job(&id));
+        return Err(ops::jobs::no_such_job(&id));
     }
     let body = follow::body(app, id, query.after, query.follow);
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
@@ -184,50 +158,5 @@ pub async fn cancel(
     admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, AppError> {
-    let id = job_id(&id)?;
-    let now = app.clock.now();
-    let event = app.audit_event(
-        &admin.actor,
-        "job.cancel",
-        id.as_str(),
-        admin.remote,
-        Outcome::Ok,
-        "cancel requested",
-    );
-    let key = id.clone();
-    match app
-        .store
-        .write(move |tx| {
-            let found = jobs::cancel(tx, &key, now, &event)?;
-            if let Cancel::Running(job) = &found
-                && let Some(worker) = &job.worker_id
-            {
-                tx.notify(
-                    &ReplicaEvent::CancelJob {
-                        job: job.id.clone(),
-                        worker: worker.clone(),
-                    }
-                    .encode(),
-                )?;
-            }
-            Ok(found)
-        })
-        .await?
-    {
-        Cancel::NotFound => Err(no_such_job(&id)),
-        Cancel::Dequeued(job) => {
-            app.jobs.dequeued(&id);
-            Ok(Json(views::job(&job)))
-        }
-        Cancel::Running(job) => {
-            if let Some(worker) = &job.worker_id {
-                app.jobs.cancel_running(&id, worker);
-            }
-            Ok(Json(views::job(&job)))
-        }
-        Cancel::AlreadyEnded(job) => Err(AppError::conflict(
-            ErrorCode::Conflict,
-            format!("job `{id}` has already ended ({})", job.state),
-        )),
-    }
+    Ok(Json(ops::jobs::cancel(&app, &admin, &id).await?))
 }

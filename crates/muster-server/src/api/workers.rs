@@ -1,4 +1,5 @@
-//! `/api/v1/workers`: the fleet, and creating, revoking and removing workers.
+//! `/api/v1/workers`: the fleet, and creating, revoking and removing workers. Listing and
+//! revoking are in [`crate::ops::workers`], shared with the web UI.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,27 +10,21 @@ use muster_core::{ApiKey, EnrolledVia, Worker, WorkerId};
 use muster_proto::ErrorCode;
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 use muster_proto::control::close;
-use muster_store::flows::workers::{self, CreateWorkerRefusal, WorkerRefusal};
+use muster_store::flows::workers::{self, CreateWorkerRefusal};
 use rand::rngs::OsRng;
 
 use crate::api::error::AppError;
 use crate::api::extract::{Admin, ApiJson};
-use crate::api::{validate, views};
+use crate::api::validate;
 use crate::events::ReplicaEvent;
+use crate::ops;
 use crate::state::AppState;
 
 pub async fn list(
     State(app): State<AppState>,
     _admin: Admin,
 ) -> Result<Json<Vec<WorkerView>>, AppError> {
-    let workers = app.store.read(|tx| tx.list_workers()).await?;
-    let now = app.clock.now();
-    Ok(Json(
-        workers
-            .iter()
-            .map(|w| views::worker(w, now, &app.registry))
-            .collect(),
-    ))
+    Ok(Json(ops::workers::list(&app).await?))
 }
 
 pub async fn show(
@@ -37,26 +32,7 @@ pub async fn show(
     _admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Json<WorkerView>, AppError> {
-    let name = validate::name(&name)?;
-    let key = name.clone();
-    let worker = app
-        .store
-        .read(move |tx| tx.get_worker_by_name(&key))
-        .await?;
-    let worker = worker.ok_or_else(|| no_such_worker(&name))?;
-    Ok(Json(views::worker(&worker, app.clock.now(), &app.registry)))
-}
-
-fn no_such_worker(name: &muster_core::Name) -> AppError {
-    AppError::not_found(format!("no worker named `{name}`"))
-        .with_hint("`muster workers list` shows the workers there are")
-}
-
-fn refusal(refusal: WorkerRefusal) -> AppError {
-    match refusal {
-        WorkerRefusal::NotFound(n) => no_such_worker(&n),
-        WorkerRefusal::Builtin => AppError::conflict(ErrorCode::Conflict, refusal),
-    }
+    Ok(Json(ops::workers::show(&app, &name).await?))
 }
 
 /// Creates a worker by hand and returns its API key, this once.
@@ -114,37 +90,7 @@ pub async fn revoke(
     admin: Admin,
     Path(name): Path<String>,
 ) -> Result<Json<WorkerView>, AppError> {
-    let name = validate::name(&name)?;
-    let now = app.clock.now();
-    let event = app.audit_event(
-        &admin.actor,
-        "worker.revoke",
-        name.as_str(),
-        admin.remote,
-        Outcome::Ok,
-        "revoked",
-    );
-    let key = name.clone();
-    let revoked = app
-        .store
-        .write(move |tx| {
-            let result = workers::revoke(tx, &key, now, &event)?;
-            if let Ok(revoked) = &result {
-                tx.notify(
-                    &ReplicaEvent::Cut {
-                        worker: revoked.id.clone(),
-                        code: close::REVOKED,
-                    }
-                    .encode(),
-                )?;
-            }
-            Ok(result)
-        })
-        .await?
-        .map_err(refusal)?;
-    app.registry
-        .close(&revoked.id, close::REVOKED, "the worker was revoked");
-    show(State(app), admin, Path(name.to_string())).await
+    Ok(Json(ops::workers::revoke(&app, &admin, &name).await?))
 }
 
 pub async fn remove(
@@ -193,7 +139,7 @@ pub async fn remove(
             Ok(result)
         })
         .await?
-        .map_err(refusal)?;
+        .map_err(ops::workers::refusal)?;
     // It may have connected between the check and the delete: it has no record now.
     app.registry
         .close(&id, close::REMOVED, "the worker was removed");

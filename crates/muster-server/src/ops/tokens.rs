@@ -1,0 +1,171 @@
+//! Creating and revoking enrollment tokens.
+
+use muster_core::audit::Outcome;
+use muster_core::{Name, Token, TokenSecret};
+use muster_proto::ErrorCode;
+use muster_proto::api::{CreateTokenRequest, CreatedToken, TokenView};
+use muster_proto::control::close;
+use muster_store::flows::tokens::{self, CreateTokenRefusal, RevokeTokenRefusal};
+use rand::rngs::OsRng;
+
+use crate::api::error::AppError;
+use crate::api::extract::Admin;
+use crate::api::{validate, views};
+use crate::events::ReplicaEvent;
+use crate::state::AppState;
+
+/// Mints a token. The answer holds its plaintext: the only time anyone sees it. `host` is the
+/// `Host` the admin reached the server at, for the worker command line.
+pub async fn create(
+    app: &AppState,
+    admin: &Admin,
+    host: Option<&str>,
+    req: &CreateTokenRequest,
+) -> Result<CreatedToken, AppError> {
+    let name = validate::name(&req.name)?;
+    let lifetime = validate::duration(&req.duration)?;
+    let labels = validate::labels(&req.labels)?;
+    let secret = TokenSecret::generate(name.clone(), &mut OsRng);
+    let now = app.clock.now();
+    let token = Token::new(name.clone(), secret.hash(), labels, now, lifetime);
+    let expires_at = token.expires_at;
+    let event = app.audit_event(
+        &admin.actor,
+        "token.create",
+        name.as_str(),
+        admin.remote,
+        Outcome::Ok,
+        format!("expires {}", expires_at.to_rfc3339()),
+    );
+    app.store
+        .write(move |tx| tokens::create(tx, &token, &event))
+        .await?
+        .map_err(|refusal| match refusal {
+            CreateTokenRefusal::TokenExists(_) => {
+                AppError::conflict(ErrorCode::TokenExists, refusal)
+                    .with_hint("token names are never reused; choose another name")
+            }
+            CreateTokenRefusal::WorkerExists(_) => {
+                AppError::conflict(ErrorCode::NameInUse, refusal)
+                    .with_hint("choose a name no worker has")
+            }
+        })?;
+    tracing::info!(token = %name, expires_at = %expires_at, "enrollment token created");
+    let plaintext = secret.expose();
+    let worker_command = worker_command(app, host, &plaintext);
+    Ok(CreatedToken {
+        name: name.to_string(),
+        token: plaintext,
+        expires_at: expires_at.to_rfc3339(),
+        worker_command,
+    })
+}
+
+/// A command line that starts a worker against this server, as the admin reached it.
+pub fn worker_command(app: &AppState, host: Option<&str>, token: &str) -> String {
+    let mut command = format!(
+        "muster worker --url {} --token {token}",
+        server_url(app, host)
+    );
+    if let Some(fp) = &app.pin_fingerprint {
+        command.push_str(&format!(" --ca-fingerprint {fp}"));
+    }
+    command
+}
+
+/// This server's URL as the admin reached it (its `Host`). A `Host` with anything but host-name
+/// characters is not echoed into a command someone will paste.
+pub fn server_url(app: &AppState, host: Option<&str>) -> String {
+    let host = host
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        })
+        .unwrap_or("SERVER:7443");
+    let scheme = if app.tls { "https" } else { "http" };
+    format!("{scheme}://{host}")
+}
+
+/// Every token with its effective state and the worker it enrolled, if any.
+pub async fn list(app: &AppState) -> Result<Vec<TokenView>, AppError> {
+    let (tokens, workers) = app
+        .store
+        .read(|tx| Ok((tx.list_tokens()?, tx.list_workers()?)))
+        .await?;
+    let now = app.clock.now();
+    Ok(tokens
+        .iter()
+        .map(|t| {
+            let worker = workers
+                .iter()
+                .find(|w| w.token_name.as_ref() == Some(&t.name));
+            views::token(t, now, worker)
+        })
+        .collect())
+}
+
+pub async fn show(app: &AppState, name: &str) -> Result<TokenView, AppError> {
+    let name = validate::name(name)?;
+    let key = name.clone();
+    let (token, worker) = app
+        .store
+        .read(move |tx| Ok((tx.get_token(&key)?, tx.get_worker_by_token(&key)?)))
+        .await?;
+    let token = token.ok_or_else(|| no_such_token(&name))?;
+    Ok(views::token(&token, app.clock.now(), worker.as_ref()))
+}
+
+fn no_such_token(name: &Name) -> AppError {
+    AppError::not_found(format!("no enrollment token named `{name}`"))
+        .with_hint("`muster token list` shows the tokens there are")
+}
+
+/// Revokes a token and cuts off the worker enrolled with it, once the revocation is on disk.
+pub async fn revoke(app: &AppState, admin: &Admin, name: &str) -> Result<TokenView, AppError> {
+    let name = validate::name(name)?;
+    let now = app.clock.now();
+    let event = app.audit_event(
+        &admin.actor,
+        "token.revoke",
+        name.as_str(),
+        admin.remote,
+        Outcome::Ok,
+        "revoked",
+    );
+    let key = name.clone();
+    let revoked = app
+        .store
+        .write(move |tx| {
+            let result = tokens::revoke(tx, &key, now, &event)?;
+            if let Ok(revoked) = &result
+                && let Some(worker) = &revoked.worker
+            {
+                tx.notify(
+                    &ReplicaEvent::Cut {
+                        worker: worker.clone(),
+                        code: close::REVOKED,
+                    }
+                    .encode(),
+                )?;
+            }
+            Ok(result)
+        })
+        .await?
+        .map_err(|refusal| match refusal {
+            RevokeTokenRefusal::NotFound(n) => no_such_token(&n),
+            RevokeTokenRefusal::Expired(e) => AppError::conflict(ErrorCode::TokenExpired, e)
+                .with_hint("an expired token already rejects its worker; nothing to revoke"),
+        })?;
+    // The revocation is on disk: now cut the worker off.
+    if let Some(worker) = &revoked.worker {
+        app.registry.close(
+            worker,
+            close::REVOKED,
+            "the worker's enrollment token was revoked",
+        );
+    }
+    if revoked.changed {
+        tracing::info!(token = %name, "enrollment token revoked");
+    }
+    show(app, name.as_str()).await
+}

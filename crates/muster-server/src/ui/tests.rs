@@ -1,0 +1,504 @@
+//! The UI driven through the router without a socket: sign-in, sessions, CSRF, one-time secrets
+//! and the headers every page carries. (The browser end-to-end test is in muster-cli's
+//! `tests/ui`.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use axum::response::Response;
+use http_body_util::BodyExt;
+use muster_core::SecretHash;
+use muster_core::credentials::SlowHash;
+use muster_store::Store;
+use rand::rngs::OsRng;
+use tower::ServiceExt;
+
+use crate::clock::Clock;
+use crate::control::registry::Registry;
+use crate::state::{AppState, Inner};
+use crate::ui::account::Account;
+use crate::ui::{CONTENT_SECURITY_POLICY, UiState};
+
+const PASSWORD: &str = "correct horse battery staple";
+const ADMIN_TOKEN: &str = "ma_test-admin-token";
+
+struct Harness {
+    app: AppState,
+    _dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("muster.db")).unwrap();
+    let clock = Clock::system();
+    let registry = Arc::new(Registry::new());
+    let jobs = crate::jobs::Jobs::new(store.clone(), Arc::clone(&registry), clock, 1 << 20);
+    let app = AppState::new(Inner {
+        store,
+        clock,
+        registry,
+        admin_token_hash: SecretHash::of(ADMIN_TOKEN),
+        heartbeat: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(15),
+        pin_fingerprint: None,
+        tls: false,
+        verifier: crate::secrets::SecretVerifier::new(),
+        limiter: crate::ratelimit::FailureLimiter::default(),
+        jobs,
+        ui: UiState::new(Account {
+            user: "admin".into(),
+            hash: SlowHash::create(PASSWORD, &mut OsRng),
+        }),
+    });
+    Harness { app, _dir: dir }
+}
+
+struct Reply {
+    status: StatusCode,
+    response: Response<()>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn cookies(&self) -> Vec<String> {
+        self.response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The value of the first hidden `csrf` field on the page.
+    fn csrf(&self) -> String {
+        let start = self
+            .body
+            .find(r#"name="csrf" value=""#)
+            .expect("a csrf field")
+            + 19;
+        let rest = &self.body[start..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+async fn send(h: &Harness, req: Request<Body>) -> Reply {
+    let mut req = req;
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 4000))));
+    let response = crate::router(h.app.clone()).oneshot(req).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        response: Response::from_parts(parts, ()),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn get(path: &str, cookie: &str) -> Request<Body> {
+    Request::get(path)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn post(path: &str, cookie: &str, form: &str) -> Request<Body> {
+    Request::post(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_owned()))
+        .unwrap()
+}
+
+/// `name=value` of the cookie a reply sets.
+fn cookie_pair(reply: &Reply, name: &str) -> String {
+    reply
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", reply.cookies()))
+}
+
+async fn try_signin(h: &Harness, password: &str) -> Reply {
+    let page = send(h, get("/signin", "")).await;
+    let signin_cookie = cookie_pair(&page, "muster_signin");
+    let form = format!(
+        "csrf={}&user=admin&password={}&next=%2Ftokens",
+        page.csrf(),
+        password.replace(' ', "+")
+    );
+    send(h, post("/signin", &signin_cookie, &form)).await
+}
+
+/// Signs in; returns the session cookie and the session's CSRF token.
+async fn signed_in(h: &Harness) -> (String, String) {
+    let reply = try_signin(h, PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let session = cookie_pair(&reply, "muster_session");
+    let page = send(h, get("/workers", &session)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = page.csrf();
+    (session, csrf)
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_fragments_say_401() {
+    let h = harness();
+    let reply = send(&h, get("/tokens?x=1", "")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        reply.header(header::LOCATION),
+        "/signin?next=/tokens%3Fx%3D1"
+    );
+    let fragment = Request::get("/workers/live")
+        .header("x-muster-fragment", "1")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&h, fragment).await.status, StatusCode::UNAUTHORIZED);
+    let forged = send(&h, get("/workers", "muster_session=not-a-session")).await;
+    assert_eq!(forged.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn sign_in_refuses_a_wrong_password_then_sets_a_strict_http_only_cookie() {
+    let h = harness();
+    let wrong = try_signin(&h, "not the password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("Wrong user name or password"));
+    assert!(
+        wrong
+            .cookies()
+            .iter()
+            .all(|c| !c.starts_with("muster_session"))
+    );
+
+    let ok = try_signin(&h, PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(ok.header(header::LOCATION), "/tokens");
+    let cookie = ok
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("muster_session="))
+        .unwrap();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    let id = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("muster_session=");
+    assert_eq!(id.len(), 43, "256 random bits");
+
+    // Without the sign-in form's own token the form is refused.
+    let forged = send(
+        &h,
+        post(
+            "/signin",
+            "",
+            &format!("csrf=x&user=admin&password={PASSWORD}"),
+        ),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    // The audit log has both attempts and neither password.
+    let records = h
+        .app
+        .store
+        .read(|tx| {
+            tx.list_audit(&muster_store::AuditFilter {
+                action_prefix: Some("ui.signin".into()),
+                limit: 10,
+                ..Default::default()
+            })
+        })
+        .await
+        .unwrap();
+    let text = format!("{records:?}");
+    assert!(text.contains("wrong user name or password"));
+    assert!(!text.contains("not the password") && !text.contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_rate_limited_per_address() {
+    let h = harness();
+    for _ in 0..5 {
+        assert_eq!(
+            try_signin(&h, "wrong wrong").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let limited = try_signin(&h, PASSWORD).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.body.contains("Too many failed sign-ins"));
+}
+
+#[tokio::test]
+async fn every_ui_response_carries_the_security_headers() {
+    let h = harness();
+    let (session, _) = signed_in(&h).await;
+    for path in [
+        "/signin",
+        "/workers",
+        "/tokens",
+        "/nowhere",
+        "/ui/assets/app.css",
+    ] {
+        let reply = send(&h, get(path, &session)).await;
+        assert_eq!(
+            reply.header(header::CONTENT_SECURITY_POLICY),
+            CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert_eq!(reply.header(header::X_FRAME_OPTIONS), "DENY");
+        assert_eq!(reply.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+        assert_eq!(reply.header(header::REFERRER_POLICY), "no-referrer");
+    }
+    assert_eq!(
+        send(&h, get("/nowhere", &session)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&h, get("/workers", &session))
+            .await
+            .header(header::CACHE_CONTROL),
+        "no-store"
+    );
+    // The API is untouched: JSON errors, bearer auth.
+    let api = send(&h, get("/api/v1/nowhere", "")).await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert!(api.body.contains("\"code\""));
+    let with_cookie_only = send(&h, get("/api/v1/workers", &session)).await;
+    assert_eq!(
+        with_cookie_only.status,
+        StatusCode::UNAUTHORIZED,
+        "a UI session is not an API credential"
+    );
+    let bearer = Request::get("/api/v1/workers")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&h, bearer).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn forms_without_the_csrf_token_are_refused_and_change_nothing() {
+    let h = harness();
+    let (session, csrf) = signed_in(&h).await;
+    let reply = send(&h, post("/tokens", &session, "name=edge-01&duration=1h")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let wrong = send(
+        &h,
+        post("/tokens", &session, "csrf=AAAA&name=edge-01&duration=1h"),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert!(
+        h.app
+            .store
+            .read(|tx| tx.list_tokens())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let ok = send(
+        &h,
+        post(
+            "/tokens",
+            &session,
+            &format!("csrf={csrf}&name=edge-01&duration=1h"),
+        ),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        h.app.store.read(|tx| tx.list_tokens()).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_created_token_is_shown_once_and_form_errors_name_the_rule() {
+    let h = harness();
+    let (session, csrf) = signed_in(&h).await;
+    let bad = send(
+        &h,
+        post(
+            "/tokens",
+            &session,
+            &format!("csrf={csrf}&name=Bad+Name&duration=soon&labels=nokey"),
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body
+            .contains("Label <code>nokey</code> is not of the form key=value."),
+        "{}",
+        bad.body
+    );
+    let bad = send(
+        &h,
+        post(
+            "/tokens",
+            &session,
+            &format!("csrf={csrf}&name=Bad+Name&duration=1h"),
+        ),
+    )
+    .await;
+    assert!(bad.body.contains(r#"id="name-error""#), "{}", bad.body);
+    assert!(
+        bad.body.contains("value=\"Bad Name\""),
+        "typed values are kept"
+    );
+
+    let created = send(
+        &h,
+        post(
+            "/tokens",
+            &session,
+            &format!("csrf={csrf}&name=edge-01&duration=2h&labels=region%3Deu"),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER);
+    let first = send(&h, get("/tokens", &session)).await;
+    let start = first.body.find("edge-01.").expect("the plaintext is shown");
+    let plaintext: String = first.body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .collect();
+    assert!(plaintext.len() > 50, "{plaintext}");
+    assert!(first.body.contains("muster worker --url http://"));
+    let again = send(&h, get("/tokens", &session)).await;
+    assert!(again.body.contains("edge-01"));
+    assert!(!again.body.contains(&plaintext), "shown once only");
+    let secret = plaintext.split_once('.').unwrap().1;
+    let audit = send(&h, get("/audit", &session)).await;
+    assert!(audit.body.contains("token.create"));
+    assert!(!audit.body.contains(secret));
+}
+
+#[tokio::test]
+async fn the_generated_enrollment_secret_is_shown_once_and_a_short_one_is_refused() {
+    let h = harness();
+    let (session, csrf) = signed_in(&h).await;
+    let short = send(
+        &h,
+        post(
+            "/settings/security/enable",
+            &session,
+            &format!("csrf={csrf}&secret_mode=set&secret=tooshort-secret&for=&max_enrollments=0"),
+        ),
+    )
+    .await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(short.body.contains("at least 1"), "{}", short.body);
+    assert!(
+        !short.body.contains("tooshort-secret"),
+        "a typed secret is never shown back"
+    );
+    let short = send(
+        &h,
+        post(
+            "/settings/security/enable",
+            &session,
+            &format!("csrf={csrf}&secret_mode=set&secret=tooshort-secret&for="),
+        ),
+    )
+    .await;
+    assert!(
+        short.body.contains("must be at least 32 characters"),
+        "{}",
+        short.body
+    );
+    assert!(short.body.contains(r#"id="enable-secret-error""#));
+    assert!(!short.body.contains("tooshort-secret"));
+    let bad_window = send(
+        &h,
+        post(
+            "/settings/security/enable",
+            &session,
+            &format!("csrf={csrf}&secret_mode=generate&for=soon"),
+        ),
+    )
+    .await;
+    assert!(
+        bad_window.body.contains(r#"id="for-error""#),
+        "{}",
+        bad_window.body
+    );
+
+    let enabled = send(
+        &h,
+        post(
+            "/settings/security/enable",
+            &session,
+            &format!(
+                "csrf={csrf}&secret_mode=generate&for=2h&max_enrollments=3&name_pattern=edge-*"
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(enabled.status, StatusCode::SEE_OTHER, "{}", enabled.body);
+    let page = send(&h, get("/settings/security", &session)).await;
+    let start = page
+        .body
+        .find(r#"id="generated-secret">"#)
+        .expect("shown once")
+        + 22;
+    let secret: String = page.body[start..]
+        .chars()
+        .take_while(|c| *c != '<')
+        .collect();
+    assert_eq!(secret.len(), 43);
+    assert!(page.body.contains("edge-*"));
+    let again = send(&h, get("/settings/security", &session)).await;
+    assert!(!again.body.contains(&secret));
+    let audit = send(&h, get("/audit?action=enrollment.", &session)).await;
+    assert!(audit.body.contains("enrollment.enable"));
+    assert!(!audit.body.contains(&secret));
+
+    let off = send(
+        &h,
+        post(
+            "/settings/security/disable",
+            &session,
+            &format!("csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(off.status, StatusCode::SEE_OTHER);
+    let page = send(&h, get("/settings/security", &session)).await;
+    assert!(
+        page.body.contains("auto-enrollment is off")
+            || page.body.contains("Auto-enrollment is off")
+    );
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session() {
+    let h = harness();
+    let (session, csrf) = signed_in(&h).await;
+    let out = send(&h, post("/signout", &session, &format!("csrf={csrf}"))).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.cookies().iter().any(|c| c.contains("Max-Age=0")));
+    assert_eq!(
+        send(&h, get("/workers", &session)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(h.app.ui.sessions.is_empty());
+}

@@ -29,13 +29,15 @@ pub const COLUMNS: &[(&str, &str)] = &[
 ];
 
 impl Report {
+    /// A figure: counts stay integers, other values keep three decimals, and a missing or
+    /// non-finite value is `null`.
     pub fn num(&mut self, key: &str, value: impl Into<Option<f64>>) {
-        let value = value
-            .into()
-            .filter(|v| v.is_finite())
-            .map(|v| (v * 1000.0).round() / 1000.0)
-            .and_then(serde_json::Number::from_f64)
-            .map_or(Value::Null, Value::Number);
+        let value = match value.into().filter(|v| v.is_finite()) {
+            Some(v) if v.fract() == 0.0 && v.abs() < 9e15 => Value::from(v as i64),
+            Some(v) => serde_json::Number::from_f64((v * 1000.0).round() / 1000.0)
+                .map_or(Value::Null, Value::Number),
+            None => Value::Null,
+        };
         self.values.insert(key.to_owned(), value);
     }
 
@@ -125,7 +127,7 @@ impl Report {
             let value = self.get(key).map_or_else(
                 || "—".to_owned(),
                 |v| {
-                    if v.abs() >= 100.0 {
+                    if v.abs() >= 100.0 || v.fract() == 0.0 {
                         format!("{v:.0}")
                     } else {
                         format!("{v:.2}")

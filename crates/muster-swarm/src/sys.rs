@@ -45,6 +45,38 @@ fn parse_kib_field(text: &str, field: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// CPU time (user + system) a process has used, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    let ticks = parse_cpu_ticks(&stat)?;
+    #[allow(unsafe_code)]
+    // SAFETY: sysconf takes and returns plain integers.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
+}
+
+/// utime + stime from `/proc/PID/stat`. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, utime field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The one-minute load average: how busy the machine was (other work shows up here).
+pub fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Sends `signal` to process `pid`.
 pub fn signal(pid: u32, signal: i32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
@@ -65,6 +97,13 @@ mod tests {
         let status = "Name:\tmuster\nVmPeak:\t  9000 kB\nVmRSS:\t  1234 kB\n";
         assert_eq!(parse_kib_field(status, "VmRSS:"), Some(1234));
         assert_eq!(parse_kib_field(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_counted_after_the_name() {
+        let stat = "42 (a (weird) name) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5";
+        assert_eq!(parse_cpu_ticks(stat), Some(10));
+        assert!(cpu_seconds(std::process::id()).is_some());
     }
 
     #[test]

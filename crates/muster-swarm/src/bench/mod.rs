@@ -90,6 +90,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         "machine_mem_total_bytes",
         crate::sys::mem_total_bytes().map(|b| b as f64),
     );
+    report.num("machine_loadavg_start", crate::sys::loadavg());
     let processes = opts.swarm_processes(n);
     report.num("swarm_processes", processes as f64);
 
@@ -180,6 +181,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let rss_idle = server.rss();
     report.num("server_rss_idle_bytes", rss_idle.map(|b| b as f64));
     let connect_start = Instant::now();
+    let server_cpu_before = server.cpu();
     let fleet = Fleet::start(
         &opts.bin("muster-swarm"),
         &creds_path,
@@ -195,8 +197,26 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     if all {
         report.num("connect_s", connect_start.elapsed().as_secs_f64());
     }
-    // Let TLS handshake garbage be freed and heartbeats settle before reading memory.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Where the CPU went while connecting: the server's share against the swarms'.
+    let server_cpu_connected = server.cpu();
+    report.num(
+        "connect_cpu_server_s",
+        server_cpu_connected
+            .zip(server_cpu_before)
+            .map(|(a, b)| a - b),
+    );
+    report.num("connect_cpu_swarms_s", cpu_of(&fleet.pids()));
+    // Let TLS handshake garbage be freed and heartbeats settle before reading memory. The
+    // server's CPU over these idle seconds is what holding the fleet costs.
+    let settle = Duration::from_secs(5);
+    tokio::time::sleep(settle).await;
+    report.num(
+        "idle_cpu_server_pct",
+        server
+            .cpu()
+            .zip(server_cpu_connected)
+            .map(|(a, b)| 100.0 * (a - b) / settle.as_secs_f64()),
+    );
     let connected_now = fleet.tracker.with(|s| s.connected);
     report.num("connected_workers", connected_now.max(connected) as f64);
     let rss_connected = server.rss();
@@ -251,9 +271,21 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     }
 
     eprintln!("[5/8] reconnect storm: kill -9 the server with {n} workers connected, restart");
-    match storm::measure(&mut server, &fleet.tracker, n, opts.storm_timeout).await {
+    let swarm_cpu_before = cpu_of(&fleet.pids());
+    let storm = storm::measure(&mut server, &fleet.tracker, n, opts.storm_timeout).await;
+    // The restarted server's CPU is all storm (and start-up); the swarms' is the difference.
+    report.num("storm_cpu_server_s", server.cpu());
+    report.num(
+        "storm_cpu_swarms_s",
+        cpu_of(&fleet.pids())
+            .zip(swarm_cpu_before)
+            .map(|(a, b)| a - b),
+    );
+    match storm {
         Ok(s) => {
             report.num("reconnect_storm_s", s.seconds);
+            report.num("reconnect_storm_p50_s", s.p50_s);
+            report.num("reconnect_storm_p99_s", s.p99_s);
             report.num("reconnect_server_ready_s", s.server_ready_s);
             report.num("reconnect_connected", s.reconnected as f64);
             report.num("reconnect_gave_up", s.gave_up as f64);
@@ -408,8 +440,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     finish(report, started)
 }
 
+/// CPU seconds used so far by these processes together.
+fn cpu_of(pids: &[u32]) -> Option<f64> {
+    pids.iter()
+        .map(|p| crate::sys::cpu_seconds(*p))
+        .sum::<Option<f64>>()
+}
+
 fn finish(mut report: Report, started: Instant) -> anyhow::Result<Report> {
     report.num("duration_s", started.elapsed().as_secs_f64());
+    report.num("machine_loadavg_end", crate::sys::loadavg());
     Ok(report)
 }
 

@@ -115,6 +115,11 @@ impl Server {
         sys::rss_bytes(self.pid)
     }
 
+    /// CPU seconds this server process has used since it started.
+    pub fn cpu(&self) -> Option<f64> {
+        sys::cpu_seconds(self.pid)
+    }
+
     /// An admin client, found through the data dir as `muster` admin commands find it.
     pub fn admin(&self) -> anyhow::Result<Client> {
         let local =

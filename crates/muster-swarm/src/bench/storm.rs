@@ -15,6 +15,9 @@ pub struct Storm {
     /// Restart → the server answers its health check.
     pub server_ready_s: f64,
     pub reconnected: usize,
+    /// Restart → welcome, per worker that came back: median and p99, in seconds.
+    pub p50_s: Option<f64>,
+    pub p99_s: Option<f64>,
     /// Workers that stopped for good after the kill.
     pub gave_up: usize,
 }
@@ -41,6 +44,13 @@ pub async fn measure(
     let (reconnected, all) = tracker
         .wait_for("reconnected", population, timeout, back)
         .await;
+    let back_after: Vec<f64> = tracker.with(|s| {
+        s.workers
+            .values()
+            .filter_map(|r| r.last_welcome.filter(|t| *t > restarted))
+            .map(|t| (t - restarted) as f64 / 1e6)
+            .collect()
+    });
     let (last, gave_up) = tracker.with(|s| {
         let last = s
             .workers
@@ -61,5 +71,7 @@ pub async fn measure(
         server_ready_s,
         reconnected,
         gave_up,
+        p50_s: crate::stats::percentile(&back_after, 50.0),
+        p99_s: crate::stats::percentile(&back_after, 99.0),
     })
 }

@@ -1,0 +1,140 @@
+//! Enrollment throughput: many concurrent `POST /api/v1/enroll` calls, each a durable write
+//! (the server answers after COMMIT). Tokens are minted before the clock starts; secret
+//! enrollments each use a distinct worker name.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use muster_client::{Client, Trust};
+use muster_proto::api::EnrollRequest;
+
+use super::mint;
+
+#[derive(Debug, Default)]
+pub struct Enrollments {
+    pub per_s: f64,
+    pub ok: usize,
+    pub errors: usize,
+    pub first_error: Option<String>,
+}
+
+async fn enroll_all(
+    url: &str,
+    trust: &Trust,
+    requests: Vec<EnrollRequest>,
+    concurrency: usize,
+    label: &str,
+) -> anyhow::Result<Enrollments> {
+    // A client of its own: no admin credential, a fresh connection pool, as machines would.
+    let client = Client::new(url, trust, None)?;
+    let client = &client;
+    let total = requests.len();
+    let start = Instant::now();
+    let results: Vec<Result<(), String>> = futures_util::stream::iter(requests)
+        .map(|r| async move {
+            client
+                .enroll(&r)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut out = Enrollments::default();
+    for r in results {
+        match r {
+            Ok(()) => out.ok += 1,
+            Err(e) => {
+                out.errors += 1;
+                out.first_error.get_or_insert(e);
+            }
+        }
+    }
+    out.per_s = out.ok as f64 / elapsed.max(1e-9);
+    eprintln!(
+        "  {label}: {}/{total} in {elapsed:.2} s = {:.0}/s ({} errors)",
+        out.ok, out.per_s, out.errors
+    );
+    Ok(out)
+}
+
+pub async fn tokens(
+    admin: &Client,
+    url: &str,
+    trust: &Trust,
+    run_id: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Enrollments> {
+    let minted = mint::tokens(admin, mint::names("e", count), run_id, concurrency, || {
+        "1h".into()
+    })
+    .await?;
+    let requests = minted
+        .into_iter()
+        .map(|m| {
+            let token = match m.cred.how {
+                crate::creds::How::Token { token } => Some(token),
+                crate::creds::How::Precreated { .. } => None,
+            };
+            EnrollRequest {
+                machine_id: m.cred.machine_id,
+                token,
+                name: None,
+                enrollment_key: None,
+                labels: Default::default(),
+            }
+        })
+        .collect();
+    enroll_all(url, trust, requests, concurrency, "token enrollments").await
+}
+
+/// Enables auto-enrollment with `muster enrollment enable --secret-file`, then enrolls.
+#[allow(clippy::too_many_arguments)]
+pub async fn secret(
+    muster: &Path,
+    data_dir: &Path,
+    work: &Path,
+    url: &str,
+    trust: &Trust,
+    run_id: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Enrollments> {
+    let secret: String = {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        (0..48)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)]))
+            .collect()
+    };
+    let file = work.join("enrollment-secret");
+    std::fs::write(&file, &secret)?;
+    let status = tokio::process::Command::new(muster)
+        .args(["enrollment", "enable", "--secret-file"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .context("cannot run `muster enrollment enable`")?;
+    if !status.success() {
+        bail!("`muster enrollment enable --secret-file` failed: {status}");
+    }
+    let requests = mint::names("s", count)
+        .into_iter()
+        .map(|name| EnrollRequest {
+            machine_id: mint::machine_id(run_id, &name),
+            token: None,
+            name: Some(name),
+            enrollment_key: Some(secret.clone()),
+            labels: Default::default(),
+        })
+        .collect();
+    enroll_all(url, trust, requests, concurrency, "secret enrollments").await
+}

@@ -1,0 +1,153 @@
+//! `muster-bench`: the fleet benchmark. `bench/run` builds everything and calls this; see
+//! bench/README.md for what each figure means.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use muster_swarm::bench::{self, Options};
+
+#[derive(Debug, Parser)]
+#[command(name = "muster-bench", about = "muster's fleet benchmark")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every scenario and write the results.
+    Run(RunArgs),
+    /// Only the disk's ceiling for one-at-a-time durable SQLite commits.
+    FsyncCeiling {
+        /// A directory on the disk to measure.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Simulated workers (N).
+    #[arg(long, default_value_t = 19_000)]
+    workers: usize,
+    /// Most workers per swarm process (each has at most 20,000 open files).
+    #[arg(long, default_value_t = 9_500)]
+    per_swarm: usize,
+    /// Token-enrolled workers among the N, revoked one at a time.
+    #[arg(long, default_value_t = 200)]
+    revocations: usize,
+    /// Extra workers whose tokens expire at one instant.
+    #[arg(long, default_value_t = 500)]
+    expiries: usize,
+    /// How far ahead that instant is (time to mint, enroll and connect them).
+    #[arg(long, default_value = "20s", value_parser = humantime_secs)]
+    expiry_lead: Duration,
+    /// Enrollments timed per kind (token, secret).
+    #[arg(long, default_value_t = 2_000)]
+    enrollments: usize,
+    /// Admin and enrollment calls in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Jobs dispatched one after another.
+    #[arg(long, default_value_t = 100)]
+    jobs: usize,
+    #[arg(long, default_value = "300s", value_parser = humantime_secs)]
+    connect_timeout: Duration,
+    #[arg(long, default_value = "120s", value_parser = humantime_secs)]
+    storm_timeout: Duration,
+    #[arg(long, default_value_t = 3.0)]
+    fsync_seconds: f64,
+    /// Skip the ws-floor comparison.
+    #[arg(long)]
+    skip_floor: bool,
+    /// Where `muster`, `muster-swarm` and `ws-floor` are.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Scratch dir for this run (data dir, logs, credentials).
+    #[arg(long)]
+    work_dir: PathBuf,
+    /// Where to write latest.json (and a copy named after the run).
+    #[arg(long, default_value = "bench/results")]
+    results_dir: PathBuf,
+    /// The commit being measured.
+    #[arg(long, default_value = "unknown")]
+    commit: String,
+}
+
+fn humantime_secs(s: &str) -> Result<Duration, String> {
+    muster_core::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    muster_swarm::sys::raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match args.command {
+        Command::FsyncCeiling { dir, seconds } => {
+            let rate = muster_swarm::fsync::ceiling(&dir, Duration::from_secs_f64(seconds))?;
+            println!("{}", serde_json::json!({ "fsync_ceiling_per_s": rate }));
+            Ok(())
+        }
+        Command::Run(a) => runtime.block_on(run(a)),
+    }
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let opts = Options {
+        workers: a.workers,
+        per_swarm: a.per_swarm,
+        revocations: a.revocations,
+        expiries: a.expiries,
+        expiry_lead: a.expiry_lead,
+        enrollments: a.enrollments,
+        concurrency: a.concurrency,
+        jobs: a.jobs,
+        connect_timeout: a.connect_timeout,
+        storm_timeout: a.storm_timeout,
+        fsync_seconds: a.fsync_seconds,
+        skip_floor: a.skip_floor,
+        bin_dir: a.bin_dir,
+        work_dir: a.work_dir,
+        commit: a.commit,
+    };
+    let report = bench::run(&opts).await?;
+    std::fs::create_dir_all(&a.results_dir)?;
+    let json = serde_json::to_string_pretty(&report.to_json())?;
+    let latest = a.results_dir.join("latest.json");
+    std::fs::write(&latest, format!("{json}\n"))
+        .with_context(|| format!("cannot write `{}`", latest.display()))?;
+    let date: String = report
+        .to_json()
+        .get("date")
+        .and_then(|d| d.as_str())
+        .unwrap_or("run")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(15)
+        .collect();
+    std::fs::write(
+        a.results_dir.join(format!("{date}-n{}.json", opts.workers)),
+        format!("{json}\n"),
+    )?;
+    println!();
+    println!("N = {}, commit {}", opts.workers, opts.commit);
+    print!("{}", report.table());
+    if !report.errors.is_empty() {
+        println!("errors:");
+        for e in &report.errors {
+            println!("  - {e}");
+        }
+    }
+    println!();
+    println!("README row:");
+    println!("{}", report.markdown_row());
+    println!("results: {}", latest.display());
+    Ok(())
+}

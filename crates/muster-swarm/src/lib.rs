@@ -19,4 +19,3 @@ pub mod fsync;
 pub mod stats;
 pub mod swarm;
 pub mod sys;
-pub mod tap;

@@ -301,6 +301,15 @@ pub trait Events: Send {
     fn message(&mut self, _message: ServerMessage) {}
     /// The channel is gone (for any reason).
     fn lost(&mut self) {}
+    /// The server sent a close frame with this code and reason (the moment it was read).
+    fn closed_by_server(&mut self, _code: u16, _reason: &str) {}
+    /// The reconnect loop starts a connection attempt.
+    fn connecting(&mut self) {}
+    /// The reconnect loop saw an open channel end, as `end` says.
+    fn ended(&mut self, _end: &ChannelEnd) {}
+    /// An attempt (to enroll or to connect) failed for a reason that may pass; the next one
+    /// comes after `delay`.
+    fn retrying(&mut self, _reason: &str, _delay: Duration) {}
 }
 
 /// No-op events.
@@ -348,7 +357,10 @@ where
         Err(_) => return lost("the server sent no welcome".into(), false),
         Ok(None) => return lost("the server closed the connection".into(), false),
         Ok(Some(Err(e))) => return lost(format!("the connection failed: {e}"), false),
-        Ok(Some(Ok(Message::Close(frame)))) => return closed(frame, None, false),
+        Ok(Some(Ok(Message::Close(frame)))) => {
+            report_close(events, frame.as_ref());
+            return closed(frame, None, false);
+        }
         Ok(Some(Ok(Message::Text(text)))) => {
             match serde_json::from_str::<ServerMessage>(text.as_str()) {
                 Ok(ServerMessage::Welcome(w)) => w,
@@ -384,7 +396,10 @@ where
                 match frame {
                     None => return lost("the server closed the connection".into(), true),
                     Some(Err(e)) => return lost(format!("the connection failed: {e}"), true),
-                    Some(Ok(Message::Close(frame))) => return closed(frame, reconnect_after, true),
+                    Some(Ok(Message::Close(frame))) => {
+                        report_close(events, frame.as_ref());
+                        return closed(frame, reconnect_after, true);
+                    }
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(text.as_str()) {
                         Ok(ServerMessage::Reconnect { after_ms, reason }) => {
                             tracing::info!(%reason, after_ms, "the server asked this worker to come back later");
@@ -411,6 +426,13 @@ where
                 ping.as_mut().reset(Instant::now() + heartbeat);
             }
         }
+    }
+}
+
+fn report_close(events: &mut dyn Events, frame: Option<&tungstenite::protocol::CloseFrame>) {
+    match frame {
+        Some(f) => events.closed_by_server(u16::from(f.code), f.reason.as_str()),
+        None => events.closed_by_server(1005, ""),
     }
 }
 

@@ -16,4 +16,4 @@ pub mod state_dir;
 
 pub use config::WorkerConfig;
 pub use exit::Exit;
-pub use runner::{maintain, run};
+pub use runner::{enroll, maintain, run};

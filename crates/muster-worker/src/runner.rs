@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use muster_client::{Client, Trust};
 use muster_core::{Labels, Name};
-use muster_proto::api::EnrollRequest;
+use muster_proto::api::{EnrollRequest, EnrollResponse};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -215,53 +215,62 @@ async fn obtain_identity(
         enrollment_key: key,
         labels: prepared.labels.as_map().clone(),
     };
+    let enrolled = enroll(&client, &request, shutdown, &mut crate::channel::Quiet).await?;
+    let via = if request.token.is_some() {
+        "token"
+    } else {
+        "secret"
+    };
+    let cached = CachedIdentity {
+        server_url: prepared.endpoint.base_url.clone(),
+        worker_id: enrolled.worker_id.clone(),
+        name: enrolled.name.clone(),
+        api_key: enrolled.api_key.clone(),
+        enrolled_via: via.into(),
+        expires_at: enrolled.expires_at.clone(),
+    };
+    // On disk before it is used: a crash now leaves a worker that can come back.
+    prepared.state.save_identity(&cached)?;
+    tracing::info!(worker = %enrolled.name, via, "enrolled; identity cached in the state dir");
+    Ok(Identity {
+        worker_id: enrolled.worker_id,
+        api_key: enrolled.api_key,
+        machine_id,
+    })
+}
+
+/// Asks the server for a worker identity, retrying transient failures with backoff until it
+/// is refused for good or `shutdown` turns true. The enrollment step of `muster worker`, and of
+/// a swarm's simulated workers.
+pub async fn enroll(
+    client: &Client,
+    request: &EnrollRequest,
+    shutdown: &mut watch::Receiver<bool>,
+    events: &mut dyn Events,
+) -> Result<EnrollResponse, Exit> {
     let mut backoff = Backoff::default();
     loop {
-        let failure = match client.enroll(&request).await {
-            Ok(enrolled) => {
-                let via = if request.token.is_some() {
-                    "token"
-                } else {
-                    "secret"
-                };
-                let cached = CachedIdentity {
-                    server_url: prepared.endpoint.base_url.clone(),
-                    worker_id: enrolled.worker_id.clone(),
-                    name: enrolled.name.clone(),
-                    api_key: enrolled.api_key.clone(),
-                    enrolled_via: via.into(),
-                    expires_at: enrolled.expires_at.clone(),
-                };
-                // On disk before it is used: a crash now leaves a worker that can come back.
-                prepared.state.save_identity(&cached)?;
-                tracing::info!(worker = %enrolled.name, via, "enrolled; identity cached in the state dir");
-                return Ok(Identity {
-                    worker_id: enrolled.worker_id,
-                    api_key: enrolled.api_key,
-                    machine_id,
-                });
-            }
-            Err(e) => classify::from_client(&e),
+        let (reason, after) = match client.enroll(request).await {
+            Ok(enrolled) => return Ok(enrolled),
+            Err(e) => match classify::from_client(&e) {
+                Failure::Stop(exit) => return Err(exit),
+                Failure::Retry { reason, after } => (reason, after),
+            },
         };
-        match failure {
-            Failure::Stop(exit) => return Err(exit),
-            Failure::Retry { reason, after } => {
-                let delay = after.unwrap_or_else(|| backoff.next_delay(&mut rand::thread_rng()));
-                tracing::warn!(
-                    "cannot enroll yet: {reason}; retrying in {:.1} s (the worker keeps trying until it is stopped)",
-                    delay.as_secs_f64()
-                );
-                if wait_or_shutdown(delay, shutdown).await {
-                    return Err(Exit::graceful());
-                }
-            }
+        let delay = after.unwrap_or_else(|| backoff.next_delay(&mut rand::thread_rng()));
+        events.retrying(&reason, delay);
+        tracing::warn!(
+            "cannot enroll yet: {reason}; retrying in {:.1} s (the worker keeps trying until it is stopped)",
+            delay.as_secs_f64()
+        );
+        if wait_or_shutdown(delay, shutdown).await {
+            return Err(Exit::graceful());
         }
     }
 }
 
 /// Keeps the control channel up: reconnects after every transient loss, with backoff, until a
 /// permanent refusal or a shutdown. This is the loop a swarm runs per simulated worker, too.
-#[allow(clippy::too_many_arguments)]
 pub async fn maintain(
     endpoint: &Endpoint,
     identity: &Identity,
@@ -276,6 +285,7 @@ pub async fn maintain(
         if *shutdown.borrow() {
             return Exit::graceful();
         }
+        events.connecting();
         let connected = tokio::select! {
             result = channel::connect(endpoint, identity, options) => result,
             _ = shutdown.changed() => return Exit::graceful(),
@@ -283,7 +293,9 @@ pub async fn maintain(
         let (reason, after) = match connected {
             Ok(socket) => {
                 tracing::info!(url = %endpoint.base_url, "control channel open");
-                match channel::run(socket, shutdown, events, outbound.as_deref_mut()).await {
+                let end = channel::run(socket, shutdown, events, outbound.as_deref_mut()).await;
+                events.ended(&end);
+                match end {
                     ChannelEnd::Shutdown => return Exit::graceful(),
                     ChannelEnd::Stop(exit) => return exit,
                     ChannelEnd::Lost {
@@ -309,6 +321,7 @@ pub async fn maintain(
             );
         }
         let delay = after.unwrap_or_else(|| backoff.next_delay(&mut rand::thread_rng()));
+        events.retrying(&reason, delay);
         tracing::warn!("{reason}; reconnecting in {:.1} s", delay.as_secs_f64());
         if wait_or_shutdown(delay, shutdown).await {
             return Exit::graceful();

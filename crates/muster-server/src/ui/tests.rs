@@ -36,7 +36,13 @@ fn harness() -> Harness {
     let store = Store::open_sqlite(&dir.path().join("muster.db")).unwrap();
     let clock = Clock::system();
     let registry = Arc::new(Registry::new());
-    let jobs = crate::jobs::Jobs::new(store.clone(), Arc::clone(&registry), clock, 1 << 20);
+    let jobs = crate::jobs::Jobs::new(
+        store.clone(),
+        Arc::clone(&registry),
+        clock,
+        1 << 20,
+        "test".into(),
+    );
     let app = AppState::new(Inner {
         store,
         clock,

@@ -24,7 +24,6 @@ pub mod ui;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -205,11 +204,8 @@ pub async fn run(
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let listener_task = listener::Listener {
-        tls: tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config)),
-        cap: listener::connection_cap(),
-        open: Arc::new(AtomicUsize::new(0)),
-    };
+    let listener_task =
+        listener::Listener::new(tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config)));
     let serving = tokio::spawn(listener_task.serve(listener, router(state.clone()), stop_rx));
     let flusher = tokio::spawn(flush_last_seen(state.clone()));
     let dispatcher = tokio::spawn(Arc::clone(&jobs).dispatch_forever());

@@ -102,7 +102,79 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
     pub cap: usize,
     pub open: Arc<AtomicUsize>,
+    pub handshakes: Arc<tokio::sync::Semaphore>,
 }
+
+impl Listener {
+    pub fn new(tls: Option<TlsAcceptor>) -> Self {
+        Self {
+            tls,
+            cap: connection_cap(),
+            open: Arc::new(AtomicUsize::new(0)),
+            handshakes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HANDSHAKES)),
+        }
+    }
+}
+
+/// A connection's socket, carrying its place in the open-connection count. The count drops when
+/// the socket does — for a worker, when its control channel ends, not when the HTTP upgrade
+/// hands the socket over.
+struct Counted {
+    stream: TcpStream,
+    _guard: OpenGuard,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// TLS handshakes in progress at once. A reconnect storm brings thousands of handshakes at the
+/// same moment; run all of them concurrently and each one crawls, clients time out and retry,
+/// and the storm feeds itself. A small gate lets them finish in turn, quickly; the rest wait,
+/// accepted, costing a descriptor and no CPU.
+const CONCURRENT_HANDSHAKES: usize = 64;
 
 /// Counts a connection while it lives.
 struct OpenGuard(Arc<AtomicUsize>);
@@ -145,8 +217,8 @@ impl Listener {
             let app = app.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let _guard = guard;
-                this.handle(stream, remote, app, full, shutdown).await;
+                this.handle(stream, guard, remote, app, full, shutdown)
+                    .await;
             });
         }
     }
@@ -154,6 +226,7 @@ impl Listener {
     async fn handle(
         &self,
         stream: TcpStream,
+        guard: OpenGuard,
         remote: SocketAddr,
         app: Router,
         full: bool,
@@ -166,19 +239,30 @@ impl Listener {
         } else {
             app
         };
-        match &self.tls {
-            None => serve_http(TokioIo::new(stream), remote, app, shutdown).await,
-            Some(acceptor) => {
-                if speaks_plain_http(&stream).await {
-                    refuse_plain_http(stream).await;
-                    return;
-                }
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => serve_http(TokioIo::new(tls), remote, app, shutdown).await,
-                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-                }
-            }
+        let Some(acceptor) = &self.tls else {
+            let stream = Counted {
+                stream,
+                _guard: guard,
+            };
+            serve_http(TokioIo::new(stream), remote, app, shutdown).await;
+            return;
+        };
+        if speaks_plain_http(&stream).await {
+            refuse_plain_http(stream).await;
+            return;
+        }
+        let stream = Counted {
+            stream,
+            _guard: guard,
+        };
+        let handshake = async {
+            let _permit = self.handshakes.acquire().await;
+            acceptor.accept(stream).await
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(tls)) => serve_http(TokioIo::new(tls), remote, app, shutdown).await,
+            Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
         }
     }
 }

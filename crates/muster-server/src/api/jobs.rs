@@ -11,14 +11,12 @@ use muster_core::audit::Outcome;
 use muster_core::job::{Job, JobId, JobState, Selector};
 use muster_proto::ErrorCode;
 use muster_proto::api::{JobView, SubmitJobRequest};
-use muster_store::flows::jobs;
 use rand::rngs::OsRng;
 use serde::Deserialize;
 
 use crate::api::error::AppError;
 use crate::api::extract::{Admin, ApiJson};
 use crate::api::{validate, views};
-use crate::events::ReplicaEvent;
 use crate::jobs::follow;
 use crate::ops;
 use crate::state::AppState;
@@ -84,16 +82,8 @@ pub async fn submit(
         Outcome::Ok,
         detail,
     );
-    let stored = job.clone();
-    app.store
-        .write(move |tx| {
-            jobs::submit(tx, &stored, &event)?;
-            tx.notify(&ReplicaEvent::JobsQueued.encode())
-        })
-        .await?;
-    let view = views::job(&job);
-    app.jobs.enqueue(job);
-    Ok((StatusCode::CREATED, Json(view)))
+    let job = app.jobs.submit(job, event).await?;
+    Ok((StatusCode::CREATED, Json(views::job(&job))))
 }
 
 #[derive(Debug, Deserialize)]

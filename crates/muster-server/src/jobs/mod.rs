@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use muster_core::job::{Ending, Job, JobId, place};
-use muster_core::{Timestamp, WorkerId};
+use muster_core::WorkerId;
+use muster_core::audit::AuditEvent;
+use muster_core::job::{Ending, Job, JobId, JobState, place};
 use muster_proto::control::{JobExit, JobStart, ServerMessage, WorkerMessage, frame};
 use muster_store::Store;
 use muster_store::flows::jobs::{self, Assignment};
@@ -153,11 +154,66 @@ impl Jobs {
         }
     }
 
-    /// A durable job was submitted: queue it.
-    pub fn enqueue(&self, job: Job) {
-        self.queue().push(job.id.clone());
-        self.track(job);
-        self.kick();
+    /// Stores a new job and gets it going. When a matching worker has a free slot right now, the
+    /// job is stored already `running` on it — one durable write instead of two (submit, then
+    /// start), which is most of the latency from `job run` to the command starting. Otherwise it
+    /// is stored `queued` for the dispatcher.
+    pub async fn submit(
+        &self,
+        mut job: Job,
+        audit: AuditEvent,
+    ) -> Result<Job, muster_store::StoreError> {
+        let sessions = self.registry.all();
+        let target = place(&job.selector, sessions.iter().map(Arc::as_ref))
+            .and_then(|t| sessions.iter().find(|s| s.conn_id == t.conn_id))
+            .filter(|s| s.reserve(&job.id))
+            .cloned();
+        let Some(session) = target else {
+            let stored = job.clone();
+            self.store
+                .write(move |tx| {
+                    jobs::submit(tx, &stored, &audit)?;
+                    tx.notify(&ReplicaEvent::JobsQueued.encode())
+                })
+                .await?;
+            self.queue().push(job.id.clone());
+            self.track(job.clone());
+            self.kick();
+            return Ok(job);
+        };
+        job.state = JobState::Running;
+        job.worker_id = Some(session.worker_id.clone());
+        job.worker_name = Some(session.name.clone());
+        job.started_at = Some(job.created_at);
+        job.dispatcher = Some(self.server_id.clone());
+        let stored = job.clone();
+        if let Err(e) = self
+            .store
+            .write(move |tx| jobs::submit(tx, &stored, &audit))
+            .await
+        {
+            session.release(&job.id);
+            return Err(e);
+        }
+        self.track(job.clone());
+        if let Some(entry) = self.live().get_mut(&job.id) {
+            entry.worker = Some(session.worker_id.clone());
+        }
+        if !session.holds(&job.id) {
+            // The session ended while the job was being written: it is lost, like any job
+            // whose worker went away.
+            self.finish(
+                &job.id,
+                Ending::Lost("the worker disconnected before the job started".into()),
+            )
+            .await;
+            return Ok(job);
+        }
+        tracing::debug!(job = %job.id, worker = %session.name, "job started at once");
+        session
+            .inbox
+            .push(Command::Send(ServerMessage::JobStart(start_message(&job))));
+        Ok(job)
     }
 
     /// Something changed that may let a queued job start.
@@ -286,14 +342,7 @@ impl Jobs {
                 tracing::debug!(job = %job.id, worker = %session.name, "job dispatched");
                 session
                     .inbox
-                    .push(Command::Send(ServerMessage::JobStart(JobStart {
-                        id: job.id.to_string(),
-                        command: job.command.clone(),
-                        env: job.env.clone(),
-                        timeout_ms: job
-                            .timeout
-                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                    })));
+                    .push(Command::Send(ServerMessage::JobStart(start_message(&job))));
             }
         }
         for job in expired {
@@ -442,7 +491,14 @@ impl Inbound for Jobs {
     }
 }
 
-/// The time a job will have waited when its queue deadline passes.
-pub fn queue_deadline(now: Timestamp, wait: Duration) -> Timestamp {
-    now.saturating_add(wait)
+/// What a worker is told to run.
+fn start_message(job: &Job) -> JobStart {
+    JobStart {
+        id: job.id.to_string(),
+        command: job.command.clone(),
+        env: job.env.clone(),
+        timeout_ms: job
+            .timeout
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    }
 }

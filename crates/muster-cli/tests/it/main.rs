@@ -10,6 +10,7 @@
 
 mod harness;
 
+mod enrollment;
 mod fleet;
 mod http_api;
 mod refusals;

@@ -97,6 +97,27 @@ impl JobManager {
         });
     }
 
+    /// Waits, up to `within`, for every job told to stop (by [`Events::lost`]) to be gone, so the
+    /// worker does not exit while a job's process group still runs: exiting drops the job tasks
+    /// mid-kill, and only the group leader would die with the worker.
+    pub async fn wait_stopped(&mut self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.running() > 0 {
+            match tokio::time::timeout_at(deadline, self.finished.recv()).await {
+                Ok(Some(id)) => {
+                    self.running.remove(&id);
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!(
+                        jobs = self.running.len(),
+                        "jobs did not stop in time; exiting anyway"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
     fn stop(&mut self, id: &str, why: Stop) {
         if let Some(stop) = self.running.get(id) {
             let _ = stop.send(Some(why));

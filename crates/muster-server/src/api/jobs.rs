@@ -209,6 +209,7 @@ pub async fn cancel(
         Cancel::AlreadyEnded(job) => Err(AppError::conflict(
             ErrorCode::Conflict,
             format!("job `{id}` has already ended ({})", job.state),
-        )),
+        )
+        .with_hint(format!("`muster job show {id}` tells how it ended"))),
     }
 }

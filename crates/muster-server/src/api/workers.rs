@@ -54,7 +54,11 @@ fn no_such_worker(name: &muster_core::Name) -> AppError {
 fn refusal(refusal: WorkerRefusal) -> AppError {
     match refusal {
         WorkerRefusal::NotFound(n) => no_such_worker(&n),
-        WorkerRefusal::Builtin => AppError::conflict(ErrorCode::Conflict, refusal),
+        WorkerRefusal::Builtin => AppError::conflict(
+            ErrorCode::Conflict,
+            "the built-in worker cannot be revoked or removed",
+        )
+        .with_hint("start the server with `--no-builtin-worker` to run without it"),
     }
 }
 
@@ -141,10 +145,18 @@ pub async fn remove(
 ) -> Result<StatusCode, AppError> {
     let name = validate::name(&name)?;
     let key = name.clone();
-    if let Some(worker) = app
+    let found = app
         .store
         .read(move |tx| tx.get_worker_by_name(&key))
-        .await?
+        .await?;
+    // The built-in worker is always connected; "revoke it first" would be no advice for it.
+    if found
+        .as_ref()
+        .is_some_and(|w| w.enrolled_via == EnrolledVia::Builtin)
+    {
+        return Err(refusal(WorkerRefusal::Builtin));
+    }
+    if let Some(worker) = found
         && app.registry.is_connected(&worker.id)
     {
         return Err(AppError::conflict(

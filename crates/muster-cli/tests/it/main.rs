@@ -13,6 +13,8 @@ mod harness;
 mod enrollment;
 mod fleet;
 mod http_api;
+mod jobs;
+mod precreated;
 mod refusals;
 mod scenarios;
 mod server;

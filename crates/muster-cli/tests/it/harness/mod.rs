@@ -912,16 +912,6 @@ pub struct Process {
 }
 
 impl Process {
-    pub fn try_exit(&mut self) -> Option<i32> {
-        if self.exit.is_none()
-            && let Some(child) = &mut self.child
-            && let Some(status) = child.try_wait().expect("try_wait")
-        {
-            self.exit = Some(code_of(status));
-        }
-        self.exit
-    }
-
     pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
         if let Some(code) = self.exit {
             return code;
@@ -942,10 +932,6 @@ impl Process {
 
     pub fn stdout(&self) -> String {
         self.logs.stdout()
-    }
-
-    pub fn stdout_bytes(&self) -> Vec<u8> {
-        std::fs::read(&self.logs.stdout).unwrap_or_default()
     }
 
     pub fn stderr(&self) -> String {

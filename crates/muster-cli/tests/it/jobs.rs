@@ -548,6 +548,17 @@ fn a_server_restart_keeps_queued_jobs_and_finished_results() {
     ]);
     let queued_id = queued["id"].as_str().unwrap().to_owned();
     assert_eq!(queued["state"], "queued");
+    // And one that is running when the server goes down.
+    let marker = scratch(&server, "restart").join("ran");
+    let script = format!("echo once >> {}; sleep 300", marker.display());
+    let running = server.cli_json(&[
+        "job", "run", "--detach", "--label", "pool=a", "--", "sh", "-c", &script,
+    ]);
+    let running_id = running["id"].as_str().unwrap().to_owned();
+    wait_job(&server, &running_id, "running", STARTUP);
+    wait_until("the running job to start", STARTUP, || {
+        (marker.exists().then_some(()), String::new())
+    });
 
     server.kill9();
     server.restart();
@@ -559,11 +570,26 @@ fn a_server_restart_keeps_queued_jobs_and_finished_results() {
     assert_eq!(text(&logs.stdout), "before-restart\n");
     assert_eq!(job(&server, &queued_id)["state"], "queued");
 
+    // The job that was running is lost, not queued again.
+    let lost = job(&server, &running_id);
+    assert_eq!(lost["state"], "lost", "{lost:#}");
+    assert!(
+        lost["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restarted"),
+        "{lost:#}"
+    );
+
     let _b = start_worker(&server, "arrives", &["pool=b"]);
     let done = wait_job(&server, &queued_id, "succeeded", STARTUP);
     assert_eq!(done["worker"], "arrives");
     let logs = server.cli(&["job", "logs", &queued_id]);
     assert_eq!(text(&logs.stdout), "after-restart\n");
+    // `steady` is back too, and its lost job did not run again.
+    server.wait_status("steady", "connected", Duration::from_secs(40));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
+    assert_eq!(job(&server, &running_id)["state"], "lost");
 }
 
 #[test]

@@ -888,3 +888,67 @@ fn the_secret_never_shows_in_logs_api_responses_or_the_audit() {
     a.assert_running();
     b.assert_running();
 }
+
+/// POSTs `/api/v1/enroll` `count` times at once, each a new machine and name with `secret`;
+/// returns each (status, body).
+fn enroll_burst(server: &Server, prefix: &str, count: usize, secret: &str) -> Vec<(u16, Value)> {
+    let client = server.http();
+    let url = format!("{}/api/v1/enroll", server.url());
+    crate::harness::block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..count {
+            let (client, url) = (client.clone(), url.clone());
+            let body = serde_json::json!({
+                "machine_id": format!("{prefix}-machine-{i:03}"),
+                "name": format!("{prefix}-{i}"),
+                "enrollment_key": secret,
+            });
+            set.spawn(async move {
+                let response = client.post(&url).json(&body).send().await.expect("POST");
+                let code = response.status().as_u16();
+                (code, response.json::<Value>().await.expect("JSON"))
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(answer) = set.join_next().await {
+            answers.push(answer.expect("task"));
+        }
+        answers
+    })
+}
+
+#[test]
+fn a_burst_of_right_secrets_all_enroll_and_a_burst_of_wrong_ones_gets_ten_tries() {
+    let server = Server::start_default();
+    enable(&server, SECRET, &[]);
+
+    // A fleet bootstrapping from behind one address: all at once, all enrolled.
+    let fleet = enroll_burst(&server, "fleet", 20, SECRET);
+    let enrolled = fleet
+        .iter()
+        .filter(|(c, b)| *c == 200 && b["api_key"].is_string())
+        .count();
+    assert_eq!(enrolled, 20, "{fleet:#?}");
+
+    // Guesses from one address, all at once: no more than ten are checked.
+    let answers = enroll_burst(&server, "burst", 30, WRONG);
+    let mismatched = answers
+        .iter()
+        .filter(|(_, b)| b["error"]["code"] == "secret_mismatch")
+        .count();
+    let limited = answers
+        .iter()
+        .filter(|(c, b)| *c == 429 && b["error"]["code"] == "rate_limited")
+        .count();
+    assert_eq!(mismatched + limited, 30, "{answers:#?}");
+    assert!(
+        mismatched <= 10,
+        "{mismatched} wrong secrets were checked from one address in a burst; the limit is 10 a minute"
+    );
+    assert_eq!(refusals(&server, "does not match").len(), mismatched);
+    assert_eq!(
+        refusals(&server, "too many failed enrollment attempts").len(),
+        limited
+    );
+    assert_eq!(status(&server)["enrolled_count"], 20);
+}

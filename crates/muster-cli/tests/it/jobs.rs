@@ -78,6 +78,12 @@ fn tree_script(dir: &Path) -> String {
     )
 }
 
+/// [`tree_script`] whose processes ignore SIGTERM: only the SIGKILL after the grace period
+/// ends them.
+fn stubborn_tree_script(dir: &Path) -> String {
+    format!("trap '' TERM; {}", tree_script(dir))
+}
+
 /// Waits for a tree job to be up; returns (main pid, child pid).
 fn tree_pids(dir: &Path) -> (u32, u32) {
     let main = read_pid(&dir.join("main.pid"), STARTUP);
@@ -464,14 +470,19 @@ fn a_worker_stopped_with_sigterm_mid_job_kills_the_job_before_it_goes() {
     let server = Server::start_default();
     let mut worker = start_worker(&server, "stopping", &[]);
     let dir = scratch(&server, "stop-pids");
-    let script = tree_script(&dir);
+    let script = stubborn_tree_script(&dir);
     let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
     let (main, child) = tree_pids(&dir);
     let id = newest_job(&server);
 
     assert_eq!(worker.terminate(STARTUP), 0, "{}", worker.logs.dump());
-    wait_dead(main, "the job's shell", Duration::from_secs(2));
-    wait_dead(child, "the job's background child", Duration::from_secs(2));
+    // Killed (SIGKILL after the grace period: they ignore SIGTERM) before the worker exited.
+    wait_dead(main, "the job's shell", Duration::from_millis(500));
+    wait_dead(
+        child,
+        "the job's background child",
+        Duration::from_millis(500),
+    );
     assert_eq!(
         run.wait_exit(Duration::from_secs(10)),
         255,
@@ -694,4 +705,37 @@ fn workers_list_shows_busy_and_idle() {
         find(l, "slots").is_some_and(|w| w["running_jobs"] == 0)
     });
     assert!(row(&server).contains("idle 0/2"), "{}", row(&server));
+}
+
+#[test]
+fn stopping_the_server_kills_the_builtin_workers_jobs_and_they_end_lost() {
+    let mut server = Server::start(ServerOpts {
+        builtin_worker: true,
+        ..Default::default()
+    });
+    server.wait_status("builtin", "connected", STARTUP);
+    let dir = scratch(&server, "builtin-stop");
+    let script = stubborn_tree_script(&dir);
+    let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
+    let (main, child) = tree_pids(&dir);
+    let id = newest_job(&server);
+
+    assert_eq!(
+        server.terminate(Duration::from_secs(15)),
+        0,
+        "{}",
+        server.dump()
+    );
+    // Killed before the server exited, not by some later sweep.
+    wait_dead(main, "the job's shell", Duration::from_millis(500));
+    wait_dead(
+        child,
+        "the job's background child",
+        Duration::from_millis(500),
+    );
+    assert_ne!(run.wait_exit(STARTUP), 0, "{}", run.logs.dump());
+
+    server.restart();
+    let shown = job(&server, &id);
+    assert_eq!(shown["state"], "lost", "{shown:#}");
 }

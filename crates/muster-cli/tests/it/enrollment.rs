@@ -178,6 +178,20 @@ fn auto_enrollment_is_off_by_default_and_a_short_secret_is_refused() {
         audit_before,
         "a refused change left records"
     );
+
+    // Nor does a short secret change a secret that is set: not by enable, not by rotate.
+    enable(&server, SECRET, &[]);
+    let set = status(&server);
+    for verb in ["enable", "rotate"] {
+        let (code, line) =
+            server.cli_err(&["enrollment", verb, "--secret-file", file.to_str().unwrap()]);
+        assert_eq!(code, 2, "{line}");
+        assert!(line.contains("at least 32"), "{line}");
+    }
+    assert_eq!(status(&server), set);
+    let mut w = server.worker("still").secret("still", SECRET).start();
+    server.wait_status("still", "connected", STARTUP);
+    w.assert_running();
 }
 
 #[test]
@@ -233,9 +247,19 @@ fn generate_prints_a_random_secret_once_and_never_again() {
 #[test]
 fn a_secret_file_or_standard_input_sets_the_secret() {
     let server = Server::start_default();
-    let answer = enable(&server, SECRET, &[]);
-    let set_at = assert_utc_time(&answer["status"], "secret_set_at");
-    assert_eq!(answer["status"]["enrolled_count"], 0);
+    // The human output confirms, and does not echo the secret.
+    let file = secret_file(&server, SECRET);
+    let out = server.cli_ok(&[
+        "enrollment",
+        "enable",
+        "--secret-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.contains("enabled"), "{out}");
+    assert!(!out.contains(SECRET), "the secret is echoed:\n{out}");
+    let answer = status(&server);
+    let set_at = assert_utc_time(&answer, "secret_set_at");
+    assert_eq!(answer["enrolled_count"], 0);
 
     let mut a = server.worker("file-a").secret("file-a", SECRET).start();
     server.wait_status("file-a", "connected", STARTUP);

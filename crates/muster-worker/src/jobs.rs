@@ -244,8 +244,22 @@ async fn wait_for_stop(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
     }
 }
 
+/// Credentials the worker (or the server, for the built-in worker) may have been given through
+/// its environment. A job inherits the rest of the environment, never these: its output is
+/// stored and shown, and it may run code the worker's operator did not write.
+const CREDENTIAL_VARS: &[&str] = &[
+    "MUSTER_AUTO_ENROLLMENT_KEY",
+    "MUSTER_ENROLLMENT_TOKEN",
+    "MUSTER_WORKER_API_KEY",
+    "MUSTER_ADMIN_TOKEN",
+    "MUSTER_DATABASE_URL",
+];
+
 fn spawn(start: &JobStart, dir: &std::path::Path) -> std::io::Result<Child> {
     let mut command = Command::new(&start.command[0]);
+    for var in CREDENTIAL_VARS {
+        command.env_remove(var);
+    }
     command
         .args(&start.command[1..])
         .current_dir(dir)

@@ -739,3 +739,51 @@ fn stopping_the_server_kills_the_builtin_workers_jobs_and_they_end_lost() {
     let shown = job(&server, &id);
     assert_eq!(shown["state"], "lost", "{shown:#}");
 }
+
+#[test]
+fn jobs_do_not_inherit_the_workers_credentials() {
+    use crate::enrollment::{SECRET, enable};
+    let server = Server::start_default();
+    enable(&server, SECRET, &[]);
+    let (token, _) = server.create_token("by-token", "1h");
+    let created = server.cli_json(&["workers", "create", "by-hand"]);
+    let api_key = created["api_key"].as_str().unwrap().to_owned();
+    // Each configured the way an operator would: through the environment.
+    let _a = server
+        .worker("by-secret")
+        .via_env()
+        .secret("by-secret", SECRET)
+        .start();
+    let _b = server
+        .worker("by-token")
+        .via_env()
+        .env("MUSTER_ENROLLMENT_TOKEN", &token)
+        .start();
+    let _c = server
+        .worker("by-hand")
+        .via_env()
+        .env("MUSTER_WORKER_ID", created["id"].as_str().unwrap())
+        .env("MUSTER_WORKER_API_KEY", &api_key)
+        .start();
+    server.wait_workers("three connected", STARTUP, |list| {
+        list.len() == 3 && list.iter().all(|w| w["status"] == "connected")
+    });
+    let secret_part = token.split_once('.').unwrap().1.to_owned();
+    for name in ["by-secret", "by-token", "by-hand"] {
+        let out = server.cli(&["job", "run", "--worker", name, "--", "env"]);
+        assert_eq!(code(&out), 0, "{out:?}");
+        let env = text(&out.stdout);
+        assert!(env.contains("MUSTER_JOB_ID="), "{env}");
+        let stored = text(&server.cli(&["job", "logs", &newest_job(&server)]).stdout);
+        for (what, secret) in [
+            ("the auto-enrollment secret", SECRET),
+            ("the enrollment token", secret_part.as_str()),
+            ("the API key", api_key.as_str()),
+        ] {
+            assert!(
+                !env.contains(secret) && !stored.contains(secret),
+                "a job on `{name}` sees {what} in its environment:\n{env}"
+            );
+        }
+    }
+}

@@ -77,7 +77,12 @@ fn a_precreated_worker_gets_its_id_and_key_once_and_connects_with_them() {
 
     // A worker with the id and key (no token, no secret) connects as that worker, and the
     // identity binds to its machine.
-    let mut worker = start_precreated(&server, "edge-02", &id, &key);
+    let mut worker = server
+        .worker("edge-02")
+        .env("MUSTER_WORKER_ID", &id)
+        .env("MUSTER_WORKER_API_KEY", &key)
+        .env("MUSTER_LOG", "debug")
+        .start();
     let rec = server.wait_status("edge-02", "connected", STARTUP);
     assert_eq!(rec["id"], id.as_str());
     assert_eq!(rec["enrolled_via"], "precreated");
@@ -90,6 +95,10 @@ fn a_precreated_worker_gets_its_id_and_key_once_and_connects_with_them() {
     let mut wrong = start_precreated(&server, "edge-03", &id3, &key);
     expect_exit(&mut wrong, 4, "not known");
     worker.assert_running();
+    // Not even at debug level does the worker log its key.
+    let log = format!("{}{}", worker.logs.stdout(), worker.stderr());
+    assert!(log.contains("control channel open"), "{log}");
+    assert!(!log.contains(&key), "the worker logged its API key:\n{log}");
     // The right key for edge-03 works.
     let mut three = start_precreated(&server, "edge-03-ok", &id3, &key3);
     server.wait_status("edge-03", "connected", STARTUP);

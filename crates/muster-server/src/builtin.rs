@@ -76,6 +76,9 @@ pub async fn run(
         Some(&mut outbound),
     )
     .await;
+    // Its jobs were told to stop; their process groups must be gone before the server exits
+    // (which waits up to 5 s for this task).
+    jobs.wait_stopped(std::time::Duration::from_secs(4)).await;
     if exit.code != 0 {
         tracing::error!("the built-in worker stopped: {exit}");
     }

@@ -9,7 +9,9 @@
 //! on blocking threads, at most one per CPU, so a burst of wrong guesses cannot starve the rest.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use muster_core::Timestamp;
 use muster_core::credentials::SlowHash;
@@ -17,8 +19,19 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use crate::ratelimit::FailureLimiter;
+
 /// Verified presentations kept; in practice there is one valid secret at a time.
 const CACHE_ENTRIES: usize = 64;
+
+/// What checking a presented secret found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Match,
+    Mismatch,
+    /// Not checked: the address has failed (or is trying) too often; try again after this.
+    RateLimited(Duration),
+}
 
 pub struct SecretVerifier {
     key: [u8; 32],
@@ -55,30 +68,55 @@ impl SecretVerifier {
 
     /// Whether `presented` is the secret hashed in `stored` (set at `set_at`).
     pub async fn verify(&self, presented: &str, stored: &SlowHash, set_at: Timestamp) -> bool {
+        self.verify_limited(presented, stored, set_at, None).await == Verdict::Match
+    }
+
+    /// [`SecretVerifier::verify`], with a slow check counted against `limit`'s address: it is
+    /// reserved once this check holds a permit (presentations answered from memory, like a
+    /// fleet's burst of the right secret, cost nothing) and a mismatch is recorded before the
+    /// permit is given back, so concurrent guesses cannot outrun the limit.
+    pub async fn verify_limited(
+        &self,
+        presented: &str,
+        stored: &SlowHash,
+        set_at: Timestamp,
+        limit: Option<(&FailureLimiter, IpAddr)>,
+    ) -> Verdict {
         let fingerprint = self.fingerprint(presented);
         if self.cached(&fingerprint) == Some(set_at.unix_millis()) {
-            return true;
+            return Verdict::Match;
         }
         let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+            return Verdict::Mismatch;
         };
         // Someone may have verified the same secret while we waited for a permit.
         if self.cached(&fingerprint) == Some(set_at.unix_millis()) {
-            return true;
+            return Verdict::Match;
         }
+        let reservation = match limit.map(|(limiter, addr)| limiter.reserve(addr)) {
+            Some(Err(wait)) => return Verdict::RateLimited(wait),
+            Some(Ok(reservation)) => Some(reservation),
+            None => None,
+        };
         let stored = stored.clone();
         let presented = presented.to_owned();
         let ok = tokio::task::spawn_blocking(move || stored.verify(&presented))
             .await
             .unwrap_or(false);
-        if ok {
+        if let Some(reservation) = reservation {
+            reservation.settle(!ok);
+        }
+        if !ok {
+            return Verdict::Mismatch;
+        }
+        {
             let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
             if cache.len() >= CACHE_ENTRIES {
                 cache.clear();
             }
             cache.insert(fingerprint, set_at.unix_millis());
         }
-        ok
+        Verdict::Match
     }
 
     fn cached(&self, fingerprint: &[u8; 32]) -> Option<i64> {

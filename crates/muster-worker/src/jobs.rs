@@ -97,6 +97,27 @@ impl JobManager {
         });
     }
 
+    /// Waits, up to `within`, for every job told to stop (by [`Events::lost`]) to be gone, so the
+    /// worker does not exit while a job's process group still runs: exiting drops the job tasks
+    /// mid-kill, and only the group leader would die with the worker.
+    pub async fn wait_stopped(&mut self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.running() > 0 {
+            match tokio::time::timeout_at(deadline, self.finished.recv()).await {
+                Ok(Some(id)) => {
+                    self.running.remove(&id);
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!(
+                        jobs = self.running.len(),
+                        "jobs did not stop in time; exiting anyway"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
     fn stop(&mut self, id: &str, why: Stop) {
         if let Some(stop) = self.running.get(id) {
             let _ = stop.send(Some(why));
@@ -223,8 +244,22 @@ async fn wait_for_stop(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
     }
 }
 
+/// Credentials the worker (or the server, for the built-in worker) may have been given through
+/// its environment. A job inherits the rest of the environment, never these: its output is
+/// stored and shown, and it may run code the worker's operator did not write.
+const CREDENTIAL_VARS: &[&str] = &[
+    "MUSTER_AUTO_ENROLLMENT_KEY",
+    "MUSTER_ENROLLMENT_TOKEN",
+    "MUSTER_WORKER_API_KEY",
+    "MUSTER_ADMIN_TOKEN",
+    "MUSTER_DATABASE_URL",
+];
+
 fn spawn(start: &JobStart, dir: &std::path::Path) -> std::io::Result<Child> {
     let mut command = Command::new(&start.command[0]);
+    for var in CREDENTIAL_VARS {
+        command.env_remove(var);
+    }
     command
         .args(&start.command[1..])
         .current_dir(dir)

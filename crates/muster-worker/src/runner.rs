@@ -17,6 +17,10 @@ use crate::exit::{Exit, code};
 use crate::jobs::JobManager;
 use crate::state_dir::{CachedIdentity, StateDir};
 
+/// How long an exiting worker waits for its jobs' process groups to be killed (TERM, a grace
+/// period, then KILL).
+const JOBS_STOP_WITHIN: Duration = Duration::from_secs(6);
+
 /// How this worker will prove who it is.
 enum Credential {
     Cached(CachedIdentity),
@@ -168,6 +172,8 @@ pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> E
         Some(&mut outbound),
     )
     .await;
+    // The channel is gone for good and every job was told to stop: let them finish dying.
+    jobs.wait_stopped(JOBS_STOP_WITHIN).await;
     if cached_identity && exit.code == code::IDENTITY_MISMATCH && exit.message.contains("not known")
     {
         return Exit::new(

@@ -10,8 +10,11 @@
 
 mod harness;
 
+mod enrollment;
 mod fleet;
 mod http_api;
+mod jobs;
+mod precreated;
 mod refusals;
 mod replicas;
 mod scenarios;

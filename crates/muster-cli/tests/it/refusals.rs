@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use crate::harness::{STARTUP, Server, ServerOpts, Worker, find};
 
 /// A permanent failure must not wait for backoff: it ends well within this.
-const AT_ONCE: Duration = Duration::from_secs(5);
+pub const AT_ONCE: Duration = Duration::from_secs(5);
 
-fn expect_exit(worker: &mut Worker, code: i32, mention: &str) -> String {
+pub fn expect_exit(worker: &mut Worker, code: i32, mention: &str) -> String {
     let started = Instant::now();
     let got = worker.wait_exit(STARTUP);
     assert_eq!(got, code, "{}", worker.logs.dump());

@@ -22,6 +22,7 @@ use crate::api::error::AppError;
 use crate::api::extract::{ApiJson, Remote};
 use crate::api::validate;
 use crate::events::ReplicaEvent;
+use crate::secrets::Verdict;
 use crate::state::AppState;
 
 pub async fn enroll(
@@ -69,12 +70,10 @@ pub async fn enroll(
         )
         .with_hint("pass `--token` or `--enrollment-key` with `--name`")),
     };
-    // Guessing (a wrong secret, an unknown token) counts against the source address.
+    // Guessing (an unknown token) counts against the source address. (A wrong secret is
+    // counted by the verifier, which holds the attempt against the limit while it checks.)
     if let Err(e) = &result
-        && matches!(
-            e.code,
-            ErrorCode::SecretMismatch | ErrorCode::TokenUnknown | ErrorCode::TokenMalformed
-        )
+        && matches!(e.code, ErrorCode::TokenUnknown | ErrorCode::TokenMalformed)
         && let Some(ip) = remote.map(|a| a.ip())
     {
         app.limiter.record_failure(ip);
@@ -117,10 +116,25 @@ async fn enroll_with_secret(
         app.record(event).await;
         return Err(error);
     }
-    if !app.verifier.verify(presented, &stored, set_at).await {
-        let (event, error) = refuse(AutoRefusal::SecretMismatch);
-        app.record(event).await;
-        return Err(error);
+    // A slow check counts against the address while it runs, and a mismatch is recorded by
+    // the verifier itself: a burst of concurrent guesses cannot all slip past the limit.
+    let limit = remote.map(|a| (&app.limiter, a.ip()));
+    match app
+        .verifier
+        .verify_limited(presented, &stored, set_at, limit)
+        .await
+    {
+        Verdict::Match => {}
+        Verdict::Mismatch => {
+            let (event, error) = refuse(AutoRefusal::SecretMismatch);
+            app.record(event).await;
+            return Err(error);
+        }
+        Verdict::RateLimited(wait) => {
+            let (event, error) = refuse(AutoRefusal::RateLimited);
+            app.record(event).await;
+            return Err(error.with_retry_after(wait));
+        }
     }
     let key = ApiKey::generate(&mut OsRng);
     let request = SecretEnrollment {

@@ -100,10 +100,18 @@ pub async fn remove(
 ) -> Result<StatusCode, AppError> {
     let name = validate::name(&name)?;
     let key = name.clone();
-    if let Some(worker) = app
+    let found = app
         .store
         .read(move |tx| tx.get_worker_by_name(&key))
-        .await?
+        .await?;
+    // The built-in worker is always connected; "revoke it first" would be no advice for it.
+    if found
+        .as_ref()
+        .is_some_and(|w| w.enrolled_via == EnrolledVia::Builtin)
+    {
+        return Err(ops::workers::refusal(workers::WorkerRefusal::Builtin));
+    }
+    if let Some(worker) = found
         && app.registry.is_connected(&worker.id)
     {
         return Err(AppError::conflict(

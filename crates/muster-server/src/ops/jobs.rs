@@ -103,6 +103,7 @@ pub async fn cancel(app: &AppState, admin: &Admin, id: &str) -> Result<JobView, 
         Cancel::AlreadyEnded(job) => Err(AppError::conflict(
             ErrorCode::Conflict,
             format!("job `{id}` has already ended ({})", job.state),
-        )),
+        )
+        .with_hint(format!("`muster job show {id}` tells how it ended"))),
     }
 }

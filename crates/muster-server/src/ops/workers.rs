@@ -42,7 +42,11 @@ pub fn no_such_worker(name: &Name) -> AppError {
 pub fn refusal(refusal: WorkerRefusal) -> AppError {
     match refusal {
         WorkerRefusal::NotFound(n) => no_such_worker(&n),
-        WorkerRefusal::Builtin => AppError::conflict(ErrorCode::Conflict, refusal),
+        WorkerRefusal::Builtin => AppError::conflict(
+            ErrorCode::Conflict,
+            "the built-in worker cannot be revoked or removed",
+        )
+        .with_hint("start the server with `--no-builtin-worker` to run without it"),
     }
 }
 

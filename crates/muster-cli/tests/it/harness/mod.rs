@@ -216,6 +216,8 @@ pub struct ServerOpts {
     pub reconnect_spread: &'static str,
     /// `--no-tls`: plain HTTP on loopback.
     pub no_tls: bool,
+    /// Run the built-in worker (off by default here: `--no-builtin-worker`).
+    pub builtin_worker: bool,
     pub env: Vec<(String, String)>,
 }
 
@@ -227,6 +229,7 @@ impl Default for ServerOpts {
             idle_timeout: "3s",
             reconnect_spread: "1s",
             no_tls: false,
+            builtin_worker: false,
             env: Vec::new(),
         }
     }
@@ -286,12 +289,15 @@ impl Server {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--listen", listen, "--no-builtin-worker"])
+            .args(["--listen", listen])
             .args(["--heartbeat", self.opts.heartbeat])
             .args(["--idle-timeout", self.opts.idle_timeout])
             .args(["--reconnect-spread", self.opts.reconnect_spread]);
         if self.opts.no_tls {
             cmd.arg("--no-tls");
+        }
+        if !self.opts.builtin_worker {
+            cmd.arg("--no-builtin-worker");
         }
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
@@ -451,23 +457,61 @@ impl Server {
 
     // ---- admin commands ----
 
-    /// Runs `muster ARGS --data-dir DATA` and returns what it printed and its status.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        self.cli_env(args, &[])
-    }
-
-    pub fn cli_env(&self, args: &[&str], env: &[(&str, OsString)]) -> Output {
+    /// `muster ARGS --data-dir DATA`; for `job run … -- CMD`, the data dir goes before the `--`.
+    fn admin_command(&self, args: &[&str]) -> Command {
         let mut cmd = muster(self.root.path());
-        // `--data-dir` goes before a `--`, after which everything is the job's command line.
         let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
         cmd.args(&args[..split])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&args[split..]);
+        cmd
+    }
+
+    /// Runs `muster ARGS --data-dir DATA` and returns what it printed and its status.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.admin_command(args).output().expect("run muster")
+    }
+
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, OsString)]) -> Output {
+        let mut cmd = self.admin_command(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.output().expect("run muster")
+    }
+
+    /// Runs an admin command with `input` on its standard input.
+    pub fn cli_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .admin_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run muster");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait for muster")
+    }
+
+    /// Starts an admin command that runs for a while (`job run`, `job logs --follow`) with its
+    /// output in log files.
+    pub fn spawn_cli(&self, label: &str, args: &[&str]) -> Process {
+        let logs = Logs::new(self.root.path(), label);
+        let mut cmd = self.admin_command(args);
+        logs.attach(&mut cmd);
+        let child = cmd.spawn().expect("spawn muster");
+        Process {
+            child: Some(child),
+            logs,
+            exit: None,
+        }
     }
 
     /// Runs an admin command that must succeed; returns its stdout.
@@ -487,7 +531,8 @@ impl Server {
     /// Runs an admin command with `--json` that must succeed; its stdout must be JSON only.
     pub fn cli_json(&self, args: &[&str]) -> Value {
         let mut with_json = args.to_vec();
-        with_json.push("--json");
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        with_json.insert(split, "--json");
         let text = self.cli_ok(&with_json);
         serde_json::from_str(&text).unwrap_or_else(|e| {
             panic!(
@@ -585,6 +630,8 @@ impl Server {
             fingerprint: self.info().fingerprint.clone(),
             token: None,
             args: Vec::new(),
+            env: Vec::new(),
+            via_env: false,
             label: state.to_owned(),
         }
     }
@@ -644,6 +691,8 @@ pub struct WorkerBuilder {
     fingerprint: Option<String>,
     token: Option<String>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
+    via_env: bool,
     label: String,
 }
 
@@ -674,15 +723,48 @@ impl WorkerBuilder {
         self
     }
 
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Enroll with the auto-enrollment secret, as an operator would configure it: a name and
+    /// the secret in the environment.
+    pub fn secret(self, name: &str, secret: &str) -> Self {
+        self.env("MUSTER_WORKER_NAME", name)
+            .env("MUSTER_AUTO_ENROLLMENT_KEY", secret)
+    }
+
+    /// Configure the URL, the pinned certificate and the state dir through the environment
+    /// (`MUSTER_URL`, `MUSTER_CA_FINGERPRINT`, `MUSTER_STATE_DIR`) instead of flags.
+    pub fn via_env(mut self) -> Self {
+        self.via_env = true;
+        self
+    }
+
     pub fn start(self) -> Worker {
         let logs = Logs::new(&self.home, &format!("worker-{}", self.label));
         let mut cmd = muster(&self.home);
-        cmd.arg("worker").arg("--state-dir").arg(&self.state_dir);
-        if let Some(url) = &self.url {
-            cmd.args(["--url", url]);
+        cmd.arg("worker");
+        if self.via_env {
+            cmd.env("MUSTER_STATE_DIR", &self.state_dir);
+            if let Some(url) = &self.url {
+                cmd.env("MUSTER_URL", url);
+            }
+            if let Some(fp) = &self.fingerprint {
+                cmd.env("MUSTER_CA_FINGERPRINT", fp);
+            }
+        } else {
+            cmd.arg("--state-dir").arg(&self.state_dir);
+            if let Some(url) = &self.url {
+                cmd.args(["--url", url]);
+            }
+            if let Some(fp) = &self.fingerprint {
+                cmd.args(["--ca-fingerprint", fp]);
+            }
         }
-        if let Some(fp) = &self.fingerprint {
-            cmd.args(["--ca-fingerprint", fp]);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
         }
         // The token goes through the environment, as an operator would pass a secret.
         if let Some(token) = &self.token {
@@ -817,6 +899,91 @@ impl Drop for Worker {
             eprintln!("===== worker output =====\n{}", self.logs.dump());
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Other long-running commands.
+
+/// A long-running admin command (`job run`, `job logs --follow`), killed when dropped.
+pub struct Process {
+    child: Option<Child>,
+    pub logs: Logs,
+    exit: Option<i32>,
+}
+
+impl Process {
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        if let Some(code) = self.exit {
+            return code;
+        }
+        let child = self.child.as_mut().expect("started");
+        match wait_child(child, timeout) {
+            Some(code) => {
+                self.exit = Some(code);
+                code
+            }
+            None => panic!(
+                "`{}` is still running after {timeout:?}\n{}",
+                self.logs.label,
+                self.logs.dump()
+            ),
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.logs.stdout()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.logs.stderr()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("===== command output =====\n{}", self.logs.dump());
+        }
+    }
+}
+
+/// Whether a process is alive: it exists and is not a zombie (a `Z` in `/proc/PID/stat` is a
+/// killed process nobody has reaped yet, and counts as dead).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits until `pid` is dead (or a zombie); panics after `timeout`.
+pub fn wait_dead(pid: u32, what: &str, timeout: Duration) {
+    wait_until(&format!("{what} (pid {pid}) to die"), timeout, || {
+        (
+            (!alive(pid)).then_some(()),
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default(),
+        )
+    });
+}
+
+/// Reads a pid a job wrote to `path`, waiting for the file to appear.
+pub fn read_pid(path: &Path, timeout: Duration) -> u32 {
+    wait_until(&format!("a pid in {}", path.display()), timeout, || {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        (text.trim().parse().ok(), text)
+    })
+}
+
+/// A port on loopback that nothing listens on (bound, then released).
+pub fn dead_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
 }
 
 /// Runs a future to completion on a fresh runtime (for raw HTTP calls from synchronous tests).

@@ -54,7 +54,10 @@ impl Proxy {
             accepted: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
         });
-        runtime.spawn(accept_loop(listener, port, Arc::clone(&shared)));
+        // Subscribed here, not in the task: a `stop_accepting` right after `start` must not be
+        // missed by a task that has not run yet.
+        let accepting = shared.accepting.subscribe();
+        runtime.spawn(accept_loop(listener, port, accepting, Arc::clone(&shared)));
         Self {
             runtime: Some(runtime),
             port,
@@ -129,8 +132,12 @@ fn bind_again(port: u16) -> std::io::Result<TcpListener> {
     socket.listen(128)
 }
 
-async fn accept_loop(first: TcpListener, port: u16, shared: Arc<Shared>) {
-    let mut accepting = shared.accepting.subscribe();
+async fn accept_loop(
+    first: TcpListener,
+    port: u16,
+    mut accepting: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+) {
     let mut listener = Some(first);
     loop {
         match listener.take() {

@@ -26,8 +26,9 @@ use crate::control::session::{self, Ended, SessionParams};
 use crate::state::AppState;
 
 /// Per-connection WebSocket buffers. Control messages are small; the library's 128 KiB defaults
-/// would cost gigabytes across a large fleet.
-const READ_BUFFER: usize = 1024;
+/// would cost gigabytes across a large fleet. The read buffer grows on demand for a large frame
+/// (job output), so this is only what an idle connection keeps.
+const READ_BUFFER: usize = 512;
 const WRITE_BUFFER: usize = 0;
 const MAX_MESSAGE: usize = 1024 * 1024;
 
@@ -165,6 +166,9 @@ async fn admit(
         .await?)
 }
 
+/// One control channel from upgrade to end. What stays in memory for the whole session is only
+/// what the loop needs; the setup and the teardown run as boxed futures, so their (larger)
+/// state is held while they run and not for the life of every idle connection.
 async fn serve(
     app: AppState,
     worker: Worker,
@@ -172,7 +176,26 @@ async fn serve(
     creds: Credentials,
     socket: axum::extract::ws::WebSocket,
 ) {
-    let labels = current_labels(&app, &worker, &creds.labels).await;
+    let (session, expires_at) = Box::pin(open_session(&app, worker, remote, creds)).await;
+    let params = SessionParams {
+        clock: app.clock,
+        heartbeat: app.heartbeat,
+        idle_timeout: app.idle_timeout,
+        expires_at,
+    };
+    let ended = session::run(socket, Arc::clone(&session), params, app.jobs.as_ref()).await;
+    Box::pin(close_session(app, session, ended)).await;
+}
+
+/// Registers the session, then re-checks the worker's record: a revocation that committed
+/// after admission but before registration is caught here.
+async fn open_session(
+    app: &AppState,
+    worker: Worker,
+    remote: Option<SocketAddr>,
+    creds: Credentials,
+) -> (Arc<Session>, Option<muster_core::Timestamp>) {
+    let labels = current_labels(app, &worker, &creds.labels).await;
     let session = Arc::new(Session::new(
         app.registry.next_conn_id(),
         worker.id.clone(),
@@ -188,7 +211,6 @@ async fn serve(
             "a newer connection with this worker's identity took over",
         );
     }
-    // Catch a revocation that committed after admission but before registration.
     let id = worker.id.clone();
     match app.store.read(move |tx| tx.get_worker(&id)).await {
         Ok(Some(current)) => match current.status(true, app.clock.now()) {
@@ -213,16 +235,14 @@ async fn serve(
     });
     tracing::info!(worker = %worker.name, remote = ?remote, "worker connected");
     app.jobs.kick();
-    let params = SessionParams {
-        clock: app.clock,
-        heartbeat: app.heartbeat,
-        idle_timeout: app.idle_timeout,
-        expires_at: worker.expires_at,
-    };
-    let ended = session::run(socket, Arc::clone(&session), params, app.jobs.as_ref()).await;
-    app.registry.remove(&worker.id, session.conn_id);
+    (session, worker.expires_at)
+}
+
+/// Unregisters the session, writes off its jobs and records when the worker was last seen.
+async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
+    app.registry.remove(&session.worker_id, session.conn_id);
     app.jobs.session_ended(&session, lost_reason(&ended)).await;
-    let seen = vec![(worker.id.clone(), session.last_seen())];
+    let seen = vec![(session.worker_id.clone(), session.last_seen())];
     if let Err(e) = app
         .store
         .write(move |tx| workers::touch_many(tx, &seen))
@@ -230,7 +250,7 @@ async fn serve(
     {
         tracing::warn!(error = %e, "cannot record when a worker was last seen");
     }
-    tracing::info!(worker = %worker.name, ?ended, "worker disconnected");
+    tracing::info!(worker = %session.name, ?ended, "worker disconnected");
 }
 
 /// Why the jobs of a session that ended this way are lost.

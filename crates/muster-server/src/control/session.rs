@@ -61,6 +61,8 @@ pub enum Ended {
 /// How long to wait for the worker's answering close frame before dropping the socket.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// The loop's own state is what every idle connection costs, so the rare paths (sending a
+/// message, closing) are boxed: their futures live on the heap only while they run.
 pub async fn run<S>(
     mut socket: S,
     session: Arc<Session>,
@@ -77,7 +79,7 @@ where
         idle_timeout_ms: millis(params.idle_timeout),
         expires_at: params.expires_at.map(Timestamp::to_rfc3339),
     });
-    if send_json(&mut socket, &welcome).await.is_err() {
+    if Box::pin(send_json(&mut socket, &welcome)).await.is_err() {
         return Ended::PeerGone;
     }
 
@@ -100,11 +102,11 @@ where
                 for command in session.inbox.drain() {
                     match command {
                         Command::Close { code, reason } => {
-                            close_with(&mut socket, code, reason).await;
+                            Box::pin(close_with(&mut socket, code, reason)).await;
                             return Ended::Closed(code);
                         }
                         Command::Send(message) => {
-                            if send_json(&mut socket, &message).await.is_err() {
+                            if Box::pin(send_json(&mut socket, &message)).await.is_err() {
                                 return Ended::PeerGone;
                             }
                         }
@@ -112,7 +114,7 @@ where
                 }
             }
             () = &mut expiry, if params.expires_at.is_some() => {
-                close_with(&mut socket, close::EXPIRED, "the worker's enrollment token expired".into()).await;
+                Box::pin(close_with(&mut socket, close::EXPIRED, "the worker's enrollment token expired".into())).await;
                 return Ended::Closed(close::EXPIRED);
             }
             frame = socket.next() => {
@@ -136,7 +138,7 @@ where
             () = &mut idle => {
                 let now = Instant::now();
                 if now.duration_since(last_heard) >= params.idle_timeout {
-                    close_with(&mut socket, close::IDLE, "no heartbeat within the idle timeout".into()).await;
+                    Box::pin(close_with(&mut socket, close::IDLE, "no heartbeat within the idle timeout".into())).await;
                     return Ended::Idle;
                 }
                 // The worker pings every heartbeat interval, and its pings keep us both alive.

@@ -175,6 +175,22 @@ impl Browser {
         self.client.source().await.expect("the page source")
     }
 
+    /// Waits until the current URL contains `part` (a form submission has navigated).
+    pub async fn wait_url(&self, part: &str, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let url = self.url().await;
+            if url.contains(part) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the URL never contained `{part}`; it is {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn url(&self) -> String {
         self.client
             .current_url()

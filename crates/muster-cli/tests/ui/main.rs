@@ -23,6 +23,7 @@ async fn sign_in(browser: &Browser, server: &Server) {
     assert_eq!(browser.path().await, "/signin", "pages need a session");
     browser.fill("#password", &server.password).await;
     browser.click("form.card button[type=submit]").await;
+    browser.wait_url("/workers", Duration::from_secs(10)).await;
     browser.wait_for("main h1", Duration::from_secs(10)).await;
     assert_eq!(browser.path().await, "/workers", "{}", browser.text().await);
 }
@@ -33,7 +34,13 @@ async fn nav(browser: &Browser, label: &str) {
         .find(fantoccini::Locator::LinkText(label))
         .await
         .unwrap_or_else(|e| panic!("no `{label}` link: {e}"));
+    let before = browser.url().await;
     link.click().await.expect("the link can be followed");
+    // Do not look for the next page's elements on the old one while the browser navigates.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while browser.url().await == before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,6 +70,7 @@ async fn seed_flow_enable_auto_enrollment_watch_a_worker_join_and_revoke_it() {
     browser.screenshot("02-sign-in-refused", DESKTOP).await;
     browser.fill("#password", &server.password).await;
     browser.click("form.card button[type=submit]").await;
+    browser.wait_url("/workers", Duration::from_secs(10)).await;
     browser.wait_for("main h1", Duration::from_secs(10)).await;
     assert_eq!(browser.path().await, "/workers");
 
@@ -288,6 +296,10 @@ async fn tokens_jobs_audit_csrf_and_a_phone_sized_window() {
     nav(&browser, "Audit").await;
     browser.fill("#filter-action", "token.").await;
     browser.click("form.filters button[type=submit]").await;
+    // The old page has an audit table too: wait for the filtered one.
+    browser
+        .wait_url("action=token.", Duration::from_secs(10))
+        .await;
     browser
         .wait_for("table.audit", Duration::from_secs(10))
         .await;
@@ -304,6 +316,7 @@ async fn tokens_jobs_audit_csrf_and_a_phone_sized_window() {
     assert!(!browser.source().await.contains(&secret));
     browser.fill("#filter-action", "").await;
     browser.click("form.filters button[type=submit]").await;
+    browser.wait_url("action=&", Duration::from_secs(10)).await;
     browser
         .wait_for("table.audit", Duration::from_secs(10))
         .await;

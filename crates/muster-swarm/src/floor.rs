@@ -40,7 +40,7 @@ fn tls_acceptor() -> anyhow::Result<(TlsAcceptor, String)> {
     let der = certified.cert.der().clone();
     let digest: [u8; 32] = Sha256::digest(der.as_ref()).into();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = muster_client::trust::crypto_provider();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

@@ -108,6 +108,8 @@ pub async fn connect(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     let creds = credentials(&headers)?;
+    // Before admission reads the worker's record: see `open_session`.
+    let cuts_before = app.registry.cuts();
     let worker = match admit(&app, &creds).await? {
         Ok(worker) => worker,
         Err(refusal) => {
@@ -127,7 +129,7 @@ pub async fn connect(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(app, worker, remote, creds, socket)))
+        .on_upgrade(move |socket| serve(app, worker, remote, creds, cuts_before, socket)))
 }
 
 /// Admits on a read-only transaction when it can; only a pre-created worker's first connection
@@ -174,9 +176,11 @@ async fn serve(
     worker: Worker,
     remote: Option<SocketAddr>,
     creds: Credentials,
+    cuts_before: u64,
     socket: axum::extract::ws::WebSocket,
 ) {
-    let (session, expires_at) = Box::pin(open_session(&app, worker, remote, creds)).await;
+    let (session, expires_at) =
+        Box::pin(open_session(&app, worker, remote, creds, cuts_before)).await;
     let params = SessionParams {
         clock: app.clock,
         heartbeat: app.heartbeat,
@@ -187,13 +191,15 @@ async fn serve(
     Box::pin(close_session(app, session, ended)).await;
 }
 
-/// Registers the session, then re-checks the worker's record: a revocation that committed
-/// after admission but before registration is caught here.
+/// Registers the session. A revocation commits before it looks for the worker's session (and
+/// counts as a cut whether it finds one or not); so if no cut happened between admission and
+/// registration, admission saw every revocation, and if one did, the record is read again.
 async fn open_session(
     app: &AppState,
     worker: Worker,
     remote: Option<SocketAddr>,
     creds: Credentials,
+    cuts_before: u64,
 ) -> (Arc<Session>, Option<muster_core::Timestamp>) {
     let labels = current_labels(app, &worker, &creds.labels).await;
     let session = Arc::new(Session::new(
@@ -212,7 +218,12 @@ async fn open_session(
         );
     }
     let id = worker.id.clone();
-    match app.store.read(move |tx| tx.get_worker(&id)).await {
+    let recheck = if app.registry.cuts() == cuts_before {
+        Ok(Some(worker.clone()))
+    } else {
+        app.store.read(move |tx| tx.get_worker(&id)).await
+    };
+    match recheck {
         Ok(Some(current)) => match current.status(true, app.clock.now()) {
             WorkerStatus::Revoked => session.close(close::REVOKED, "the worker was revoked"),
             WorkerStatus::Expired => {

@@ -144,6 +144,9 @@ impl Session {
 pub struct Registry {
     sessions: RwLock<HashMap<WorkerId, Arc<Session>>>,
     next_conn_id: AtomicU64,
+    /// How many cut-offs were asked for, found or not. A new session compares it before and
+    /// after registering to know whether a revocation may have slipped between the two.
+    cuts: AtomicU64,
 }
 
 impl Registry {
@@ -177,8 +180,13 @@ impl Registry {
         self.read().contains_key(worker)
     }
 
+    pub fn cuts(&self) -> u64 {
+        self.cuts.load(Ordering::SeqCst)
+    }
+
     /// Tells the worker's session, if any, to close. Returns whether there was one.
     pub fn close(&self, worker: &WorkerId, code: u16, reason: &str) -> bool {
+        self.cuts.fetch_add(1, Ordering::SeqCst);
         match self.get(worker) {
             Some(session) => {
                 session.close(code, reason);

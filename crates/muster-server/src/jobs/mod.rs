@@ -254,6 +254,11 @@ impl Jobs {
 
     /// Places every queued job that can be placed now, and ends those whose queue time is up.
     async fn dispatch_round(&self) -> Result<(), muster_store::StoreError> {
+        // Woken by every connection: with nothing queued there is nothing to do, and a snapshot
+        // of a large fleet's sessions per connection would make a reconnect storm quadratic.
+        if self.queue().is_empty() {
+            return Ok(());
+        }
         let now = self.clock.now();
         let sessions = self.registry.all();
         let mut placed: Vec<(Arc<Session>, Job)> = Vec::new();

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use muster_client::Client;
 use muster_proto::api::EnrollRequest;
-use muster_proto::control::Welcome;
+use muster_proto::control::{ServerMessage, Welcome};
 use muster_worker::channel::{ChannelEnd, ChannelOptions, Endpoint, Events, Identity};
+use muster_worker::jobs::JobManager;
 use tokio::sync::{Semaphore, watch};
 
 use crate::addrs::Sources;
@@ -33,6 +34,9 @@ pub struct Shared {
     pub events: Sink,
     pub connected: AtomicUsize,
     pub gave_up: AtomicUsize,
+    /// When set, each simulated worker runs the jobs it is given with the worker's own job
+    /// runner, in `<jobs_dir>/<name>`.
+    pub jobs_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs one simulated worker until it gives up or `shutdown` turns true.
@@ -47,11 +51,19 @@ pub async fn worker(
     // initial ramp does not overflow the server's accept backlog. Reconnects are not limited:
     // a storm is what real workers do.
     let permit = shared.ramp.acquire().await.ok();
+    let (jobs, mut outbound) = match &shared.jobs_dir {
+        Some(dir) => {
+            let (jobs, outbound) = JobManager::new(dir.join(&*name));
+            (Some(jobs), Some(outbound))
+        }
+        None => (None, None),
+    };
     let mut recorder = Recorder {
         shared: &shared,
         name: &name,
         welcomed: false,
         permit,
+        jobs,
     };
     let identity = match cred.how {
         How::Precreated { worker_id, api_key } => Identity {
@@ -107,7 +119,7 @@ pub async fn worker(
         true,
         &mut shutdown,
         &mut recorder,
-        None,
+        outbound.as_mut(),
     )
     .await;
     if exit.code != 0 {
@@ -137,6 +149,8 @@ struct Recorder<'a> {
     welcomed: bool,
     /// The ramp permit, given back after the first attempt.
     permit: Option<tokio::sync::SemaphorePermit<'a>>,
+    /// The worker's job runner, when this swarm runs jobs.
+    jobs: Option<JobManager>,
 }
 
 impl Events for Recorder<'_> {
@@ -145,6 +159,18 @@ impl Events for Recorder<'_> {
         self.welcomed = true;
         self.shared.connected.fetch_add(1, Ordering::Relaxed);
         emit(self.shared, |w, t| Event::Welcome { w, t }, self.name);
+    }
+
+    fn message(&mut self, message: ServerMessage) {
+        if let Some(jobs) = &mut self.jobs {
+            jobs.message(message);
+        }
+    }
+
+    fn lost(&mut self) {
+        if let Some(jobs) = &mut self.jobs {
+            jobs.lost();
+        }
     }
 
     fn closed_by_server(&mut self, code: u16, reason: &str) {

@@ -55,6 +55,7 @@ pub async fn measure(
         1,
         work,
         "expiry",
+        &[],
     )?;
     let until_expiry = Duration::from_micros(first.saturating_sub(now_us()));
     fleet

@@ -162,6 +162,7 @@ impl Fleet {
         processes: usize,
         log_dir: &Path,
         label: &str,
+        extra_args: &[String],
     ) -> anyhow::Result<Self> {
         let tracker = Arc::new(Tracker::default());
         let mut children = Vec::new();
@@ -176,6 +177,7 @@ impl Fleet {
                 .arg("--of")
                 .arg(processes.to_string())
                 .arg("--stop-on-eof")
+                .args(extra_args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(std::fs::File::create(&log)?)

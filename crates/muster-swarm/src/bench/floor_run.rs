@@ -54,6 +54,7 @@ pub async fn measure(
         processes,
         work,
         label,
+        &[],
     )?;
     let (connected, _) = fleet
         .tracker

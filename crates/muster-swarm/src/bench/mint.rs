@@ -102,11 +102,12 @@ pub async fn workers(
     names: Vec<String>,
     run_id: &str,
     concurrency: usize,
+    labels: &std::collections::BTreeMap<String, String>,
 ) -> anyhow::Result<(Vec<Credential>, f64)> {
     mint_all("minted workers", names, concurrency, |name| async move {
         let request = CreateWorkerRequest {
             name: name.clone(),
-            labels: Default::default(),
+            labels: labels.clone(),
         };
         let created = with_retries(|| client.create_worker(&request)).await?;
         Ok(Credential {

@@ -8,7 +8,8 @@
 //! 5. the reconnect storm after `kill -9` and a restart;
 //! 6. revocations, one at a time, of token-enrolled workers among the N;
 //! 7. expiry of a batch of extra workers whose tokens expire at one instant;
-//! 8. enrollment throughput, by token and by the shared secret.
+//! 8. enrollment throughput, by token and by the shared secret;
+//! 9. job throughput across a few hundred job-running workers.
 //!
 //! A scenario that fails is recorded in `errors` and the run goes on, so one run shows as much
 //! as it can.
@@ -23,6 +24,7 @@ pub mod procs;
 pub mod report;
 pub mod revoke;
 pub mod storm;
+pub mod throughput;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -47,6 +49,9 @@ pub struct Options {
     pub enrollments: usize,
     pub concurrency: usize,
     pub jobs: usize,
+    /// Job-running workers and jobs for the throughput scenario.
+    pub throughput_workers: usize,
+    pub throughput_jobs: usize,
     pub connect_timeout: Duration,
     pub storm_timeout: Duration,
     pub fsync_seconds: f64,
@@ -94,7 +99,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let processes = opts.swarm_processes(n);
     report.num("swarm_processes", processes as f64);
 
-    eprintln!("[1/8] fsync ceiling");
+    eprintln!("[1/9] fsync ceiling");
     match tokio::task::spawn_blocking({
         let dir = work.clone();
         let secs = opts.fsync_seconds;
@@ -110,13 +115,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     }
 
     if opts.skip_floor {
-        eprintln!("[2/8] floor: skipped");
+        eprintln!("[2/9] floor: skipped");
     } else {
         let creds_path = work.join("creds-floor.jsonl");
         floor_run::write_creds(&creds_path, n)?;
         for tls in [true, false] {
             let kind = if tls { "TLS" } else { "plaintext" };
-            eprintln!("[2/8] floor ({kind}): ws-floor with {n} idle connections");
+            eprintln!("[2/9] floor ({kind}): ws-floor with {n} idle connections");
             let result = floor_run::measure(
                 &opts.bin("ws-floor"),
                 &opts.bin("muster-swarm"),
@@ -148,7 +153,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         }
     }
 
-    eprintln!("[3/8] muster: start, mint {n} workers, connect them");
+    eprintln!("[3/9] muster: start, mint {n} workers, connect them");
     let data_dir = work.join("data");
     let port = procs::free_port()?;
     let mut server = Server::start(
@@ -189,6 +194,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         processes,
         work,
         "fleet",
+        &[],
     )?;
     let (connected, all) = fleet
         .tracker
@@ -249,7 +255,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     }
 
     eprintln!(
-        "[4/8] job dispatch: {} jobs to a real `muster worker`",
+        "[4/9] job dispatch: {} jobs to a real `muster worker`",
         opts.jobs
     );
     match dispatch::measure(&opts.bin("muster"), &admin, &data_dir, work, opts.jobs).await {
@@ -270,7 +276,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         Err(e) => report.error(format!("job dispatch: {e:#}")),
     }
 
-    eprintln!("[5/8] reconnect storm: kill -9 the server with {n} workers connected, restart");
+    eprintln!("[5/9] reconnect storm: kill -9 the server with {n} workers connected, restart");
     let swarm_cpu_before = cpu_of(&fleet.pids());
     let storm = storm::measure(&mut server, &fleet.tracker, n, opts.storm_timeout).await;
     // The restarted server's CPU is all storm (and start-up); the swarms' is the difference.
@@ -305,7 +311,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     );
     let admin = server.admin()?;
 
-    eprintln!("[6/8] revocation: {revocations} tokens, one at a time, {n} connected");
+    eprintln!("[6/9] revocation: {revocations} tokens, one at a time, {n} connected");
     let victims: Vec<String> = population
         .iter()
         .filter(|c| matches!(c.how, creds::How::Token { .. }))
@@ -334,7 +340,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     population.retain(|c| !victims.contains(&c.name));
 
     eprintln!(
-        "[7/8] expiry: {} tokens expiring at one instant, {} s ahead",
+        "[7/9] expiry: {} tokens expiring at one instant, {} s ahead",
         opts.expiries,
         opts.expiry_lead.as_secs()
     );
@@ -365,7 +371,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
 
     let local = muster_client::local::discover(&data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!(
-        "[8/8] enrollment throughput: {} by token, {} by secret, {} at a time",
+        "[8/9] enrollment throughput: {} by token, {} by secret, {} at a time",
         opts.enrollments, opts.enrollments, opts.concurrency
     );
     match enroll::tokens(
@@ -415,6 +421,36 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         Err(e) => report.error(format!("secret enrollment: {e:#}")),
     }
 
+    eprintln!(
+        "[9/9] job throughput: {} jobs on {} job-running workers, {} at a time",
+        opts.throughput_jobs, opts.throughput_workers, opts.concurrency
+    );
+    match throughput::measure(
+        &opts.bin("muster-swarm"),
+        &admin,
+        &data_dir,
+        work,
+        &run_id,
+        opts.throughput_workers,
+        opts.throughput_jobs,
+        opts.concurrency,
+    )
+    .await
+    {
+        Ok(t) => {
+            report.num("jobs_per_s", t.jobs_per_s);
+            report.num("jobs_throughput_workers", t.workers as f64);
+            report.num("jobs_throughput_errors", t.errors as f64);
+            if let Some(first) = t.first_error {
+                report.error(format!(
+                    "job throughput: {} failed; first: {first}",
+                    t.errors
+                ));
+            }
+        }
+        Err(e) => report.error(format!("job throughput: {e:#}")),
+    }
+
     let (gave_up, reasons) = fleet
         .tracker
         .with(|s| (s.gave_up, fleet::top_reasons(s, 5)));
@@ -462,8 +498,14 @@ async fn mint_population(
     run_id: &str,
     concurrency: usize,
 ) -> anyhow::Result<(Vec<creds::Credential>, f64)> {
-    let (mut all, rate) =
-        mint::workers(admin, mint::names("w", n - tokens), run_id, concurrency).await?;
+    let (mut all, rate) = mint::workers(
+        admin,
+        mint::names("w", n - tokens),
+        run_id,
+        concurrency,
+        &Default::default(),
+    )
+    .await?;
     let minted = mint::tokens(admin, mint::names("r", tokens), run_id, concurrency, || {
         "24h".into()
     })

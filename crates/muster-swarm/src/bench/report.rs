@@ -26,6 +26,7 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("fsync_ceiling_per_s", ""),
     ("job_dispatch_p50_ms", "<= 5"),
     ("job_dispatch_p99_ms", ""),
+    ("jobs_per_s", ""),
 ];
 
 impl Report {

@@ -55,6 +55,12 @@ struct RunArgs {
     /// Jobs dispatched one after another.
     #[arg(long, default_value_t = 100)]
     jobs: usize,
+    /// Job-running workers for the throughput scenario.
+    #[arg(long, default_value_t = 300)]
+    throughput_workers: usize,
+    /// Jobs for the throughput scenario.
+    #[arg(long, default_value_t = 2000)]
+    throughput_jobs: usize,
     #[arg(long, default_value = "300s", value_parser = humantime_secs)]
     connect_timeout: Duration,
     #[arg(long, default_value = "120s", value_parser = humantime_secs)]
@@ -109,6 +115,8 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         enrollments: a.enrollments,
         concurrency: a.concurrency,
         jobs: a.jobs,
+        throughput_workers: a.throughput_workers,
+        throughput_jobs: a.throughput_jobs,
         connect_timeout: a.connect_timeout,
         storm_timeout: a.storm_timeout,
         fsync_seconds: a.fsync_seconds,

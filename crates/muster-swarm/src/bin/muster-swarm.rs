@@ -67,6 +67,9 @@ struct Args {
     /// Stop when stdin reaches end of file.
     #[arg(long)]
     stop_on_eof: bool,
+    /// Run the jobs the server sends, with the worker's own job runner, in this directory.
+    #[arg(long)]
+    jobs_dir: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,6 +129,7 @@ async fn run(args: Args, fd_limit: u64) -> anyhow::Result<()> {
         events: sink.clone(),
         connected: AtomicUsize::new(0),
         gave_up: AtomicUsize::new(0),
+        jobs_dir: args.jobs_dir.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let total = mine.len();

@@ -13,6 +13,7 @@ pub mod control;
 pub mod datadir;
 pub mod events;
 pub mod jobs;
+pub mod lean_tls;
 pub mod listener;
 pub mod ops;
 pub mod ratelimit;
@@ -204,8 +205,7 @@ pub async fn run(
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let listener_task =
-        listener::Listener::new(tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config)));
+    let listener_task = listener::Listener::new(tls.map(|t| t.config));
     let serving = tokio::spawn(listener_task.serve(listener, router(state.clone()), stop_rx));
     let flusher = tokio::spawn(flush_last_seen(state.clone()));
     let dispatcher = tokio::spawn(Arc::clone(&jobs).dispatch_forever());

@@ -19,10 +19,10 @@ use muster_proto::ErrorCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::api::error::AppError;
+use crate::lean_tls::LeanTls;
 
 /// Descriptors kept free for the database, log files, job processes and the like.
 const FD_RESERVE: usize = 256;
@@ -99,14 +99,14 @@ pub fn raise_fd_limit() {
 
 #[derive(Clone)]
 pub struct Listener {
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub cap: usize,
     pub open: Arc<AtomicUsize>,
     pub handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 impl Listener {
-    pub fn new(tls: Option<TlsAcceptor>) -> Self {
+    pub fn new(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         Self {
             tls,
             cap: connection_cap(),
@@ -239,7 +239,7 @@ impl Listener {
         } else {
             app
         };
-        let Some(acceptor) = &self.tls else {
+        let Some(config) = &self.tls else {
             let stream = Counted {
                 stream,
                 _guard: guard,
@@ -257,7 +257,9 @@ impl Listener {
         };
         let handshake = async {
             let _permit = self.handshakes.acquire().await;
-            acceptor.accept(stream).await
+            let mut tls =
+                LeanTls::new(stream, Arc::clone(config)).map_err(std::io::Error::other)?;
+            tls.handshake().await.map(|()| tls)
         };
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(tls)) => serve_http(TokioIo::new(tls), remote, app, shutdown).await,

@@ -28,7 +28,7 @@ use crate::state::AppState;
 /// Per-connection WebSocket buffers. Control messages are small; the library's 128 KiB defaults
 /// would cost gigabytes across a large fleet. The read buffer grows on demand for a large frame
 /// (job output), so this is only what an idle connection keeps.
-const READ_BUFFER: usize = 512;
+const READ_BUFFER: usize = 256;
 const WRITE_BUFFER: usize = 0;
 const MAX_MESSAGE: usize = 1024 * 1024;
 
@@ -187,8 +187,12 @@ async fn serve(
         idle_timeout: app.idle_timeout,
         expires_at,
     };
-    let ended = session::run(socket, Arc::clone(&session), params, app.jobs.as_ref()).await;
-    Box::pin(close_session(app, session, ended)).await;
+    // The session lives in a task of its own, holding only the loop; this one, with the
+    // upgrade's state, ends here.
+    tokio::spawn(async move {
+        let ended = session::run(socket, Arc::clone(&session), params, app.jobs.as_ref()).await;
+        Box::pin(close_session(app, session, ended)).await;
+    });
 }
 
 /// Registers the session. A revocation commits before it looks for the worker's session (and

@@ -4,6 +4,7 @@
 //! heartbeats, the idle timeout, the expiry deadline, commands from the registry — is tested
 //! with in-memory channels and tokio's paused clock, not only over real sockets.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,14 +73,11 @@ pub async fn run<S>(
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
 {
-    let welcome = ServerMessage::Welcome(Welcome {
-        worker_id: session.worker_id.to_string(),
-        name: session.name.to_string(),
-        heartbeat_ms: millis(params.heartbeat),
-        idle_timeout_ms: millis(params.idle_timeout),
-        expires_at: params.expires_at.map(Timestamp::to_rfc3339),
-    });
-    if Box::pin(send_json(&mut socket, &welcome)).await.is_err() {
+    // In its own boxed future, so the welcome is not part of the loop's state.
+    if Box::pin(send_welcome(&mut socket, &session, &params))
+        .await
+        .is_err()
+    {
         return Ended::PeerGone;
     }
 
@@ -88,12 +86,10 @@ where
     let idle = sleep((params.heartbeat * 2).min(params.idle_timeout));
     tokio::pin!(idle);
     // A worker without a deadline gets a timer that never fires in practice.
-    let deadline = match params.expires_at {
-        Some(at) => params.clock.instant_at(at),
-        None => Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600),
-    };
-    let expiry = sleep_until(deadline);
-    tokio::pin!(expiry);
+    // Only a worker with a deadline carries an expiry timer (boxed: most workers have none).
+    let mut expiry = params
+        .expires_at
+        .map(|at| Box::pin(sleep_until(params.clock.instant_at(at))));
 
     loop {
         tokio::select! {
@@ -113,7 +109,7 @@ where
                     }
                 }
             }
-            () = &mut expiry, if params.expires_at.is_some() => {
+            () = until_expiry(&mut expiry) => {
                 Box::pin(close_with(&mut socket, close::EXPIRED, "the worker's enrollment token expired".into())).await;
                 return Ended::Closed(close::EXPIRED);
             }
@@ -159,8 +155,34 @@ where
     }
 }
 
+/// Resolves when the worker's deadline passes; never, for a worker without one.
+async fn until_expiry(expiry: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match expiry {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn send_welcome<S>(
+    socket: &mut S,
+    session: &Session,
+    params: &SessionParams,
+) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    let welcome = ServerMessage::Welcome(Welcome {
+        worker_id: session.worker_id.to_string(),
+        name: session.name.to_string(),
+        heartbeat_ms: millis(params.heartbeat),
+        idle_timeout_ms: millis(params.idle_timeout),
+        expires_at: params.expires_at.map(Timestamp::to_rfc3339),
+    });
+    send_json(socket, &welcome).await
 }
 
 async fn send_json<S>(socket: &mut S, message: &ServerMessage) -> Result<(), ()>

@@ -138,7 +138,22 @@ impl Client {
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<reqwest::Response, ClientError> {
+        self.request(method, path, body, None).await
+    }
+
+    /// Sends a request and turns an error answer into a [`ClientError`]. `timeout` replaces the
+    /// client's overall timeout (following a job may take as long as the job).
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(token) = &self.admin_token {
             request = request.bearer_auth(token);
         }
@@ -352,29 +367,8 @@ impl Client {
         method: Method,
         path: &str,
     ) -> Result<reqwest::Response, ClientError> {
-        // Following a job may take as long as the job: no overall timeout on this request.
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .timeout(std::time::Duration::from_secs(365 * 24 * 3600));
-        if let Some(token) = &self.admin_token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.map_err(|e| self.transport_error(e))?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let status = response.status();
-        let bytes = response.bytes().await.unwrap_or_default();
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => Err(ClientError::Api {
-                status: status.as_u16(),
-                detail: body.error,
-            }),
-            Err(_) => Err(ClientError::Protocol(format!(
-                "HTTP {status} without a muster error body"
-            ))),
-        }
+        let year = std::time::Duration::from_secs(365 * 24 * 3600);
+        self.request(method, path, None::<&()>, Some(year)).await
     }
 
     /// A machine asks for its worker identity.

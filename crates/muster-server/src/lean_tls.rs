@@ -43,12 +43,14 @@ pub struct LeanTls<IO> {
     closed: bool,
 }
 
-/// What processing the received bytes left to do.
+/// What driving the connection left to do.
 enum Next {
     /// More bytes from the peer are needed.
     Read,
     /// The peer closed its side cleanly.
     PeerClosed,
+    /// What was to be written is encrypted into `outgoing`.
+    Written,
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
@@ -157,7 +159,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
                 return Poll::Ready(Ok(()));
             }
             match next {
-                Next::PeerClosed => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                Next::PeerClosed | Next::Written => {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
                 Next::Read => {
                     if ready!(self.poll_fill(cx))? == 0 {
                         return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
@@ -170,6 +174,24 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
     /// Processes what has been received until more must be read: handshake messages are encoded
     /// into `outgoing`, application data is decrypted into `plaintext`.
     fn process(&mut self) -> io::Result<Next> {
+        self.drive(None)
+    }
+
+    /// Encrypts `data` (or a close_notify, for `None`) into `outgoing`, first processing
+    /// whatever the connection has pending.
+    fn encrypt(&mut self, data: Option<&[u8]>) -> io::Result<()> {
+        match self.drive(Some(data))? {
+            Next::Written => Ok(()),
+            Next::Read | Next::PeerClosed => {
+                Err(io::Error::other("write before the TLS handshake completed"))
+            }
+        }
+    }
+
+    /// Drives the connection: encodes handshake records, decrypts application data, and — when
+    /// `write` is given — encrypts it as soon as the connection may send. Returns what is needed
+    /// next.
+    fn drive(&mut self, mut write: Option<Option<&[u8]>>) -> io::Result<Next> {
         loop {
             let Self {
                 conn,
@@ -178,6 +200,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
                 outgoing,
                 handshaken,
                 closed,
+                peer_closed,
                 ..
             } = self;
             let status = conn.process_tls_records(incoming);
@@ -204,11 +227,34 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
                     None
                 }
                 ConnectionState::BlockedHandshake => Some(Next::Read),
-                ConnectionState::WriteTraffic(_) => {
+                ConnectionState::WriteTraffic(mut traffic) => {
                     *handshaken = true;
-                    Some(Next::Read)
+                    match write.take() {
+                        Some(Some(data)) => {
+                            let hint = data.len() + 64 + data.len() / 1024;
+                            append(outgoing, hint, |buf| {
+                                traffic.encrypt(data, buf).map_err(Insufficient::from)
+                            })?;
+                            Some(Next::Written)
+                        }
+                        Some(None) => {
+                            append(outgoing, 64, |buf| {
+                                traffic.queue_close_notify(buf).map_err(Insufficient::from)
+                            })?;
+                            Some(Next::Written)
+                        }
+                        None => Some(Next::Read),
+                    }
+                }
+                // A writer may still send after the peer closed its side.
+                ConnectionState::PeerClosed if write.is_some() => {
+                    *peer_closed = true;
+                    None
                 }
                 ConnectionState::PeerClosed => Some(Next::PeerClosed),
+                ConnectionState::Closed if write.is_some() => {
+                    return Err(io::ErrorKind::BrokenPipe.into());
+                }
                 ConnectionState::Closed => {
                     *closed = true;
                     Some(Next::PeerClosed)
@@ -256,72 +302,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
         self.out_pos = 0;
         Poll::Ready(Ok(()))
     }
-
-    /// Encrypts `data` (or a close_notify, for `None`) into `outgoing`.
-    fn encrypt(&mut self, data: Option<&[u8]>) -> io::Result<()> {
-        loop {
-            let Self {
-                conn,
-                incoming,
-                plaintext,
-                outgoing,
-                ..
-            } = self;
-            let status = conn.process_tls_records(incoming);
-            let mut discard = status.discard;
-            let done = match status.state.map_err(tls_error)? {
-                ConnectionState::WriteTraffic(mut traffic) => {
-                    match data {
-                        Some(data) => {
-                            let hint = data.len() + 64 + data.len() / 1024;
-                            append(outgoing, hint, |buf| {
-                                traffic.encrypt(data, buf).map_err(Insufficient::from)
-                            })?;
-                        }
-                        None => append(outgoing, 64, |buf| {
-                            traffic.queue_close_notify(buf).map_err(Insufficient::from)
-                        })?,
-                    }
-                    true
-                }
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        discard += record.discard;
-                        plaintext.extend_from_slice(record.payload);
-                    }
-                    false
-                }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    append(outgoing, 512, |buf| {
-                        encode.encode(buf).map_err(Insufficient::from)
-                    })?;
-                    false
-                }
-                ConnectionState::TransmitTlsData(transmit) => {
-                    transmit.done();
-                    false
-                }
-                ConnectionState::PeerClosed => {
-                    self.peer_closed = true;
-                    false
-                }
-                ConnectionState::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
-                ConnectionState::BlockedHandshake => {
-                    return Err(io::Error::other("write before the TLS handshake completed"));
-                }
-                other => return Err(io::Error::other(format!("unexpected TLS state {other:?}"))),
-            };
-            let incoming = &mut self.incoming;
-            incoming.drain(..discard);
-            if incoming.is_empty() {
-                *incoming = Vec::new();
-            }
-            if done {
-                return Ok(());
-            }
-        }
-    }
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for LeanTls<IO> {
@@ -356,7 +336,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for LeanTls<IO> {
                 continue;
             }
             match next {
-                Next::PeerClosed => this.peer_closed = true,
+                Next::PeerClosed | Next::Written => this.peer_closed = true,
                 Next::Read => {
                     if ready!(this.poll_fill(cx))? == 0 {
                         // The peer went without a close_notify: end of stream all the same.

@@ -153,11 +153,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             let next = self.process()?;
-            // Our handshake messages must reach the peer before we can expect its answer.
-            ready!(self.poll_write_out(cx))?;
             if self.handshaken {
+                // What is left to send (session tickets) goes out with later reads and writes.
                 return Poll::Ready(Ok(()));
             }
+            // Our handshake messages must reach the peer before we can expect its answer.
+            ready!(self.poll_write_out(cx))?;
             match next {
                 Next::PeerClosed | Next::Written => {
                     return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
@@ -327,10 +328,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for LeanTls<IO> {
                 return Poll::Ready(Ok(()));
             }
             let next = this.process()?;
-            // Anything processing produced for the peer (alerts, key updates) goes out now; a
-            // socket that cannot take it yet does not stop us from reading.
-            if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
-                return Poll::Ready(Err(e));
+            // Anything processing produced for the peer (tickets, alerts, key updates) goes out
+            // now. A socket that cannot take it yet does not stop us from reading, and one that
+            // is gone does not either: what the peer sent before it went is still to be read.
+            if let Poll::Ready(Err(_)) = this.poll_write_out(cx) {
+                this.outgoing = Vec::new();
+                this.out_pos = 0;
             }
             if this.plain_pos < this.plaintext.len() {
                 continue;
@@ -450,6 +453,26 @@ mod tests {
         client.shutdown().await.unwrap();
         let held = server.await.unwrap();
         assert_eq!(held, 0, "an idle stream holds no buffer");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_vanishes_without_close_notify_is_an_end_of_stream() {
+        let (server_config, client_config) = configs();
+        let (client_io, server_io) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(async move {
+            let mut tls = LeanTls::new(server_io, server_config).unwrap();
+            tls.handshake().await.unwrap();
+            let mut got = Vec::new();
+            tls.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let connector = tokio_rustls::TlsConnector::from(client_config);
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = connector.connect(name, client_io).await.unwrap();
+        client.write_all(b"last words").await.unwrap();
+        client.flush().await.unwrap();
+        drop(client);
+        assert_eq!(server.await.unwrap(), b"last words");
     }
 
     #[tokio::test]

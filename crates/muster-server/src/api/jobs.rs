@@ -40,16 +40,19 @@ pub async fn submit(
         .map(validate::duration)
         .transpose()?
         .unwrap_or(DEFAULT_QUEUE_TIMEOUT);
+    let mut named = None;
     if let Some(name) = &worker {
         let key = name.clone();
-        if app
+        match app
             .store
             .read(move |tx| tx.get_worker_by_name(&key))
             .await?
-            .is_none()
         {
-            return Err(AppError::not_found(format!("no worker named `{name}`"))
-                .with_hint("`muster workers list` shows the workers there are"));
+            Some(record) => named = Some(record.id),
+            None => {
+                return Err(AppError::not_found(format!("no worker named `{name}`"))
+                    .with_hint("`muster workers list` shows the workers there are"));
+            }
         }
     }
     let now = app.clock.now();
@@ -82,7 +85,7 @@ pub async fn submit(
         Outcome::Ok,
         detail,
     );
-    let job = app.jobs.submit(job, event).await?;
+    let job = app.jobs.submit(job, event, named.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(views::job(&job))))
 }
 

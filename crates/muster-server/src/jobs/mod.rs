@@ -158,12 +158,18 @@ impl Jobs {
     /// job is stored already `running` on it — one durable write instead of two (submit, then
     /// start), which is most of the latency from `job run` to the command starting. Otherwise it
     /// is stored `queued` for the dispatcher.
+    /// `named` is the worker a `--worker NAME` job is for.
     pub async fn submit(
         &self,
         mut job: Job,
         audit: AuditEvent,
+        named: Option<&WorkerId>,
     ) -> Result<Job, muster_store::StoreError> {
-        let sessions = self.registry.all();
+        // A job for a named worker looks at that worker's session only, not the whole fleet.
+        let sessions = match named {
+            Some(id) => self.registry.get(id).into_iter().collect(),
+            None => self.registry.all(),
+        };
         let target = place(&job.selector, sessions.iter().map(Arc::as_ref))
             .and_then(|t| sessions.iter().find(|s| s.conn_id == t.conn_id))
             .filter(|s| s.reserve(&job.id))

@@ -139,8 +139,9 @@ impl Jobs {
             if self.live().contains_key(&job.id) {
                 continue;
             }
-            self.queue().push(job.id.clone());
+            let id = job.id.clone();
             self.track(job);
+            self.queue().push(id);
         }
         self.kick();
         Ok(())
@@ -182,8 +183,9 @@ impl Jobs {
                     tx.notify(&ReplicaEvent::JobsQueued.encode())
                 })
                 .await?;
-            self.queue().push(job.id.clone());
+            // Tracked before queued: the dispatcher drops a queued id it cannot find tracked.
             self.track(job.clone());
+            self.queue().push(job.id.clone());
             self.kick();
             return Ok(job);
         };
@@ -273,6 +275,7 @@ impl Jobs {
             let mut queue = self.queue();
             let live = self.live();
             queue.retain(|id| {
+                // Not tracked any more: it was cancelled, or started or ended by another replica.
                 let Some(entry) = live.get(id) else {
                     return false;
                 };

@@ -86,7 +86,17 @@ pub async fn measure(
         ..Default::default()
     };
     let mut done = 0;
-    while let Some(joined) = tasks.join_next().await {
+    // Every job has a 120 s queue timeout and a 60 s run timeout: past this, something is stuck.
+    let give_up_at = tokio::time::Instant::now() + Duration::from_secs(300);
+    while let Some(joined) = match tokio::time::timeout_at(give_up_at, tasks.join_next()).await {
+        Ok(next) => next,
+        Err(_) => {
+            let left = tasks.len();
+            tasks.abort_all();
+            fleet.stop().await;
+            bail!("{left} of {jobs} jobs did not finish within 300 s");
+        }
+    } {
         match joined.map_err(anyhow::Error::from).and_then(|r| r) {
             Ok(()) => done += 1,
             Err(e) => {

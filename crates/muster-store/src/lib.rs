@@ -21,7 +21,7 @@ pub mod testing;
 
 use std::sync::Arc;
 
-pub use backend::{Backend, EventHandler, Job, JobOutcome, StoreStats};
+pub use backend::{Backend, EventHandler, StoreStats, Work, WorkOutcome};
 pub use error::{StoreError, StoreResult};
 pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Tx};
 
@@ -66,7 +66,7 @@ impl Store {
         F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
     {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.backend.run_write(Job::new(f, done));
+        self.backend.run_write(Work::new(f, done));
         result.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -77,7 +77,7 @@ impl Store {
         F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
     {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.backend.run_read(Job::new(f, done));
+        self.backend.run_read(Work::new(f, done));
         result.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -44,8 +44,8 @@ pub(super) struct PgTx<'c> {
     write: bool,
     locked: HashSet<i32>,
     /// The first statement that failed. After any error PostgreSQL aborts the transaction, and a
-    /// COMMIT then quietly rolls back. So if a job swallowed the error and returned success, the
-    /// backend must report a failure, not a commit.
+    /// COMMIT then quietly rolls back. So if the work swallowed the error and returned success,
+    /// the backend must report a failure, not a commit.
     failed: Option<StoreError>,
 }
 

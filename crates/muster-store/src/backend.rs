@@ -1,5 +1,7 @@
 //! What a backend provides to [`crate::Store`]: somewhere to run transactions.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{StoreError, StoreResult};
 use crate::tx::Tx;
 
@@ -93,6 +95,28 @@ pub struct StoreStats {
     /// Units of write work those transactions carried. `writes / commits` is the mean group
     /// size.
     pub writes: u64,
+}
+
+/// The counters behind [`StoreStats`], shared by a backend's threads.
+#[derive(Default)]
+pub(crate) struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one committed write transaction that carried `writes` units of work.
+    pub(crate) fn committed(&self, writes: u64) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 pub trait Backend: Send + Sync + 'static {

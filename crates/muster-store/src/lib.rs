@@ -13,6 +13,7 @@ mod codec;
 pub mod error;
 pub mod flows;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 pub mod tx;
 

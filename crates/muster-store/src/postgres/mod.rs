@@ -15,13 +15,14 @@ mod conn;
 mod events;
 mod migrations;
 mod pool;
+mod transaction;
 mod tx;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
-use crate::backend::{Backend, StoreStats, Work};
+use crate::backend::{Backend, Counters, StoreStats, Work};
 use crate::error::{StoreError, StoreResult};
 use conn::Connector;
 
@@ -36,12 +37,6 @@ pub struct PostgresBackend {
     counters: Arc<Counters>,
     connector: Arc<Connector>,
     stop: Arc<AtomicBool>,
-}
-
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    writes: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,10 +162,7 @@ impl Backend for PostgresBackend {
     }
 
     fn stats(&self) -> StoreStats {
-        StoreStats {
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            writes: self.counters.writes.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 
     fn run_write(&self, work: Work) {

@@ -6,12 +6,12 @@
 //! and PostgreSQL groups concurrent commits from many connections into one WAL flush by itself.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
 use std::sync::{Mutex, mpsc};
 
 use super::conn::{Conn, Connector};
-use super::tx::PgTx;
-use super::{Counters, Mode, Task};
+use super::transaction::PgTx;
+use super::{Mode, Task};
+use crate::backend::Counters;
 use crate::error::{StoreError, StoreResult};
 
 /// Serves work until the queue is closed and drained. `conn` is the connection to start with
@@ -84,8 +84,7 @@ fn run(connector: &Connector, slot: &mut Option<Conn>, task: Task, counters: &Co
     match commit(slot) {
         Ok(()) => {
             if mode == Mode::Write {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters.writes.fetch_add(1, Ordering::Relaxed);
+                counters.committed(1);
             }
             outcome.deliver(None);
         }
@@ -177,6 +176,6 @@ mod tests {
                 other => panic!("expected a backend error, got {other:?}"),
             }
         }
-        assert_eq!(counters.commits.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.stats().commits, 0);
     }
 }

@@ -7,17 +7,17 @@
 //! bounded by the disk's fsync rate. Reads run on a few reader connections concurrently (WAL).
 
 mod migrations;
+mod transaction;
 mod tx;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use rusqlite::Connection;
 
-use crate::backend::{Backend, StoreStats, Work};
+use crate::backend::{Backend, Counters, StoreStats, Work};
 use crate::error::{StoreError, StoreResult};
 
 /// The most units of work one transaction takes. Bounds how long one commit holds early callers.
@@ -29,12 +29,6 @@ pub struct SqliteBackend {
     reads: Mutex<Option<mpsc::Sender<Work>>>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
-}
-
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    writes: AtomicU64,
 }
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {
@@ -103,10 +97,7 @@ impl Backend for SqliteBackend {
     }
 
     fn stats(&self) -> StoreStats {
-        StoreStats {
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            writes: self.counters.writes.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 
     fn run_write(&self, work: Work) {
@@ -144,8 +135,7 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, counters: &Counter
         }
         let size = batch.len() as u64;
         if commit_batch(&conn, batch) {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters.writes.fetch_add(size, Ordering::Relaxed);
+            counters.committed(size);
         }
     }
 }
@@ -163,7 +153,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Work>) -> bool {
             tracing::error!(error = %e, "cannot open a savepoint");
             continue;
         }
-        let mut tx = tx::SqliteTx::new(conn);
+        let mut tx = transaction::SqliteTx::new(conn);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run(&mut tx)));
         let keep = matches!(&outcome, Ok(o) if !o.failed);
         let end = if keep {
@@ -204,7 +194,7 @@ fn reader_loop(conn: Connection, queue: Arc<Mutex<mpsc::Receiver<Work>>>) {
             tracing::error!(error = %e, "cannot begin a read transaction");
             continue;
         }
-        let mut tx = tx::SqliteTx::new(&conn);
+        let mut tx = transaction::SqliteTx::new(&conn);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run(&mut tx)));
         let _ = conn.execute_batch("COMMIT");
         match outcome {

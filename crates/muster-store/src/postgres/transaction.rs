@@ -5,13 +5,13 @@
 //! Write transactions run at READ COMMITTED, and several run at once (from this process's other
 //! threads and from other replicas). The conditional updates in [`Tx`](crate::Tx) stay atomic at
 //! that level: an `UPDATE ... WHERE bound_machine IS NULL` that waited for a concurrent writer
-//! re-checks its condition against the committed row. That does not cover a flow that reads, decides, then
-//! inserts, such as "no token and no worker is called `x`, so create token `x`". Two of those
-//! could both pass their checks. SQLite never has this problem because it runs one writer at a
-//! time. Here, a write transaction takes a transaction-scoped advisory lock on a name before it
-//! first reads or inserts a token or worker by that name. Every write flow that touches a name
-//! therefore runs after any other write flow on that name has committed, just as it would on
-//! SQLite, and the flows need no backend-specific code.
+//! re-checks its condition against the committed row. That does not cover a flow that reads,
+//! decides, then inserts, such as "no token and no worker is called `x`, so create token `x`".
+//! Two of those could both pass their checks. SQLite never has this problem because it runs one
+//! writer at a time. Here, a write transaction takes a transaction-scoped advisory lock on a name
+//! before it first reads or inserts a token or worker by that name. Every write flow that touches
+//! a name therefore runs after any other write flow on that name has committed, just as it would
+//! on SQLite, and the flows need no backend-specific code.
 
 use std::collections::HashSet;
 

@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             workers {
                 admit_checks_key_machine_and_binds_precreated,
                 revoke_and_remove_workers,
+                the_builtin_worker_is_neither_revoked_nor_removed,
                 touch_keeps_the_latest,
             }
             jobs {

@@ -1,10 +1,13 @@
 //! Workers: admitting a connection (key, machine, binding a pre-created worker on first
-//! connect), revoking and removing, and last-seen times that only move forward.
+//! connect), revoking and removing (never the built-in worker), and last-seen times that only
+//! move forward.
 
 use muster_core::worker::AdmitRefusal;
-use muster_core::{TokenState, WorkerId};
+use muster_core::{EnrolledVia, TokenState, Worker, WorkerId};
 
-use super::{at, audit, create_precreated, enroll, enrollment, machine, make_token, name};
+use super::{
+    at, audit, create_precreated, enroll, enrollment, machine, make_token, name, precreated,
+};
 use crate::Store;
 use crate::flows::workers;
 
@@ -115,4 +118,37 @@ pub async fn touch_keeps_the_latest(store: Store) {
         .expect("get")
         .expect("exists");
     assert_eq!(w.last_seen_at, Some(at(50)));
+}
+
+pub async fn the_builtin_worker_is_neither_revoked_nor_removed(store: Store) {
+    let builtin = Worker {
+        enrolled_via: EnrolledVia::Builtin,
+        ..precreated("local")
+    };
+    let id = builtin.id.clone();
+    store
+        .write(move |tx| tx.insert_worker(&builtin))
+        .await
+        .expect("store");
+    let ev = audit("worker.revoke", "local");
+    let revoked = store
+        .write(move |tx| workers::revoke(tx, &name("local"), at(1), &ev))
+        .await
+        .expect("store");
+    assert_eq!(revoked, Err(workers::WorkerRefusal::Builtin));
+    let ev = audit("worker.remove", "local");
+    let removed = store
+        .write(move |tx| workers::remove(tx, &name("local"), &ev))
+        .await
+        .expect("store");
+    assert_eq!(removed, Err(workers::WorkerRefusal::Builtin));
+    let stored = store
+        .read(move |tx| tx.get_worker(&id))
+        .await
+        .expect("get")
+        .expect("still there");
+    assert_eq!(
+        (stored.enrolled_via, stored.revoked_at),
+        (EnrolledVia::Builtin, None)
+    );
 }

@@ -14,7 +14,7 @@ use muster_core::{
 use postgres::Row;
 
 use super::transaction::{PgTx, col};
-use crate::codec::{JOB_COLUMNS, JobColumns};
+use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
@@ -176,7 +176,7 @@ impl Tx for PgTx<'_> {
     fn set_worker_labels(&mut self, id: &WorkerId, labels: &Labels) -> StoreResult<bool> {
         let n = self.execute(
             "UPDATE workers SET labels = $2 WHERE id = $1",
-            &[&id.as_str(), &crate::codec::labels_to_json(labels)],
+            &[&id.as_str(), &codec::labels_to_json(labels)],
         )?;
         Ok(n == 1)
     }

@@ -13,7 +13,7 @@ use muster_core::{
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::transaction::SqliteTx;
-use crate::codec::{JOB_COLUMNS, JobColumns};
+use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
@@ -153,7 +153,7 @@ impl Tx for SqliteTx<'_> {
         let n = self
             .conn
             .prepare_cached("UPDATE workers SET labels = ?2 WHERE id = ?1")?
-            .execute(params![id.as_str(), crate::codec::labels_to_json(labels)])?;
+            .execute(params![id.as_str(), codec::labels_to_json(labels)])?;
         Ok(n == 1)
     }
 

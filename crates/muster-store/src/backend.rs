@@ -1,21 +1,64 @@
 //! What a backend provides to [`crate::Store`]: somewhere to run transactions.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{StoreError, StoreResult};
 use crate::tx::Tx;
 
-/// A unit of work for a backend thread. Running it yields a [`JobOutcome`]; the backend must call
-/// [`JobOutcome::deliver`] only once the transaction holding the work has committed (or failed).
-pub struct Job(Box<JobFn>);
+/// A unit of work for a backend thread: a caller's closure and the channel its result goes back
+/// on. A backend either runs it in a transaction ([`Work::run`]) and then delivers the outcome
+/// once that transaction has committed or failed ([`WorkOutcome::deliver`]), or, when it has no
+/// transaction to offer (no database connection), fails it without running it ([`Work::fail`]).
+/// Dropping it unrun tells the caller "the store is closed".
+pub struct Work(Box<dyn Unit>);
 
-type JobFn = dyn FnOnce(&mut dyn Tx) -> JobOutcome + Send;
+/// [`Work`] with its closure's result type erased.
+trait Unit: Send {
+    fn run(self: Box<Self>, tx: &mut dyn Tx) -> WorkOutcome;
+    fn fail(self: Box<Self>, error: StoreError);
+}
 
-pub struct JobOutcome {
+struct Closure<F, R> {
+    f: F,
+    done: tokio::sync::oneshot::Sender<StoreResult<R>>,
+}
+
+impl<F, R> Unit for Closure<F, R>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
+{
+    fn run(self: Box<Self>, tx: &mut dyn Tx) -> WorkOutcome {
+        let Closure { f, done } = *self;
+        let result = f(tx);
+        WorkOutcome {
+            failed: result.is_err(),
+            deliver: Box::new(move |commit_error| {
+                let result = match commit_error {
+                    None => result,
+                    Some(e) => Err(e),
+                };
+                // The caller may have gone away (a dropped request); nothing to do then.
+                let _ = done.send(result);
+            }),
+        }
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        // As in `run`: a caller that went away needs no answer.
+        let _ = self.done.send(Err(error));
+    }
+}
+
+/// What running a [`Work`] left to do: tell the backend whether to roll back, and hand the result
+/// to the caller once the transaction's fate is known.
+pub struct WorkOutcome {
     /// The work returned an error: the backend rolls back what it wrote.
     pub failed: bool,
     deliver: Box<dyn FnOnce(Option<StoreError>) + Send>,
 }
 
-impl JobOutcome {
+impl WorkOutcome {
     /// Hands the result to the waiting caller. `commit_error` replaces the result when the
     /// transaction did not commit.
     pub fn deliver(self, commit_error: Option<StoreError>) {
@@ -23,30 +66,24 @@ impl JobOutcome {
     }
 }
 
-impl Job {
+impl Work {
     pub(crate) fn new<R, F>(f: F, done: tokio::sync::oneshot::Sender<StoreResult<R>>) -> Self
     where
         R: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
     {
-        Job(Box::new(move |tx| {
-            let result = f(tx);
-            JobOutcome {
-                failed: result.is_err(),
-                deliver: Box::new(move |commit_error| {
-                    let result = match commit_error {
-                        None => result,
-                        Some(e) => Err(e),
-                    };
-                    // The caller may have gone away (a dropped request); nothing to do then.
-                    let _ = done.send(result);
-                }),
-            }
-        }))
+        Work(Box::new(Closure { f, done }))
     }
 
-    pub fn run(self, tx: &mut dyn Tx) -> JobOutcome {
-        (self.0)(tx)
+    /// Runs the closure in the transaction `tx`, which the backend opened.
+    pub fn run(self, tx: &mut dyn Tx) -> WorkOutcome {
+        self.0.run(tx)
+    }
+
+    /// Answers the caller with `error` without running the closure: the backend could not open
+    /// a transaction for it, and says why rather than "the store is closed".
+    pub fn fail(self, error: StoreError) {
+        self.0.fail(error)
     }
 }
 
@@ -55,15 +92,38 @@ impl Job {
 pub struct StoreStats {
     /// Write transactions committed.
     pub commits: u64,
-    /// Write jobs those transactions carried. `writes / commits` is the mean group size.
+    /// Units of write work those transactions carried. `writes / commits` is the mean group
+    /// size.
     pub writes: u64,
+}
+
+/// The counters behind [`StoreStats`], shared by a backend's threads.
+#[derive(Default)]
+pub(crate) struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one committed write transaction that carried `writes` units of work.
+    pub(crate) fn committed(&self, writes: u64) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn stats(&self) -> StoreStats;
-    fn run_write(&self, job: Job);
-    fn run_read(&self, job: Job);
+    fn run_write(&self, work: Work);
+    fn run_read(&self, work: Work);
     fn close(&self);
     /// Calls `on_event` with every event another server replica (or this one) announces with
     /// [`Tx::notify`]. Backends without replicas never call it.
@@ -74,3 +134,29 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Receives replica events (see [`Backend::listen`]).
 pub type EventHandler = Box<dyn Fn(&str) + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_work_answers_with_the_error_and_never_runs() {
+        let (done, mut result) = tokio::sync::oneshot::channel::<StoreResult<()>>();
+        let work = Work::new(|_| panic!("the closure must not run"), done);
+        work.fail(StoreError::Backend("connection refused".into()));
+        match result.try_recv() {
+            Ok(Err(StoreError::Backend(msg))) => assert_eq!(msg, "connection refused"),
+            other => panic!("expected the backend error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dropped_work_closes_its_channel() {
+        let (done, mut result) = tokio::sync::oneshot::channel::<StoreResult<()>>();
+        drop(Work::new(|_| Ok(()), done));
+        assert!(matches!(
+            result.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ));
+    }
+}

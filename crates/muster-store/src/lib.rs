@@ -13,6 +13,7 @@ mod codec;
 pub mod error;
 pub mod flows;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 pub mod tx;
 
@@ -21,7 +22,7 @@ pub mod testing;
 
 use std::sync::Arc;
 
-pub use backend::{Backend, EventHandler, Job, JobOutcome, StoreStats};
+pub use backend::{Backend, EventHandler, StoreStats, Work, WorkOutcome};
 pub use error::{StoreError, StoreResult};
 pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Tx};
 
@@ -66,7 +67,7 @@ impl Store {
         F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
     {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.backend.run_write(Job::new(f, done));
+        self.backend.run_write(Work::new(f, done));
         result.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -77,7 +78,7 @@ impl Store {
         F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
     {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.backend.run_read(Job::new(f, done));
+        self.backend.run_read(Work::new(f, done));
         result.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -1,43 +1,56 @@
-//! The conformance suite against PostgreSQL, plus what several replicas sharing one database rely
-//! on: one winner when replicas race for a token, one migration when they start together, and
-//! connections that heal.
+//! The conformance suite against PostgreSQL (one test per case, `conformance::*`), plus what
+//! several replicas sharing one database rely on: one winner when replicas race for a token, one
+//! migration when they start together, and connections that heal.
 //!
 //! Needs a PostgreSQL server: `MUSTER_TEST_POSTGRES_URL`, by default
-//! `postgres://postgres@127.0.0.1:5432/test`. Each test works in its own fresh schema and drops
-//! it afterwards. If the server is unreachable the tests fail and say how to start it, unless
-//! `MUSTER_SKIP_POSTGRES=1` is set, in which case they are skipped.
+//! `postgres://postgres@127.0.0.1:5432/test`. Each test works in its own fresh schema, so they
+//! run in parallel, and drops it afterwards. If the server is unreachable the tests fail and say
+//! how to start it, unless `MUSTER_SKIP_POSTGRES=1` is set, in which case they are skipped.
 
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use muster_core::token::Refusal;
-use muster_store::flows::tokens::{self, TokenEnrollRefusal};
+use muster_store::flows::tokens;
 use muster_store::flows::workers;
 use muster_store::postgres::PostgresBackend;
-use muster_store::testing::{self, at, audit, enroll, enrollment, make_token, name, precreated};
+use muster_store::testing::token_enrollment::race_to_enroll;
+use muster_store::testing::{at, audit, make_token, name, precreated, transactions};
 use muster_store::{Store, StoreError};
 use postgres::{Client, NoTls};
 use rand::Rng;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const START_HINT: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 
-/// The server's URL, or `None` when it is unreachable and skipping was asked for.
+/// PostgreSQL accepts 100 connections by default and every open store holds a pool of 8. The
+/// harness runs tests in parallel, one per core, so each test first takes a permit per store it
+/// holds open at once: however many cores, these tests hold at most 64 connections.
+const MAX_OPEN_STORES: usize = 8;
+static OPEN_STORES: Semaphore = Semaphore::const_new(MAX_OPEN_STORES);
+
+/// The server's URL, or `None` when it is unreachable and skipping was asked for. Otherwise an
+/// unreachable server fails the test, saying how to start it. The server is tried once per test
+/// binary, not once per test.
 fn database_url() -> Option<String> {
-    let url = std::env::var("MUSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into());
-    // Through `StoreError`, whose text includes the cause ("Connection refused").
-    match admin(&url, |c| c.batch_execute("SELECT 1")).map_err(StoreError::from) {
-        Ok(()) => Some(url),
-        Err(e) if std::env::var("MUSTER_SKIP_POSTGRES").as_deref() == Ok("1") => {
-            eprintln!(
-                "skipped: PostgreSQL at `{url}` is unreachable ({e}) and MUSTER_SKIP_POSTGRES=1"
-            );
+    static REACHABLE: OnceLock<Result<String, String>> = OnceLock::new();
+    let reachable = REACHABLE.get_or_init(|| {
+        let url = std::env::var("MUSTER_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+        // Through `StoreError`, whose text includes the cause ("Connection refused").
+        match admin(&url, |c| c.batch_execute("SELECT 1")).map_err(StoreError::from) {
+            Ok(()) => Ok(url),
+            Err(e) => Err(format!("PostgreSQL at `{url}` is unreachable: {e}")),
+        }
+    });
+    match reachable {
+        Ok(url) => Some(url.clone()),
+        Err(unreachable) if std::env::var("MUSTER_SKIP_POSTGRES").as_deref() == Ok("1") => {
+            eprintln!("skipped: {unreachable} and MUSTER_SKIP_POSTGRES=1");
             None
         }
-        Err(e) => panic!(
-            "PostgreSQL at `{url}` is unreachable: {e}\n\
+        Err(unreachable) => panic!(
+            "{unreachable}\n\
              hint: start it with `{START_HINT}`, point MUSTER_TEST_POSTGRES_URL at another \
              server, or set MUSTER_SKIP_POSTGRES=1 to skip these tests"
         ),
@@ -57,94 +70,79 @@ where
         .expect("admin thread")
 }
 
-/// Hands out fresh schema names and drops every schema it handed out when it goes out of scope,
-/// also when a test panics.
-struct Schemas {
+/// One test's own schema on the test server, so tests running at once never see each other's
+/// rows. It is dropped when this goes out of scope, also when the test panics; only then is the
+/// test's share of [`OPEN_STORES`] given back.
+struct TestSchema {
     url: String,
-    made: Mutex<Vec<String>>,
+    name: String,
+    _permits: SemaphorePermit<'static>,
 }
 
-impl Schemas {
-    fn new(url: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            made: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn fresh(&self) -> String {
+impl TestSchema {
+    /// A fresh schema for a test that holds up to `stores` stores open at once, or `None` when
+    /// the test is skipped (see [`database_url`]).
+    async fn new(stores: u32) -> Option<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let schema = format!(
+        let url = database_url()?;
+        let permits = OPEN_STORES
+            .acquire_many(stores)
+            .await
+            .expect("the semaphore is never closed");
+        let name = format!(
             "muster_test_{}_{}_{:08x}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed),
             rand::thread_rng().r#gen::<u32>()
         );
-        self.made.lock().expect("lock").push(schema.clone());
-        schema
+        Some(Self {
+            url,
+            name,
+            _permits: permits,
+        })
     }
 
-    fn open(&self, schema: &str) -> Store {
+    fn open(&self) -> Store {
+        self.open_at(&self.url)
+    }
+
+    /// Opens a store in this schema through another connection string for the same server.
+    fn open_at(&self, url: &str) -> Store {
         Store::new(Arc::new(
-            PostgresBackend::open_in_schema(&self.url, schema).expect("open"),
+            PostgresBackend::open_in_schema(url, &self.name).expect("open"),
         ))
     }
 }
 
-impl Drop for Schemas {
+impl Drop for TestSchema {
     fn drop(&mut self) {
-        let schemas = std::mem::take(&mut *self.made.lock().unwrap_or_else(|e| e.into_inner()));
-        let dropped = admin(&self.url, move |c| {
-            for schema in schemas {
-                c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))?;
-            }
-            Ok(())
-        });
-        if let Err(e) = dropped {
-            eprintln!("cannot drop test schemas: {e}");
+        let drop_schema = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
+        if let Err(e) = admin(&self.url, move |c| c.batch_execute(&drop_schema)) {
+            eprintln!("cannot drop test schema `{}`: {e}", self.name);
         }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_passes_the_conformance_suite() {
-    let Some(url) = database_url() else { return };
-    let schemas = Schemas::new(&url);
-    testing::run_all(|| {
-        let store = schemas.open(&schemas.fresh());
-        async move { store }
-    })
-    .await;
+/// A fresh, empty store in its own schema, for one conformance case.
+async fn fresh_store() -> Option<(Store, TestSchema)> {
+    let schema = TestSchema::new(1).await?;
+    Some((schema.open(), schema))
 }
+
+muster_store::conformance_tests!(fresh_store);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_racing_for_one_token_have_exactly_one_winner() {
-    let Some(url) = database_url() else { return };
-    let schemas = Schemas::new(&url);
-    let schema = schemas.fresh();
-    let replicas = [schemas.open(&schema), schemas.open(&schema)];
+    let Some(schema) = TestSchema::new(2).await else {
+        return;
+    };
+    let replicas = [schema.open(), schema.open()];
     // Several rounds, each with a fresh token, so a lucky interleaving cannot hide a lost race.
     for round in 0..5 {
         let token_name = format!("race-{round}");
         let secret = make_token(&replicas[0], &token_name, 60_000).await;
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let store = replicas[i % 2].clone();
-                let (req, _) = enrollment(&secret, &format!("machine-{round}-{i:02}"), 5);
-                tokio::spawn(async move { enroll(&store, req).await })
-            })
-            .collect();
-        let mut winners = 0;
-        for t in tasks {
-            match t.await.expect("task") {
-                Ok(e) => {
-                    assert!(!e.resumed);
-                    winners += 1;
-                }
-                Err(TokenEnrollRefusal::Token(Refusal::BoundToAnotherMachine(_))) => {}
-                Err(other) => panic!("unexpected refusal {other:?}"),
-            }
-        }
+        let machines = format!("machine-{round}");
+        let winners = race_to_enroll(&replicas, &secret, &machines).await;
         assert_eq!(winners, 1, "round {round}");
     }
     for replica in &replicas {
@@ -161,10 +159,10 @@ async fn two_replicas_racing_for_one_token_have_exactly_one_winner() {
 /// single writer makes the check-then-insert atomic; here two replicas must not both pass it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_cannot_create_a_token_and_a_worker_of_one_name() {
-    let Some(url) = database_url() else { return };
-    let schemas = Schemas::new(&url);
-    let schema = schemas.fresh();
-    let (a, b) = (schemas.open(&schema), schemas.open(&schema));
+    let Some(schema) = TestSchema::new(2).await else {
+        return;
+    };
+    let (a, b) = (schema.open(), schema.open());
     for i in 0..20 {
         let n = format!("clash-{i}");
         let token = muster_core::Token::new(
@@ -191,42 +189,30 @@ async fn replicas_cannot_create_a_token_and_a_worker_of_one_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_state_survives_reopen() {
-    let Some(url) = database_url() else { return };
-    let schemas = Schemas::new(&url);
-    let schema = schemas.fresh();
-    {
-        let store = schemas.open(&schema);
-        make_token(&store, "durable", 60_000).await;
-        store.close();
-    }
-    let store = schemas.open(&schema);
-    let names: Vec<String> = store
-        .read(|tx| tx.list_tokens())
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    assert_eq!(names, ["durable"]);
+    let Some(schema) = TestSchema::new(1).await else {
+        return;
+    };
+    transactions::committed_state_survives_reopen(|| schema.open()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_at_once_migrate_once() {
-    let Some(url) = database_url() else { return };
-    let schemas = Schemas::new(&url);
-    let schema = schemas.fresh();
+    let Some(schema) = TestSchema::new(4).await else {
+        return;
+    };
     let opens: Vec<_> = (0..4)
         .map(|_| {
-            let (url, schema) = (url.clone(), schema.clone());
-            std::thread::spawn(move || PostgresBackend::open_in_schema(&url, &schema).map(drop))
+            let (url, name) = (schema.url.clone(), schema.name.clone());
+            std::thread::spawn(move || PostgresBackend::open_in_schema(&url, &name).map(drop))
         })
         .collect();
     for open in opens {
         open.join().expect("thread").expect("every replica opens");
     }
-    let versions = admin(&url, move |c| {
+    let name = schema.name.clone();
+    let versions = admin(&schema.url, move |c| {
         let rows = c.query(
-            &format!("SELECT version FROM \"{schema}\".schema_migrations ORDER BY version"),
+            &format!("SELECT version FROM \"{name}\".schema_migrations ORDER BY version"),
             &[],
         )?;
         Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>())
@@ -246,19 +232,13 @@ async fn replicas_starting_at_once_migrate_once() {
 /// next jobs must get new connections, not errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_connections_are_replaced() {
-    let Some(url) = database_url() else { return };
-    let schemas = Schemas::new(&url);
-    let schema = schemas.fresh();
+    let Some(schema) = TestSchema::new(1).await else {
+        return;
+    };
     // A unique application name, so only this store's sessions are terminated.
-    let app = schema.clone();
+    let (url, app) = (schema.url.clone(), schema.name.clone());
     let separator = if url.contains('?') { '&' } else { '?' };
-    let store = Store::new(Arc::new(
-        PostgresBackend::open_in_schema(
-            &format!("{url}{separator}application_name={app}"),
-            &schema,
-        )
-        .expect("open"),
-    ));
+    let store = schema.open_at(&format!("{url}{separator}application_name={app}"));
     store
         .write(|tx| tx.put_setting("before", "1"))
         .await
@@ -318,9 +298,10 @@ async fn broken_connections_are_replaced() {
 /// back. A job that swallows the error must not be told its writes were committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swallowed_statement_error_is_not_reported_as_committed() {
-    let Some(url) = database_url() else { return };
-    let schemas = Schemas::new(&url);
-    let store = schemas.open(&schemas.fresh());
+    let Some(schema) = TestSchema::new(1).await else {
+        return;
+    };
+    let store = schema.open();
     let w = precreated("dup");
     let again = w.clone();
     store

@@ -1,41 +1,26 @@
-//! The conformance suite against SQLite, plus what only SQLite's backend promises: durability
-//! across a reopen and group commit.
+//! The conformance suite against SQLite (one test per case, `conformance::*`), plus what only
+//! SQLite's backend promises: durability across a reopen and group commit.
 
 use std::time::Instant;
 
 use muster_store::Store;
-use muster_store::testing::{self, make_token};
+use muster_store::testing::transactions;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_passes_the_conformance_suite() {
-    let dirs = std::sync::Mutex::new(Vec::new());
-    testing::run_all(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_sqlite(&dir.path().join("muster.db")).expect("open");
-        dirs.lock().expect("lock").push(dir);
-        async move { store }
-    })
-    .await;
+/// A fresh database in a temporary directory, which lives as long as the case.
+async fn fresh_store() -> Option<(Store, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_sqlite(&dir.path().join("muster.db")).expect("open");
+    Some((store, dir))
 }
+
+muster_store::conformance_tests!(fresh_store);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_state_survives_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("muster.db");
-    {
-        let store = Store::open_sqlite(&path).expect("open");
-        make_token(&store, "durable", 60_000).await;
-        store.close();
-    }
-    let store = Store::open_sqlite(&path).expect("reopen");
-    let names: Vec<String> = store
-        .read(|tx| tx.list_tokens())
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    assert_eq!(names, ["durable"]);
+    transactions::committed_state_survives_reopen(|| Store::open_sqlite(&path).expect("open"))
+        .await;
 }
 
 /// Many concurrent writers must not each pay a whole fsync: prints the figure and checks that

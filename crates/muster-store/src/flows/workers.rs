@@ -95,12 +95,10 @@ pub fn revoke(
     now: Timestamp,
     audit: &AuditEvent,
 ) -> StoreResult<Result<WorkerRevoked, WorkerRefusal>> {
-    let Some(worker) = tx.get_worker_by_name(name)? else {
-        return Ok(Err(WorkerRefusal::NotFound(name.clone())));
+    let worker = match changeable(tx, name)? {
+        Ok(worker) => worker,
+        Err(refusal) => return Ok(Err(refusal)),
     };
-    if worker.enrolled_via == muster_core::EnrolledVia::Builtin {
-        return Ok(Err(WorkerRefusal::Builtin));
-    }
     let changed = tx.revoke_worker(&worker.id, now)?;
     if let Some(token_name) = &worker.token_name
         && let Some(token) = tx.get_token(token_name)?
@@ -125,15 +123,25 @@ pub fn remove(
     name: &Name,
     audit: &AuditEvent,
 ) -> StoreResult<Result<WorkerId, WorkerRefusal>> {
+    let worker = match changeable(tx, name)? {
+        Ok(worker) => worker,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    tx.delete_worker(&worker.id)?;
+    tx.insert_audit(audit)?;
+    Ok(Ok(worker.id))
+}
+
+/// The worker called `name`, if an admin may revoke or remove it: it exists and is not the
+/// server's built-in worker.
+fn changeable(tx: &mut dyn Tx, name: &Name) -> StoreResult<Result<Worker, WorkerRefusal>> {
     let Some(worker) = tx.get_worker_by_name(name)? else {
         return Ok(Err(WorkerRefusal::NotFound(name.clone())));
     };
     if worker.enrolled_via == muster_core::EnrolledVia::Builtin {
         return Ok(Err(WorkerRefusal::Builtin));
     }
-    tx.delete_worker(&worker.id)?;
-    tx.insert_audit(audit)?;
-    Ok(Ok(worker.id))
+    Ok(Ok(worker))
 }
 
 /// Records when workers were last seen, in one transaction for many workers.

@@ -9,8 +9,8 @@ use postgres::{Client, NoTls, Statement};
 use crate::error::{StoreError, StoreResult, with_causes};
 
 /// Used when the connection string sets no `connect_timeout`. Without one, a server that drops
-/// packets would hold a backend thread (and the jobs queued behind it) for the kernel's TCP
-/// timeout, minutes, before the job could fail.
+/// packets would hold a backend thread (and the work queued behind it) for the kernel's TCP
+/// timeout, minutes, before the work could fail.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to open one more connection. Shared by every backend thread, so a thread whose connection

@@ -1,10 +1,10 @@
 //! The PostgreSQL backend, for several server replicas sharing one fleet database.
 //!
 //! A small pool of dedicated OS threads each owns one connection (the synchronous `postgres`
-//! client, which must not run inside the server's async runtime) and takes jobs, reads and writes
-//! alike, from one shared queue. Each job runs in its own transaction and is delivered after its
-//! COMMIT returned. Concurrent commits from the pool, and from other replicas, are grouped into
-//! one WAL flush by PostgreSQL itself.
+//! client, which must not run inside the server's async runtime) and takes work, reads and writes
+//! alike, from one shared queue. Each unit of work runs in its own transaction and is delivered
+//! after its COMMIT returned. Concurrent commits from the pool, and from other replicas, are
+//! grouped into one WAL flush by PostgreSQL itself.
 //!
 //! The connection string is libpq's, as a URL or as `key=value` pairs:
 //! `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?connect_timeout=SECS&application_name=NAME]`.
@@ -14,15 +14,15 @@
 mod conn;
 mod events;
 mod migrations;
+mod pool;
+mod transaction;
 mod tx;
-mod unavailable;
-mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
-use crate::backend::{Backend, Job, StoreStats};
+use crate::backend::{Backend, Counters, StoreStats, Work};
 use crate::error::{StoreError, StoreResult};
 use conn::Connector;
 
@@ -37,12 +37,6 @@ pub struct PostgresBackend {
     counters: Arc<Counters>,
     connector: Arc<Connector>,
     stop: Arc<AtomicBool>,
-}
-
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    writes: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +61,7 @@ impl Mode {
 
 struct Task {
     mode: Mode,
-    job: Job,
+    work: Work,
 }
 
 impl PostgresBackend {
@@ -107,7 +101,7 @@ impl PostgresBackend {
             match opened {
                 Ok(conn) => {
                     let _ = ready_tx.send(Ok(()));
-                    worker::serve(&c, Some(conn), &r, &k);
+                    pool::serve(&c, Some(conn), &r, &k);
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -132,7 +126,7 @@ impl PostgresBackend {
                 Arc::clone(&rx),
                 Arc::clone(&counters),
             );
-            let thread = spawn(i, move || worker::serve(&c, None, &r, &k))?;
+            let thread = spawn(i, move || pool::serve(&c, None, &r, &k))?;
             backend
                 .threads
                 .lock()
@@ -151,13 +145,13 @@ fn spawn(i: usize, body: impl FnOnce() + Send + 'static) -> StoreResult<thread::
 }
 
 impl PostgresBackend {
-    fn send(&self, mode: Mode, job: Job) {
+    fn send(&self, mode: Mode, work: Work) {
         let guard = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
-            // If the threads are gone the job is dropped, and its caller sees
+            // If the threads are gone the work is dropped, and its caller sees
             // `StoreError::Closed`.
-            Some(sender) => drop(sender.send(Task { mode, job })),
-            None => drop(job),
+            Some(sender) => drop(sender.send(Task { mode, work })),
+            None => drop(work),
         }
     }
 }
@@ -168,18 +162,15 @@ impl Backend for PostgresBackend {
     }
 
     fn stats(&self) -> StoreStats {
-        StoreStats {
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            writes: self.counters.writes.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 
-    fn run_write(&self, job: Job) {
-        self.send(Mode::Write, job);
+    fn run_write(&self, work: Work) {
+        self.send(Mode::Write, work);
     }
 
-    fn run_read(&self, job: Job) {
-        self.send(Mode::Read, job);
+    fn run_read(&self, work: Work) {
+        self.send(Mode::Read, work);
     }
 
     fn listen(&self, on_event: crate::EventHandler) {
@@ -200,7 +191,7 @@ impl Backend for PostgresBackend {
 
     fn close(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Closing the queue lets each thread finish the jobs already queued and then stop.
+        // Closing the queue lets each thread finish the work already queued and then stop.
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {

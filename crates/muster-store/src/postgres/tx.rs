@@ -1,17 +1,10 @@
-//! [`Tx`] over a PostgreSQL connection inside a transaction the backend opened.
+//! [`Tx`] for [`PgTx`]: one SQL statement per primitive, run inside the transaction the pool
+//! thread opened. Statements that first read or insert a token or worker by name take that name's
+//! lock first (see [`super::transaction`] for why).
 //!
-//! Write transactions run at READ COMMITTED, and several run at once (from this process's other
-//! threads and from other replicas). The conditional updates in [`Tx`] stay atomic at that level:
-//! an `UPDATE ... WHERE bound_machine IS NULL` that waited for a concurrent writer re-checks its
-//! condition against the committed row. That does not cover a flow that reads, decides, then
-//! inserts, such as "no token and no worker is called `x`, so create token `x`". Two of those
-//! could both pass their checks. SQLite never has this problem because it runs one writer at a
-//! time. Here, a write transaction takes a transaction-scoped advisory lock on a name before it
-//! first reads or inserts a token or worker by that name. Every write flow that touches a name
-//! therefore runs after any other write flow on that name has committed, just as it would on
-//! SQLite, and the flows need no backend-specific code.
-
-use std::collections::HashSet;
+//! Over ~400 lines because it is the whole trait impl, one short method per primitive, which
+//! cannot be split across files without a shim per method. The machinery the methods share is in
+//! `transaction.rs`, the row shapes in `crate::rows`.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
 use muster_core::job::{Job, JobId, JobState};
@@ -19,165 +12,23 @@ use muster_core::{
     EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId,
 };
 use postgres::Row;
-use postgres::types::{FromSql, ToSql};
 
-use super::conn::Conn;
+use super::transaction::{PgTx, col};
 use crate::codec::{self, JOB_COLUMNS, JobColumns};
-use crate::error::{StoreError, StoreResult};
+use crate::error::StoreResult;
+use crate::rows::{
+    self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
+};
 use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Tx};
 
-/// The first key of the two-part advisory locks taken on names. It keeps them apart from other
-/// applications' advisory locks in the same database. The value is "must" in ASCII.
-const NAME_LOCK_CLASS: i32 = 0x6d75_7374;
-
-const TOKEN_COLUMNS: &str =
-    "name, secret_hash, labels, created_at, expires_at, bound_machine, enrolled_at, revoked_at";
-const WORKER_COLUMNS: &str = "id, name, enrolled_via, token_name, machine_id, labels, key_hash, \
-     created_at, expires_at, revoked_at, last_seen_at";
-
-type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
-
-pub(super) struct PgTx<'c> {
-    conn: &'c mut Conn,
-    /// Whether this is a write transaction, which takes name locks. Read transactions run on a
-    /// snapshot and take none.
-    write: bool,
-    locked: HashSet<i32>,
-    /// The first statement that failed. After any error PostgreSQL aborts the transaction, and a
-    /// COMMIT then quietly rolls back. So if a job swallowed the error and returned success, the
-    /// backend must report a failure, not a commit.
-    failed: Option<StoreError>,
-}
-
-impl<'c> PgTx<'c> {
-    pub(super) fn new(conn: &'c mut Conn, write: bool) -> Self {
-        Self {
-            conn,
-            write,
-            locked: HashSet::new(),
-            failed: None,
-        }
-    }
-
-    /// The error that aborted the transaction, if a statement failed.
-    pub(super) fn into_failure(self) -> Option<StoreError> {
-        self.failed
-    }
-
-    fn track<T>(&mut self, result: Result<T, postgres::Error>) -> StoreResult<T> {
-        result.map_err(|e| {
-            let e = StoreError::from(e);
-            self.failed.get_or_insert_with(|| e.clone());
-            e
-        })
-    }
-
-    /// Prepares `sql` once per connection. This saves a round trip on every later use.
-    fn statement(&mut self, sql: &str) -> StoreResult<postgres::Statement> {
-        if let Some(statement) = self.conn.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let prepared = self.conn.client.prepare(sql);
-        let statement = self.track(prepared)?;
-        self.conn
-            .statements
-            .insert(sql.to_owned(), statement.clone());
-        Ok(statement)
-    }
-
-    fn query(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
-        let statement = self.statement(sql)?;
-        let rows = self.conn.client.query(&statement, params);
-        self.track(rows)
-    }
-
-    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
-        let statement = self.statement(sql)?;
-        let row = self.conn.client.query_opt(&statement, params);
-        self.track(row)
-    }
-
-    fn execute(&mut self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
-        let statement = self.statement(sql)?;
-        let n = self.conn.client.execute(&statement, params);
-        self.track(n)
-    }
-
-    /// Waits until no other write transaction holds `name`, then holds it until this
-    /// transaction ends. It must be its own statement, before the read it guards: at READ
-    /// COMMITTED each statement reads a snapshot taken when that statement starts. So only a
-    /// read that starts after the lock is granted sees what the previous holder committed.
-    fn lock_name(&mut self, name: &Name) -> StoreResult<()> {
-        let key = name_lock_key(name.as_str());
-        if !self.write || !self.locked.insert(key) {
-            return Ok(());
-        }
-        self.execute(
-            "SELECT pg_advisory_xact_lock($1, $2)",
-            &[&NAME_LOCK_CLASS, &key],
-        )?;
-        Ok(())
-    }
-
+impl PgTx<'_> {
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
         let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE {column} = $1");
         self.query_opt(&sql, &[&key])?
             .as_ref()
-            .map(worker_from_row)
+            .map(rows::read_worker)
             .transpose()
     }
-}
-
-/// FNV-1a, computed here rather than with PostgreSQL's `hashtext`. The key must be the same for
-/// every replica, including replicas of different muster versions, and FNV-1a is fixed. A
-/// collision only makes two names share a lock.
-fn name_lock_key(name: &str) -> i32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in name.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    i32::from_ne_bytes(hash.to_ne_bytes())
-}
-
-/// Reads column `i`. A value of the wrong type means the schema is not the one this code wrote:
-/// corrupt, and reported as such instead of panicking like `Row::get`.
-fn col<'r, T: FromSql<'r>>(row: &'r Row, i: usize) -> StoreResult<T> {
-    row.try_get(i)
-        .map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
-}
-
-fn token_from_row(row: &Row) -> StoreResult<Token> {
-    Ok(Token {
-        name: codec::name(col(row, 0)?)?,
-        secret_hash: codec::hash(col(row, 1)?)?,
-        labels: codec::labels_from_json(col(row, 2)?)?,
-        created_at: codec::ts(col(row, 3)?),
-        expires_at: codec::ts(col(row, 4)?),
-        bound_machine: col::<Option<&str>>(row, 5)?
-            .map(codec::machine)
-            .transpose()?,
-        enrolled_at: codec::opt_ts(col(row, 6)?),
-        revoked_at: codec::opt_ts(col(row, 7)?),
-    })
-}
-
-fn worker_from_row(row: &Row) -> StoreResult<Worker> {
-    Ok(Worker {
-        id: codec::worker_id(col(row, 0)?)?,
-        name: codec::name(col(row, 1)?)?,
-        enrolled_via: codec::via(col(row, 2)?)?,
-        token_name: col::<Option<&str>>(row, 3)?.map(codec::name).transpose()?,
-        machine_id: col::<Option<&str>>(row, 4)?
-            .map(codec::machine)
-            .transpose()?,
-        labels: codec::labels_from_json(col(row, 5)?)?,
-        key_hash: codec::hash(col(row, 6)?)?,
-        created_at: codec::ts(col(row, 7)?),
-        expires_at: codec::opt_ts(col(row, 8)?),
-        revoked_at: codec::opt_ts(col(row, 9)?),
-        last_seen_at: codec::opt_ts(col(row, 10)?),
-    })
 }
 
 fn job_from_row(row: &Row) -> StoreResult<Job> {
@@ -204,37 +55,23 @@ fn job_from_row(row: &Row) -> StoreResult<Job> {
     .into_job()
 }
 
-fn audit_from_row(row: &Row) -> StoreResult<AuditRecord> {
-    Ok(AuditRecord {
-        seq: col(row, 0)?,
-        event: AuditEvent {
-            at: codec::ts(col(row, 1)?),
-            actor: col(row, 2)?,
-            action: col(row, 3)?,
-            target: col(row, 4)?,
-            remote_addr: col(row, 5)?,
-            outcome: codec::outcome(col(row, 6)?)?,
-            detail: col(row, 7)?,
-        },
-    })
-}
-
 impl Tx for PgTx<'_> {
     fn insert_token(&mut self, t: &Token) -> StoreResult<()> {
         self.lock_name(&t.name)?;
+        let c = TokenColumns::of(t);
         self.execute(
             &format!(
                 "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             ),
             &[
-                &t.name.as_str(),
-                &t.secret_hash.to_hex(),
-                &codec::labels_to_json(&t.labels),
-                &t.created_at.unix_millis(),
-                &t.expires_at.unix_millis(),
-                &t.bound_machine.as_ref().map(MachineId::as_str),
-                &t.enrolled_at.map(Timestamp::unix_millis),
-                &t.revoked_at.map(Timestamp::unix_millis),
+                &c.name,
+                &c.secret_hash,
+                &c.labels,
+                &c.created_at,
+                &c.expires_at,
+                &c.bound_machine,
+                &c.enrolled_at,
+                &c.revoked_at,
             ],
         )?;
         Ok(())
@@ -247,7 +84,7 @@ impl Tx for PgTx<'_> {
             &[&name.as_str()],
         )?
         .as_ref()
-        .map(token_from_row)
+        .map(rows::read_token)
         .transpose()
     }
 
@@ -257,7 +94,7 @@ impl Tx for PgTx<'_> {
             &[],
         )?
         .iter()
-        .map(token_from_row)
+        .map(rows::read_token)
         .collect()
     }
 
@@ -280,23 +117,24 @@ impl Tx for PgTx<'_> {
 
     fn insert_worker(&mut self, w: &Worker) -> StoreResult<()> {
         self.lock_name(&w.name)?;
+        let c = WorkerColumns::of(w);
         self.execute(
             &format!(
                 "INSERT INTO workers ({WORKER_COLUMNS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ),
             &[
-                &w.id.as_str(),
-                &w.name.as_str(),
-                &w.enrolled_via.as_str(),
-                &w.token_name.as_ref().map(Name::as_str),
-                &w.machine_id.as_ref().map(MachineId::as_str),
-                &codec::labels_to_json(&w.labels),
-                &w.key_hash.to_hex(),
-                &w.created_at.unix_millis(),
-                &w.expires_at.map(Timestamp::unix_millis),
-                &w.revoked_at.map(Timestamp::unix_millis),
-                &w.last_seen_at.map(Timestamp::unix_millis),
+                &c.id,
+                &c.name,
+                &c.enrolled_via,
+                &c.token_name,
+                &c.machine_id,
+                &c.labels,
+                &c.key_hash,
+                &c.created_at,
+                &c.expires_at,
+                &c.revoked_at,
+                &c.last_seen_at,
             ],
         )?;
         Ok(())
@@ -323,7 +161,7 @@ impl Tx for PgTx<'_> {
             &[],
         )?
         .iter()
-        .map(worker_from_row)
+        .map(rows::read_worker)
         .collect()
     }
 
@@ -529,7 +367,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn notify(&mut self, event: &str) -> StoreResult<()> {
-        let channel = self.conn.events_channel.clone();
+        let channel = self.events_channel();
         self.execute("SELECT pg_notify($1, $2)", &[&channel, &event])?;
         Ok(())
     }
@@ -552,25 +390,21 @@ impl Tx for PgTx<'_> {
     }
 
     fn list_audit(&mut self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
-        let like = f.contains.as_ref().map(|c| format!("%{}%", escape_like(c)));
-        let prefix = f
-            .action_prefix
-            .as_ref()
-            .map(|p| format!("{}%", escape_like(p)));
+        let (prefix, like) = rows::audit_patterns(f);
         // ILIKE, not LIKE: SQLite's LIKE ignores ASCII case, and both backends must answer the
         // same. The casts name the parameters' types, which `$1 IS NULL` alone cannot tell.
-        self.query(
-            "SELECT seq, at, actor, action, target, remote_addr, outcome, detail FROM audit
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit
              WHERE ($1::BIGINT IS NULL OR seq < $1::BIGINT)
                AND ($2::TEXT IS NULL OR action ILIKE $2::TEXT ESCAPE '\\')
                AND ($3::TEXT IS NULL OR target ILIKE $3::TEXT ESCAPE '\\'
                     OR actor ILIKE $3::TEXT ESCAPE '\\' OR detail ILIKE $3::TEXT ESCAPE '\\')
-             ORDER BY seq DESC LIMIT $4",
-            &[&f.before_seq, &prefix, &like, &i64::from(f.limit)],
-        )?
-        .iter()
-        .map(audit_from_row)
-        .collect()
+             ORDER BY seq DESC LIMIT $4"
+        );
+        self.query(&sql, &[&f.before_seq, &prefix, &like, &i64::from(f.limit)])?
+            .iter()
+            .map(rows::read_audit)
+            .collect()
     }
 
     fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {
@@ -587,42 +421,5 @@ impl Tx for PgTx<'_> {
             &[&key, &value],
         )?;
         Ok(())
-    }
-}
-
-/// Escapes `%`, `_` and `\` so user text in a LIKE pattern matches only itself (as in
-/// `sqlite/tx.rs`).
-fn escape_like(input: &str) -> String {
-    let mut out = String::with_capacity(input.len());
-    for c in input.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn name_lock_keys_are_fixed() {
-        // Replicas of different versions must agree on these, so they are pinned.
-        assert_eq!(
-            name_lock_key(""),
-            i32::from_ne_bytes(0x811c_9dc5_u32.to_ne_bytes())
-        );
-        assert_eq!(
-            name_lock_key("a"),
-            i32::from_ne_bytes(0xe40c_292c_u32.to_ne_bytes())
-        );
-        assert_ne!(name_lock_key("alpha"), name_lock_key("beta"));
-    }
-
-    #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(escape_like(r"b_%\"), r"b\_\%\\");
     }
 }

@@ -1,40 +1,34 @@
 //! The embedded SQLite backend.
 //!
-//! One writer thread owns the only write connection. It takes every write job waiting in its
-//! queue, runs each in its own savepoint inside one transaction, commits once (one fsync with
+//! One writer thread owns the only write connection. It takes every unit of write work waiting in
+//! its queue, runs each in its own savepoint inside one transaction, commits once (one fsync with
 //! `synchronous=FULL`), and only then tells each caller its outcome: group commit. Under load,
 //! requests that arrive during one fsync share the next, so durable writes per second are not
 //! bounded by the disk's fsync rate. Reads run on a few reader connections concurrently (WAL).
 
 mod migrations;
+mod transaction;
 mod tx;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use rusqlite::Connection;
 
-use crate::backend::{Backend, Job, StoreStats};
+use crate::backend::{Backend, Counters, StoreStats, Work};
 use crate::error::{StoreError, StoreResult};
 
-/// The most jobs one transaction takes. Bounds how long one commit holds early callers.
+/// The most units of work one transaction takes. Bounds how long one commit holds early callers.
 const MAX_BATCH: usize = 1024;
 const READERS: usize = 3;
 
 pub struct SqliteBackend {
-    writes: Mutex<Option<mpsc::Sender<Job>>>,
-    reads: Mutex<Option<mpsc::Sender<Job>>>,
+    writes: Mutex<Option<mpsc::Sender<Work>>>,
+    reads: Mutex<Option<mpsc::Sender<Work>>>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
-}
-
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    writes: AtomicU64,
 }
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {
@@ -56,7 +50,7 @@ impl SqliteBackend {
         let mut threads = Vec::new();
         let counters = Arc::new(Counters::default());
         let writer_counters = Arc::clone(&counters);
-        let (write_tx, write_rx) = mpsc::channel::<Job>();
+        let (write_tx, write_rx) = mpsc::channel::<Work>();
         threads.push(
             thread::Builder::new()
                 .name("store-writer".into())
@@ -64,7 +58,7 @@ impl SqliteBackend {
                 .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?,
         );
 
-        let (read_tx, read_rx) = mpsc::channel::<Job>();
+        let (read_tx, read_rx) = mpsc::channel::<Work>();
         let read_rx = Arc::new(Mutex::new(read_rx));
         for i in 0..READERS {
             let conn = open_connection(path)?;
@@ -88,12 +82,12 @@ impl SqliteBackend {
     }
 }
 
-fn send(queue: &Mutex<Option<mpsc::Sender<Job>>>, job: Job) {
+fn send(queue: &Mutex<Option<mpsc::Sender<Work>>>, work: Work) {
     let guard = queue.lock().unwrap_or_else(|e| e.into_inner());
     match guard.as_ref() {
-        // If the thread is gone the job is dropped, and its caller sees `StoreError::Closed`.
-        Some(sender) => drop(sender.send(job)),
-        None => drop(job),
+        // If the thread is gone the work is dropped, and its caller sees `StoreError::Closed`.
+        Some(sender) => drop(sender.send(work)),
+        None => drop(work),
     }
 }
 
@@ -103,18 +97,15 @@ impl Backend for SqliteBackend {
     }
 
     fn stats(&self) -> StoreStats {
-        StoreStats {
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            writes: self.counters.writes.load(Ordering::Relaxed),
-        }
+        self.counters.stats()
     }
 
-    fn run_write(&self, job: Job) {
-        send(&self.writes, job);
+    fn run_write(&self, work: Work) {
+        send(&self.writes, work);
     }
 
-    fn run_read(&self, job: Job) {
-        send(&self.reads, job);
+    fn run_read(&self, work: Work) {
+        send(&self.reads, work);
     }
 
     fn close(&self) {
@@ -133,50 +124,49 @@ impl Drop for SqliteBackend {
     }
 }
 
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, counters: &Counters) {
-    while let Ok(first) = jobs.recv() {
+fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, counters: &Counters) {
+    while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+            match queue.try_recv() {
+                Ok(work) => batch.push(work),
                 Err(_) => break,
             }
         }
         let size = batch.len() as u64;
         if commit_batch(&conn, batch) {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters.writes.fetch_add(size, Ordering::Relaxed);
+            counters.committed(size);
         }
     }
 }
 
-/// Runs one group of jobs in one transaction. Returns whether it committed.
-fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
+/// Runs one group of work in one transaction. Returns whether it committed.
+fn commit_batch(conn: &Connection, batch: Vec<Work>) -> bool {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "cannot begin a write transaction");
-        // Dropping the jobs tells their callers the store failed.
+        // Dropping the work tells its callers the store failed.
         return false;
     }
     let mut outcomes = Vec::with_capacity(batch.len());
-    for job in batch {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+    for work in batch {
+        if let Err(e) = conn.execute_batch("SAVEPOINT work") {
             tracing::error!(error = %e, "cannot open a savepoint");
             continue;
         }
-        let mut tx = tx::SqliteTx::new(conn);
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&mut tx)));
+        let mut tx = transaction::SqliteTx::new(conn);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run(&mut tx)));
         let keep = matches!(&outcome, Ok(o) if !o.failed);
         let end = if keep {
-            "RELEASE job"
+            "RELEASE work"
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            "ROLLBACK TO work; RELEASE work"
         };
         if let Err(e) = conn.execute_batch(end) {
             tracing::error!(error = %e, "cannot close a savepoint");
         }
         match outcome {
             Ok(o) => outcomes.push(o),
-            Err(_) => tracing::error!("a store job panicked; its changes were rolled back"),
+            Err(_) => tracing::error!("store work panicked; its changes were rolled back"),
         }
     }
     let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
@@ -191,12 +181,12 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) -> bool {
     committed
 }
 
-fn reader_loop(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
+fn reader_loop(conn: Connection, queue: Arc<Mutex<mpsc::Receiver<Work>>>) {
     loop {
-        let job = {
-            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let work = {
+            let rx = queue.lock().unwrap_or_else(|e| e.into_inner());
             match rx.recv() {
-                Ok(job) => job,
+                Ok(work) => work,
                 Err(_) => return,
             }
         };
@@ -204,8 +194,8 @@ fn reader_loop(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             tracing::error!(error = %e, "cannot begin a read transaction");
             continue;
         }
-        let mut tx = tx::SqliteTx::new(&conn);
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&mut tx)));
+        let mut tx = transaction::SqliteTx::new(&conn);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run(&mut tx)));
         let _ = conn.execute_batch("COMMIT");
         match outcome {
             Ok(o) => o.deliver(None),

@@ -1,114 +1,30 @@
-//! [`Tx`] over a SQLite connection inside a transaction the backend opened.
+//! [`Tx`] for [`SqliteTx`]: one SQL statement per primitive, run inside the transaction (or
+//! savepoint) the backend opened.
+//!
+//! Over ~400 lines because it is the whole trait impl, one short method per primitive, which
+//! cannot be split across files without a shim per method. The queries the methods share are in
+//! `transaction.rs`, the row shapes in `crate::rows`.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
 use muster_core::job::{Job, JobId, JobState};
 use muster_core::{
     EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 
+use super::transaction::SqliteTx;
 use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
+use crate::rows::{
+    self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
+};
 use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Tx};
 
-pub struct SqliteTx<'c> {
-    conn: &'c Connection,
-}
-
-impl<'c> SqliteTx<'c> {
-    pub fn new(conn: &'c Connection) -> Self {
-        Self { conn }
+impl SqliteTx<'_> {
+    fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE {column} = ?1");
+        self.first_row(&sql, [key], |row| rows::read_worker(row))
     }
-}
-
-const TOKEN_COLUMNS: &str =
-    "name, secret_hash, labels, created_at, expires_at, bound_machine, enrolled_at, revoked_at";
-const WORKER_COLUMNS: &str = "id, name, enrolled_via, token_name, machine_id, labels, key_hash, \
-     created_at, expires_at, revoked_at, last_seen_at";
-
-/// Raw token columns, read without conversion so a corrupt value becomes a `StoreError` rather
-/// than a `rusqlite` type error inside the row callback.
-type TokenRow = (
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-);
-
-fn read_token_row(row: &Row<'_>) -> rusqlite::Result<TokenRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-    ))
-}
-
-fn token_from_row(r: TokenRow) -> StoreResult<Token> {
-    Ok(Token {
-        name: codec::name(&r.0)?,
-        secret_hash: codec::hash(&r.1)?,
-        labels: codec::labels_from_json(&r.2)?,
-        created_at: codec::ts(r.3),
-        expires_at: codec::ts(r.4),
-        bound_machine: r.5.as_deref().map(codec::machine).transpose()?,
-        enrolled_at: codec::opt_ts(r.6),
-        revoked_at: codec::opt_ts(r.7),
-    })
-}
-
-struct WorkerRow {
-    id: String,
-    name: String,
-    via: String,
-    token: Option<String>,
-    machine: Option<String>,
-    labels: String,
-    key_hash: String,
-    created_at: i64,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-    last_seen_at: Option<i64>,
-}
-
-fn read_worker_row(row: &Row<'_>) -> rusqlite::Result<WorkerRow> {
-    Ok(WorkerRow {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        via: row.get(2)?,
-        token: row.get(3)?,
-        machine: row.get(4)?,
-        labels: row.get(5)?,
-        key_hash: row.get(6)?,
-        created_at: row.get(7)?,
-        expires_at: row.get(8)?,
-        revoked_at: row.get(9)?,
-        last_seen_at: row.get(10)?,
-    })
-}
-
-fn worker_from_row(r: WorkerRow) -> StoreResult<Worker> {
-    Ok(Worker {
-        id: codec::worker_id(&r.id)?,
-        name: codec::name(&r.name)?,
-        enrolled_via: codec::via(&r.via)?,
-        token_name: r.token.as_deref().map(codec::name).transpose()?,
-        machine_id: r.machine.as_deref().map(codec::machine).transpose()?,
-        labels: codec::labels_from_json(&r.labels)?,
-        key_hash: codec::hash(&r.key_hash)?,
-        created_at: codec::ts(r.created_at),
-        expires_at: codec::opt_ts(r.expires_at),
-        revoked_at: codec::opt_ts(r.revoked_at),
-        last_seen_at: codec::opt_ts(r.last_seen_at),
-    })
 }
 
 fn read_job_row(row: &Row<'_>) -> rusqlite::Result<JobColumns> {
@@ -134,56 +50,34 @@ fn read_job_row(row: &Row<'_>) -> rusqlite::Result<JobColumns> {
     })
 }
 
-impl SqliteTx<'_> {
-    fn one_worker(&mut self, filter: &str, key: &str) -> StoreResult<Option<Worker>> {
-        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE {filter} = ?1");
-        let row = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row([key], read_worker_row)
-            .optional()?;
-        row.map(worker_from_row).transpose()
-    }
-}
-
 impl Tx for SqliteTx<'_> {
     fn insert_token(&mut self, t: &Token) -> StoreResult<()> {
+        let c = TokenColumns::of(t);
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ))?
             .execute(params![
-                t.name.as_str(),
-                t.secret_hash.to_hex(),
-                codec::labels_to_json(&t.labels),
-                t.created_at.unix_millis(),
-                t.expires_at.unix_millis(),
-                t.bound_machine.as_ref().map(MachineId::as_str),
-                t.enrolled_at.map(Timestamp::unix_millis),
-                t.revoked_at.map(Timestamp::unix_millis),
+                c.name,
+                c.secret_hash,
+                c.labels,
+                c.created_at,
+                c.expires_at,
+                c.bound_machine,
+                c.enrolled_at,
+                c.revoked_at,
             ])?;
         Ok(())
     }
 
     fn get_token(&mut self, name: &Name) -> StoreResult<Option<Token>> {
-        let row = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = ?1"
-            ))?
-            .query_row([name.as_str()], read_token_row)
-            .optional()?;
-        row.map(token_from_row).transpose()
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE name = ?1");
+        self.first_row(&sql, [name.as_str()], |row| rows::read_token(row))
     }
 
     fn list_tokens(&mut self) -> StoreResult<Vec<Token>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, name"
-        ))?;
-        let rows = stmt
-            .query_map([], read_token_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(token_from_row).collect()
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, name");
+        self.rows(&sql, [], |row| rows::read_token(row))
     }
 
     fn bind_token(&mut self, name: &Name, machine: &MachineId, at: Timestamp) -> StoreResult<bool> {
@@ -208,23 +102,24 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn insert_worker(&mut self, w: &Worker) -> StoreResult<()> {
+        let c = WorkerColumns::of(w);
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO workers ({WORKER_COLUMNS})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?
             .execute(params![
-                w.id.as_str(),
-                w.name.as_str(),
-                w.enrolled_via.as_str(),
-                w.token_name.as_ref().map(Name::as_str),
-                w.machine_id.as_ref().map(MachineId::as_str),
-                codec::labels_to_json(&w.labels),
-                w.key_hash.to_hex(),
-                w.created_at.unix_millis(),
-                w.expires_at.map(Timestamp::unix_millis),
-                w.revoked_at.map(Timestamp::unix_millis),
-                w.last_seen_at.map(Timestamp::unix_millis),
+                c.id,
+                c.name,
+                c.enrolled_via,
+                c.token_name,
+                c.machine_id,
+                c.labels,
+                c.key_hash,
+                c.created_at,
+                c.expires_at,
+                c.revoked_at,
+                c.last_seen_at,
             ])?;
         Ok(())
     }
@@ -242,13 +137,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn list_workers(&mut self) -> StoreResult<Vec<Worker>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {WORKER_COLUMNS} FROM workers ORDER BY name"
-        ))?;
-        let rows = stmt
-            .query_map([], read_worker_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(worker_from_row).collect()
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY name");
+        self.rows(&sql, [], |row| rows::read_worker(row))
     }
 
     fn set_worker_key(&mut self, id: &WorkerId, key: &SecretHash) -> StoreResult<bool> {
@@ -493,52 +383,20 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn list_audit(&mut self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
-        let like = f.contains.as_ref().map(|c| format!("%{}%", escape_like(c)));
-        let prefix = f
-            .action_prefix
-            .as_ref()
-            .map(|p| format!("{}%", escape_like(p)));
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, at, actor, action, target, remote_addr, outcome, detail FROM audit
+        let (prefix, like) = rows::audit_patterns(f);
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit
              WHERE (?1 IS NULL OR seq < ?1)
                AND (?2 IS NULL OR action LIKE ?2 ESCAPE '\\')
                AND (?3 IS NULL OR target LIKE ?3 ESCAPE '\\' OR actor LIKE ?3 ESCAPE '\\'
                     OR detail LIKE ?3 ESCAPE '\\')
-             ORDER BY seq DESC LIMIT ?4",
-        )?;
-        let rows = stmt
-            .query_map(
-                params![f.before_seq, prefix, like, i64::from(f.limit)],
-                |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, Option<String>>(5)?,
-                        row.get::<_, String>(6)?,
-                        row.get::<_, String>(7)?,
-                    ))
-                },
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    seq: r.0,
-                    event: AuditEvent {
-                        at: codec::ts(r.1),
-                        actor: r.2,
-                        action: r.3,
-                        target: r.4,
-                        remote_addr: r.5,
-                        outcome: codec::outcome(&r.6)?,
-                        detail: r.7,
-                    },
-                })
-            })
-            .collect()
+             ORDER BY seq DESC LIMIT ?4"
+        );
+        self.rows(
+            &sql,
+            params![f.before_seq, prefix, like, i64::from(f.limit)],
+            |row| rows::read_audit(row),
+        )
     }
 
     fn notify(&mut self, _event: &str) -> StoreResult<()> {
@@ -563,16 +421,4 @@ impl Tx for SqliteTx<'_> {
             .execute(params![key, value])?;
         Ok(())
     }
-}
-
-/// Escapes `%`, `_` and `\` so user text in a LIKE pattern matches only itself.
-fn escape_like(input: &str) -> String {
-    let mut out = String::with_capacity(input.len());
-    for c in input.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

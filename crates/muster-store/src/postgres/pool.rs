@@ -1,22 +1,22 @@
-//! One backend thread: takes jobs from the shared queue and runs each in its own transaction on
-//! the thread's connection. It delivers a job's outcome only after COMMIT has returned.
+//! One thread of the pool: takes work from the shared queue and runs each unit in its own
+//! transaction on the thread's connection. It delivers the outcome only after COMMIT has
+//! returned.
 //!
 //! There is no batching here, unlike SQLite's writer. Each thread commits its own transactions,
 //! and PostgreSQL groups concurrent commits from many connections into one WAL flush by itself.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering;
 use std::sync::{Mutex, mpsc};
 
 use super::conn::{Conn, Connector};
-use super::tx::PgTx;
-use super::unavailable::Unavailable;
-use super::{Counters, Mode, Task};
+use super::transaction::PgTx;
+use super::{Mode, Task};
+use crate::backend::Counters;
 use crate::error::{StoreError, StoreResult};
 
-/// Serves jobs until the queue is closed and drained. `conn` is the connection to start with
-/// (the one that ran migrations). Without one, the thread connects now, so the first job does not
-/// wait for a connection, and it retries at each job if that fails.
+/// Serves work until the queue is closed and drained. `conn` is the connection to start with
+/// (the one that ran migrations). Without one, the thread connects now, so the first unit of work
+/// does not wait for a connection, and it retries at each unit if that fails.
 pub(super) fn serve(
     connector: &Connector,
     conn: Option<Conn>,
@@ -26,7 +26,7 @@ pub(super) fn serve(
     let mut slot = conn.or_else(|| match connector.connect() {
         Ok(conn) => Some(conn),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot connect to PostgreSQL yet; will retry at the next job");
+            tracing::warn!(error = %e, "cannot connect to PostgreSQL yet; will retry when work arrives");
             None
         }
     });
@@ -43,29 +43,26 @@ pub(super) fn serve(
 }
 
 fn run(connector: &Connector, slot: &mut Option<Conn>, task: Task, counters: &Counters) {
-    let Task { mode, job } = task;
+    let Task { mode, work } = task;
     let conn = match begin(connector, slot, mode) {
         Ok(conn) => conn,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start a transaction; failing the job");
-            let mut tx = Unavailable(e.clone());
-            // Caught here as below, so that a panicking job cannot take a pool thread with it.
-            match catch_unwind(AssertUnwindSafe(|| job.run(&mut tx))) {
-                Ok(outcome) => outcome.deliver(Some(e)),
-                Err(_) => tracing::error!("a store job panicked"),
-            }
+            // The caller learns why (the connection error), not a misleading "the store is
+            // closed", and its closure never runs: there is no transaction to run it in.
+            tracing::error!(error = %e, "cannot start a transaction; failing the work");
+            work.fail(e);
             return;
         }
     };
     let mut tx = PgTx::new(conn, mode == Mode::Write);
-    let outcome = catch_unwind(AssertUnwindSafe(|| job.run(&mut tx)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| work.run(&mut tx)));
     let statement_failed = tx.into_failure();
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(_) => {
-            // The job's result channel was dropped while unwinding, so its caller gets
+            // The work's result channel was dropped while unwinding, so its caller gets
             // `StoreError::Closed`. What remains is to undo its writes.
-            tracing::error!("a store job panicked; its changes were rolled back");
+            tracing::error!("store work panicked; its changes were rolled back");
             rollback(slot);
             return;
         }
@@ -76,10 +73,10 @@ fn run(connector: &Connector, slot: &mut Option<Conn>, task: Task, counters: &Co
         return;
     }
     if let Some(e) = statement_failed {
-        // The job went on after a failed statement and called itself a success. PostgreSQL has
+        // The work went on after a failed statement and called itself a success. PostgreSQL has
         // aborted the transaction, so COMMIT would roll back while looking fine. Report the
         // statement's error instead of a commit that did not happen.
-        tracing::error!(error = %e, "a store job ignored a failed statement; rolled back");
+        tracing::error!(error = %e, "store work ignored a failed statement; rolled back");
         rollback(slot);
         outcome.deliver(Some(e));
         return;
@@ -87,8 +84,7 @@ fn run(connector: &Connector, slot: &mut Option<Conn>, task: Task, counters: &Co
     match commit(slot) {
         Ok(()) => {
             if mode == Mode::Write {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters.writes.fetch_add(1, Ordering::Relaxed);
+                counters.committed(1);
             }
             outcome.deliver(None);
         }
@@ -101,8 +97,8 @@ fn run(connector: &Connector, slot: &mut Option<Conn>, task: Task, counters: &Co
 
 /// Opens a transaction, on a new connection if the thread has none or its connection broke. A
 /// connection can break while idle (a server restart, a failover, an idle timeout), and that is
-/// only found when BEGIN fails. No job has run at that point, so reconnecting and beginning again
-/// cannot apply anything twice.
+/// only found when BEGIN fails. No work has run at that point, so reconnecting and beginning
+/// again cannot apply anything twice.
 fn begin<'s>(
     connector: &Connector,
     slot: &'s mut Option<Conn>,
@@ -141,7 +137,7 @@ fn commit(slot: &mut Option<Conn>) -> StoreResult<()> {
 }
 
 /// Rolls back the open transaction. If even that fails, the connection is in an unknown state.
-/// It is dropped, which makes the server roll back, and the next job opens a fresh one.
+/// It is dropped, which makes the server roll back, and the next unit of work opens a fresh one.
 fn rollback(slot: &mut Option<Conn>) {
     if let Some(conn) = slot.as_mut()
         && let Err(e) = conn.client.batch_execute("ROLLBACK")
@@ -155,23 +151,23 @@ fn rollback(slot: &mut Option<Conn>) {
 mod tests {
     use super::*;
 
-    /// With no server to reach, a job's caller learns why (`Backend`, naming the cause), not a
-    /// misleading "the store is closed", and the thread survives to serve the next job.
+    /// With no server to reach, the caller learns why (`Backend`, naming the cause), not a
+    /// misleading "the store is closed", and the thread survives to serve the next unit of work.
     #[test]
-    fn a_job_without_a_connection_fails_with_the_cause() {
+    fn work_without_a_connection_fails_with_the_cause() {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
         let connector = Connector::new("postgres://postgres@127.0.0.1:1/test", None).unwrap();
         let counters = Counters::default();
         let mut slot = None;
         for _ in 0..2 {
             let (done, mut result) = tokio::sync::oneshot::channel();
-            let job = crate::Job::new(|tx| tx.put_setting("k", "v"), done);
+            let work = crate::Work::new(|tx| tx.put_setting("k", "v"), done);
             run(
                 &connector,
                 &mut slot,
                 Task {
                     mode: Mode::Write,
-                    job,
+                    work,
                 },
                 &counters,
             );
@@ -180,6 +176,6 @@ mod tests {
                 other => panic!("expected a backend error, got {other:?}"),
             }
         }
-        assert_eq!(counters.commits.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.stats().commits, 0);
     }
 }

@@ -1,0 +1,110 @@
+//! What every case builds on: a fixed clock origin, names, audit events, tokens, enrollment
+//! requests and pre-created workers.
+
+use std::time::Duration;
+
+use muster_core::audit::{AuditEvent, Outcome};
+use muster_core::{
+    ApiKey, EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, Token, TokenSecret,
+    Worker, WorkerId,
+};
+use rand::rngs::OsRng;
+
+use crate::Store;
+use crate::flows::tokens::{self, Enrolled, TokenEnrollRefusal, TokenEnrollment};
+use crate::flows::workers;
+
+pub const T0: i64 = 1_800_000_000_000;
+
+pub fn at(ms: i64) -> Timestamp {
+    Timestamp::from_unix_millis(T0 + ms)
+}
+
+pub fn name(s: &str) -> Name {
+    Name::parse(s).expect("test name")
+}
+
+pub fn machine(s: &str) -> MachineId {
+    MachineId::parse(s).expect("test machine id")
+}
+
+pub fn audit(action: &str, target: &str) -> AuditEvent {
+    AuditEvent {
+        at: at(0),
+        actor: "admin".into(),
+        action: action.into(),
+        target: target.into(),
+        remote_addr: Some("127.0.0.1".into()),
+        outcome: Outcome::Ok,
+        detail: String::new(),
+    }
+}
+
+/// Creates a token living `lifetime_ms` from `at(0)` and returns its plaintext.
+pub async fn make_token(store: &Store, token_name: &str, lifetime_ms: u64) -> TokenSecret {
+    let secret = TokenSecret::generate(name(token_name), &mut OsRng);
+    let token = Token::new(
+        name(token_name),
+        secret.hash(),
+        Labels::parse_list("pool=a").expect("labels"),
+        at(0),
+        Duration::from_millis(lifetime_ms),
+    );
+    let ev = audit("token.create", token_name);
+    store
+        .write(move |tx| tokens::create(tx, &token, &ev))
+        .await
+        .expect("store")
+        .expect("token created");
+    secret
+}
+
+pub fn enrollment(secret: &TokenSecret, machine_id: &str, now: i64) -> (TokenEnrollment, ApiKey) {
+    let key = ApiKey::generate(&mut OsRng);
+    let req = TokenEnrollment {
+        presented: secret.clone(),
+        machine: machine(machine_id),
+        labels: Labels::parse_list("os=linux,pool=worker-says").expect("labels"),
+        now: at(now),
+        new_worker_id: WorkerId::parse(&muster_core::credentials::generate_id(&mut OsRng))
+            .expect("id"),
+        new_key: key.hash(),
+        remote_addr: Some("127.0.0.2".into()),
+    };
+    (req, key)
+}
+
+pub async fn enroll(store: &Store, req: TokenEnrollment) -> Result<Enrolled, TokenEnrollRefusal> {
+    store
+        .write(move |tx| tokens::enroll(tx, &req))
+        .await
+        .expect("store")
+}
+
+pub fn precreated(worker_name: &str) -> Worker {
+    Worker {
+        id: WorkerId::parse(&muster_core::credentials::generate_id(&mut OsRng)).expect("id"),
+        name: name(worker_name),
+        enrolled_via: EnrolledVia::Precreated,
+        token_name: None,
+        machine_id: None,
+        labels: Labels::new(),
+        key_hash: SecretHash::of("mk_precreated"),
+        created_at: at(0),
+        expires_at: None,
+        revoked_at: None,
+        last_seen_at: None,
+    }
+}
+
+/// Stores a pre-created worker called `worker_name` (see [`precreated`]) and returns it.
+pub async fn create_precreated(store: &Store, worker_name: &str) -> Worker {
+    let worker = precreated(worker_name);
+    let stored = worker.clone();
+    store
+        .write(move |tx| workers::create(tx, &stored, at(0), None))
+        .await
+        .expect("store")
+        .expect("created");
+    worker
+}

@@ -1,0 +1,93 @@
+//! The conformance suite every backend must pass: the same flows, the same answers.
+//!
+//! Each case is an `async fn(Store)` in the module of its area, given a fresh, empty store, so
+//! cases cannot lean on each other. A backend's test file turns every case into its own test
+//! with [`conformance_tests!`](crate::conformance_tests), so one failing case hides no other and
+//! each can be run alone (`cargo test -p muster-store --test sqlite conformance::jobs::`).
+
+pub mod audit;
+mod fixtures;
+pub mod jobs;
+pub mod secret_enrollment;
+pub mod token_enrollment;
+pub mod tokens;
+pub mod transactions;
+pub mod workers;
+
+pub use fixtures::*;
+
+/// Expands to one `#[tokio::test]` per conformance case, in modules named after the cases'
+/// areas: `conformance::tokens::token_create_get_list` and so on.
+///
+/// `$fresh` names an `async fn() -> Option<(Store, impl Sized)>` in the module that invokes the
+/// macro. Each test calls it once for a fresh, empty store; the second half of the pair is kept
+/// alive until the case ends (a temporary directory, a schema to drop). `None` skips the case:
+/// the function has already said why. The invoking crate needs `tokio` with its `macros` and
+/// multi-threaded runtime.
+///
+/// ```text
+/// async fn fresh_store() -> Option<(Store, tempfile::TempDir)> { ... }
+/// muster_store::conformance_tests!(fresh_store);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:ident) => {
+        $crate::__conformance_cases! { $fresh;
+            tokens {
+                token_create_get_list,
+                token_names_are_unique_across_workers,
+                revoke_token_transitions,
+            }
+            token_enrollment {
+                enroll_binds_then_resumes_and_refuses_others,
+                enroll_refuses_unknown_wrong_expired_revoked,
+                racing_machines_exactly_one_wins,
+            }
+            secret_enrollment {
+                secret_enrollment_settings_and_guard_rails,
+                secret_enrollment_supersedes_only_when_allowed,
+            }
+            workers {
+                admit_checks_key_machine_and_binds_precreated,
+                revoke_and_remove_workers,
+                the_builtin_worker_is_neither_revoked_nor_removed,
+                touch_keeps_the_latest,
+            }
+            jobs {
+                jobs_start_once_end_once_and_recover,
+                job_output_is_stored_in_order,
+            }
+            audit {
+                audit_filters,
+            }
+            transactions {
+                failed_write_rolls_back_alone,
+                settings_round_trip,
+            }
+        }
+    };
+}
+
+/// The expansion behind [`conformance_tests!`](crate::conformance_tests): the list of cases, by
+/// area, is written once there.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($fresh:ident; $($area:ident { $($case:ident),* $(,)? })*) => {
+        mod conformance {
+            $(
+                mod $area {
+                    $(
+                        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                        async fn $case() {
+                            let Some((store, _keep)) = super::super::$fresh().await else {
+                                return;
+                            };
+                            $crate::testing::$area::$case(store).await;
+                        }
+                    )*
+                }
+            )*
+        }
+    };
+}

@@ -1,6 +1,7 @@
 //! The scheduler driven as the server drives it (see `fixture.rs`), with tokio's clock paused so
-//! queue deadlines are exact and nothing sleeps for real. The one exception runs on two threads:
-//! the race it guards against needs a dispatch round running in parallel with a submission.
+//! queue deadlines are exact and nothing sleeps for real. The one exception runs on several
+//! threads: the race it guards against needs a dispatch round running in parallel with a
+//! submission.
 
 mod fixture;
 
@@ -33,7 +34,7 @@ async fn a_queued_job_starts_when_a_matching_worker_connects() {
     assert!(told_to_start(&cpu).is_empty(), "the labels do not match");
 
     let gpu = f.connect("gpu", 1, "gpu=yes");
-    assert_eq!(starts(&gpu).await, [job.id.clone()]);
+    assert_eq!(starts(&gpu).await, std::slice::from_ref(&job.id));
     let stored = f.stored(&job.id).await;
     assert_eq!(stored.state, JobState::Running);
     assert_eq!(stored.worker_id.as_ref(), Some(&gpu.worker_id));
@@ -57,7 +58,7 @@ async fn a_job_starts_at_submission_when_a_worker_has_a_free_slot() {
     assert_eq!(job.started_at, Some(job.created_at));
     assert_eq!(job.worker_name.as_ref(), Some(&w.name));
     assert_eq!(job.dispatcher.as_deref(), Some(SERVER_ID));
-    assert_eq!(told_to_start(&w), [job.id.clone()]);
+    assert_eq!(told_to_start(&w), std::slice::from_ref(&job.id));
     assert_eq!(f.jobs.state().phase(&job.id), Some(Phase::Running));
 }
 
@@ -71,7 +72,7 @@ async fn a_job_for_a_named_worker_waits_for_that_worker_only() {
         .submit_to(f.job(named("busy"), WAIT), Some(&busy.worker_id))
         .await;
     assert_eq!(first.worker_name.as_ref(), Some(&busy.name));
-    assert_eq!(told_to_start(&busy), [first.id.clone()]);
+    assert_eq!(told_to_start(&busy), std::slice::from_ref(&first.id));
     let second = f
         .submit_to(f.job(named("busy"), WAIT), Some(&busy.worker_id))
         .await;
@@ -125,12 +126,14 @@ async fn a_job_nobody_takes_fails_exactly_at_its_queue_deadline() {
 /// Regression test for c8368c9: `submit` put a job in the queue, then tracked it, under two
 /// locks; a dispatch round that ran in between found an id it did not track, took it for a job
 /// cancelled or started elsewhere and dropped it from the queue, and the job never started.
-/// Rounds run back to back on one thread while jobs are submitted on the other; then a worker
-/// with a slot for each connects, and every one of them must start.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Rounds run back to back on one thread while jobs are submitted on others; then a worker with
+/// a slot for each connects, and every one of them must start. (Ported to the code before that
+/// fix, it failed 20 runs out of 20, with 1 to 37 of the 200 jobs dropped; it passes on the fix.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_queued_while_dispatch_rounds_run_back_to_back_is_not_dropped() {
-    const JOBS: u32 = 100;
-    let f = fixture();
+    const JOBS: u32 = 200;
+    const SUBMITTERS: u32 = 4;
+    let f = Arc::new(fixture());
     let busy = Arc::new(AtomicBool::new(true));
     let rounds = tokio::spawn({
         let (jobs, busy) = (Arc::clone(&f.jobs), Arc::clone(&busy));
@@ -144,9 +147,22 @@ async fn a_job_queued_while_dispatch_rounds_run_back_to_back_is_not_dropped() {
             rounds
         }
     });
+    // Several submitters at once: more submissions in flight, more chances to meet a round.
+    let submitters: Vec<_> = (0..SUBMITTERS)
+        .map(|_| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..JOBS / SUBMITTERS {
+                    ids.push(f.submit(f.job(Selector::default(), WAIT)).await.id);
+                }
+                ids
+            })
+        })
+        .collect();
     let mut submitted = Vec::new();
-    for _ in 0..JOBS {
-        submitted.push(f.submit(f.job(Selector::default(), WAIT)).await.id);
+    for submitter in submitters {
+        submitted.extend(submitter.await.unwrap());
     }
     busy.store(false, Ordering::Relaxed);
     assert!(rounds.await.unwrap() > 0);
@@ -156,7 +172,12 @@ async fn a_job_queued_while_dispatch_rounds_run_back_to_back_is_not_dropped() {
     let mut started = told_to_start(&w);
     started.sort();
     submitted.sort();
-    assert_eq!(started, submitted, "every queued job starts");
+    assert!(
+        started == submitted,
+        "{} of the {} queued jobs started",
+        started.len(),
+        submitted.len()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -175,7 +196,7 @@ async fn a_job_submitted_while_a_round_writes_its_starts_waits_for_the_next_roun
     let later = f.submit(f.job(labels("zone=x"), WAIT)).await;
     round.await.unwrap().unwrap();
     f.jobs.state().check();
-    assert_eq!(told_to_start(&gpu), [placed.id.clone()]);
+    assert_eq!(told_to_start(&gpu), std::slice::from_ref(&placed.id));
     assert_eq!(f.jobs.state().phase(&placed.id), Some(Phase::Running));
     assert_eq!(f.jobs.state().phase(&later.id), Some(Phase::Queued));
 

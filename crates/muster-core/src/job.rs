@@ -287,6 +287,36 @@ pub struct TransitionError {
 }
 
 impl Job {
+    /// A new job, as submitted: queued, with no extra environment and no run time limit (set
+    /// `env` and `timeout` on the result), waiting for a worker until `queue_deadline`.
+    pub fn queued(
+        id: JobId,
+        command: Vec<String>,
+        selector: Selector,
+        created_at: Timestamp,
+        queue_deadline: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            command,
+            env: BTreeMap::new(),
+            selector,
+            timeout: None,
+            queue_deadline,
+            state: JobState::Queued,
+            worker_id: None,
+            worker_name: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            reason: None,
+            output_bytes: 0,
+            truncated: false,
+            dispatcher: None,
+        }
+    }
+
     /// `queued → running` on `worker`, started by the server replica `dispatcher` at `at`: the
     /// only way a job starts, whether the scheduler found a free slot at submission or placed it
     /// from the queue later. Refused, leaving the job as it was, unless the job is queued.
@@ -433,25 +463,13 @@ mod tests {
     }
 
     fn queued_job() -> Job {
-        Job {
-            id: JobId::parse("0123456789abcdef").unwrap(),
-            command: vec!["true".into()],
-            env: BTreeMap::new(),
-            selector: Selector::default(),
-            timeout: None,
-            queue_deadline: Timestamp::from_unix_millis(60_000),
-            state: JobState::Queued,
-            worker_id: None,
-            worker_name: None,
-            created_at: Timestamp::from_unix_millis(1_000),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            reason: None,
-            output_bytes: 0,
-            truncated: false,
-            dispatcher: None,
-        }
+        Job::queued(
+            JobId::parse("0123456789abcdef").unwrap(),
+            vec!["true".into()],
+            Selector::default(),
+            Timestamp::from_unix_millis(1_000),
+            Timestamp::from_unix_millis(60_000),
+        )
     }
 
     fn start(job: &mut Job, at: i64) -> Result<(), TransitionError> {

@@ -177,7 +177,15 @@ impl Jobs {
     /// ones with their slots reserved, and the expired ones.
     fn take_round(&self, sessions: &[Arc<Session>], now: Timestamp) -> (Vec<Placed>, Vec<Job>) {
         let mut state = self.state();
-        let workers: Vec<&Session> = sessions.iter().map(Arc::as_ref).collect();
+        let workers: Vec<placement::Worker<'_>> = sessions
+            .iter()
+            .map(|s| placement::Worker {
+                name: &s.name,
+                labels: &s.labels,
+                running: s.running(),
+                slots: s.slots,
+            })
+            .collect();
         let plan = placement::plan(state.queued(), &workers, now);
         // A slot can fill between the count and the reservation (a job started at submission):
         // the job then waits for the next round.

@@ -1,11 +1,11 @@
 //! Placement: which queued jobs go to which worker now, and which have waited too long.
 //!
 //! [`plan`] is a pure function of the queue (in order, with each job's selector and queue
-//! deadline), the workers' names, labels and slots, and `now`, so every rule is a unit test.
-//! Each job goes where [`muster_core::job::place`] says (the least loaded matching worker with a
-//! free slot); the slots it fills count for the jobs after it in the same round. The dispatcher
-//! (`dispatch.rs`) applies the plan: it reserves the slots in the sessions themselves, which
-//! may have filled meanwhile, and then writes the starts.
+//! deadline), the workers' names, labels, running jobs and slots, and `now`, so every rule is a
+//! unit test. Each job goes where [`muster_core::job::place`] says (the least loaded matching
+//! worker with a free slot); the slots it fills count for the jobs after it in the same round.
+//! The dispatcher (`dispatch.rs`) applies the plan: it reserves the slots in the sessions
+//! themselves, which may have filled meanwhile, and then writes the starts.
 
 use muster_core::job::{Candidate, Job, JobId, place};
 use muster_core::{Labels, Name, Timestamp};
@@ -19,21 +19,23 @@ pub struct Plan {
     pub expired: Vec<JobId>,
 }
 
-/// A worker as one round sees it: its running jobs counted once at the start of the round, plus
-/// the jobs this round placed on it.
-struct Load<'a, C> {
-    index: usize,
-    worker: &'a C,
-    running: u32,
+/// A connected worker as placement sees it: plain data, borrowed from its session, with its
+/// running jobs counted once at the start of the round.
+#[derive(Debug, Clone, Copy)]
+pub struct Worker<'a> {
+    pub name: &'a Name,
+    pub labels: &'a Labels,
+    pub running: u32,
+    pub slots: u32,
 }
 
-impl<C: Candidate> Candidate for Load<'_, C> {
+impl Candidate for Worker<'_> {
     fn name(&self) -> &Name {
-        self.worker.name()
+        self.name
     }
 
     fn labels(&self) -> &Labels {
-        self.worker.labels()
+        self.labels
     }
 
     fn running(&self) -> u32 {
@@ -41,7 +43,7 @@ impl<C: Candidate> Candidate for Load<'_, C> {
     }
 
     fn slots(&self) -> u32 {
-        self.worker.slots()
+        self.slots
     }
 }
 
@@ -49,24 +51,17 @@ impl<C: Candidate> Candidate for Load<'_, C> {
 /// is free; every other job is placed if a matching worker has a free slot, and otherwise
 /// waits. Jobs are considered in queue order, so an earlier job gets the first pick, but a job
 /// that cannot be placed does not hold back the ones behind it.
-pub fn plan<'a, C: Candidate>(
+pub fn plan<'a>(
     queue: impl IntoIterator<Item = &'a Job>,
-    workers: &[&C],
+    workers: &[Worker<'_>],
     now: Timestamp,
 ) -> Plan {
-    let mut loads: Vec<Load<'_, C>> = workers
-        .iter()
-        .enumerate()
-        .map(|(index, worker)| Load {
-            index,
-            worker: *worker,
-            running: worker.running(),
-        })
-        .collect();
+    // The slots this round fills count for the jobs after it.
+    let mut loads = workers.to_vec();
     // With every slot taken, only deadlines matter: no need to match each job against the fleet.
     let mut free: u64 = loads
         .iter()
-        .map(|l| u64::from(l.slots().saturating_sub(l.running)))
+        .map(|w| u64::from(w.slots.saturating_sub(w.running)))
         .sum();
     let mut plan = Plan::default();
     for job in queue {
@@ -77,7 +72,8 @@ pub fn plan<'a, C: Candidate>(
         if free == 0 {
             continue;
         }
-        let Some(index) = place(&job.selector, &loads).map(|l| l.index) else {
+        let target = place(&job.selector, &loads);
+        let Some(index) = target.and_then(|t| loads.iter().position(|w| std::ptr::eq(w, t))) else {
             continue;
         };
         loads[index].running += 1;
@@ -89,69 +85,37 @@ pub fn plan<'a, C: Candidate>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use muster_core::job::{JobState, Selector};
+    use muster_core::job::Selector;
 
     use super::*;
 
-    struct Worker {
-        name: Name,
-        labels: Labels,
-        running: u32,
-        slots: u32,
-    }
+    /// A worker's name, labels, running jobs and slots.
+    type Spec = (Name, Labels, u32, u32);
 
-    impl Candidate for Worker {
-        fn name(&self) -> &Name {
-            &self.name
-        }
-        fn labels(&self) -> &Labels {
-            &self.labels
-        }
-        fn running(&self) -> u32 {
-            self.running
-        }
-        fn slots(&self) -> u32 {
-            self.slots
-        }
-    }
-
-    fn worker(name: &str, labels: &str, running: u32, slots: u32) -> Worker {
-        Worker {
-            name: Name::parse(name).unwrap(),
-            labels: Labels::parse_list(labels).unwrap(),
+    fn worker(name: &str, labels: &str, running: u32, slots: u32) -> Spec {
+        (
+            Name::parse(name).unwrap(),
+            Labels::parse_list(labels).unwrap(),
             running,
             slots,
-        }
+        )
     }
 
     const NOW: i64 = 1_000_000;
 
     /// Job number `n`, for any worker with `labels` (or only `named`), waiting until `NOW + wait`.
     fn job(n: u8, named: Option<&str>, labels: &str, wait: i64) -> Job {
-        Job {
-            id: JobId::parse(&format!("{n:016x}")).unwrap(),
-            command: vec!["true".into()],
-            env: BTreeMap::new(),
-            selector: Selector {
-                worker: named.map(|w| Name::parse(w).unwrap()),
-                labels: Labels::parse_list(labels).unwrap(),
-            },
-            timeout: None,
-            queue_deadline: Timestamp::from_unix_millis(NOW + wait),
-            state: JobState::Queued,
-            worker_id: None,
-            worker_name: None,
-            created_at: Timestamp::from_unix_millis(NOW - 1_000),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            reason: None,
-            output_bytes: 0,
-            truncated: false,
-            dispatcher: None,
-        }
+        let selector = Selector {
+            worker: named.map(|w| Name::parse(w).unwrap()),
+            labels: Labels::parse_list(labels).unwrap(),
+        };
+        Job::queued(
+            JobId::parse(&format!("{n:016x}")).unwrap(),
+            vec!["true".into()],
+            selector,
+            Timestamp::from_unix_millis(NOW - 1_000),
+            Timestamp::from_unix_millis(NOW + wait),
+        )
     }
 
     fn any(n: u8) -> Job {
@@ -159,14 +123,22 @@ mod tests {
     }
 
     /// The plan, as (job number, worker name) pairs and expired job numbers.
-    fn decide(queue: &[Job], fleet: &[Worker]) -> (Vec<(u64, String)>, Vec<u64>) {
-        let workers: Vec<&Worker> = fleet.iter().collect();
+    fn decide(queue: &[Job], fleet: &[Spec]) -> (Vec<(u64, String)>, Vec<u64>) {
+        let workers: Vec<Worker<'_>> = fleet
+            .iter()
+            .map(|(name, labels, running, slots)| Worker {
+                name,
+                labels,
+                running: *running,
+                slots: *slots,
+            })
+            .collect();
         let plan = plan(queue, &workers, Timestamp::from_unix_millis(NOW));
         let number = |id: &JobId| u64::from_str_radix(id.as_str(), 16).unwrap();
         (
             plan.placed
                 .iter()
-                .map(|(id, i)| (number(id), fleet[*i].name.as_str().to_owned()))
+                .map(|(id, i)| (number(id), fleet[*i].0.as_str().to_owned()))
                 .collect(),
             plan.expired.iter().map(number).collect(),
         )

@@ -280,25 +280,13 @@ mod tests {
     use super::*;
 
     fn job(n: u8) -> Job {
-        Job {
-            id: id(n),
-            command: vec!["true".into()],
-            env: Default::default(),
-            selector: Selector::default(),
-            timeout: None,
-            queue_deadline: Timestamp::from_unix_millis(60_000),
-            state: JobState::Queued,
-            worker_id: None,
-            worker_name: None,
-            created_at: Timestamp::from_unix_millis(1_000),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            reason: None,
-            output_bytes: 0,
-            truncated: false,
-            dispatcher: None,
-        }
+        Job::queued(
+            id(n),
+            vec!["true".into()],
+            Selector::default(),
+            Timestamp::from_unix_millis(1_000),
+            Timestamp::from_unix_millis(60_000),
+        )
     }
 
     fn id(n: u8) -> JobId {

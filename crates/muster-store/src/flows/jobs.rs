@@ -152,8 +152,6 @@ pub fn lose_running(tx: &mut dyn Tx, dispatcher: &str, at: Timestamp) -> StoreRe
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use muster_core::audit::Outcome;
     use muster_core::job::Selector;
 
@@ -161,25 +159,13 @@ mod tests {
     use crate::Store;
 
     fn queued() -> Job {
-        Job {
-            id: JobId::parse("00000000000000b1").unwrap(),
-            command: vec!["true".into()],
-            env: BTreeMap::new(),
-            selector: Selector::default(),
-            timeout: None,
-            queue_deadline: Timestamp::from_unix_millis(600_000),
-            state: JobState::Queued,
-            worker_id: None,
-            worker_name: None,
-            created_at: Timestamp::from_unix_millis(1_000),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            reason: None,
-            output_bytes: 0,
-            truncated: false,
-            dispatcher: None,
-        }
+        Job::queued(
+            JobId::parse("00000000000000b1").unwrap(),
+            vec!["true".into()],
+            Selector::default(),
+            Timestamp::from_unix_millis(1_000),
+            Timestamp::from_unix_millis(600_000),
+        )
     }
 
     fn assignment(job: &Job) -> Assignment {

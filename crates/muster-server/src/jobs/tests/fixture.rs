@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use muster_core::audit::{AuditEvent, Outcome};
-use muster_core::job::{Job, JobId, JobState, Selector};
+use muster_core::job::{Job, JobId, Selector};
 use muster_core::{Labels, Name, Timestamp, WorkerId};
 use muster_proto::control::ServerMessage;
-use muster_store::Store;
+use muster_store::{Store, StoreError};
 use rand::rngs::OsRng;
+use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::control::registry::{Command, Registry, Session};
+use crate::jobs::state::Phase;
 use crate::jobs::{DEFAULT_OUTPUT_CAP, Jobs};
 
 pub const SERVER_ID: &str = "replica-test";
@@ -71,25 +73,14 @@ impl Fixture {
     /// A queued job for `selector`, created now, that may wait `queue_wait` for a worker.
     pub fn job(&self, selector: Selector, queue_wait: Duration) -> Job {
         let now = self.clock.now();
-        Job {
-            id: JobId::generate(&mut OsRng),
-            command: vec!["true".into()],
-            env: Default::default(),
+        let id = JobId::generate(&mut OsRng);
+        Job::queued(
+            id,
+            vec!["true".into()],
             selector,
-            timeout: None,
-            queue_deadline: now.saturating_add(queue_wait),
-            state: JobState::Queued,
-            worker_id: None,
-            worker_name: None,
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            reason: None,
-            output_bytes: 0,
-            truncated: false,
-            dispatcher: None,
-        }
+            now,
+            now.saturating_add(queue_wait),
+        )
     }
 
     /// Submits `job` as the API does (for a named worker, `named` is its id).
@@ -133,6 +124,22 @@ impl Fixture {
         self.jobs
             .session_ended(session, "the worker disconnected")
             .await;
+    }
+
+    /// Runs a dispatch round in a task of its own, and returns once the round is writing the
+    /// start of `job`: what happens next happens while the start is being written.
+    pub async fn round_writing_the_start_of(
+        &self,
+        job: &JobId,
+    ) -> JoinHandle<Result<(), StoreError>> {
+        let round = tokio::spawn({
+            let jobs = Arc::clone(&self.jobs);
+            async move { jobs.dispatch_round().await }
+        });
+        while self.jobs.state().phase(job) != Some(Phase::Starting) {
+            tokio::task::yield_now().await;
+        }
+        round
     }
 
     /// The job as stored.

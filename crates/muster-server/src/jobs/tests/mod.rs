@@ -185,13 +185,7 @@ async fn a_job_submitted_while_a_round_writes_its_starts_waits_for_the_next_roun
     let f = fixture();
     let placed = f.submit(f.job(labels("gpu=yes"), WAIT)).await;
     let gpu = f.connect("gpu", 4, "gpu=yes");
-    let round = tokio::spawn({
-        let jobs = Arc::clone(&f.jobs);
-        async move { jobs.dispatch_round().await }
-    });
-    while f.jobs.state().phase(&placed.id) != Some(Phase::Starting) {
-        tokio::task::yield_now().await;
-    }
+    let round = f.round_writing_the_start_of(&placed.id).await;
     // The round is writing its start; a job for another kind of worker arrives.
     let later = f.submit(f.job(labels("zone=x"), WAIT)).await;
     round.await.unwrap().unwrap();
@@ -229,13 +223,7 @@ async fn a_worker_that_goes_away_while_its_start_is_written_loses_the_job() {
     let f = fixture();
     let job = f.submit(f.job(Selector::default(), WAIT)).await;
     let w = f.connect("w", 1, "");
-    let round = tokio::spawn({
-        let jobs = Arc::clone(&f.jobs);
-        async move { jobs.dispatch_round().await }
-    });
-    while f.jobs.state().phase(&job.id) != Some(Phase::Starting) {
-        tokio::task::yield_now().await;
-    }
+    let round = f.round_writing_the_start_of(&job.id).await;
     f.disconnect(&w).await;
     round.await.unwrap().unwrap();
     assert_eq!(f.stored(&job.id).await.state, JobState::Lost);

@@ -9,6 +9,9 @@
 //! A job runs at most once: `running` is entered only through [`Job::start`] (in memory) and one
 //! conditional update (in the store), and a job whose worker goes away mid-run ends `lost` — it
 //! is never put back in the queue.
+//!
+//! Over 400 lines only with its tests (about 370 without): every edge of the state machine is
+//! tested next to where it is written, as in `token.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;

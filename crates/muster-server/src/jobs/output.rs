@@ -1,0 +1,76 @@
+//! What workers send about their jobs, handed over by their sessions: output frames (numbered,
+//! stored up to the per-job cap, passed to live followers) and results (the job's end).
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use muster_core::job::{Ending, JobId};
+use muster_proto::control::{JobExit, WorkerMessage, frame};
+
+use super::{Jobs, LiveEvent};
+use crate::control::registry::Session;
+use crate::control::session::Inbound;
+
+impl Jobs {
+    async fn on_output(&self, session: &Session, frame_bytes: Bytes) {
+        let Some((stream, raw_id, payload)) = frame::decode(&frame_bytes) else {
+            tracing::debug!(worker = %session.name, "ignoring a malformed output frame");
+            return;
+        };
+        let id = JobId::from_bytes(raw_id);
+        if !session.holds(&id) {
+            return;
+        }
+        let data = frame_bytes.slice_ref(payload);
+        let Some(chunk) = self.state().record_output(&id, &data, self.output_cap) else {
+            return;
+        };
+        if !chunk.keep.is_empty() {
+            let (job_id, seq, keep) = (id.clone(), chunk.seq, chunk.keep);
+            // Awaiting the write is the backpressure: a worker cannot outrun the disk.
+            if let Err(e) = self
+                .store
+                .write(move |tx| tx.append_output(&job_id, seq, stream, &keep))
+                .await
+            {
+                tracing::warn!(job = %id, error = %e, "cannot store job output");
+            }
+        }
+        let event = LiveEvent::Output {
+            seq: chunk.seq,
+            stream,
+            data,
+        };
+        self.state().publish(&id, event);
+    }
+
+    async fn on_message(&self, session: &Session, message: WorkerMessage) {
+        match message {
+            WorkerMessage::JobFinished { id, exit } => {
+                let Ok(id) = JobId::parse(&id) else { return };
+                if !session.release(&id) {
+                    return;
+                }
+                let ending = match exit {
+                    JobExit::Exited { code } => Ending::Exited(code),
+                    JobExit::Signalled { signal } => Ending::Signalled(signal),
+                    JobExit::TimedOut => {
+                        Ending::TimedOut(self.state().timeout(&id).unwrap_or_default())
+                    }
+                    JobExit::Cancelled => Ending::Cancelled,
+                    JobExit::SpawnFailed { error } => Ending::SpawnFailed(error),
+                };
+                self.finish(&id, ending).await;
+            }
+        }
+    }
+}
+
+impl Inbound for Jobs {
+    fn message<'a>(&'a self, session: &'a Session, message: WorkerMessage) -> BoxFuture<'a, ()> {
+        Box::pin(self.on_message(session, message))
+    }
+
+    fn output<'a>(&'a self, session: &'a Session, frame: Bytes) -> BoxFuture<'a, ()> {
+        Box::pin(self.on_output(session, frame))
+    }
+}

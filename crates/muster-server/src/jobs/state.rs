@@ -1,0 +1,407 @@
+//! The scheduler's state: the queue, and every job this replica tracks until it ends.
+//!
+//! One struct, behind one lock in [`super::Jobs`], so that what it promises holds between any
+//! two calls:
+//!
+//! - a job is in the queue exactly when it is tracked in phase [`Phase::Queued`], and at most
+//!   once;
+//! - a job leaves the queue only in one of its methods, which also moves it to its next phase.
+//!
+//! Which worker a placed job holds a slot on is kept by that worker's session
+//! ([`crate::control::registry::Session::reserve`]); the dispatcher takes a reservation while
+//! holding this state's lock and never the other way round.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use muster_core::Timestamp;
+use muster_core::job::{Job, JobId};
+use muster_store::flows::jobs::Assignment;
+use tokio::sync::broadcast;
+
+use super::LiveEvent;
+
+/// Live events buffered per follower before it is told it skipped some.
+const FOLLOW_BUFFER: usize = 256;
+
+/// Where a tracked job is in its life on this replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// In the queue, waiting for a worker with a free slot.
+    Queued,
+    /// Placed on a worker; its start is being written.
+    Starting,
+    /// Started on a worker.
+    Running,
+    /// Out of the queue because its queue time is up; its end is being written.
+    Expiring,
+}
+
+/// A job that has not ended: where it is, its output so far, its followers.
+struct Tracked {
+    job: Job,
+    phase: Phase,
+    output: Output,
+    events: broadcast::Sender<LiveEvent>,
+}
+
+/// Counts of a job's output, for numbering chunks and for the per-job cap.
+#[derive(Debug, Default)]
+struct Output {
+    next_seq: u64,
+    total_bytes: u64,
+    stored_bytes: u64,
+    truncated: bool,
+}
+
+/// One output chunk as received: its number, and how much of it to store (under the cap).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub seq: u64,
+    pub keep: Bytes,
+}
+
+#[derive(Default)]
+pub struct SchedulerState {
+    /// Queued jobs in submission order.
+    queue: VecDeque<JobId>,
+    jobs: HashMap<JobId, Tracked>,
+}
+
+impl SchedulerState {
+    fn track(&mut self, job: Job, phase: Phase) {
+        let (events, _) = broadcast::channel(FOLLOW_BUFFER);
+        let tracked = Tracked {
+            job,
+            phase,
+            output: Output::default(),
+            events,
+        };
+        self.jobs.insert(tracked.job.id.clone(), tracked);
+    }
+
+    /// Tracks a queued job and puts it at the back of the queue, in one step: a dispatch round
+    /// never sees it queued but not tracked. False, and nothing changes, if the job is tracked
+    /// already (a replica hears of its own jobs from the store too).
+    pub fn enqueue(&mut self, job: Job) -> bool {
+        if self.jobs.contains_key(&job.id) {
+            return false;
+        }
+        self.queue.push_back(job.id.clone());
+        self.track(job, Phase::Queued);
+        true
+    }
+
+    /// Tracks a job that started at submission, without ever being queued.
+    pub fn track_running(&mut self, job: Job) {
+        self.track(job, Phase::Running);
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Queued jobs, in order.
+    pub fn queued(&self) -> impl Iterator<Item = &Job> {
+        self.queue
+            .iter()
+            .filter_map(|id| self.jobs.get(id).map(|t| &t.job))
+    }
+
+    /// The earliest queue deadline: when a dispatch round must run even if nothing else happens.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.queued().map(|job| job.queue_deadline).min()
+    }
+
+    /// Takes jobs out of the queue in one pass: each of `starting` to [`Phase::Starting`], with
+    /// the job as [`Job::start`] leaves it under its assignment, and each of `expiring` to
+    /// [`Phase::Expiring`]. For each assignment, in order, the started job, or `None` if the job
+    /// was not queued any more (nothing changed for it). For the expiring, the jobs taken.
+    pub fn take(
+        &mut self,
+        starting: &[Assignment],
+        expiring: &[JobId],
+        at: Timestamp,
+    ) -> (Vec<Option<Job>>, Vec<Job>) {
+        let mut started = Vec::with_capacity(starting.len());
+        for assignment in starting {
+            let job = self.queued_mut(&assignment.job).and_then(|tracked| {
+                let mut job = tracked.job.clone();
+                match assignment.start(&mut job, at) {
+                    Ok(()) => {
+                        tracked.phase = Phase::Starting;
+                        Some(job)
+                    }
+                    Err(refused) => {
+                        // Cannot happen to a queued job; kept queued, and said, if it does.
+                        tracing::error!(error = %refused, "a queued job did not start");
+                        None
+                    }
+                }
+            });
+            started.push(job);
+        }
+        let mut expired = Vec::with_capacity(expiring.len());
+        for id in expiring {
+            if let Some(tracked) = self.queued_mut(id) {
+                tracked.phase = Phase::Expiring;
+                expired.push(tracked.job.clone());
+            }
+        }
+        self.prune_queue();
+        (started, expired)
+    }
+
+    /// A start was written: the job runs. False if it is not starting here any more (it ended,
+    /// or was forgotten, meanwhile).
+    pub fn started(&mut self, job: Job) -> bool {
+        match self.jobs.get_mut(&job.id) {
+            Some(tracked) if tracked.phase == Phase::Starting => {
+                tracked.job = job;
+                tracked.phase = Phase::Running;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts that were not written go back to the front of the queue, in their order.
+    pub fn unstart(&mut self, ids: &[JobId]) {
+        for id in ids.iter().rev() {
+            if let Some(tracked) = self.jobs.get_mut(id)
+                && tracked.phase == Phase::Starting
+            {
+                tracked.phase = Phase::Queued;
+                self.queue.push_front(id.clone());
+            }
+        }
+    }
+
+    /// Stops tracking a job (it ended, or another replica has it), out of the queue too, and
+    /// tells its followers here. False if it was not tracked.
+    pub fn forget(&mut self, id: &JobId) -> bool {
+        let Some(tracked) = self.jobs.remove(id) else {
+            return false;
+        };
+        if tracked.phase == Phase::Queued {
+            self.queue.retain(|queued| queued != id);
+        }
+        let _ = tracked.events.send(LiveEvent::Ended);
+        true
+    }
+
+    pub fn subscribe(&self, id: &JobId) -> Option<broadcast::Receiver<LiveEvent>> {
+        self.jobs.get(id).map(|t| t.events.subscribe())
+    }
+
+    /// Numbers an output chunk of a tracked job and keeps what fits under `cap` bytes stored.
+    pub fn record_output(&mut self, id: &JobId, data: &Bytes, cap: u64) -> Option<Chunk> {
+        let output = &mut self.jobs.get_mut(id)?.output;
+        output.next_seq += 1;
+        output.total_bytes += data.len() as u64;
+        let room = cap.saturating_sub(output.stored_bytes);
+        let keep = data.slice(..usize::try_from(room).unwrap_or(usize::MAX).min(data.len()));
+        output.stored_bytes += keep.len() as u64;
+        if keep.len() < data.len() {
+            output.truncated = true;
+        }
+        Some(Chunk {
+            seq: output.next_seq,
+            keep,
+        })
+    }
+
+    /// Tells a tracked job's followers here.
+    pub fn publish(&self, id: &JobId, event: LiveEvent) {
+        if let Some(tracked) = self.jobs.get(id) {
+            let _ = tracked.events.send(event);
+        }
+    }
+
+    /// All the output a tracked job sent, and whether some was not stored.
+    pub fn output_stats(&self, id: &JobId) -> Option<(u64, bool)> {
+        let output = &self.jobs.get(id)?.output;
+        Some((output.total_bytes, output.truncated))
+    }
+
+    /// A tracked job's run time limit.
+    pub fn timeout(&self, id: &JobId) -> Option<Duration> {
+        self.jobs.get(id)?.job.timeout
+    }
+
+    fn queued_mut(&mut self, id: &JobId) -> Option<&mut Tracked> {
+        self.jobs
+            .get_mut(id)
+            .filter(|tracked| tracked.phase == Phase::Queued)
+    }
+
+    /// Drops from the queue, in one pass, every job whose phase moved on.
+    fn prune_queue(&mut self) {
+        let jobs = &self.jobs;
+        self.queue
+            .retain(|id| jobs.get(id).is_some_and(|t| t.phase == Phase::Queued));
+    }
+
+    /// Checks the promises in the module doc (for tests).
+    #[cfg(test)]
+    pub fn check(&self) {
+        let mut seen = std::collections::HashSet::new();
+        for id in &self.queue {
+            assert!(seen.insert(id), "{id} is queued twice");
+            assert_eq!(
+                self.jobs.get(id).map(|t| t.phase),
+                Some(Phase::Queued),
+                "{id} is queued, so it is tracked as queued"
+            );
+        }
+        for (id, tracked) in &self.jobs {
+            if tracked.phase == Phase::Queued {
+                assert!(
+                    seen.contains(id),
+                    "{id} is tracked as queued, so it is queued"
+                );
+            }
+        }
+    }
+
+    /// A tracked job's phase (for tests).
+    #[cfg(test)]
+    pub fn phase(&self, id: &JobId) -> Option<Phase> {
+        self.jobs.get(id).map(|t| t.phase)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use muster_core::job::{JobState, Selector};
+    use muster_core::{Name, WorkerId};
+
+    use super::*;
+
+    fn job(n: u8) -> Job {
+        Job::queued(
+            id(n),
+            vec!["true".into()],
+            Selector::default(),
+            Timestamp::from_unix_millis(1_000),
+            Timestamp::from_unix_millis(60_000),
+        )
+    }
+
+    fn id(n: u8) -> JobId {
+        JobId::parse(&format!("{n:016x}")).unwrap()
+    }
+
+    fn to_w(n: u8) -> Assignment {
+        Assignment {
+            job: id(n),
+            worker: WorkerId::parse(&"ab".repeat(16)).unwrap(),
+            worker_name: Name::parse("w").unwrap(),
+            dispatcher: "replica-a".into(),
+        }
+    }
+
+    /// A state with jobs 1..=n queued in order.
+    fn queued(n: u8) -> SchedulerState {
+        let mut state = SchedulerState::default();
+        for i in 1..=n {
+            assert!(state.enqueue(job(i)));
+        }
+        state.check();
+        state
+    }
+
+    fn order(state: &SchedulerState) -> Vec<JobId> {
+        state.queued().map(|j| j.id.clone()).collect()
+    }
+
+    const AT: Timestamp = Timestamp::from_unix_millis(2_000);
+
+    #[test]
+    fn a_job_is_queued_once_however_often_it_is_heard_of() {
+        let mut state = queued(2);
+        assert!(!state.enqueue(job(1)), "already tracked");
+        state.track_running(job(3));
+        assert!(!state.enqueue(job(3)), "tracked as running");
+        state.check();
+        assert_eq!(order(&state), [id(1), id(2)]);
+    }
+
+    #[test]
+    fn taking_a_round_moves_jobs_out_of_the_queue_and_keeps_the_order_of_the_rest() {
+        let mut state = queued(5);
+        let (started, expired) = state.take(&[to_w(2), to_w(4)], &[id(1)], AT);
+        state.check();
+        assert_eq!(order(&state), [id(3), id(5)]);
+        let started: Vec<Job> = started.into_iter().map(Option::unwrap).collect();
+        assert_eq!(started[0].state, JobState::Running, "through Job::start");
+        assert_eq!(started[1].started_at, Some(AT));
+        assert_eq!(expired, [job(1)]);
+        assert_eq!(state.phase(&id(2)), Some(Phase::Starting));
+        assert_eq!(state.phase(&id(1)), Some(Phase::Expiring));
+        assert_eq!(state.next_deadline(), Some(job(3).queue_deadline));
+
+        assert!(state.started(started[0].clone()));
+        assert_eq!(state.phase(&id(2)), Some(Phase::Running));
+        assert!(
+            !state.started(started[0].clone()),
+            "a start is confirmed once"
+        );
+        state.check();
+    }
+
+    #[test]
+    fn a_job_not_queued_any_more_is_not_taken() {
+        let mut state = queued(2);
+        state.forget(&id(1));
+        let (started, expired) = state.take(&[to_w(1), to_w(2)], &[id(1)], AT);
+        assert!(started[0].is_none() && started[1].is_some());
+        assert!(expired.is_empty());
+        let (again, _) = state.take(&[to_w(2)], &[], AT);
+        assert_eq!(again, [None], "starting already");
+        state.check();
+    }
+
+    #[test]
+    fn starts_that_were_not_written_go_back_to_the_front_in_order() {
+        let mut state = queued(4);
+        state.take(&[to_w(2), to_w(3)], &[], AT);
+        state.unstart(&[id(2), id(3)]);
+        state.check();
+        assert_eq!(order(&state), [id(2), id(3), id(1), id(4)]);
+        assert_eq!(
+            state.queued().next().map(|j| j.state),
+            Some(JobState::Queued)
+        );
+    }
+
+    #[test]
+    fn forgetting_a_job_takes_it_out_of_the_queue_and_tells_its_followers() {
+        let mut state = queued(3);
+        let mut events = state.subscribe(&id(2)).unwrap();
+        assert!(state.forget(&id(2)));
+        assert!(matches!(events.try_recv(), Ok(LiveEvent::Ended)));
+        assert!(!state.forget(&id(2)));
+        assert!(state.subscribe(&id(2)).is_none());
+        state.check();
+        assert_eq!(order(&state), [id(1), id(3)]);
+    }
+
+    #[test]
+    fn output_past_the_cap_is_counted_but_not_kept() {
+        let mut state = queued(1);
+        let chunk = |state: &mut SchedulerState, text: &'static str| {
+            state.record_output(&id(1), &Bytes::from_static(text.as_bytes()), 8)
+        };
+        let first = chunk(&mut state, "hello").unwrap();
+        assert_eq!((first.seq, &first.keep[..]), (1, &b"hello"[..]));
+        assert_eq!(state.output_stats(&id(1)), Some((5, false)));
+        let second = chunk(&mut state, " world").unwrap();
+        assert_eq!((second.seq, &second.keep[..]), (2, &b" wo"[..]));
+        let third = chunk(&mut state, "!").unwrap();
+        assert_eq!((third.seq, third.keep.len()), (3, 0));
+        assert_eq!(state.output_stats(&id(1)), Some((12, true)));
+        assert!(state.record_output(&id(9), &Bytes::new(), 8).is_none());
+    }
+}

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::api::error::AppError;
-use crate::lean_tls::LeanTls;
+use crate::lean_tls::{ChannelBinding, LeanTls};
 
 /// Descriptors kept free for the database, log files, job processes and the like.
 const FD_RESERVE: usize = 256;
@@ -244,7 +244,7 @@ impl Listener {
                 stream,
                 _guard: guard,
             };
-            serve_http(TokioIo::new(stream), remote, app, shutdown).await;
+            serve_http(TokioIo::new(stream), remote, None, app, shutdown).await;
             return;
         };
         if speaks_plain_http(&stream).await {
@@ -259,10 +259,12 @@ impl Listener {
             let _permit = self.handshakes.acquire().await;
             let mut tls =
                 LeanTls::new(stream, Arc::clone(config)).map_err(std::io::Error::other)?;
-            tls.handshake().await.map(|()| tls)
+            tls.handshake().await.map(|binding| (tls, binding))
         };
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(Ok(tls)) => serve_http(TokioIo::new(tls), remote, app, shutdown).await,
+            Ok(Ok((tls, binding))) => {
+                serve_http(TokioIo::new(tls), remote, binding, app, shutdown).await
+            }
             Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
         }
@@ -296,9 +298,12 @@ async fn refuse_plain_http(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
+/// Serves HTTP on one connection. Every request carries the peer's address and, over TLS 1.3,
+/// the connection's [`ChannelBinding`] (as request extensions).
 async fn serve_http<I>(
     io: TokioIo<I>,
     remote: SocketAddr,
+    binding: Option<ChannelBinding>,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -306,6 +311,9 @@ async fn serve_http<I>(
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
+        if let Some(binding) = binding {
+            request.extensions_mut().insert(binding);
+        }
         app.clone().oneshot(request)
     });
     let conn = hyper::server::conn::http1::Builder::new()

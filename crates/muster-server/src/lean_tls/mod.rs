@@ -151,10 +151,20 @@ impl std::fmt::Debug for Insufficient {
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
     pub fn new(io: IO, config: Arc<rustls::ServerConfig>) -> Result<Self, rustls::Error> {
+        Self::with_received(io, config, Vec::new())
+    }
+
+    /// A stream whose peer already sent `received` (read off the socket before, such as the
+    /// ClientHello the listener reads before it lets a handshake start).
+    pub fn with_received(
+        io: IO,
+        config: Arc<rustls::ServerConfig>,
+        received: Vec<u8>,
+    ) -> Result<Self, rustls::Error> {
         Ok(Self {
             io,
             conn: UnbufferedServerConnection::new(config)?,
-            incoming: Vec::new(),
+            incoming: received,
             plaintext: Vec::new(),
             plain_pos: 0,
             outgoing: Vec::new(),

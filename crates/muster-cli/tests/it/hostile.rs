@@ -117,3 +117,28 @@ fn slow_handshakes_do_not_stall_honest_clients() {
         "an honest handshake took {worst:?} during the attack"
     );
 }
+
+/// Before: `muster worker --state-dir /tmp` chmod-ed `/tmp` to 0700 (losing its sticky bit) and
+/// then failed anyway. Now a directory muster did not create keeps its mode, and an unsafe one is
+/// refused with a line that says why.
+#[test]
+fn a_shared_state_dir_is_refused_and_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start_default();
+    let shared = server.path("shared-tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // The harness puts a worker's state dir at `<temp>/<name>`: here, the shared directory.
+    let mut worker = server.worker("shared-tmp").token("w1.deadbeef").start();
+    let code = worker.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, 2, "{}", worker.stderr());
+    assert!(
+        worker
+            .error_line()
+            .contains("other users can reach it (mode 1777)"),
+        "{}",
+        worker.stderr()
+    );
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777, "the directory's mode is untouched");
+}

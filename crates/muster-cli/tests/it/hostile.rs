@@ -142,3 +142,79 @@ fn a_shared_state_dir_is_refused_and_keeps_its_mode() {
     let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o1777, "the directory's mode is untouched");
 }
+
+/// `k0=v,k1=v,…` with `n` labels whose keys start with `prefix`.
+fn labels(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{prefix}{i}=v"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Before: a token with one label and a worker with 64 (or 40 + 30, with no malice) stored a
+/// worker record over the 64-label limit that could not be read back: `workers list`,
+/// `token list` and the revocations answered 500 while the worker stayed connected. Now the
+/// combination is refused at every merge, nothing is stored, and listings keep working.
+#[test]
+fn labels_past_the_limit_are_refused_at_every_merge() {
+    let server = Server::start_default();
+
+    // Enrollment: 40 on the token, 30 on the worker.
+    let mut create = vec!["token", "create", "forty", "--duration", "1h"];
+    let token_labels: Vec<String> = (0..40).map(|i| format!("t{i}=v")).collect();
+    for label in &token_labels {
+        create.extend(["--label", label]);
+    }
+    let created = server.cli_json(&create);
+    let token = created["token"].as_str().unwrap().to_owned();
+    let mut worker = server
+        .worker("forty")
+        .token(&token)
+        .env("MUSTER_WORKER_LABELS", &labels("w", 30))
+        .start();
+    assert_eq!(
+        worker.wait_exit(Duration::from_secs(20)),
+        2,
+        "{}",
+        worker.stderr()
+    );
+    assert!(
+        worker.error_line().contains(
+            "70 labels once the worker's own and the enrolled ones are combined, more than 64"
+        ),
+        "{}",
+        worker.stderr()
+    );
+    // Nothing was stored: the token is still unused, and the listings answer.
+    assert_eq!(server.token("forty")["state"], "unused");
+    assert!(server.workers().iter().all(|w| w["name"] != "forty"));
+
+    // Connection: a worker enrolled with 40 labels comes back asserting 30 new ones.
+    let (token, _) = server.create_token("grows", "1h");
+    let mut worker = server
+        .worker("grows")
+        .token(&token)
+        .env("MUSTER_WORKER_LABELS", &labels("a", 40))
+        .start();
+    server.wait_status("grows", "connected", Duration::from_secs(20));
+    worker.terminate(Duration::from_secs(10));
+    let mut worker = server
+        .worker("grows")
+        .env(
+            "MUSTER_WORKER_LABELS",
+            &format!("{},{}", labels("a", 40), labels("b", 30)),
+        )
+        .start();
+    assert_eq!(
+        worker.wait_exit(Duration::from_secs(20)),
+        2,
+        "{}",
+        worker.stderr()
+    );
+    let listed = server.workers();
+    let grows = listed.iter().find(|w| w["name"] == "grows").unwrap();
+    assert_eq!(grows["labels"].as_object().unwrap().len(), 40);
+    assert!(server.cli(&["token", "list"]).status.success());
+    // And it can still be cut off.
+    server.cli_ok(&["workers", "revoke", "grows"]);
+}

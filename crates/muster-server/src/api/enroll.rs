@@ -293,5 +293,7 @@ fn token_refusal(refusal: TokenEnrollRefusal) -> AppError {
             .with_hint("a revoked worker stays out; an admin can remove it and mint a new token"),
         TokenEnrollRefusal::NameInUse(_) => AppError::conflict(ErrorCode::NameInUse, &refusal)
             .with_hint("mint a token with a name no worker has"),
+        TokenEnrollRefusal::Labels(_) => AppError::bad_request(ErrorCode::InvalidLabel, &refusal)
+            .with_hint("give the worker fewer labels (`--label`, `MUSTER_WORKER_LABELS`): the token's count too"),
     }
 }

@@ -120,7 +120,10 @@ mod tests {
                 "{repeated}"
             );
         }
-        assert_eq!(parse_duration("1d 2h").unwrap(), Duration::from_secs(93_600));
+        assert_eq!(
+            parse_duration("1d 2h").unwrap(),
+            Duration::from_secs(93_600)
+        );
         assert!(matches!(
             parse_duration("100000d"),
             Err(DurationError::TooLong(_))

@@ -18,6 +18,7 @@ pub mod listener;
 pub mod ops;
 pub mod ratelimit;
 pub mod secrets;
+pub mod slow_hash;
 pub mod state;
 pub mod tls;
 pub mod ui;

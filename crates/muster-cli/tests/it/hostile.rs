@@ -218,3 +218,82 @@ fn labels_past_the_limit_are_refused_at_every_merge() {
     // And it can still be cut off.
     server.cli_ok(&["workers", "revoke", "grows"]);
 }
+
+/// The server's resident memory, from `/proc`.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// A client that enrolls from the loopback address `source`.
+fn client_from(server: &Server, source: [u8; 4]) -> reqwest::Client {
+    let digest = muster_client::trust::parse_fingerprint(&server.fingerprint()).expect("fp");
+    let tls = muster_client::Trust::Fingerprint(digest)
+        .client_config()
+        .expect("tls config");
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .local_address(std::net::IpAddr::from(source))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Before: every wrong auto-enrollment secret ran Argon2 (19 MiB) on a fresh blocking thread and
+/// glibc kept the memory: 200 anonymous wrong guesses took the server from 15 MB to 465 MB, and
+/// it stayed there. Now checks run on a few threads that reuse one buffer each.
+#[test]
+fn wrong_secrets_do_not_grow_the_server() {
+    let server = Server::start_default();
+    crate::enrollment::enable(&server, "the-right-secret-long-enough-to-count-0123", &[]);
+    let url = format!("{}/api/v1/enroll", server.url());
+    let before = rss_bytes(server.pid());
+    let refused = block_on(async {
+        let mut attempts = Vec::new();
+        // Ten per address (the per-address limit), from twenty addresses: 200 Argon2 checks.
+        for host in 0..20u8 {
+            let client = client_from(&server, [127, 0, 1, host + 1]);
+            for i in 0..10 {
+                let body = serde_json::json!({
+                    "machine_id": format!("m{host:02}x{i:02}aaaaaaaaaaaaaaaaaaaaaaaaa"),
+                    "name": format!("guess-{host}-{i}"),
+                    "enrollment_key": "a-wrong-secret-that-is-long-enough-to-try-99",
+                });
+                let (client, url) = (client.clone(), url.clone());
+                attempts.push(tokio::spawn(async move {
+                    client
+                        .post(&url)
+                        .json(&body)
+                        .send()
+                        .await
+                        .map(|r| r.status())
+                }));
+            }
+        }
+        let mut refused = 0;
+        for attempt in attempts {
+            if let Ok(Ok(status)) = attempt.await {
+                if status.is_client_error() {
+                    refused += 1;
+                }
+            }
+        }
+        refused
+    });
+    assert_eq!(refused, 200, "every guess is refused");
+    let after = rss_bytes(server.pid());
+    let grown = after.saturating_sub(before);
+    // Two buffers of 19 MiB on this two-core machine, plus change; before the fix, ~450 MB.
+    assert!(
+        grown < 100 * 1024 * 1024,
+        "the server grew by {} MiB after 200 wrong secrets ({} → {} MiB)",
+        grown / (1024 * 1024),
+        before / (1024 * 1024),
+        after / (1024 * 1024)
+    );
+}

@@ -277,10 +277,10 @@ fn wrong_secrets_do_not_grow_the_server() {
         }
         let mut refused = 0;
         for attempt in attempts {
-            if let Ok(Ok(status)) = attempt.await {
-                if status.is_client_error() {
-                    refused += 1;
-                }
+            if let Ok(Ok(status)) = attempt.await
+                && status.is_client_error()
+            {
+                refused += 1;
             }
         }
         refused

@@ -297,3 +297,24 @@ fn wrong_secrets_do_not_grow_the_server() {
         after / (1024 * 1024)
     );
 }
+
+/// Before: `workers remove` of a token-enrolled worker left its token usable, so the machine
+/// enrolled again with it and the worker reappeared. Now removal revokes the token too.
+#[test]
+fn a_removed_worker_cannot_come_back_with_its_token() {
+    let server = Server::start_default();
+    let (token, _) = server.create_token("comeback", "1h");
+    let mut worker = server.worker("comeback").token(&token).start();
+    server.wait_status("comeback", "connected", Duration::from_secs(20));
+    worker.terminate(Duration::from_secs(10));
+    server.wait_status("comeback", "disconnected", Duration::from_secs(20));
+    server.cli_ok(&["workers", "remove", "comeback"]);
+    assert_eq!(server.token("comeback")["state"], "revoked");
+    // The same machine (its machine id kept), its cached identity deleted as the refusal's hint
+    // says, and the token still in its configuration.
+    std::fs::remove_file(worker.state_dir.join("identity.json")).unwrap();
+    let mut worker = server.worker("comeback").token(&token).start();
+    let code = worker.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, 5, "{}", worker.stderr());
+    assert!(server.workers().iter().all(|w| w["name"] != "comeback"));
+}

@@ -197,7 +197,9 @@ fn auto_refusal(refusal: &AutoRefusal) -> AppError {
             .with_hint("choose a name that matches the pattern, or ask an admin to change it"),
         AutoRefusal::NameInUseConnected(_)
         | AutoRefusal::NameJustTaken(_)
-        | AutoRefusal::NameTakenOtherKind { .. } => AppError::conflict(ErrorCode::NameInUse, refusal)
+        | AutoRefusal::NameTakenOtherKind { .. }
+        | AutoRefusal::NameOfToken(_)
+        | AutoRefusal::NameReserved(_) => AppError::conflict(ErrorCode::NameInUse, refusal)
             .with_hint("give this worker a unique name (`--name`)"),
         AutoRefusal::Revoked(_) => AppError::forbidden(ErrorCode::WorkerRevoked, refusal)
             .with_hint("`muster workers remove NAME` frees the name"),

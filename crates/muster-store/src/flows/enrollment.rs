@@ -227,6 +227,11 @@ fn enroll_inner(
         return Ok(Err(AutoRefusal::SecretMismatch));
     }
     let existing = tx.get_worker_by_name(&req.name)?;
+    // A token's name is kept for the worker it will enroll, used or not (once it has, the
+    // worker's own record says why the name is taken).
+    if existing.is_none() && tx.get_token(&req.name)?.is_some() {
+        return Ok(Err(AutoRefusal::NameOfToken(req.name.clone())));
+    }
     let connected = existing.as_ref().is_some_and(|w| is_connected(&w.id));
     let decision = match settings.decide(
         &req.name,

@@ -217,6 +217,9 @@ fn enroll_inner(
     req: &SecretEnrollment,
     is_connected: &dyn Fn(&WorkerId) -> bool,
 ) -> StoreResult<Result<(Enrolled, Option<WorkerId>), AutoRefusal>> {
+    // The count of enrollments in the window, and the name checks below, must still hold when
+    // this commits, also when replicas enroll at the same moment.
+    tx.serialize(crate::tx::Scope::Enrollment)?;
     let (settings, enrolled_in_window) = gate(tx)?;
     let settings = &settings;
     if let Err(refusal) = settings.check_open(req.now, enrolled_in_window) {

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod ratelimit;
 pub mod secrets;
 pub mod slow_hash;
+pub mod sources;
 pub mod state;
 pub mod tls;
 pub mod ui;

@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::sources::{PerSource, SourceGuard, SourceKey};
+use crate::sources::{PerSource, SourceGuard, SourceKey};
 
 /// How long a client has to send its whole ClientHello record.
 pub const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);

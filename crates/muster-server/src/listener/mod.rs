@@ -7,7 +7,6 @@
 //! the [`gate`]: its ClientHello on a short deadline, then a permit shared fairly among sources.
 
 mod gate;
-pub mod sources;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod datadir;
+pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod lean_tls;
@@ -21,6 +22,8 @@ pub mod secrets;
 pub mod state;
 pub mod tls;
 pub mod ui;
+pub mod validate;
+pub mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;

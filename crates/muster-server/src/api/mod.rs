@@ -3,12 +3,9 @@
 pub mod audit;
 pub mod enroll;
 pub mod enrollment;
-pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod tokens;
-pub mod validate;
-pub mod views;
 pub mod workers;
 
 use axum::Router;
@@ -18,8 +15,8 @@ use muster_proto::ErrorCode;
 use muster_proto::api::Health;
 
 use crate::control::connect;
+use crate::error::AppError;
 use crate::state::AppState;
-use error::AppError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

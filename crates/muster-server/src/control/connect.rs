@@ -19,10 +19,10 @@ use muster_proto::control::close;
 use muster_proto::{ErrorCode, PROTOCOL_VERSION, headers};
 use muster_store::flows::workers;
 
-use crate::api::error::AppError;
-use crate::api::extract::Remote;
 use crate::control::registry::Session;
 use crate::control::session::{self, Ended, SessionParams};
+use crate::error::AppError;
+use crate::listener::Remote;
 use crate::state::AppState;
 
 /// Per-connection WebSocket buffers. Control messages are small; the library's 128 KiB defaults

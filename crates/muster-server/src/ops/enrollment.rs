@@ -9,27 +9,14 @@ use muster_proto::api::{EnableEnrollmentRequest, EnableEnrollmentResponse, Enrol
 use muster_store::flows::enrollment::{self, Change, ChangeRefusal, Status, Window};
 use rand::rngs::OsRng;
 
-use crate::api::error::AppError;
-use crate::api::extract::Admin;
-use crate::api::validate;
+use crate::error::AppError;
+use crate::ops::Actor;
 use crate::state::AppState;
-
-pub fn view(status: &Status, now: muster_core::Timestamp) -> EnrollmentStatus {
-    let s = &status.settings;
-    EnrollmentStatus {
-        enabled: s.is_open(now, status.enrolled_in_window),
-        secret_set_at: s.secret_set_at.map(|t| t.to_rfc3339()),
-        enrolled_count: status.enrolled_count,
-        window_closes_at: s.window_closes_at.map(|t| t.to_rfc3339()),
-        max_enrollments: s.max_enrollments,
-        enrollments_in_window: status.enrolled_in_window,
-        name_pattern: s.name_pattern.as_ref().map(|p| p.as_str().to_owned()),
-    }
-}
+use crate::{validate, views};
 
 pub async fn status(app: &AppState) -> Result<EnrollmentStatus, AppError> {
     let status = app.store.read(enrollment::status).await?;
-    Ok(view(&status, app.clock.now()))
+    Ok(views::enrollment(&status, app.clock.now()))
 }
 
 /// The new secret a request asks for: given, generated, or none. Returns (hash, plaintext to
@@ -87,17 +74,17 @@ fn window(app: &AppState, req: &EnableEnrollmentRequest) -> Result<Window, AppEr
 
 async fn apply(
     app: &AppState,
-    admin: &Admin,
+    actor: &Actor,
     action: &str,
     change: Change,
     detail: String,
 ) -> Result<Status, AppError> {
     let now = app.clock.now();
     let event = app.audit_event(
-        &admin.actor,
+        &actor.name,
         action,
         "auto-enrollment",
-        admin.remote,
+        actor.remote,
         Outcome::Ok,
         detail,
     );
@@ -134,7 +121,7 @@ fn describe(window: &Window, secret_changed: bool) -> String {
 /// request's guard rails.
 pub async fn enable(
     app: &AppState,
-    admin: &Admin,
+    actor: &Actor,
     req: &EnableEnrollmentRequest,
 ) -> Result<EnableEnrollmentResponse, AppError> {
     let window = window(app, req)?;
@@ -149,10 +136,10 @@ pub async fn enable(
         secret: hash,
         new_window: Some(window),
     };
-    let status = apply(app, admin, "enrollment.enable", change, detail).await?;
+    let status = apply(app, actor, "enrollment.enable", change, detail).await?;
     tracing::info!("auto-enrollment enabled");
     Ok(EnableEnrollmentResponse {
-        status: view(&status, app.clock.now()),
+        status: views::enrollment(&status, app.clock.now()),
         generated_secret: generated,
     })
 }
@@ -160,7 +147,7 @@ pub async fn enable(
 /// Replaces the secret, leaving the switch and the guard rails as they are.
 pub async fn rotate(
     app: &AppState,
-    admin: &Admin,
+    actor: &Actor,
     req: &EnableEnrollmentRequest,
 ) -> Result<EnableEnrollmentResponse, AppError> {
     if req.window.is_some() || req.max_enrollments.is_some() || req.name_pattern.is_some() {
@@ -183,7 +170,7 @@ pub async fn rotate(
     };
     let status = apply(
         app,
-        admin,
+        actor,
         "enrollment.rotate",
         change,
         "secret replaced".into(),
@@ -191,19 +178,19 @@ pub async fn rotate(
     .await?;
     tracing::info!("auto-enrollment secret rotated");
     Ok(EnableEnrollmentResponse {
-        status: view(&status, app.clock.now()),
+        status: views::enrollment(&status, app.clock.now()),
         generated_secret: generated,
     })
 }
 
 /// Blocks new enrollments at once; workers already enrolled keep working.
-pub async fn disable(app: &AppState, admin: &Admin) -> Result<EnrollmentStatus, AppError> {
+pub async fn disable(app: &AppState, actor: &Actor) -> Result<EnrollmentStatus, AppError> {
     let change = Change {
         enabled: Some(false),
         secret: None,
         new_window: None,
     };
-    let status = apply(app, admin, "enrollment.disable", change, "disabled".into()).await?;
+    let status = apply(app, actor, "enrollment.disable", change, "disabled".into()).await?;
     tracing::info!("auto-enrollment disabled");
-    Ok(view(&status, app.clock.now()))
+    Ok(views::enrollment(&status, app.clock.now()))
 }

@@ -14,7 +14,8 @@ use maud::html;
 use muster_core::audit::Outcome;
 use serde::Deserialize;
 
-use crate::api::extract::{Admin, Remote};
+use crate::listener::Remote;
+use crate::ops::Actor;
 use crate::state::AppState;
 use crate::ui::error::UiError;
 use crate::ui::layout;
@@ -30,7 +31,7 @@ const SIGNIN_COOKIE: &str = "muster_signin";
 /// A signed-in admin: the session, and the identity the shared operations audit.
 #[derive(Debug, Clone)]
 pub struct UiAdmin {
-    pub admin: Admin,
+    pub admin: Actor,
     pub session: Current,
 }
 
@@ -87,8 +88,8 @@ impl FromRequestParts<AppState> for UiAdmin {
             .and_then(|id| app.ui.sessions.get(id, !fragment));
         match current {
             Some(session) => Ok(UiAdmin {
-                admin: Admin {
-                    actor: ACTOR.into(),
+                admin: Actor {
+                    name: ACTOR.into(),
                     remote,
                 },
                 session,

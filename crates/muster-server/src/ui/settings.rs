@@ -13,7 +13,7 @@ use muster_proto::ErrorCode;
 use muster_proto::api::{EnableEnrollmentRequest, EnrollmentStatus};
 use serde::Deserialize;
 
-use crate::api::error::AppError;
+use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
 use crate::ui::auth::UiAdmin;

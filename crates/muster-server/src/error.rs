@@ -1,5 +1,9 @@
-//! [`AppError`]: what a handler returns when it cannot do what was asked. It tells the caller
-//! what they got wrong (and how to fix it) and hides internals, which are logged instead.
+//! [`AppError`]: what an operation or a handler returns when it cannot do what was asked. It
+//! tells the caller what they got wrong (and how to fix it) and hides internals, which are logged
+//! instead.
+//!
+//! It sits below everything that answers a request (`ops`, `api`, `ui`, `control::connect`, the
+//! listener), so each of them speaks the same error body without reaching into another.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -46,11 +46,10 @@ use crate::datadir::DataDir;
 use crate::state::{AppState, Inner};
 
 /// The whole HTTP application: the API under `/api/v1/`, the web UI everywhere else.
-pub fn router(state: AppState) -> Router {
+pub fn router(app: AppState, ui: Arc<ui::UiState>) -> Router {
     Router::new()
-        .nest("/api/v1", api::routes())
-        .merge(ui::routes())
-        .with_state(state)
+        .nest("/api/v1", api::routes().with_state(app.clone()))
+        .merge(ui::routes().with_state(ui::UiApp::new(app, ui)))
 }
 
 /// How often connected workers' last-seen times are written to the store.
@@ -204,12 +203,12 @@ pub async fn run(
         verifier: secrets::SecretVerifier::new(),
         limiter: ratelimit::FailureLimiter::default(),
         jobs: Arc::clone(&jobs),
-        ui: ui::UiState::new(account),
     });
+    let ui = Arc::new(ui::UiState::new(account));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let listener_task = listener::Listener::new(tls.map(|t| t.config));
-    let serving = tokio::spawn(listener_task.serve(listener, router(state.clone()), stop_rx));
+    let serving = tokio::spawn(listener_task.serve(listener, router(state.clone(), ui), stop_rx));
     let flusher = tokio::spawn(flush_last_seen(state.clone()));
     let dispatcher = tokio::spawn(Arc::clone(&jobs).dispatch_forever());
     let (builtin_stop, builtin_shutdown) = tokio::sync::watch::channel(false);

@@ -7,7 +7,7 @@ use maud::html;
 use serde::Deserialize;
 
 use crate::ops;
-use crate::state::AppState;
+use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::error::{UiError, encode_component};
 use crate::ui::fmt;
@@ -35,7 +35,7 @@ pub struct AuditQuery {
 }
 
 pub async fn page(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Query(query): Query<AuditQuery>,
 ) -> Result<Html<String>, UiError> {

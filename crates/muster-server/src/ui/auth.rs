@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::listener::Remote;
 use crate::ops::Actor;
-use crate::state::AppState;
+use crate::ui::UiApp;
 use crate::ui::error::UiError;
 use crate::ui::layout;
 use crate::ui::session::{self, Current, Flash, random_token, same_secret};
@@ -37,16 +37,16 @@ pub struct UiAdmin {
 
 impl UiAdmin {
     /// The notices waiting for this page (and removes them).
-    pub fn take_flash(&self, app: &AppState) -> Vec<Flash> {
+    pub fn take_flash(&self, app: &UiApp) -> Vec<Flash> {
         app.ui.sessions.take_flash(&self.session.id)
     }
 
-    pub fn flash(&self, app: &AppState, flash: Flash) {
+    pub fn flash(&self, app: &UiApp, flash: Flash) {
         app.ui.sessions.push_flash(&self.session.id, flash);
     }
 }
 
-fn session_cookie_name(app: &AppState) -> &'static str {
+fn session_cookie_name(app: &UiApp) -> &'static str {
     if app.tls {
         "__Host-muster_session"
     } else {
@@ -67,7 +67,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A `Set-Cookie` value. `max_age` of zero deletes the cookie.
-fn set_cookie(app: &AppState, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
+fn set_cookie(app: &UiApp, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
     let secure = if app.tls { "; Secure" } else { "" };
     let text = format!(
         "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
@@ -76,10 +76,10 @@ fn set_cookie(app: &AppState, name: &str, value: &str, path: &str, max_age: u64)
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
 }
 
-impl FromRequestParts<AppState> for UiAdmin {
+impl FromRequestParts<UiApp> for UiAdmin {
     type Rejection = UiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, UiError> {
+    async fn from_request_parts(parts: &mut Parts, app: &UiApp) -> Result<Self, UiError> {
         let Remote(remote) = Remote::from_request_parts(parts, app)
             .await
             .unwrap_or(Remote(None));
@@ -129,7 +129,7 @@ pub struct SigninQuery {
 }
 
 pub async fn signin_page(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     headers: HeaderMap,
     Query(query): Query<SigninQuery>,
 ) -> Response {
@@ -153,7 +153,7 @@ enum Notice<'a> {
 
 /// The sign-in form, with a fresh double-submit token in a cookie and a hidden field.
 fn signin_form(
-    app: &AppState,
+    app: &UiApp,
     status: StatusCode,
     next: Option<&str>,
     user: &str,
@@ -216,7 +216,7 @@ pub struct SigninForm {
 }
 
 pub async fn signin(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     Remote(remote): Remote,
     headers: HeaderMap,
     form: Result<axum::Form<SigninForm>, axum::extract::rejection::FormRejection>,
@@ -323,7 +323,7 @@ pub async fn signin(
     response
 }
 
-async fn check_password(app: &AppState, user: &str, password: &str) -> bool {
+async fn check_password(app: &UiApp, user: &str, password: &str) -> bool {
     let Ok(_permit) = app.ui.password_checks.acquire().await else {
         return false;
     };
@@ -335,7 +335,7 @@ async fn check_password(app: &AppState, user: &str, password: &str) -> bool {
 }
 
 pub async fn signout(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     crate::ui::csrf::CsrfForm { admin, .. }: crate::ui::csrf::CsrfForm<crate::ui::csrf::NoFields>,
 ) -> Response {
     app.ui.sessions.end(&admin.session.id);

@@ -13,7 +13,7 @@ use muster_store::OutputChunk;
 use serde::Deserialize;
 
 use crate::ops;
-use crate::state::AppState;
+use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::csrf::{CsrfForm, NoFields};
 use crate::ui::error::{UiError, encode_component};
@@ -44,7 +44,7 @@ pub struct ListQuery {
 }
 
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Query(query): Query<ListQuery>,
 ) -> Result<Html<String>, UiError> {
@@ -212,7 +212,7 @@ impl Streams {
 }
 
 pub async fn detail(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
@@ -244,7 +244,7 @@ pub async fn detail(
 /// The part of a job's page that changes while it runs. Tells the script to stop polling once
 /// the job has ended.
 pub async fn live(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
@@ -261,7 +261,7 @@ pub async fn live(
 }
 
 async fn live_part(
-    app: &AppState,
+    app: &UiApp,
     admin: &UiAdmin,
     job: &JobView,
     streams: Streams,
@@ -349,7 +349,7 @@ fn stream_link(base: &str, value: &str, label: &str, current: bool) -> Markup {
 }
 
 /// Everything stored for a job, in order.
-async fn stored_output(app: &AppState, id: &str) -> Result<Vec<OutputChunk>, UiError> {
+async fn stored_output(app: &UiApp, id: &str) -> Result<Vec<OutputChunk>, UiError> {
     let id = ops::jobs::job_id(id)?;
     let mut all = Vec::new();
     let mut after = 0;
@@ -402,7 +402,7 @@ fn lines(chunks: &[OutputChunk], streams: Streams) -> (Vec<(u8, String)>, usize)
 }
 
 pub async fn cancel(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     Path(id): Path<String>,
     CsrfForm { admin, .. }: CsrfForm<NoFields>,
 ) -> Result<Response, UiError> {

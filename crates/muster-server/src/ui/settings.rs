@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::error::AppError;
 use crate::ops;
-use crate::state::AppState;
+use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::csrf::{CsrfForm, NoFields};
 use crate::ui::error::UiError;
@@ -65,7 +65,7 @@ impl Errors {
 }
 
 pub async fn page(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     headers: HeaderMap,
     admin: UiAdmin,
 ) -> Result<Html<String>, UiError> {
@@ -74,7 +74,7 @@ pub async fn page(
 }
 
 async fn render(
-    app: &AppState,
+    app: &UiApp,
     headers: &HeaderMap,
     admin: &UiAdmin,
     flash: &[Flash],
@@ -127,7 +127,7 @@ async fn render(
     ))
 }
 
-fn one_time_secret(app: &AppState, url: &str, secret: &str) -> Markup {
+fn one_time_secret(app: &UiApp, url: &str, secret: &str) -> Markup {
     let mut command = format!(
         "MUSTER_URL={url} MUSTER_WORKER_NAME=NAME MUSTER_AUTO_ENROLLMENT_KEY={secret} muster worker"
     );
@@ -383,7 +383,7 @@ fn file_error(errors: &mut Errors, error: AppError) {
     }
 }
 
-fn done(app: &AppState, admin: &UiAdmin, text: &str, generated: Option<String>) -> Response {
+fn done(app: &UiApp, admin: &UiAdmin, text: &str, generated: Option<String>) -> Response {
     if let Some(secret) = generated {
         admin.flash(app, Flash::GeneratedSecret(secret));
     }
@@ -392,7 +392,7 @@ fn done(app: &AppState, admin: &UiAdmin, text: &str, generated: Option<String>) 
 }
 
 async fn failed(
-    app: &AppState,
+    app: &UiApp,
     headers: &HeaderMap,
     admin: &UiAdmin,
     typed: &EnableForm,
@@ -404,7 +404,7 @@ async fn failed(
 }
 
 pub async fn enable(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     headers: HeaderMap,
     CsrfForm { admin, form }: CsrfForm<EnableForm>,
 ) -> Result<Response, UiError> {
@@ -459,7 +459,7 @@ pub async fn enable(
 }
 
 pub async fn rotate(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     headers: HeaderMap,
     CsrfForm { admin, form }: CsrfForm<EnableForm>,
 ) -> Result<Response, UiError> {
@@ -489,7 +489,7 @@ pub async fn rotate(
 }
 
 pub async fn disable(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     CsrfForm { admin, .. }: CsrfForm<NoFields>,
 ) -> Result<Response, UiError> {
     ops::enrollment::disable(&app, &admin.admin).await?;

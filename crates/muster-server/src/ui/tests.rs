@@ -4,63 +4,36 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
-use muster_core::SecretHash;
 use muster_core::credentials::SlowHash;
-use muster_store::Store;
 use rand::rngs::OsRng;
 use tower::ServiceExt;
 
-use crate::clock::Clock;
-use crate::control::registry::Registry;
-use crate::state::{AppState, Inner};
+use crate::state::AppState;
 use crate::ui::account::Account;
 use crate::ui::{CONTENT_SECURITY_POLICY, UiState};
 
 const PASSWORD: &str = "correct horse battery staple";
-const ADMIN_TOKEN: &str = "ma_test-admin-token";
+const ADMIN_TOKEN: &str = AppState::TEST_ADMIN_TOKEN;
 
 struct Harness {
     app: AppState,
+    ui: Arc<UiState>,
     _dir: tempfile::TempDir,
 }
 
 fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("muster.db")).unwrap();
-    let clock = Clock::system();
-    let registry = Arc::new(Registry::new());
-    let jobs = crate::jobs::Jobs::new(
-        store.clone(),
-        Arc::clone(&registry),
-        clock,
-        1 << 20,
-        "test".into(),
-    );
-    let app = AppState::new(Inner {
-        store,
-        clock,
-        registry,
-        admin_token_hash: SecretHash::of(ADMIN_TOKEN),
-        heartbeat: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(15),
-        pin_fingerprint: None,
-        tls: false,
-        verifier: crate::secrets::SecretVerifier::new(),
-        limiter: crate::ratelimit::FailureLimiter::default(),
-        jobs,
-        ui: UiState::new(Account {
-            user: "admin".into(),
-            hash: SlowHash::create(PASSWORD, &mut OsRng),
-        }),
-    });
-    Harness { app, _dir: dir }
+    let (app, dir) = AppState::for_tests();
+    let ui = Arc::new(UiState::new(Account {
+        user: "admin".into(),
+        hash: SlowHash::create(PASSWORD, &mut OsRng),
+    }));
+    Harness { app, ui, _dir: dir }
 }
 
 struct Reply {
@@ -103,7 +76,10 @@ async fn send(h: &Harness, req: Request<Body>) -> Reply {
     let mut req = req;
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 4000))));
-    let response = crate::router(h.app.clone()).oneshot(req).await.unwrap();
+    let response = crate::router(h.app.clone(), Arc::clone(&h.ui))
+        .oneshot(req)
+        .await
+        .unwrap();
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     Reply {
@@ -506,5 +482,5 @@ async fn sign_out_ends_the_session() {
         send(&h, get("/workers", &session)).await.status,
         StatusCode::SEE_OTHER
     );
-    assert!(h.app.ui.sessions.is_empty());
+    assert!(h.ui.sessions.is_empty());
 }

@@ -29,6 +29,10 @@ pub mod views;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tracing::Instrument;
 
 pub use config::{ServeConfig, TlsMode};
 pub use serve::{ServeError, Started, run};
@@ -40,4 +44,17 @@ pub fn router(app: AppState, ui: Arc<ui::UiState>) -> Router {
     Router::new()
         .nest("/api/v1", api::routes().with_state(app.clone()))
         .merge(ui::routes().with_state(ui::UiApp::new(app, ui)))
+        .layer(middleware::from_fn(request_span))
+}
+
+/// Every log line written while a request is handled carries its method and route (the route's
+/// pattern, `/api/v1/tokens/{name}`, not the path: names stay out of the span).
+async fn request_span(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!("request", method = %request.method(), route = %route);
+    next.run(request).instrument(span).await
 }

@@ -284,7 +284,10 @@ pub async fn signin(
             "wrong user name or password",
         );
         app.record(event).await;
-        tracing::info!(remote = ?ip, "web UI sign-in refused: wrong user name or password");
+        tracing::info!(
+            remote = ip.map(tracing::field::display),
+            "web UI sign-in refused: wrong user name or password"
+        );
         return signin_form(
             &app,
             StatusCode::UNAUTHORIZED,
@@ -303,7 +306,7 @@ pub async fn signin(
         "signed in",
     );
     app.record(event).await;
-    tracing::info!(remote = ?ip, "web UI sign-in");
+    tracing::info!(remote = ip.map(tracing::field::display), "web UI sign-in");
     let mut response = Redirect::to(safe_next(next)).into_response();
     let headers = response.headers_mut();
     headers.append(

@@ -49,7 +49,7 @@ impl<T: DeserializeOwned> FromRequest<UiApp> for CsrfForm<T> {
         if !presented.is_some_and(|t| same_secret(&t, &admin.session.csrf)) {
             tracing::warn!(
                 path = %parts.uri.path(),
-                remote = ?admin.admin.remote,
+                remote = admin.admin.remote.map(tracing::field::display),
                 "web UI form refused: missing or wrong CSRF token"
             );
             return Err(UiError::page(

@@ -16,6 +16,9 @@ pub struct AppError {
     pub message: String,
     pub hint: Option<String>,
     pub retry_after_ms: Option<u64>,
+    /// The request field the error is about (its wire name), for a form that shows the error
+    /// beside the field. Not part of the response body.
+    pub field: Option<&'static str>,
 }
 
 impl AppError {
@@ -26,6 +29,7 @@ impl AppError {
             message: message.into(),
             hint: None,
             retry_after_ms: None,
+            field: None,
         }
     }
 
@@ -55,6 +59,11 @@ impl AppError {
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_field(mut self, field: &'static str) -> Self {
+        self.field = Some(field);
         self
     }
 

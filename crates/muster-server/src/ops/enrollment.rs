@@ -35,6 +35,7 @@ async fn new_secret(
             validate_shared_secret(secret).map_err(|e| {
                 AppError::bad_request(ErrorCode::InvalidSecret, e)
                     .with_hint("use `--generate` for a random 43-character secret")
+                    .with_field("secret")
             })?;
             (secret.clone(), false)
         }
@@ -50,21 +51,25 @@ async fn new_secret(
 
 fn window(app: &AppState, req: &EnableEnrollmentRequest) -> Result<Window, AppError> {
     let closes_at = match &req.window {
-        Some(d) => Some(app.clock.now().saturating_add(validate::duration(d)?)),
+        Some(d) => {
+            let length = validate::duration(d).map_err(|e| e.with_field("for"))?;
+            Some(app.clock.now().saturating_add(length))
+        }
         None => None,
     };
     if req.max_enrollments == Some(0) {
         return Err(AppError::bad_request(
             ErrorCode::BadRequest,
             "`max_enrollments` must be at least 1",
-        ));
+        )
+        .with_field("max_enrollments"));
     }
     let name_pattern = req
         .name_pattern
         .as_deref()
         .map(NamePattern::parse)
         .transpose()
-        .map_err(|e| AppError::bad_request(ErrorCode::InvalidName, e))?;
+        .map_err(|e| AppError::bad_request(ErrorCode::InvalidName, e).with_field("name_pattern"))?;
     Ok(Window {
         closes_at,
         max_enrollments: req.max_enrollments,
@@ -160,7 +165,8 @@ pub async fn rotate(
     let Some((hash, generated)) = new_secret(req).await? else {
         return Err(
             AppError::bad_request(ErrorCode::InvalidSecret, "rotate needs a new secret")
-                .with_hint("pass `--generate`, or `--secret-file FILE`"),
+                .with_hint("pass `--generate`, or `--secret-file FILE`")
+                .with_field("secret"),
         );
     };
     let change = Change {

@@ -6,8 +6,8 @@ use muster_core::audit::Outcome;
 use muster_core::job::{Job, JobId, JobState, Selector};
 use muster_proto::ErrorCode;
 use muster_proto::api::{JobView, SubmitJobRequest};
-use muster_store::JobFilter;
 use muster_store::flows::jobs::{self, Cancel};
+use muster_store::{JobFilter, OutputChunk};
 use rand::rngs::OsRng;
 
 use crate::error::AppError;
@@ -16,6 +16,9 @@ use crate::jobs::follow;
 use crate::ops::Actor;
 use crate::state::AppState;
 use crate::{validate, views};
+
+/// Stored output chunks read per query.
+const OUTPUT_PAGE: u32 = 512;
 
 /// How long a job waits for a matching worker unless told otherwise.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -147,6 +150,28 @@ pub async fn output(
         return Err(no_such_job(&id));
     }
     Ok(follow::body(app.clone(), id, after, follow))
+}
+
+/// Everything stored for a job's output, in order (for a page that shows it whole).
+pub async fn stored_output(app: &AppState, id: &str) -> Result<Vec<OutputChunk>, AppError> {
+    let id = job_id(id)?;
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let key = id.clone();
+        let page = app
+            .store
+            .read(move |tx| tx.read_output(&key, after, OUTPUT_PAGE))
+            .await?;
+        let full = page.len() == OUTPUT_PAGE as usize;
+        if let Some(last) = page.last() {
+            after = last.seq;
+        }
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
 }
 
 /// Cancels a queued job at once, or asks the worker running it to kill it.

@@ -32,8 +32,6 @@ const STATES: [&str; 6] = [
 /// Lines of output a page shows at most (the last ones: that is where a failure explains
 /// itself). `muster job logs` prints everything.
 const MAX_LINES: usize = 5_000;
-/// Stored chunks read per query.
-const PAGE: u32 = 512;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -266,7 +264,7 @@ async fn live_part(
     job: &JobView,
     streams: Streams,
 ) -> Result<Markup, UiError> {
-    let chunks = stored_output(app, &job.id).await?;
+    let chunks = ops::jobs::stored_output(app, &job.id).await?;
     let now = app.clock.now();
     let (lines, dropped) = lines(&chunks, streams);
     let base = format!("/jobs/{}", job.id);
@@ -345,28 +343,6 @@ fn stream_link(base: &str, value: &str, label: &str, current: bool) -> Markup {
     html! {
         @if current { a href=(href) aria-current="true" { (label) } }
         @else { a href=(href) { (label) } }
-    }
-}
-
-/// Everything stored for a job, in order.
-async fn stored_output(app: &UiApp, id: &str) -> Result<Vec<OutputChunk>, UiError> {
-    let id = ops::jobs::job_id(id)?;
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let key = id.clone();
-        let page = app
-            .store
-            .read(move |tx| tx.read_output(&key, after, PAGE))
-            .await?;
-        let full = page.len() == PAGE as usize;
-        if let Some(last) = page.last() {
-            after = last.seq;
-        }
-        all.extend(page);
-        if !full {
-            return Ok(all);
-        }
     }
 }
 

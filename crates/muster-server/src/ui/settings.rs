@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use muster_core::Timestamp;
-use muster_proto::ErrorCode;
 use muster_proto::api::{EnableEnrollmentRequest, EnrollmentStatus};
 use serde::Deserialize;
 
@@ -365,17 +364,10 @@ fn secret_request(
     }
 }
 
-/// Files an error from the shared operation under the field it is about.
+/// Files an error from the shared operation under the field it is about. The form's fields
+/// carry the request's names, so the operation's word for the field is the form's too.
 fn file_error(errors: &mut Errors, error: AppError) {
-    let field = match error.code {
-        ErrorCode::InvalidSecret if error.message.contains("no secret") => None,
-        ErrorCode::InvalidSecret => Some("secret"),
-        ErrorCode::InvalidDuration => Some("for"),
-        ErrorCode::InvalidName => Some("name_pattern"),
-        _ if error.message.contains("max_enrollments") => Some("max_enrollments"),
-        _ => None,
-    };
-    match field {
+    match error.field {
         Some(field) => {
             errors.fields.insert(field, error.message);
         }

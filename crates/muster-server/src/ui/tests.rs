@@ -374,6 +374,47 @@ async fn a_created_token_is_shown_once_and_form_errors_name_the_rule() {
     assert!(!audit.body.contains(secret));
 }
 
+/// Each refusal of the shared operation is shown beside the form field it is about; one that is
+/// about no field is shown above the form.
+#[tokio::test]
+async fn enrollment_settings_errors_are_filed_under_their_fields() {
+    let h = harness();
+    let (session, csrf) = signed_in(&h).await;
+    let cases = [
+        (
+            "secret_mode=generate&max_enrollments=0",
+            "max_enrollments-error",
+        ),
+        (
+            "secret_mode=generate&name_pattern=Not+A+Pattern",
+            "name_pattern-error",
+        ),
+        ("secret_mode=generate&for=soon", "for-error"),
+        (
+            "secret_mode=set&secret=tooshort-secret",
+            "enable-secret-error",
+        ),
+    ];
+    for (form, id) in cases {
+        let reply = send(
+            &h,
+            post(
+                "/settings/security/enable",
+                &session,
+                &format!("csrf={csrf}&{form}"),
+            ),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{form}");
+        assert!(
+            reply.body.contains(&format!(r#"id="{id}""#)),
+            "{form}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body.matches("field-error").count(), 1, "{form}");
+    }
+}
+
 #[tokio::test]
 async fn the_generated_enrollment_secret_is_shown_once_and_a_short_one_is_refused() {
     let h = harness();

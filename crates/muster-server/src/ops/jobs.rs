@@ -13,7 +13,7 @@ use rand::rngs::OsRng;
 use crate::error::AppError;
 use crate::events::ReplicaEvent;
 use crate::jobs::follow;
-use crate::ops::Actor;
+use crate::ops::{Actor, workers};
 use crate::state::AppState;
 use crate::{validate, views};
 
@@ -49,21 +49,14 @@ pub async fn submit(
         .map(validate::duration)
         .transpose()?
         .unwrap_or(DEFAULT_QUEUE_TIMEOUT);
-    let mut named = None;
-    if let Some(name) = &worker {
-        let key = name.clone();
-        match app
-            .store
-            .read(move |tx| tx.get_worker_by_name(&key))
-            .await?
-        {
-            Some(record) => named = Some(record.id),
-            None => {
-                return Err(AppError::not_found(format!("no worker named `{name}`"))
-                    .with_hint("`muster workers list` shows the workers there are"));
-            }
-        }
-    }
+    // A job for a named worker is refused at once if there is no such worker.
+    let named = match &worker {
+        Some(name) => match workers::find(app, name).await? {
+            Some(record) => Some(record.id),
+            None => return Err(workers::no_such_worker(name)),
+        },
+        None => None,
+    };
     let now = app.clock.now();
     let job = Job {
         id: JobId::generate(&mut OsRng),

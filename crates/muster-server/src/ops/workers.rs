@@ -28,13 +28,19 @@ pub async fn list(app: &AppState) -> Result<Vec<WorkerView>, AppError> {
 
 pub async fn show(app: &AppState, name: &str) -> Result<WorkerView, AppError> {
     let name = validate::name(name)?;
+    let worker = find(app, &name)
+        .await?
+        .ok_or_else(|| no_such_worker(&name))?;
+    Ok(views::worker(&worker, app.clock.now(), &app.registry))
+}
+
+/// The stored worker with this name, if there is one.
+pub async fn find(app: &AppState, name: &Name) -> Result<Option<Worker>, AppError> {
     let key = name.clone();
-    let worker = app
+    Ok(app
         .store
         .read(move |tx| tx.get_worker_by_name(&key))
-        .await?;
-    let worker = worker.ok_or_else(|| no_such_worker(&name))?;
-    Ok(views::worker(&worker, app.clock.now(), &app.registry))
+        .await?)
 }
 
 pub fn no_such_worker(name: &Name) -> AppError {
@@ -133,11 +139,7 @@ pub async fn create(
 /// Deletes a worker that is not connected, freeing its name. The built-in worker stays.
 pub async fn remove(app: &AppState, actor: &Actor, name: &str) -> Result<(), AppError> {
     let name = validate::name(name)?;
-    let key = name.clone();
-    let found = app
-        .store
-        .read(move |tx| tx.get_worker_by_name(&key))
-        .await?;
+    let found = find(app, &name).await?;
     // The built-in worker is always connected; "revoke it first" would be no advice for it.
     if found
         .as_ref()

@@ -1,5 +1,6 @@
 //! Jobs: the recent jobs with filters, and one job's page with its stored output (stdout and
 //! stderr told apart by a marker, not only by colour). A running job's page refreshes itself.
+//! (Over 400 lines with the tests of its output rendering, which sit at the bottom.)
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderValue;

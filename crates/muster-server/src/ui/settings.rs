@@ -1,6 +1,8 @@
 //! Settings → Security: auto-enrollment on and off, its write-only secret (set, or generated and
 //! shown once), and its guard rails: a window that closes by itself, a maximum number of
-//! enrollments, and a pattern new worker names must match.
+//! enrollments, and a pattern new worker names must match. (About 500 lines: one page whose two
+//! forms carry five fields, each with its label, help, error and the code that refills it after
+//! a refusal; split, a field's markup and its handling would sit in different files.)
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! The UI driven through the router without a socket: sign-in, sessions, CSRF, one-time secrets
 //! and the headers every page carries. (The browser end-to-end test is in muster-cli's
-//! `tests/ui`.)
+//! `tests/ui`.) Over 400 lines: every test here shares the harness and the sign-in helpers at
+//! the top.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -39,7 +39,8 @@ pub struct Started {
     pub generated_cert: bool,
 }
 
-/// Runs the server until `shutdown` resolves. `on_started` is called once it listens.
+/// Runs the server until `shutdown` resolves. `on_started` is called once it serves, just before
+/// the server file is written.
 pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
@@ -61,7 +62,6 @@ pub async fn run(
     let clock = Clock::system();
     let local_addr = tcp.local_addr().map_err(ServeError::LocalAddr)?;
     let started = Started::new(&dir, local_addr, tls.as_ref(), &account, account_change);
-    write_server_file(&dir, &started, clock)?;
     let app = app_state(
         &config,
         &dir,
@@ -75,6 +75,12 @@ pub async fn run(
     let ui = Arc::new(ui::UiState::new(account));
     let running = tasks::Running::spawn(&config, &dir, &app, ui, tcp, tls, &started);
     on_started(&started);
+    // Last: whoever waits for the server file (local admin commands, tests) finds the server
+    // serving and its banner printed.
+    if let Err(e) = write_server_file(&dir, &started, clock) {
+        running.shut_down(&app, &config).await;
+        return Err(e);
+    }
     tracing::info!(url = %started.url, "muster server listening");
 
     shutdown.await;

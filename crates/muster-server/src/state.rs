@@ -1,4 +1,5 @@
-//! Everything a request handler or a session can reach.
+//! Everything a request handler or a session can reach. (The web UI keeps its own state beside
+//! this one: see `ui::UiApp`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +28,6 @@ pub struct Inner {
     pub verifier: crate::secrets::SecretVerifier,
     pub limiter: crate::ratelimit::FailureLimiter,
     pub jobs: Arc<crate::jobs::Jobs>,
-    /// The web UI's account, sessions and sign-in limiter.
-    pub ui: crate::ui::UiState,
 }
 
 impl std::ops::Deref for AppState {
@@ -73,5 +72,41 @@ impl AppState {
         {
             tracing::error!(error = %e, "cannot write an audit record");
         }
+    }
+}
+
+#[cfg(test)]
+impl AppState {
+    /// The admin token a state from [`AppState::for_tests`] accepts.
+    pub const TEST_ADMIN_TOKEN: &'static str = "ma_test-admin-token";
+
+    /// The one way tests build a state: a fresh SQLite database in a temporary directory (keep
+    /// the returned directory as long as the state), the system clock, no TLS, no replicas.
+    pub fn for_tests() -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open_sqlite(&dir.path().join("muster.db")).expect("a test database");
+        let clock = Clock::system();
+        let registry = Arc::new(Registry::new());
+        let jobs = crate::jobs::Jobs::new(
+            store.clone(),
+            Arc::clone(&registry),
+            clock,
+            crate::jobs::DEFAULT_OUTPUT_CAP,
+            "test".into(),
+        );
+        let app = AppState::new(Inner {
+            store,
+            clock,
+            registry,
+            admin_token_hash: SecretHash::of(Self::TEST_ADMIN_TOKEN),
+            heartbeat: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            pin_fingerprint: None,
+            tls: false,
+            verifier: crate::secrets::SecretVerifier::new(),
+            limiter: crate::ratelimit::FailureLimiter::default(),
+            jobs,
+        });
+        (app, dir)
     }
 }

@@ -66,16 +66,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         );
     })
     .await
-    .map_err(|e| {
-        let text = format!("{e:#}");
-        match text.split_once("\nhint: ") {
-            Some((message, hint)) => Failure::general(message.replace('\n', " "), hint),
-            None => Failure {
-                message: text.replace('\n', " "),
-                hint: None,
-                code: 1,
-            },
-        }
+    .map_err(|e| Failure {
+        message: e.to_string().replace('\n', " "),
+        hint: e.hint().map(str::to_owned),
+        code: 1,
     })
 }
 

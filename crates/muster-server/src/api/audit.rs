@@ -1,15 +1,14 @@
-//! `GET /api/v1/audit`: the audit log, newest first.
+//! `GET /api/v1/audit`: the audit log, newest first. The work is in [`crate::ops::audit`],
+//! shared with the web UI.
 
 use axum::Json;
-use axum::extract::{Query, State};
-use muster_proto::ErrorCode;
+use axum::extract::State;
 use muster_proto::api::AuditEntry;
-use muster_store::AuditFilter;
 use serde::Deserialize;
 
-use crate::api::error::AppError;
-use crate::api::extract::Admin;
-use crate::api::views;
+use crate::api::extract::{Admin, ApiQuery};
+use crate::error::AppError;
+use crate::ops;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -26,20 +25,14 @@ pub struct AuditQuery {
 
 pub async fn list(
     State(app): State<AppState>,
-    _admin: Admin,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    _: Admin,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, AppError> {
-    let Query(query) =
-        query.map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e.body_text()))?;
-    let filter = AuditFilter {
-        before_seq: query.before,
-        action_prefix: query.action.filter(|s| !s.is_empty()),
-        contains: query.q.filter(|s| !s.is_empty()),
-        limit: query.limit.unwrap_or(100).clamp(1, 1000),
+    let filter = ops::audit::Filter {
+        before: query.before,
+        action: query.action.as_deref(),
+        contains: query.q.as_deref(),
+        limit: query.limit,
     };
-    let records = app
-        .store
-        .read(move |tx| muster_store::flows::audit::list(tx, &filter))
-        .await?;
-    Ok(Json(records.iter().map(views::audit).collect()))
+    Ok(Json(ops::audit::list(&app, filter).await?))
 }

@@ -5,37 +5,37 @@ use axum::Json;
 use axum::extract::State;
 use muster_proto::api::{EnableEnrollmentRequest, EnableEnrollmentResponse, EnrollmentStatus};
 
-use crate::api::error::AppError;
 use crate::api::extract::{Admin, ApiJson};
+use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
 
 pub async fn status(
     State(app): State<AppState>,
-    _admin: Admin,
+    _: Admin,
 ) -> Result<Json<EnrollmentStatus>, AppError> {
     Ok(Json(ops::enrollment::status(&app).await?))
 }
 
 pub async fn enable(
     State(app): State<AppState>,
-    admin: Admin,
+    Admin(actor): Admin,
     ApiJson(req): ApiJson<EnableEnrollmentRequest>,
 ) -> Result<Json<EnableEnrollmentResponse>, AppError> {
-    Ok(Json(ops::enrollment::enable(&app, &admin, &req).await?))
+    Ok(Json(ops::enrollment::enable(&app, &actor, &req).await?))
 }
 
 pub async fn rotate(
     State(app): State<AppState>,
-    admin: Admin,
+    Admin(actor): Admin,
     ApiJson(req): ApiJson<EnableEnrollmentRequest>,
 ) -> Result<Json<EnableEnrollmentResponse>, AppError> {
-    Ok(Json(ops::enrollment::rotate(&app, &admin, &req).await?))
+    Ok(Json(ops::enrollment::rotate(&app, &actor, &req).await?))
 }
 
 pub async fn disable(
     State(app): State<AppState>,
-    admin: Admin,
+    Admin(actor): Admin,
 ) -> Result<Json<EnrollmentStatus>, AppError> {
-    Ok(Json(ops::enrollment::disable(&app, &admin).await?))
+    Ok(Json(ops::enrollment::disable(&app, &actor).await?))
 }

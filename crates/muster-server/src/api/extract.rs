@@ -1,14 +1,16 @@
-//! Extractors that turn malformed requests into clear [`AppError`]s instead of axum's defaults.
+//! Extractors that turn malformed requests into clear [`AppError`]s instead of axum's defaults,
+//! and [`Admin`]: the admin token checked, the caller made an [`Actor`] for the operations.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use muster_core::SecretHash;
 use muster_proto::ErrorCode;
 use serde::de::DeserializeOwned;
 
-use crate::api::error::AppError;
+use crate::error::AppError;
+use crate::listener::Remote;
+use crate::ops::Actor;
 use crate::state::AppState;
 
 /// The largest request body the API accepts. Nothing it takes comes near this.
@@ -53,29 +55,32 @@ fn json_error(rejection: JsonRejection) -> AppError {
     .with_hint(hint)
 }
 
-/// The caller's network address, as the listener saw it.
-#[derive(Debug, Clone, Copy)]
-pub struct Remote(pub Option<std::net::SocketAddr>);
+/// A query string with errors in the API's shape (`400` with the reason) instead of axum's
+/// plain-text rejection.
+pub struct ApiQuery<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Remote {
-    type Rejection = std::convert::Infallible;
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Remote(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0),
-        ))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(AppError::bad_request(
+                ErrorCode::BadRequest,
+                rejection.body_text(),
+            )),
+        }
     }
 }
 
-/// An authenticated admin. Takes `Authorization: Bearer <admin token>`.
+/// An authenticated admin, as the actor the operations audit. Takes `Authorization: Bearer
+/// <admin token>`.
 #[derive(Debug, Clone)]
-pub struct Admin {
-    pub actor: String,
-    pub remote: Option<std::net::SocketAddr>,
-}
+pub struct Admin(pub Actor);
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts
@@ -106,14 +111,9 @@ impl FromRequestParts<AppState> for Admin {
             )
             .with_hint("use the token in the server's data dir (`admin-token`)"));
         }
-        Ok(Admin {
-            actor: "admin".into(),
+        Ok(Admin(Actor {
+            name: "admin".into(),
             remote,
-        })
+        }))
     }
-}
-
-/// Hashes a presented admin token the way the server stores it.
-pub fn admin_token_hash(token: &str) -> SecretHash {
-    SecretHash::of(token)
 }

@@ -3,23 +3,23 @@
 pub mod audit;
 pub mod enroll;
 pub mod enrollment;
-pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod tokens;
-pub mod validate;
-pub mod views;
 pub mod workers;
 
+#[cfg(test)]
+mod tests;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, OriginalUri};
 use axum::routing::{get, post};
 use muster_proto::ErrorCode;
 use muster_proto::api::Health;
 
 use crate::control::connect;
+use crate::error::AppError;
 use crate::state::AppState;
-use error::AppError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -56,11 +56,12 @@ async fn health() -> axum::Json<Health> {
     })
 }
 
-async fn not_found(uri: axum::http::Uri) -> AppError {
+// The original URI: inside `nest` the request's own has lost its `/api/v1` prefix.
+async fn not_found(OriginalUri(uri): OriginalUri) -> AppError {
     AppError::not_found(format!("no API endpoint at `{}`", uri.path()))
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+async fn method_not_allowed(method: axum::http::Method, OriginalUri(uri): OriginalUri) -> AppError {
     AppError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::BadRequest,

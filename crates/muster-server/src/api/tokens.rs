@@ -6,32 +6,29 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use muster_proto::api::{CreateTokenRequest, CreatedToken, TokenView};
 
-use crate::api::error::AppError;
 use crate::api::extract::{Admin, ApiJson};
+use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
 
 pub async fn create(
     State(app): State<AppState>,
-    admin: Admin,
+    Admin(actor): Admin,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let created = ops::tokens::create(&app, &admin, host, &req).await?;
+    let created = ops::tokens::create(&app, &actor, host, &req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-pub async fn list(
-    State(app): State<AppState>,
-    _admin: Admin,
-) -> Result<Json<Vec<TokenView>>, AppError> {
+pub async fn list(State(app): State<AppState>, _: Admin) -> Result<Json<Vec<TokenView>>, AppError> {
     Ok(Json(ops::tokens::list(&app).await?))
 }
 
 pub async fn show(
     State(app): State<AppState>,
-    _admin: Admin,
+    _: Admin,
     Path(name): Path<String>,
 ) -> Result<Json<TokenView>, AppError> {
     Ok(Json(ops::tokens::show(&app, &name).await?))
@@ -39,8 +36,8 @@ pub async fn show(
 
 pub async fn revoke(
     State(app): State<AppState>,
-    admin: Admin,
+    Admin(actor): Admin,
     Path(name): Path<String>,
 ) -> Result<Json<TokenView>, AppError> {
-    Ok(Json(ops::tokens::revoke(&app, &admin, &name).await?))
+    Ok(Json(ops::tokens::revoke(&app, &actor, &name).await?))
 }

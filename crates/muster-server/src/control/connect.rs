@@ -18,11 +18,12 @@ use muster_core::{Labels, MachineId, Worker, WorkerId, WorkerStatus};
 use muster_proto::control::close;
 use muster_proto::{ErrorCode, PROTOCOL_VERSION, headers};
 use muster_store::flows::workers;
+use tracing::Instrument;
 
-use crate::api::error::AppError;
-use crate::api::extract::Remote;
 use crate::control::registry::Session;
 use crate::control::session::{self, Ended, SessionParams};
+use crate::error::AppError;
+use crate::listener::Remote;
 use crate::state::AppState;
 
 /// Per-connection WebSocket buffers. Control messages are small; the library's 128 KiB defaults
@@ -47,9 +48,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
     let protocol = header(headers, headers::PROTOCOL).and_then(|v| v.parse::<u32>().ok());
     if protocol != Some(PROTOCOL_VERSION) {
+        let sent = match protocol {
+            Some(version) => format!("protocol {version}"),
+            None => "no protocol version".to_owned(),
+        };
         return Err(AppError::bad_request(
             ErrorCode::UnsupportedProtocol,
-            format!("this server speaks control protocol {PROTOCOL_VERSION}, the worker sent {protocol:?}"),
+            format!(
+                "this server speaks control protocol {PROTOCOL_VERSION}, the worker sent {sent}"
+            ),
         )
         .with_hint("run the same muster version on the worker and the server"));
     }
@@ -135,11 +142,21 @@ pub async fn connect(
             ));
         }
     };
+    // Every log line of the session carries the worker. Not a child of the request's span: the
+    // session outlives the request that opened it.
+    let span = tracing::info_span!(
+        parent: None,
+        "session",
+        worker = %worker.name,
+        worker_id = %worker.id
+    );
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(app, worker, labels, remote, creds, cuts_before, socket)))
+        .on_upgrade(move |socket| {
+            serve(app, worker, labels, remote, creds, cuts_before, socket).instrument(span)
+        }))
 }
 
 /// Admits on a read-only transaction when it can; only a pre-created worker's first connection
@@ -207,10 +224,13 @@ async fn serve(
     };
     // The session lives in a task of its own, holding only the loop; this one, with the
     // upgrade's state, ends here.
-    tokio::spawn(async move {
-        let ended = session::run(socket, Arc::clone(&session), params, app.jobs.as_ref()).await;
-        Box::pin(close_session(app, session, ended)).await;
-    });
+    tokio::spawn(
+        async move {
+            let ended = session::run(socket, Arc::clone(&session), params, app.jobs.as_ref()).await;
+            Box::pin(close_session(app, session, ended)).await;
+        }
+        .in_current_span(),
+    );
 }
 
 /// Registers the session. A revocation commits before it looks for the worker's session (and
@@ -267,7 +287,10 @@ async fn open_session(
             tracing::warn!(error = %e, "cannot record when a worker connected");
         }
     });
-    tracing::info!(worker = %worker.name, remote = ?remote, "worker connected");
+    tracing::info!(
+        remote = remote.map(tracing::field::display),
+        "worker connected"
+    );
     app.jobs.kick();
     (session, worker.expires_at)
 }
@@ -284,7 +307,7 @@ async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
     {
         tracing::warn!(error = %e, "cannot record when a worker was last seen");
     }
-    tracing::info!(worker = %session.name, ?ended, "worker disconnected");
+    tracing::info!(?ended, "worker disconnected");
 }
 
 /// Why the jobs of a session that ended this way are lost.

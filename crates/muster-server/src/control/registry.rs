@@ -147,6 +147,8 @@ pub struct Registry {
     /// How many cut-offs were asked for, found or not. A new session compares it before and
     /// after registering to know whether a revocation may have slipped between the two.
     cuts: AtomicU64,
+    /// Woken when the last session leaves (a shutdown waits for it).
+    emptied: Notify,
 }
 
 impl Registry {
@@ -169,6 +171,23 @@ impl Registry {
         let mut sessions = self.write();
         if sessions.get(worker).is_some_and(|s| s.conn_id == conn_id) {
             sessions.remove(worker);
+            if sessions.is_empty() {
+                self.emptied.notify_waiters();
+            }
+        }
+    }
+
+    /// Resolves once no session is registered (at once if none is).
+    pub async fn until_empty(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            // Registered as a waiter before looking, so a session leaving in between wakes us.
+            emptied.as_mut().enable();
+            if self.is_empty() {
+                return;
+            }
+            emptied.await;
         }
     }
 
@@ -232,5 +251,50 @@ impl Candidate for Session {
 
     fn slots(&self) -> u32 {
         self.slots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn session(conn_id: u64, worker: &str) -> Arc<Session> {
+        Arc::new(Session::new(
+            conn_id,
+            WorkerId::parse(&worker.repeat(16)).unwrap(),
+            Name::parse("w").unwrap(),
+            None,
+            Timestamp::from_unix_millis(0),
+            1,
+            Labels::new(),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_empty_resolves_when_the_last_session_leaves_and_not_before() {
+        let registry = Arc::new(Registry::new());
+        registry.until_empty().await;
+
+        let (a, b) = (session(1, "aa"), session(2, "bb"));
+        registry.insert(Arc::clone(&a));
+        registry.insert(Arc::clone(&b));
+        let waiter = tokio::spawn({
+            let registry = Arc::clone(&registry);
+            async move { registry.until_empty().await }
+        });
+        tokio::task::yield_now().await;
+        registry.remove(&a.worker_id, a.conn_id);
+        // A stale connection id removes nothing.
+        registry.remove(&b.worker_id, 99);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "one session is still registered");
+
+        registry.remove(&b.worker_id, b.conn_id);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken when the registry empties")
+            .unwrap();
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The loop is generic over any `Stream + Sink` of WebSocket messages, so its behaviour —
 //! heartbeats, the idle timeout, the expiry deadline, commands from the registry — is tested
-//! with in-memory channels and tokio's paused clock, not only over real sockets.
+//! with in-memory channels and tokio's paused clock, not only over real sockets. (Over 400
+//! lines because those tests live here, beside the loop they pin down: about half the file.)
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -10,9 +10,9 @@ use muster_proto::api::JobEvent;
 use muster_proto::control::frame;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::api::views;
 use crate::jobs::LiveEvent;
 use crate::state::AppState;
+use crate::views;
 
 /// Stored chunks read per query.
 const PAGE: u32 = 256;

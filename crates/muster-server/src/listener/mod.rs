@@ -24,9 +24,29 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use crate::api::error::AppError;
+use crate::error::AppError;
 use crate::lean_tls::{ChannelBinding, LeanTls};
 use gate::HandshakeGate;
+
+/// The caller's network address, as the listener saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Remote {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Remote(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0),
+        ))
+    }
+}
 
 /// Descriptors kept free for the database, log files, job processes and the like.
 const FD_RESERVE: usize = 256;

@@ -9,27 +9,14 @@ use muster_proto::api::{EnableEnrollmentRequest, EnableEnrollmentResponse, Enrol
 use muster_store::flows::enrollment::{self, Change, ChangeRefusal, Status, Window};
 use rand::rngs::OsRng;
 
-use crate::api::error::AppError;
-use crate::api::extract::Admin;
-use crate::api::validate;
+use crate::error::AppError;
+use crate::ops::Actor;
 use crate::state::AppState;
-
-pub fn view(status: &Status, now: muster_core::Timestamp) -> EnrollmentStatus {
-    let s = &status.settings;
-    EnrollmentStatus {
-        enabled: s.is_open(now, status.enrolled_in_window),
-        secret_set_at: s.secret_set_at.map(|t| t.to_rfc3339()),
-        enrolled_count: status.enrolled_count,
-        window_closes_at: s.window_closes_at.map(|t| t.to_rfc3339()),
-        max_enrollments: s.max_enrollments,
-        enrollments_in_window: status.enrolled_in_window,
-        name_pattern: s.name_pattern.as_ref().map(|p| p.as_str().to_owned()),
-    }
-}
+use crate::{validate, views};
 
 pub async fn status(app: &AppState) -> Result<EnrollmentStatus, AppError> {
     let status = app.store.read(enrollment::status).await?;
-    Ok(view(&status, app.clock.now()))
+    Ok(views::enrollment(&status, app.clock.now()))
 }
 
 /// The new secret a request asks for: given, generated, or none. Returns (hash, plaintext to
@@ -48,6 +35,7 @@ async fn new_secret(
             validate_shared_secret(secret).map_err(|e| {
                 AppError::bad_request(ErrorCode::InvalidSecret, e)
                     .with_hint("use `--generate` for a random 43-character secret")
+                    .with_field("secret")
             })?;
             (secret.clone(), false)
         }
@@ -63,21 +51,25 @@ async fn new_secret(
 
 fn window(app: &AppState, req: &EnableEnrollmentRequest) -> Result<Window, AppError> {
     let closes_at = match &req.window {
-        Some(d) => Some(app.clock.now().saturating_add(validate::duration(d)?)),
+        Some(d) => {
+            let length = validate::duration(d).map_err(|e| e.with_field("for"))?;
+            Some(app.clock.now().saturating_add(length))
+        }
         None => None,
     };
     if req.max_enrollments == Some(0) {
         return Err(AppError::bad_request(
             ErrorCode::BadRequest,
             "`max_enrollments` must be at least 1",
-        ));
+        )
+        .with_field("max_enrollments"));
     }
     let name_pattern = req
         .name_pattern
         .as_deref()
         .map(NamePattern::parse)
         .transpose()
-        .map_err(|e| AppError::bad_request(ErrorCode::InvalidName, e))?;
+        .map_err(|e| AppError::bad_request(ErrorCode::InvalidName, e).with_field("name_pattern"))?;
     Ok(Window {
         closes_at,
         max_enrollments: req.max_enrollments,
@@ -87,17 +79,17 @@ fn window(app: &AppState, req: &EnableEnrollmentRequest) -> Result<Window, AppEr
 
 async fn apply(
     app: &AppState,
-    admin: &Admin,
+    actor: &Actor,
     action: &str,
     change: Change,
     detail: String,
 ) -> Result<Status, AppError> {
     let now = app.clock.now();
     let event = app.audit_event(
-        &admin.actor,
+        &actor.name,
         action,
         "auto-enrollment",
-        admin.remote,
+        actor.remote,
         Outcome::Ok,
         detail,
     );
@@ -134,7 +126,7 @@ fn describe(window: &Window, secret_changed: bool) -> String {
 /// request's guard rails.
 pub async fn enable(
     app: &AppState,
-    admin: &Admin,
+    actor: &Actor,
     req: &EnableEnrollmentRequest,
 ) -> Result<EnableEnrollmentResponse, AppError> {
     let window = window(app, req)?;
@@ -149,10 +141,10 @@ pub async fn enable(
         secret: hash,
         new_window: Some(window),
     };
-    let status = apply(app, admin, "enrollment.enable", change, detail).await?;
+    let status = apply(app, actor, "enrollment.enable", change, detail).await?;
     tracing::info!("auto-enrollment enabled");
     Ok(EnableEnrollmentResponse {
-        status: view(&status, app.clock.now()),
+        status: views::enrollment(&status, app.clock.now()),
         generated_secret: generated,
     })
 }
@@ -160,7 +152,7 @@ pub async fn enable(
 /// Replaces the secret, leaving the switch and the guard rails as they are.
 pub async fn rotate(
     app: &AppState,
-    admin: &Admin,
+    actor: &Actor,
     req: &EnableEnrollmentRequest,
 ) -> Result<EnableEnrollmentResponse, AppError> {
     if req.window.is_some() || req.max_enrollments.is_some() || req.name_pattern.is_some() {
@@ -173,7 +165,8 @@ pub async fn rotate(
     let Some((hash, generated)) = new_secret(req).await? else {
         return Err(
             AppError::bad_request(ErrorCode::InvalidSecret, "rotate needs a new secret")
-                .with_hint("pass `--generate`, or `--secret-file FILE`"),
+                .with_hint("pass `--generate`, or `--secret-file FILE`")
+                .with_field("secret"),
         );
     };
     let change = Change {
@@ -183,7 +176,7 @@ pub async fn rotate(
     };
     let status = apply(
         app,
-        admin,
+        actor,
         "enrollment.rotate",
         change,
         "secret replaced".into(),
@@ -191,19 +184,19 @@ pub async fn rotate(
     .await?;
     tracing::info!("auto-enrollment secret rotated");
     Ok(EnableEnrollmentResponse {
-        status: view(&status, app.clock.now()),
+        status: views::enrollment(&status, app.clock.now()),
         generated_secret: generated,
     })
 }
 
 /// Blocks new enrollments at once; workers already enrolled keep working.
-pub async fn disable(app: &AppState, admin: &Admin) -> Result<EnrollmentStatus, AppError> {
+pub async fn disable(app: &AppState, actor: &Actor) -> Result<EnrollmentStatus, AppError> {
     let change = Change {
         enabled: Some(false),
         secret: None,
         new_window: None,
     };
-    let status = apply(app, admin, "enrollment.disable", change, "disabled".into()).await?;
+    let status = apply(app, actor, "enrollment.disable", change, "disabled".into()).await?;
     tracing::info!("auto-enrollment disabled");
-    Ok(view(&status, app.clock.now()))
+    Ok(views::enrollment(&status, app.clock.now()))
 }

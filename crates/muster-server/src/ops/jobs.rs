@@ -1,17 +1,27 @@
-//! Listing, showing and cancelling jobs.
+//! Submitting, listing, showing and cancelling jobs, and finding a job's output.
+
+use std::time::Duration;
 
 use muster_core::audit::Outcome;
-use muster_core::job::{JobId, JobState};
+use muster_core::job::{Job, JobId, JobState, Selector};
 use muster_proto::ErrorCode;
-use muster_proto::api::JobView;
-use muster_store::JobFilter;
+use muster_proto::api::{JobView, SubmitJobRequest};
 use muster_store::flows::jobs::{self, Cancel};
+use muster_store::{JobFilter, OutputChunk};
+use rand::rngs::OsRng;
 
-use crate::api::error::AppError;
-use crate::api::extract::Admin;
-use crate::api::{validate, views};
+use crate::error::AppError;
 use crate::events::ReplicaEvent;
+use crate::jobs::follow;
+use crate::ops::{Actor, workers};
 use crate::state::AppState;
+use crate::{validate, views};
+
+/// Stored output chunks read per query.
+const OUTPUT_PAGE: u32 = 512;
+
+/// How long a job waits for a matching worker unless told otherwise.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn job_id(input: &str) -> Result<JobId, AppError> {
     JobId::parse(input).map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e))
@@ -19,6 +29,66 @@ pub fn job_id(input: &str) -> Result<JobId, AppError> {
 
 pub fn no_such_job(id: &JobId) -> AppError {
     AppError::not_found(format!("no job `{id}`")).with_hint("`muster job list` shows recent jobs")
+}
+
+/// Checks a job request, stores the job (started at once if a matching worker has a free slot,
+/// queued otherwise) and records who asked for it.
+pub async fn submit(
+    app: &AppState,
+    actor: &Actor,
+    req: SubmitJobRequest,
+) -> Result<JobView, AppError> {
+    Job::validate_spec(&req.command, &req.env)
+        .map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e))?;
+    let worker = req.worker.as_deref().map(validate::name).transpose()?;
+    let labels = validate::labels(&req.labels)?;
+    let timeout = req.timeout.as_deref().map(validate::duration).transpose()?;
+    let queue_wait = req
+        .queue_timeout
+        .as_deref()
+        .map(validate::duration)
+        .transpose()?
+        .unwrap_or(DEFAULT_QUEUE_TIMEOUT);
+    // A job for a named worker is refused at once if there is no such worker.
+    let named = match &worker {
+        Some(name) => match workers::find(app, name).await? {
+            Some(record) => Some(record.id),
+            None => return Err(workers::no_such_worker(name)),
+        },
+        None => None,
+    };
+    let now = app.clock.now();
+    let job = Job {
+        id: JobId::generate(&mut OsRng),
+        command: req.command,
+        env: req.env,
+        selector: Selector { worker, labels },
+        timeout,
+        queue_deadline: now.saturating_add(queue_wait),
+        state: JobState::Queued,
+        worker_id: None,
+        worker_name: None,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        reason: None,
+        output_bytes: 0,
+        truncated: false,
+        dispatcher: None,
+    };
+    // The audit record names the program, not its arguments: those may carry secrets.
+    let detail = format!("runs `{}` on {}", job.command[0], job.selector);
+    let event = app.audit_event(
+        &actor.name,
+        "job.submit",
+        job.id.as_str(),
+        actor.remote,
+        Outcome::Ok,
+        detail,
+    );
+    let job = app.jobs.submit(job, event, named.as_ref()).await?;
+    Ok(views::job(&job))
 }
 
 /// Recent jobs, newest first. Empty filters mean "any".
@@ -59,15 +129,53 @@ pub async fn show(app: &AppState, id: &str) -> Result<JobView, AppError> {
     Ok(views::job(&job))
 }
 
+/// A job's output as newline-delimited JSON: what is stored after chunk `after`, then (with
+/// `follow`) what arrives live until the job ends. The job must exist.
+pub async fn output(
+    app: &AppState,
+    id: &str,
+    after: u64,
+    follow: bool,
+) -> Result<axum::body::Body, AppError> {
+    let id = job_id(id)?;
+    let key = id.clone();
+    if app.store.read(move |tx| tx.get_job(&key)).await?.is_none() {
+        return Err(no_such_job(&id));
+    }
+    Ok(follow::body(app.clone(), id, after, follow))
+}
+
+/// Everything stored for a job's output, in order (for a page that shows it whole).
+pub async fn stored_output(app: &AppState, id: &str) -> Result<Vec<OutputChunk>, AppError> {
+    let id = job_id(id)?;
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let key = id.clone();
+        let page = app
+            .store
+            .read(move |tx| tx.read_output(&key, after, OUTPUT_PAGE))
+            .await?;
+        let full = page.len() == OUTPUT_PAGE as usize;
+        if let Some(last) = page.last() {
+            after = last.seq;
+        }
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
 /// Cancels a queued job at once, or asks the worker running it to kill it.
-pub async fn cancel(app: &AppState, admin: &Admin, id: &str) -> Result<JobView, AppError> {
+pub async fn cancel(app: &AppState, actor: &Actor, id: &str) -> Result<JobView, AppError> {
     let id = job_id(id)?;
     let now = app.clock.now();
     let event = app.audit_event(
-        &admin.actor,
+        &actor.name,
         "job.cancel",
         id.as_str(),
-        admin.remote,
+        actor.remote,
         Outcome::Ok,
         "cancel requested",
     );

@@ -1,12 +1,28 @@
-//! Operations that both the REST API and the web UI perform.
+//! Every admin action, and the worker's enrollment: the rules, the store flows, the audit
+//! records and the cut-offs, written once.
 //!
-//! Each one takes already-authenticated input (an [`Admin`](crate::api::extract::Admin) and the
-//! wire request), validates it, applies it through the store's flows, cuts off whoever must be
-//! cut off, and answers with the wire view or an [`AppError`](crate::api::error::AppError). The
-//! API handlers and the UI pages are thin wrappers around these, so the two cannot drift apart:
-//! the same rules, the same audit records, the same refusals.
+//! `ops` is the bottom of the request path. The front ends sit on top of it: `api` (REST) and
+//! `ui` (web pages) authenticate the caller into an [`Actor`], parse the request, call one
+//! function here, and render what it returns: the wire view, or an
+//! [`AppError`](crate::error::AppError). So the two cannot drift apart: the same rules, the same
+//! audit records, the same refusals. `ops` reaches only down: the state, the store, the
+//! registry and the scheduler, plus [`crate::validate`] (input → domain) and [`crate::views`]
+//! (domain → wire). It knows neither axum's extractors nor the UI.
 
+pub mod audit;
+pub mod cut;
+pub mod enroll;
 pub mod enrollment;
 pub mod jobs;
 pub mod tokens;
 pub mod workers;
+
+use std::net::SocketAddr;
+
+/// Who asks for an admin action: the name the audit log records, and where the request came
+/// from. The API makes one from the admin token, the UI from a signed-in session.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub remote: Option<SocketAddr>,
+}

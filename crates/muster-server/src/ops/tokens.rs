@@ -8,17 +8,17 @@ use muster_proto::control::close;
 use muster_store::flows::tokens::{self, CreateTokenRefusal, RevokeTokenRefusal};
 use rand::rngs::OsRng;
 
-use crate::api::error::AppError;
-use crate::api::extract::Admin;
-use crate::api::{validate, views};
-use crate::events::ReplicaEvent;
+use crate::error::AppError;
+use crate::ops::Actor;
+use crate::ops::cut::{self, Cut};
 use crate::state::AppState;
+use crate::{validate, views};
 
 /// Mints a token. The answer holds its plaintext: the only time anyone sees it. `host` is the
 /// `Host` the admin reached the server at, for the worker command line.
 pub async fn create(
     app: &AppState,
-    admin: &Admin,
+    actor: &Actor,
     host: Option<&str>,
     req: &CreateTokenRequest,
 ) -> Result<CreatedToken, AppError> {
@@ -30,10 +30,10 @@ pub async fn create(
     let token = Token::new(name.clone(), secret.hash(), labels, now, lifetime);
     let expires_at = token.expires_at;
     let event = app.audit_event(
-        &admin.actor,
+        &actor.name,
         "token.create",
         name.as_str(),
-        admin.remote,
+        actor.remote,
         Outcome::Ok,
         format!("expires {}", expires_at.to_rfc3339()),
     );
@@ -121,49 +121,37 @@ fn no_such_token(name: &Name) -> AppError {
 }
 
 /// Revokes a token and cuts off the worker enrolled with it, once the revocation is on disk.
-pub async fn revoke(app: &AppState, admin: &Admin, name: &str) -> Result<TokenView, AppError> {
+pub async fn revoke(app: &AppState, actor: &Actor, name: &str) -> Result<TokenView, AppError> {
     let name = validate::name(name)?;
     let now = app.clock.now();
     let event = app.audit_event(
-        &admin.actor,
+        &actor.name,
         "token.revoke",
         name.as_str(),
-        admin.remote,
+        actor.remote,
         Outcome::Ok,
         "revoked",
     );
     let key = name.clone();
-    let revoked = app
-        .store
-        .write(move |tx| {
-            let result = tokens::revoke(tx, &key, now, &event)?;
-            if let Ok(revoked) = &result
-                && let Some(worker) = &revoked.worker
-            {
-                tx.notify(
-                    &ReplicaEvent::Cut {
-                        worker: worker.clone(),
-                        code: close::REVOKED,
-                    }
-                    .encode(),
-                )?;
-            }
-            Ok(result)
-        })
-        .await?
-        .map_err(|refusal| match refusal {
-            RevokeTokenRefusal::NotFound(n) => no_such_token(&n),
-            RevokeTokenRefusal::Expired(e) => AppError::conflict(ErrorCode::TokenExpired, e)
-                .with_hint("an expired token already rejects its worker; nothing to revoke"),
-        })?;
-    // The revocation is on disk: now cut the worker off.
-    if let Some(worker) = &revoked.worker {
-        app.registry.close(
-            worker,
-            close::REVOKED,
-            "the worker's enrollment token was revoked",
-        );
-    }
+    // The revocation is on disk before the worker enrolled with the token is cut off.
+    let revoked = cut::write_then_cut(
+        app,
+        move |tx| tokens::revoke(tx, &key, now, &event),
+        |result| {
+            let worker = result.as_ref().ok()?.worker.clone()?;
+            Some(Cut::new(
+                worker,
+                close::REVOKED,
+                "the worker's enrollment token was revoked",
+            ))
+        },
+    )
+    .await?
+    .map_err(|refusal| match refusal {
+        RevokeTokenRefusal::NotFound(n) => no_such_token(&n),
+        RevokeTokenRefusal::Expired(e) => AppError::conflict(ErrorCode::TokenExpired, e)
+            .with_hint("an expired token already rejects its worker; nothing to revoke"),
+    })?;
     if revoked.changed {
         tracing::info!(token = %name, "enrollment token revoked");
     }

@@ -1,17 +1,20 @@
-//! The fleet as admins see it, and revoking a worker.
+//! The fleet as admins see it: listing and showing workers, creating one by hand, revoking and
+//! removing one.
 
-use muster_core::Name;
 use muster_core::audit::Outcome;
+use muster_core::credentials::generate_id;
+use muster_core::{ApiKey, EnrolledVia, Name, Worker, WorkerId};
 use muster_proto::ErrorCode;
-use muster_proto::api::WorkerView;
+use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 use muster_proto::control::close;
-use muster_store::flows::workers::{self, WorkerRefusal};
+use muster_store::flows::workers::{self, CreateWorkerRefusal, WorkerRefusal};
+use rand::rngs::OsRng;
 
-use crate::api::error::AppError;
-use crate::api::extract::Admin;
-use crate::api::{validate, views};
-use crate::events::ReplicaEvent;
+use crate::error::AppError;
+use crate::ops::Actor;
+use crate::ops::cut::{self, Cut};
 use crate::state::AppState;
+use crate::{validate, views};
 
 /// Every worker with its live status (from the registry) and stored record.
 pub async fn list(app: &AppState) -> Result<Vec<WorkerView>, AppError> {
@@ -25,13 +28,19 @@ pub async fn list(app: &AppState) -> Result<Vec<WorkerView>, AppError> {
 
 pub async fn show(app: &AppState, name: &str) -> Result<WorkerView, AppError> {
     let name = validate::name(name)?;
+    let worker = find(app, &name)
+        .await?
+        .ok_or_else(|| no_such_worker(&name))?;
+    Ok(views::worker(&worker, app.clock.now(), &app.registry))
+}
+
+/// The stored worker with this name, if there is one.
+pub async fn find(app: &AppState, name: &Name) -> Result<Option<Worker>, AppError> {
     let key = name.clone();
-    let worker = app
+    Ok(app
         .store
         .read(move |tx| tx.get_worker_by_name(&key))
-        .await?;
-    let worker = worker.ok_or_else(|| no_such_worker(&name))?;
-    Ok(views::worker(&worker, app.clock.now(), &app.registry))
+        .await?)
 }
 
 pub fn no_such_worker(name: &Name) -> AppError {
@@ -51,36 +60,127 @@ pub fn refusal(refusal: WorkerRefusal) -> AppError {
 }
 
 /// Revokes a worker however it enrolled and, once that is on disk, closes its session.
-pub async fn revoke(app: &AppState, admin: &Admin, name: &str) -> Result<WorkerView, AppError> {
+pub async fn revoke(app: &AppState, actor: &Actor, name: &str) -> Result<WorkerView, AppError> {
     let name = validate::name(name)?;
     let now = app.clock.now();
     let event = app.audit_event(
-        &admin.actor,
+        &actor.name,
         "worker.revoke",
         name.as_str(),
-        admin.remote,
+        actor.remote,
         Outcome::Ok,
         "revoked",
     );
     let key = name.clone();
-    let revoked = app
-        .store
-        .write(move |tx| {
-            let result = workers::revoke(tx, &key, now, &event)?;
-            if let Ok(revoked) = &result {
-                tx.notify(
-                    &ReplicaEvent::Cut {
-                        worker: revoked.id.clone(),
-                        code: close::REVOKED,
-                    }
-                    .encode(),
-                )?;
-            }
-            Ok(result)
-        })
-        .await?
-        .map_err(refusal)?;
-    app.registry
-        .close(&revoked.id, close::REVOKED, "the worker was revoked");
+    cut::write_then_cut(
+        app,
+        move |tx| workers::revoke(tx, &key, now, &event),
+        |result| {
+            let revoked = result.as_ref().ok()?;
+            Some(Cut::new(
+                revoked.id.clone(),
+                close::REVOKED,
+                "the worker was revoked",
+            ))
+        },
+    )
+    .await?
+    .map_err(refusal)?;
     show(app, name.as_str()).await
+}
+
+/// Creates a worker by hand and returns its API key, this once.
+pub async fn create(
+    app: &AppState,
+    actor: &Actor,
+    req: &CreateWorkerRequest,
+) -> Result<CreatedWorker, AppError> {
+    let name = validate::name(&req.name)?;
+    let labels = validate::labels(&req.labels)?;
+    let key = ApiKey::generate(&mut OsRng);
+    let now = app.clock.now();
+    let id = WorkerId::parse(&generate_id(&mut OsRng)).map_err(AppError::internal)?;
+    let worker = Worker {
+        id: id.clone(),
+        name: name.clone(),
+        enrolled_via: EnrolledVia::Precreated,
+        token_name: None,
+        machine_id: None,
+        labels,
+        key_hash: key.hash(),
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+        last_seen_at: None,
+    };
+    let event = app.audit_event(
+        &actor.name,
+        "worker.create",
+        name.as_str(),
+        actor.remote,
+        Outcome::Ok,
+        format!("worker {id} created by hand"),
+    );
+    app.store
+        .write(move |tx| workers::create(tx, &worker, now, Some(&event)))
+        .await?
+        .map_err(|r| match r {
+            CreateWorkerRefusal::WorkerExists(_) | CreateWorkerRefusal::TokenExists(_) => {
+                AppError::conflict(ErrorCode::NameInUse, r).with_hint("choose another name")
+            }
+        })?;
+    Ok(CreatedWorker {
+        id: id.to_string(),
+        name: name.to_string(),
+        api_key: key.expose().to_owned(),
+    })
+}
+
+/// Deletes a worker that is not connected, freeing its name. The built-in worker stays.
+pub async fn remove(app: &AppState, actor: &Actor, name: &str) -> Result<(), AppError> {
+    let name = validate::name(name)?;
+    let found = find(app, &name).await?;
+    // The built-in worker is always connected; "revoke it first" would be no advice for it.
+    if found
+        .as_ref()
+        .is_some_and(|w| w.enrolled_via == EnrolledVia::Builtin)
+    {
+        return Err(refusal(workers::WorkerRefusal::Builtin));
+    }
+    if let Some(worker) = found
+        && app.registry.is_connected(&worker.id)
+    {
+        return Err(AppError::conflict(
+            ErrorCode::Conflict,
+            format!("worker `{name}` is connected"),
+        )
+        .with_hint(format!(
+            "revoke it first (`muster workers revoke {name}`), then remove it"
+        )));
+    }
+    let event = app.audit_event(
+        &actor.name,
+        "worker.remove",
+        name.as_str(),
+        actor.remote,
+        Outcome::Ok,
+        "removed",
+    );
+    let key = name.clone();
+    // It may have connected between the check and the delete: it has no record now.
+    cut::write_then_cut(
+        app,
+        move |tx| workers::remove(tx, &key, &event),
+        |result| {
+            let id = result.as_ref().ok()?;
+            Some(Cut::new(
+                id.clone(),
+                close::REMOVED,
+                "the worker was removed",
+            ))
+        },
+    )
+    .await?
+    .map_err(refusal)?;
+    Ok(())
 }

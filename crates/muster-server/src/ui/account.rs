@@ -10,13 +10,12 @@
 //!   write the data dir administers the server anyway);
 //! - no file but a stored hash: the operator removed the file after reading it; nothing changes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use muster_core::Timestamp;
 use muster_core::audit::{AuditEvent, Outcome};
 use muster_core::credentials::SlowHash;
-use muster_store::Store;
+use muster_store::{Store, StoreError};
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +51,38 @@ impl Account {
     }
 }
 
+/// Why the account could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("cannot read the admin account: {0}")]
+    Read(#[source] StoreError),
+    #[error("the stored admin account is corrupt: {0}")]
+    Corrupt(#[source] serde_json::Error),
+    #[error(transparent)]
+    File(#[from] muster_fs::FsError),
+    #[error(
+        "the admin password in `{}` is {length} characters long; it must be at least {MIN_PASSWORD_CHARS}",
+        path.display()
+    )]
+    TooShort { path: PathBuf, length: usize },
+    #[error("cannot hash the admin password: {0}")]
+    Hash(#[from] tokio::task::JoinError),
+    #[error("cannot store the admin account: {0}")]
+    Store(#[source] StoreError),
+}
+
+impl AccountError {
+    /// What the operator can do about it, when there is something to do.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            AccountError::TooShort { .. } => Some(
+                "write a longer password into the file, or delete the file to keep the current password",
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// What `bootstrap` did, for the start-up banner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bootstrap {
@@ -67,14 +98,14 @@ pub async fn bootstrap(
     store: &Store,
     password_file: &Path,
     now: Timestamp,
-) -> anyhow::Result<(Account, Bootstrap)> {
+) -> Result<(Account, Bootstrap), AccountError> {
     let stored = store
         .read(|tx| tx.get_setting(SETTING))
         .await
-        .context("cannot read the admin account")?
+        .map_err(AccountError::Read)?
         .map(|json| serde_json::from_str::<Stored>(&json))
         .transpose()
-        .context("the stored admin account is corrupt")?;
+        .map_err(AccountError::Corrupt)?;
     let in_file = muster_fs::read_optional(password_file)?
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
@@ -113,10 +144,10 @@ pub async fn bootstrap(
     };
     let length = password.chars().count();
     if length < MIN_PASSWORD_CHARS {
-        bail!(
-            "the admin password in `{}` is {length} characters long; it must be at least {MIN_PASSWORD_CHARS}\nhint: write a longer password into the file, or delete the file to keep the current password",
-            password_file.display()
-        );
+        return Err(AccountError::TooShort {
+            path: password_file.to_owned(),
+            length,
+        });
     }
     let hash = tokio::task::spawn_blocking(move || SlowHash::create(&password, &mut OsRng)).await?;
     let record = Stored {
@@ -124,7 +155,7 @@ pub async fn bootstrap(
         password_hash: hash.as_stored().to_owned(),
         set_at: now.unix_millis(),
     };
-    let json = serde_json::to_string(&record)?;
+    let json = serde_json::to_string(&record).map_err(AccountError::Corrupt)?;
     let event = AuditEvent {
         at: now,
         actor: "server".into(),
@@ -143,7 +174,7 @@ pub async fn bootstrap(
             tx.insert_audit(&event)
         })
         .await
-        .context("cannot store the admin account")?;
+        .map_err(AccountError::Store)?;
     Ok((
         Account {
             user: USER.to_owned(),
@@ -184,6 +215,7 @@ mod tests {
         std::fs::write(&file, "short\n").unwrap();
         let err = bootstrap(&store, &file, now).await.unwrap_err();
         assert!(err.to_string().contains("at least 12"), "{err}");
+        assert!(err.hint().is_some_and(|h| h.contains("longer password")));
 
         std::fs::write(&file, "a brand new admin password\n").unwrap();
         let (account, what) = bootstrap(&store, &file, now).await.unwrap();

@@ -4,11 +4,10 @@
 use axum::extract::{Query, State};
 use axum::response::Html;
 use maud::html;
-use muster_store::AuditFilter;
 use serde::Deserialize;
 
-use crate::api::views;
-use crate::state::AppState;
+use crate::ops;
+use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::error::{UiError, encode_component};
 use crate::ui::fmt;
@@ -36,7 +35,7 @@ pub struct AuditQuery {
 }
 
 pub async fn page(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Query(query): Query<AuditQuery>,
 ) -> Result<Html<String>, UiError> {
@@ -56,17 +55,13 @@ pub async fn page(
                 .map_err(|_| UiError::bad_request("the page marker `before` must be a number"))?,
         ),
     };
-    let filter = AuditFilter {
-        before_seq: before,
-        action_prefix: Some(action.clone()).filter(|a| !a.is_empty() && errors.0.is_none()),
-        contains: Some(text.clone()).filter(|t| !t.is_empty() && errors.1.is_none()),
-        limit: PAGE_SIZE,
+    let filter = ops::audit::Filter {
+        before,
+        action: Some(action.as_str()).filter(|_| errors.0.is_none()),
+        contains: Some(text.as_str()).filter(|_| errors.1.is_none()),
+        limit: Some(PAGE_SIZE),
     };
-    let records = app
-        .store
-        .read(move |tx| muster_store::flows::audit::list(tx, &filter))
-        .await?;
-    let entries: Vec<_> = records.iter().map(views::audit).collect();
+    let entries = ops::audit::list(&app, filter).await?;
     let now = app.clock.now();
     let flash = admin.take_flash(&app);
     let older = (entries.len() == PAGE_SIZE as usize)

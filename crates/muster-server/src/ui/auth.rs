@@ -14,8 +14,9 @@ use maud::html;
 use muster_core::audit::Outcome;
 use serde::Deserialize;
 
-use crate::api::extract::{Admin, Remote};
-use crate::state::AppState;
+use crate::listener::Remote;
+use crate::ops::Actor;
+use crate::ui::UiApp;
 use crate::ui::error::UiError;
 use crate::ui::layout;
 use crate::ui::session::{self, Current, Flash, random_token, same_secret};
@@ -30,22 +31,22 @@ const SIGNIN_COOKIE: &str = "muster_signin";
 /// A signed-in admin: the session, and the identity the shared operations audit.
 #[derive(Debug, Clone)]
 pub struct UiAdmin {
-    pub admin: Admin,
+    pub admin: Actor,
     pub session: Current,
 }
 
 impl UiAdmin {
     /// The notices waiting for this page (and removes them).
-    pub fn take_flash(&self, app: &AppState) -> Vec<Flash> {
+    pub fn take_flash(&self, app: &UiApp) -> Vec<Flash> {
         app.ui.sessions.take_flash(&self.session.id)
     }
 
-    pub fn flash(&self, app: &AppState, flash: Flash) {
+    pub fn flash(&self, app: &UiApp, flash: Flash) {
         app.ui.sessions.push_flash(&self.session.id, flash);
     }
 }
 
-fn session_cookie_name(app: &AppState) -> &'static str {
+fn session_cookie_name(app: &UiApp) -> &'static str {
     if app.tls {
         "__Host-muster_session"
     } else {
@@ -66,7 +67,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A `Set-Cookie` value. `max_age` of zero deletes the cookie.
-fn set_cookie(app: &AppState, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
+fn set_cookie(app: &UiApp, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
     let secure = if app.tls { "; Secure" } else { "" };
     let text = format!(
         "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
@@ -75,10 +76,10 @@ fn set_cookie(app: &AppState, name: &str, value: &str, path: &str, max_age: u64)
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
 }
 
-impl FromRequestParts<AppState> for UiAdmin {
+impl FromRequestParts<UiApp> for UiAdmin {
     type Rejection = UiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, UiError> {
+    async fn from_request_parts(parts: &mut Parts, app: &UiApp) -> Result<Self, UiError> {
         let Remote(remote) = Remote::from_request_parts(parts, app)
             .await
             .unwrap_or(Remote(None));
@@ -87,8 +88,8 @@ impl FromRequestParts<AppState> for UiAdmin {
             .and_then(|id| app.ui.sessions.get(id, !fragment));
         match current {
             Some(session) => Ok(UiAdmin {
-                admin: Admin {
-                    actor: ACTOR.into(),
+                admin: Actor {
+                    name: ACTOR.into(),
                     remote,
                 },
                 session,
@@ -128,7 +129,7 @@ pub struct SigninQuery {
 }
 
 pub async fn signin_page(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     headers: HeaderMap,
     Query(query): Query<SigninQuery>,
 ) -> Response {
@@ -152,7 +153,7 @@ enum Notice<'a> {
 
 /// The sign-in form, with a fresh double-submit token in a cookie and a hidden field.
 fn signin_form(
-    app: &AppState,
+    app: &UiApp,
     status: StatusCode,
     next: Option<&str>,
     user: &str,
@@ -215,7 +216,7 @@ pub struct SigninForm {
 }
 
 pub async fn signin(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     Remote(remote): Remote,
     headers: HeaderMap,
     form: Result<axum::Form<SigninForm>, axum::extract::rejection::FormRejection>,
@@ -283,7 +284,10 @@ pub async fn signin(
             "wrong user name or password",
         );
         app.record(event).await;
-        tracing::info!(remote = ?ip, "web UI sign-in refused: wrong user name or password");
+        tracing::info!(
+            remote = ip.map(tracing::field::display),
+            "web UI sign-in refused: wrong user name or password"
+        );
         return signin_form(
             &app,
             StatusCode::UNAUTHORIZED,
@@ -302,7 +306,7 @@ pub async fn signin(
         "signed in",
     );
     app.record(event).await;
-    tracing::info!(remote = ?ip, "web UI sign-in");
+    tracing::info!(remote = ip.map(tracing::field::display), "web UI sign-in");
     let mut response = Redirect::to(safe_next(next)).into_response();
     let headers = response.headers_mut();
     headers.append(
@@ -322,7 +326,7 @@ pub async fn signin(
     response
 }
 
-async fn check_password(app: &AppState, user: &str, password: &str) -> bool {
+async fn check_password(app: &UiApp, user: &str, password: &str) -> bool {
     let Ok(_permit) = app.ui.password_checks.acquire().await else {
         return false;
     };
@@ -334,7 +338,7 @@ async fn check_password(app: &AppState, user: &str, password: &str) -> bool {
 }
 
 pub async fn signout(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     crate::ui::csrf::CsrfForm { admin, .. }: crate::ui::csrf::CsrfForm<crate::ui::csrf::NoFields>,
 ) -> Response {
     app.ui.sessions.end(&admin.session.id);

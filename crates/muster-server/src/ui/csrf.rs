@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::state::AppState;
+use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::error::UiError;
 use crate::ui::session::same_secret;
@@ -28,10 +28,10 @@ struct TokenOnly {
     csrf: Option<String>,
 }
 
-impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
+impl<T: DeserializeOwned> FromRequest<UiApp> for CsrfForm<T> {
     type Rejection = UiError;
 
-    async fn from_request(req: Request, app: &AppState) -> Result<Self, UiError> {
+    async fn from_request(req: Request, app: &UiApp) -> Result<Self, UiError> {
         let (mut parts, body) = req.into_parts();
         let admin = UiAdmin::from_request_parts(&mut parts, app).await?;
         let bytes = axum::body::to_bytes(body, crate::ui::MAX_FORM_BYTES)
@@ -49,7 +49,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
         if !presented.is_some_and(|t| same_secret(&t, &admin.session.csrf)) {
             tracing::warn!(
                 path = %parts.uri.path(),
-                remote = ?admin.admin.remote,
+                remote = admin.admin.remote.map(tracing::field::display),
                 "web UI form refused: missing or wrong CSRF token"
             );
             return Err(UiError::page(

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use crate::api::error::AppError;
+use crate::error::AppError;
 use crate::ui::layout;
 
 #[derive(Debug)]

@@ -1,5 +1,6 @@
 //! Jobs: the recent jobs with filters, and one job's page with its stored output (stdout and
 //! stderr told apart by a marker, not only by colour). A running job's page refreshes itself.
+//! (Over 400 lines with the tests of its output rendering, which sit at the bottom.)
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderValue;
@@ -13,7 +14,7 @@ use muster_store::OutputChunk;
 use serde::Deserialize;
 
 use crate::ops;
-use crate::state::AppState;
+use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::csrf::{CsrfForm, NoFields};
 use crate::ui::error::{UiError, encode_component};
@@ -32,8 +33,6 @@ const STATES: [&str; 6] = [
 /// Lines of output a page shows at most (the last ones: that is where a failure explains
 /// itself). `muster job logs` prints everything.
 const MAX_LINES: usize = 5_000;
-/// Stored chunks read per query.
-const PAGE: u32 = 512;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -44,7 +43,7 @@ pub struct ListQuery {
 }
 
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Query(query): Query<ListQuery>,
 ) -> Result<Html<String>, UiError> {
@@ -212,7 +211,7 @@ impl Streams {
 }
 
 pub async fn detail(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
@@ -244,7 +243,7 @@ pub async fn detail(
 /// The part of a job's page that changes while it runs. Tells the script to stop polling once
 /// the job has ended.
 pub async fn live(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
@@ -261,12 +260,12 @@ pub async fn live(
 }
 
 async fn live_part(
-    app: &AppState,
+    app: &UiApp,
     admin: &UiAdmin,
     job: &JobView,
     streams: Streams,
 ) -> Result<Markup, UiError> {
-    let chunks = stored_output(app, &job.id).await?;
+    let chunks = ops::jobs::stored_output(app, &job.id).await?;
     let now = app.clock.now();
     let (lines, dropped) = lines(&chunks, streams);
     let base = format!("/jobs/{}", job.id);
@@ -348,28 +347,6 @@ fn stream_link(base: &str, value: &str, label: &str, current: bool) -> Markup {
     }
 }
 
-/// Everything stored for a job, in order.
-async fn stored_output(app: &AppState, id: &str) -> Result<Vec<OutputChunk>, UiError> {
-    let id = ops::jobs::job_id(id)?;
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let key = id.clone();
-        let page = app
-            .store
-            .read(move |tx| tx.read_output(&key, after, PAGE))
-            .await?;
-        let full = page.len() == PAGE as usize;
-        if let Some(last) = page.last() {
-            after = last.seq;
-        }
-        all.extend(page);
-        if !full {
-            return Ok(all);
-        }
-    }
-}
-
 /// Splits output into lines, each with the stream it came from. Consecutive chunks of one
 /// stream are joined before decoding, so a character split across chunks survives. Returns the
 /// last [`MAX_LINES`] lines and how many were dropped before them.
@@ -402,7 +379,7 @@ fn lines(chunks: &[OutputChunk], streams: Streams) -> (Vec<(u8, String)>, usize)
 }
 
 pub async fn cancel(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     Path(id): Path<String>,
     CsrfForm { admin, .. }: CsrfForm<NoFields>,
 ) -> Result<Response, UiError> {

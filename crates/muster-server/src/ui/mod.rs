@@ -7,6 +7,10 @@
 //! carries the session's CSRF token (see [`csrf`]). What a page changes goes through
 //! [`crate::ops`], the same code the REST API runs.
 //!
+//! The UI has state of its own (the account, sessions, the sign-in limiter: [`UiState`]); its
+//! handlers see it together with the application's as a [`UiApp`], so the application's state
+//! knows nothing of the UI.
+//!
 //! One module per page (`workers`, `tokens`, `settings`, `jobs`, `audit`), plus the shell
 //! (`layout`, `fmt`), the account and sessions (`account`, `session`, `auth`, `csrf`), errors
 //! (`error`) and the static files (`assets`).
@@ -28,10 +32,11 @@ pub mod workers;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -72,7 +77,34 @@ impl UiState {
     }
 }
 
-pub fn routes() -> Router<AppState> {
+/// What the UI's handlers reach: the application's state (through `Deref`, so pages call
+/// [`crate::ops`] as the API does) and the UI's own.
+#[derive(Clone)]
+pub struct UiApp {
+    app: AppState,
+    pub ui: Arc<UiState>,
+}
+
+impl UiApp {
+    pub fn new(app: AppState, ui: Arc<UiState>) -> Self {
+        Self { app, ui }
+    }
+}
+
+impl std::ops::Deref for UiApp {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
+
+impl FromRef<UiApp> for AppState {
+    fn from_ref(ui: &UiApp) -> AppState {
+        ui.app.clone()
+    }
+}
+
+pub fn routes() -> Router<UiApp> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/workers") }))
         .route("/signin", get(auth::signin_page).post(auth::signin))

@@ -1,6 +1,8 @@
 //! Settings → Security: auto-enrollment on and off, its write-only secret (set, or generated and
 //! shown once), and its guard rails: a window that closes by itself, a maximum number of
-//! enrollments, and a pattern new worker names must match.
+//! enrollments, and a pattern new worker names must match. (About 500 lines: one page whose two
+//! forms carry five fields, each with its label, help, error and the code that refills it after
+//! a refusal; split, a field's markup and its handling would sit in different files.)
 
 use std::collections::BTreeMap;
 
@@ -9,13 +11,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use muster_core::Timestamp;
-use muster_proto::ErrorCode;
 use muster_proto::api::{EnableEnrollmentRequest, EnrollmentStatus};
 use serde::Deserialize;
 
-use crate::api::error::AppError;
+use crate::error::AppError;
 use crate::ops;
-use crate::state::AppState;
+use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::csrf::{CsrfForm, NoFields};
 use crate::ui::error::UiError;
@@ -65,7 +66,7 @@ impl Errors {
 }
 
 pub async fn page(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     headers: HeaderMap,
     admin: UiAdmin,
 ) -> Result<Html<String>, UiError> {
@@ -74,7 +75,7 @@ pub async fn page(
 }
 
 async fn render(
-    app: &AppState,
+    app: &UiApp,
     headers: &HeaderMap,
     admin: &UiAdmin,
     flash: &[Flash],
@@ -127,7 +128,7 @@ async fn render(
     ))
 }
 
-fn one_time_secret(app: &AppState, url: &str, secret: &str) -> Markup {
+fn one_time_secret(app: &UiApp, url: &str, secret: &str) -> Markup {
     let mut command = format!(
         "MUSTER_URL={url} MUSTER_WORKER_NAME=NAME MUSTER_AUTO_ENROLLMENT_KEY={secret} muster worker"
     );
@@ -365,17 +366,10 @@ fn secret_request(
     }
 }
 
-/// Files an error from the shared operation under the field it is about.
+/// Files an error from the shared operation under the field it is about. The form's fields
+/// carry the request's names, so the operation's word for the field is the form's too.
 fn file_error(errors: &mut Errors, error: AppError) {
-    let field = match error.code {
-        ErrorCode::InvalidSecret if error.message.contains("no secret") => None,
-        ErrorCode::InvalidSecret => Some("secret"),
-        ErrorCode::InvalidDuration => Some("for"),
-        ErrorCode::InvalidName => Some("name_pattern"),
-        _ if error.message.contains("max_enrollments") => Some("max_enrollments"),
-        _ => None,
-    };
-    match field {
+    match error.field {
         Some(field) => {
             errors.fields.insert(field, error.message);
         }
@@ -383,7 +377,7 @@ fn file_error(errors: &mut Errors, error: AppError) {
     }
 }
 
-fn done(app: &AppState, admin: &UiAdmin, text: &str, generated: Option<String>) -> Response {
+fn done(app: &UiApp, admin: &UiAdmin, text: &str, generated: Option<String>) -> Response {
     if let Some(secret) = generated {
         admin.flash(app, Flash::GeneratedSecret(secret));
     }
@@ -392,7 +386,7 @@ fn done(app: &AppState, admin: &UiAdmin, text: &str, generated: Option<String>) 
 }
 
 async fn failed(
-    app: &AppState,
+    app: &UiApp,
     headers: &HeaderMap,
     admin: &UiAdmin,
     typed: &EnableForm,
@@ -404,7 +398,7 @@ async fn failed(
 }
 
 pub async fn enable(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     headers: HeaderMap,
     CsrfForm { admin, form }: CsrfForm<EnableForm>,
 ) -> Result<Response, UiError> {
@@ -459,7 +453,7 @@ pub async fn enable(
 }
 
 pub async fn rotate(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     headers: HeaderMap,
     CsrfForm { admin, form }: CsrfForm<EnableForm>,
 ) -> Result<Response, UiError> {
@@ -489,7 +483,7 @@ pub async fn rotate(
 }
 
 pub async fn disable(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     CsrfForm { admin, .. }: CsrfForm<NoFields>,
 ) -> Result<Response, UiError> {
     ops::enrollment::disable(&app, &admin.admin).await?;

@@ -1,66 +1,40 @@
 //! The UI driven through the router without a socket: sign-in, sessions, CSRF, one-time secrets
 //! and the headers every page carries. (The browser end-to-end test is in muster-cli's
-//! `tests/ui`.)
+//! `tests/ui`.) Over 400 lines: every test here shares the harness and the sign-in helpers at
+//! the top.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
-use muster_core::SecretHash;
 use muster_core::credentials::SlowHash;
-use muster_store::Store;
 use rand::rngs::OsRng;
 use tower::ServiceExt;
 
-use crate::clock::Clock;
-use crate::control::registry::Registry;
-use crate::state::{AppState, Inner};
+use crate::state::AppState;
 use crate::ui::account::Account;
 use crate::ui::{CONTENT_SECURITY_POLICY, UiState};
 
 const PASSWORD: &str = "correct horse battery staple";
-const ADMIN_TOKEN: &str = "ma_test-admin-token";
+const ADMIN_TOKEN: &str = AppState::TEST_ADMIN_TOKEN;
 
 struct Harness {
     app: AppState,
+    ui: Arc<UiState>,
     _dir: tempfile::TempDir,
 }
 
 fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("muster.db")).unwrap();
-    let clock = Clock::system();
-    let registry = Arc::new(Registry::new());
-    let jobs = crate::jobs::Jobs::new(
-        store.clone(),
-        Arc::clone(&registry),
-        clock,
-        1 << 20,
-        "test".into(),
-    );
-    let app = AppState::new(Inner {
-        store,
-        clock,
-        registry,
-        admin_token_hash: SecretHash::of(ADMIN_TOKEN),
-        heartbeat: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(15),
-        pin_fingerprint: None,
-        tls: false,
-        verifier: crate::secrets::SecretVerifier::new(),
-        limiter: crate::ratelimit::FailureLimiter::default(),
-        jobs,
-        ui: UiState::new(Account {
-            user: "admin".into(),
-            hash: SlowHash::create(PASSWORD, &mut OsRng),
-        }),
-    });
-    Harness { app, _dir: dir }
+    let (app, dir) = AppState::for_tests();
+    let ui = Arc::new(UiState::new(Account {
+        user: "admin".into(),
+        hash: SlowHash::create(PASSWORD, &mut OsRng),
+    }));
+    Harness { app, ui, _dir: dir }
 }
 
 struct Reply {
@@ -103,7 +77,10 @@ async fn send(h: &Harness, req: Request<Body>) -> Reply {
     let mut req = req;
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 4000))));
-    let response = crate::router(h.app.clone()).oneshot(req).await.unwrap();
+    let response = crate::router(h.app.clone(), Arc::clone(&h.ui))
+        .oneshot(req)
+        .await
+        .unwrap();
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     Reply {
@@ -398,6 +375,47 @@ async fn a_created_token_is_shown_once_and_form_errors_name_the_rule() {
     assert!(!audit.body.contains(secret));
 }
 
+/// Each refusal of the shared operation is shown beside the form field it is about; one that is
+/// about no field is shown above the form.
+#[tokio::test]
+async fn enrollment_settings_errors_are_filed_under_their_fields() {
+    let h = harness();
+    let (session, csrf) = signed_in(&h).await;
+    let cases = [
+        (
+            "secret_mode=generate&max_enrollments=0",
+            "max_enrollments-error",
+        ),
+        (
+            "secret_mode=generate&name_pattern=Not+A+Pattern",
+            "name_pattern-error",
+        ),
+        ("secret_mode=generate&for=soon", "for-error"),
+        (
+            "secret_mode=set&secret=tooshort-secret",
+            "enable-secret-error",
+        ),
+    ];
+    for (form, id) in cases {
+        let reply = send(
+            &h,
+            post(
+                "/settings/security/enable",
+                &session,
+                &format!("csrf={csrf}&{form}"),
+            ),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{form}");
+        assert!(
+            reply.body.contains(&format!(r#"id="{id}""#)),
+            "{form}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body.matches("field-error").count(), 1, "{form}");
+    }
+}
+
 #[tokio::test]
 async fn the_generated_enrollment_secret_is_shown_once_and_a_short_one_is_refused() {
     let h = harness();
@@ -506,5 +524,5 @@ async fn sign_out_ends_the_session() {
         send(&h, get("/workers", &session)).await.status,
         StatusCode::SEE_OTHER
     );
-    assert!(h.app.ui.sessions.is_empty());
+    assert!(h.ui.sessions.is_empty());
 }

@@ -13,7 +13,7 @@ use muster_proto::api::{CreateTokenRequest, LabelMap, TokenView};
 use serde::Deserialize;
 
 use crate::ops;
-use crate::state::AppState;
+use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::csrf::{CsrfForm, NoFields};
 use crate::ui::error::UiError;
@@ -57,7 +57,7 @@ fn parse_labels(text: &str) -> Result<LabelMap, String> {
     Ok(map)
 }
 
-pub async fn page(State(app): State<AppState>, admin: UiAdmin) -> Result<Html<String>, UiError> {
+pub async fn page(State(app): State<UiApp>, admin: UiAdmin) -> Result<Html<String>, UiError> {
     let flash = admin.take_flash(&app);
     render(
         &app,
@@ -70,7 +70,7 @@ pub async fn page(State(app): State<AppState>, admin: UiAdmin) -> Result<Html<St
 }
 
 async fn render(
-    app: &AppState,
+    app: &UiApp,
     admin: &UiAdmin,
     flash: &[Flash],
     form: &CreateForm,
@@ -229,7 +229,7 @@ fn list(now: Timestamp, tokens: &[TokenView]) -> Markup {
 }
 
 pub async fn create(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     headers: HeaderMap,
     CsrfForm { admin, form }: CsrfForm<CreateForm>,
 ) -> Result<Response, UiError> {
@@ -297,7 +297,7 @@ pub async fn create(
 }
 
 pub async fn confirm_revoke(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Path(name): Path<String>,
 ) -> Result<Response, UiError> {
@@ -340,7 +340,7 @@ pub async fn confirm_revoke(
 }
 
 pub async fn revoke(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     Path(name): Path<String>,
     CsrfForm { admin, .. }: CsrfForm<NoFields>,
 ) -> Result<Response, UiError> {

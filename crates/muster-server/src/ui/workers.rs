@@ -10,7 +10,7 @@ use muster_proto::api::WorkerView;
 use serde::Deserialize;
 
 use crate::ops;
-use crate::state::AppState;
+use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::csrf::{CsrfForm, NoFields};
 use crate::ui::error::{UiError, encode_component};
@@ -94,7 +94,7 @@ fn query_string(query: &FilterQuery) -> String {
 }
 
 pub async fn page(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Query(query): Query<FilterQuery>,
 ) -> Result<Html<String>, UiError> {
@@ -146,7 +146,7 @@ pub async fn page(
 
 /// The part of the page the script refreshes.
 pub async fn live(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     _admin: UiAdmin,
     Query(query): Query<FilterQuery>,
 ) -> Result<Html<String>, UiError> {
@@ -258,7 +258,7 @@ fn row(now: Timestamp, w: &WorkerView) -> Markup {
 }
 
 pub async fn confirm_revoke(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     admin: UiAdmin,
     Path(name): Path<String>,
 ) -> Result<Response, UiError> {
@@ -310,7 +310,7 @@ pub async fn confirm_revoke(
 }
 
 pub async fn revoke(
-    State(app): State<AppState>,
+    State(app): State<UiApp>,
     Path(name): Path<String>,
     CsrfForm { admin, .. }: CsrfForm<NoFields>,
 ) -> Response {

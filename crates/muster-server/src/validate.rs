@@ -1,4 +1,4 @@
-//! Input validation shared by handlers: each failure becomes a 400 naming the rule.
+//! Input validation shared by the operations: each failure becomes a 400 naming the rule.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use muster_core::{Labels, Name};
 use muster_proto::ErrorCode;
 
-use crate::api::error::AppError;
+use crate::error::AppError;
 
 pub fn name(input: &str) -> Result<Name, AppError> {
     Name::parse(input).map_err(|e| {

@@ -1,9 +1,11 @@
-//! Domain → wire conversions. The server is the only place that knows both.
+//! Domain → wire conversions. The server is the only place that knows both; within it, this
+//! module is the only place that builds a wire view from a domain value.
 
 use muster_core::audit::AuditRecord;
 use muster_core::job::Job;
 use muster_core::{Labels, Timestamp, Token, Worker};
-use muster_proto::api::{AuditEntry, JobView, LabelMap, TokenView, WorkerView};
+use muster_proto::api::{AuditEntry, EnrollmentStatus, JobView, LabelMap, TokenView, WorkerView};
+use muster_store::flows::enrollment::Status;
 
 use crate::control::registry::Registry;
 
@@ -88,5 +90,19 @@ pub fn job(job: &Job) -> JobView {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         output_bytes: job.output_bytes,
         output_truncated: job.truncated,
+    }
+}
+
+/// Auto-enrollment's settings and counts, with whether it is open at `now`.
+pub fn enrollment(status: &Status, now: muster_core::Timestamp) -> EnrollmentStatus {
+    let s = &status.settings;
+    EnrollmentStatus {
+        enabled: s.is_open(now, status.enrolled_in_window),
+        secret_set_at: s.secret_set_at.map(|t| t.to_rfc3339()),
+        enrolled_count: status.enrolled_count,
+        window_closes_at: s.window_closes_at.map(|t| t.to_rfc3339()),
+        max_enrollments: s.max_enrollments,
+        enrollments_in_window: status.enrolled_in_window,
+        name_pattern: s.name_pattern.as_ref().map(|p| p.as_str().to_owned()),
     }
 }

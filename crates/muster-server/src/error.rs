@@ -1,5 +1,9 @@
-//! [`AppError`]: what a handler returns when it cannot do what was asked. It tells the caller
-//! what they got wrong (and how to fix it) and hides internals, which are logged instead.
+//! [`AppError`]: what an operation or a handler returns when it cannot do what was asked. It
+//! tells the caller what they got wrong (and how to fix it) and hides internals, which are logged
+//! instead.
+//!
+//! It sits below everything that answers a request (`ops`, `api`, `ui`, `control::connect`, the
+//! listener), so each of them speaks the same error body without reaching into another.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +16,9 @@ pub struct AppError {
     pub message: String,
     pub hint: Option<String>,
     pub retry_after_ms: Option<u64>,
+    /// The request field the error is about (its wire name), for a form that shows the error
+    /// beside the field. Not part of the response body.
+    pub field: Option<&'static str>,
 }
 
 impl AppError {
@@ -22,6 +29,7 @@ impl AppError {
             message: message.into(),
             hint: None,
             retry_after_ms: None,
+            field: None,
         }
     }
 
@@ -51,6 +59,11 @@ impl AppError {
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_field(mut self, field: &'static str) -> Self {
+        self.field = Some(field);
         self
     }
 

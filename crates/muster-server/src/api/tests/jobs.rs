@@ -1,0 +1,222 @@
+//! `/api/v1/jobs`.
+
+use axum::http::StatusCode;
+use muster_proto::control::ServerMessage;
+use serde_json::{Value, json};
+
+use super::Api;
+use crate::control::registry::Command;
+
+/// The messages a session was sent (not its close commands).
+fn sent(session: &crate::control::registry::Session) -> Vec<ServerMessage> {
+    session
+        .inbox
+        .drain()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Send(message) => Some(message),
+            Command::Close { .. } => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_job_with_no_worker_for_it_waits_queued_and_can_be_cancelled() {
+    let api = Api::new();
+    let submitted = api
+        .post(
+            "/api/v1/jobs",
+            json!({
+                "command": ["echo", "s3cr3t-argument"],
+                "labels": {"gpu": "a100"},
+                "env": {"TOKEN": "s3cr3t-value"},
+                "timeout": "1m",
+            }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = submitted.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(submitted.body["state"], "queued");
+    assert_eq!(submitted.body["env_keys"], json!(["TOKEN"]));
+    assert_eq!(submitted.body["timeout_ms"], 60_000);
+    assert_eq!(submitted.body["worker"], Value::Null);
+    assert!(
+        !submitted.text.contains("s3cr3t-value"),
+        "env values stay hidden"
+    );
+
+    let shown = api
+        .get(&format!("/api/v1/jobs/{id}"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(shown.body, submitted.body);
+    let queued = api
+        .get("/api/v1/jobs?state=queued")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(queued.body.as_array().unwrap().len(), 1);
+    let running = api
+        .get("/api/v1/jobs?state=running")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(running.body, json!([]));
+
+    // Without `follow`, the output is what is stored (nothing yet), then the job as it is.
+    let output = api
+        .get(&format!("/api/v1/jobs/{id}/output"))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(output.content_type, "application/x-ndjson");
+    let lines: Vec<Value> = output
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", output.text);
+    assert_eq!(lines[0]["type"], "end");
+    assert_eq!(lines[0]["job"]["id"], id.as_str());
+
+    let cancelled = api
+        .post(&format!("/api/v1/jobs/{id}/cancel"), json!({}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(cancelled.body["state"], "cancelled");
+    let reply = api
+        .post(&format!("/api/v1/jobs/{id}/cancel"), json!({}))
+        .await
+        .refused(
+            StatusCode::CONFLICT,
+            "conflict",
+            "has already ended (cancelled)",
+        );
+    assert!(reply.hint().contains("muster job show"));
+
+    let audit = api
+        .get("/api/v1/audit?action=job.")
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(audit.body[1]["action"], "job.submit");
+    assert_eq!(
+        audit.body[1]["detail"],
+        "runs `echo` on a worker with labels gpu=a100"
+    );
+    assert_eq!(audit.body[0]["action"], "job.cancel");
+    assert!(
+        !audit.text.contains("s3cr3t"),
+        "the audit names the program only"
+    );
+}
+
+#[tokio::test]
+async fn a_job_for_a_free_worker_starts_at_once_and_a_cancel_reaches_the_worker() {
+    let api = Api::new();
+    let id = api.worker("w1").await;
+    let session = api.connect(&id, "w1", 1);
+    let submitted = api
+        .post("/api/v1/jobs", json!({"command": ["true"], "worker": "w1"}))
+        .await
+        .expect(StatusCode::CREATED);
+    let job = submitted.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(submitted.body["state"], "running");
+    assert_eq!(submitted.body["worker"], "w1");
+    assert!(matches!(
+        sent(&session).as_slice(),
+        [ServerMessage::JobStart(start)] if start.id == job
+    ));
+
+    let cancelled = api
+        .post(&format!("/api/v1/jobs/{job}/cancel"), json!({}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(cancelled.body["state"], "running", "the worker ends it");
+    assert_eq!(
+        sent(&session),
+        [ServerMessage::JobCancel { id: job.clone() }]
+    );
+}
+
+#[tokio::test]
+async fn job_requests_with_bad_input_are_refused_naming_the_rule() {
+    let api = Api::new();
+    let before = api.everything().await;
+    let cases = [
+        (
+            json!({"command": []}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            json!({"command": ["x"], "timeout": "later"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_duration",
+        ),
+        (
+            json!({"command": ["x"], "queue_timeout": "-1s"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_duration",
+        ),
+        (
+            json!({"command": ["x"], "labels": {"": "y"}}),
+            StatusCode::BAD_REQUEST,
+            "invalid_label",
+        ),
+        (
+            json!({"command": ["x"], "worker": "No Such"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            json!({"command": "echo hi"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            json!({"command": ["x"], "worker": "ghost"}),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (body, status, code) in cases {
+        api.post("/api/v1/jobs", body)
+            .await
+            .refused(status, code, "");
+    }
+    assert_eq!(api.everything().await, before);
+}
+
+#[tokio::test]
+async fn job_lookups_refuse_bad_ids_and_unknown_jobs() {
+    let api = Api::new();
+    let unknown = "0123456789abcdef";
+    let before = api.everything().await;
+    api.get(&format!("/api/v1/jobs/{unknown}")).await.refused(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        unknown,
+    );
+    api.get(&format!("/api/v1/jobs/{unknown}/output?follow=true"))
+        .await
+        .refused(StatusCode::NOT_FOUND, "not_found", unknown);
+    api.post(&format!("/api/v1/jobs/{unknown}/cancel"), json!({}))
+        .await
+        .refused(StatusCode::NOT_FOUND, "not_found", unknown);
+    for path in ["/api/v1/jobs/not-an-id", "/api/v1/jobs/not-an-id/output"] {
+        api.get(path)
+            .await
+            .refused(StatusCode::BAD_REQUEST, "bad_request", "");
+    }
+    api.get("/api/v1/jobs?state=sleeping").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown job state `sleeping`",
+    );
+    api.get("/api/v1/jobs?limit=many").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "limit",
+    );
+    api.get(&format!("/api/v1/jobs/{unknown}/output?after=x"))
+        .await
+        .refused(StatusCode::BAD_REQUEST, "bad_request", "after");
+    assert_eq!(api.everything().await, before);
+}

@@ -1,0 +1,219 @@
+//! The REST API driven through the router without a socket (`tower::ServiceExt::oneshot`): for
+//! every route, the success path and the main refusals, checking the status and the JSON body;
+//! and that refused requests change nothing. Real sockets, TLS and the control channel's upgrade
+//! are covered by muster-cli's `tests/it`.
+
+mod enroll;
+mod enrollment;
+mod jobs;
+mod misc;
+mod tokens;
+mod workers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use muster_core::credentials::SlowHash;
+use muster_core::{Labels, Name, WorkerId};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::control::registry::{Command, Session};
+use crate::state::AppState;
+use crate::ui::UiState;
+use crate::ui::account::Account;
+
+/// Where every test request comes from.
+const REMOTE: ([u8; 4], u16) = ([192, 0, 2, 9], 5000);
+
+/// How a request presents the admin credential.
+#[derive(Debug, Clone, Copy)]
+enum Auth {
+    Admin,
+    Missing,
+    Wrong,
+}
+
+struct Api {
+    app: AppState,
+    ui: Arc<UiState>,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    text: String,
+    body: Value,
+}
+
+impl Reply {
+    /// Asserts the status, showing the body when it is not the one expected.
+    #[track_caller]
+    fn expect(self, status: StatusCode) -> Self {
+        assert_eq!(self.status, status, "{}", self.text);
+        self
+    }
+
+    /// Asserts an error reply: its status, its code and a part of its message.
+    #[track_caller]
+    fn refused(self, status: StatusCode, code: &str, message: &str) -> Self {
+        let reply = self.expect(status);
+        assert_eq!(reply.body["error"]["code"], code, "{}", reply.text);
+        let text = reply.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{text:?} lacks {message:?}");
+        reply
+    }
+
+    fn hint(&self) -> &str {
+        self.body["error"]["hint"].as_str().unwrap_or_default()
+    }
+}
+
+impl Api {
+    fn new() -> Self {
+        let (app, dir) = AppState::for_tests();
+        // The API never checks the UI's password, so no Argon2 hash is made for it.
+        let ui = Arc::new(UiState::new(Account {
+            user: "admin".into(),
+            hash: SlowHash::from_stored(String::new()),
+        }));
+        Self { app, ui, _dir: dir }
+    }
+
+    async fn call(&self, method: Method, path: &str, auth: Auth, body: Option<Value>) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        request = match auth {
+            Auth::Admin => request.header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", AppState::TEST_ADMIN_TOKEN),
+            ),
+            Auth::Wrong => request.header(header::AUTHORIZATION, "Bearer ma_not-the-token"),
+            Auth::Missing => request,
+        };
+        let body = match body {
+            Some(json) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(json.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(request.body(body).unwrap()).await
+    }
+
+    async fn send(&self, mut request: Request<Body>) -> Reply {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(REMOTE)));
+        let response = crate::router(self.app.clone(), Arc::clone(&self.ui))
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            content_type,
+            text,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, Auth::Admin, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Auth::Admin, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, Auth::Admin, None).await
+    }
+
+    /// Creates a token and returns its secret.
+    async fn token(&self, name: &str) -> String {
+        let reply = self
+            .post("/api/v1/tokens", json!({"name": name, "duration": "1h"}))
+            .await
+            .expect(StatusCode::CREATED);
+        reply.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a worker by hand and returns its id.
+    async fn worker(&self, name: &str) -> WorkerId {
+        let reply = self
+            .post("/api/v1/workers", json!({"name": name}))
+            .await
+            .expect(StatusCode::CREATED);
+        WorkerId::parse(reply.body["id"].as_str().unwrap()).unwrap()
+    }
+
+    /// Registers a live session for a worker, as if its control channel were open.
+    fn connect(&self, worker: &WorkerId, name: &str, slots: u32) -> Arc<Session> {
+        let session = Arc::new(Session::new(
+            self.app.registry.next_conn_id(),
+            worker.clone(),
+            Name::parse(name).unwrap(),
+            Some(SocketAddr::from(REMOTE)),
+            self.app.clock.now(),
+            slots,
+            Labels::new(),
+        ));
+        self.app.registry.insert(Arc::clone(&session));
+        session
+    }
+
+    /// Everything an admin can see: a refused request must leave all of it as it was.
+    async fn everything(&self) -> Value {
+        let mut all = serde_json::Map::new();
+        for path in ["tokens", "workers", "jobs", "audit", "enrollment"] {
+            let reply = self.get(&format!("/api/v1/{path}")).await;
+            all.insert(path.into(), reply.expect(StatusCode::OK).body);
+        }
+        Value::Object(all)
+    }
+
+    /// The audit actions recorded so far, newest first.
+    async fn actions(&self) -> Vec<String> {
+        let reply = self.get("/api/v1/audit").await.expect(StatusCode::OK);
+        reply
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["action"].as_str().unwrap(),
+                    e["outcome"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+}
+
+/// The close commands a session was sent, by code.
+fn closes(session: &Session) -> Vec<u16> {
+    session
+        .inbox
+        .drain()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Close { code, .. } => Some(code),
+            Command::Send(_) => None,
+        })
+        .collect()
+}

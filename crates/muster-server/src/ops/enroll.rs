@@ -1,0 +1,281 @@
+//! Enrollment: a machine asks for a worker identity, with an enrollment token or the
+//! auto-enrollment secret (`POST /api/v1/enroll`). Every attempt is audited, accepted or
+//! refused, with the reason; guessing counts against the source address.
+
+use std::net::SocketAddr;
+
+use muster_core::audit::Outcome;
+use muster_core::credentials::generate_id;
+use muster_core::token::Refusal;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use muster_core::enrollment::AutoRefusal;
+use muster_core::{ApiKey, Labels, MachineId, Name, TokenSecret, WorkerId};
+use muster_proto::ErrorCode;
+use muster_proto::api::{EnrollRequest, EnrollResponse};
+use muster_proto::control::close;
+use muster_store::flows::enrollment::{self, SecretEnrollment};
+use muster_store::flows::tokens::{self, TokenEnrollRefusal, TokenEnrollment};
+use rand::rngs::OsRng;
+
+use crate::error::AppError;
+use crate::ops::cut::{self, Cut};
+use crate::secrets::Verdict;
+use crate::state::AppState;
+use crate::validate;
+
+/// Enrolls the machine that sent `req` from `remote`, or says why not.
+pub async fn enroll(
+    app: &AppState,
+    remote: Option<SocketAddr>,
+    req: &EnrollRequest,
+) -> Result<EnrollResponse, AppError> {
+    let machine = MachineId::parse(&req.machine_id)
+        .map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e))?;
+    let labels = validate::labels(&req.labels)?;
+    if let Some(ip) = remote.map(|a| a.ip())
+        && let Err(wait) = app.limiter.check(ip)
+    {
+        let event = app.audit_event(
+            &format!("machine:{machine}"),
+            "enroll",
+            req.name.as_deref().unwrap_or("-"),
+            remote,
+            Outcome::Refused,
+            AutoRefusal::RateLimited.to_string(),
+        );
+        app.record(event).await;
+        return Err(auto_refusal(&AutoRefusal::RateLimited).with_retry_after(wait));
+    }
+    let result = match (&req.token, &req.enrollment_key) {
+        (Some(token), None) => enroll_with_token(app, remote, token, machine, labels).await,
+        (None, Some(key)) => {
+            let name = req.name.as_deref().ok_or_else(|| {
+                AppError::bad_request(
+                    ErrorCode::InvalidName,
+                    "auto-enrollment needs a worker name",
+                )
+                .with_hint("set `--name` or MUSTER_WORKER_NAME")
+            })?;
+            let name = validate::name(name)?;
+            enroll_with_secret(app, remote, name, key, machine, labels).await
+        }
+        (Some(_), Some(_)) => Err(AppError::bad_request(
+            ErrorCode::BadRequest,
+            "give either an enrollment token or the auto-enrollment secret, not both",
+        )),
+        (None, None) => Err(AppError::bad_request(
+            ErrorCode::BadRequest,
+            "no enrollment credential given",
+        )
+        .with_hint("pass `--token` or `--enrollment-key` with `--name`")),
+    };
+    // Guessing (an unknown token) counts against the source address. (A wrong secret is
+    // counted by the verifier, which holds the attempt against the limit while it checks.)
+    if let Err(e) = &result
+        && matches!(e.code, ErrorCode::TokenUnknown | ErrorCode::TokenMalformed)
+        && let Some(ip) = remote.map(|a| a.ip())
+    {
+        app.limiter.record_failure(ip);
+    }
+    result
+}
+
+async fn enroll_with_secret(
+    app: &AppState,
+    remote: Option<SocketAddr>,
+    name: Name,
+    presented: &str,
+    machine: MachineId,
+    labels: Labels,
+) -> Result<EnrollResponse, AppError> {
+    let now = app.clock.now();
+    let refuse = |refusal: AutoRefusal| {
+        let event = app.audit_event(
+            &format!("machine:{machine}"),
+            "enroll.secret",
+            name.as_str(),
+            remote,
+            Outcome::Refused,
+            refusal.to_string(),
+        );
+        (event, auto_refusal(&refusal))
+    };
+    // Cheap checks first: no Argon2 work for a switched-off server or a disallowed name.
+    let (settings, enrolled_in_window) = app.store.read(enrollment::gate).await?;
+    let checked = settings
+        .check_open(now, enrolled_in_window)
+        .and_then(|()| settings.check_name(&name));
+    let (Some(stored), Some(set_at)) = (settings.secret.clone(), settings.secret_set_at) else {
+        let (event, error) = refuse(AutoRefusal::Disabled);
+        app.record(event).await;
+        return Err(error);
+    };
+    if let Err(refusal) = checked {
+        let (event, error) = refuse(refusal);
+        app.record(event).await;
+        return Err(error);
+    }
+    // A slow check counts against the address while it runs, and a mismatch is recorded by
+    // the verifier itself: a burst of concurrent guesses cannot all slip past the limit.
+    let limit = remote.map(|a| (&app.limiter, a.ip()));
+    match app
+        .verifier
+        .verify_limited(presented, &stored, set_at, limit)
+        .await
+    {
+        Verdict::Match => {}
+        Verdict::Mismatch => {
+            let (event, error) = refuse(AutoRefusal::SecretMismatch);
+            app.record(event).await;
+            return Err(error);
+        }
+        Verdict::RateLimited(wait) => {
+            let (event, error) = refuse(AutoRefusal::RateLimited);
+            app.record(event).await;
+            return Err(error.with_retry_after(wait));
+        }
+    }
+    let key = ApiKey::generate(&mut OsRng);
+    let request = SecretEnrollment {
+        name,
+        machine,
+        labels,
+        now,
+        verified_secret_set_at: set_at,
+        new_worker_id: WorkerId::parse(&generate_id(&mut OsRng)).map_err(AppError::internal)?,
+        new_key: key.hash(),
+        remote_addr: remote.map(|a| a.ip().to_string()),
+    };
+    let registry = Arc::clone(&app.registry);
+    let (enrolled, superseded) = cut::write_then_cut(
+        app,
+        move |tx| enrollment::enroll(tx, &request, &|id: &WorkerId| registry.is_connected(id)),
+        |result| {
+            let old = result.as_ref().ok()?.1.clone()?;
+            Some(Cut::new(
+                old,
+                close::SUPERSEDED,
+                "a newer enrollment with this name replaced this identity",
+            ))
+        },
+    )
+    .await?
+    .map_err(|r| auto_refusal(&r))?;
+    if superseded.is_some() {
+        tracing::info!(worker = %enrolled.worker.name, "worker re-enrolled; the previous identity is superseded");
+    }
+    tracing::info!(worker = %enrolled.worker.name, "worker enrolled with the auto-enrollment secret");
+    Ok(EnrollResponse {
+        worker_id: enrolled.worker.id.to_string(),
+        name: enrolled.worker.name.to_string(),
+        api_key: key.expose().to_owned(),
+        expires_at: None,
+    })
+}
+
+fn auto_refusal(refusal: &AutoRefusal) -> AppError {
+    match refusal {
+        AutoRefusal::Disabled => AppError::forbidden(ErrorCode::EnrollmentDisabled, refusal)
+            .with_hint("an admin enables it with `muster enrollment enable`, or use an enrollment token"),
+        AutoRefusal::WindowClosed(_) | AutoRefusal::LimitReached(_) => {
+            AppError::forbidden(ErrorCode::EnrollmentWindowClosed, refusal)
+                .with_hint("an admin opens a new window with `muster enrollment enable`")
+        }
+        AutoRefusal::SecretMismatch => AppError::forbidden(ErrorCode::SecretMismatch, refusal)
+            .with_hint("check MUSTER_AUTO_ENROLLMENT_KEY; after a rotation new workers need the new secret"),
+        AutoRefusal::NameNotAllowed { .. } => AppError::forbidden(ErrorCode::NameNotAllowed, refusal)
+            .with_hint("choose a name that matches the pattern, or ask an admin to change it"),
+        AutoRefusal::NameInUseConnected(_)
+        | AutoRefusal::NameJustTaken(_)
+        | AutoRefusal::NameTakenOtherKind { .. }
+        | AutoRefusal::NameOfToken(_)
+        | AutoRefusal::NameReserved(_) => AppError::conflict(ErrorCode::NameInUse, refusal)
+            .with_hint("give this worker a unique name (`--name`)"),
+        AutoRefusal::Revoked(_) => AppError::forbidden(ErrorCode::WorkerRevoked, refusal)
+            .with_hint("`muster workers remove NAME` frees the name"),
+        AutoRefusal::RateLimited => AppError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, refusal.to_string())
+            .with_hint("check the worker's enrollment credential; it retries by itself after the wait"),
+    }
+}
+
+async fn enroll_with_token(
+    app: &AppState,
+    remote: Option<SocketAddr>,
+    token: &str,
+    machine: MachineId,
+    labels: Labels,
+) -> Result<EnrollResponse, AppError> {
+    let presented = match TokenSecret::parse(token) {
+        Ok(t) => t,
+        Err(e) => {
+            let event = app.audit_event(
+                &format!("machine:{machine}"),
+                "enroll.token",
+                "-",
+                remote,
+                Outcome::Refused,
+                e.to_string(),
+            );
+            app.record(event).await;
+            return Err(AppError::bad_request(ErrorCode::TokenMalformed, e)
+                .with_hint("copy the whole `NAME.SECRET` printed by `muster token create`"));
+        }
+    };
+    let key = ApiKey::generate(&mut OsRng);
+    let id = WorkerId::parse(&generate_id(&mut OsRng)).map_err(AppError::internal)?;
+    let request = TokenEnrollment {
+        presented,
+        machine,
+        labels,
+        now: app.clock.now(),
+        new_worker_id: id,
+        new_key: key.hash(),
+        remote_addr: remote.map(|a| a.ip().to_string()),
+    };
+    // The key is on disk (as a hash) before a session still using the previous key is cut off.
+    let enrolled = cut::write_then_cut(
+        app,
+        move |tx| tokens::enroll(tx, &request),
+        |result| {
+            let enrolled = result.as_ref().ok().filter(|e| e.resumed)?;
+            Some(Cut::new(
+                enrolled.worker.id.clone(),
+                close::REPLACED,
+                "the worker enrolled again and has a new key",
+            ))
+        },
+    )
+    .await?
+    .map_err(token_refusal)?;
+    tracing::info!(worker = %enrolled.worker.name, resumed = enrolled.resumed, "worker enrolled with a token");
+    Ok(EnrollResponse {
+        worker_id: enrolled.worker.id.to_string(),
+        name: enrolled.worker.name.to_string(),
+        api_key: key.expose().to_owned(),
+        expires_at: enrolled.worker.expires_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+fn token_refusal(refusal: TokenEnrollRefusal) -> AppError {
+    match &refusal {
+        TokenEnrollRefusal::Unknown(_) => AppError::forbidden(ErrorCode::TokenUnknown, &refusal)
+            .with_hint("check the token was copied whole, or mint a new one with `muster token create`"),
+        TokenEnrollRefusal::Token(Refusal::BoundToAnotherMachine(_)) => {
+            AppError::forbidden(ErrorCode::TokenBoundElsewhere, &refusal).with_hint(
+                "a token enrolls one machine; mint a new token for this one, or start the worker with the first machine's state dir",
+            )
+        }
+        TokenEnrollRefusal::Token(Refusal::Expired(_)) => AppError::forbidden(ErrorCode::TokenExpired, &refusal)
+            .with_hint("mint a new token with `muster token create`"),
+        TokenEnrollRefusal::Token(Refusal::Revoked(_)) => AppError::forbidden(ErrorCode::TokenRevoked, &refusal)
+            .with_hint("mint a new token with `muster token create`"),
+        TokenEnrollRefusal::WorkerRevoked(_) => AppError::forbidden(ErrorCode::WorkerRevoked, &refusal)
+            .with_hint("a revoked worker stays out; an admin can remove it and mint a new token"),
+        TokenEnrollRefusal::NameInUse(_) => AppError::conflict(ErrorCode::NameInUse, &refusal)
+            .with_hint("mint a token with a name no worker has"),
+        TokenEnrollRefusal::Labels(_) => AppError::bad_request(ErrorCode::InvalidLabel, &refusal)
+            .with_hint("give the worker fewer labels (`--label`, `MUSTER_WORKER_LABELS`): the token's count too"),
+    }
+}

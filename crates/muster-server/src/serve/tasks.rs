@@ -1,0 +1,167 @@
+//! The server's tasks while it runs (the listener, the dispatcher, the last-seen flusher, the
+//! built-in worker) and the graceful shutdown that stops them in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_proto::control::{ServerMessage, close};
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::Started;
+use crate::config::ServeConfig;
+use crate::control::registry::{Command, Registry};
+use crate::datadir::DataDir;
+use crate::state::AppState;
+use crate::tls::LoadedTls;
+use crate::{builtin, listener, router, ui};
+
+/// How often connected workers' last-seen times are written to the store.
+const LAST_SEEN_FLUSH: Duration = Duration::from_secs(60);
+/// How long a shutdown waits for the built-in worker to leave.
+const BUILTIN_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The server's tasks while it runs, and how they stop.
+pub(super) struct Running {
+    /// Tells the listener, the dispatcher and the last-seen flusher to stop.
+    stop: watch::Sender<bool>,
+    serving: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
+    flusher: JoinHandle<()>,
+    /// The built-in worker and its own stop signal: it leaves first, like any client.
+    builtin: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Running {
+    pub(super) fn spawn(
+        config: &ServeConfig,
+        dir: &DataDir,
+        app: &AppState,
+        ui: Arc<ui::UiState>,
+        tcp: TcpListener,
+        tls: Option<LoadedTls>,
+        started: &Started,
+    ) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let accept = listener::Listener::new(tls.map(|t| t.config));
+        let serving = tokio::spawn(accept.serve(tcp, router(app.clone(), ui), stopped.clone()));
+        let dispatcher = tokio::spawn({
+            let jobs = Arc::clone(&app.jobs);
+            let mut stopped = stopped.clone();
+            async move {
+                tokio::select! {
+                    () = jobs.dispatch_forever() => {}
+                    _ = stopped.wait_for(|stop| *stop) => {}
+                }
+            }
+        });
+        let flusher = tokio::spawn(flush_last_seen(app.clone(), stopped));
+        let builtin = config.builtin_worker.then(|| {
+            let (stop, stopped) = watch::channel(false);
+            let target = builtin::Target {
+                url: started.url.clone(),
+                fingerprint: started
+                    .tls_fingerprint
+                    .as_deref()
+                    .and_then(|fp| muster_client::trust::parse_fingerprint(fp).ok()),
+            };
+            let task = tokio::spawn(builtin::run(
+                app.store.clone(),
+                app.clock,
+                dir.root().join("builtin-worker"),
+                target,
+                stopped,
+            ));
+            (stop, task)
+        });
+        Self {
+            stop,
+            serving,
+            dispatcher,
+            flusher,
+            builtin,
+        }
+    }
+
+    /// Winds down: the built-in worker leaves, the listener stops accepting, no job starts any
+    /// more, every worker is told when to come back, and once they are gone (or the grace period
+    /// is over) their last-seen times are written and the store closes.
+    pub(super) async fn shut_down(self, app: &AppState, config: &ServeConfig) {
+        if let Some((stop, task)) = self.builtin {
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(BUILTIN_STOP_WAIT, task).await;
+        }
+        let _ = self.stop.send(true);
+        let _ = self.serving.await;
+        let _ = self.dispatcher.await;
+        let _ = self.flusher.await;
+        send_workers_away(&app.registry, config.reconnect_spread);
+        if tokio::time::timeout(config.shutdown_grace, app.registry.until_empty())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                connected = app.registry.len(),
+                "workers still connected at the end of the grace period; stopping anyway"
+            );
+        }
+        write_last_seen(app).await;
+        app.store.close();
+    }
+}
+
+/// On a graceful shutdown every worker is told to come back after its own random delay, so a
+/// restart does not become a stampede.
+fn send_workers_away(registry: &Registry, spread: Duration) {
+    let spread_ms = u64::try_from(spread.as_millis()).unwrap_or(10_000).max(1);
+    let mut rng = rand::thread_rng();
+    for session in registry.all() {
+        let after_ms = 500 + rng.gen_range(0..spread_ms);
+        session.inbox.push(Command::Send(ServerMessage::Reconnect {
+            after_ms,
+            reason: "the server is shutting down".into(),
+        }));
+        session.close(
+            close::GOING_AWAY,
+            format!("server shutting down; reconnect in {after_ms} ms"),
+        );
+    }
+}
+
+/// Writes last-seen times every [`LAST_SEEN_FLUSH`] until told to stop; a write in progress
+/// finishes first.
+async fn flush_last_seen(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LAST_SEEN_FLUSH);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        write_last_seen(&state).await;
+    }
+}
+
+/// Writes every connected worker's last-seen time, in chunks so one flush never holds the
+/// writer for long.
+async fn write_last_seen(state: &AppState) {
+    let seen: Vec<_> = state
+        .registry
+        .all()
+        .iter()
+        .map(|s| (s.worker_id.clone(), s.last_seen()))
+        .collect();
+    for chunk in seen.chunks(500) {
+        let chunk = chunk.to_vec();
+        if let Err(e) = state
+            .store
+            .write(move |tx| muster_store::flows::workers::touch_many(tx, &chunk))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record last-seen times");
+            return;
+        }
+    }
+}

@@ -19,7 +19,7 @@ use rand::rngs::OsRng;
 use muster_core::credentials::SlowHash;
 use muster_core::enrollment::{AutoRefusal, NamePattern};
 
-use muster_core::job::{Ending, Job, JobId, JobState, Selector};
+use muster_core::job::{Ending, EndingKind, Job, JobId, JobState, Selector};
 
 use crate::flows::enrollment::{self, SecretEnrollment};
 use crate::flows::jobs;
@@ -1016,6 +1016,7 @@ pub fn job(id: &str, created: i64) -> Job {
         output_bytes: 0,
         truncated: false,
         dispatcher: None,
+        ending: None,
     }
 }
 
@@ -1081,6 +1082,11 @@ async fn jobs_start_once_end_once_and_recover(store: Store) {
         (ended.state, ended.exit_code, ended.worker_name.clone()),
         (JobState::Failed, Some(3), Some(wname.clone()))
     );
+    assert_eq!(
+        ended.ending,
+        Some(EndingKind::Exited(3)),
+        "the kind is kept"
+    );
     let id = a1.clone();
     let again = store
         .write(move |tx| jobs::end(tx, &id, &Ending::Lost("late".into()), at(30)))
@@ -1097,7 +1103,8 @@ async fn jobs_start_once_end_once_and_recover(store: Store) {
         .await
         .expect("cancel");
     assert!(
-        matches!(c, jobs::Cancel::Dequeued(ref j) if j.state == JobState::Cancelled),
+        matches!(c, jobs::Cancel::Dequeued(ref j)
+            if j.state == JobState::Cancelled && j.ending == Some(EndingKind::Cancelled)),
         "{c:?}"
     );
     let a3 = JobId::parse("00000000000000a3").expect("id");

@@ -71,6 +71,7 @@ pub async fn submit(
         finished_at: None,
         exit_code: None,
         reason: None,
+        ending: None,
         output_bytes: 0,
         truncated: false,
         dispatcher: None,

@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use muster_core::Timestamp;
 use muster_proto::ErrorCode;
-use muster_proto::api::JobView;
+use muster_proto::api::{JobState, JobView};
 use muster_proto::control::frame;
 use muster_store::OutputChunk;
 use serde::Deserialize;
@@ -122,7 +122,7 @@ pub async fn list(
                                 th scope="row" data-label="Job" {
                                     a href={ "/jobs/" (job.id) } { code { (short(&job.id)) } }
                                 }
-                                td data-label="State" { (fmt::badge(&job.state)) }
+                                td data-label="State" { (fmt::badge(job.state.as_str())) }
                                 td data-label="Command" { code.command { (command_line(job)) } }
                                 td data-label="Worker" {
                                     @match &job.worker { Some(w) => (w), None => (layout::none()) }
@@ -221,7 +221,7 @@ pub async fn detail(
     let streams = Streams::parse(&query.stream);
     let live = live_part(&app, &admin, &job, streams).await?;
     let flash = admin.take_flash(&app);
-    let active = job.state == "queued" || job.state == "running";
+    let active = job.state.is_active();
     let body = html! {
         p.breadcrumb { a href="/jobs" { "Jobs" } span aria-hidden="true" { " › " } }
         h1 { "Job " code { (short(&job.id)) } }
@@ -252,7 +252,7 @@ pub async fn live(
     let job = ops::jobs::show(&app, &id).await?;
     let part = live_part(&app, &admin, &job, Streams::parse(&query.stream)).await?;
     let mut response = Html(part.into_string()).into_response();
-    if job.state != "queued" && job.state != "running" {
+    if !job.state.is_active() {
         response
             .headers_mut()
             .insert("x-muster-poll", HeaderValue::from_static("stop"));
@@ -270,7 +270,7 @@ async fn live_part(
     let now = app.clock.now();
     let (lines, dropped) = lines(&chunks, streams);
     let base = format!("/jobs/{}", job.id);
-    let active = job.state == "queued" || job.state == "running";
+    let active = job.state.is_active();
     Ok(html! {
         // Inside the refreshed part, so the button goes away by itself when the job ends.
         @if active {
@@ -280,7 +280,7 @@ async fn live_part(
             }
         }
         dl.facts.columns {
-            div { dt { "State" } dd { (fmt::badge(&job.state)) } }
+            div { dt { "State" } dd { (fmt::badge(job.state.as_str())) } }
             div { dt { "Worker" } dd { @match &job.worker { Some(w) => (w), None => span.muted { "not placed yet" } } } }
             div { dt { "Exit code" } dd { @match job.exit_code { Some(c) => (c), None => (layout::none()) } } }
             div { dt { "Runs on" } dd { (layout::ticks(&job.selector)) } }
@@ -317,8 +317,8 @@ async fn live_part(
             }
             @if lines.is_empty() {
                 p.empty.muted {
-                    @if job.state == "queued" { "No output yet: the job waits for a worker." }
-                    @else if job.state == "running" { "No output yet." }
+                    @if job.state == JobState::Queued { "No output yet: the job waits for a worker." }
+                    @else if job.state == JobState::Running { "No output yet." }
                     @else { "The job printed nothing." }
                 }
             } @else {
@@ -408,7 +408,7 @@ pub async fn cancel(
 ) -> Result<Response, UiError> {
     let job = ops::jobs::job_id(&id)?;
     match ops::jobs::cancel(&app, &admin.admin, job.as_str()).await {
-        Ok(view) if view.state == "cancelled" => {
+        Ok(view) if view.state == JobState::Cancelled => {
             admin.flash(&app, Flash::Done("the job was cancelled".into()));
         }
         Ok(_) => admin.flash(
@@ -461,7 +461,7 @@ mod tests {
     fn commands_are_quoted_like_a_shell() {
         let mut job = JobView {
             id: "x".into(),
-            state: "queued".into(),
+            state: JobState::Queued,
             worker: None,
             exit_code: None,
             command: vec!["sh".into(), "-c".into(), "echo it's <b>".into()],
@@ -471,6 +471,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             reason: None,
+            ending: None,
             timeout_ms: None,
             output_bytes: 0,
             output_truncated: false,

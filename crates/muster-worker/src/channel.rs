@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use muster_client::Trust;
-use muster_proto::control::{ServerMessage, Welcome, close};
+use muster_proto::control::{CloseCode, ServerMessage, Welcome};
 use muster_proto::{ErrorBody, PROTOCOL_VERSION, headers};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::classify::{self, Failure};
-use crate::exit::{Exit, code};
+use crate::error::WorkerError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The TLS and WebSocket handshakes get their own bound: a load balancer (or a frozen server)
@@ -51,9 +51,9 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    pub fn new(url: &str, trust: &Trust) -> Result<Self, Exit> {
+    pub fn new(url: &str, trust: &Trust) -> Result<Self, WorkerError> {
         let bad = || {
-            Exit::config(
+            WorkerError::config(
                 format!("server URL `{url}` is malformed"),
                 "use `https://host:port`, for example `https://muster.example.com:7443`",
             )
@@ -74,7 +74,7 @@ impl Endpoint {
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let tls = if secure {
             Some(trust.client_config().map_err(|e| {
-                Exit::config(e.to_string(), "check `--ca-file` / `--ca-fingerprint`")
+                WorkerError::config(e.to_string(), "check `--ca-file` / `--ca-fingerprint`")
             })?)
         } else {
             None
@@ -185,7 +185,7 @@ pub async fn connect(
     let _ = stream.set_nodelay(true);
 
     let mut request = endpoint.ws_url().into_client_request().map_err(|e| {
-        Failure::Stop(Exit::config(
+        Failure::Stop(WorkerError::config(
             format!("cannot build the connect request: {e}"),
             "check `--url`",
         ))
@@ -224,7 +224,7 @@ pub async fn connect(
 fn classify_connect_error(endpoint: &Endpoint, error: tungstenite::Error) -> Failure {
     if let tungstenite::Error::Http(response) = &error {
         if response.headers().contains_key("x-muster-wrong-scheme") {
-            return Failure::Stop(Exit::config(
+            return Failure::Stop(WorkerError::config(
                 format!(
                     "`{}` is a plain http:// URL but the server speaks HTTPS",
                     endpoint.base_url
@@ -248,7 +248,7 @@ fn classify_connect_error(endpoint: &Endpoint, error: tungstenite::Error) -> Fai
                 reason: format!("the server answered HTTP {status}"),
                 after: None,
             },
-            Err(_) => Failure::Stop(Exit::config(
+            Err(_) => Failure::Stop(WorkerError::config(
                 format!(
                     "`{}` answered HTTP {status}: it does not look like a muster server",
                     endpoint.base_url
@@ -261,7 +261,7 @@ fn classify_connect_error(endpoint: &Endpoint, error: tungstenite::Error) -> Fai
         return Failure::Stop(classify::untrusted_certificate(&endpoint.base_url));
     }
     if muster_client::trust::is_not_tls(&error) {
-        return Failure::Stop(Exit::config(
+        return Failure::Stop(WorkerError::config(
             format!(
                 "`{}` is an https:// URL but the server does not speak TLS",
                 endpoint.base_url
@@ -289,7 +289,7 @@ pub enum ChannelEnd {
         welcomed: bool,
     },
     /// The server ended it for good.
-    Stop(Exit),
+    Stop(WorkerError),
     /// We were asked to stop.
     Shutdown,
 }
@@ -302,7 +302,7 @@ pub trait Events: Send {
     /// The channel is gone (for any reason).
     fn lost(&mut self) {}
     /// The server sent a close frame with this code and reason (the moment it was read).
-    fn closed_by_server(&mut self, _code: u16, _reason: &str) {}
+    fn closed_by_server(&mut self, _code: CloseCode, _reason: &str) {}
     /// The reconnect loop starts a connection attempt.
     fn connecting(&mut self) {}
     /// The reconnect loop saw an open channel end, as `end` says.
@@ -430,9 +430,15 @@ where
 }
 
 fn report_close(events: &mut dyn Events, frame: Option<&tungstenite::protocol::CloseFrame>) {
+    let (code, reason) = close_of(frame);
+    events.closed_by_server(code, reason);
+}
+
+/// The close code and reason of a close frame; a close without a frame has no status.
+fn close_of(frame: Option<&tungstenite::protocol::CloseFrame>) -> (CloseCode, &str) {
     match frame {
-        Some(f) => events.closed_by_server(u16::from(f.code), f.reason.as_str()),
-        None => events.closed_by_server(1005, ""),
+        Some(f) => (CloseCode::from(u16::from(f.code)), f.reason.as_str()),
+        None => (CloseCode::NO_STATUS, ""),
     }
 }
 
@@ -444,51 +450,17 @@ async fn next_outbound(outbound: &mut Option<&mut mpsc::Receiver<Message>>) -> O
     }
 }
 
-/// Maps the server's close frame to what the worker does next.
+/// What the worker does after the server's close frame: `classify` decides.
 fn closed(
     frame: Option<tungstenite::protocol::CloseFrame>,
     after: Option<Duration>,
     welcomed: bool,
 ) -> ChannelEnd {
-    let (code, reason) = match &frame {
-        Some(f) => (u16::from(f.code), f.reason.as_str().to_owned()),
-        None => (1005, String::new()),
-    };
-    let stop = |exit_code: u8, message: &str, hint: &str| {
-        ChannelEnd::Stop(Exit::new(exit_code, message, hint))
-    };
-    match code {
-        close::REVOKED => stop(
-            code::REVOKED,
-            "this worker was revoked by the server",
-            "an admin revoked it (or its token); it stays out — enroll a new worker if that was a mistake",
-        ),
-        close::EXPIRED => stop(
-            code::EXPIRED,
-            "this worker's enrollment token expired",
-            "mint a new token with `muster token create` and start the worker with a fresh state dir",
-        ),
-        close::SUPERSEDED => stop(
-            code::IDENTITY_MISMATCH,
-            "a newer enrollment with this worker's name replaced this identity",
-            "start this worker with a fresh state dir to enroll it again",
-        ),
-        close::REMOVED => stop(
-            code::IDENTITY_MISMATCH,
-            "an admin removed this worker",
-            "start it with a fresh state dir to enroll it again",
-        ),
-        close::REPLACED => stop(
-            code::IDENTITY_MISMATCH,
-            "another connection with this worker's identity took over",
-            "use each state dir for one worker process on one machine",
-        ),
-        _ => ChannelEnd::Lost {
-            reason: if reason.is_empty() {
-                format!("the server closed the channel (code {code})")
-            } else {
-                reason
-            },
+    let (code, reason) = close_of(frame.as_ref());
+    match classify::from_close(code, reason) {
+        Failure::Stop(error) => ChannelEnd::Stop(error),
+        Failure::Retry { reason, .. } => ChannelEnd::Lost {
+            reason,
             after,
             welcomed,
         },
@@ -570,9 +542,9 @@ mod tests {
         Message::Text(serde_json::to_string(&w).unwrap().into())
     }
 
-    fn close_frame(code: u16, reason: &str) -> Message {
+    fn close_frame(code: CloseCode, reason: &str) -> Message {
         Message::Close(Some(CloseFrame {
-            code: code.into(),
+            code: u16::from(code).into(),
             reason: reason.into(),
         }))
     }
@@ -590,14 +562,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn permanent_close_codes_map_to_exit_codes() {
         for (close_code, exit_code) in [
-            (close::REVOKED, code::REVOKED),
-            (close::EXPIRED, code::EXPIRED),
-            (close::SUPERSEDED, code::IDENTITY_MISMATCH),
-            (close::REMOVED, code::IDENTITY_MISMATCH),
+            (CloseCode::Revoked, 5),
+            (CloseCode::Expired, 6),
+            (CloseCode::Superseded, 4),
+            (CloseCode::Removed, 4),
+            (CloseCode::Replaced, 4),
         ] {
             let (end, _) = run_with(vec![welcome(), close_frame(close_code, "x")]).await;
             match end {
-                ChannelEnd::Stop(exit) => assert_eq!(exit.code, exit_code, "close {close_code}"),
+                ChannelEnd::Stop(error) => {
+                    assert_eq!(error.exit_code(), exit_code, "close {close_code}");
+                }
                 other => panic!("close {close_code}: expected a stop, got {other:?}"),
             }
         }
@@ -612,7 +587,7 @@ mod tests {
         let script = vec![
             welcome(),
             Message::Text(serde_json::to_string(&reconnect).unwrap().into()),
-            close_frame(close::GOING_AWAY, "bye"),
+            close_frame(CloseCode::GoingAway, "bye"),
         ];
         let (end, _) = run_with(script).await;
         assert_eq!(
@@ -620,6 +595,62 @@ mod tests {
             ChannelEnd::Lost {
                 reason: "bye".into(),
                 after: Some(Duration::from_millis(1234)),
+                welcomed: true
+            }
+        );
+    }
+
+    fn http_answer(status: u16, wrong_scheme: bool, body: &str) -> tungstenite::Error {
+        let mut response = tungstenite::http::Response::builder().status(status);
+        if wrong_scheme {
+            response = response.header("x-muster-wrong-scheme", "1");
+        }
+        let body = (!body.is_empty()).then(|| body.as_bytes().to_vec());
+        tungstenite::Error::Http(Box::new(response.body(body).unwrap()))
+    }
+
+    #[test]
+    fn refused_upgrades_are_classified_and_read_as_one_line_with_a_hint() {
+        let trust = Trust::Fingerprint([0; 32]);
+        let endpoint = Endpoint::new("https://muster.example:7443", &trust).unwrap();
+        let plain = Endpoint::new("http://muster.example:7443", &trust).unwrap();
+        let refusal = r#"{"error":{"code":"worker_revoked","message":"worker `w` was revoked","hint":"enroll again"}}"#;
+        let cases = [
+            (
+                "wrong scheme",
+                classify_connect_error(&plain, http_answer(400, true, "")),
+            ),
+            (
+                "not muster",
+                classify_connect_error(&endpoint, http_answer(404, false, "")),
+            ),
+            (
+                "refused",
+                classify_connect_error(&endpoint, http_answer(403, false, refusal)),
+            ),
+        ];
+        let lines: Vec<String> = cases
+            .into_iter()
+            .map(|(what, failure)| match failure {
+                Failure::Stop(error) => format!("{what}: (exit {}) {error}", error.exit_code()),
+                Failure::Retry { reason, .. } => panic!("{what}: retried ({reason})"),
+            })
+            .collect();
+        insta::assert_snapshot!(lines.join("\n"));
+        assert!(matches!(
+            classify_connect_error(&endpoint, http_answer(502, false, "")),
+            Failure::Retry { .. }
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_code_muster_does_not_send_reconnects() {
+        let (end, _) = run_with(vec![welcome(), close_frame(CloseCode::Other(4999), "")]).await;
+        assert_eq!(
+            end,
+            ChannelEnd::Lost {
+                reason: "the server closed the channel (code 4999)".into(),
+                after: None,
                 welcomed: true
             }
         );

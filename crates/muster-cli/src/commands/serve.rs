@@ -3,9 +3,9 @@
 use muster_server::{ServeConfig, TlsMode};
 
 use crate::cli::{ServeArgs, default_data_dir};
-use crate::output::Failure;
+use crate::error::CliError;
 
-pub async fn run(args: ServeArgs) -> Result<(), Failure> {
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut config = ServeConfig::new(args.data_dir.unwrap_or_else(default_data_dir));
     config.listen = args.listen;
     config.tls = match (args.no_tls, args.tls_cert, args.tls_key) {
@@ -20,7 +20,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     config.idle_timeout = args.idle_timeout;
     config.reconnect_spread = args.reconnect_spread;
     if config.idle_timeout <= config.heartbeat {
-        return Err(Failure::usage(
+        return Err(CliError::usage(
             "`--idle-timeout` must be longer than `--heartbeat`",
             "use an idle timeout of about three heartbeats",
         ));
@@ -66,17 +66,21 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         );
     })
     .await
-    .map_err(|e| {
-        let text = format!("{e:#}");
-        match text.split_once("\nhint: ") {
-            Some((message, hint)) => Failure::general(message.replace('\n', " "), hint),
-            None => Failure {
-                message: text.replace('\n', " "),
-                hint: None,
-                code: 1,
-            },
-        }
-    })
+    .map_err(serve_error)
+}
+
+/// `muster_server::run` still carries its hint inside its message, after `\nhint: `; this is the
+/// one place that takes them apart, until it returns them separately.
+fn serve_error(error: anyhow::Error) -> CliError {
+    let text = format!("{error:#}");
+    let (message, hint) = match text.split_once("\nhint: ") {
+        Some((message, hint)) => (message, Some(hint.to_owned())),
+        None => (text.as_str(), None),
+    };
+    CliError::Serve {
+        message: message.replace('\n', " "),
+        hint,
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -21,14 +21,6 @@ use crate::ui::fmt;
 use crate::ui::layout::{self, Nav};
 use crate::ui::session::Flash;
 
-const STATES: [&str; 6] = [
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "lost",
-];
 /// Lines of output a page shows at most (the last ones: that is where a failure explains
 /// itself). `muster job logs` prints everything.
 const MAX_LINES: usize = 5_000;
@@ -50,7 +42,8 @@ pub async fn list(
 ) -> Result<Html<String>, UiError> {
     let state = query.state.trim();
     let worker = query.worker.trim();
-    let (state_error, state) = if state.is_empty() || STATES.contains(&state) {
+    let known = JobState::KNOWN.iter().any(|s| s.as_str() == state);
+    let (state_error, state) = if state.is_empty() || known {
         (None, state)
     } else {
         (Some(format!("unknown job state `{state}`")), "")
@@ -77,8 +70,8 @@ pub async fn list(
                     aria-invalid=[state_error.is_some().then_some("true")]
                     aria-describedby=(layout::described_by("filter-state", false, state_error.as_deref())) {
                     option value="" selected[state.is_empty()] { "any" }
-                    @for s in STATES {
-                        option value=(s) selected[state == s] { (s) }
+                    @for s in JobState::KNOWN {
+                        option value=(s) selected[state == s.as_str()] { (s) }
                     }
                 }
                 (layout::field_error("filter-state", state_error.as_deref()))

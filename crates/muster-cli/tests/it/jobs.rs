@@ -429,7 +429,7 @@ fn a_timeout_kills_the_whole_process_tree() {
     assert!(error_line(&run.stderr()).contains("timed out"));
     let shown = job(&server, &newest_job(&server));
     assert_eq!(shown["state"], "failed", "{shown:#}");
-    assert_eq!(shown["ending"]["how"], "no_worker", "{shown:#}");
+    assert_eq!(shown["ending"]["how"], "timed_out", "{shown:#}");
     assert!(shown["exit_code"].is_null(), "{shown:#}");
     assert!(
         shown["reason"]

@@ -7,6 +7,7 @@ pub mod api;
 pub mod control;
 pub mod error;
 pub mod local;
+pub mod words;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 

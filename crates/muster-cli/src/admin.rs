@@ -1,57 +1,41 @@
 //! Building the admin client from the command line: the local server found through its data
 //! dir, or a remote one named by `--url` and `--admin-token`.
 
-use muster_client::{Client, ClientError, Trust};
+use muster_client::{Client, Trust};
 
 use crate::cli::{AdminArgs, default_data_dir};
-use crate::output::Failure;
+use crate::error::CliError;
 
-pub fn client(args: &AdminArgs) -> Result<Client, Failure> {
+pub fn client(args: &AdminArgs) -> Result<Client, CliError> {
     let explicit_trust = args.ca_file.is_some() || args.ca_fingerprint.is_some();
     let trust = Trust::from_options(args.ca_file.as_deref(), args.ca_fingerprint.as_deref())
         .map_err(|e| {
-            Failure::usage(
+            CliError::usage(
                 e.to_string(),
                 "copy the fingerprint exactly as `muster serve` printed it",
             )
         })?;
     if let Some(url) = &args.url {
         let token = args.admin_token.clone().ok_or_else(|| {
-            Failure::usage(
+            CliError::usage(
                 "`--url` needs the admin credential too",
                 "pass `--admin-token` or set MUSTER_ADMIN_TOKEN (it is in the server's data dir, file `admin-token`)",
             )
         })?;
-        return Client::new(url, &trust, Some(token)).map_err(Failure::from_client);
+        return Client::new(url, &trust, Some(token)).map_err(CliError::from);
     }
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let local = muster_client::local::discover(&data_dir)
-        .map_err(|e| Failure::general(e.to_string(), e.hint()))?;
+    let local = muster_client::local::discover(&data_dir)?;
     let token = args
         .admin_token
         .clone()
         .or(local.admin_token)
         .ok_or_else(|| {
-            Failure::general(
+            CliError::failed(
                 format!("no admin credential in `{}`", data_dir.display()),
                 "restart `muster serve` to make one, or pass `--admin-token`",
             )
         })?;
     let trust = if explicit_trust { trust } else { local.trust };
-    Client::new(&local.url, &trust, Some(token)).map_err(Failure::from_client)
-}
-
-impl Failure {
-    pub fn from_client(error: ClientError) -> Self {
-        let hint = error.hint();
-        let code = match error {
-            ClientError::BadUrl(_) | ClientError::Trust(_) => 2,
-            _ => 1,
-        };
-        Failure {
-            message: error.to_string(),
-            hint,
-            code,
-        }
-    }
+    Client::new(&local.url, &trust, Some(token)).map_err(CliError::from)
 }

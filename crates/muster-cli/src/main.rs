@@ -3,7 +3,9 @@
 mod admin;
 mod cli;
 mod commands;
+mod error;
 mod output;
+mod tables;
 
 use std::process::ExitCode;
 

@@ -1,40 +1,15 @@
-//! What the CLI prints: tables and JSON on stdout, errors as one line on stderr.
+//! What the CLI prints: tables and JSON on stdout, errors as one line on stderr, and the small
+//! formatting rules tables share (times, labels, dashes for nothing).
 
 use comfy_table::{Table, presets};
+use muster_core::Timestamp;
 use serde::Serialize;
 
-/// A command that failed: one line saying what happened, a hint with the fix, an exit code.
-#[derive(Debug)]
-pub struct Failure {
-    pub message: String,
-    pub hint: Option<String>,
-    pub code: u8,
-}
+use crate::error;
 
-impl Failure {
-    pub fn general(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            hint: Some(hint.into()),
-            code: 1,
-        }
-    }
-
-    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            hint: Some(hint.into()),
-            code: 2,
-        }
-    }
-}
-
-/// `error: what happened; hint: the fix` — one line, so it reads well in a journal.
+/// Prints a failure as one line on stderr.
 pub fn print_error(message: &str, hint: Option<&str>) {
-    match hint {
-        Some(hint) => eprintln!("error: {message}; hint: {hint}"),
-        None => eprintln!("error: {message}"),
-    }
+    eprintln!("{}", error::line(message, hint));
 }
 
 pub fn print_json<T: Serialize>(value: &T) {
@@ -51,24 +26,32 @@ pub fn table(headers: &[&str]) -> Table {
     table
 }
 
-pub fn print_table(table: Table) {
-    let text = table.to_string();
-    for line in text.lines() {
-        println!("{}", line.trim_end());
-    }
+/// The table as printed: each line without trailing blanks.
+pub fn render(table: &Table) -> String {
+    table
+        .to_string()
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Now, for the relative times tables show.
+pub fn now() -> Timestamp {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Timestamp::from_unix_millis(millis)
 }
 
 /// An RFC 3339 time as `2026-11-22 09:43:44Z (in 2h)`, or `-`.
-pub fn when(rfc3339: Option<&str>) -> String {
+pub fn when(rfc3339: Option<&str>, now: Timestamp) -> String {
     let Some(s) = rfc3339 else { return "-".into() };
-    let Some(t) = muster_core::Timestamp::parse_rfc3339(s) else {
+    let Some(t) = Timestamp::parse_rfc3339(s) else {
         return s.into();
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let delta = t.unix_millis() - now;
+    let delta = t.unix_millis() - now.unix_millis();
     let shown = s.split('.').next().unwrap_or(s).replace('T', " ");
     let shown = if shown.ends_with('Z') {
         shown
@@ -116,5 +99,16 @@ mod tests {
         assert_eq!(relative(90_000), "in 1m");
         assert_eq!(relative(-7_200_000), "2h ago");
         assert_eq!(relative(3 * 86_400_000), "in 3d");
+    }
+
+    #[test]
+    fn times_show_to_the_second_in_utc() {
+        let now = Timestamp::parse_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        assert_eq!(
+            when(Some("2026-01-02T05:04:05.123Z"), now),
+            "2026-01-02 05:04:05Z (in 2h)"
+        );
+        assert_eq!(when(None, now), "-");
+        assert_eq!(when(Some("yesterday"), now), "yesterday");
     }
 }

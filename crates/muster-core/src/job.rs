@@ -219,6 +219,19 @@ impl Ending {
         }
     }
 
+    /// What the store keeps of this ending for programs to decide on (the words go in `reason`).
+    pub fn kind(&self) -> EndingKind {
+        match self {
+            Ending::Exited(code) => EndingKind::Exited(*code),
+            Ending::Signalled(signal) => EndingKind::Signalled(*signal),
+            Ending::TimedOut(_) => EndingKind::TimedOut,
+            Ending::Cancelled => EndingKind::Cancelled,
+            Ending::SpawnFailed(_) => EndingKind::SpawnFailed,
+            Ending::Lost(_) => EndingKind::Lost,
+            Ending::QueueTimeout(_) => EndingKind::QueueTimeout,
+        }
+    }
+
     /// Words for the record's `reason`, when there is more to say than the exit code.
     pub fn reason(&self) -> Option<String> {
         match self {
@@ -235,6 +248,55 @@ impl Ending {
                 "no matching worker had a free slot within {}",
                 humantime::format_duration(*d)
             )),
+        }
+    }
+}
+
+/// How a job ended, without the words: what is stored with an ended job so that programs (the
+/// exit code of `muster job run`) decide on a kind, never on the `reason` text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndingKind {
+    Exited(i32),
+    Signalled(i32),
+    TimedOut,
+    Cancelled,
+    SpawnFailed,
+    Lost,
+    QueueTimeout,
+}
+
+impl EndingKind {
+    /// The kind's word, as stored (the code and the signal are stored beside it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndingKind::Exited(_) => "exited",
+            EndingKind::Signalled(_) => "signalled",
+            EndingKind::TimedOut => "timed_out",
+            EndingKind::Cancelled => "cancelled",
+            EndingKind::SpawnFailed => "spawn_failed",
+            EndingKind::Lost => "lost",
+            EndingKind::QueueTimeout => "no_worker",
+        }
+    }
+
+    /// Reads a stored kind back: its word, with the exit code or the signal it needs.
+    pub fn parse(word: &str, exit_code: Option<i32>, signal: Option<i32>) -> Option<Self> {
+        Some(match word {
+            "exited" => EndingKind::Exited(exit_code?),
+            "signalled" => EndingKind::Signalled(signal?),
+            "timed_out" => EndingKind::TimedOut,
+            "cancelled" => EndingKind::Cancelled,
+            "spawn_failed" => EndingKind::SpawnFailed,
+            "lost" => EndingKind::Lost,
+            "no_worker" => EndingKind::QueueTimeout,
+            _ => return None,
+        })
+    }
+
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            EndingKind::Signalled(signal) => Some(signal),
+            _ => None,
         }
     }
 }
@@ -257,6 +319,9 @@ pub struct Job {
     pub finished_at: Option<Timestamp>,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
+    /// How it ended, once it has (`None` also for a job that ended before kinds were stored and
+    /// whose kind could not be told from its words).
+    pub ending: Option<EndingKind>,
     pub output_bytes: u64,
     pub truncated: bool,
     /// The server replica that started it: after a restart, a replica writes off only the jobs
@@ -317,6 +382,7 @@ impl Job {
             output_bytes: 0,
             truncated: false,
             dispatcher: None,
+            ending: None,
         }
     }
 
@@ -542,6 +608,36 @@ mod tests {
                 .unwrap()
                 .contains("5s")
         );
+    }
+
+    #[test]
+    fn ending_kinds_are_stored_and_read_back() {
+        let endings = [
+            Ending::Exited(0),
+            Ending::Exited(3),
+            Ending::Signalled(15),
+            Ending::TimedOut(Duration::from_secs(5)),
+            Ending::Cancelled,
+            Ending::SpawnFailed("no such file".into()),
+            Ending::Lost("gone".into()),
+            Ending::QueueTimeout(Duration::from_secs(60)),
+        ];
+        for ending in endings {
+            let kind = ending.kind();
+            let back = EndingKind::parse(kind.as_str(), ending.exit_code(), kind.signal());
+            assert_eq!(back, Some(kind), "{ending:?}");
+        }
+        assert_eq!(
+            EndingKind::parse("exited", None, None),
+            None,
+            "needs its code"
+        );
+        assert_eq!(
+            EndingKind::parse("signalled", Some(1), None),
+            None,
+            "needs its signal"
+        );
+        assert_eq!(EndingKind::parse("paused", None, None), None);
     }
 
     #[test]

@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::words::{
+    AuditOutcome, EnrolledVia, JobState, OutputStream, TokenState, WorkerStatus,
+};
+
 pub type LabelMap = BTreeMap<String, String>;
 
 /// `GET /api/v1/health`, unauthenticated.
@@ -38,7 +42,7 @@ pub struct CreatedToken {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenView {
     pub name: String,
-    pub state: String,
+    pub state: TokenState,
     pub created_at: String,
     pub expires_at: String,
     pub bound_machine: Option<String>,
@@ -56,8 +60,8 @@ pub struct TokenView {
 pub struct WorkerView {
     pub id: String,
     pub name: String,
-    pub status: String,
-    pub enrolled_via: String,
+    pub status: WorkerStatus,
+    pub enrolled_via: EnrolledVia,
     pub machine_id: Option<String>,
     pub labels: LabelMap,
     pub last_seen_at: Option<String>,
@@ -146,7 +150,7 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub remote_addr: Option<String>,
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     pub detail: String,
 }
 
@@ -225,7 +229,7 @@ pub struct SubmitJobRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JobView {
     pub id: String,
-    pub state: String,
+    pub state: JobState,
     /// The worker that runs or ran it.
     pub worker: Option<String>,
     pub exit_code: Option<i32>,
@@ -236,7 +240,12 @@ pub struct JobView {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Words for people: why it ended, when there is more to say than the exit code.
     pub reason: Option<String>,
+    /// How it ended, for programs (`muster job run` derives its exit code from this alone);
+    /// `null` until it ends, and for jobs a server could not classify.
+    #[serde(default)]
+    pub ending: Option<JobEnding>,
     pub timeout_ms: Option<u64>,
     pub output_bytes: u64,
     pub output_truncated: bool,
@@ -249,7 +258,7 @@ pub enum JobEvent {
     /// A piece of output, in order. `data` is base64 (output need not be UTF-8).
     Output {
         seq: u64,
-        stream: String,
+        stream: OutputStream,
         data: String,
     },
     /// The follower fell behind and this many pieces of live output were skipped.
@@ -258,4 +267,111 @@ pub enum JobEvent {
     Truncated { kept_bytes: u64 },
     /// The job has ended (or, without follow, this is all there is so far).
     End { job: Box<JobView> },
+}
+
+/// How a job ended, as a program reads it. The job's `reason` says the same in words.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum JobEnding {
+    /// The command exited with this code (0: the job succeeded).
+    Exited { code: i32 },
+    /// The command was killed by this signal, not by muster.
+    Signalled { signal: i32 },
+    /// muster killed it at its `--timeout`.
+    TimedOut,
+    /// No matching worker had a free slot before its queue timeout; it never started.
+    NoWorker,
+    /// An admin cancelled it.
+    Cancelled,
+    /// The worker could not start the command (not found, not executable...).
+    SpawnFailed,
+    /// Its worker went away while it ran.
+    Lost,
+    /// An ending this build does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(state: JobState, ending: Option<JobEnding>) -> JobView {
+        JobView {
+            id: "0123456789abcdef".into(),
+            state,
+            worker: Some("w1".into()),
+            exit_code: None,
+            command: vec!["sleep".into(), "9".into()],
+            env_keys: vec![],
+            selector: "any worker".into(),
+            created_at: "2026-01-02T03:04:05Z".into(),
+            started_at: None,
+            finished_at: None,
+            reason: None,
+            ending,
+            timeout_ms: None,
+            output_bytes: 0,
+            output_truncated: false,
+        }
+    }
+
+    #[test]
+    fn endings_are_tagged_by_how() {
+        let cases = [
+            (
+                JobEnding::Exited { code: 3 },
+                r#"{"how":"exited","code":3}"#,
+            ),
+            (
+                JobEnding::Signalled { signal: 9 },
+                r#"{"how":"signalled","signal":9}"#,
+            ),
+            (JobEnding::TimedOut, r#"{"how":"timed_out"}"#),
+            (JobEnding::NoWorker, r#"{"how":"no_worker"}"#),
+            (JobEnding::Cancelled, r#"{"how":"cancelled"}"#),
+            (JobEnding::SpawnFailed, r#"{"how":"spawn_failed"}"#),
+            (JobEnding::Lost, r#"{"how":"lost"}"#),
+        ];
+        for (ending, text) in cases {
+            assert_eq!(serde_json::to_string(&ending).unwrap(), text);
+            assert_eq!(serde_json::from_str::<JobEnding>(text).unwrap(), ending);
+        }
+    }
+
+    #[test]
+    fn an_ending_from_a_newer_server_reads_as_unknown() {
+        let ending: JobEnding =
+            serde_json::from_str(r#"{"how":"preempted","by":"scheduler"}"#).unwrap();
+        assert_eq!(ending, JobEnding::Unknown);
+    }
+
+    #[test]
+    fn job_views_keep_their_words_and_read_without_an_ending() {
+        let view = job(JobState::Cancelled, Some(JobEnding::Cancelled));
+        let value = serde_json::to_value(&view).unwrap();
+        assert_eq!(value["state"], "cancelled");
+        assert_eq!(value["ending"]["how"], "cancelled");
+
+        // An older server sends no `ending`; a newer one may send a state we do not know.
+        let mut old = value.clone();
+        old.as_object_mut().unwrap().remove("ending");
+        old["state"] = "paused".into();
+        let read: JobView = serde_json::from_value(old).unwrap();
+        assert_eq!(read.ending, None);
+        assert_eq!(read.state, JobState::Unknown);
+    }
+
+    #[test]
+    fn output_events_name_their_stream() {
+        let event = JobEvent::Output {
+            seq: 1,
+            stream: OutputStream::Stderr,
+            data: "aGk=".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"type":"output","seq":1,"stream":"stderr","data":"aGk="}"#
+        );
+    }
 }

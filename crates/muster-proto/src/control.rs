@@ -65,6 +65,8 @@ pub enum WorkerMessage {
 /// Job output travels in binary frames: `[kind][8-byte job id][payload]`, so bulk output needs no
 /// JSON or base64 on the hot path.
 pub mod frame {
+    use crate::words::OutputStream;
+
     pub const STDOUT: u8 = 1;
     pub const STDERR: u8 = 2;
     const HEADER: usize = 9;
@@ -75,6 +77,15 @@ pub mod frame {
         out.extend_from_slice(&job);
         out.extend_from_slice(payload);
         out
+    }
+
+    /// The output stream a frame of this kind carries.
+    pub fn stream(kind: u8) -> OutputStream {
+        match kind {
+            STDOUT => OutputStream::Stdout,
+            STDERR => OutputStream::Stderr,
+            _ => OutputStream::Unknown,
+        }
     }
 
     /// `(kind, job id, payload)`, or `None` for a frame that is too short or of unknown kind.
@@ -102,23 +113,107 @@ pub mod frame {
     }
 }
 
-/// WebSocket close codes muster uses (the 4000–4999 range is for applications). The reason text
-/// says the same in words; workers act on the code.
-pub mod close {
+/// A WebSocket close code, as muster reads it: one variant per code muster sends (the 4000–4999
+/// range is for applications), and `Other` for any code it does not know (the standard ones, such
+/// as 1000 or 1006, or one a newer server added). The close frame's reason says the same in
+/// words; workers act on the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseCode {
     /// The worker (or its enrollment token) was revoked. Permanent.
-    pub const REVOKED: u16 = 4001;
+    Revoked,
     /// The worker's enrollment token expired. Permanent.
-    pub const EXPIRED: u16 = 4002;
+    Expired,
     /// A newer enrollment with the same name replaced this identity. Permanent.
-    pub const SUPERSEDED: u16 = 4003;
+    Superseded,
     /// An admin removed this worker. Permanent.
-    pub const REMOVED: u16 = 4004;
+    Removed,
     /// Another connection with this identity took over. Permanent for the older connection.
-    pub const REPLACED: u16 = 4005;
+    Replaced,
     /// The server is shutting down; reconnect (after the delay the reason carries).
-    pub const GOING_AWAY: u16 = 4010;
+    GoingAway,
     /// The peer broke the protocol. Reconnect.
-    pub const PROTOCOL: u16 = 4020;
+    Protocol,
     /// No frame arrived within the idle timeout. Reconnect.
-    pub const IDLE: u16 = 4021;
+    Idle,
+    /// A code muster does not send.
+    Other(u16),
+}
+
+impl CloseCode {
+    /// What a closed channel without a close frame reports (RFC 6455 "no status received").
+    pub const NO_STATUS: CloseCode = CloseCode::Other(1005);
+}
+
+impl From<u16> for CloseCode {
+    fn from(number: u16) -> Self {
+        match number {
+            4001 => CloseCode::Revoked,
+            4002 => CloseCode::Expired,
+            4003 => CloseCode::Superseded,
+            4004 => CloseCode::Removed,
+            4005 => CloseCode::Replaced,
+            4010 => CloseCode::GoingAway,
+            4020 => CloseCode::Protocol,
+            4021 => CloseCode::Idle,
+            other => CloseCode::Other(other),
+        }
+    }
+}
+
+impl From<CloseCode> for u16 {
+    fn from(code: CloseCode) -> Self {
+        match code {
+            CloseCode::Revoked => 4001,
+            CloseCode::Expired => 4002,
+            CloseCode::Superseded => 4003,
+            CloseCode::Removed => 4004,
+            CloseCode::Replaced => 4005,
+            CloseCode::GoingAway => 4010,
+            CloseCode::Protocol => 4020,
+            CloseCode::Idle => 4021,
+            CloseCode::Other(number) => number,
+        }
+    }
+}
+
+impl std::fmt::Display for CloseCode {
+    /// The number, as it travels.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", u16::from(*self))
+    }
+}
+
+/// The close codes under short names, as call sites have always spelled them.
+pub mod close {
+    use super::CloseCode;
+
+    pub const REVOKED: CloseCode = CloseCode::Revoked;
+    pub const EXPIRED: CloseCode = CloseCode::Expired;
+    pub const SUPERSEDED: CloseCode = CloseCode::Superseded;
+    pub const REMOVED: CloseCode = CloseCode::Removed;
+    pub const REPLACED: CloseCode = CloseCode::Replaced;
+    pub const GOING_AWAY: CloseCode = CloseCode::GoingAway;
+    pub const PROTOCOL: CloseCode = CloseCode::Protocol;
+    pub const IDLE: CloseCode = CloseCode::Idle;
+}
+
+#[cfg(test)]
+mod close_code_tests {
+    use super::CloseCode;
+
+    #[test]
+    fn numbers_round_trip_and_unknown_ones_are_kept() {
+        for number in [4001, 4002, 4003, 4004, 4005, 4010, 4020, 4021] {
+            let code = CloseCode::from(number);
+            assert!(!matches!(code, CloseCode::Other(_)), "{number}");
+            assert_eq!(u16::from(code), number);
+        }
+        assert_eq!(CloseCode::from(4001), CloseCode::Revoked);
+        assert_eq!(CloseCode::from(4021), CloseCode::Idle);
+        for number in [1000, 1005, 1006, 4000, 4099] {
+            assert_eq!(CloseCode::from(number), CloseCode::Other(number));
+            assert_eq!(u16::from(CloseCode::from(number)), number);
+        }
+        assert_eq!(CloseCode::Expired.to_string(), "4002");
+    }
 }

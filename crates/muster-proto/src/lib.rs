@@ -8,6 +8,7 @@ pub mod control;
 pub mod error;
 pub mod identity;
 pub mod local;
+pub mod words;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 

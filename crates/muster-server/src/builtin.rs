@@ -66,7 +66,7 @@ pub async fn run(
         bind: None,
     };
     let (mut jobs, mut outbound) = JobManager::new(state.jobs_dir());
-    let exit = muster_worker::maintain(
+    let result = muster_worker::maintain(
         &endpoint,
         &identity,
         &options,
@@ -79,8 +79,8 @@ pub async fn run(
     // Its jobs were told to stop; their process groups must be gone before the server exits
     // (which waits up to 5 s for this task).
     jobs.wait_stopped(std::time::Duration::from_secs(4)).await;
-    if exit.code != 0 {
-        tracing::error!("the built-in worker stopped: {exit}");
+    if let Err(error) = result {
+        tracing::error!("the built-in worker stopped: {error}");
     }
 }
 

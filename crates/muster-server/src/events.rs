@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use muster_core::WorkerId;
 use muster_core::job::JobId;
+use muster_proto::control::CloseCode;
 
 use crate::control::registry::Registry;
 use crate::jobs::Jobs;
@@ -17,7 +18,7 @@ use crate::jobs::Jobs;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicaEvent {
     /// Close this worker's session with this close code, wherever it is.
-    Cut { worker: WorkerId, code: u16 },
+    Cut { worker: WorkerId, code: CloseCode },
     /// Jobs were queued: replicas pick up queued jobs they do not know yet.
     JobsQueued,
     /// Tell the worker running this job to kill it.
@@ -29,7 +30,7 @@ pub enum ReplicaEvent {
 impl ReplicaEvent {
     pub fn encode(&self) -> String {
         match self {
-            ReplicaEvent::Cut { worker, code } => format!("cut {worker} {code}"),
+            ReplicaEvent::Cut { worker, code } => format!("cut {worker} {}", u16::from(*code)),
             ReplicaEvent::JobsQueued => "jobs".into(),
             ReplicaEvent::CancelJob { job, worker } => format!("cancel {job} {worker}"),
             ReplicaEvent::JobStarted { job, by } => format!("started {job} {by}"),
@@ -41,7 +42,7 @@ impl ReplicaEvent {
         let event = match (parts.next()?, parts.next(), parts.next()) {
             ("cut", Some(worker), Some(code)) => ReplicaEvent::Cut {
                 worker: WorkerId::parse(worker).ok()?,
-                code: code.parse().ok()?,
+                code: CloseCode::from(code.parse::<u16>().ok()?),
             },
             ("jobs", None, None) => ReplicaEvent::JobsQueued,
             ("started", Some(job), Some(by))
@@ -67,7 +68,7 @@ pub fn handle(text: &str, registry: &Registry, jobs: &Arc<Jobs>, runtime: &tokio
     match ReplicaEvent::decode(text) {
         Some(ReplicaEvent::Cut { worker, code }) => {
             if registry.close(&worker, code, "cut off by another server replica") {
-                tracing::info!(%worker, code, "worker cut off on another replica's word");
+                tracing::info!(%worker, %code, "worker cut off on another replica's word");
             }
         }
         Some(ReplicaEvent::JobsQueued) => {
@@ -93,7 +94,7 @@ mod tests {
         for event in [
             ReplicaEvent::Cut {
                 worker: worker.clone(),
-                code: 4001,
+                code: CloseCode::Revoked,
             },
             ReplicaEvent::JobsQueued,
             ReplicaEvent::CancelJob {

@@ -1,10 +1,12 @@
 //! Domain → wire conversions. The server is the only place that knows both; within it, this
 //! module is the only place that builds a wire view from a domain value.
 
-use muster_core::audit::AuditRecord;
-use muster_core::job::Job;
-use muster_core::{Labels, Timestamp, Token, Worker};
-use muster_proto::api::{AuditEntry, EnrollmentStatus, JobView, LabelMap, TokenView, WorkerView};
+use muster_core::audit::{AuditRecord, Outcome};
+use muster_core::job::{EndingKind, Job, JobState};
+use muster_core::{EnrolledVia, Labels, Timestamp, Token, TokenState, Worker, WorkerStatus};
+use muster_proto::api::{
+    self as wire, AuditEntry, EnrollmentStatus, JobEnding, JobView, LabelMap, TokenView, WorkerView,
+};
 use muster_store::flows::enrollment::Status;
 
 use crate::control::registry::Registry;
@@ -20,7 +22,7 @@ fn ts(t: Option<Timestamp>) -> Option<String> {
 pub fn token(token: &Token, now: Timestamp, worker: Option<&Worker>) -> TokenView {
     TokenView {
         name: token.name.to_string(),
-        state: token.state_at(now).as_str().to_owned(),
+        state: token_state(token.state_at(now)),
         created_at: token.created_at.to_rfc3339(),
         expires_at: token.expires_at.to_rfc3339(),
         bound_machine: token.bound_machine.as_ref().map(ToString::to_string),
@@ -40,8 +42,8 @@ pub fn worker(worker: &Worker, now: Timestamp, registry: &Registry) -> WorkerVie
     WorkerView {
         id: worker.id.to_string(),
         name: worker.name.to_string(),
-        status: worker.status(session.is_some(), now).as_str().to_owned(),
-        enrolled_via: worker.enrolled_via.as_str().to_owned(),
+        status: worker_status(worker.status(session.is_some(), now)),
+        enrolled_via: enrolled_via(worker.enrolled_via),
         machine_id: worker.machine_id.as_ref().map(ToString::to_string),
         labels: labels(&worker.labels),
         last_seen_at: ts(last_seen),
@@ -67,7 +69,10 @@ pub fn audit(record: &AuditRecord) -> AuditEntry {
         action: e.action.clone(),
         target: e.target.clone(),
         remote_addr: e.remote_addr.clone(),
-        outcome: e.outcome.as_str().to_owned(),
+        outcome: match e.outcome {
+            Outcome::Ok => wire::AuditOutcome::Ok,
+            Outcome::Refused => wire::AuditOutcome::Refused,
+        },
         detail: e.detail.clone(),
     }
 }
@@ -75,7 +80,7 @@ pub fn audit(record: &AuditRecord) -> AuditEntry {
 pub fn job(job: &Job) -> JobView {
     JobView {
         id: job.id.to_string(),
-        state: job.state.as_str().to_owned(),
+        state: job_state(job.state),
         worker: job.worker_name.as_ref().map(ToString::to_string),
         exit_code: job.exit_code,
         command: job.command.clone(),
@@ -85,6 +90,7 @@ pub fn job(job: &Job) -> JobView {
         started_at: ts(job.started_at),
         finished_at: ts(job.finished_at),
         reason: job.reason.clone(),
+        ending: job.ending.map(ending),
         timeout_ms: job
             .timeout
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -104,5 +110,87 @@ pub fn enrollment(status: &Status, now: muster_core::Timestamp) -> EnrollmentSta
         max_enrollments: s.max_enrollments,
         enrollments_in_window: status.enrolled_in_window,
         name_pattern: s.name_pattern.as_ref().map(|p| p.as_str().to_owned()),
+    }
+}
+
+fn token_state(state: TokenState) -> wire::TokenState {
+    match state {
+        TokenState::Unused => wire::TokenState::Unused,
+        TokenState::Enrolled => wire::TokenState::Enrolled,
+        TokenState::Expired => wire::TokenState::Expired,
+        TokenState::Revoked => wire::TokenState::Revoked,
+    }
+}
+
+fn worker_status(status: WorkerStatus) -> wire::WorkerStatus {
+    match status {
+        WorkerStatus::Connected => wire::WorkerStatus::Connected,
+        WorkerStatus::Disconnected => wire::WorkerStatus::Disconnected,
+        WorkerStatus::Revoked => wire::WorkerStatus::Revoked,
+        WorkerStatus::Expired => wire::WorkerStatus::Expired,
+    }
+}
+
+fn enrolled_via(via: EnrolledVia) -> wire::EnrolledVia {
+    match via {
+        EnrolledVia::Token => wire::EnrolledVia::Token,
+        EnrolledVia::Secret => wire::EnrolledVia::Secret,
+        EnrolledVia::Precreated => wire::EnrolledVia::Precreated,
+        EnrolledVia::Builtin => wire::EnrolledVia::Builtin,
+    }
+}
+
+pub fn job_state(state: JobState) -> wire::JobState {
+    match state {
+        JobState::Queued => wire::JobState::Queued,
+        JobState::Running => wire::JobState::Running,
+        JobState::Succeeded => wire::JobState::Succeeded,
+        JobState::Failed => wire::JobState::Failed,
+        JobState::Cancelled => wire::JobState::Cancelled,
+        JobState::Lost => wire::JobState::Lost,
+    }
+}
+
+fn ending(kind: EndingKind) -> JobEnding {
+    match kind {
+        EndingKind::Exited(code) => JobEnding::Exited { code },
+        EndingKind::Signalled(signal) => JobEnding::Signalled { signal },
+        EndingKind::TimedOut => JobEnding::TimedOut,
+        EndingKind::Cancelled => JobEnding::Cancelled,
+        EndingKind::SpawnFailed => JobEnding::SpawnFailed,
+        EndingKind::Lost => JobEnding::Lost,
+        EndingKind::QueueTimeout => JobEnding::NoWorker,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire spells every domain state as the domain does: scripts see the same words.
+    #[test]
+    fn wire_words_match_the_domain() {
+        for state in JobState::ALL {
+            assert_eq!(job_state(state).as_str(), state.as_str());
+        }
+        for state in TokenState::ALL {
+            assert_eq!(token_state(state).as_str(), state.as_str());
+        }
+        for status in [
+            WorkerStatus::Connected,
+            WorkerStatus::Disconnected,
+            WorkerStatus::Revoked,
+            WorkerStatus::Expired,
+        ] {
+            assert_eq!(worker_status(status).as_str(), status.as_str());
+        }
+        for via in [
+            EnrolledVia::Token,
+            EnrolledVia::Secret,
+            EnrolledVia::Precreated,
+            EnrolledVia::Builtin,
+        ] {
+            assert_eq!(enrolled_via(via).as_str(), via.as_str());
+        }
     }
 }

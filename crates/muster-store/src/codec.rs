@@ -2,6 +2,7 @@
 //! not parse is reported as [`StoreError::Corrupt`], never unwrapped.
 
 use muster_core::audit::Outcome;
+use muster_core::job::EndingKind;
 use muster_core::{EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, WorkerId};
 
 use crate::error::{StoreError, StoreResult};
@@ -62,6 +63,16 @@ pub fn job_state(value: &str) -> StoreResult<muster_core::job::JobState> {
         .ok_or_else(|| StoreError::Corrupt(format!("job state `{value}`")))
 }
 
+pub fn job_ending(
+    word: &str,
+    exit_code: Option<i32>,
+    signal: Option<i64>,
+) -> StoreResult<EndingKind> {
+    let signal = signal.map(|s| i32::try_from(s).unwrap_or(-1));
+    EndingKind::parse(word, exit_code, signal)
+        .ok_or_else(|| StoreError::Corrupt(format!("job ending `{word}`")))
+}
+
 pub fn job_id(value: &str) -> StoreResult<muster_core::job::JobId> {
     muster_core::job::JobId::parse(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -86,11 +97,13 @@ pub struct JobColumns {
     pub output_bytes: i64,
     pub truncated: bool,
     pub dispatcher: Option<String>,
+    pub ending: Option<String>,
+    pub signal: Option<i64>,
 }
 
 pub const JOB_COLUMNS: &str = "id, command, env, target_worker, selector, timeout_ms, queue_deadline, state, \
      worker_id, worker_name, created_at, started_at, finished_at, exit_code, reason, output_bytes, truncated, \
-     dispatcher";
+     dispatcher, ending, signal";
 
 impl JobColumns {
     pub fn from_job(job: &muster_core::job::Job) -> Self {
@@ -115,10 +128,18 @@ impl JobColumns {
             output_bytes: i64::try_from(job.output_bytes).unwrap_or(i64::MAX),
             truncated: job.truncated,
             dispatcher: job.dispatcher.clone(),
+            ending: job.ending.map(|e| e.as_str().to_owned()),
+            signal: job.ending.and_then(EndingKind::signal).map(i64::from),
         }
     }
 
     pub fn into_job(self) -> StoreResult<muster_core::job::Job> {
+        let exit_code = self.exit_code.map(|c| i32::try_from(c).unwrap_or(-1));
+        let ending = self
+            .ending
+            .as_deref()
+            .map(|word| job_ending(word, exit_code, self.signal))
+            .transpose()?;
         Ok(muster_core::job::Job {
             id: job_id(&self.id)?,
             command: from_json("job command", &self.command)?,
@@ -137,8 +158,9 @@ impl JobColumns {
             created_at: ts(self.created_at),
             started_at: opt_ts(self.started_at),
             finished_at: opt_ts(self.finished_at),
-            exit_code: self.exit_code.map(|c| i32::try_from(c).unwrap_or(-1)),
+            exit_code,
             reason: self.reason,
+            ending,
             output_bytes: u64::try_from(self.output_bytes).unwrap_or(0),
             truncated: self.truncated,
             dispatcher: self.dispatcher,

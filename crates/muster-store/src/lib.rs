@@ -19,6 +19,8 @@ pub mod tx;
 
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "testing")]
+pub mod upgrades;
 
 use std::sync::Arc;
 

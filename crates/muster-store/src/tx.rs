@@ -9,7 +9,7 @@
 //! only when the backend commits, which it does before anyone is told the outcome.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
-use muster_core::job::{Job, JobId, JobState};
+use muster_core::job::{EndingKind, Job, JobId, JobState};
 use muster_core::{EnrolledVia, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
 
 use crate::error::StoreResult;
@@ -41,6 +41,7 @@ pub struct JobEnd {
     pub at: Timestamp,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
+    pub ending: EndingKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

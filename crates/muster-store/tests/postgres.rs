@@ -16,6 +16,7 @@ use muster_store::flows::workers;
 use muster_store::postgres::PostgresBackend;
 use muster_store::testing::token_enrollment::race_to_enroll;
 use muster_store::testing::{at, audit, make_token, name, precreated, transactions};
+use muster_store::upgrades;
 use muster_store::{Store, StoreError};
 use postgres::{Client, NoTls};
 use rand::Rng;
@@ -395,4 +396,34 @@ async fn concurrent_secret_enrollments_on_replicas_never_exceed_the_limit() {
         enrolled, 5,
         "exactly the window's five, across both replicas"
     );
+}
+
+/// A database an older build left (migrations 1–4, with ended jobs) gains the jobs' ending kinds,
+/// derived from their words, when a newer build opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_ended_before_ending_kinds_get_theirs_at_upgrade() {
+    let Some(schema) = TestSchema::new(1).await else {
+        return;
+    };
+    let quoted = format!("\"{}\"", schema.name);
+    admin(&schema.url, move |c| {
+        c.batch_execute(&format!(
+            "SET client_min_messages = warning; CREATE SCHEMA {quoted}; SET search_path TO {quoted};
+             CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);"
+        ))?;
+        let before = [
+            include_str!("../src/postgres/migrations/0001_initial.sql"),
+            include_str!("../src/postgres/migrations/0002_jobs.sql"),
+            include_str!("../src/postgres/migrations/0003_indexes.sql"),
+            include_str!("../src/postgres/migrations/0004_job_dispatcher.sql"),
+        ];
+        for (version, sql) in (1i64..).zip(before) {
+            c.batch_execute(sql)?;
+            c.execute("INSERT INTO schema_migrations VALUES ($1, 0)", &[&version])?;
+        }
+        c.batch_execute(&upgrades::jobs_before_ending_kinds())
+    })
+    .expect("an older build's database");
+    let store = schema.open();
+    upgrades::assert_ending_kinds_derived(&store).await;
 }

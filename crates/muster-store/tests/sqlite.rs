@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use muster_store::Store;
 use muster_store::testing::transactions;
+use muster_store::upgrades;
 
 /// A fresh database in a temporary directory, which lives as long as the case.
 async fn fresh_store() -> Option<(Store, tempfile::TempDir)> {
@@ -88,4 +89,34 @@ async fn a_new_database_file_is_owner_only() {
         assert_eq!(mode, 0o600, "{file}");
     }
     store.close();
+}
+
+/// A database an older build left (migrations 1–4, with ended jobs) gains the jobs' ending kinds,
+/// derived from their words, when a newer build opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_ended_before_ending_kinds_get_theirs_at_upgrade() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("muster.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .expect("schema_migrations");
+        let before = [
+            include_str!("../src/sqlite/migrations/0001_initial.sql"),
+            include_str!("../src/sqlite/migrations/0002_jobs.sql"),
+            include_str!("../src/sqlite/migrations/0003_indexes.sql"),
+            include_str!("../src/sqlite/migrations/0004_job_dispatcher.sql"),
+        ];
+        for (version, sql) in (1..).zip(before) {
+            conn.execute_batch(sql).expect("migrate");
+            conn.execute("INSERT INTO schema_migrations VALUES (?1, 0)", [version])
+                .expect("version");
+        }
+        conn.execute_batch(&upgrades::jobs_before_ending_kinds())
+            .expect("old jobs");
+    }
+    let store = Store::open_sqlite(&path).expect("upgrade");
+    upgrades::assert_ending_kinds_derived(&store).await;
 }

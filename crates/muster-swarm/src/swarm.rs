@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use muster_client::Client;
 use muster_proto::api::EnrollRequest;
-use muster_proto::control::{ServerMessage, Welcome};
+use muster_proto::control::{CloseCode, ServerMessage, Welcome};
 use muster_worker::channel::{ChannelEnd, ChannelOptions, Endpoint, Events, Identity};
 use muster_worker::jobs::JobManager;
 use tokio::sync::{Semaphore, watch};
@@ -76,7 +76,7 @@ pub async fn worker(
                 give_up(
                     &shared,
                     &name,
-                    muster_worker::exit::code::CONFIG,
+                    muster_worker::classify::code::CONFIG,
                     "no enrollment client".into(),
                 );
                 return;
@@ -89,7 +89,7 @@ pub async fn worker(
                 labels: Default::default(),
             };
             match muster_worker::enroll(client, &request, &mut shutdown, &mut recorder).await {
-                Ok(enrolled) => {
+                Ok(Some(enrolled)) => {
                     emit(&shared, |w, t| Event::Enrolled { w, t }, &name);
                     Identity {
                         worker_id: enrolled.worker_id,
@@ -97,10 +97,14 @@ pub async fn worker(
                         machine_id: cred.machine_id,
                     }
                 }
-                Err(exit) => {
-                    if exit.code != 0 {
-                        give_up(&shared, &name, exit.code, exit.message);
-                    }
+                Ok(None) => return,
+                Err(error) => {
+                    give_up(
+                        &shared,
+                        &name,
+                        error.exit_code(),
+                        error.message().to_owned(),
+                    );
                     return;
                 }
             }
@@ -112,7 +116,7 @@ pub async fn worker(
         bind: shared.sources.map(|s| s.for_worker(index)),
     };
     // The reconnect loop of `muster worker` itself, observed through the recorder.
-    let exit = muster_worker::maintain(
+    let result = muster_worker::maintain(
         &shared.endpoint,
         &identity,
         &options,
@@ -122,8 +126,13 @@ pub async fn worker(
         outbound.as_mut(),
     )
     .await;
-    if exit.code != 0 {
-        give_up(&shared, &name, exit.code, exit.message);
+    if let Err(error) = result {
+        give_up(
+            &shared,
+            &name,
+            error.exit_code(),
+            error.message().to_owned(),
+        );
     }
 }
 
@@ -173,11 +182,11 @@ impl Events for Recorder<'_> {
         }
     }
 
-    fn closed_by_server(&mut self, code: u16, reason: &str) {
+    fn closed_by_server(&mut self, code: CloseCode, reason: &str) {
         self.shared.events.emit(Event::CloseFrame {
             w: self.name.to_string(),
             t: now_us(),
-            code,
+            code: u16::from(code),
             reason: reason.to_owned(),
         });
     }
@@ -189,7 +198,9 @@ impl Events for Recorder<'_> {
         }
         let (class, exit, reason) = match end {
             ChannelEnd::Lost { reason, .. } => ("lost", None, reason.clone()),
-            ChannelEnd::Stop(exit) => ("stop", Some(exit.code), exit.message.clone()),
+            ChannelEnd::Stop(error) => {
+                ("stop", Some(error.exit_code()), error.message().to_owned())
+            }
             ChannelEnd::Shutdown => ("shutdown", None, String::new()),
         };
         self.shared.events.emit(Event::Closed {

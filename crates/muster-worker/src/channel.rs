@@ -1,282 +1,26 @@
-//! The worker's end of the control channel: opening it, and the loop that keeps it alive.
+//! The worker's end of the control channel: opening it ([`open`]), and the loop that keeps it
+//! alive.
 //!
 //! [`run`] is generic over any `Stream + Sink` of WebSocket messages so that its reactions — to
 //! the welcome, heartbeats, silence, close codes, a shutdown — are tested in memory with tokio's
-//! paused clock. [`connect`] makes the real one: TCP (optionally from a chosen local address, so
-//! a load generator can spread over many), TLS with muster's trust options, and the upgrade.
+//! paused clock. [`connect`] makes the real one.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+mod open;
+
+pub use open::{ChannelOptions, Endpoint, Identity, Socket, connect, ws_config};
+
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use muster_client::Trust;
-use muster_proto::control::{ServerMessage, Welcome, close};
-use muster_proto::{ErrorBody, PROTOCOL_VERSION, headers};
-use tokio::net::{TcpSocket, TcpStream};
+use muster_proto::control::{CloseCode, ServerMessage, Welcome};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::classify::{self, Failure};
-use crate::exit::{Exit, code};
+use crate::error::WorkerError;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The TLS and WebSocket handshakes get their own bound: a load balancer (or a frozen server)
-/// can accept the TCP connection and then never answer, and without a bound the worker would
-/// wait on that one attempt forever instead of retrying.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where the server is and how to trust it: parsed and set up once, shared by every connection
-/// (a swarm shares one across thousands of simulated workers).
-#[derive(Clone)]
-pub struct Endpoint {
-    pub base_url: String,
-    host: String,
-    port: u16,
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Endpoint {
-    pub fn new(url: &str, trust: &Trust) -> Result<Self, Exit> {
-        let bad = || {
-            Exit::config(
-                format!("server URL `{url}` is malformed"),
-                "use `https://host:port`, for example `https://muster.example.com:7443`",
-            )
-        };
-        let base_url = muster_client::normalize_url(url).map_err(|_| bad())?;
-        let uri: Uri = base_url.parse().map_err(|_| bad())?;
-        let secure = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(bad()),
-        };
-        let host = uri
-            .host()
-            .ok_or_else(bad)?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-        let tls = if secure {
-            Some(trust.client_config().map_err(|e| {
-                Exit::config(e.to_string(), "check `--ca-file` / `--ca-fingerprint`")
-            })?)
-        } else {
-            None
-        };
-        Ok(Self {
-            base_url,
-            host,
-            port,
-            tls,
-        })
-    }
-
-    fn ws_url(&self) -> String {
-        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        format!(
-            "{scheme}://{host}:{}{}",
-            self.port,
-            muster_proto::paths::CONNECT
-        )
-    }
-}
-
-/// Who is connecting.
-#[derive(Clone)]
-pub struct Identity {
-    pub worker_id: String,
-    pub api_key: String,
-    pub machine_id: String,
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("worker_id", &self.worker_id)
-            .field("machine_id", &self.machine_id)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ChannelOptions {
-    /// `k=v,k=v`, sent so the server sees the worker's current labels.
-    pub labels: String,
-    pub max_jobs: u32,
-    /// Connect from this local address (a load generator spreads over 127.0.0.x).
-    pub bind: Option<IpAddr>,
-}
-
-impl Default for ChannelOptions {
-    fn default() -> Self {
-        Self {
-            labels: String::new(),
-            max_jobs: 1,
-            bind: None,
-        }
-    }
-}
-
-/// Small buffers: a worker's control channel carries small messages.
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(1024)
-        .write_buffer_size(0)
-        .max_message_size(Some(16 * 1024 * 1024))
-}
-
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Opens the control channel. Refusals come back classified.
-pub async fn connect(
-    endpoint: &Endpoint,
-    identity: &Identity,
-    options: &ChannelOptions,
-) -> Result<Socket, Failure> {
-    let retry = |reason: String| Failure::Retry {
-        reason,
-        after: None,
-    };
-    let target = format!("{}:{}", endpoint.host, endpoint.port);
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&target)
-        .await
-        .map_err(|e| retry(format!("cannot resolve `{}`: {e}", endpoint.host)))?
-        .collect();
-    let addr = addrs
-        .first()
-        .copied()
-        .ok_or_else(|| retry(format!("`{}` has no address", endpoint.host)))?;
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|e| retry(format!("cannot open a socket: {e}")))?;
-    if let Some(ip) = options.bind {
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| retry(format!("cannot bind to {ip}: {e}")))?;
-    }
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
-        .await
-        .map_err(|_| retry(format!("connecting to {addr} timed out")))?
-        .map_err(|e| retry(format!("cannot connect to {addr}: {e}")))?;
-    let _ = stream.set_nodelay(true);
-
-    let mut request = endpoint.ws_url().into_client_request().map_err(|e| {
-        Failure::Stop(Exit::config(
-            format!("cannot build the connect request: {e}"),
-            "check `--url`",
-        ))
-    })?;
-    let h = request.headers_mut();
-    let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
-    h.insert(headers::PROTOCOL, HeaderValue::from(PROTOCOL_VERSION));
-    h.insert(headers::WORKER_ID, value(&identity.worker_id));
-    h.insert(headers::MACHINE_ID, value(&identity.machine_id));
-    h.insert(headers::LABELS, value(&options.labels));
-    h.insert(headers::MAX_JOBS, HeaderValue::from(options.max_jobs));
-    h.insert(
-        "authorization",
-        value(&format!("Bearer {}", identity.api_key)),
-    );
-    let connector = match &endpoint.tls {
-        Some(config) => Connector::Rustls(Arc::clone(config)),
-        None => Connector::Plain,
-    };
-    let handshake = tokio_tungstenite::client_async_tls_with_config(
-        request,
-        stream,
-        Some(ws_config()),
-        Some(connector),
-    );
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Err(_) => Err(retry(format!(
-            "{addr} accepted the connection but did not complete the handshake within {} s",
-            HANDSHAKE_TIMEOUT.as_secs()
-        ))),
-        Ok(Ok((socket, _response))) => Ok(socket),
-        Ok(Err(error)) => Err(classify_connect_error(endpoint, error)),
-    }
-}
-
-fn classify_connect_error(endpoint: &Endpoint, error: tungstenite::Error) -> Failure {
-    if let tungstenite::Error::Http(response) = &error {
-        if response.headers().contains_key("x-muster-wrong-scheme") {
-            return Failure::Stop(Exit::config(
-                format!(
-                    "`{}` is a plain http:// URL but the server speaks HTTPS",
-                    endpoint.base_url
-                ),
-                format!(
-                    "use `{}`",
-                    endpoint.base_url.replacen("http://", "https://", 1)
-                ),
-            ));
-        }
-        let status = response.status();
-        let body = response.body().as_deref().unwrap_or_default();
-        return match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(body) => classify::from_api(
-                body.error.code,
-                &body.error.message,
-                body.error.hint.as_deref(),
-                body.error.retry_after_ms,
-            ),
-            Err(_) if status.is_server_error() => Failure::Retry {
-                reason: format!("the server answered HTTP {status}"),
-                after: None,
-            },
-            Err(_) => Failure::Stop(Exit::config(
-                format!(
-                    "`{}` answered HTTP {status}: it does not look like a muster server",
-                    endpoint.base_url
-                ),
-                "check `--url`",
-            )),
-        };
-    }
-    if muster_client::trust::is_untrusted_certificate(&error) {
-        return Failure::Stop(classify::untrusted_certificate(&endpoint.base_url));
-    }
-    if muster_client::trust::is_not_tls(&error) {
-        return Failure::Stop(Exit::config(
-            format!(
-                "`{}` is an https:// URL but the server does not speak TLS",
-                endpoint.base_url
-            ),
-            format!(
-                "use `{}` if the server runs with `--no-tls`",
-                endpoint.base_url.replacen("https://", "http://", 1)
-            ),
-        ));
-    }
-    Failure::Retry {
-        reason: format!("the connection failed: {error}"),
-        after: None,
-    }
-}
 
 /// How a channel ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +33,7 @@ pub enum ChannelEnd {
         welcomed: bool,
     },
     /// The server ended it for good.
-    Stop(Exit),
+    Stop(WorkerError),
     /// We were asked to stop.
     Shutdown,
 }
@@ -302,7 +46,7 @@ pub trait Events: Send {
     /// The channel is gone (for any reason).
     fn lost(&mut self) {}
     /// The server sent a close frame with this code and reason (the moment it was read).
-    fn closed_by_server(&mut self, _code: u16, _reason: &str) {}
+    fn closed_by_server(&mut self, _code: CloseCode, _reason: &str) {}
     /// The reconnect loop starts a connection attempt.
     fn connecting(&mut self) {}
     /// The reconnect loop saw an open channel end, as `end` says.
@@ -430,9 +174,15 @@ where
 }
 
 fn report_close(events: &mut dyn Events, frame: Option<&tungstenite::protocol::CloseFrame>) {
+    let (code, reason) = close_of(frame);
+    events.closed_by_server(code, reason);
+}
+
+/// The close code and reason of a close frame; a close without a frame has no status.
+fn close_of(frame: Option<&tungstenite::protocol::CloseFrame>) -> (CloseCode, &str) {
     match frame {
-        Some(f) => events.closed_by_server(u16::from(f.code), f.reason.as_str()),
-        None => events.closed_by_server(1005, ""),
+        Some(f) => (CloseCode::from(u16::from(f.code)), f.reason.as_str()),
+        None => (CloseCode::NO_STATUS, ""),
     }
 }
 
@@ -444,51 +194,17 @@ async fn next_outbound(outbound: &mut Option<&mut mpsc::Receiver<Message>>) -> O
     }
 }
 
-/// Maps the server's close frame to what the worker does next.
+/// What the worker does after the server's close frame: `classify` decides.
 fn closed(
     frame: Option<tungstenite::protocol::CloseFrame>,
     after: Option<Duration>,
     welcomed: bool,
 ) -> ChannelEnd {
-    let (code, reason) = match &frame {
-        Some(f) => (u16::from(f.code), f.reason.as_str().to_owned()),
-        None => (1005, String::new()),
-    };
-    let stop = |exit_code: u8, message: &str, hint: &str| {
-        ChannelEnd::Stop(Exit::new(exit_code, message, hint))
-    };
-    match code {
-        close::REVOKED => stop(
-            code::REVOKED,
-            "this worker was revoked by the server",
-            "an admin revoked it (or its token); it stays out — enroll a new worker if that was a mistake",
-        ),
-        close::EXPIRED => stop(
-            code::EXPIRED,
-            "this worker's enrollment token expired",
-            "mint a new token with `muster token create` and start the worker with a fresh state dir",
-        ),
-        close::SUPERSEDED => stop(
-            code::IDENTITY_MISMATCH,
-            "a newer enrollment with this worker's name replaced this identity",
-            "start this worker with a fresh state dir to enroll it again",
-        ),
-        close::REMOVED => stop(
-            code::IDENTITY_MISMATCH,
-            "an admin removed this worker",
-            "start it with a fresh state dir to enroll it again",
-        ),
-        close::REPLACED => stop(
-            code::IDENTITY_MISMATCH,
-            "another connection with this worker's identity took over",
-            "use each state dir for one worker process on one machine",
-        ),
-        _ => ChannelEnd::Lost {
-            reason: if reason.is_empty() {
-                format!("the server closed the channel (code {code})")
-            } else {
-                reason
-            },
+    let (code, reason) = close_of(frame.as_ref());
+    match classify::from_close(code, reason) {
+        Failure::Stop(error) => ChannelEnd::Stop(error),
+        Failure::Retry { reason, .. } => ChannelEnd::Lost {
+            reason,
             after,
             welcomed,
         },
@@ -496,184 +212,4 @@ fn closed(
 }
 
 #[cfg(test)]
-mod tests {
-    //! The loop against an in-memory server, with the clock paused.
-    use super::*;
-    use tokio::sync::mpsc;
-    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-
-    struct Duplex {
-        rx: mpsc::UnboundedReceiver<Result<Message, String>>,
-        tx: mpsc::UnboundedSender<Message>,
-    }
-
-    impl Stream for Duplex {
-        type Item = Result<Message, String>;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            self.rx.poll_recv(cx)
-        }
-    }
-
-    impl Sink<Message> for Duplex {
-        type Error = ();
-        fn poll_ready(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), ()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), ()> {
-            self.tx.send(item).map_err(|_| ())
-        }
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), ()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn poll_close(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), ()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
-    struct Server {
-        to_worker: mpsc::UnboundedSender<Result<Message, String>>,
-        from_worker: mpsc::UnboundedReceiver<Message>,
-    }
-
-    fn pair() -> (Duplex, Server) {
-        let (to_worker, rx) = mpsc::unbounded_channel();
-        let (tx, from_worker) = mpsc::unbounded_channel();
-        (
-            Duplex { rx, tx },
-            Server {
-                to_worker,
-                from_worker,
-            },
-        )
-    }
-
-    fn welcome() -> Message {
-        let w = ServerMessage::Welcome(Welcome {
-            worker_id: "w".into(),
-            name: "n".into(),
-            heartbeat_ms: 5000,
-            idle_timeout_ms: 15000,
-            expires_at: None,
-        });
-        Message::Text(serde_json::to_string(&w).unwrap().into())
-    }
-
-    fn close_frame(code: u16, reason: &str) -> Message {
-        Message::Close(Some(CloseFrame {
-            code: code.into(),
-            reason: reason.into(),
-        }))
-    }
-
-    async fn run_with(server_script: Vec<Message>) -> (ChannelEnd, Server) {
-        let (socket, server) = pair();
-        for m in server_script {
-            server.to_worker.send(Ok(m)).unwrap();
-        }
-        let (_tx, mut shutdown) = watch::channel(false);
-        let end = run(socket, &mut shutdown, &mut Quiet, None).await;
-        (end, server)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn permanent_close_codes_map_to_exit_codes() {
-        for (close_code, exit_code) in [
-            (close::REVOKED, code::REVOKED),
-            (close::EXPIRED, code::EXPIRED),
-            (close::SUPERSEDED, code::IDENTITY_MISMATCH),
-            (close::REMOVED, code::IDENTITY_MISMATCH),
-        ] {
-            let (end, _) = run_with(vec![welcome(), close_frame(close_code, "x")]).await;
-            match end {
-                ChannelEnd::Stop(exit) => assert_eq!(exit.code, exit_code, "close {close_code}"),
-                other => panic!("close {close_code}: expected a stop, got {other:?}"),
-            }
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn going_away_reconnects_after_the_servers_delay() {
-        let reconnect = ServerMessage::Reconnect {
-            after_ms: 1234,
-            reason: "restart".into(),
-        };
-        let script = vec![
-            welcome(),
-            Message::Text(serde_json::to_string(&reconnect).unwrap().into()),
-            close_frame(close::GOING_AWAY, "bye"),
-        ];
-        let (end, _) = run_with(script).await;
-        assert_eq!(
-            end,
-            ChannelEnd::Lost {
-                reason: "bye".into(),
-                after: Some(Duration::from_millis(1234)),
-                welcomed: true
-            }
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_server_is_noticed_at_the_idle_timeout_after_heartbeats() {
-        let (socket, mut server) = pair();
-        server.to_worker.send(Ok(welcome())).unwrap();
-        let (_tx, mut shutdown) = watch::channel(false);
-        let started = Instant::now();
-        let end = run(socket, &mut shutdown, &mut Quiet, None).await;
-        assert!(
-            matches!(end, ChannelEnd::Lost { welcomed: true, .. }),
-            "{end:?}"
-        );
-        assert_eq!(started.elapsed(), Duration::from_secs(15));
-        let mut pings = 0;
-        while let Ok(m) = server.from_worker.try_recv() {
-            assert!(matches!(m, Message::Ping(_)));
-            pings += 1;
-        }
-        assert_eq!(pings, 2, "pings at 5 s and 10 s");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn shutdown_closes_politely() {
-        let (socket, mut server) = pair();
-        server.to_worker.send(Ok(welcome())).unwrap();
-        let (tx, mut shutdown) = watch::channel(false);
-        let task = tokio::spawn(async move { run(socket, &mut shutdown, &mut Quiet, None).await });
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.send(true).unwrap();
-        assert_eq!(task.await.unwrap(), ChannelEnd::Shutdown);
-        assert!(matches!(
-            server.from_worker.recv().await,
-            Some(Message::Close(_))
-        ));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn no_welcome_is_a_lost_channel_not_a_stop() {
-        let (socket, _server) = pair();
-        let (_tx, mut shutdown) = watch::channel(false);
-        let end = run(socket, &mut shutdown, &mut Quiet, None).await;
-        assert!(
-            matches!(
-                end,
-                ChannelEnd::Lost {
-                    welcomed: false,
-                    ..
-                }
-            ),
-            "{end:?}"
-        );
-    }
-}
+mod tests;

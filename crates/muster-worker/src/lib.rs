@@ -9,11 +9,11 @@ pub mod backoff;
 pub mod channel;
 pub mod classify;
 pub mod config;
-pub mod exit;
+pub mod error;
 pub mod jobs;
 pub mod runner;
 pub mod state_dir;
 
 pub use config::WorkerConfig;
-pub use exit::Exit;
+pub use error::{Cause, WorkerError};
 pub use runner::{enroll, maintain, run};

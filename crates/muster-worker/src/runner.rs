@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use muster_client::{Client, Trust};
 use muster_core::{Labels, Name};
-use muster_proto::api::{EnrollRequest, EnrollResponse};
+use muster_proto::ErrorCode;
+use muster_proto::api::{EnrollRequest, EnrollResponse, EnrolledVia};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -13,7 +14,7 @@ use crate::backoff::Backoff;
 use crate::channel::{self, ChannelEnd, ChannelOptions, Endpoint, Events, Identity};
 use crate::classify::{self, Failure};
 use crate::config::WorkerConfig;
-use crate::exit::{Exit, code};
+use crate::error::{Cause, WorkerError};
 use crate::jobs::JobManager;
 use crate::state_dir::{CachedIdentity, StateDir};
 
@@ -39,47 +40,47 @@ struct Prepared {
     max_jobs: u32,
 }
 
-fn prepare(config: &WorkerConfig) -> Result<Prepared, Exit> {
+fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
     let url = config
         .url
         .as_deref()
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| {
-            Exit::config(
+            WorkerError::config(
                 "no server URL is configured",
                 "pass `--url https://HOST:PORT` or set MUSTER_URL",
             )
         })?;
     let trust = Trust::from_options(config.ca_file.as_deref(), config.ca_fingerprint.as_deref())
         .map_err(|e| {
-            Exit::config(
+            WorkerError::config(
                 e.to_string(),
                 "copy the fingerprint exactly as `muster serve` printed it",
             )
         })?;
     let endpoint = Endpoint::new(url, &trust)?;
     let labels = Labels::parse_all(config.labels.iter().map(String::as_str)).map_err(|e| {
-        Exit::config(
+        WorkerError::config(
             e.to_string(),
             "labels are `key=value`, like `--label region=eu`",
         )
     })?;
     if let Some(name) = &config.name {
         Name::parse(name).map_err(|e| {
-            Exit::config(
+            WorkerError::config(
                 e.to_string(),
                 "set `--name`/MUSTER_WORKER_NAME to a valid name",
             )
         })?;
     }
     if config.worker_id.is_some() != config.api_key.is_some() {
-        return Err(Exit::config(
+        return Err(WorkerError::config(
             "a pre-created worker needs both its id and its API key",
             "set both MUSTER_WORKER_ID and MUSTER_WORKER_API_KEY, as `muster workers create` printed them",
         ));
     }
     if config.token.is_some() && config.enrollment_key.is_some() {
-        return Err(Exit::config(
+        return Err(WorkerError::config(
             "both an enrollment token and the auto-enrollment secret are configured",
             "configure one way to enroll: `--token` or `--enrollment-key`",
         ));
@@ -103,7 +104,7 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, Exit> {
         Credential::Token(token.clone())
     } else if let Some(key) = &config.enrollment_key {
         let name = config.name.clone().ok_or_else(|| {
-            Exit::config(
+            WorkerError::config(
                 "the auto-enrollment secret needs a worker name, and none is set",
                 "set `--name` or MUSTER_WORKER_NAME to a unique name",
             )
@@ -113,7 +114,7 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, Exit> {
             key: key.clone(),
         }
     } else if config.name.is_some() {
-        return Err(Exit::config(
+        return Err(WorkerError::config(
             format!(
                 "no auto-enrollment secret is configured and `{}` holds no cached identity",
                 state.root().display()
@@ -121,7 +122,7 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, Exit> {
             "set MUSTER_AUTO_ENROLLMENT_KEY (or `--enrollment-key`) for the first start",
         ));
     } else {
-        return Err(Exit::config(
+        return Err(WorkerError::config(
             format!(
                 "no credential is configured and `{}` holds no cached identity",
                 state.root().display()
@@ -144,17 +145,16 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, Exit> {
     })
 }
 
-/// Runs the worker until it is stopped or fails for good. Never returns early for a transient
-/// failure: those are retried with backoff.
-pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> Exit {
-    let prepared = match prepare(&config) {
-        Ok(p) => p,
-        Err(exit) => return exit,
-    };
+/// Runs the worker until it is stopped (`Ok`) or fails for good. Never returns early for a
+/// transient failure: those are retried with backoff.
+pub async fn run(
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let prepared = prepare(&config)?;
     let cached_identity = matches!(prepared.credential, Credential::Cached(_));
-    let identity = match obtain_identity(&prepared, &mut shutdown).await {
-        Ok(identity) => identity,
-        Err(exit) => return exit,
+    let Some(identity) = obtain_identity(&prepared, &mut shutdown).await? else {
+        return Ok(());
     };
     let options = ChannelOptions {
         labels: prepared.labels.to_string(),
@@ -162,7 +162,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> E
         bind: None,
     };
     let (mut jobs, mut outbound) = JobManager::new(prepared.state.jobs_dir());
-    let exit = maintain(
+    let result = maintain(
         &prepared.endpoint,
         &identity,
         &options,
@@ -174,46 +174,53 @@ pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> E
     .await;
     // The channel is gone for good and every job was told to stop: let them finish dying.
     jobs.wait_stopped(JOBS_STOP_WITHIN).await;
-    if cached_identity && exit.code == code::IDENTITY_MISMATCH && exit.message.contains("not known")
-    {
-        return Exit::new(
-            code::IDENTITY_MISMATCH,
-            format!(
-                "the server does not know the identity cached in `{}`",
-                prepared.state.identity_path().display()
-            ),
-            "the worker was removed or superseded, or the state dir belongs to another server; start with a fresh `--state-dir` (or delete that file) to enroll again",
-        );
-    }
-    exit
+    result.map_err(|error| match error.cause() {
+        Cause::Refused(ErrorCode::UnknownIdentity) if cached_identity => {
+            unknown_cached_identity(&prepared.state)
+        }
+        _ => error,
+    })
 }
 
+/// The server does not know the identity this worker cached: say which file holds it.
+fn unknown_cached_identity(state: &StateDir) -> WorkerError {
+    WorkerError::new(
+        Cause::Refused(ErrorCode::UnknownIdentity),
+        format!(
+            "the server does not know the identity cached in `{}`",
+            state.identity_path().display()
+        ),
+        "the worker was removed or superseded, or the state dir belongs to another server; start with a fresh `--state-dir` (or delete that file) to enroll again",
+    )
+}
+
+/// The identity to connect with, or `None` if the worker was stopped while enrolling.
 async fn obtain_identity(
     prepared: &Prepared,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<Identity, Exit> {
+) -> Result<Option<Identity>, WorkerError> {
     let machine_id = prepared.state.machine_id().to_string();
     let (token, name, key) = match &prepared.credential {
         Credential::Cached(c) => {
             tracing::info!(worker = %c.name, "using the cached identity");
-            return Ok(Identity {
+            return Ok(Some(Identity {
                 worker_id: c.worker_id.clone(),
                 api_key: c.api_key.clone(),
                 machine_id,
-            });
+            }));
         }
         Credential::Precreated { worker_id, api_key } => {
-            return Ok(Identity {
+            return Ok(Some(Identity {
                 worker_id: worker_id.clone(),
                 api_key: api_key.clone(),
                 machine_id,
-            });
+            }));
         }
         Credential::Token(token) => (Some(token.clone()), None, None),
         Credential::Secret { name, key } => (None, Some(name.clone()), Some(key.clone())),
     };
     let client = Client::new(&prepared.endpoint.base_url, &prepared.trust, None)
-        .map_err(|e| Exit::config(e.to_string(), e.hint().unwrap_or_default()))?;
+        .map_err(|e| WorkerError::with_optional_hint(Cause::Config, e.to_string(), e.hint()))?;
     let request = EnrollRequest {
         machine_id: machine_id.clone(),
         token,
@@ -221,45 +228,48 @@ async fn obtain_identity(
         enrollment_key: key,
         labels: prepared.labels.as_map().clone(),
     };
-    let enrolled = enroll(&client, &request, shutdown, &mut crate::channel::Quiet).await?;
+    let Some(enrolled) = enroll(&client, &request, shutdown, &mut crate::channel::Quiet).await?
+    else {
+        return Ok(None);
+    };
     let via = if request.token.is_some() {
-        "token"
+        EnrolledVia::Token
     } else {
-        "secret"
+        EnrolledVia::Secret
     };
     let cached = CachedIdentity {
         server_url: prepared.endpoint.base_url.clone(),
         worker_id: enrolled.worker_id.clone(),
         name: enrolled.name.clone(),
         api_key: enrolled.api_key.clone(),
-        enrolled_via: via.into(),
+        enrolled_via: via,
         expires_at: enrolled.expires_at.clone(),
     };
     // On disk before it is used: a crash now leaves a worker that can come back.
     prepared.state.save_identity(&cached)?;
-    tracing::info!(worker = %enrolled.name, via, "enrolled; identity cached in the state dir");
-    Ok(Identity {
+    tracing::info!(worker = %enrolled.name, %via, "enrolled; identity cached in the state dir");
+    Ok(Some(Identity {
         worker_id: enrolled.worker_id,
         api_key: enrolled.api_key,
         machine_id,
-    })
+    }))
 }
 
 /// Asks the server for a worker identity, retrying transient failures with backoff until it
-/// is refused for good or `shutdown` turns true. The enrollment step of `muster worker`, and of
-/// a swarm's simulated workers.
+/// is refused for good or `shutdown` turns true (then `Ok(None)`). The enrollment step of
+/// `muster worker`, and of a swarm's simulated workers.
 pub async fn enroll(
     client: &Client,
     request: &EnrollRequest,
     shutdown: &mut watch::Receiver<bool>,
     events: &mut dyn Events,
-) -> Result<EnrollResponse, Exit> {
+) -> Result<Option<EnrollResponse>, WorkerError> {
     let mut backoff = Backoff::default();
     loop {
         let (reason, after) = match client.enroll(request).await {
-            Ok(enrolled) => return Ok(enrolled),
+            Ok(enrolled) => return Ok(Some(enrolled)),
             Err(e) => match classify::from_client(&e) {
-                Failure::Stop(exit) => return Err(exit),
+                Failure::Stop(error) => return Err(error),
                 Failure::Retry { reason, after } => (reason, after),
             },
         };
@@ -270,13 +280,14 @@ pub async fn enroll(
             delay.as_secs_f64()
         );
         if wait_or_shutdown(delay, shutdown).await {
-            return Err(Exit::graceful());
+            return Ok(None);
         }
     }
 }
 
 /// Keeps the control channel up: reconnects after every transient loss, with backoff, until a
-/// permanent refusal or a shutdown. This is the loop a swarm runs per simulated worker, too.
+/// permanent refusal (`Err`) or a shutdown (`Ok`). This is the loop a swarm runs per simulated
+/// worker, too.
 pub async fn maintain(
     endpoint: &Endpoint,
     identity: &Identity,
@@ -285,16 +296,16 @@ pub async fn maintain(
     shutdown: &mut watch::Receiver<bool>,
     events: &mut dyn Events,
     mut outbound: Option<&mut mpsc::Receiver<Message>>,
-) -> Exit {
+) -> Result<(), WorkerError> {
     let mut backoff = Backoff::default();
     loop {
         if *shutdown.borrow() {
-            return Exit::graceful();
+            return Ok(());
         }
         events.connecting();
         let connected = tokio::select! {
             result = channel::connect(endpoint, identity, options) => result,
-            _ = shutdown.changed() => return Exit::graceful(),
+            _ = shutdown.changed() => return Ok(()),
         };
         let (reason, after) = match connected {
             Ok(socket) => {
@@ -302,8 +313,8 @@ pub async fn maintain(
                 let end = channel::run(socket, shutdown, events, outbound.as_deref_mut()).await;
                 events.ended(&end);
                 match end {
-                    ChannelEnd::Shutdown => return Exit::graceful(),
-                    ChannelEnd::Stop(exit) => return exit,
+                    ChannelEnd::Shutdown => return Ok(()),
+                    ChannelEnd::Stop(error) => return Err(error),
                     ChannelEnd::Lost {
                         reason,
                         after,
@@ -316,23 +327,28 @@ pub async fn maintain(
                     }
                 }
             }
-            Err(Failure::Stop(exit)) => return exit,
+            Err(Failure::Stop(error)) => return Err(error),
             Err(Failure::Retry { reason, after }) => (reason, after),
         };
         if !reconnect {
-            return Exit::new(
-                code::OTHER,
-                format!("the control channel closed: {reason}"),
-                "run without `--no-reconnect` to reconnect by itself",
-            );
+            return Err(channel_closed(&reason));
         }
         let delay = after.unwrap_or_else(|| backoff.next_delay(&mut rand::thread_rng()));
         events.retrying(&reason, delay);
         tracing::warn!("{reason}; reconnecting in {:.1} s", delay.as_secs_f64());
         if wait_or_shutdown(delay, shutdown).await {
-            return Exit::graceful();
+            return Ok(());
         }
     }
+}
+
+/// The channel closed and the worker was told not to reconnect.
+fn channel_closed(reason: &str) -> WorkerError {
+    WorkerError::new(
+        Cause::ChannelClosed,
+        format!("the control channel closed: {reason}"),
+        "run without `--no-reconnect` to reconnect by itself",
+    )
 }
 
 /// Sleeps for `delay`; returns true if a shutdown came first.
@@ -345,3 +361,6 @@ async fn wait_or_shutdown(delay: Duration, shutdown: &mut watch::Receiver<bool>)
         _ = shutdown.changed() => true,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,9 @@ use muster_fs::{DirLock, FsError};
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
-use crate::exit::Exit;
+use muster_proto::api::EnrolledVia;
+
+use crate::error::WorkerError;
 
 const MACHINE_ID_FILE: &str = "machine-id";
 const IDENTITY_FILE: &str = "identity.json";
@@ -23,7 +25,7 @@ pub struct CachedIdentity {
     pub worker_id: String,
     pub name: String,
     pub api_key: String,
-    pub enrolled_via: String,
+    pub enrolled_via: EnrolledVia,
     #[serde(default)]
     pub expires_at: Option<String>,
 }
@@ -46,16 +48,16 @@ pub struct StateDir {
     _lock: DirLock,
 }
 
-fn fs_exit(error: FsError) -> Exit {
+fn fs_error(error: FsError) -> WorkerError {
     match error {
-        FsError::Locked { path, holder } => Exit::config(
+        FsError::Locked { path, holder } => WorkerError::config(
             format!(
                 "state dir `{}` is in use by another worker process (pid {holder})",
                 path.display()
             ),
             "give each worker process its own `--state-dir`",
         ),
-        other => Exit::config(
+        other => WorkerError::config(
             other.to_string(),
             "check the state dir's path and permissions (`--state-dir`)",
         ),
@@ -64,13 +66,13 @@ fn fs_exit(error: FsError) -> Exit {
 
 impl StateDir {
     /// Creates (owner-only) and locks the state dir, and reads or creates the machine id.
-    pub fn open(root: &Path) -> Result<Self, Exit> {
-        muster_fs::ensure_private_dir(root).map_err(fs_exit)?;
-        let lock = DirLock::acquire(root, LOCK_FILE).map_err(fs_exit)?;
+    pub fn open(root: &Path) -> Result<Self, WorkerError> {
+        muster_fs::ensure_private_dir(root).map_err(fs_error)?;
+        let lock = DirLock::acquire(root, LOCK_FILE).map_err(fs_error)?;
         let id_path = root.join(MACHINE_ID_FILE);
-        let machine_id = match muster_fs::read_optional(&id_path).map_err(fs_exit)? {
+        let machine_id = match muster_fs::read_optional(&id_path).map_err(fs_error)? {
             Some(text) => MachineId::parse(text.trim()).map_err(|e| {
-                Exit::config(
+                WorkerError::config(
                     format!("`{}` is corrupt: {e}", id_path.display()),
                     "delete the file to make this a new machine (it must then enroll again)",
                 )
@@ -78,7 +80,7 @@ impl StateDir {
             None => {
                 let id = MachineId::generate(&mut OsRng);
                 muster_fs::write_private(&id_path, format!("{id}\n").as_bytes())
-                    .map_err(fs_exit)?;
+                    .map_err(fs_error)?;
                 id
             }
         };
@@ -101,13 +103,13 @@ impl StateDir {
         self.root.join(IDENTITY_FILE)
     }
 
-    pub fn load_identity(&self) -> Result<Option<CachedIdentity>, Exit> {
+    pub fn load_identity(&self) -> Result<Option<CachedIdentity>, WorkerError> {
         let path = self.identity_path();
-        let Some(text) = muster_fs::read_optional(&path).map_err(fs_exit)? else {
+        let Some(text) = muster_fs::read_optional(&path).map_err(fs_error)? else {
             return Ok(None);
         };
         serde_json::from_str(&text).map(Some).map_err(|e| {
-            Exit::config(
+            WorkerError::config(
                 format!(
                     "the cached identity `{}` is unreadable: {e}",
                     path.display()
@@ -118,9 +120,9 @@ impl StateDir {
     }
 
     /// Caches the identity: on disk, whole, before the worker uses it.
-    pub fn save_identity(&self, identity: &CachedIdentity) -> Result<(), Exit> {
+    pub fn save_identity(&self, identity: &CachedIdentity) -> Result<(), WorkerError> {
         let json = serde_json::to_vec_pretty(identity).unwrap_or_default();
-        muster_fs::write_private(&self.identity_path(), &json).map_err(fs_exit)
+        muster_fs::write_private(&self.identity_path(), &json).map_err(fs_error)
     }
 
     pub fn jobs_dir(&self) -> PathBuf {
@@ -144,7 +146,7 @@ mod tests {
             worker_id: "w".into(),
             name: "n".into(),
             api_key: "mk_secret".into(),
-            enrolled_via: "token".into(),
+            enrolled_via: EnrolledVia::Token,
             expires_at: None,
         };
         second.save_identity(&identity).unwrap();
@@ -163,11 +165,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _first = StateDir::open(dir.path()).unwrap();
         let err = StateDir::open(dir.path()).err().unwrap();
-        assert_eq!(err.code, crate::exit::code::CONFIG);
+        assert_eq!(err.exit_code(), crate::classify::code::CONFIG);
         assert!(
-            err.message.contains("in use by another worker process"),
-            "{}",
-            err.message
+            err.message().contains("in use by another worker process"),
+            "{err}"
         );
     }
 
@@ -177,6 +178,6 @@ mod tests {
         let state = StateDir::open(dir.path()).unwrap();
         std::fs::write(state.identity_path(), "{not json").unwrap();
         let err = state.load_identity().unwrap_err();
-        assert!(err.message.contains("unreadable"), "{}", err.message);
+        assert!(err.message().contains("unreadable"), "{err}");
     }
 }

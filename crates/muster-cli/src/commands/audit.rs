@@ -2,9 +2,11 @@
 
 use crate::admin;
 use crate::cli::AuditArgs;
-use crate::output::{Failure, print_json, print_table, table};
+use crate::error::CliError;
+use crate::output::print_json;
+use crate::tables;
 
-pub async fn run(args: AuditArgs) -> Result<(), Failure> {
+pub async fn run(args: AuditArgs) -> Result<(), CliError> {
     let mut query = vec![("limit", args.limit.to_string())];
     if let Some(action) = &args.action {
         query.push(("action", action.clone()));
@@ -12,10 +14,7 @@ pub async fn run(args: AuditArgs) -> Result<(), Failure> {
     if let Some(q) = &args.search {
         query.push(("q", q.clone()));
     }
-    let entries = admin::client(&args.admin)?
-        .audit(&query)
-        .await
-        .map_err(Failure::from_client)?;
+    let entries = admin::client(&args.admin)?.audit(&query).await?;
     if args.admin.json {
         print_json(&entries);
         return Ok(());
@@ -24,20 +23,6 @@ pub async fn run(args: AuditArgs) -> Result<(), Failure> {
         println!("No audit records match.");
         return Ok(());
     }
-    let mut t = table(&[
-        "TIME", "ACTOR", "ACTION", "TARGET", "FROM", "OUTCOME", "DETAIL",
-    ]);
-    for e in &entries {
-        t.add_row(vec![
-            e.at.split('.').next().unwrap_or(&e.at).replace('T', " "),
-            e.actor.clone(),
-            e.action.clone(),
-            e.target.clone(),
-            e.remote_addr.clone().unwrap_or_else(|| "-".into()),
-            e.outcome.clone(),
-            e.detail.clone(),
-        ]);
-    }
-    print_table(t);
+    println!("{}", tables::audit(&entries));
     Ok(())
 }

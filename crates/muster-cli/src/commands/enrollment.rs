@@ -6,15 +6,14 @@ use muster_proto::api::{EnableEnrollmentRequest, EnableEnrollmentResponse, Enrol
 
 use crate::admin;
 use crate::cli::{EnrollmentCommand, SecretArgs};
-use crate::output::{Failure, print_json, print_table, table, when};
+use crate::error::CliError;
+use crate::output::{now, print_json};
+use crate::tables;
 
-pub async fn run(command: EnrollmentCommand) -> Result<(), Failure> {
+pub async fn run(command: EnrollmentCommand) -> Result<(), CliError> {
     match command {
         EnrollmentCommand::Status { admin } => {
-            let status = admin::client(&admin)?
-                .enrollment_status()
-                .await
-                .map_err(Failure::from_client)?;
+            let status = admin::client(&admin)?.enrollment_status().await?;
             if admin.json {
                 print_json(&status);
             } else {
@@ -30,7 +29,7 @@ pub async fn run(command: EnrollmentCommand) -> Result<(), Failure> {
         } => {
             if let Some(w) = &window {
                 muster_core::parse_duration(w)
-                    .map_err(|e| Failure::usage(e.to_string(), "for example `--for 2h`"))?;
+                    .map_err(|e| CliError::usage(e.to_string(), "for example `--for 2h`"))?;
             }
             let (secret_value, generate) = read_secret(&secret)?;
             let request = EnableEnrollmentRequest {
@@ -40,17 +39,11 @@ pub async fn run(command: EnrollmentCommand) -> Result<(), Failure> {
                 max_enrollments,
                 name_pattern,
             };
-            let answer = admin::client(&admin)?
-                .enable_enrollment(&request)
-                .await
-                .map_err(Failure::from_client)?;
+            let answer = admin::client(&admin)?.enable_enrollment(&request).await?;
             print_answer(&answer, admin.json, "Auto-enrollment is on.");
         }
         EnrollmentCommand::Disable { admin } => {
-            let status = admin::client(&admin)?
-                .disable_enrollment()
-                .await
-                .map_err(Failure::from_client)?;
+            let status = admin::client(&admin)?.disable_enrollment().await?;
             if admin.json {
                 print_json(&status);
             } else {
@@ -62,7 +55,7 @@ pub async fn run(command: EnrollmentCommand) -> Result<(), Failure> {
         EnrollmentCommand::Rotate { secret, admin } => {
             let (secret_value, generate) = read_secret(&secret)?;
             if secret_value.is_none() && !generate {
-                return Err(Failure::usage(
+                return Err(CliError::usage(
                     "rotate needs a new secret",
                     "pass `--generate`, or `--secret-file FILE`",
                 ));
@@ -72,10 +65,7 @@ pub async fn run(command: EnrollmentCommand) -> Result<(), Failure> {
                 generate,
                 ..Default::default()
             };
-            let answer = admin::client(&admin)?
-                .rotate_enrollment(&request)
-                .await
-                .map_err(Failure::from_client)?;
+            let answer = admin::client(&admin)?.rotate_enrollment(&request).await?;
             print_answer(
                 &answer,
                 admin.json,
@@ -87,7 +77,7 @@ pub async fn run(command: EnrollmentCommand) -> Result<(), Failure> {
 }
 
 /// Reads `--secret-file` (or stdin for `-`), checking the length rule before anything is sent.
-fn read_secret(args: &SecretArgs) -> Result<(Option<String>, bool), Failure> {
+fn read_secret(args: &SecretArgs) -> Result<(Option<String>, bool), CliError> {
     let Some(path) = &args.secret_file else {
         return Ok((None, args.generate));
     };
@@ -98,14 +88,14 @@ fn read_secret(args: &SecretArgs) -> Result<(Option<String>, bool), Failure> {
         std::fs::read_to_string(path).map(|t| text = t)
     };
     read.map_err(|e| {
-        Failure::usage(
+        CliError::usage(
             format!("cannot read `{}`: {e}", path.display()),
             "give a readable file, or `-` for standard input",
         )
     })?;
     let secret = text.trim_end_matches(['\n', '\r']).to_owned();
     muster_core::credentials::validate_shared_secret(&secret).map_err(|e| {
-        Failure::usage(
+        CliError::usage(
             e.to_string(),
             "use `--generate` for a random 43-character secret",
         )
@@ -136,35 +126,5 @@ fn print_answer(answer: &EnableEnrollmentResponse, json: bool, headline: &str) {
 }
 
 fn print_status(s: &EnrollmentStatus) {
-    let mut t = table(&["SETTING", "VALUE"]);
-    t.add_row(vec![
-        "auto-enrollment".into(),
-        if s.enabled { "enabled" } else { "disabled" }.to_owned(),
-    ]);
-    t.add_row(vec![
-        "secret set".into(),
-        s.secret_set_at
-            .as_deref()
-            .map_or("never".into(), |t| when(Some(t))),
-    ]);
-    t.add_row(vec![
-        "workers enrolled with it".into(),
-        s.enrolled_count.to_string(),
-    ]);
-    t.add_row(vec![
-        "window closes".into(),
-        s.window_closes_at
-            .as_deref()
-            .map_or("-".into(), |t| when(Some(t))),
-    ]);
-    let used = match s.max_enrollments {
-        Some(max) => format!("{} of {max}", s.enrollments_in_window),
-        None => s.enrollments_in_window.to_string(),
-    };
-    t.add_row(vec!["enrollments in this window".into(), used]);
-    t.add_row(vec![
-        "name pattern".into(),
-        s.name_pattern.clone().unwrap_or_else(|| "-".into()),
-    ]);
-    print_table(t);
+    println!("{}", tables::enrollment(s, now()));
 }

@@ -9,11 +9,26 @@ mod worker;
 mod workers;
 
 use crate::cli::{Cli, Command};
-use crate::output::{Failure, print_error};
+use crate::error::CliError;
+use crate::output::print_error;
 
 /// Runs the command and returns the process exit code.
 pub async fn dispatch(cli: Cli) -> u8 {
-    let result = match cli.command {
+    match run(cli).await {
+        Ok(()) => 0,
+        Err(error) => {
+            // A failure without a message is silent: `job run` passing on a command's exit code.
+            if let Some(message) = error.message() {
+                print_error(&message, error.hint().as_deref());
+            }
+            error.exit_code()
+        }
+    }
+}
+
+/// Runs the command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Worker(args) => worker::run(args).await,
         Command::Token(cmd) => token::run(cmd).await,
@@ -21,33 +36,22 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Command::Job(cmd) => job::run(cmd).await,
         Command::Enrollment(cmd) => enrollment::run(cmd).await,
         Command::Audit(args) => audit::run(args).await,
-    };
-    match result {
-        Ok(()) => 0,
-        Err(Failure {
-            message,
-            hint,
-            code,
-        }) => {
-            // An empty message is a silent failure: `job run` passing on a command's exit code.
-            if !message.is_empty() {
-                print_error(&message, hint.as_deref());
-            }
-            code
-        }
     }
 }
 
 /// Parses repeated `--label k=v` arguments into the wire form.
 pub fn parse_labels(
     inputs: &[String],
-) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+) -> Result<std::collections::BTreeMap<String, String>, CliError> {
     muster_core::Labels::parse_all(inputs.iter().map(String::as_str))
         .map(muster_core::Labels::into_map)
         .map_err(|e| {
-            Failure::usage(
+            CliError::usage(
                 e.to_string(),
                 "labels are `key=value`, like `--label region=eu`",
             )
         })
 }
+
+#[cfg(test)]
+mod tests;

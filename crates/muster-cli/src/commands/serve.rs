@@ -3,9 +3,9 @@
 use muster_server::{ServeConfig, TlsMode};
 
 use crate::cli::{ServeArgs, default_data_dir};
-use crate::output::Failure;
+use crate::error::CliError;
 
-pub async fn run(args: ServeArgs) -> Result<(), Failure> {
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut config = ServeConfig::new(args.data_dir.unwrap_or_else(default_data_dir));
     config.listen = args.listen;
     config.tls = match (args.no_tls, args.tls_cert, args.tls_key) {
@@ -20,7 +20,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     config.idle_timeout = args.idle_timeout;
     config.reconnect_spread = args.reconnect_spread;
     if config.idle_timeout <= config.heartbeat {
-        return Err(Failure::usage(
+        return Err(CliError::usage(
             "`--idle-timeout` must be longer than `--heartbeat`",
             "use an idle timeout of about three heartbeats",
         ));
@@ -66,10 +66,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         );
     })
     .await
-    .map_err(|e| Failure {
+    .map_err(|e| CliError::Serve {
         message: e.to_string().replace('\n', " "),
         hint: e.hint().map(str::to_owned),
-        code: 1,
     })
 }
 

@@ -5,9 +5,11 @@ use muster_proto::api::{CreateTokenRequest, TokenView};
 use crate::admin;
 use crate::cli::TokenCommand;
 use crate::commands::parse_labels;
-use crate::output::{self, Failure, print_json, print_table, table, when};
+use crate::error::CliError;
+use crate::output::{now, print_json, when};
+use crate::tables;
 
-pub async fn run(command: TokenCommand) -> Result<(), Failure> {
+pub async fn run(command: TokenCommand) -> Result<(), CliError> {
     match command {
         TokenCommand::Create {
             name,
@@ -17,9 +19,9 @@ pub async fn run(command: TokenCommand) -> Result<(), Failure> {
         } => {
             // Check what can be checked here, so a typo never reaches the server.
             muster_core::Name::parse(&name)
-                .map_err(|e| Failure::usage(e.to_string(), "for example `ingest-01`"))?;
+                .map_err(|e| CliError::usage(e.to_string(), "for example `ingest-01`"))?;
             muster_core::parse_duration(&duration)
-                .map_err(|e| Failure::usage(e.to_string(), "for example `--duration 24h`"))?;
+                .map_err(|e| CliError::usage(e.to_string(), "for example `--duration 24h`"))?;
             let labels = parse_labels(&labels)?;
             let client = admin::client(&admin)?;
             let created = client
@@ -28,8 +30,7 @@ pub async fn run(command: TokenCommand) -> Result<(), Failure> {
                     duration,
                     labels,
                 })
-                .await
-                .map_err(Failure::from_client)?;
+                .await?;
             if admin.json {
                 print_json(&serde_json::json!({
                     "name": created.name,
@@ -41,7 +42,7 @@ pub async fn run(command: TokenCommand) -> Result<(), Failure> {
                 println!(
                     "Created enrollment token `{}`, expiring {}.",
                     created.name,
-                    when(Some(&created.expires_at))
+                    when(Some(&created.expires_at), now())
                 );
                 println!();
                 println!("  {}", created.token);
@@ -53,10 +54,7 @@ pub async fn run(command: TokenCommand) -> Result<(), Failure> {
             Ok(())
         }
         TokenCommand::List { admin } => {
-            let tokens = admin::client(&admin)?
-                .list_tokens()
-                .await
-                .map_err(Failure::from_client)?;
+            let tokens = admin::client(&admin)?.list_tokens().await?;
             if admin.json {
                 print_json(&tokens);
             } else if tokens.is_empty() {
@@ -64,33 +62,17 @@ pub async fn run(command: TokenCommand) -> Result<(), Failure> {
                     "No enrollment tokens. Mint one with `muster token create NAME --duration 24h`."
                 );
             } else {
-                let mut t = table(&["NAME", "STATE", "EXPIRES", "BOUND MACHINE", "LABELS"]);
-                for token in &tokens {
-                    t.add_row(vec![
-                        token.name.clone(),
-                        token.state.clone(),
-                        when(Some(&token.expires_at)),
-                        output::or_dash(token.bound_machine.as_deref()),
-                        output::labels(&token.labels),
-                    ]);
-                }
-                print_table(t);
+                println!("{}", tables::tokens(&tokens, now()));
             }
             Ok(())
         }
         TokenCommand::Show { name, admin } => {
-            let token = admin::client(&admin)?
-                .show_token(&name)
-                .await
-                .map_err(Failure::from_client)?;
+            let token = admin::client(&admin)?.show_token(&name).await?;
             print_one(&token, admin.json);
             Ok(())
         }
         TokenCommand::Revoke { name, admin } => {
-            let token = admin::client(&admin)?
-                .revoke_token(&name)
-                .await
-                .map_err(Failure::from_client)?;
+            let token = admin::client(&admin)?.revoke_token(&name).await?;
             if admin.json {
                 print_json(&token);
             } else {
@@ -107,23 +89,7 @@ pub async fn run(command: TokenCommand) -> Result<(), Failure> {
 fn print_one(token: &TokenView, json: bool) {
     if json {
         print_json(token);
-        return;
+    } else {
+        println!("{}", tables::token(token, now()));
     }
-    let mut t = table(&["FIELD", "VALUE"]);
-    t.add_row(vec!["name".into(), token.name.clone()]);
-    t.add_row(vec!["state".into(), token.state.clone()]);
-    t.add_row(vec!["created".into(), when(Some(&token.created_at))]);
-    t.add_row(vec!["expires".into(), when(Some(&token.expires_at))]);
-    t.add_row(vec![
-        "bound machine".into(),
-        output::or_dash(token.bound_machine.as_deref()),
-    ]);
-    t.add_row(vec!["enrolled".into(), when(token.enrolled_at.as_deref())]);
-    t.add_row(vec!["revoked".into(), when(token.revoked_at.as_deref())]);
-    t.add_row(vec![
-        "worker".into(),
-        output::or_dash(token.worker.as_deref()),
-    ]);
-    t.add_row(vec!["labels".into(), output::labels(&token.labels)]);
-    print_table(t);
 }

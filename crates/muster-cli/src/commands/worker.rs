@@ -4,9 +4,9 @@ use muster_worker::WorkerConfig;
 
 use crate::cli::{WorkerArgs, default_state_dir};
 use crate::commands::serve::shutdown_signal;
-use crate::output::Failure;
+use crate::error::CliError;
 
-pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
+pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
     let config = WorkerConfig {
         url: args.url,
         name: args.name,
@@ -31,14 +31,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), Failure> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let exit = muster_worker::run(config, shutdown).await;
-    if exit.code == 0 {
-        tracing::info!("worker stopped");
-        return Ok(());
-    }
-    Err(Failure {
-        message: exit.message,
-        hint: exit.hint,
-        code: exit.code,
-    })
+    muster_worker::run(config, shutdown).await?;
+    tracing::info!("worker stopped");
+    Ok(())
 }

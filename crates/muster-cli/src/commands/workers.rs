@@ -5,49 +5,25 @@ use muster_proto::api::{CreateWorkerRequest, WorkerView};
 use crate::admin;
 use crate::cli::WorkersCommand;
 use crate::commands::parse_labels;
-use crate::output::{self, Failure, print_json, print_table, table, when};
+use crate::error::CliError;
+use crate::output::{now, print_json};
+use crate::tables;
 
-pub async fn run(command: WorkersCommand) -> Result<(), Failure> {
+pub async fn run(command: WorkersCommand) -> Result<(), CliError> {
     match command {
         WorkersCommand::List { admin } => {
-            let workers = admin::client(&admin)?
-                .list_workers()
-                .await
-                .map_err(Failure::from_client)?;
+            let workers = admin::client(&admin)?.list_workers().await?;
             if admin.json {
                 print_json(&workers);
             } else if workers.is_empty() {
                 println!("No workers yet. Mint an enrollment token with `muster token create`.");
             } else {
-                let mut t = table(&[
-                    "NAME",
-                    "STATUS",
-                    "JOBS",
-                    "ENROLLED VIA",
-                    "MACHINE",
-                    "LABELS",
-                    "LAST SEEN",
-                ]);
-                for w in &workers {
-                    t.add_row(vec![
-                        w.name.clone(),
-                        w.status.clone(),
-                        jobs(w),
-                        w.enrolled_via.clone(),
-                        output::or_dash(w.machine_id.as_deref()),
-                        output::labels(&w.labels),
-                        when(w.last_seen_at.as_deref()),
-                    ]);
-                }
-                print_table(t);
+                println!("{}", tables::workers(&workers, now()));
             }
             Ok(())
         }
         WorkersCommand::Show { name, admin } => {
-            let worker = admin::client(&admin)?
-                .show_worker(&name)
-                .await
-                .map_err(Failure::from_client)?;
+            let worker = admin::client(&admin)?.show_worker(&name).await?;
             print_one(&worker, admin.json);
             Ok(())
         }
@@ -57,12 +33,11 @@ pub async fn run(command: WorkersCommand) -> Result<(), Failure> {
             admin,
         } => {
             muster_core::Name::parse(&name)
-                .map_err(|e| Failure::usage(e.to_string(), "for example `edge-01`"))?;
+                .map_err(|e| CliError::usage(e.to_string(), "for example `edge-01`"))?;
             let labels = parse_labels(&labels)?;
             let created = admin::client(&admin)?
                 .create_worker(&CreateWorkerRequest { name, labels })
-                .await
-                .map_err(Failure::from_client)?;
+                .await?;
             if admin.json {
                 print_json(&created);
             } else {
@@ -79,10 +54,7 @@ pub async fn run(command: WorkersCommand) -> Result<(), Failure> {
             Ok(())
         }
         WorkersCommand::Revoke { name, admin } => {
-            let worker = admin::client(&admin)?
-                .revoke_worker(&name)
-                .await
-                .map_err(Failure::from_client)?;
+            let worker = admin::client(&admin)?.revoke_worker(&name).await?;
             if admin.json {
                 print_json(&worker);
             } else {
@@ -94,10 +66,7 @@ pub async fn run(command: WorkersCommand) -> Result<(), Failure> {
             Ok(())
         }
         WorkersCommand::Remove { name, admin } => {
-            admin::client(&admin)?
-                .remove_worker(&name)
-                .await
-                .map_err(Failure::from_client)?;
+            admin::client(&admin)?.remove_worker(&name).await?;
             if admin.json {
                 print_json(&serde_json::json!({ "removed": name }));
             } else {
@@ -108,38 +77,10 @@ pub async fn run(command: WorkersCommand) -> Result<(), Failure> {
     }
 }
 
-fn jobs(w: &WorkerView) -> String {
-    if w.status != "connected" {
-        return "-".into();
-    }
-    let state = if w.running_jobs == 0 { "idle" } else { "busy" };
-    format!("{state} {}/{}", w.running_jobs, w.slots)
-}
-
 fn print_one(w: &WorkerView, json: bool) {
     if json {
         print_json(w);
-        return;
+    } else {
+        println!("{}", tables::worker(w, now()));
     }
-    let mut t = table(&["FIELD", "VALUE"]);
-    t.add_row(vec!["name".into(), w.name.clone()]);
-    t.add_row(vec!["id".into(), w.id.clone()]);
-    t.add_row(vec!["status".into(), w.status.clone()]);
-    t.add_row(vec!["jobs".into(), jobs(w)]);
-    t.add_row(vec!["enrolled via".into(), w.enrolled_via.clone()]);
-    t.add_row(vec!["token".into(), output::or_dash(w.token.as_deref())]);
-    t.add_row(vec![
-        "machine".into(),
-        output::or_dash(w.machine_id.as_deref()),
-    ]);
-    t.add_row(vec!["labels".into(), output::labels(&w.labels)]);
-    t.add_row(vec!["created".into(), when(Some(&w.created_at))]);
-    t.add_row(vec!["expires".into(), when(w.expires_at.as_deref())]);
-    t.add_row(vec!["revoked".into(), when(w.revoked_at.as_deref())]);
-    t.add_row(vec!["last seen".into(), when(w.last_seen_at.as_deref())]);
-    t.add_row(vec![
-        "address".into(),
-        output::or_dash(w.remote_addr.as_deref()),
-    ]);
-    print_table(t);
 }

@@ -146,12 +146,20 @@ fn output_and_exit_code_round_trip() {
     }
     assert_eq!(ended["exit_code"], 3);
     assert_eq!(ended["state"], "failed");
+    assert_eq!(
+        ended["ending"],
+        serde_json::json!({"how": "exited", "code": 3})
+    );
 
     // Killed by a signal: 128 + N.
     let out = server.cli(&["job", "run", "--", "sh", "-c", "kill -TERM $$"]);
     assert_eq!(code(&out), 143, "{out:?}");
     let shown = job(&server, &newest_job(&server));
     assert_eq!(shown["state"], "failed");
+    assert_eq!(
+        shown["ending"],
+        serde_json::json!({"how": "signalled", "signal": 15})
+    );
     assert!(
         shown["reason"]
             .as_str()
@@ -339,6 +347,7 @@ fn a_job_no_worker_takes_in_time_fails_with_a_clear_reason() {
     assert!(line.contains("no matching worker"), "{line}");
     let shown = job(&server, &newest_job(&server));
     assert_eq!(shown["state"], "failed", "{shown:#}");
+    assert_eq!(shown["ending"]["how"], "no_worker", "{shown:#}");
     assert!(shown["exit_code"].is_null(), "{shown:#}");
     assert!(shown["worker"].is_null(), "{shown:#}");
     assert!(
@@ -420,6 +429,7 @@ fn a_timeout_kills_the_whole_process_tree() {
     assert!(error_line(&run.stderr()).contains("timed out"));
     let shown = job(&server, &newest_job(&server));
     assert_eq!(shown["state"], "failed", "{shown:#}");
+    assert_eq!(shown["ending"]["how"], "timed_out", "{shown:#}");
     assert!(shown["exit_code"].is_null(), "{shown:#}");
     assert!(
         shown["reason"]

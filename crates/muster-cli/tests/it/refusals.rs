@@ -3,36 +3,42 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{STARTUP, Server, ServerOpts, Worker, find};
+use crate::harness::{STARTUP, Server, ServerOpts, Worker, find, snapshot_settings};
 
 /// A permanent failure must not wait for backoff: it ends well within this.
 pub const AT_ONCE: Duration = Duration::from_secs(5);
 
 pub fn expect_exit(worker: &mut Worker, code: i32, mention: &str) -> String {
-    let started = Instant::now();
-    let got = worker.wait_exit(STARTUP);
-    assert_eq!(got, code, "{}", worker.logs.dump());
-    let line = worker.error_line();
+    let line = exits_at_once(worker, code);
     assert!(
         line.to_lowercase().contains(&mention.to_lowercase()),
         "the error should mention `{mention}`: {line}"
     );
+    line
+}
+
+/// Waits for the worker to exit with `code` well within [`AT_ONCE`]; returns its error line.
+pub fn exits_at_once(worker: &mut Worker, code: i32) -> String {
+    let started = Instant::now();
+    let got = worker.wait_exit(STARTUP);
+    assert_eq!(got, code, "{}", worker.logs.dump());
     assert!(
         started.elapsed() < AT_ONCE,
         "exit {code} took {:?}",
         started.elapsed()
     );
-    line
+    worker.error_line()
 }
 
 #[test]
 fn permanent_refusals_exit_at_once_with_a_hint() {
     let server = Server::start_default();
     let (token, _) = server.create_token("good", "1h");
+    let mut lines = Vec::new();
 
     // No URL: a configuration error, found before any network call or state-dir write.
     let mut w = server.worker("no-url").no_url().token(&token).start();
-    expect_exit(&mut w, 2, "url");
+    lines.push(exits_at_once(&mut w, 2));
     assert!(
         !w.state_dir.exists(),
         "the worker created its state dir before checking its configuration"
@@ -45,7 +51,7 @@ fn permanent_refusals_exit_at_once_with_a_hint() {
         .arg("--label")
         .arg("no-equals-sign")
         .start();
-    expect_exit(&mut w, 2, "label");
+    lines.push(exits_at_once(&mut w, 2));
 
     // A malformed URL.
     let mut w = server
@@ -53,13 +59,12 @@ fn permanent_refusals_exit_at_once_with_a_hint() {
         .url("muster.example:7443")
         .token(&token)
         .start();
-    expect_exit(&mut w, 2, "url");
+    lines.push(exits_at_once(&mut w, 2));
 
     // http:// for the HTTPS server: the wrong scheme, named as such.
     let http_url = server.url().replacen("https://", "http://", 1);
     let mut w = server.worker("http").url(http_url).token(&token).start();
-    let line = expect_exit(&mut w, 2, "https");
-    assert!(line.contains("hint: use `https://"), "{line}");
+    lines.push(exits_at_once(&mut w, 2));
 
     // No trust for the self-signed certificate: a TLS failure with the fix in the hint.
     let mut w = server
@@ -67,8 +72,7 @@ fn permanent_refusals_exit_at_once_with_a_hint() {
         .no_fingerprint()
         .token(&token)
         .start();
-    let line = expect_exit(&mut w, 7, "certificate");
-    assert!(line.contains("--ca-fingerprint"), "{line}");
+    lines.push(exits_at_once(&mut w, 7));
 
     // A pinned fingerprint that is not the server's.
     let wrong = format!("sha256:{}", "ab".repeat(32));
@@ -79,20 +83,21 @@ fn permanent_refusals_exit_at_once_with_a_hint() {
         .arg(&wrong)
         .token(&token)
         .start();
-    expect_exit(&mut w, 7, "certificate");
+    lines.push(exits_at_once(&mut w, 7));
 
     // A malformed token.
     let mut w = server.worker("malformed").token("not-a-token").start();
-    expect_exit(&mut w, 3, "malformed");
+    lines.push(exits_at_once(&mut w, 3));
 
     // A well-formed token the server does not know (the right name, the wrong secret).
     let forged = format!("good.{}", "A".repeat(43));
     let mut w = server.worker("forged").token(&forged).start();
-    expect_exit(&mut w, 3, "not known");
+    lines.push(exits_at_once(&mut w, 3));
 
     // No credential and no cached identity.
     let mut w = server.worker("nothing").start();
-    expect_exit(&mut w, 2, "credential");
+    lines.push(exits_at_once(&mut w, 2));
+    snapshot_settings().bind(|| insta::assert_snapshot!(lines.join("\n")));
 
     // None of these bound or used the token.
     assert_eq!(server.token("good")["state"], "unused");
@@ -107,11 +112,10 @@ fn a_second_worker_process_on_one_state_dir_is_refused() {
     server.wait_status("shared-dir", "connected", STARTUP);
 
     let mut second = server.worker("one-dir").token(&token).start();
-    let line = expect_exit(&mut second, 2, "in use by another worker process");
-    assert!(
-        line.contains(&first.pid().to_string()),
-        "names the holder: {line}"
-    );
+    let line = exits_at_once(&mut second, 2);
+    // It names the holder: the first process.
+    let line = line.replace(&format!("pid {}", first.pid()), "pid [FIRST WORKER]");
+    snapshot_settings().bind(|| insta::assert_snapshot!(line));
 
     first.assert_running();
     server.wait_status("shared-dir", "connected", STARTUP);
@@ -189,11 +193,8 @@ fn an_https_url_for_a_plain_http_server_is_a_configuration_error() {
         .url(https_url)
         .token(&token)
         .start();
-    let line = expect_exit(&mut w, 2, "does not speak TLS");
-    assert!(
-        line.contains("http://"),
-        "the hint gives the right URL: {line}"
-    );
+    let line = exits_at_once(&mut w, 2);
+    snapshot_settings().bind(|| insta::assert_snapshot!(line));
     assert_eq!(server.token("plain")["state"], "unused");
 
     // With the right scheme it works.
@@ -214,9 +215,6 @@ fn a_cached_identity_unknown_to_the_server_exits_4() {
     assert!(server.workers().is_empty());
 
     let mut again = server.worker("forgotten").start();
-    let line = expect_exit(&mut again, 4, "does not know the identity cached");
-    assert!(
-        line.contains("--state-dir"),
-        "the hint says how to start over: {line}"
-    );
+    let line = exits_at_once(&mut again, 4);
+    snapshot_settings().bind(|| insta::assert_snapshot!(line));
 }

@@ -15,7 +15,7 @@ use axum::response::Response;
 use muster_core::audit::Outcome;
 use muster_core::worker::AdmitRefusal;
 use muster_core::{Labels, MachineId, Worker, WorkerId, WorkerStatus};
-use muster_proto::control::close;
+use muster_proto::control::{CloseCode, close};
 use muster_proto::{ErrorCode, PROTOCOL_VERSION, headers};
 use muster_store::flows::workers;
 use tracing::Instrument;
@@ -313,13 +313,16 @@ async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
 /// Why the jobs of a session that ended this way are lost.
 fn lost_reason(ended: &Ended) -> &'static str {
     match ended {
-        Ended::Closed(close::REVOKED) => "the worker was revoked while the job ran",
-        Ended::Closed(close::EXPIRED) => "the worker's enrollment token expired while the job ran",
-        Ended::Closed(close::GOING_AWAY) => "the server shut down while the job ran",
-        Ended::Closed(close::REMOVED | close::SUPERSEDED | close::REPLACED) => {
+        Ended::Closed(CloseCode::Revoked) => "the worker was revoked while the job ran",
+        Ended::Closed(CloseCode::Expired) => {
+            "the worker's enrollment token expired while the job ran"
+        }
+        Ended::Closed(CloseCode::GoingAway) => "the server shut down while the job ran",
+        Ended::Closed(CloseCode::Removed | CloseCode::Superseded | CloseCode::Replaced) => {
             "the worker's identity was replaced or removed while the job ran"
         }
-        Ended::Closed(_) | Ended::PeerGone => "the worker disconnected while the job ran",
+        Ended::Closed(CloseCode::Protocol | CloseCode::Idle | CloseCode::Other(_))
+        | Ended::PeerGone => "the worker disconnected while the job ran",
         Ended::Idle => "the worker stopped answering while the job ran",
     }
 }

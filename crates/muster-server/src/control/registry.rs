@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use muster_core::job::{Candidate, JobId};
 use muster_core::{Labels, Name, Timestamp, WorkerId};
-use muster_proto::control::ServerMessage;
+use muster_proto::control::{CloseCode, ServerMessage};
 use tokio::sync::Notify;
 
 /// What a session's task is asked to do by the rest of the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Close the channel with this WebSocket close code and reason, and end the session.
-    Close { code: u16, reason: String },
+    Close { code: CloseCode, reason: String },
     /// Send a control message.
     Send(ServerMessage),
 }
@@ -132,7 +132,7 @@ impl Session {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn close(&self, code: u16, reason: impl Into<String>) {
+    pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
         self.inbox.push(Command::Close {
             code,
             reason: reason.into(),
@@ -204,7 +204,7 @@ impl Registry {
     }
 
     /// Tells the worker's session, if any, to close. Returns whether there was one.
-    pub fn close(&self, worker: &WorkerId, code: u16, reason: &str) -> bool {
+    pub fn close(&self, worker: &WorkerId, code: CloseCode, reason: &str) -> bool {
         self.cuts.fetch_add(1, Ordering::SeqCst);
         match self.get(worker) {
             Some(session) => {

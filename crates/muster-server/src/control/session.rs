@@ -13,7 +13,7 @@ use axum::extract::ws::{CloseFrame, Message};
 use futures_util::future::BoxFuture;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use muster_core::Timestamp;
-use muster_proto::control::{ServerMessage, Welcome, WorkerMessage, close};
+use muster_proto::control::{CloseCode, ServerMessage, Welcome, WorkerMessage, close};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::clock::Clock;
@@ -53,7 +53,7 @@ impl Inbound for Discard {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     /// We closed it with this code.
-    Closed(u16),
+    Closed(CloseCode),
     /// The worker closed it or the socket dropped.
     PeerGone,
     /// Nothing arrived within the idle timeout.
@@ -199,12 +199,12 @@ where
 
 /// Sends a close frame and waits briefly for the worker's answering close, so the close reason
 /// is delivered before the TCP connection goes.
-async fn close_with<S>(socket: &mut S, code: u16, reason: String)
+async fn close_with<S>(socket: &mut S, code: CloseCode, reason: String)
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
 {
     let frame = CloseFrame {
-        code,
+        code: u16::from(code),
         reason: reason.into(),
     };
     if socket.send(Message::Close(Some(frame))).await.is_err() {
@@ -309,9 +309,9 @@ mod tests {
         }
     }
 
-    fn close_code(message: Option<Message>) -> Option<u16> {
+    fn close_code(message: Option<Message>) -> Option<CloseCode> {
         match message {
-            Some(Message::Close(Some(frame))) => Some(frame.code),
+            Some(Message::Close(Some(frame))) => Some(CloseCode::from(frame.code)),
             _ => None,
         }
     }
@@ -356,7 +356,7 @@ mod tests {
         });
         let code = loop {
             match pipe.from_server.recv().await {
-                Some(Message::Close(Some(frame))) => break frame.code,
+                Some(Message::Close(Some(frame))) => break CloseCode::from(frame.code),
                 Some(_) => continue,
                 None => panic!("closed without a close frame"),
             }

@@ -19,14 +19,6 @@ const PAGE: u32 = 256;
 /// How often to look for news of a job another replica runs.
 const POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
-fn stream_name(stream: u8) -> &'static str {
-    if stream == frame::STDERR {
-        "stderr"
-    } else {
-        "stdout"
-    }
-}
-
 fn line(event: &JobEvent) -> Bytes {
     let mut text = serde_json::to_vec(event).unwrap_or_default();
     text.push(b'\n');
@@ -36,7 +28,7 @@ fn line(event: &JobEvent) -> Bytes {
 fn output_line(seq: u64, stream: u8, data: &[u8]) -> Bytes {
     line(&JobEvent::Output {
         seq,
-        stream: stream_name(stream).into(),
+        stream: frame::stream(stream),
         data: STANDARD.encode(data),
     })
 }

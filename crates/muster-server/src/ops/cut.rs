@@ -8,6 +8,7 @@
 //! record (see `control::connect`), so none slips through.
 
 use muster_core::WorkerId;
+use muster_proto::control::CloseCode;
 use muster_store::{StoreError, Tx};
 
 use crate::events::ReplicaEvent;
@@ -17,12 +18,12 @@ use crate::state::AppState;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cut {
     pub worker: WorkerId,
-    pub code: u16,
+    pub code: CloseCode,
     pub reason: &'static str,
 }
 
 impl Cut {
-    pub fn new(worker: WorkerId, code: u16, reason: &'static str) -> Self {
+    pub fn new(worker: WorkerId, code: CloseCode, reason: &'static str) -> Self {
         Self {
             worker,
             code,

@@ -58,25 +58,15 @@ pub async fn submit(
         None => None,
     };
     let now = app.clock.now();
-    let job = Job {
-        id: JobId::generate(&mut OsRng),
-        command: req.command,
-        env: req.env,
-        selector: Selector { worker, labels },
-        timeout,
-        queue_deadline: now.saturating_add(queue_wait),
-        state: JobState::Queued,
-        worker_id: None,
-        worker_name: None,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        reason: None,
-        output_bytes: 0,
-        truncated: false,
-        dispatcher: None,
-    };
+    let mut job = Job::queued(
+        JobId::generate(&mut OsRng),
+        req.command,
+        Selector { worker, labels },
+        now,
+        now.saturating_add(queue_wait),
+    );
+    job.env = req.env;
+    job.timeout = timeout;
     // The audit record names the program, not its arguments: those may carry secrets.
     let detail = format!("runs `{}` on {}", job.command[0], job.selector);
     let event = app.audit_event(

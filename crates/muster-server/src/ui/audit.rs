@@ -119,7 +119,7 @@ pub async fn page(
                                 td data-label="Actor" { code.wrap { (e.actor) } }
                                 th scope="row" data-label="Action" { code { (e.action) } }
                                 td data-label="Target" { (e.target) }
-                                td data-label="Outcome" { (fmt::badge(&e.outcome)) }
+                                td data-label="Outcome" { (fmt::badge(e.outcome.as_str())) }
                                 td data-label="From" {
                                     @match &e.remote_addr { Some(a) => (a), None => (layout::none()) }
                                 }

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use muster_core::Timestamp;
 use muster_proto::ErrorCode;
-use muster_proto::api::JobView;
+use muster_proto::api::{JobState, JobView};
 use muster_proto::control::frame;
 use muster_store::OutputChunk;
 use serde::Deserialize;
@@ -22,14 +22,6 @@ use crate::ui::fmt;
 use crate::ui::layout::{self, Nav};
 use crate::ui::session::Flash;
 
-const STATES: [&str; 6] = [
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "lost",
-];
 /// Lines of output a page shows at most (the last ones: that is where a failure explains
 /// itself). `muster job logs` prints everything.
 const MAX_LINES: usize = 5_000;
@@ -49,7 +41,8 @@ pub async fn list(
 ) -> Result<Html<String>, UiError> {
     let state = query.state.trim();
     let worker = query.worker.trim();
-    let (state_error, state) = if state.is_empty() || STATES.contains(&state) {
+    let known = JobState::KNOWN.iter().any(|s| s.as_str() == state);
+    let (state_error, state) = if state.is_empty() || known {
         (None, state)
     } else {
         (Some(format!("unknown job state `{state}`")), "")
@@ -76,8 +69,8 @@ pub async fn list(
                     aria-invalid=[state_error.is_some().then_some("true")]
                     aria-describedby=(layout::described_by("filter-state", false, state_error.as_deref())) {
                     option value="" selected[state.is_empty()] { "any" }
-                    @for s in STATES {
-                        option value=(s) selected[state == s] { (s) }
+                    @for s in JobState::KNOWN {
+                        option value=(s) selected[state == s.as_str()] { (s) }
                     }
                 }
                 (layout::field_error("filter-state", state_error.as_deref()))
@@ -121,7 +114,7 @@ pub async fn list(
                                 th scope="row" data-label="Job" {
                                     a href={ "/jobs/" (job.id) } { code { (short(&job.id)) } }
                                 }
-                                td data-label="State" { (fmt::badge(&job.state)) }
+                                td data-label="State" { (fmt::badge(job.state.as_str())) }
                                 td data-label="Command" { code.command { (command_line(job)) } }
                                 td data-label="Worker" {
                                     @match &job.worker { Some(w) => (w), None => (layout::none()) }
@@ -220,7 +213,7 @@ pub async fn detail(
     let streams = Streams::parse(&query.stream);
     let live = live_part(&app, &admin, &job, streams).await?;
     let flash = admin.take_flash(&app);
-    let active = job.state == "queued" || job.state == "running";
+    let active = job.state.is_active();
     let body = html! {
         p.breadcrumb { a href="/jobs" { "Jobs" } span aria-hidden="true" { " › " } }
         h1 { "Job " code { (short(&job.id)) } }
@@ -251,7 +244,7 @@ pub async fn live(
     let job = ops::jobs::show(&app, &id).await?;
     let part = live_part(&app, &admin, &job, Streams::parse(&query.stream)).await?;
     let mut response = Html(part.into_string()).into_response();
-    if job.state != "queued" && job.state != "running" {
+    if !job.state.is_active() {
         response
             .headers_mut()
             .insert("x-muster-poll", HeaderValue::from_static("stop"));
@@ -269,7 +262,7 @@ async fn live_part(
     let now = app.clock.now();
     let (lines, dropped) = lines(&chunks, streams);
     let base = format!("/jobs/{}", job.id);
-    let active = job.state == "queued" || job.state == "running";
+    let active = job.state.is_active();
     Ok(html! {
         // Inside the refreshed part, so the button goes away by itself when the job ends.
         @if active {
@@ -279,7 +272,7 @@ async fn live_part(
             }
         }
         dl.facts.columns {
-            div { dt { "State" } dd { (fmt::badge(&job.state)) } }
+            div { dt { "State" } dd { (fmt::badge(job.state.as_str())) } }
             div { dt { "Worker" } dd { @match &job.worker { Some(w) => (w), None => span.muted { "not placed yet" } } } }
             div { dt { "Exit code" } dd { @match job.exit_code { Some(c) => (c), None => (layout::none()) } } }
             div { dt { "Runs on" } dd { (layout::ticks(&job.selector)) } }
@@ -316,8 +309,8 @@ async fn live_part(
             }
             @if lines.is_empty() {
                 p.empty.muted {
-                    @if job.state == "queued" { "No output yet: the job waits for a worker." }
-                    @else if job.state == "running" { "No output yet." }
+                    @if job.state == JobState::Queued { "No output yet: the job waits for a worker." }
+                    @else if job.state == JobState::Running { "No output yet." }
                     @else { "The job printed nothing." }
                 }
             } @else {
@@ -385,7 +378,7 @@ pub async fn cancel(
 ) -> Result<Response, UiError> {
     let job = ops::jobs::job_id(&id)?;
     match ops::jobs::cancel(&app, &admin.admin, job.as_str()).await {
-        Ok(view) if view.state == "cancelled" => {
+        Ok(view) if view.state == JobState::Cancelled => {
             admin.flash(&app, Flash::Done("the job was cancelled".into()));
         }
         Ok(_) => admin.flash(
@@ -438,7 +431,7 @@ mod tests {
     fn commands_are_quoted_like_a_shell() {
         let mut job = JobView {
             id: "x".into(),
-            state: "queued".into(),
+            state: JobState::Queued,
             worker: None,
             exit_code: None,
             command: vec!["sh".into(), "-c".into(), "echo it's <b>".into()],
@@ -448,6 +441,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             reason: None,
+            ending: None,
             timeout_ms: None,
             output_bytes: 0,
             output_truncated: false,

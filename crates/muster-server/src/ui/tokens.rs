@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use muster_core::{Labels, Timestamp};
 use muster_proto::ErrorCode;
-use muster_proto::api::{CreateTokenRequest, LabelMap, TokenView};
+use muster_proto::api::{CreateTokenRequest, LabelMap, TokenState, TokenView};
 use serde::Deserialize;
 
 use crate::ops;
@@ -201,7 +201,7 @@ fn list(now: Timestamp, tokens: &[TokenView]) -> Markup {
                         @for t in tokens {
                             tr {
                                 th scope="row" data-label="Name" { span.name { (t.name) } }
-                                td data-label="State" { (fmt::badge(&t.state)) }
+                                td data-label="State" { (fmt::badge(t.state.as_str())) }
                                 td data-label="Expires" { (fmt::when(now, Some(&t.expires_at), "")) }
                                 td data-label="Bound machine" { (fmt::short_id(t.bound_machine.as_deref())) }
                                 td data-label="Worker" {
@@ -213,7 +213,7 @@ fn list(now: Timestamp, tokens: &[TokenView]) -> Markup {
                                 td data-label="Labels" { (fmt::labels(&t.labels)) }
                                 td data-label="Created" { (fmt::when(now, Some(&t.created_at), "")) }
                                 td.row-actions {
-                                    @if t.state == "unused" || t.state == "enrolled" {
+                                    @if matches!(t.state, TokenState::Unused | TokenState::Enrolled) {
                                         a.button.danger.small href={ "/tokens/" (t.name) "/revoke" } {
                                             "Revoke" span.visually-hidden { " token " (t.name) }
                                         }
@@ -302,7 +302,7 @@ pub async fn confirm_revoke(
     Path(name): Path<String>,
 ) -> Result<Response, UiError> {
     let token = ops::tokens::show(&app, &name).await?;
-    if token.state == "revoked" || token.state == "expired" {
+    if matches!(token.state, TokenState::Revoked | TokenState::Expired) {
         admin.flash(
             &app,
             Flash::Done(format!("token `{}` is already {}", token.name, token.state)),

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use muster_core::{Labels, Timestamp};
-use muster_proto::api::WorkerView;
+use muster_proto::api::{EnrolledVia, WorkerStatus, WorkerView};
 use serde::Deserialize;
 
 use crate::ops;
@@ -158,7 +158,10 @@ pub async fn live(
 }
 
 fn summary(shown: &[&WorkerView], total: usize) -> String {
-    let connected = shown.iter().filter(|w| w.status == "connected").count();
+    let connected = shown
+        .iter()
+        .filter(|w| w.status == WorkerStatus::Connected)
+        .count();
     let busy = shown.iter().filter(|w| w.running_jobs > 0).count();
     let noun = if total == 1 { "worker" } else { "workers" };
     if shown.len() == total {
@@ -217,11 +220,11 @@ fn fleet(now: Timestamp, workers: &[WorkerView], filter: &Filter) -> Markup {
 }
 
 fn row(now: Timestamp, w: &WorkerView) -> Markup {
-    let connected = w.status == "connected";
+    let connected = w.status == WorkerStatus::Connected;
     html! {
         tr data-status=(w.status) {
             th scope="row" data-label="Name" { span.name { (w.name) } }
-            td data-label="Status" { (fmt::badge(&w.status)) }
+            td data-label="Status" { (fmt::badge(w.status.as_str())) }
             td data-label="Activity" {
                 @if !connected {
                     (layout::none())
@@ -243,11 +246,11 @@ fn row(now: Timestamp, w: &WorkerView) -> Markup {
                 @if connected { "now" } @else { (fmt::when(now, w.last_seen_at.as_deref(), "never")) }
             }
             td.row-actions {
-                @if w.enrolled_via == "builtin" {
+                @if w.enrolled_via == EnrolledVia::Builtin {
                     span.muted title="The built-in worker runs inside the server; start the server with --no-builtin-worker to do without it" {
                         "cannot be revoked"
                     }
-                } @else if w.status != "revoked" {
+                } @else if w.status != WorkerStatus::Revoked {
                     a.button.danger.small id={ "revoke-" (w.name) } href={ "/workers/" (w.name) "/revoke" } {
                         "Revoke" span.visually-hidden { " " (w.name) }
                     }
@@ -264,7 +267,7 @@ pub async fn confirm_revoke(
 ) -> Result<Response, UiError> {
     let worker = ops::workers::show(&app, &name).await?;
     let flash = admin.take_flash(&app);
-    if worker.status == "revoked" {
+    if worker.status == WorkerStatus::Revoked {
         admin.flash(
             &app,
             Flash::Done(format!("worker `{}` is already revoked", worker.name)),
@@ -283,11 +286,11 @@ pub async fn confirm_revoke(
                 p { "Its enrollment token " code { (token) } " is revoked with it." }
             }
             dl.facts {
-                dt { "Status" } dd { (fmt::badge(&worker.status)) }
+                dt { "Status" } dd { (fmt::badge(worker.status.as_str())) }
                 dt { "Enrolled via" } dd { (worker.enrolled_via) }
                 dt { "Machine" } dd { (fmt::short_id(worker.machine_id.as_deref())) }
                 dt { "Last seen" } dd {
-                    @if worker.status == "connected" { "now" } @else { (fmt::when(now, worker.last_seen_at.as_deref(), "never")) }
+                    @if worker.status == WorkerStatus::Connected { "now" } @else { (fmt::when(now, worker.last_seen_at.as_deref(), "never")) }
                 }
             }
             form method="post" action={ "/workers/" (worker.name) "/revoke" } {
@@ -338,8 +341,8 @@ mod tests {
         WorkerView {
             id: "0".repeat(32),
             name: name.into(),
-            status: "connected".into(),
-            enrolled_via: "secret".into(),
+            status: WorkerStatus::Connected,
+            enrolled_via: EnrolledVia::Secret,
             machine_id: None,
             labels: labels
                 .iter()

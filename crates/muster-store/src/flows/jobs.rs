@@ -91,6 +91,7 @@ pub fn end(
         at,
         exit_code: ending.exit_code(),
         reason: ending.reason(),
+        ending: ending.kind(),
     };
     if !tx.end_job(id, job.state, &end)? {
         return Ok(None);

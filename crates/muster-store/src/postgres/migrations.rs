@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_jobs.sql")),
     (3, include_str!("migrations/0003_indexes.sql")),
     (4, include_str!("migrations/0004_job_dispatcher.sql")),
+    (5, include_str!("migrations/0005_job_ending.sql")),
 ];
 
 /// The advisory lock that serializes migrations: "muster" in ASCII. Advisory locks are per

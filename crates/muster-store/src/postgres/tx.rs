@@ -51,6 +51,8 @@ fn job_from_row(row: &Row) -> StoreResult<Job> {
         output_bytes: col(row, 15)?,
         truncated: col(row, 16)?,
         dispatcher: col(row, 17)?,
+        ending: col(row, 18)?,
+        signal: col(row, 19)?,
     }
     .into_job()
 }
@@ -228,7 +230,7 @@ impl Tx for PgTx<'_> {
         self.execute(
             &format!(
                 "INSERT INTO jobs ({JOB_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
             ),
             &[
                 &c.id,
@@ -249,6 +251,8 @@ impl Tx for PgTx<'_> {
                 &c.output_bytes,
                 &c.truncated,
                 &c.dispatcher,
+                &c.ending,
+                &c.signal,
             ],
         )?;
         Ok(())
@@ -311,7 +315,8 @@ impl Tx for PgTx<'_> {
 
     fn end_job(&mut self, id: &JobId, from: JobState, end: &JobEnd) -> StoreResult<bool> {
         let n = self.execute(
-            "UPDATE jobs SET state = $3, finished_at = $4, exit_code = $5, reason = $6
+            "UPDATE jobs SET state = $3, finished_at = $4, exit_code = $5, reason = $6,
+             ending = $7, signal = $8
              WHERE id = $1 AND state = $2",
             &[
                 &id.as_str(),
@@ -320,6 +325,8 @@ impl Tx for PgTx<'_> {
                 &end.at.unix_millis(),
                 &end.exit_code.map(i64::from),
                 &end.reason,
+                &end.ending.as_str(),
+                &end.ending.signal().map(i64::from),
             ],
         )?;
         Ok(n == 1)

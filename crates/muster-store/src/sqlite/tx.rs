@@ -47,6 +47,8 @@ fn read_job_row(row: &Row<'_>) -> rusqlite::Result<JobColumns> {
         output_bytes: row.get(15)?,
         truncated: row.get(16)?,
         dispatcher: row.get(17)?,
+        ending: row.get(18)?,
+        signal: row.get(19)?,
     })
 }
 
@@ -210,7 +212,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO jobs ({JOB_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
             ))?
             .execute(params![
                 c.id,
@@ -231,6 +233,8 @@ impl Tx for SqliteTx<'_> {
                 c.output_bytes,
                 c.truncated,
                 c.dispatcher,
+                c.ending,
+                c.signal,
             ])?;
         Ok(())
     }
@@ -302,7 +306,8 @@ impl Tx for SqliteTx<'_> {
         let n = self
             .conn
             .prepare_cached(
-                "UPDATE jobs SET state = ?3, finished_at = ?4, exit_code = ?5, reason = ?6
+                "UPDATE jobs SET state = ?3, finished_at = ?4, exit_code = ?5, reason = ?6,
+                 ending = ?7, signal = ?8
                  WHERE id = ?1 AND state = ?2",
             )?
             .execute(params![
@@ -311,7 +316,9 @@ impl Tx for SqliteTx<'_> {
                 end.state.as_str(),
                 end.at.unix_millis(),
                 end.exit_code,
-                end.reason
+                end.reason,
+                end.ending.as_str(),
+                end.ending.signal()
             ])?;
         Ok(n == 1)
     }

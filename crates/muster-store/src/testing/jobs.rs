@@ -12,28 +12,19 @@ use crate::flows::jobs;
 use crate::tx::JobFilter;
 
 pub fn job(id: &str, created: i64) -> Job {
-    Job {
-        id: JobId::parse(id).expect("job id"),
-        command: vec!["echo".into(), "hi".into()],
-        env: [("K".to_owned(), "secret-value".to_owned())].into(),
-        selector: Selector {
+    let mut job = Job::queued(
+        JobId::parse(id).expect("job id"),
+        vec!["echo".into(), "hi".into()],
+        Selector {
             worker: None,
             labels: Labels::parse_list("pool=a").expect("labels"),
         },
-        timeout: Some(Duration::from_secs(30)),
-        queue_deadline: at(created + 600_000),
-        state: JobState::Queued,
-        worker_id: None,
-        worker_name: None,
-        created_at: at(created),
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        reason: None,
-        output_bytes: 0,
-        truncated: false,
-        dispatcher: None,
-    }
+        at(created),
+        at(created + 600_000),
+    );
+    job.env = [("K".to_owned(), "secret-value".to_owned())].into();
+    job.timeout = Some(Duration::from_secs(30));
+    job
 }
 
 async fn submit_job(store: &Store, j: Job) {
@@ -98,6 +89,11 @@ pub async fn jobs_start_once_end_once_and_recover(store: Store) {
         (ended.state, ended.exit_code, ended.worker_name.clone()),
         (JobState::Failed, Some(3), Some(wname.clone()))
     );
+    assert_eq!(
+        ended.ending,
+        Some(muster_core::job::EndingKind::Exited(3)),
+        "the kind is kept"
+    );
     let id = a1.clone();
     let again = store
         .write(move |tx| jobs::end(tx, &id, &Ending::Lost("late".into()), at(30)))
@@ -114,7 +110,9 @@ pub async fn jobs_start_once_end_once_and_recover(store: Store) {
         .await
         .expect("cancel");
     assert!(
-        matches!(c, jobs::Cancel::Dequeued(ref j) if j.state == JobState::Cancelled),
+        matches!(c, jobs::Cancel::Dequeued(ref j)
+            if j.state == JobState::Cancelled
+                && j.ending == Some(muster_core::job::EndingKind::Cancelled)),
         "{c:?}"
     );
     let a3 = JobId::parse("00000000000000a3").expect("id");

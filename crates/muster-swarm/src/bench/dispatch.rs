@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use base64::Engine;
 use muster_client::Client;
-use muster_proto::api::{CreateTokenRequest, JobEvent, SubmitJobRequest};
+use muster_proto::api::{
+    CreateTokenRequest, JobEvent, JobState, OutputStream, SubmitJobRequest, WorkerStatus,
+};
 
 use crate::clock::{ms_between, now_us};
 use crate::sys;
@@ -73,7 +75,7 @@ async fn run_jobs(admin: &Client, jobs: usize) -> anyhow::Result<Dispatch> {
     let waited = Instant::now();
     loop {
         if let Ok(w) = admin.show_worker(WORKER).await
-            && w.status == "connected"
+            && w.status == WorkerStatus::Connected
         {
             break;
         }
@@ -113,10 +115,14 @@ async fn one_job(admin: &Client) -> anyhow::Result<f64> {
         .await?;
     let mut events = admin.job_output(&job.id, 0, true).await?;
     let mut stdout = Vec::new();
-    let mut state = String::new();
+    let mut state = JobState::Unknown;
     while let Some(event) = events.next().await? {
         match event {
-            JobEvent::Output { stream, data, .. } if stream == "stdout" => {
+            JobEvent::Output {
+                stream: OutputStream::Stdout,
+                data,
+                ..
+            } => {
                 stdout.extend(base64::engine::general_purpose::STANDARD.decode(data)?);
             }
             JobEvent::End { job } => {
@@ -126,7 +132,7 @@ async fn one_job(admin: &Client) -> anyhow::Result<f64> {
             _ => {}
         }
     }
-    if state != "succeeded" {
+    if state != JobState::Succeeded {
         bail!("job {} ended `{state}`", job.id);
     }
     let text = String::from_utf8_lossy(&stdout);

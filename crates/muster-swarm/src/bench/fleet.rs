@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use muster_proto::control::CloseCode;
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, ChildStdin, Command};
 
@@ -22,7 +23,7 @@ pub struct Rec {
     pub connected: bool,
     pub last_welcome: Option<u64>,
     /// Close code and time of the last close frame.
-    pub close_frame: Option<(u16, u64)>,
+    pub close_frame: Option<(CloseCode, u64)>,
     /// Exit code, time and reason, if the worker stopped for good.
     pub gave_up: Option<(u8, u64, String)>,
 }
@@ -63,7 +64,7 @@ impl Tracker {
                 }
             }
             Event::CloseFrame { w, t, code, .. } => {
-                s.workers.entry(w).or_default().close_frame = Some((code, t));
+                s.workers.entry(w).or_default().close_frame = Some((CloseCode::from(code), t));
             }
             Event::GaveUp { w, t, exit, reason } => {
                 s.workers.entry(w).or_default().gave_up = Some((exit, t, reason));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use muster_client::Client;
-use muster_proto::api::{JobEvent, SubmitJobRequest};
+use muster_proto::api::{JobEvent, JobState, SubmitJobRequest};
 use tokio::sync::Semaphore;
 
 use super::fleet::{Fleet, Target};
@@ -132,7 +132,7 @@ async fn one_job(admin: &Client) -> anyhow::Result<()> {
     let mut events = admin.job_output(&job.id, 0, true).await?;
     while let Some(event) = events.next().await? {
         if let JobEvent::End { job } = event {
-            if job.state == "succeeded" {
+            if job.state == JobState::Succeeded {
                 return Ok(());
             }
             bail!("job {} ended `{}`: {:?}", job.id, job.state, job.reason);

@@ -184,6 +184,18 @@ pub fn error_line(stderr: &str) -> String {
     line.to_owned()
 }
 
+/// Snapshot settings for lines that name things that differ from run to run: temp paths,
+/// ports, process ids, worker and job ids.
+pub fn snapshot_settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"/\S*muster-it-[A-Za-z0-9]+", "[TEMP]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+    settings.add_filter(r"\bpid \d+", "pid [PID]");
+    settings.add_filter(r"\b[0-9a-f]{32}\b", "[WORKER_ID]");
+    settings.add_filter(r"\b[0-9a-f]{16}\b", "[JOB_ID]");
+    settings
+}
+
 /// Sorted keys of a JSON object.
 pub fn keys(value: &Value) -> Vec<String> {
     let mut keys: Vec<String> = value

@@ -206,7 +206,7 @@ impl Api {
 }
 
 /// The close commands a session was sent, by code.
-fn closes(session: &Session) -> Vec<u16> {
+fn closes(session: &Session) -> Vec<muster_proto::control::CloseCode> {
     session
         .inbox
         .drain()

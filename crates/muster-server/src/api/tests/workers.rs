@@ -128,7 +128,7 @@ async fn a_connected_worker_is_removed_only_after_it_is_gone() {
         reply.text
     );
     assert_eq!(api.everything().await, before);
-    assert_eq!(super::closes(&session), Vec::<u16>::new());
+    assert!(super::closes(&session).is_empty());
 
     api.app.registry.remove(&id, session.conn_id);
     let removed = api

@@ -1,0 +1,198 @@
+//! Every table, as printed, for a small fleet at a fixed `now`.
+
+use muster_proto::api::{AuditOutcome, EnrolledVia, JobEnding, JobState, LabelMap, TokenState};
+
+use super::*;
+
+const NOW: &str = "2026-03-04T12:00:00Z";
+
+fn now() -> Timestamp {
+    Timestamp::parse_rfc3339(NOW).unwrap()
+}
+
+fn label_map(pairs: &[(&str, &str)]) -> LabelMap {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn token_view(name: &str, state: TokenState) -> TokenView {
+    TokenView {
+        name: name.into(),
+        state,
+        created_at: "2026-03-04T10:00:00.123Z".into(),
+        expires_at: "2026-03-05T10:00:00.123Z".into(),
+        bound_machine: None,
+        enrolled_at: None,
+        revoked_at: None,
+        labels: LabelMap::new(),
+        worker: None,
+    }
+}
+
+fn some_tokens() -> Vec<TokenView> {
+    let mut enrolled = token_view("ingest-01", TokenState::Enrolled);
+    enrolled.bound_machine = Some("m-0123456789abcdef".into());
+    enrolled.enrolled_at = Some("2026-03-04T11:59:30Z".into());
+    enrolled.worker = Some("ingest-01".into());
+    enrolled.labels = label_map(&[("region", "eu"), ("tier", "gold")]);
+    let mut expired = token_view("old", TokenState::Expired);
+    expired.expires_at = "2026-02-01T00:00:00Z".into();
+    vec![token_view("fresh", TokenState::Unused), enrolled, expired]
+}
+
+fn worker_view(name: &str, status: WorkerStatus, via: EnrolledVia) -> WorkerView {
+    WorkerView {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        name: name.into(),
+        status,
+        enrolled_via: via,
+        machine_id: Some("m-0123456789abcdef".into()),
+        labels: LabelMap::new(),
+        last_seen_at: Some("2026-03-04T11:58:00Z".into()),
+        created_at: "2026-03-01T00:00:00Z".into(),
+        expires_at: None,
+        revoked_at: None,
+        token: None,
+        running_jobs: 0,
+        slots: 0,
+        remote_addr: None,
+    }
+}
+
+fn some_workers() -> Vec<WorkerView> {
+    let mut busy = worker_view("ingest-01", WorkerStatus::Connected, EnrolledVia::Token);
+    busy.running_jobs = 2;
+    busy.slots = 4;
+    busy.token = Some("ingest-01".into());
+    busy.labels = label_map(&[("region", "eu")]);
+    busy.remote_addr = Some("10.0.0.7".into());
+    busy.expires_at = Some("2026-03-05T10:00:00Z".into());
+    let mut idle = worker_view("builtin", WorkerStatus::Connected, EnrolledVia::Builtin);
+    idle.slots = 2;
+    let mut revoked = worker_view("edge-02", WorkerStatus::Revoked, EnrolledVia::Precreated);
+    revoked.revoked_at = Some("2026-03-04T09:00:00Z".into());
+    revoked.machine_id = None;
+    revoked.last_seen_at = None;
+    let away = worker_view("batch-7", WorkerStatus::Disconnected, EnrolledVia::Secret);
+    vec![busy, idle, revoked, away]
+}
+
+fn job_view(id: &str, state: JobState) -> JobView {
+    JobView {
+        id: id.into(),
+        state,
+        worker: None,
+        exit_code: None,
+        command: vec!["uname".into(), "-a".into()],
+        env_keys: vec![],
+        selector: "any worker".into(),
+        created_at: "2026-03-04T11:59:00Z".into(),
+        started_at: None,
+        finished_at: None,
+        reason: None,
+        ending: None,
+        timeout_ms: None,
+        output_bytes: 0,
+        output_truncated: false,
+    }
+}
+
+fn some_jobs() -> Vec<JobView> {
+    let queued = job_view("00000000000000a1", JobState::Queued);
+    let mut failed = job_view("00000000000000a2", JobState::Failed);
+    failed.worker = Some("ingest-01".into());
+    failed.exit_code = Some(3);
+    failed.ending = Some(JobEnding::Exited { code: 3 });
+    failed.started_at = Some("2026-03-04T11:59:01Z".into());
+    failed.finished_at = Some("2026-03-04T11:59:02Z".into());
+    failed.env_keys = vec!["LOG_LEVEL".into(), "TOKEN".into()];
+    failed.output_bytes = 1_234_567;
+    failed.output_truncated = true;
+    failed.selector = "a worker with labels region=eu".into();
+    let mut long = job_view("00000000000000a3", JobState::Failed);
+    long.command = vec![
+        "sh".into(),
+        "-c".into(),
+        "for i in $(seq 1 100); do echo line $i; sleep 1; done; exit 0".into(),
+    ];
+    long.reason = Some("timed out after 5s".into());
+    long.ending = Some(JobEnding::TimedOut);
+    vec![queued, failed, long]
+}
+
+#[test]
+fn token_list() {
+    insta::assert_snapshot!(tokens(&some_tokens(), now()));
+}
+
+#[test]
+fn token_show() {
+    insta::assert_snapshot!(token(&some_tokens()[1], now()));
+}
+
+#[test]
+fn workers_list() {
+    insta::assert_snapshot!(workers(&some_workers(), now()));
+}
+
+#[test]
+fn workers_show() {
+    insta::assert_snapshot!(worker(&some_workers()[0], now()));
+}
+
+#[test]
+fn job_list() {
+    insta::assert_snapshot!(jobs_list(&some_jobs(), now()));
+}
+
+#[test]
+fn job_show() {
+    insta::assert_snapshot!(job(&some_jobs()[1], now()));
+}
+
+#[test]
+fn audit_log() {
+    let entry = |seq, action: &str, outcome, detail: &str| AuditEntry {
+        seq,
+        at: "2026-03-04T11:00:00.456Z".into(),
+        actor: "admin".into(),
+        action: action.into(),
+        target: "ingest-01".into(),
+        remote_addr: (seq == 2).then(|| "127.0.0.1".into()),
+        outcome,
+        detail: detail.into(),
+    };
+    insta::assert_snapshot!(audit(&[
+        entry(1, "token.create", AuditOutcome::Ok, "expires in 1d"),
+        entry(2, "enroll", AuditOutcome::Refused, "token is expired"),
+    ]));
+}
+
+#[test]
+fn enrollment_status() {
+    let on = EnrollmentStatus {
+        enabled: true,
+        secret_set_at: Some("2026-03-04T10:00:00Z".into()),
+        enrolled_count: 12,
+        window_closes_at: Some("2026-03-04T14:00:00Z".into()),
+        max_enrollments: Some(20),
+        enrollments_in_window: 3,
+        name_pattern: Some("edge-*".into()),
+    };
+    let off = EnrollmentStatus {
+        enabled: false,
+        secret_set_at: None,
+        enrolled_count: 0,
+        window_closes_at: None,
+        max_enrollments: None,
+        enrollments_in_window: 0,
+        name_pattern: None,
+    };
+    insta::assert_snapshot!(format!(
+        "{}\n\n{}",
+        enrollment(&on, now()),
+        enrollment(&off, now())
+    ));
+}

@@ -1,0 +1,272 @@
+//! Opening the control channel: where the server is and how to trust it ([`Endpoint`]), who is
+//! connecting ([`Identity`]), and [`connect`]: TCP (optionally from a chosen local address, so a
+//! load generator can spread over many), TLS with muster's trust options, and the upgrade, with
+//! a refused upgrade classified.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use muster_client::Trust;
+use muster_proto::{ErrorBody, PROTOCOL_VERSION, headers};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::classify::{self, Failure};
+use crate::error::WorkerError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The TLS and WebSocket handshakes get their own bound: a load balancer (or a frozen server)
+/// can accept the TCP connection and then never answer, and without a bound the worker would
+/// wait on that one attempt forever instead of retrying.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the server is and how to trust it: parsed and set up once, shared by every connection
+/// (a swarm shares one across thousands of simulated workers).
+#[derive(Clone)]
+pub struct Endpoint {
+    pub base_url: String,
+    host: String,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    pub fn new(url: &str, trust: &Trust) -> Result<Self, WorkerError> {
+        let bad = || {
+            WorkerError::config(
+                format!("server URL `{url}` is malformed"),
+                "use `https://host:port`, for example `https://muster.example.com:7443`",
+            )
+        };
+        let base_url = muster_client::normalize_url(url).map_err(|_| bad())?;
+        let uri: Uri = base_url.parse().map_err(|_| bad())?;
+        let secure = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad()),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(bad)?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let tls = if secure {
+            Some(trust.client_config().map_err(|e| {
+                WorkerError::config(e.to_string(), "check `--ca-file` / `--ca-fingerprint`")
+            })?)
+        } else {
+            None
+        };
+        Ok(Self {
+            base_url,
+            host,
+            port,
+            tls,
+        })
+    }
+
+    fn ws_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "{scheme}://{host}:{}{}",
+            self.port,
+            muster_proto::paths::CONNECT
+        )
+    }
+}
+
+/// Who is connecting.
+#[derive(Clone)]
+pub struct Identity {
+    pub worker_id: String,
+    pub api_key: String,
+    pub machine_id: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("worker_id", &self.worker_id)
+            .field("machine_id", &self.machine_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelOptions {
+    /// `k=v,k=v`, sent so the server sees the worker's current labels.
+    pub labels: String,
+    pub max_jobs: u32,
+    /// Connect from this local address (a load generator spreads over 127.0.0.x).
+    pub bind: Option<IpAddr>,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self {
+            labels: String::new(),
+            max_jobs: 1,
+            bind: None,
+        }
+    }
+}
+
+/// Small buffers: a worker's control channel carries small messages.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(16 * 1024 * 1024))
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens the control channel. Refusals come back classified.
+pub async fn connect(
+    endpoint: &Endpoint,
+    identity: &Identity,
+    options: &ChannelOptions,
+) -> Result<Socket, Failure> {
+    let retry = |reason: String| Failure::Retry {
+        reason,
+        after: None,
+    };
+    let target = format!("{}:{}", endpoint.host, endpoint.port);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&target)
+        .await
+        .map_err(|e| retry(format!("cannot resolve `{}`: {e}", endpoint.host)))?
+        .collect();
+    let addr = addrs
+        .first()
+        .copied()
+        .ok_or_else(|| retry(format!("`{}` has no address", endpoint.host)))?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| retry(format!("cannot open a socket: {e}")))?;
+    if let Some(ip) = options.bind {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| retry(format!("cannot bind to {ip}: {e}")))?;
+    }
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
+        .await
+        .map_err(|_| retry(format!("connecting to {addr} timed out")))?
+        .map_err(|e| retry(format!("cannot connect to {addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+
+    let mut request = endpoint.ws_url().into_client_request().map_err(|e| {
+        Failure::Stop(WorkerError::config(
+            format!("cannot build the connect request: {e}"),
+            "check `--url`",
+        ))
+    })?;
+    let h = request.headers_mut();
+    let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+    h.insert(headers::PROTOCOL, HeaderValue::from(PROTOCOL_VERSION));
+    h.insert(headers::WORKER_ID, value(&identity.worker_id));
+    h.insert(headers::MACHINE_ID, value(&identity.machine_id));
+    h.insert(headers::LABELS, value(&options.labels));
+    h.insert(headers::MAX_JOBS, HeaderValue::from(options.max_jobs));
+    h.insert(
+        "authorization",
+        value(&format!("Bearer {}", identity.api_key)),
+    );
+    let connector = match &endpoint.tls {
+        Some(config) => Connector::Rustls(Arc::clone(config)),
+        None => Connector::Plain,
+    };
+    let handshake = tokio_tungstenite::client_async_tls_with_config(
+        request,
+        stream,
+        Some(ws_config()),
+        Some(connector),
+    );
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Err(_) => Err(retry(format!(
+            "{addr} accepted the connection but did not complete the handshake within {} s",
+            HANDSHAKE_TIMEOUT.as_secs()
+        ))),
+        Ok(Ok((socket, _response))) => Ok(socket),
+        Ok(Err(error)) => Err(classify_connect_error(endpoint, error)),
+    }
+}
+
+pub(super) fn classify_connect_error(endpoint: &Endpoint, error: tungstenite::Error) -> Failure {
+    if let tungstenite::Error::Http(response) = &error {
+        if response.headers().contains_key("x-muster-wrong-scheme") {
+            return Failure::Stop(WorkerError::config(
+                format!(
+                    "`{}` is a plain http:// URL but the server speaks HTTPS",
+                    endpoint.base_url
+                ),
+                format!(
+                    "use `{}`",
+                    endpoint.base_url.replacen("http://", "https://", 1)
+                ),
+            ));
+        }
+        let status = response.status();
+        let body = response.body().as_deref().unwrap_or_default();
+        return match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(body) => classify::from_api(
+                body.error.code,
+                &body.error.message,
+                body.error.hint.as_deref(),
+                body.error.retry_after_ms,
+            ),
+            Err(_) if status.is_server_error() => Failure::Retry {
+                reason: format!("the server answered HTTP {status}"),
+                after: None,
+            },
+            Err(_) => Failure::Stop(WorkerError::config(
+                format!(
+                    "`{}` answered HTTP {status}: it does not look like a muster server",
+                    endpoint.base_url
+                ),
+                "check `--url`",
+            )),
+        };
+    }
+    if muster_client::trust::is_untrusted_certificate(&error) {
+        return Failure::Stop(classify::untrusted_certificate(&endpoint.base_url));
+    }
+    if muster_client::trust::is_not_tls(&error) {
+        return Failure::Stop(WorkerError::config(
+            format!(
+                "`{}` is an https:// URL but the server does not speak TLS",
+                endpoint.base_url
+            ),
+            format!(
+                "use `{}` if the server runs with `--no-tls`",
+                endpoint.base_url.replacen("https://", "http://", 1)
+            ),
+        ));
+    }
+    Failure::Retry {
+        reason: format!("the connection failed: {error}"),
+        after: None,
+    }
+}

@@ -31,8 +31,8 @@ pub enum UnsafeDir {
     NotADirectory,
     #[error("it belongs to user {owner}, not to user {me} who runs muster")]
     OtherOwner { owner: u32, me: u32 },
-    #[error("other users can reach it (mode {mode:04o})")]
-    OpenToOthers { mode: u32 },
+    #[error("other users can write to it (mode {mode:04o})")]
+    WritableByOthers { mode: u32 },
 }
 
 impl FsError {
@@ -41,7 +41,7 @@ impl FsError {
         match self {
             FsError::UnsafeDir {
                 path,
-                problem: UnsafeDir::OpenToOthers { .. },
+                problem: UnsafeDir::WritableByOthers { .. },
             } => Some(format!(
                 "point muster at a directory of its own that it may create, or make this one private with `chmod 700 {}`",
                 path.display()
@@ -55,7 +55,9 @@ impl FsError {
 }
 
 /// Makes sure `dir` is a private directory: creates it owner-only (0700), with any missing
-/// parents, or checks that an existing one belongs to this user and is closed to everyone else.
+/// parents, or checks that an existing one belongs to this user and that no one else can write
+/// to it (someone who can could swap the files muster keeps there; files muster writes are
+/// owner-only themselves, so an existing directory others can merely list is accepted).
 /// The mode of a directory muster did not create is never changed: chmod-ing `/tmp` or a shared
 /// directory behind its owner's back would break it for everyone, so an unsafe one is refused.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
@@ -105,8 +107,8 @@ pub fn check_private_dir(dir: &Path) -> Result<(), FsError> {
         }));
     }
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(unsafe_dir(UnsafeDir::OpenToOthers { mode }));
+    if mode & 0o022 != 0 {
+        return Err(unsafe_dir(UnsafeDir::WritableByOthers { mode }));
     }
     Ok(())
 }
@@ -263,7 +265,7 @@ mod tests {
             matches!(
                 &err,
                 FsError::UnsafeDir {
-                    problem: UnsafeDir::OpenToOthers { mode: 0o1777 },
+                    problem: UnsafeDir::WritableByOthers { mode: 0o1777 },
                     ..
                 }
             ),
@@ -278,13 +280,19 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_private_directory_is_accepted() {
+    fn an_existing_directory_only_its_owner_can_write_is_accepted_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
-        let own = dir.path().join("own");
-        fs::create_dir(&own).unwrap();
-        fs::set_permissions(&own, fs::Permissions::from_mode(0o700)).unwrap();
-        ensure_private_dir(&own).unwrap();
-        assert_eq!(mode(&own), 0o700);
+        for kept in [0o700, 0o755] {
+            let own = dir.path().join(format!("own-{kept:o}"));
+            fs::create_dir(&own).unwrap();
+            fs::set_permissions(&own, fs::Permissions::from_mode(kept)).unwrap();
+            ensure_private_dir(&own).unwrap();
+            assert_eq!(mode(&own), kept);
+        }
+        let group_writable = dir.path().join("group");
+        fs::create_dir(&group_writable).unwrap();
+        fs::set_permissions(&group_writable, fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(ensure_private_dir(&group_writable).is_err());
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn a_shared_state_dir_is_refused_and_keeps_its_mode() {
     assert!(
         worker
             .error_line()
-            .contains("other users can reach it (mode 1777)"),
+            .contains("other users can write to it (mode 1777)"),
         "{}",
         worker.stderr()
     );

@@ -32,6 +32,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     if trimmed.chars().all(|c| c.is_ascii_digit()) {
         return Err(DurationError::Malformed(shorten(trimmed)));
     }
+    if !units_descend(trimmed) {
+        return Err(DurationError::Malformed(shorten(trimmed)));
+    }
     let parsed = humantime::parse_duration(trimmed)
         .map_err(|_| DurationError::Malformed(shorten(trimmed)))?;
     if parsed.is_zero() {
@@ -41,6 +44,32 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         return Err(DurationError::TooLong(shorten(trimmed)));
     }
     Ok(parsed)
+}
+
+/// Each unit at most once, largest first (`1h30m`, not `30m1h` or `1h30m30m`): humantime adds up
+/// whatever it is given, and a repeated unit is far more likely a typo than a sum.
+fn units_descend(input: &str) -> bool {
+    let mut previous: Option<Duration> = None;
+    let mut rest = input.trim();
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let after_digits = rest[digits..].trim_start();
+        let unit_len =
+            after_digits.len() - after_digits.trim_start_matches(char::is_alphabetic).len();
+        if digits == 0 || unit_len == 0 {
+            // Not a number followed by a unit: let humantime say it is malformed.
+            return true;
+        }
+        let Ok(one) = humantime::parse_duration(&format!("1{}", &after_digits[..unit_len])) else {
+            return true;
+        };
+        if previous.is_some_and(|p| one >= p) {
+            return false;
+        }
+        previous = Some(one);
+        rest = after_digits[unit_len..].trim_start();
+    }
+    true
 }
 
 #[cfg(test)]
@@ -85,6 +114,16 @@ mod tests {
             parse_duration("soon"),
             Err(DurationError::Malformed(_))
         ));
+        for repeated in ["1h30m30m", "30m1h", "1h1h", "5s 5s"] {
+            assert!(
+                matches!(parse_duration(repeated), Err(DurationError::Malformed(_))),
+                "{repeated}"
+            );
+        }
+        assert_eq!(
+            parse_duration("1d 2h").unwrap(),
+            Duration::from_secs(93_600)
+        );
         assert!(matches!(
             parse_duration("100000d"),
             Err(DurationError::TooLong(_))

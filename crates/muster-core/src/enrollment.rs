@@ -111,6 +111,10 @@ pub enum AutoRefusal {
     Revoked(Name),
     #[error("too many failed enrollment attempts from this address")]
     RateLimited,
+    #[error("name `{0}` belongs to an enrollment token")]
+    NameOfToken(Name),
+    #[error("name `{0}` is reserved for the server's built-in worker")]
+    NameReserved(Name),
 }
 
 /// What an accepted enrollment does.
@@ -168,6 +172,9 @@ impl AutoEnrollment {
         now: Timestamp,
     ) -> Result<AutoDecision, AutoRefusal> {
         self.check_name(name)?;
+        if name.as_str() == crate::worker::BUILTIN_NAME {
+            return Err(AutoRefusal::NameReserved(name.clone()));
+        }
         let Some(worker) = existing else {
             return Ok(AutoDecision::Create);
         };

@@ -36,6 +36,10 @@ pub enum LabelError {
     Duplicate(String),
     #[error("more than 64 labels given")]
     TooMany,
+    #[error(
+        "{count} labels once the worker's own and the enrolled ones are combined, more than 64"
+    )]
+    TooManyCombined { count: usize },
 }
 
 fn is_key_char(c: char) -> bool {
@@ -151,13 +155,19 @@ impl Labels {
     }
 
     /// These labels with `overrides` laid over them. Used where an admin's labels (on a token)
-    /// must win over the ones a worker asserts about itself.
-    pub fn merged_with(&self, overrides: &Labels) -> Labels {
+    /// must win over the ones a worker asserts about itself. Refused when the result would hold
+    /// more than [`MAX_LABELS`]: a record over the limit could not be read back.
+    pub fn merged_with(&self, overrides: &Labels) -> Result<Labels, LabelError> {
         let mut merged = self.0.clone();
         for (k, v) in overrides.iter() {
             merged.insert(k.to_owned(), v.to_owned());
         }
-        Labels(merged)
+        if merged.len() > MAX_LABELS {
+            return Err(LabelError::TooManyCombined {
+                count: merged.len(),
+            });
+        }
+        Ok(Labels(merged))
     }
 
     pub fn as_map(&self) -> &BTreeMap<String, String> {
@@ -228,6 +238,40 @@ mod tests {
             Labels::parse_all(["k=1", "k=2"]),
             Err(LabelError::Duplicate(_))
         ));
+    }
+
+    fn numbered(prefix: &str, n: usize) -> Labels {
+        Labels::parse_all(
+            (0..n)
+                .map(|i| format!("{prefix}{i}=v"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn merging_keeps_the_overrides_and_never_passes_the_limit() {
+        let worker = Labels::parse_list("region=us,gpu=yes").unwrap();
+        let token = Labels::parse_list("region=eu").unwrap();
+        let merged = worker.merged_with(&token).unwrap();
+        assert_eq!(merged.to_string(), "gpu=yes,region=eu");
+        // 40 on a token and 30 on a worker: no malice, still over the limit.
+        assert_eq!(
+            numbered("w", 30).merged_with(&numbered("t", 40)),
+            Err(LabelError::TooManyCombined { count: 70 })
+        );
+        // Exactly at the limit is fine, and shared keys count once.
+        assert_eq!(
+            numbered("k", 64)
+                .merged_with(&numbered("k", 64))
+                .unwrap()
+                .len(),
+            64
+        );
+        assert!(numbered("a", 63).merged_with(&numbered("b", 1)).is_ok());
+        assert!(numbered("a", 64).merged_with(&numbered("b", 1)).is_err());
     }
 
     #[test]

@@ -7,6 +7,10 @@ use crate::labels::Labels;
 use crate::name::Name;
 use crate::time::Timestamp;
 
+/// The name of the server's built-in worker, reserved for it: nothing else may take it, also
+/// when the built-in worker is switched off.
+pub const BUILTIN_NAME: &str = "builtin";
+
 /// A worker's id: 128 random bits, hex. Stable for the life of the identity; a superseded
 /// worker gets a new one, so its old cached id stops being recognised.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

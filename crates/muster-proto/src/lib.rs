@@ -6,6 +6,7 @@
 pub mod api;
 pub mod control;
 pub mod error;
+pub mod identity;
 pub mod local;
 pub mod words;
 

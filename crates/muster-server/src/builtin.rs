@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 
-pub const NAME: &str = "builtin";
+pub const NAME: &str = muster_core::worker::BUILTIN_NAME;
 
 /// Where and how the built-in worker reaches its server.
 pub struct Target {

@@ -20,6 +20,8 @@ pub mod ops;
 pub mod ratelimit;
 pub mod secrets;
 pub mod serve;
+pub mod slow_hash;
+pub mod sources;
 pub mod state;
 pub mod tls;
 pub mod ui;

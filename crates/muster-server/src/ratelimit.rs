@@ -1,5 +1,13 @@
-//! Failed enrollment attempts per source address. After too many in a window, the address is
-//! refused without any secret check (which is what makes guessing cost the guesser, not us).
+//! Failed attempts per source, and in all. After too many in a window, a source is refused
+//! without any secret check (which is what makes guessing cost the guesser, not us); and however
+//! many sources an attacker has, the failed attempts of all of them together are capped too, so
+//! the slow checks spent on guesses have a ceiling.
+//!
+//! Sources are counted by [`SourceKey`]: an IPv4 address, or an IPv6 /64 (one host's share).
+//! Windows are fixed: every `window` the counts start over. The map of one window is replaced
+//! whole at the next, and dropped outside the lock, so keeping it tidy costs nothing per request
+//! however many sources it saw; it holds at most [`MAX_TRACKED`] sources (beyond that, new
+//! sources are held only to the global ceiling).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,111 +16,188 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::sources::SourceKey;
+
+/// Sources tracked in one window, at most.
+pub const MAX_TRACKED: usize = 100_000;
+
 pub struct FailureLimiter {
-    max_failures: u32,
+    per_source: u32,
+    global: u32,
     window: Duration,
-    seen: Mutex<HashMap<IpAddr, Entry>>,
+    state: Mutex<State>,
 }
 
-/// Failures of one address in its current window, and slow checks of its under way.
+struct State {
+    started: Instant,
+    sources: HashMap<SourceKey, Entry>,
+    /// Failures of every source in this window.
+    failures: u32,
+    /// Attempts reserved and not settled, of every source.
+    pending: u32,
+}
+
+/// One source's failures in the current window, and its slow checks under way.
+#[derive(Default)]
 struct Entry {
     failures: u32,
-    started: Instant,
     /// Attempts reserved with [`FailureLimiter::reserve`] and not settled yet: each may still
     /// fail, so they count against the limit while they run. Without this, a burst of
     /// concurrent guesses would all pass the check before the first failure is recorded.
     pending: u32,
 }
 
-/// How long an address blocked only by its own attempts in flight is asked to wait.
+/// How long a source blocked only by its own attempts in flight is asked to wait.
 const PENDING_WAIT: Duration = Duration::from_secs(1);
 
 impl FailureLimiter {
-    pub fn new(max_failures: u32, window: Duration) -> Self {
+    /// At most `per_source` failures per source and `global` in all, per `window`.
+    pub fn new(per_source: u32, global: u32, window: Duration) -> Self {
         Self {
-            max_failures,
+            per_source,
+            global,
             window,
-            seen: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                started: Instant::now(),
+                sources: HashMap::new(),
+                failures: 0,
+                pending: 0,
+            }),
         }
     }
 
-    /// `Err(wait)` when `addr` has failed too often in the current window.
+    /// `Err(wait)` when `addr`'s source, or everyone together, failed too often in this window.
     pub fn check(&self, addr: IpAddr) -> Result<(), Duration> {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        match seen.get(&addr) {
-            Some(e) if e.failures >= self.max_failures && e.started.elapsed() < self.window => {
-                Err(self.window.saturating_sub(e.started.elapsed()))
+        self.with_state(|state, rest| {
+            let own = state
+                .sources
+                .get(&SourceKey::of(addr))
+                .map_or(0, |e| e.failures);
+            if own >= self.per_source || state.failures >= self.global {
+                Err(rest)
+            } else {
+                Ok(())
             }
-            _ => Ok(()),
-        }
-    }
-
-    /// Reserves one attempt that may fail (a slow secret check), counting it against the limit
-    /// until it is settled (or dropped, which settles it as no failure). `Err(wait)` when
-    /// failures and attempts in flight already reach the limit.
-    pub fn reserve(&self, addr: IpAddr) -> Result<Reservation<'_>, Duration> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = self.entry(&mut seen, addr);
-        if entry.failures >= self.max_failures {
-            return Err(self.window.saturating_sub(entry.started.elapsed()));
-        }
-        if entry.failures + entry.pending >= self.max_failures {
-            return Err(PENDING_WAIT);
-        }
-        entry.pending += 1;
-        Ok(Reservation {
-            limiter: self,
-            addr,
-            settled: false,
         })
     }
 
-    fn settle(&self, addr: IpAddr, failed: bool) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = self.entry(&mut seen, addr);
-        entry.pending = entry.pending.saturating_sub(1);
-        if failed {
-            entry.failures += 1;
-        }
+    /// Reserves one attempt that may fail (a slow secret check), counting it against the limits
+    /// until it is settled (or dropped, which settles it as no failure). `Err(wait)` when
+    /// failures and attempts in flight already reach a limit.
+    pub fn reserve(&self, addr: IpAddr) -> Result<Reservation<'_>, Duration> {
+        let key = SourceKey::of(addr);
+        self.with_state(|state, rest| {
+            if state.failures >= self.global {
+                return Err(rest);
+            }
+            if state.failures + state.pending >= self.global {
+                return Err(PENDING_WAIT);
+            }
+            let tracked = state.sources.len() < MAX_TRACKED;
+            if let Some(entry) = state.entry(key, tracked) {
+                if entry.failures >= self.per_source {
+                    return Err(rest);
+                }
+                if entry.failures + entry.pending >= self.per_source {
+                    return Err(PENDING_WAIT);
+                }
+                entry.pending += 1;
+            }
+            state.pending += 1;
+            Ok(Reservation {
+                limiter: self,
+                key,
+                started: state.started,
+                settled: false,
+            })
+        })
     }
 
+    /// Records a failure that was not reserved (a cheap check that failed).
     pub fn record_failure(&self, addr: IpAddr) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        self.entry(&mut seen, addr).failures += 1;
+        let key = SourceKey::of(addr);
+        self.with_state(|state, _| {
+            let tracked = state.sources.len() < MAX_TRACKED;
+            if let Some(entry) = state.entry(key, tracked) {
+                entry.failures += 1;
+            }
+            state.failures += 1;
+        });
     }
 
-    /// The address's entry, its window restarted if it has passed.
-    fn entry<'a>(&self, seen: &'a mut HashMap<IpAddr, Entry>, addr: IpAddr) -> &'a mut Entry {
-        let now = Instant::now();
-        if seen.len() > 10_000 {
-            let window = self.window;
-            seen.retain(|_, e| e.pending > 0 || now.duration_since(e.started) < window);
-        }
-        let entry = seen.entry(addr).or_insert(Entry {
-            failures: 0,
-            started: now,
-            pending: 0,
+    fn settle(&self, key: SourceKey, started: Instant, failed: bool) {
+        self.with_state(|state, _| {
+            // A reservation from a window that has ended counts in no window now.
+            if state.started != started {
+                return;
+            }
+            state.pending = state.pending.saturating_sub(1);
+            if let Some(entry) = state.sources.get_mut(&key) {
+                entry.pending = entry.pending.saturating_sub(1);
+                if failed {
+                    entry.failures += 1;
+                }
+            }
+            if failed {
+                state.failures += 1;
+            }
         });
-        if now.duration_since(entry.started) >= self.window {
-            entry.failures = 0;
-            entry.started = now;
-        }
-        entry
+    }
+
+    /// Runs `f` on the current window's state (starting a new window when the last one is over)
+    /// with the time left in the window. The old window's map is dropped after the lock is
+    /// released.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State, Duration) -> R) -> R {
+        let now = Instant::now();
+        let mut old = None;
+        let result = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if now.duration_since(state.started) >= self.window {
+                old = Some(std::mem::take(&mut state.sources));
+                state.started = now;
+                state.failures = 0;
+                state.pending = 0;
+            }
+            let rest = self
+                .window
+                .saturating_sub(now.duration_since(state.started));
+            f(&mut state, rest)
+        };
+        drop(old);
+        result
+    }
+
+    /// Sources tracked in the current window.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.with_state(|state, _| state.sources.len())
     }
 }
 
-/// An attempt in flight, counted against its address until settled.
+impl State {
+    /// The source's entry; a new one only while `room` is left.
+    fn entry(&mut self, key: SourceKey, room: bool) -> Option<&mut Entry> {
+        if room {
+            Some(self.sources.entry(key).or_default())
+        } else {
+            self.sources.get_mut(&key)
+        }
+    }
+}
+
+/// An attempt in flight, counted against its source until settled.
 pub struct Reservation<'a> {
     limiter: &'a FailureLimiter,
-    addr: IpAddr,
+    key: SourceKey,
+    started: Instant,
     settled: bool,
 }
 
 impl Reservation<'_> {
-    /// The attempt is over; `failed` records a failure against the address.
+    /// The attempt is over; `failed` records a failure against the source.
     pub fn settle(mut self, failed: bool) {
         self.settled = true;
-        self.limiter.settle(self.addr, failed);
+        self.limiter.settle(self.key, self.started, failed);
     }
 }
 
@@ -120,16 +205,17 @@ impl Drop for Reservation<'_> {
     /// An attempt abandoned midway (its request went away) taught nobody anything.
     fn drop(&mut self) {
         if !self.settled {
-            self.limiter.settle(self.addr, false);
+            self.limiter.settle(self.key, self.started, false);
         }
     }
 }
 
 impl Default for FailureLimiter {
-    /// Ten failures a minute: generous for a fat-fingered operator, useless for guessing a
-    /// 32-character secret.
+    /// Ten failures a minute per source: generous for a fat-fingered operator, useless for
+    /// guessing a 32-character secret. Six hundred a minute in all: at most ten slow checks a
+    /// second spent on guesses, however many addresses they come from.
     fn default() -> Self {
-        Self::new(10, Duration::from_secs(60))
+        Self::new(10, 600, Duration::from_secs(60))
     }
 }
 
@@ -137,10 +223,14 @@ impl Default for FailureLimiter {
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn attempts_in_flight_count_against_the_limit() {
-        let limiter = FailureLimiter::new(3, Duration::from_secs(60));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let limiter = FailureLimiter::new(3, 100, Duration::from_secs(60));
+        let a = ip("10.0.0.1");
         let first = limiter.reserve(a).unwrap();
         let second = limiter.reserve(a).unwrap();
         let third = limiter.reserve(a).unwrap();
@@ -157,9 +247,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn blocks_after_the_limit_until_the_window_passes() {
-        let limiter = FailureLimiter::new(3, Duration::from_secs(60));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let limiter = FailureLimiter::new(3, 100, Duration::from_secs(60));
+        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
         for _ in 0..3 {
             assert!(limiter.check(a).is_ok());
             limiter.record_failure(a);
@@ -167,6 +256,58 @@ mod tests {
         assert!(limiter.check(a).is_err());
         assert!(limiter.check(b).is_ok(), "other addresses are unaffected");
         tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(limiter.check(a).is_ok());
+        assert_eq!(limiter.tracked(), 0, "a new window starts empty");
+    }
+
+    #[test]
+    fn many_addresses_together_reach_the_global_ceiling() {
+        // Before: ten loopback addresses got a hundred slow checks with no refusal.
+        let limiter = FailureLimiter::new(10, 25, Duration::from_secs(60));
+        let mut refused = 0;
+        for host in 1..=10u8 {
+            let addr = IpAddr::from([127, 0, 0, host]);
+            for _ in 0..10 {
+                match limiter.reserve(addr) {
+                    Ok(r) => r.settle(true),
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+        assert_eq!(refused, 100 - 25, "only 25 failures in all");
+        assert!(
+            limiter.check(ip("192.0.2.1")).is_err(),
+            "a fresh address too"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_source_however_many_addresses_it_uses() {
+        let limiter = FailureLimiter::new(3, 100, Duration::from_secs(60));
+        for i in 0..3 {
+            limiter.record_failure(ip(&format!("2001:db8:0:1::{i:x}")));
+        }
+        assert!(limiter.check(ip("2001:db8:0:1::ffff")).is_err());
+        assert!(limiter.check(ip("2001:db8:0:2::1")).is_ok());
+    }
+
+    #[test]
+    fn tracking_stops_at_its_bound_and_the_global_ceiling_still_holds() {
+        let limiter = FailureLimiter::new(1, u32::MAX, Duration::from_secs(60));
+        for n in 0..(MAX_TRACKED as u32 + 10) {
+            limiter.record_failure(IpAddr::from(n.to_be_bytes()));
+        }
+        assert_eq!(limiter.tracked(), MAX_TRACKED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reservation_from_an_ended_window_counts_in_no_window() {
+        let limiter = FailureLimiter::new(2, 100, Duration::from_secs(60));
+        let a = ip("10.0.0.1");
+        let old = limiter.reserve(a).unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        old.settle(true);
+        assert!(limiter.reserve(a).is_ok());
         assert!(limiter.check(a).is_ok());
     }
 }

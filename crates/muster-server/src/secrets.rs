@@ -6,7 +6,8 @@
 //! SHA-256 under a random per-process key, never the secret itself — together with which secret
 //! (by `secret_set_at`) it matched. A rotation changes `secret_set_at`, so old entries stop
 //! counting. Nothing about this touches what is stored on disk. Checks that do need Argon2 run
-//! on blocking threads, at most one per CPU, so a burst of wrong guesses cannot starve the rest.
+//! on the [`SlowHashPool`]'s few threads, so a burst of wrong guesses can neither starve the
+//! rest nor make the server hold more memory.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::ratelimit::FailureLimiter;
+use crate::slow_hash::SlowHashPool;
 
 /// Verified presentations kept; in practice there is one valid secret at a time.
 const CACHE_ENTRIES: usize = 64;
@@ -37,6 +39,7 @@ pub struct SecretVerifier {
     key: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], i64>>,
     permits: Semaphore,
+    pool: SlowHashPool,
 }
 
 impl Default for SecretVerifier {
@@ -49,13 +52,12 @@ impl SecretVerifier {
     pub fn new() -> Self {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let pool = SlowHashPool::new();
         Self {
             key,
             verified: Mutex::new(HashMap::new()),
-            permits: Semaphore::new(cpus),
+            permits: Semaphore::new(pool.threads()),
+            pool,
         }
     }
 
@@ -98,11 +100,7 @@ impl SecretVerifier {
             Some(Ok(reservation)) => Some(reservation),
             None => None,
         };
-        let stored = stored.clone();
-        let presented = presented.to_owned();
-        let ok = tokio::task::spawn_blocking(move || stored.verify(&presented))
-            .await
-            .unwrap_or(false);
+        let ok = self.pool.verify(stored.clone(), presented.to_owned()).await;
         if let Some(reservation) = reservation {
             reservation.settle(!ok);
         }

@@ -123,6 +123,9 @@ fn build(
     config.ignore_client_order = true;
     // HTTP/1.1 only: the control channel is a WebSocket upgrade, and the API is small.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Catches each connection's exporter secret in memory (never written anywhere), from which
+    // `lean_tls` derives the channel binding workers sign.
+    config.key_log = Arc::new(crate::lean_tls::binding::ExporterSecretLog);
     Ok(Arc::new(config))
 }
 

@@ -51,6 +51,23 @@ pub struct OutputChunk {
     pub data: Vec<u8>,
 }
 
+/// What [`Tx::serialize`] serializes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Joining the fleet: enrollment counts, names in use, seats.
+    Enrollment,
+}
+
+impl Scope {
+    /// A number of its own, for PostgreSQL's advisory locks.
+    pub fn lock_key(self) -> i64 {
+        match self {
+            // "muster" in ASCII, then the scope.
+            Scope::Enrollment => 0x6d75_7374_6572_0001,
+        }
+    }
+}
+
 pub trait Tx {
     // ---- tokens ----
     fn insert_token(&mut self, token: &Token) -> StoreResult<()>;
@@ -117,6 +134,12 @@ pub trait Tx {
     /// commits (and never if it rolls back). A backend with one server process (SQLite) has no
     /// one else to tell and does nothing.
     fn notify(&mut self, event: &str) -> StoreResult<()>;
+
+    /// Waits until no other transaction holds `scope`, and holds it until this one ends: what a
+    /// flow counts or checks before it writes (enrollments in a window, names in use) then stays
+    /// true until it commits, across every replica. SQLite's single writer already runs write
+    /// transactions one at a time, so there it does nothing.
+    fn serialize(&mut self, scope: Scope) -> StoreResult<()>;
 
     // ---- settings: small named values (JSON text) ----
     fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>>;

@@ -333,6 +333,71 @@ fn an_unreachable_server_fails_open_with_an_error() {
     assert!(matches!(result, Err(StoreError::Backend(_))));
 }
 
+/// `--max-enrollments N` holds exactly when replicas enroll at the same moment: before, each
+/// transaction counted the window's enrollments, saw room, and inserted, so concurrent
+/// enrollments could overshoot the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_secret_enrollments_on_replicas_never_exceed_the_limit() {
+    use muster_core::credentials::generate_id;
+    use muster_core::{ApiKey, Labels, WorkerId};
+    use muster_store::flows::enrollment::{self, Change, SecretEnrollment, Window};
+    let Some(schema) = TestSchema::new(2).await else {
+        return;
+    };
+    let replicas = [schema.open(), schema.open()];
+    let on = Change {
+        enabled: Some(true),
+        secret: Some(muster_core::credentials::SlowHash::from_stored(
+            "stub".into(),
+        )),
+        new_window: Some(Window {
+            closes_at: None,
+            max_enrollments: Some(5),
+            name_pattern: None,
+        }),
+    };
+    let ev = audit("enrollment.enable", "auto-enrollment");
+    let set_at = replicas[0]
+        .write(move |tx| enrollment::change(tx, &on, at(0), &ev))
+        .await
+        .expect("store")
+        .expect("enabled")
+        .settings
+        .secret_set_at
+        .expect("set");
+    let mut attempts = Vec::new();
+    for i in 0..40 {
+        let store = replicas[i % 2].clone();
+        let req = SecretEnrollment {
+            name: name(&format!("node-{i}")),
+            machine: muster_store::testing::machine(&format!("machine-{i}")),
+            labels: Labels::new(),
+            now: at(1),
+            verified_secret_set_at: set_at,
+            new_worker_id: WorkerId::parse(&generate_id(&mut rand::rngs::OsRng)).expect("id"),
+            new_key: ApiKey::generate(&mut rand::rngs::OsRng).hash(),
+            remote_addr: None,
+        };
+        attempts.push(tokio::spawn(async move {
+            store
+                .write(move |tx| enrollment::enroll(tx, &req, &|_: &WorkerId| false))
+                .await
+                .expect("store")
+                .is_ok()
+        }));
+    }
+    let mut enrolled = 0;
+    for attempt in attempts {
+        if attempt.await.expect("task") {
+            enrolled += 1;
+        }
+    }
+    assert_eq!(
+        enrolled, 5,
+        "exactly the window's five, across both replicas"
+    );
+}
+
 /// A database an older build left (migrations 1–4, with ended jobs) gains the jobs' ending kinds,
 /// derived from their words, when a newer build opens it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

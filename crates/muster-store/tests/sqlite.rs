@@ -67,6 +67,30 @@ async fn concurrent_writes_share_commits() {
     }
 }
 
+/// A database file outside the data dir is created readable by its owner only (it holds every
+/// key hash and the audit log), and so are the files SQLite adds beside it.
+#[tokio::test]
+async fn a_new_database_file_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = dir.path().join("elsewhere.db");
+    let store = muster_store::Store::open_sqlite(&path).expect("open");
+    store
+        .write(|tx| tx.put_setting("k", "v"))
+        .await
+        .expect("write");
+    for file in ["elsewhere.db", "elsewhere.db-wal", "elsewhere.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    store.close();
+}
+
 /// A database an older build left (migrations 1–4, with ended jobs) gains the jobs' ending kinds,
 /// derived from their words, when a newer build opens it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,10 +57,12 @@ fn fs_error(error: FsError) -> WorkerError {
             ),
             "give each worker process its own `--state-dir`",
         ),
-        other => WorkerError::config(
-            other.to_string(),
-            "check the state dir's path and permissions (`--state-dir`)",
-        ),
+        other => {
+            let hint = other.hint().unwrap_or_else(|| {
+                "check the state dir's path and permissions (`--state-dir`)".to_owned()
+            });
+            WorkerError::config(other.to_string(), hint)
+        }
     }
 }
 

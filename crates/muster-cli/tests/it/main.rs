@@ -12,6 +12,7 @@ mod harness;
 
 mod enrollment;
 mod fleet;
+mod hostile;
 mod http_api;
 mod jobs;
 mod precreated;

@@ -132,6 +132,16 @@ pub async fn connect(
             return Err(admit_refusal(&refusal));
         }
     };
+    // The labels it will run with, checked before the upgrade: a combination over the limit is
+    // refused here, and nothing is stored.
+    let labels = match creds.labels.merged_with(&worker.labels) {
+        Ok(labels) => labels,
+        Err(e) => {
+            return Err(AppError::bad_request(ErrorCode::InvalidLabel, e).with_hint(
+                "give the worker fewer labels (`--label`, `MUSTER_WORKER_LABELS`): the ones it enrolled with count too",
+            ));
+        }
+    };
     // Every log line of the session carries the worker. Not a child of the request's span: the
     // session outlives the request that opened it.
     let span = tracing::info_span!(
@@ -145,7 +155,7 @@ pub async fn connect(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| {
-            serve(app, worker, remote, creds, cuts_before, socket).instrument(span)
+            serve(app, worker, labels, remote, creds, cuts_before, socket).instrument(span)
         }))
 }
 
@@ -191,13 +201,21 @@ async fn admit(
 async fn serve(
     app: AppState,
     worker: Worker,
+    labels: Labels,
     remote: Option<SocketAddr>,
     creds: Credentials,
     cuts_before: u64,
     socket: axum::extract::ws::WebSocket,
 ) {
-    let (session, expires_at) =
-        Box::pin(open_session(&app, worker, remote, creds, cuts_before)).await;
+    let (session, expires_at) = Box::pin(open_session(
+        &app,
+        worker,
+        labels,
+        remote,
+        creds,
+        cuts_before,
+    ))
+    .await;
     let params = SessionParams {
         clock: app.clock,
         heartbeat: app.heartbeat,
@@ -221,11 +239,12 @@ async fn serve(
 async fn open_session(
     app: &AppState,
     worker: Worker,
+    labels: Labels,
     remote: Option<SocketAddr>,
     creds: Credentials,
     cuts_before: u64,
 ) -> (Arc<Session>, Option<muster_core::Timestamp>) {
-    let labels = current_labels(app, &worker, &creds.labels).await;
+    save_new_labels(app, &worker, &labels).await;
     let session = Arc::new(Session::new(
         app.registry.next_conn_id(),
         worker.id.clone(),
@@ -308,11 +327,10 @@ fn lost_reason(ended: &Ended) -> &'static str {
     }
 }
 
-/// The worker's labels for placing jobs: the stored ones, plus any new keys the worker now
-/// asserts (stored values win: they may come from an admin). Changes are saved.
-async fn current_labels(app: &AppState, worker: &Worker, asserted: &Labels) -> Labels {
-    let merged = asserted.merged_with(&worker.labels);
-    if merged != worker.labels {
+/// Saves the worker's labels for placing jobs when the connection added some: the stored ones
+/// plus any new keys the worker now asserts (stored values win: they may come from an admin).
+async fn save_new_labels(app: &AppState, worker: &Worker, merged: &Labels) {
+    if *merged != worker.labels {
         let (id, labels) = (worker.id.clone(), merged.clone());
         if let Err(e) = app
             .store
@@ -322,5 +340,4 @@ async fn current_labels(app: &AppState, worker: &Worker, asserted: &Labels) -> L
             tracing::warn!(error = %e, "cannot save a worker's new labels");
         }
     }
-    merged
 }

@@ -189,7 +189,9 @@ fn auto_refusal(refusal: &AutoRefusal) -> AppError {
             .with_hint("choose a name that matches the pattern, or ask an admin to change it"),
         AutoRefusal::NameInUseConnected(_)
         | AutoRefusal::NameJustTaken(_)
-        | AutoRefusal::NameTakenOtherKind { .. } => AppError::conflict(ErrorCode::NameInUse, refusal)
+        | AutoRefusal::NameTakenOtherKind { .. }
+        | AutoRefusal::NameOfToken(_)
+        | AutoRefusal::NameReserved(_) => AppError::conflict(ErrorCode::NameInUse, refusal)
             .with_hint("give this worker a unique name (`--name`)"),
         AutoRefusal::Revoked(_) => AppError::forbidden(ErrorCode::WorkerRevoked, refusal)
             .with_hint("`muster workers remove NAME` frees the name"),
@@ -273,5 +275,7 @@ fn token_refusal(refusal: TokenEnrollRefusal) -> AppError {
             .with_hint("a revoked worker stays out; an admin can remove it and mint a new token"),
         TokenEnrollRefusal::NameInUse(_) => AppError::conflict(ErrorCode::NameInUse, &refusal)
             .with_hint("mint a token with a name no worker has"),
+        TokenEnrollRefusal::Labels(_) => AppError::bad_request(ErrorCode::InvalidLabel, &refusal)
+            .with_hint("give the worker fewer labels (`--label`, `MUSTER_WORKER_LABELS`): the token's count too"),
     }
 }

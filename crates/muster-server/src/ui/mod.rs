@@ -71,7 +71,7 @@ impl UiState {
             sessions: session::Sessions::default(),
             // Five wrong passwords a minute per address: plenty for a person, useless for a
             // guesser.
-            limiter: FailureLimiter::new(5, Duration::from_secs(60)),
+            limiter: FailureLimiter::new(5, 50, Duration::from_secs(60)),
             password_checks: Semaphore::new(1),
         }
     }

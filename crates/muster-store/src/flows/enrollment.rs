@@ -217,6 +217,9 @@ fn enroll_inner(
     req: &SecretEnrollment,
     is_connected: &dyn Fn(&WorkerId) -> bool,
 ) -> StoreResult<Result<(Enrolled, Option<WorkerId>), AutoRefusal>> {
+    // The count of enrollments in the window, and the name checks below, must still hold when
+    // this commits, also when replicas enroll at the same moment.
+    tx.serialize(crate::tx::Scope::Enrollment)?;
     let (settings, enrolled_in_window) = gate(tx)?;
     let settings = &settings;
     if let Err(refusal) = settings.check_open(req.now, enrolled_in_window) {
@@ -227,6 +230,11 @@ fn enroll_inner(
         return Ok(Err(AutoRefusal::SecretMismatch));
     }
     let existing = tx.get_worker_by_name(&req.name)?;
+    // A token's name is kept for the worker it will enroll, used or not (once it has, the
+    // worker's own record says why the name is taken).
+    if existing.is_none() && tx.get_token(&req.name)?.is_some() {
+        return Ok(Err(AutoRefusal::NameOfToken(req.name.clone())));
+    }
     let connected = existing.as_ref().is_some_and(|w| is_connected(&w.id));
     let decision = match settings.decide(
         &req.name,

@@ -112,6 +112,8 @@ pub enum TokenEnrollRefusal {
     WorkerRevoked(Name),
     #[error("a worker named `{0}` already exists, enrolled another way")]
     NameInUse(Name),
+    #[error(transparent)]
+    Labels(muster_core::labels::LabelError),
 }
 
 /// How many times to re-read and re-decide when a concurrent enrollment changed the token
@@ -176,11 +178,15 @@ fn enroll_inner(
                 return Ok(Err(TokenEnrollRefusal::WorkerRevoked(name.clone())));
             }
         }
+        // Checked before anything is written: a refused enrollment changes nothing.
+        let labels = match req.labels.merged_with(&token.labels) {
+            Ok(labels) => labels,
+            Err(e) => return Ok(Err(TokenEnrollRefusal::Labels(e))),
+        };
         if presentation == Presentation::Bind && !tx.bind_token(name, &req.machine, req.now)? {
             // Someone bound it between our read and our update: decide again on fresh data.
             continue;
         }
-        let labels = req.labels.merged_with(&token.labels);
         return Ok(Ok(match existing {
             Some(mut worker) => {
                 tx.set_worker_key(&worker.id, &req.new_key)?;

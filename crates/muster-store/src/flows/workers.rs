@@ -117,7 +117,8 @@ pub fn revoke(
     }))
 }
 
-/// Deletes a worker record. The caller checks it is not connected.
+/// Deletes a worker record, and revokes the token it enrolled with. The caller checks it is not
+/// connected.
 pub fn remove(
     tx: &mut dyn Tx,
     name: &Name,
@@ -128,6 +129,14 @@ pub fn remove(
         Err(refusal) => return Ok(Err(refusal)),
     };
     tx.delete_worker(&worker.id)?;
+    // Its token goes with it, or the machine it is bound to could present it again and come
+    // back as a new worker. The removal happens at the time its audit record gives.
+    if let Some(token_name) = &worker.token_name
+        && let Some(token) = tx.get_token(token_name)?
+        && token.revoke(audit.at) == Ok(RevokeOutcome::Revoke)
+    {
+        tx.revoke_token(token_name, audit.at)?;
+    }
     tx.insert_audit(audit)?;
     Ok(Ok(worker.id))
 }

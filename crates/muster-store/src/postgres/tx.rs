@@ -19,7 +19,7 @@ use crate::error::StoreResult;
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Tx};
+use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, Tx};
 
 impl PgTx<'_> {
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
@@ -376,6 +376,12 @@ impl Tx for PgTx<'_> {
     fn notify(&mut self, event: &str) -> StoreResult<()> {
         let channel = self.events_channel();
         self.execute("SELECT pg_notify($1, $2)", &[&channel, &event])?;
+        Ok(())
+    }
+
+    fn serialize(&mut self, scope: Scope) -> StoreResult<()> {
+        // Released by COMMIT or ROLLBACK, so a crashed transaction never leaves it held.
+        self.execute("SELECT pg_advisory_xact_lock($1)", &[&scope.lock_key()])?;
         Ok(())
     }
 

@@ -42,8 +42,29 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+/// Creates the database file readable by its owner only, if it does not exist yet: it holds
+/// every key hash and the audit log, and SQLite would create it with the umask's mode (often
+/// 0644). SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn create_private(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!(
+            "cannot create the database file `{}`: {e}",
+            path.display()
+        ))),
+    }
+}
+
 impl SqliteBackend {
     pub fn open(path: &Path) -> StoreResult<Self> {
+        create_private(path)?;
         let mut writer = open_connection(path)?;
         migrations::apply(&mut writer)?;
 

@@ -18,7 +18,7 @@ use crate::error::StoreResult;
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Tx};
+use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, Tx};
 
 impl SqliteTx<'_> {
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
@@ -408,6 +408,11 @@ impl Tx for SqliteTx<'_> {
 
     fn notify(&mut self, _event: &str) -> StoreResult<()> {
         // One SQLite database has one server process: it acts on its own changes directly.
+        Ok(())
+    }
+
+    fn serialize(&mut self, _scope: Scope) -> StoreResult<()> {
+        // Write transactions already run one at a time on the writer thread.
         Ok(())
     }
 

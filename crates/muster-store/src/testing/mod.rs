@@ -46,11 +46,13 @@ macro_rules! conformance_tests {
             secret_enrollment {
                 secret_enrollment_settings_and_guard_rails,
                 secret_enrollment_supersedes_only_when_allowed,
+                secret_enrollment_never_takes_a_token_or_reserved_name,
             }
             workers {
                 admit_checks_key_machine_and_binds_precreated,
                 revoke_and_remove_workers,
                 the_builtin_worker_is_neither_revoked_nor_removed,
+                removing_a_worker_keeps_its_token_from_bringing_it_back,
                 touch_keeps_the_latest,
             }
             jobs {

@@ -287,3 +287,41 @@ pub async fn secret_enrollment_supersedes_only_when_allowed(store: Store) {
         Err(AutoRefusal::NameTakenOtherKind { .. })
     ));
 }
+
+/// Auto-enrollment never takes the name of an enrollment token (its holder would then be told
+/// the name is in use) nor the built-in worker's name, even on a server without one.
+pub async fn secret_enrollment_never_takes_a_token_or_reserved_name(store: Store) {
+    let on = enrollment::Change {
+        enabled: Some(true),
+        secret: Some(stub_hash()),
+        new_window: Some(Default::default()),
+    };
+    let set_at = change(&store, on, 0)
+        .await
+        .expect("enabled")
+        .settings
+        .secret_set_at
+        .expect("set");
+    make_token(&store, "reserved-for-token", 60_000).await;
+    for (taken, expected) in [
+        (
+            "reserved-for-token",
+            AutoRefusal::NameOfToken(name("reserved-for-token")),
+        ),
+        ("builtin", AutoRefusal::NameReserved(name("builtin"))),
+    ] {
+        let (req, _) = secret_request(taken, "machine-a", 10, set_at);
+        assert_eq!(
+            secret_enroll(&store, req, None).await.map(|_| ()),
+            Err(expected)
+        );
+        let taken = name(taken);
+        assert!(
+            store
+                .read(move |tx| tx.get_worker_by_name(&taken))
+                .await
+                .expect("get")
+                .is_none()
+        );
+    }
+}

@@ -152,3 +152,32 @@ pub async fn the_builtin_worker_is_neither_revoked_nor_removed(store: Store) {
         (EnrolledVia::Builtin, None)
     );
 }
+
+/// Removing a token-enrolled worker revokes its token: the machine it was bound to cannot
+/// present the token again and come back as a new worker.
+pub async fn removing_a_worker_keeps_its_token_from_bringing_it_back(store: Store) {
+    let secret = make_token(&store, "gone", 60_000).await;
+    let (req, _) = enrollment(&secret, "machine-a", 1);
+    enroll(&store, req).await.expect("bound");
+    let ev = audit("worker.remove", "gone");
+    store
+        .write(move |tx| workers::remove(tx, &name("gone"), &ev))
+        .await
+        .expect("store")
+        .expect("removed");
+    let (again, _) = enrollment(&secret, "machine-a", 2);
+    assert_eq!(
+        enroll(&store, again).await.map(|e| e.worker.name),
+        Err(crate::flows::tokens::TokenEnrollRefusal::Token(
+            muster_core::token::Refusal::Revoked(name("gone"))
+        ))
+    );
+    assert!(
+        store
+            .read(|tx| tx.get_worker_by_name(&name("gone")))
+            .await
+            .expect("get")
+            .is_none(),
+        "the worker did not come back"
+    );
+}

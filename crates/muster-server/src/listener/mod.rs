@@ -3,7 +3,10 @@
 //!
 //! Near the open-file limit the server still accepts, answers `503` with a `retry_after_ms`, and
 //! closes: a worker learns why and when to come back, and the connections already held are never
-//! put at risk by running out of descriptors.
+//! put at risk by running out of descriptors. Before a TLS handshake starts, a connection passes
+//! the [`gate`]: its ClientHello on a short deadline, then a permit shared fairly among sources.
+
+mod gate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +25,8 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::error::AppError;
-use crate::lean_tls::LeanTls;
+use crate::lean_tls::{ChannelBinding, LeanTls};
+use gate::HandshakeGate;
 
 /// The caller's network address, as the listener saw it.
 #[derive(Debug, Clone, Copy)]
@@ -46,8 +50,6 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Remote {
 
 /// Descriptors kept free for the database, log files, job processes and the like.
 const FD_RESERVE: usize = 256;
-/// A client that has not finished its TLS handshake in this long is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A worker turned away because the server is full is told to come back after a random wait in
 /// this range, so the turned-away do not all return at the same instant.
 const BUSY_RETRY_MIN_MS: u64 = 5_000;
@@ -122,7 +124,7 @@ pub struct Listener {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub cap: usize,
     pub open: Arc<AtomicUsize>,
-    pub handshakes: Arc<tokio::sync::Semaphore>,
+    gate: Arc<HandshakeGate>,
 }
 
 impl Listener {
@@ -131,7 +133,7 @@ impl Listener {
             tls,
             cap: connection_cap(),
             open: Arc::new(AtomicUsize::new(0)),
-            handshakes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HANDSHAKES)),
+            gate: Arc::new(HandshakeGate::default()),
         }
     }
 }
@@ -189,12 +191,6 @@ impl tokio::io::AsyncWrite for Counted {
         std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
-
-/// TLS handshakes in progress at once. A reconnect storm brings thousands of handshakes at the
-/// same moment; run all of them concurrently and each one crawls, clients time out and retry,
-/// and the storm feeds itself. A small gate lets them finish in turn, quickly; the rest wait,
-/// accepted, costing a descriptor and no CPU.
-const CONCURRENT_HANDSHAKES: usize = 64;
 
 /// Counts a connection while it lives.
 struct OpenGuard(Arc<AtomicUsize>);
@@ -264,25 +260,52 @@ impl Listener {
                 stream,
                 _guard: guard,
             };
-            serve_http(TokioIo::new(stream), remote, app, shutdown).await;
+            serve_http(TokioIo::new(stream), remote, None, app, shutdown).await;
             return;
         };
+        let source = remote.ip();
+        let hello_slot = match self.gate.hello_slot(source) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                tracing::debug!(%remote, "connection refused: {refused}");
+                return;
+            }
+        };
+        let mut stream = stream;
         if speaks_plain_http(&stream).await {
             refuse_plain_http(stream).await;
             return;
         }
+        let hello = match gate::read_client_hello(&mut stream).await {
+            Ok(hello) => hello,
+            Err(refused) => {
+                tracing::debug!(%remote, "TLS handshake refused: {refused}");
+                return;
+            }
+        };
+        drop(hello_slot);
+        let permit = match self.gate.permit(source).await {
+            Ok(permit) => permit,
+            Err(refused) => {
+                tracing::debug!(%remote, "TLS handshake refused: {refused}");
+                return;
+            }
+        };
         let stream = Counted {
             stream,
             _guard: guard,
         };
         let handshake = async {
-            let _permit = self.handshakes.acquire().await;
-            let mut tls =
-                LeanTls::new(stream, Arc::clone(config)).map_err(std::io::Error::other)?;
-            tls.handshake().await.map(|()| tls)
+            let mut tls = LeanTls::with_received(stream, Arc::clone(config), hello)
+                .map_err(std::io::Error::other)?;
+            tls.handshake().await.map(|binding| (tls, binding))
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(Ok(tls)) => serve_http(TokioIo::new(tls), remote, app, shutdown).await,
+        let result = tokio::time::timeout(gate::HANDSHAKE_TIMEOUT, handshake).await;
+        drop(permit);
+        match result {
+            Ok(Ok((tls, binding))) => {
+                serve_http(TokioIo::new(tls), remote, binding, app, shutdown).await
+            }
             Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
         }
@@ -293,7 +316,7 @@ impl Listener {
 async fn speaks_plain_http(stream: &TcpStream) -> bool {
     let mut first = [0u8; 1];
     matches!(
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await,
+        tokio::time::timeout(gate::CLIENT_HELLO_TIMEOUT, stream.peek(&mut first)).await,
         Ok(Ok(1)) if first[0].is_ascii_uppercase()
     )
 }
@@ -316,9 +339,12 @@ async fn refuse_plain_http(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
+/// Serves HTTP on one connection. Every request carries the peer's address and, over TLS 1.3,
+/// the connection's [`ChannelBinding`] (as request extensions).
 async fn serve_http<I>(
     io: TokioIo<I>,
     remote: SocketAddr,
+    binding: Option<ChannelBinding>,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -326,6 +352,9 @@ async fn serve_http<I>(
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
+        if let Some(binding) = binding {
+            request.extensions_mut().insert(binding);
+        }
         app.clone().oneshot(request)
     });
     let conn = hyper::server::conn::http1::Builder::new()

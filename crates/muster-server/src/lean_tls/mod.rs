@@ -9,6 +9,15 @@
 //!
 //! The handshake is driven by [`LeanTls::handshake`] before the stream is handed to HTTP; after
 //! that, reads and writes drive the connection as they go (key updates, alerts, close_notify).
+//! The handshake also yields the connection's [`ChannelBinding`] (see [`binding`]).
+//!
+//! When rustls refuses what the peer sent it queues a fatal alert; the stream sends that alert
+//! before it reports the error, so a client with a bad ClientHello reads `protocol_version` or
+//! `handshake_failure` rather than a bare end of stream.
+
+pub mod binding;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::pin::Pin;
@@ -18,6 +27,8 @@ use std::task::{Context, Poll, ready};
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub use binding::ChannelBinding;
 
 /// Bytes read from the socket at a time (on the stack; appended to the incoming buffer).
 const READ_CHUNK: usize = 4096;
@@ -41,6 +52,15 @@ pub struct LeanTls<IO> {
     handshaken: bool,
     peer_closed: bool,
     closed: bool,
+    /// During the handshake, the exporter master secret once rustls has derived it; after it,
+    /// the channel binding made from it, until [`LeanTls::handshake`] hands that out.
+    exporter: Exporter,
+}
+
+enum Exporter {
+    None,
+    Secret(Vec<u8>),
+    Binding(ChannelBinding),
 }
 
 /// What driving the connection left to do.
@@ -131,10 +151,20 @@ impl std::fmt::Debug for Insufficient {
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
     pub fn new(io: IO, config: Arc<rustls::ServerConfig>) -> Result<Self, rustls::Error> {
+        Self::with_received(io, config, Vec::new())
+    }
+
+    /// A stream whose peer already sent `received` (read off the socket before, such as the
+    /// ClientHello the listener reads before it lets a handshake start).
+    pub fn with_received(
+        io: IO,
+        config: Arc<rustls::ServerConfig>,
+        received: Vec<u8>,
+    ) -> Result<Self, rustls::Error> {
         Ok(Self {
             io,
             conn: UnbufferedServerConnection::new(config)?,
-            incoming: Vec::new(),
+            incoming: received,
             plaintext: Vec::new(),
             plain_pos: 0,
             outgoing: Vec::new(),
@@ -142,17 +172,34 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
             handshaken: false,
             peer_closed: false,
             closed: false,
+            exporter: Exporter::None,
         })
     }
 
-    /// Completes the TLS handshake.
-    pub async fn handshake(&mut self) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_handshake(cx)).await
+    /// Completes the TLS handshake. Returns the connection's channel binding: `None` for a
+    /// connection that negotiated TLS 1.2, or a server config without
+    /// [`binding::ExporterSecretLog`] as its key log.
+    pub async fn handshake(&mut self) -> io::Result<Option<ChannelBinding>> {
+        std::future::poll_fn(|cx| self.poll_handshake(cx)).await?;
+        Ok(
+            match std::mem::replace(&mut self.exporter, Exporter::None) {
+                Exporter::Binding(binding) => Some(binding),
+                Exporter::None | Exporter::Secret(_) => None,
+            },
+        )
     }
 
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
-            let next = self.process()?;
+            let next = match self.process() {
+                Ok(next) => next,
+                Err(e) => {
+                    // The alert rustls queued goes out if the socket takes it now; the error is
+                    // what the caller gets either way.
+                    let _ = self.poll_write_out(cx);
+                    return Poll::Ready(Err(e));
+                }
+            };
             if self.handshaken {
                 // What is left to send (session tickets) goes out with later reads and writes.
                 return Poll::Ready(Ok(()));
@@ -194,6 +241,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
     /// next.
     fn drive(&mut self, mut write: Option<Option<&[u8]>>) -> io::Result<Next> {
         loop {
+            let was_handshaken = self.handshaken;
             let Self {
                 conn,
                 incoming,
@@ -202,11 +250,26 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
                 handshaken,
                 closed,
                 peer_closed,
+                exporter,
                 ..
             } = self;
+            if !*handshaken {
+                binding::start_catching();
+            }
             let status = conn.process_tls_records(incoming);
+            if !*handshaken && let Some(secret) = binding::stop_catching() {
+                *exporter = Exporter::Secret(secret);
+            }
             let mut discard = status.discard;
-            let next = match status.state.map_err(tls_error)? {
+            let state = match status.state {
+                Ok(state) => state,
+                Err(e) => {
+                    incoming.drain(..discard);
+                    self.queue_alert();
+                    return Err(tls_error(e));
+                }
+            };
+            let next = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
                     while let Some(record) = traffic.next_record() {
                         let record = record.map_err(tls_error)?;
@@ -268,8 +331,47 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
             if incoming.is_empty() {
                 *incoming = Vec::new();
             }
+            // Data or a close_notify can follow the client's Finished in the same read, so the
+            // handshake may be over before a `WriteTraffic` state ever shows.
+            if !self.handshaken && !self.conn.is_handshaking() {
+                self.handshaken = true;
+            }
+            if self.handshaken && !was_handshaken {
+                self.finish_binding();
+            }
             if let Some(next) = next {
                 return Ok(next);
+            }
+        }
+    }
+
+    /// Turns the exporter secret caught during the handshake into the channel binding.
+    fn finish_binding(&mut self) {
+        if let Exporter::Secret(secret) = std::mem::replace(&mut self.exporter, Exporter::None)
+            && let Some(suite) = self.conn.negotiated_cipher_suite()
+            && let Some(binding) = binding::derive(suite, &secret)
+        {
+            self.exporter = Exporter::Binding(binding);
+        }
+    }
+
+    /// After rustls refused the peer's records: encodes the fatal alert it queued (if any) into
+    /// `outgoing`, so the peer learns why before the connection goes.
+    fn queue_alert(&mut self) {
+        loop {
+            let status = self.conn.process_tls_records(&mut []);
+            match status.state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    if append(&mut self.outgoing, 64, |buf| {
+                        encode.encode(buf).map_err(Insufficient::from)
+                    })
+                    .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => return,
             }
         }
     }
@@ -327,7 +429,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for LeanTls<IO> {
             if this.peer_closed {
                 return Poll::Ready(Ok(()));
             }
-            let next = this.process()?;
+            let next = match this.process() {
+                Ok(next) => next,
+                Err(e) => {
+                    let _ = this.poll_write_out(cx);
+                    return Poll::Ready(Err(e));
+                }
+            };
             // Anything processing produced for the peer (tickets, alerts, key updates) goes out
             // now. A socket that cannot take it yet does not stop us from reading, and one that
             // is gone does not either: what the peer sent before it went is still to be read.
@@ -342,7 +450,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for LeanTls<IO> {
                 Next::PeerClosed | Next::Written => this.peer_closed = true,
                 Next::Read => {
                     if ready!(this.poll_fill(cx))? == 0 {
-                        // The peer went without a close_notify: end of stream all the same.
+                        if !this.incoming.is_empty() {
+                            // Cut in the middle of a record: data was lost, not just unannounced.
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "the peer closed the connection in the middle of a TLS record",
+                            )));
+                        }
+                        // The peer went without a close_notify, between records: end of stream
+                        // all the same (HTTP clients do this; HTTP framing tells what was cut).
                         this.peer_closed = true;
                     }
                 }
@@ -383,110 +499,5 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LeanTls<IO> {
         }
         ready!(this.poll_write_out(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The stream against rustls's own client (tokio-rustls), over an in-memory pipe.
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let cert = certified.cert.der().clone();
-        let key =
-            rustls::pki_types::PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
-        let provider = muster_client::trust::crypto_provider();
-        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(cert.as_ref()).into();
-        let client = muster_client::Trust::Fingerprint(digest)
-            .client_config()
-            .unwrap();
-        (Arc::new(server), client)
-    }
-
-    #[tokio::test]
-    async fn round_trips_small_and_large_data_and_frees_its_buffers_when_idle() {
-        let (server_config, client_config) = configs();
-        let (client_io, server_io) = tokio::io::duplex(1 << 16);
-        let server = tokio::spawn(async move {
-            let mut tls = LeanTls::new(server_io, server_config).unwrap();
-            tls.handshake().await.unwrap();
-            // Echo everything back, then report how much the idle stream still holds.
-            let mut buf = vec![0u8; 100_000];
-            let mut total = 0;
-            while total < 1 + 3_000_000 {
-                let n = tls.read(&mut buf).await.unwrap();
-                assert!(n > 0, "early end of stream after {total} bytes");
-                tls.write_all(&buf[..n]).await.unwrap();
-                total += n;
-            }
-            tls.flush().await.unwrap();
-            let held = tls.incoming.capacity() + tls.plaintext.capacity() + tls.outgoing.capacity();
-            let n = tls.read(&mut buf).await.unwrap();
-            assert_eq!(n, 0, "the client closed");
-            held
-        });
-        let connector = tokio_rustls::TlsConnector::from(client_config);
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut client = connector.connect(name, client_io).await.unwrap();
-        let payload: Vec<u8> = (0..3_000_001u32).map(|i| (i % 251) as u8).collect();
-        {
-            let expected = payload.clone();
-            let (mut rd, mut wr) = tokio::io::split(client);
-            let writer = tokio::spawn(async move {
-                wr.write_all(&payload).await.unwrap();
-                wr.flush().await.unwrap();
-                wr
-            });
-            let mut got = vec![0u8; expected.len()];
-            rd.read_exact(&mut got).await.unwrap();
-            assert!(got == expected, "the echo differs");
-            client = rd.unsplit(writer.await.unwrap());
-        }
-        client.shutdown().await.unwrap();
-        let held = server.await.unwrap();
-        assert_eq!(held, 0, "an idle stream holds no buffer");
-    }
-
-    #[tokio::test]
-    async fn a_peer_that_vanishes_without_close_notify_is_an_end_of_stream() {
-        let (server_config, client_config) = configs();
-        let (client_io, server_io) = tokio::io::duplex(1 << 16);
-        let server = tokio::spawn(async move {
-            let mut tls = LeanTls::new(server_io, server_config).unwrap();
-            tls.handshake().await.unwrap();
-            let mut got = Vec::new();
-            tls.read_to_end(&mut got).await.unwrap();
-            got
-        });
-        let connector = tokio_rustls::TlsConnector::from(client_config);
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut client = connector.connect(name, client_io).await.unwrap();
-        client.write_all(b"last words").await.unwrap();
-        client.flush().await.unwrap();
-        drop(client);
-        assert_eq!(server.await.unwrap(), b"last words");
-    }
-
-    #[tokio::test]
-    async fn a_peer_that_is_not_tls_is_refused() {
-        let (server_config, _) = configs();
-        let (mut client_io, server_io) = tokio::io::duplex(1 << 16);
-        let server = tokio::spawn(async move {
-            let mut tls = LeanTls::new(server_io, server_config).unwrap();
-            tls.handshake().await
-        });
-        client_io
-            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        assert!(server.await.unwrap().is_err());
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod enrollment;
+pub mod identity;
 pub mod jobs;
 pub mod tokens;
 pub mod workers;

@@ -213,6 +213,7 @@ mod tests {
             expires_at: Some(Timestamp::from_unix_millis(1000)),
             revoked_at: None,
             last_seen_at: None,
+            identity: Default::default(),
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Inner {
     pub verifier: crate::secrets::SecretVerifier,
     pub limiter: crate::ratelimit::FailureLimiter,
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// Makes and checks the nonces workers sign where there is no TLS exporter to bind to.
+    pub nonce_key: crate::proof::NonceKey,
 }
 
 impl std::ops::Deref for AppState {
@@ -106,6 +108,7 @@ impl AppState {
             verifier: crate::secrets::SecretVerifier::new(),
             limiter: crate::ratelimit::FailureLimiter::default(),
             jobs,
+            nonce_key: crate::proof::NonceKey::from_bytes(&[7; 32]),
         });
         (app, dir)
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use muster_core::audit::Outcome;
 use muster_core::credentials::generate_id;
+use muster_core::identity::{Proof, ProofSignature, PublicKey, Purpose};
 use muster_core::token::Refusal;
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use rand::rngs::OsRng;
 
 use crate::error::AppError;
 use crate::ops::cut::{self, Cut};
+use crate::proof::{self, ProofError};
 use crate::secrets::Verdict;
 use crate::state::AppState;
 use crate::validate;
@@ -34,6 +36,7 @@ pub async fn enroll(
     let machine = MachineId::parse(&req.machine_id)
         .map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e))?;
     let labels = validate::labels(&req.labels)?;
+    let public_key = proven_key(app, req)?;
     if let Some(ip) = remote.map(|a| a.ip())
         && let Err(wait) = app.limiter.check(ip)
     {
@@ -49,7 +52,9 @@ pub async fn enroll(
         return Err(auto_refusal(&AutoRefusal::RateLimited).with_retry_after(wait));
     }
     let result = match (&req.token, &req.enrollment_key) {
-        (Some(token), None) => enroll_with_token(app, remote, token, machine, labels).await,
+        (Some(token), None) => {
+            enroll_with_token(app, remote, token, machine, labels, public_key).await
+        }
         (None, Some(key)) => {
             let name = req.name.as_deref().ok_or_else(|| {
                 AppError::bad_request(
@@ -59,7 +64,7 @@ pub async fn enroll(
                 .with_hint("set `--name` or MUSTER_WORKER_NAME")
             })?;
             let name = validate::name(name)?;
-            enroll_with_secret(app, remote, name, key, machine, labels).await
+            enroll_with_secret(app, remote, name, key, machine, labels, public_key).await
         }
         (Some(_), Some(_)) => Err(AppError::bad_request(
             ErrorCode::BadRequest,
@@ -82,6 +87,40 @@ pub async fn enroll(
     result
 }
 
+/// The public key the request proves it holds: a signature over a fresh nonce of this fleet's,
+/// for the name it enrolls as.
+fn proven_key(app: &AppState, req: &EnrollRequest) -> Result<PublicKey, AppError> {
+    let refuse = |e: &dyn std::fmt::Display| {
+        AppError::unauthorized(ErrorCode::ProofInvalid, e.to_string()).with_hint(
+            "the worker proves it holds the key in its state dir when it enrolls; run the same muster version on the worker and the server",
+        )
+    };
+    let (Some(key), Some(signature)) = (req.public_key.as_deref(), req.proof.as_deref()) else {
+        return Err(refuse(&ProofError::Missing));
+    };
+    let public_key = PublicKey::parse(key).map_err(|_| refuse(&ProofError::PublicKey))?;
+    let signature = ProofSignature::parse(signature).map_err(|_| refuse(&ProofError::Signature))?;
+    let bound_to = proof::enroll_binding(&app.nonce_key, req.nonce.as_deref(), app.clock.now())
+        .map_err(|e| refuse(&e))?;
+    let subject = match (&req.token, &req.name) {
+        (Some(token), _) => token.split('.').next().unwrap_or_default(),
+        (None, Some(name)) => name.as_str(),
+        (None, None) => "",
+    };
+    let statement = Proof {
+        purpose: Purpose::Enroll,
+        binding: &bound_to,
+        subject,
+        public_key: &public_key,
+        ticket: None,
+        process: None,
+    };
+    if !public_key.verify(&statement, &signature) {
+        return Err(refuse(&ProofError::Signature));
+    }
+    Ok(public_key)
+}
+
 async fn enroll_with_secret(
     app: &AppState,
     remote: Option<SocketAddr>,
@@ -89,6 +128,7 @@ async fn enroll_with_secret(
     presented: &str,
     machine: MachineId,
     labels: Labels,
+    public_key: PublicKey,
 ) -> Result<EnrollResponse, AppError> {
     let now = app.clock.now();
     let refuse = |refusal: AutoRefusal| {
@@ -146,6 +186,7 @@ async fn enroll_with_secret(
         verified_secret_set_at: set_at,
         new_worker_id: WorkerId::parse(&generate_id(&mut OsRng)).map_err(AppError::internal)?,
         new_key: key.hash(),
+        public_key,
         remote_addr: remote.map(|a| a.ip().to_string()),
     };
     let registry = Arc::clone(&app.registry);
@@ -206,6 +247,7 @@ async fn enroll_with_token(
     token: &str,
     machine: MachineId,
     labels: Labels,
+    public_key: PublicKey,
 ) -> Result<EnrollResponse, AppError> {
     let presented = match TokenSecret::parse(token) {
         Ok(t) => t,
@@ -232,6 +274,7 @@ async fn enroll_with_token(
         now: app.clock.now(),
         new_worker_id: id,
         new_key: key.hash(),
+        public_key,
         remote_addr: remote.map(|a| a.ip().to_string()),
     };
     // The key is on disk (as a hash) before a session still using the previous key is cut off.

@@ -261,6 +261,9 @@ async fn app_state(
             events::handle(event, &registry, &jobs, &runtime)
         }));
     }
+    let nonce_key = crate::proof::NonceKey::load_or_create(&store)
+        .await
+        .map_err(ServeError::Recover)?;
     let self_signed = matches!(config.tls, TlsMode::SelfSigned);
     Ok(AppState::new(Inner {
         store,
@@ -278,5 +281,6 @@ async fn app_state(
         verifier: secrets::SecretVerifier::new(),
         limiter: ratelimit::FailureLimiter::default(),
         jobs,
+        nonce_key,
     }))
 }

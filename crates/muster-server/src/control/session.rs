@@ -13,7 +13,7 @@ use axum::extract::ws::{CloseFrame, Message};
 use futures_util::future::BoxFuture;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use muster_core::Timestamp;
-use muster_proto::control::{CloseCode, ServerMessage, Welcome, WorkerMessage, close};
+use muster_proto::control::{CloseCode, ServerMessage, Welcome, WorkerMessage};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::clock::Clock;
@@ -111,8 +111,8 @@ where
                 }
             }
             () = until_expiry(&mut expiry) => {
-                Box::pin(close_with(&mut socket, close::EXPIRED, "the worker's enrollment token expired".into())).await;
-                return Ended::Closed(close::EXPIRED);
+                Box::pin(close_with(&mut socket, CloseCode::Expired, "the worker's enrollment token expired".into())).await;
+                return Ended::Closed(CloseCode::Expired);
             }
             frame = socket.next() => {
                 match frame {
@@ -135,7 +135,7 @@ where
             () = &mut idle => {
                 let now = Instant::now();
                 if now.duration_since(last_heard) >= params.idle_timeout {
-                    Box::pin(close_with(&mut socket, close::IDLE, "no heartbeat within the idle timeout".into())).await;
+                    Box::pin(close_with(&mut socket, CloseCode::Idle, "no heartbeat within the idle timeout".into())).await;
                     return Ended::Idle;
                 }
                 // The worker pings every heartbeat interval, and its pings keep us both alive.
@@ -361,14 +361,14 @@ mod tests {
                 None => panic!("closed without a close frame"),
             }
         };
-        assert_eq!(code, close::EXPIRED);
+        assert_eq!(code, CloseCode::Expired);
         assert_eq!(
             started.elapsed(),
             Duration::from_millis(2500),
             "not a millisecond late"
         );
         drop(pipe.to_server);
-        assert_eq!(task.await.unwrap(), Ended::Closed(close::EXPIRED));
+        assert_eq!(task.await.unwrap(), Ended::Closed(CloseCode::Expired));
     }
 
     #[tokio::test(start_paused = true)]
@@ -382,14 +382,14 @@ mod tests {
         });
         expect_welcome(&mut pipe).await;
         let before = Instant::now();
-        s.close(close::REVOKED, "revoked");
+        s.close(CloseCode::Revoked, "revoked");
         assert_eq!(
             close_code(pipe.from_server.recv().await),
-            Some(close::REVOKED)
+            Some(CloseCode::Revoked)
         );
         assert_eq!(before.elapsed(), Duration::ZERO);
         pipe.to_server.send(Ok(Message::Close(None))).unwrap();
-        assert_eq!(task.await.unwrap(), Ended::Closed(close::REVOKED));
+        assert_eq!(task.await.unwrap(), Ended::Closed(CloseCode::Revoked));
     }
 
     #[tokio::test(start_paused = true)]
@@ -417,7 +417,7 @@ mod tests {
                 other => break close_code(other),
             }
         };
-        assert_eq!(code, Some(close::IDLE));
+        assert_eq!(code, Some(CloseCode::Idle));
         assert_eq!(pings, 1, "pinged once, at 10 s");
         assert_eq!(started.elapsed(), Duration::from_secs(15));
         assert_eq!(task.await.unwrap(), Ended::Idle);

@@ -325,22 +325,26 @@ mod tests {
         }
     }
 
+    /// A session running over an in-memory pipe, its welcome already read.
+    async fn started_session(
+        clock: Clock,
+        expires_in: Option<Duration>,
+    ) -> (Arc<Session>, Pipe, tokio::task::JoinHandle<Ended>) {
+        let (socket, mut pipe) = pipe();
+        let s = session(&clock);
+        let task = tokio::spawn({
+            let s = Arc::clone(&s);
+            async move { run(socket, s, params(clock, expires_in), &Discard).await }
+        });
+        expect_welcome(&mut pipe).await;
+        (s, pipe, task)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn expiry_closes_exactly_at_the_deadline() {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(1_000_000));
-        let (socket, mut pipe) = pipe();
-        let s = session(&clock);
         let started = Instant::now();
-        let task = tokio::spawn(async move {
-            run(
-                socket,
-                s,
-                params(clock, Some(Duration::from_millis(2500))),
-                &Discard,
-            )
-            .await
-        });
-        expect_welcome(&mut pipe).await;
+        let (_, mut pipe, task) = started_session(clock, Some(Duration::from_millis(2500))).await;
         // Keep the channel alive with worker pings so only the deadline can end it.
         let keepalive = pipe.to_server.clone();
         tokio::spawn(async move {
@@ -374,13 +378,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_revocation_command_closes_at_once() {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
-        let (socket, mut pipe) = pipe();
-        let s = session(&clock);
-        let task = tokio::spawn({
-            let s = Arc::clone(&s);
-            async move { run(socket, s, params(clock, None), &Discard).await }
-        });
-        expect_welcome(&mut pipe).await;
+        let (s, mut pipe, task) = started_session(clock, None).await;
         let before = Instant::now();
         s.close(CloseCode::Revoked, "revoked");
         assert_eq!(
@@ -395,12 +393,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_worker_is_pinged_then_dropped_at_the_idle_timeout() {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
-        let (socket, mut pipe) = pipe();
         let started = Instant::now();
-        let task = tokio::spawn(async move {
-            run(socket, session(&clock), params(clock, None), &Discard).await
-        });
-        expect_welcome(&mut pipe).await;
+        let (_, mut pipe, task) = started_session(clock, None).await;
         assert!(matches!(
             pipe.from_server.recv().await,
             Some(Message::Ping(_))
@@ -426,13 +420,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_chatty_worker_is_never_pinged_and_stays() {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
-        let (socket, mut pipe) = pipe();
-        let s = session(&clock);
-        let task = tokio::spawn({
-            let s = Arc::clone(&s);
-            async move { run(socket, s, params(clock, None), &Discard).await }
-        });
-        expect_welcome(&mut pipe).await;
+        let (s, mut pipe, task) = started_session(clock, None).await;
         for _ in 0..20 {
             tokio::time::sleep(Duration::from_secs(4)).await;
             pipe.to_server

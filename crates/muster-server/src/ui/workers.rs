@@ -293,13 +293,12 @@ pub async fn confirm_revoke(
                     @if worker.status == WorkerStatus::Connected { "now" } @else { (fmt::when(now, worker.last_seen_at.as_deref(), "never")) }
                 }
             }
-            form method="post" action={ "/workers/" (worker.name) "/revoke" } {
-                input type="hidden" name="csrf" value=(admin.session.csrf);
-                div.actions {
-                    button.danger type="submit" { "Revoke " (worker.name) }
-                    a.button.quiet href="/workers" { "Cancel" }
-                }
-            }
+            (layout::confirm_form(
+                &format!("/workers/{}/revoke", worker.name),
+                &admin.session.csrf,
+                &format!("Revoke {}", worker.name),
+                "/workers",
+            ))
         }
     };
     Ok(layout::page(

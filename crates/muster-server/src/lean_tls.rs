@@ -9,6 +9,10 @@
 //!
 //! The handshake is driven by [`LeanTls::handshake`] before the stream is handed to HTTP; after
 //! that, reads and writes drive the connection as they go (key updates, alerts, close_notify).
+//!
+//! Over 400 lines: about 390 of code and 100 of tests against rustls's own client. The stream is one
+//! state machine (handshake, reads, writes, close) over one set of buffers; split, each part would
+//! need the others' invariants about who may hold which buffer.
 
 use std::io;
 use std::pin::Pin;

@@ -13,6 +13,10 @@
 //!
 //! A scenario that fails is recorded in `errors` and the run goes on, so one run shows as much
 //! as it can.
+//!
+//! Over 400 lines because [`run`] is the whole benchmark in the order it runs: the nine scenarios
+//! one after another, sharing the server, the fleet and the report. Each scenario's work is in its
+//! own module; what stays here is the sequence and what each records.
 
 pub mod dispatch;
 pub mod enroll;

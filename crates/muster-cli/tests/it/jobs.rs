@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{
-    STARTUP, Server, ServerOpts, Worker, alive, array, error_line, find, read_pid, wait_dead,
-    wait_until,
+    Process, STARTUP, Server, ServerOpts, Worker, alive, array, error_line, find, read_pid,
+    wait_dead, wait_until,
 };
 
 /// A worker enrolled with a token named `name`, with its own `--label`s.
@@ -108,6 +108,20 @@ fn tree_pids(dir: &Path) -> Tree {
     let child = read_pid(&dir.join("child.pid"), STARTUP);
     assert!(alive(main) && alive(child), "the job's processes are up");
     Tree { main, child }
+}
+
+/// Runs a process-tree job (`script`, writing its pids to the scratch dir `name`) with
+/// `muster job run`, and waits for the tree to be up: the `job run` process, the tree, the job id.
+fn run_tree_job(
+    server: &Server,
+    name: &str,
+    script: fn(&Path) -> String,
+) -> (Process, Tree, String) {
+    let dir = scratch(server, name);
+    let script = script(&dir);
+    let run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
+    let tree = tree_pids(&dir);
+    (run, tree, newest_job(server))
 }
 
 /// How a job ended, in words (empty while it runs).
@@ -377,11 +391,7 @@ fn a_job_no_worker_takes_in_time_fails_with_a_clear_reason() {
 fn cancel_kills_the_whole_process_tree() {
     let server = Server::start_default();
     let _w = start_worker(&server, "cancel-me", &[]);
-    let dir = scratch(&server, "cancel-pids");
-    let script = tree_script(&dir);
-    let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
-    let tree = tree_pids(&dir);
-    let id = newest_job(&server);
+    let (mut run, tree, id) = run_tree_job(&server, "cancel-pids", tree_script);
     assert_eq!(job(&server, &id)["state"], "running");
 
     let answer = server.cli_json(&["job", "cancel", &id]);
@@ -453,11 +463,7 @@ fn a_timeout_kills_the_whole_process_tree() {
 fn revoking_the_worker_mid_job_kills_the_job_and_marks_it_lost() {
     let server = Server::start_default();
     let mut worker = start_worker(&server, "revoked-mid-job", &[]);
-    let dir = scratch(&server, "revoke-pids");
-    let script = tree_script(&dir);
-    let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
-    let tree = tree_pids(&dir);
-    let id = newest_job(&server);
+    let (mut run, tree, id) = run_tree_job(&server, "revoke-pids", tree_script);
 
     server.cli_ok(&["workers", "revoke", "revoked-mid-job"]);
     assert_eq!(worker.wait_exit(STARTUP), 5, "{}", worker.logs.dump());
@@ -478,11 +484,7 @@ fn revoking_the_worker_mid_job_kills_the_job_and_marks_it_lost() {
 fn a_worker_stopped_with_sigterm_mid_job_kills_the_job_before_it_goes() {
     let server = Server::start_default();
     let mut worker = start_worker(&server, "stopping", &[]);
-    let dir = scratch(&server, "stop-pids");
-    let script = stubborn_tree_script(&dir);
-    let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
-    let tree = tree_pids(&dir);
-    let id = newest_job(&server);
+    let (mut run, tree, id) = run_tree_job(&server, "stop-pids", stubborn_tree_script);
 
     assert_eq!(worker.terminate(STARTUP), 0, "{}", worker.logs.dump());
     // Killed (SIGKILL after the grace period: they ignore SIGTERM) before the worker exited.
@@ -706,11 +708,7 @@ fn stopping_the_server_kills_the_builtin_workers_jobs_and_they_end_lost() {
         ..Default::default()
     });
     server.wait_status("builtin", "connected", STARTUP);
-    let dir = scratch(&server, "builtin-stop");
-    let script = stubborn_tree_script(&dir);
-    let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
-    let tree = tree_pids(&dir);
-    let id = newest_job(&server);
+    let (mut run, tree, id) = run_tree_job(&server, "builtin-stop", stubborn_tree_script);
 
     assert_eq!(
         server.terminate(Duration::from_secs(15)),

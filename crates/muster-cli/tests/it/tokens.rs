@@ -26,6 +26,15 @@ fn secret_of(token: &str) -> &str {
     token.split_once('.').expect("NAME.SECRET").1
 }
 
+/// The worker command line `muster token create` prints.
+fn worker_command_line(human: &str) -> &str {
+    human
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("muster worker "))
+        .unwrap_or_else(|| panic!("no worker command line in:\n{human}"))
+}
+
 #[test]
 fn token_create_list_show_revoke() {
     let server = Server::start_default();
@@ -56,11 +65,7 @@ fn token_create_list_show_revoke() {
 
     // The human output prints the token and a worker command line for this server.
     let human = server.cli_ok(&["token", "create", "ingest-02", "--duration", "30m"]);
-    let command = human
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("muster worker "))
-        .unwrap_or_else(|| panic!("no worker command line in:\n{human}"));
+    let command = worker_command_line(&human);
     assert!(
         command.contains(&format!("--url {}", server.url())),
         "{command}"
@@ -140,11 +145,7 @@ fn token_create_list_show_revoke() {
 fn the_printed_worker_command_line_starts_a_worker() {
     let server = Server::start_default();
     let human = server.cli_ok(&["token", "create", "pasted", "--duration", "1h30m"]);
-    let line = human
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("muster worker "))
-        .unwrap_or_else(|| panic!("no worker command line in:\n{human}"));
+    let line = worker_command_line(&human);
     let args: Vec<&str> = line.split_whitespace().skip(2).collect();
     let mut builder = server.worker("pasted").no_url().no_fingerprint();
     for arg in &args {

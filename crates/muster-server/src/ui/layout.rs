@@ -213,6 +213,23 @@ pub fn confirm_form(action: &str, csrf: &str, button: &str, cancel: &str) -> Mar
     }
 }
 
+/// A data table's header row: one column heading per name, and with `actions` a last column for
+/// the rows' buttons, named for screen readers only.
+pub fn table_head(columns: &[&str], actions: bool) -> Markup {
+    html! {
+        thead {
+            tr {
+                @for column in columns {
+                    th scope="col" { (column) }
+                }
+                @if actions {
+                    th scope="col" { span.visually-hidden { "Actions" } }
+                }
+            }
+        }
+    }
+}
+
 /// An empty-looking cell that still says something to a screen reader.
 pub fn none() -> Markup {
     html! { span.muted aria-label="none" { (PreEscaped("&mdash;")) } }

@@ -177,18 +177,10 @@ fn list(now: Timestamp, tokens: &[TokenView]) -> Markup {
             div.table-wrap {
                 table.data {
                     caption.visually-hidden { "Enrollment tokens" }
-                    thead {
-                        tr {
-                            th scope="col" { "Name" }
-                            th scope="col" { "State" }
-                            th scope="col" { "Expires" }
-                            th scope="col" { "Bound machine" }
-                            th scope="col" { "Worker" }
-                            th scope="col" { "Labels" }
-                            th scope="col" { "Created" }
-                            th scope="col" { span.visually-hidden { "Actions" } }
-                        }
-                    }
+                    (layout::table_head(
+                        &["Name", "State", "Expires", "Bound machine", "Worker", "Labels", "Created"],
+                        true,
+                    ))
                     tbody {
                         @for t in tokens {
                             tr {

@@ -196,18 +196,10 @@ fn fleet(now: Timestamp, workers: &[WorkerView], filter: &Filter) -> Markup {
             div.table-wrap {
                 table.data {
                     caption.visually-hidden { "Workers" }
-                    thead {
-                        tr {
-                            th scope="col" { "Name" }
-                            th scope="col" { "Status" }
-                            th scope="col" { "Activity" }
-                            th scope="col" { "Enrolled via" }
-                            th scope="col" { "Machine" }
-                            th scope="col" { "Labels" }
-                            th scope="col" { "Last seen" }
-                            th scope="col" { span.visually-hidden { "Actions" } }
-                        }
-                    }
+                    (layout::table_head(
+                        &["Name", "Status", "Activity", "Enrolled via", "Machine", "Labels", "Last seen"],
+                        true,
+                    ))
                     tbody {
                         @for w in &shown {
                             (row(now, w))

@@ -15,7 +15,7 @@ use axum::response::Response;
 use muster_core::audit::Outcome;
 use muster_core::worker::AdmitRefusal;
 use muster_core::{Labels, MachineId, Worker, WorkerId, WorkerStatus};
-use muster_proto::control::{CloseCode, close};
+use muster_proto::control::CloseCode;
 use muster_proto::{ErrorCode, PROTOCOL_VERSION, headers};
 use muster_store::flows::workers;
 use tracing::Instrument;
@@ -256,7 +256,7 @@ async fn open_session(
     ));
     if let Some(old) = app.registry.insert(Arc::clone(&session)) {
         old.close(
-            close::REPLACED,
+            CloseCode::Replaced,
             "a newer connection with this worker's identity took over",
         );
     }
@@ -268,13 +268,13 @@ async fn open_session(
     };
     match recheck {
         Ok(Some(current)) => match current.status(true, app.clock.now()) {
-            WorkerStatus::Revoked => session.close(close::REVOKED, "the worker was revoked"),
+            WorkerStatus::Revoked => session.close(CloseCode::Revoked, "the worker was revoked"),
             WorkerStatus::Expired => {
-                session.close(close::EXPIRED, "the worker's enrollment token expired")
+                session.close(CloseCode::Expired, "the worker's enrollment token expired")
             }
             WorkerStatus::Connected | WorkerStatus::Disconnected => {}
         },
-        Ok(None) => session.close(close::REMOVED, "the worker was removed"),
+        Ok(None) => session.close(CloseCode::Removed, "the worker was removed"),
         Err(e) => tracing::warn!(error = %e, "cannot re-check a new session"),
     }
     // Record the connection itself, without holding up the welcome: otherwise a worker that

@@ -14,7 +14,7 @@ use muster_core::enrollment::AutoRefusal;
 use muster_core::{ApiKey, Labels, MachineId, Name, TokenSecret, WorkerId};
 use muster_proto::ErrorCode;
 use muster_proto::api::{EnrollRequest, EnrollResponse};
-use muster_proto::control::close;
+use muster_proto::control::CloseCode;
 use muster_store::flows::enrollment::{self, SecretEnrollment};
 use muster_store::flows::tokens::{self, TokenEnrollRefusal, TokenEnrollment};
 use rand::rngs::OsRng;
@@ -156,7 +156,7 @@ async fn enroll_with_secret(
             let old = result.as_ref().ok()?.1.clone()?;
             Some(Cut::new(
                 old,
-                close::SUPERSEDED,
+                CloseCode::Superseded,
                 "a newer enrollment with this name replaced this identity",
             ))
         },
@@ -242,7 +242,7 @@ async fn enroll_with_token(
             let enrolled = result.as_ref().ok().filter(|e| e.resumed)?;
             Some(Cut::new(
                 enrolled.worker.id.clone(),
-                close::REPLACED,
+                CloseCode::Replaced,
                 "the worker enrolled again and has a new key",
             ))
         },

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use muster_proto::control::{ServerMessage, close};
+use muster_proto::control::{CloseCode, ServerMessage};
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -124,7 +124,7 @@ fn send_workers_away(registry: &Registry, spread: Duration) {
             reason: "the server is shutting down".into(),
         }));
         session.close(
-            close::GOING_AWAY,
+            CloseCode::GoingAway,
             format!("server shutting down; reconnect in {after_ms} ms"),
         );
     }

@@ -101,17 +101,10 @@ pub async fn page(
             div.table-wrap {
                 table.data.audit {
                     caption.visually-hidden { "Audit records" }
-                    thead {
-                        tr {
-                            th scope="col" { "When" }
-                            th scope="col" { "Actor" }
-                            th scope="col" { "Action" }
-                            th scope="col" { "Target" }
-                            th scope="col" { "Outcome" }
-                            th scope="col" { "From" }
-                            th scope="col" { "Detail" }
-                        }
-                    }
+                    (layout::table_head(
+                        &["When", "Actor", "Action", "Target", "Outcome", "From", "Detail"],
+                        false,
+                    ))
                     tbody {
                         @for e in &entries {
                             tr {

@@ -97,17 +97,10 @@ pub async fn list(
             div.table-wrap {
                 table.data {
                     caption.visually-hidden { "Jobs" }
-                    thead {
-                        tr {
-                            th scope="col" { "Job" }
-                            th scope="col" { "State" }
-                            th scope="col" { "Command" }
-                            th scope="col" { "Worker" }
-                            th scope="col" { "Created" }
-                            th scope="col" { "Took" }
-                            th scope="col" { "Exit" }
-                        }
-                    }
+                    (layout::table_head(
+                        &["Job", "State", "Command", "Worker", "Created", "Took", "Exit"],
+                        false,
+                    ))
                     tbody {
                         @for job in &jobs {
                             tr {

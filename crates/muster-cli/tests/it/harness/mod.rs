@@ -2,6 +2,11 @@
 //! own state dirs, admin commands run against the server's data dir, and a TCP proxy that can cut
 //! connections. Every child process is killed when its handle is dropped, also when a test
 //! panics, and a failing test prints what each process wrote to stdout and stderr.
+//!
+//! About 1,000 lines: every building block the `it` tests share (the server, workers and commands
+//! as child processes, their logs, waiting, snapshot filters), so that each test reads as a
+//! scenario. The TCP proxy is in `proxy.rs`; the rest is kept together because the handles share
+//! the process plumbing (spawning, log capture, killing on drop) at the top.
 
 pub mod proxy;
 

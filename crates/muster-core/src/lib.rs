@@ -13,6 +13,7 @@ pub mod identity;
 pub mod job;
 pub mod labels;
 pub mod name;
+pub mod text;
 pub mod tickets;
 pub mod time;
 pub mod token;

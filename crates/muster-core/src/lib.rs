@@ -20,7 +20,7 @@ pub mod token;
 pub mod worker;
 
 pub use credentials::{ApiKey, KeyHash, MachineId, SecretHash, TokenSecret};
-pub use duration::parse_duration;
+pub use duration::{format_duration, parse_duration};
 pub use labels::Labels;
 pub use name::Name;
 pub use time::Timestamp;

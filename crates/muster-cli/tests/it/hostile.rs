@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::harness::{Server, block_on};
+use crate::harness::{Server, block_on, refused_count};
 
 /// Opens a TCP connection to `server` from the loopback address `source` (127.0.0.x), so an
 /// attack comes from another source than the honest client.
@@ -494,7 +494,12 @@ fn a_flood_of_refused_attempts_neither_grows_the_database_nor_forges_audit_lines
         .count() as u64;
 
     // The counts of the last window are written at a graceful shutdown.
-    assert_eq!(server.terminate(Duration::from_secs(20)), 0);
+    assert_eq!(
+        server.terminate(Duration::from_secs(20)),
+        0,
+        "{}",
+        server.dump()
+    );
     let after = database_bytes(&server);
     eprintln!("database and WAL: {before} bytes before the flood, {after} after");
     assert!(
@@ -643,33 +648,24 @@ fn concurrent_wrong_ui_passwords_run_at_most_five_checks() {
     );
 
     // The audit log agrees, once the window's counts are written (at a graceful shutdown).
-    assert_eq!(server.terminate(Duration::from_secs(20)), 0);
-    server.restart();
-    let signins: Vec<serde_json::Value> = server
-        .audit()
-        .into_iter()
-        .filter(|r| r["action"] == "ui.signin" && r["outcome"] == "refused")
-        .collect();
-    let wrong: u64 = signins
-        .iter()
-        .filter(|r| {
-            let detail = r["detail"].as_str().unwrap_or_default();
-            detail.contains("wrong user name or password") || detail.contains("(unauthorized)")
-        })
-        .map(refusals_in)
-        .sum();
-    let limited: u64 = signins
-        .iter()
-        .filter(|r| {
-            let detail = r["detail"].as_str().unwrap_or_default();
-            detail.contains("too many failed sign-ins") || detail.contains("(rate_limited)")
-        })
-        .map(refusals_in)
-        .sum();
+    server.restart_gracefully();
+    let records = server.audit();
+    let wrong = refused_count(
+        &records,
+        "ui.signin",
+        "wrong user name or password",
+        "unauthorized",
+    );
+    let limited = refused_count(
+        &records,
+        "ui.signin",
+        "too many failed sign-ins",
+        "rate_limited",
+    );
     assert_eq!(
         (wrong, limited),
         (checked as u64, unchecked as u64),
-        "{signins:#?}"
+        "{records:#?}"
     );
 }
 

@@ -61,9 +61,7 @@ impl AuditEvent {
             actor: text::bounded(&self.actor, MAX_NAME_CHARS),
             action: text::bounded(&self.action, MAX_ACTION_CHARS),
             target: text::bounded(&self.target, MAX_NAME_CHARS),
-            remote_addr: self
-                .remote_addr
-                .map(|a| text::bounded(&a, MAX_NAME_CHARS)),
+            remote_addr: self.remote_addr.map(|a| text::bounded(&a, MAX_NAME_CHARS)),
             outcome: self.outcome,
             detail: text::bounded(&self.detail, MAX_DETAIL_CHARS),
         }

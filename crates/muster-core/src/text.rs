@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn control_characters_come_out_escaped() {
-        assert_eq!(escape_controls("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(
+            escape_controls("plain text, ünïcode"),
+            "plain text, ünïcode"
+        );
         assert!(matches!(escape_controls("plain"), Cow::Borrowed(_)));
         assert_eq!(
             escape_controls("a\r\nforged line\t\x1b[31mred\x07\x7f"),
@@ -106,6 +109,10 @@ mod tests {
         assert!(out.ends_with('…'));
         assert!(!out.chars().any(char::is_control));
         // An escape cut in the middle is still no control character.
-        assert!(!bounded(&"\x1b".repeat(100), 7).chars().any(char::is_control));
+        assert!(
+            !bounded(&"\x1b".repeat(100), 7)
+                .chars()
+                .any(char::is_control)
+        );
     }
 }

@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use muster_core::audit::Outcome;
 use muster_core::worker::AdmitRefusal;
 use muster_core::{Labels, MachineId, Worker, WorkerId, WorkerStatus};
 use muster_proto::control::CloseCode;
@@ -20,6 +19,7 @@ use muster_proto::{ErrorCode, PROTOCOL_VERSION, headers};
 use muster_store::flows::workers;
 use tracing::Instrument;
 
+use crate::audit::{Attempt, RefusedAttempt};
 use crate::control::registry::Session;
 use crate::control::session::{self, Ended, SessionParams};
 use crate::error::AppError;
@@ -120,16 +120,17 @@ pub async fn connect(
     let worker = match admit(&app, &creds).await? {
         Ok(worker) => worker,
         Err(refusal) => {
-            let event = app.audit_event(
-                &format!("machine:{}", creds.machine),
-                "connect",
-                creds.worker_id.as_str(),
+            let error = admit_refusal(&refusal);
+            app.record_refusal(RefusedAttempt {
+                attempt: Attempt::Connect,
+                reason: error.code,
                 remote,
-                Outcome::Refused,
-                refusal.to_string(),
-            );
-            app.record(event).await;
-            return Err(admit_refusal(&refusal));
+                actor: format!("machine:{}", creds.machine),
+                target: creds.worker_id.to_string(),
+                detail: refusal.to_string(),
+            })
+            .await;
+            return Err(error);
         }
     };
     // The labels it will run with, checked before the upgrade: a combination over the limit is

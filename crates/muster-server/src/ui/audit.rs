@@ -109,14 +109,14 @@ pub async fn page(
                         @for e in &entries {
                             tr {
                                 td data-label="When" { (fmt::when(now, Some(&e.at), "")) }
-                                td data-label="Actor" { code.wrap { (e.actor) } }
-                                th scope="row" data-label="Action" { code { (e.action) } }
-                                td data-label="Target" { (e.target) }
+                                td data-label="Actor" { code.wrap { (fmt::text(&e.actor)) } }
+                                th scope="row" data-label="Action" { code { (fmt::text(&e.action)) } }
+                                td data-label="Target" { (fmt::text(&e.target)) }
                                 td data-label="Outcome" { (fmt::badge(e.outcome.as_str())) }
                                 td data-label="From" {
-                                    @match &e.remote_addr { Some(a) => (a), None => (layout::none()) }
+                                    @match &e.remote_addr { Some(a) => (fmt::text(a)), None => (layout::none()) }
                                 }
-                                td.detail data-label="Detail" { (layout::ticks(&e.detail)) }
+                                td.detail data-label="Detail" { (layout::ticks(&fmt::text(&e.detail))) }
                             }
                         }
                     }

@@ -189,6 +189,13 @@ pub struct ServeArgs {
     /// Workers told to come back after a graceful shutdown spread over this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
     pub reconnect_spread: std::time::Duration,
+    /// Delete audit records older than this (checked at start and hourly).
+    #[arg(long, env = "MUSTER_AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration)]
+    pub audit_retention: std::time::Duration,
+    /// Delete jobs that ended longer ago than this, with their output (checked at start and
+    /// hourly).
+    #[arg(long, env = "MUSTER_JOB_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub job_retention: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

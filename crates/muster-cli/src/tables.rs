@@ -1,7 +1,13 @@
 //! Every human table the admin commands print, as pure functions of the server's answer and
 //! `now` (for the relative times), so each is snapshot-tested as printed.
+//!
+//! Every cell goes through [`add_row`], which escapes control characters: stored text (an audit
+//! detail, a job's reason, a command) may come from a worker or an anonymous caller, and a raw
+//! line feed would forge a row, an escape sequence drive the admin's terminal.
 
+use comfy_table::Table;
 use muster_core::Timestamp;
+use muster_core::text::escape_controls;
 use muster_proto::api::{
     AuditEntry, EnrollmentStatus, JobView, TokenView, WorkerStatus, WorkerView,
 };
@@ -12,13 +18,16 @@ use crate::output::{labels, or_dash, render, table, when};
 pub fn tokens(tokens: &[TokenView], now: Timestamp) -> String {
     let mut t = table(&["NAME", "STATE", "EXPIRES", "BOUND MACHINE", "LABELS"]);
     for token in tokens {
-        t.add_row(vec![
-            token.name.clone(),
-            token.state.to_string(),
-            when(Some(&token.expires_at), now),
-            or_dash(token.bound_machine.as_deref()),
-            labels(&token.labels),
-        ]);
+        add_row(
+            &mut t,
+            vec![
+                token.name.clone(),
+                token.state.to_string(),
+                when(Some(&token.expires_at), now),
+                or_dash(token.bound_machine.as_deref()),
+                labels(&token.labels),
+            ],
+        );
     }
     render(&t)
 }
@@ -50,15 +59,18 @@ pub fn workers(workers: &[WorkerView], now: Timestamp) -> String {
         "LAST SEEN",
     ]);
     for w in workers {
-        t.add_row(vec![
-            w.name.clone(),
-            w.status.to_string(),
-            jobs(w),
-            w.enrolled_via.to_string(),
-            or_dash(w.machine_id.as_deref()),
-            labels(&w.labels),
-            when(w.last_seen_at.as_deref(), now),
-        ]);
+        add_row(
+            &mut t,
+            vec![
+                w.name.clone(),
+                w.status.to_string(),
+                jobs(w),
+                w.enrolled_via.to_string(),
+                or_dash(w.machine_id.as_deref()),
+                labels(&w.labels),
+                when(w.last_seen_at.as_deref(), now),
+            ],
+        );
     }
     render(&t)
 }
@@ -95,14 +107,17 @@ fn jobs(w: &WorkerView) -> String {
 pub fn jobs_list(jobs: &[JobView], now: Timestamp) -> String {
     let mut t = table(&["ID", "STATE", "WORKER", "EXIT", "CREATED", "COMMAND"]);
     for j in jobs {
-        t.add_row(vec![
-            j.id.clone(),
-            j.state.to_string(),
-            or_dash(j.worker.as_deref()),
-            j.exit_code.map_or("-".into(), |c| c.to_string()),
-            when(Some(&j.created_at), now),
-            shorten(&j.command.join(" "), 60),
-        ]);
+        add_row(
+            &mut t,
+            vec![
+                j.id.clone(),
+                j.state.to_string(),
+                or_dash(j.worker.as_deref()),
+                j.exit_code.map_or("-".into(), |c| c.to_string()),
+                when(Some(&j.created_at), now),
+                shorten(&j.command.join(" "), 60),
+            ],
+        );
     }
     render(&t)
 }
@@ -150,15 +165,18 @@ pub fn audit(entries: &[AuditEntry]) -> String {
         "TIME", "ACTOR", "ACTION", "TARGET", "FROM", "OUTCOME", "DETAIL",
     ]);
     for e in entries {
-        t.add_row(vec![
-            e.at.split('.').next().unwrap_or(&e.at).replace('T', " "),
-            e.actor.clone(),
-            e.action.clone(),
-            e.target.clone(),
-            or_dash(e.remote_addr.as_deref()),
-            e.outcome.to_string(),
-            e.detail.clone(),
-        ]);
+        add_row(
+            &mut t,
+            vec![
+                e.at.split('.').next().unwrap_or(&e.at).replace('T', " "),
+                e.actor.clone(),
+                e.action.clone(),
+                e.target.clone(),
+                or_dash(e.remote_addr.as_deref()),
+                e.outcome.to_string(),
+                e.detail.clone(),
+            ],
+        );
     }
     render(&t)
 }
@@ -187,16 +205,27 @@ pub fn enrollment(s: &EnrollmentStatus, now: Timestamp) -> String {
         ("name pattern", or_dash(s.name_pattern.as_deref())),
     ];
     for (setting, value) in rows {
-        t.add_row(vec![setting.to_owned(), value]);
+        add_row(&mut t, vec![setting.to_owned(), value]);
     }
     render(&t)
+}
+
+/// Adds a row whose every cell has its control characters escaped (`\n`, `\x1b`): the one way
+/// tables here add rows.
+fn add_row(table: &mut Table, cells: Vec<String>) {
+    table.add_row(
+        cells
+            .iter()
+            .map(|cell| escape_controls(cell).into_owned())
+            .collect::<Vec<_>>(),
+    );
 }
 
 /// A `FIELD VALUE` table for one record.
 fn fields(rows: Vec<(&str, String)>) -> String {
     let mut t = table(&["FIELD", "VALUE"]);
     for (field, value) in rows {
-        t.add_row(vec![field.to_owned(), value]);
+        add_row(&mut t, vec![field.to_owned(), value]);
     }
     render(&t)
 }

@@ -46,6 +46,24 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(parsed)
 }
 
+/// A duration as users type it, largest unit first: `365d`, `1h30m`, `2s` (whole seconds; a
+/// shorter remainder is dropped, and less than a second reads `0s`). [`parse_duration`] reads it
+/// back.
+pub fn format_duration(duration: Duration) -> String {
+    let mut rest = duration.as_secs();
+    if rest == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, secs) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= secs {
+            out.push_str(&format!("{}{unit}", rest / secs));
+            rest %= secs;
+        }
+    }
+    out
+}
+
 /// Each unit at most once, largest first (`1h30m`, not `30m1h` or `1h30m30m`): humantime adds up
 /// whatever it is given, and a repeated unit is far more likely a typo than a sum.
 fn units_descend(input: &str) -> bool {
@@ -93,6 +111,15 @@ mod tests {
                 "{input}"
             );
         }
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        for text in ["365d", "30d", "1h30m", "2s", "1d2h3m4s"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 
     #[test]

@@ -13,13 +13,14 @@ pub mod identity;
 pub mod job;
 pub mod labels;
 pub mod name;
+pub mod text;
 pub mod tickets;
 pub mod time;
 pub mod token;
 pub mod worker;
 
 pub use credentials::{ApiKey, KeyHash, MachineId, SecretHash, TokenSecret};
-pub use duration::parse_duration;
+pub use duration::{format_duration, parse_duration};
 pub use labels::Labels;
 pub use name::Name;
 pub use time::Timestamp;

@@ -26,6 +26,12 @@ impl Timestamp {
         Self(self.0.saturating_add(millis))
     }
 
+    /// `duration` before `self` (for cut-offs: "older than 30 days").
+    pub fn saturating_sub(self, duration: Duration) -> Self {
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_sub(millis))
+    }
+
     /// How long from `self` until `later`; zero when `later` is not after `self`.
     pub fn until(self, later: Timestamp) -> Duration {
         let diff = later.0.saturating_sub(self.0);

@@ -195,21 +195,6 @@ impl std::fmt::Display for CloseCode {
     }
 }
 
-/// The close codes under short names, as call sites have always spelled them.
-pub mod close {
-    use super::CloseCode;
-
-    pub const REVOKED: CloseCode = CloseCode::Revoked;
-    pub const EXPIRED: CloseCode = CloseCode::Expired;
-    pub const SUPERSEDED: CloseCode = CloseCode::Superseded;
-    pub const REMOVED: CloseCode = CloseCode::Removed;
-    pub const REPLACED: CloseCode = CloseCode::Replaced;
-    pub const SUSPENDED: CloseCode = CloseCode::Suspended;
-    pub const GOING_AWAY: CloseCode = CloseCode::GoingAway;
-    pub const PROTOCOL: CloseCode = CloseCode::Protocol;
-    pub const IDLE: CloseCode = CloseCode::Idle;
-}
-
 #[cfg(test)]
 mod close_code_tests {
     use super::CloseCode;

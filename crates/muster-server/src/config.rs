@@ -32,7 +32,17 @@ pub struct ServeConfig {
     pub reconnect_spread: Duration,
     /// Output kept per job; more is streamed live but not stored.
     pub job_output_cap: u64,
+    /// Audit records older than this are deleted.
+    pub audit_retention: Duration,
+    /// Jobs that ended longer ago than this are deleted, with their output.
+    pub job_retention: Duration,
 }
+
+/// A year of audit records: long enough to answer "who did this, and when" at the next yearly
+/// review.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// A month of ended jobs and their output.
+pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Written by hand so that a PostgreSQL password in `database_url` never reaches a log.
 impl std::fmt::Debug for ServeConfig {
@@ -55,6 +65,9 @@ impl std::fmt::Debug for ServeConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("reconnect_spread", &self.reconnect_spread)
+            .field("job_output_cap", &self.job_output_cap)
+            .field("audit_retention", &self.audit_retention)
+            .field("job_retention", &self.job_retention)
             .finish()
     }
 }
@@ -73,6 +86,8 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(10),
             reconnect_spread: Duration::from_secs(10),
             job_output_cap: crate::jobs::DEFAULT_OUTPUT_CAP,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
+            job_retention: DEFAULT_JOB_RETENTION,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `shutdown` resolves, then winds down gracefully.
 
 pub mod api;
+pub mod audit;
 pub mod builtin;
 pub mod clock;
 pub mod config;

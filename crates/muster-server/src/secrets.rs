@@ -61,6 +61,12 @@ impl SecretVerifier {
         }
     }
 
+    /// The server's Argon2 threads. Other slow checks (the web UI's password) run there too, so
+    /// the memory and CPU all secret checks can take stay bounded together.
+    pub fn pool(&self) -> &SlowHashPool {
+        &self.pool
+    }
+
     fn fingerprint(&self, presented: &str) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(self.key);

@@ -6,7 +6,8 @@
 //! goes away with its last guard, so the map never needs sweeping.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 /// What a per-source limit counts by: an IPv4 address, or an IPv6 /64.
@@ -28,6 +29,20 @@ impl SourceKey {
                     SourceKey::V6Prefix(prefix)
                 }
             },
+        }
+    }
+}
+
+/// `192.0.2.1`, or `2001:db8:1:2::/64`: how an audit record names a source.
+impl fmt::Display for SourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceKey::V4(octets) => write!(f, "{}", Ipv4Addr::from(*octets)),
+            SourceKey::V6Prefix(prefix) => {
+                let mut full = [0u8; 16];
+                full[..8].copy_from_slice(prefix);
+                write!(f, "{}/64", Ipv6Addr::from(full))
+            }
         }
     }
 }
@@ -112,6 +127,11 @@ mod tests {
             SourceKey::of(ip("10.0.0.1"))
         );
         assert_ne!(SourceKey::of(ip("10.0.0.1")), SourceKey::of(ip("10.0.0.2")));
+        assert_eq!(SourceKey::of(ip("::ffff:10.0.0.1")).to_string(), "10.0.0.1");
+        assert_eq!(
+            SourceKey::of(ip("2001:db8:1:2:ffff::9")).to_string(),
+            "2001:db8:1:2::/64"
+        );
     }
 
     #[test]

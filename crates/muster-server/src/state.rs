@@ -8,6 +8,7 @@ use muster_core::SecretHash;
 use muster_core::audit::{AuditEvent, Outcome};
 use muster_store::Store;
 
+use crate::audit::RefusedAttempt;
 use crate::clock::Clock;
 use crate::control::registry::Registry;
 
@@ -27,6 +28,8 @@ pub struct Inner {
     pub tls: bool,
     pub verifier: crate::secrets::SecretVerifier,
     pub limiter: crate::ratelimit::FailureLimiter,
+    /// Refused unauthenticated attempts, counted by kind and source (see [`crate::audit`]).
+    pub refusals: Arc<crate::audit::Refusals>,
     pub jobs: Arc<crate::jobs::Jobs>,
     /// Makes and checks the nonces workers sign where there is no TLS exporter to bind to.
     pub nonce_key: crate::proof::NonceKey,
@@ -44,7 +47,8 @@ impl AppState {
         Self(Arc::new(inner))
     }
 
-    /// Builds an audit event stamped with the server's clock.
+    /// Builds an audit event stamped with the server's clock, its fields bounded (see
+    /// [`AuditEvent::bounded`]).
     pub fn audit_event(
         &self,
         actor: &str,
@@ -63,9 +67,21 @@ impl AppState {
             outcome,
             detail: detail.into(),
         }
+        .bounded()
     }
 
-    /// Writes an audit record on its own (for refusals that change nothing else).
+    /// Records an unauthenticated attempt the server turned away: written now when it is the
+    /// first of its kind from its source in this window, otherwise only counted, for the
+    /// window's summary (see [`crate::audit`]).
+    pub async fn record_refusal(&self, refusal: RefusedAttempt) {
+        if let Some(event) = self.refusals.count(refusal, self.clock.now()) {
+            self.record(event).await;
+        }
+    }
+
+    /// Writes an audit record on its own: an admin's or a signed-in user's action that changes
+    /// nothing in the store. (Refused unauthenticated attempts go through
+    /// [`AppState::record_refusal`].)
     pub async fn record(&self, event: AuditEvent) {
         if let Err(e) = self
             .store
@@ -107,6 +123,7 @@ impl AppState {
             tls: false,
             verifier: crate::secrets::SecretVerifier::new(),
             limiter: crate::ratelimit::FailureLimiter::default(),
+            refusals: Arc::default(),
             jobs,
             nonce_key: crate::proof::NonceKey::from_bytes(&[7; 32]),
         });

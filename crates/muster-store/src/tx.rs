@@ -143,6 +143,16 @@ pub trait Tx {
     fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;
     fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
 
+    // ---- retention ----
+    /// Deletes at most `limit` audit records written before `before`, oldest first. Returns how
+    /// many it deleted.
+    fn delete_audit_before(&mut self, before: Timestamp, limit: u32) -> StoreResult<u64>;
+    /// Jobs that ended (any terminal state) before `before`, oldest first, at most `limit`.
+    fn ended_jobs_before(&mut self, before: Timestamp, limit: u32) -> StoreResult<Vec<JobId>>;
+    /// Deletes a job that has ended, with its stored output. Returns whether it did: a job
+    /// still queued or running is kept.
+    fn delete_ended_job(&mut self, id: &JobId) -> StoreResult<bool>;
+
     // ---- events for other server replicas ----
     /// Tells every server replica sharing this database about `event`, once this transaction
     /// commits (and never if it rolls back). A backend with one server process (SQLite) has no

@@ -7,6 +7,9 @@
 //! Nothing is buffered without bound. A timeout or a cancel kills the whole group (TERM, then
 //! KILL after a grace period); so does losing the control channel, because a job whose worker
 //! is gone is `lost` on the server and must not keep running unobserved.
+//!
+//! Over 400 lines with its tests (about 320 without): they run real processes through the
+//! `JobManager` (output, exit, timeout, cancel), beside the code that spawns and kills them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

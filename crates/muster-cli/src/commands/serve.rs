@@ -19,6 +19,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     config.heartbeat = args.heartbeat;
     config.idle_timeout = args.idle_timeout;
     config.reconnect_spread = args.reconnect_spread;
+    config.audit_retention = args.audit_retention;
+    config.job_retention = args.job_retention;
     if config.idle_timeout <= config.heartbeat {
         return Err(CliError::usage(
             "`--idle-timeout` must be longer than `--heartbeat`",

@@ -170,6 +170,53 @@ fn audit_log() {
     ]));
 }
 
+/// Before: CR/LF and escape sequences in stored text came out raw, so an anonymous caller could
+/// forge a line of `muster audit` or drive the admin's terminal. Now they print as escapes.
+#[test]
+fn audit_log_escapes_control_characters() {
+    let forged = AuditEntry {
+        seq: 3,
+        at: "2026-03-04T11:00:00.456Z".into(),
+        actor: "machine:m1\x1b]0;pwned\x07".into(),
+        action: "enroll".into(),
+        target: "a\rb".into(),
+        remote_addr: Some("10.0.0.9".into()),
+        outcome: AuditOutcome::Refused,
+        detail:
+            "refused\n2026-03-04 11:00:01  admin  token.create  x  -  ok  \x1b[2Jcleared\u{202e}"
+                .into(),
+    };
+    let printed = audit(&[forged]);
+    assert!(
+        !printed
+            .chars()
+            .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+        "{printed:?}"
+    );
+    assert_eq!(
+        printed.lines().count(),
+        2,
+        "a header and one row: {printed}"
+    );
+    insta::assert_snapshot!(printed);
+}
+
+#[test]
+fn job_show_escapes_a_reason_s_control_characters() {
+    let mut j = some_jobs()[2].clone();
+    let plain = job(&j, now()).lines().count();
+    j.reason = Some("could not start\r\nstate  succeeded\x1b[1A".into());
+    j.command = vec!["sh".into(), "-c".into(), "echo a\necho b".into()];
+    let printed = job(&j, now());
+    assert_eq!(printed.lines().count(), plain, "{printed}");
+    assert!(
+        printed.contains("could not start\\r\\nstate  succeeded\\x1b[1A"),
+        "{printed}"
+    );
+    assert!(printed.contains("echo a\\necho b"), "{printed}");
+    assert!(!printed.contains('\x1b'));
+}
+
 #[test]
 fn enrollment_status() {
     let on = EnrollmentStatus {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::harness::{Server, block_on};
+use crate::harness::{Server, block_on, refused_count};
 
 /// Opens a TCP connection to `server` from the loopback address `source` (127.0.0.x), so an
 /// attack comes from another source than the honest client.
@@ -318,3 +318,406 @@ fn a_removed_worker_cannot_come_back_with_its_token() {
     assert_eq!(code, 5, "{}", worker.stderr());
     assert!(server.workers().iter().all(|w| w["name"] != "comeback"));
 }
+
+/// The size of the server's SQLite database on disk: the file and its write-ahead log.
+fn database_bytes(server: &Server) -> u64 {
+    ["muster.db", "muster.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(server.data_dir().join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// What one refused attempt of the flood was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flood {
+    /// An enrollment with a malformed token and a 60 KiB name.
+    MalformedToken,
+    /// A well-formed token no server issued.
+    UnknownToken,
+    /// A secret enrollment whose name carries CR/LF and a terminal escape sequence.
+    ForgedName,
+    /// A control channel with an identity the server never issued.
+    UnknownWorker,
+}
+
+/// One refused attempt from `client`; returns the HTTP status.
+async fn flood_once(
+    client: &reqwest::Client,
+    base: &str,
+    kind: Flood,
+    n: usize,
+) -> reqwest::StatusCode {
+    let machine = format!("flood-machine-{n:04}");
+    let forged =
+        "evil\r\n2026-01-01 09:00:00  admin  token.create  x  -  ok  \x1b[2J\x1b]0;owned\x07";
+    let body = match kind {
+        Flood::MalformedToken => serde_json::json!({
+            "machine_id": machine,
+            "name": "a".repeat(60 * 1024),
+            "token": "not-a-token",
+        }),
+        Flood::UnknownToken => {
+            let ghost = muster_core::Name::parse("ghost").unwrap();
+            let token = muster_core::TokenSecret::generate(ghost, &mut rand::rngs::OsRng);
+            serde_json::json!({ "machine_id": machine, "token": token.expose() })
+        }
+        Flood::ForgedName => serde_json::json!({
+            "machine_id": machine,
+            "name": forged,
+            "enrollment_key": "a-wrong-secret-that-is-long-enough-to-try-99",
+        }),
+        Flood::UnknownWorker => {
+            let response = client
+                .get(format!("{base}/api/v1/connect"))
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                .header(
+                    "x-muster-protocol",
+                    muster_proto::PROTOCOL_VERSION.to_string(),
+                )
+                .header("x-muster-worker-id", format!("{n:032x}"))
+                .header("x-muster-machine-id", machine)
+                .header("authorization", "Bearer mk_not-a-key")
+                .send()
+                .await
+                .expect("connect answers");
+            return response.status();
+        }
+    };
+    client
+        .post(format!("{base}/api/v1/enroll"))
+        .json(&body)
+        .send()
+        .await
+        .expect("enroll answers")
+        .status()
+}
+
+/// The number a summary record counts (`37 more refused (…) from … in the last minute`), or 1
+/// for a record of one refusal.
+fn refusals_in(record: &serde_json::Value) -> u64 {
+    let detail = record["detail"].as_str().unwrap_or_default();
+    match detail.split_once(" more refused") {
+        Some((n, _)) => n.parse().expect("a count"),
+        None => 1,
+    }
+}
+
+/// Before: every refused enrollment or connection was its own durable audit record, holding
+/// the caller's raw text (a 60 KiB name, CR/LF, escape sequences): 400 requests took the
+/// database from 4 KB to 24 MB, and `muster audit` printed forged lines and drove the terminal.
+/// Now refusals are recorded once per kind and source and counted into a summary, with
+/// validated values only, and the table escapes control characters.
+#[test]
+fn a_flood_of_refused_attempts_neither_grows_the_database_nor_forges_audit_lines() {
+    let mut server = Server::start_default();
+    let base = server.url();
+    let before = database_bytes(&server);
+    let kinds = [
+        Flood::MalformedToken,
+        Flood::UnknownToken,
+        Flood::ForgedName,
+        Flood::UnknownWorker,
+    ];
+    let fingerprint = muster_client::trust::parse_fingerprint(&server.fingerprint()).unwrap();
+    // HTTP/1.1: a WebSocket upgrade needs it.
+    let client_from = |host: u8| {
+        let tls = muster_client::Trust::Fingerprint(fingerprint)
+            .client_config()
+            .unwrap();
+        reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .local_address(std::net::IpAddr::from([127, 0, 2, host]))
+            .http1_only()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+    let mut answers: Vec<(Flood, reqwest::StatusCode)> = block_on(async {
+        let mut attempts = Vec::new();
+        for host in 0..4u8 {
+            let client = client_from(host + 1);
+            // Eight at a time per address: the listener bounds each source's pending
+            // handshakes, and this test is about what reaches the audit log.
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(8));
+            for i in 0..100 {
+                let kind = kinds[i % kinds.len()];
+                let (client, base) = (client.clone(), base.clone());
+                let in_flight = Arc::clone(&in_flight);
+                let n = usize::from(host) * 1000 + i;
+                attempts.push(tokio::spawn(async move {
+                    let _turn = in_flight.acquire_owned().await.expect("semaphore");
+                    (kind, flood_once(&client, &base, kind, n).await)
+                }));
+            }
+        }
+        let mut answers = Vec::new();
+        for attempt in attempts {
+            answers.push(attempt.await.expect("attempt"));
+        }
+        answers
+    });
+    // And one address in order: ten guesses, then a forged name once it is rate-limited (the
+    // first refusal of its kind, so recorded at once).
+    answers.extend(block_on(async {
+        let client = client_from(9);
+        let mut answers = Vec::new();
+        for (n, kind) in std::iter::repeat_n(Flood::UnknownToken, 10)
+            .chain([Flood::ForgedName])
+            .enumerate()
+        {
+            answers.push((kind, flood_once(&client, &base, kind, 9000 + n).await));
+        }
+        answers
+    }));
+    assert_eq!(answers.len(), 411);
+    assert_eq!(
+        answers.last().map(|(_, status)| *status),
+        Some(reqwest::StatusCode::TOO_MANY_REQUESTS)
+    );
+    assert!(
+        answers.iter().all(|(_, status)| status.is_client_error()),
+        "every attempt is refused: {answers:?}"
+    );
+    // Which attempts were audited: every connection and token enrollment; a forged name only
+    // once its address is rate-limited (before that it is refused as invalid, with no record).
+    let audited_enrolls = answers
+        .iter()
+        .filter(|(kind, status)| match kind {
+            Flood::MalformedToken | Flood::UnknownToken => true,
+            Flood::ForgedName => *status == reqwest::StatusCode::TOO_MANY_REQUESTS,
+            Flood::UnknownWorker => false,
+        })
+        .count() as u64;
+
+    // The counts of the last window are written at a graceful shutdown.
+    assert_eq!(
+        server.terminate(Duration::from_secs(20)),
+        0,
+        "{}",
+        server.dump()
+    );
+    let after = database_bytes(&server);
+    eprintln!("database and WAL: {before} bytes before the flood, {after} after");
+    assert!(
+        after.saturating_sub(before) < 1024 * 1024,
+        "411 refused attempts grew the database from {before} to {after} bytes"
+    );
+    server.restart();
+
+    let records = server.audit();
+    let refused: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["outcome"] == "refused")
+        .collect();
+    let counted = |prefix: &str| -> u64 {
+        refused
+            .iter()
+            .filter(|r| r["action"].as_str().unwrap_or_default().starts_with(prefix))
+            .map(|r| refusals_in(r))
+            .sum()
+    };
+    assert_eq!(
+        counted("connect"),
+        100,
+        "every refused connection is counted"
+    );
+    assert_eq!(
+        counted("enroll"),
+        audited_enrolls,
+        "and every audited enrollment"
+    );
+    assert!(
+        refused.len() < 60,
+        "{} records for 411 refusals from 5 addresses",
+        refused.len()
+    );
+    assert!(
+        refused.iter().any(|r| r["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(" more refused (")),
+        "aggregated records carry their counts"
+    );
+    assert!(
+        refused.iter().any(|r| r["target"] == "(invalid name)"),
+        "a name that does not validate is recorded as a placeholder"
+    );
+    for record in &records {
+        for field in ["actor", "target", "detail"] {
+            let text = record[field].as_str().unwrap_or_default();
+            assert!(
+                text.chars().count() <= 1024,
+                "{field}: {} chars",
+                text.len()
+            );
+            assert!(
+                !text.contains("aaaaaaaaaaaaaaaa"),
+                "the 60 KiB name is not kept"
+            );
+            assert!(
+                !text.contains("evil"),
+                "the attacker's text is not kept: {text:?}"
+            );
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+    }
+
+    // The table: one line per record, nothing that drives a terminal.
+    let table = server.cli_ok(&["audit", "--limit", "1000"]);
+    assert!(
+        !table.chars().any(|c| c.is_control() && c != '\n'),
+        "{table:?}"
+    );
+    assert_eq!(table.lines().count(), records.len() + 1, "{table}");
+    assert!(table.contains("more refused"), "{table}");
+}
+
+/// Reads the sign-in form: its double-submit cookie (`muster_signin=…`) and the same token for
+/// the form's `csrf` field.
+async fn signin_form(client: &reqwest::Client, base: &str) -> (String, String) {
+    let page = client
+        .get(format!("{base}/signin"))
+        .send()
+        .await
+        .expect("sign-in page");
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("muster_signin="))
+        .and_then(|c| c.split(';').next())
+        .expect("the sign-in cookie")
+        .to_owned();
+    let token = cookie.trim_start_matches("muster_signin=").to_owned();
+    (cookie, token)
+}
+
+/// Before: the UI checked the per-address limit, then ran Argon2, then recorded the failure, so
+/// 50 concurrent wrong passwords from one address were all checked against a limit of five a
+/// minute. Now each attempt is reserved before its check, and the rest are refused unchecked.
+#[test]
+fn concurrent_wrong_ui_passwords_run_at_most_five_checks() {
+    let mut server = Server::start_default();
+    let base = server.url();
+    let client = client_from(&server, [127, 0, 3, 1]);
+    let statuses: Vec<reqwest::StatusCode> = block_on(async {
+        let (cookie, csrf) = signin_form(&client, &base).await;
+        let mut attempts = Vec::new();
+        for i in 0..50 {
+            let (client, base, cookie) = (client.clone(), base.clone(), cookie.clone());
+            let form = [
+                ("csrf", csrf.clone()),
+                ("user", "admin".to_owned()),
+                ("password", format!("not the password {i}")),
+            ];
+            attempts.push(tokio::spawn(async move {
+                client
+                    .post(format!("{base}/signin"))
+                    .header("cookie", cookie)
+                    .form(&form)
+                    .send()
+                    .await
+                    .expect("sign-in answers")
+                    .status()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for attempt in attempts {
+            statuses.push(attempt.await.expect("attempt"));
+        }
+        statuses
+    });
+    // 401 is a password that was checked and wrong; 429 one refused without a check.
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == reqwest::StatusCode::UNAUTHORIZED)
+        .count();
+    let unchecked = statuses
+        .iter()
+        .filter(|s| **s == reqwest::StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + unchecked, 50, "{statuses:?}");
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} passwords were checked"
+    );
+
+    // The audit log agrees, once the window's counts are written (at a graceful shutdown).
+    server.restart_gracefully();
+    let records = server.audit();
+    let wrong = refused_count(
+        &records,
+        "ui.signin",
+        "wrong user name or password",
+        "unauthorized",
+    );
+    let limited = refused_count(
+        &records,
+        "ui.signin",
+        "too many failed sign-ins",
+        "rate_limited",
+    );
+    assert_eq!(
+        (wrong, limited),
+        (checked as u64, unchecked as u64),
+        "{records:#?}"
+    );
+}
+
+/// Before: the audit log and ended jobs were never pruned. Now records older than
+/// `--audit-retention`, and jobs that ended longer ago than `--job-retention` (with their
+/// output), are deleted at start and hourly.
+#[test]
+fn audit_records_and_ended_jobs_past_their_retention_are_pruned() {
+    let mut server = Server::start(crate::harness::ServerOpts {
+        builtin_worker: true,
+        env: vec![
+            ("MUSTER_AUDIT_RETENTION".into(), "2s".into()),
+            ("MUSTER_JOB_RETENTION".into(), "2s".into()),
+        ],
+        ..Default::default()
+    });
+    server.wait_status("builtin", "connected", crate::harness::STARTUP);
+    server.create_token("short-lived", "1h");
+    let out = server.cli(&["job", "run", "--", "true"]);
+    assert!(out.status.success(), "{out:?}");
+    let job_list = |server: &Server| crate::harness::array(server.cli_json(&["job", "list"]));
+    assert_eq!(job_list(&server).len(), 1);
+    assert!(server.audit().iter().any(|r| r["action"] == "token.create"));
+
+    // Older than two seconds, then a start (which prunes at once).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(server.terminate(Duration::from_secs(20)), 0);
+    server.restart();
+    let records = crate::harness::wait_until("the pruner's record", STARTUP_SLOW, || {
+        let records = server.audit();
+        let pruned = records.iter().any(|r| r["action"] == "retention.prune");
+        (pruned.then(|| records.clone()), format!("{records:#?}"))
+    });
+    assert!(
+        records.iter().all(|r| r["action"] != "token.create"),
+        "{records:#?}"
+    );
+    let prune = records
+        .iter()
+        .find(|r| r["action"] == "retention.prune")
+        .unwrap();
+    assert!(
+        prune["detail"]
+            .as_str()
+            .unwrap()
+            .contains("older than 2s and 1 jobs"),
+        "{prune:#}"
+    );
+    assert!(job_list(&server).is_empty(), "the ended job went");
+    // What is still current stays: the token itself is not an audit record.
+    assert_eq!(server.token("short-lived")["state"], "unused");
+}
+
+/// How long the pruner's first run may take after a start, on a loaded machine.
+const STARTUP_SLOW: Duration = Duration::from_secs(30);

@@ -40,7 +40,9 @@ fn an_api_key_and_machine_id_copied_out_of_a_state_dir_do_not_connect() {
     let code = thief_worker.wait_exit(Duration::from_secs(20));
     assert_eq!(code, 4, "{}", thief_worker.stderr());
     assert!(
-        thief_worker.error_line().contains("proves itself with another key"),
+        thief_worker
+            .error_line()
+            .contains("proves itself with another key"),
         "{}",
         thief_worker.stderr()
     );
@@ -74,9 +76,7 @@ fn a_copied_state_dir_is_caught_and_both_copies_exit_8() {
     );
     for worker in [&clone, &original] {
         assert!(
-            worker
-                .error_line()
-                .contains("used from two places at once"),
+            worker.error_line().contains("used from two places at once"),
             "{}",
             worker.stderr()
         );
@@ -96,7 +96,12 @@ fn a_copied_state_dir_is_caught_and_both_copies_exit_8() {
     );
     // A suspended identity stays out, and says why.
     let mut again = server.worker("golden").start();
-    assert_eq!(again.wait_exit(Duration::from_secs(20)), 8, "{}", again.stderr());
+    assert_eq!(
+        again.wait_exit(Duration::from_secs(20)),
+        8,
+        "{}",
+        again.stderr()
+    );
 }
 
 /// A worker killed with -9 and restarted at once, again and again, and a server killed and

@@ -1,6 +1,10 @@
 //! Jobs with real processes: `muster job run|list|show|logs|cancel` against a server and
 //! workers, the command's output and exit code passed through, placement, the queue, and how a
 //! job ends when it is cancelled, times out, or its worker goes away.
+//!
+//! Over 400 lines: 16 tests, each a whole scenario with real processes (a server, workers,
+//! process trees to watch die), and the few helpers only they use at the top. Split by topic, the
+//! files would share those helpers through yet another module.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -9,8 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{
-    STARTUP, Server, ServerOpts, Worker, alive, array, error_line, find, read_pid, wait_dead,
-    wait_until,
+    Process, STARTUP, Server, ServerOpts, Worker, alive, array, error_line, find, read_pid,
+    wait_dead, wait_until,
 };
 
 /// A worker enrolled with a token named `name`, with its own `--label`s.
@@ -84,12 +88,45 @@ fn stubborn_tree_script(dir: &Path) -> String {
     format!("trap '' TERM; {}", tree_script(dir))
 }
 
-/// Waits for a tree job to be up; returns (main pid, child pid).
-fn tree_pids(dir: &Path) -> (u32, u32) {
+/// The two processes of a [`tree_script`] job.
+struct Tree {
+    main: u32,
+    child: u32,
+}
+
+impl Tree {
+    /// Waits for both to be gone.
+    fn wait_dead(&self, timeout: Duration) {
+        wait_dead(self.main, "the job's shell", timeout);
+        wait_dead(self.child, "the job's background child", timeout);
+    }
+}
+
+/// Waits for a tree job to be up.
+fn tree_pids(dir: &Path) -> Tree {
     let main = read_pid(&dir.join("main.pid"), STARTUP);
     let child = read_pid(&dir.join("child.pid"), STARTUP);
     assert!(alive(main) && alive(child), "the job's processes are up");
-    (main, child)
+    Tree { main, child }
+}
+
+/// Runs a process-tree job (`script`, writing its pids to the scratch dir `name`) with
+/// `muster job run`, and waits for the tree to be up: the `job run` process, the tree, the job id.
+fn run_tree_job(
+    server: &Server,
+    name: &str,
+    script: fn(&Path) -> String,
+) -> (Process, Tree, String) {
+    let dir = scratch(server, name);
+    let script = script(&dir);
+    let run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
+    let tree = tree_pids(&dir);
+    (run, tree, newest_job(server))
+}
+
+/// How a job ended, in words (empty while it runs).
+fn reason(job: &Value) -> &str {
+    job["reason"].as_str().unwrap_or_default()
 }
 
 #[test]
@@ -160,13 +197,7 @@ fn output_and_exit_code_round_trip() {
         shown["ending"],
         serde_json::json!({"how": "signalled", "signal": 15})
     );
-    assert!(
-        shown["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("signal 15"),
-        "{shown:#}"
-    );
+    assert!(reason(&shown).contains("signal 15"), "{shown:#}");
 
     // Could not start: 127, with the reason.
     let out = server.cli(&["job", "run", "--", "/definitely/not/a/program"]);
@@ -351,10 +382,7 @@ fn a_job_no_worker_takes_in_time_fails_with_a_clear_reason() {
     assert!(shown["exit_code"].is_null(), "{shown:#}");
     assert!(shown["worker"].is_null(), "{shown:#}");
     assert!(
-        shown["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("no matching worker had a free slot within 1s"),
+        reason(&shown).starts_with("no matching worker had a free slot within 1s"),
         "{shown:#}"
     );
 }
@@ -363,11 +391,7 @@ fn a_job_no_worker_takes_in_time_fails_with_a_clear_reason() {
 fn cancel_kills_the_whole_process_tree() {
     let server = Server::start_default();
     let _w = start_worker(&server, "cancel-me", &[]);
-    let dir = scratch(&server, "cancel-pids");
-    let script = tree_script(&dir);
-    let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
-    let (main, child) = tree_pids(&dir);
-    let id = newest_job(&server);
+    let (mut run, tree, id) = run_tree_job(&server, "cancel-pids", tree_script);
     assert_eq!(job(&server, &id)["state"], "running");
 
     let answer = server.cli_json(&["job", "cancel", &id]);
@@ -382,8 +406,7 @@ fn cancel_kills_the_whole_process_tree() {
     assert!(error_line(&run.stderr()).contains("cancelled"));
     let shown = job(&server, &id);
     assert_eq!(shown["state"], "cancelled", "{shown:#}");
-    wait_dead(main, "the job's shell", Duration::from_secs(5));
-    wait_dead(child, "the job's background child", Duration::from_secs(5));
+    tree.wait_dead(Duration::from_secs(5));
 
     // Cancelling again: it has ended.
     let (code, line) = server.cli_err(&["job", "cancel", &id]);
@@ -417,7 +440,7 @@ fn a_timeout_kills_the_whole_process_tree() {
         "job-run",
         &["job", "run", "--timeout", "1s", "--", "sh", "-c", &script],
     );
-    let (main, child) = tree_pids(&dir);
+    let tree = tree_pids(&dir);
     assert_eq!(
         run.wait_exit(Duration::from_secs(15)),
         124,
@@ -431,27 +454,16 @@ fn a_timeout_kills_the_whole_process_tree() {
     assert_eq!(shown["state"], "failed", "{shown:#}");
     assert_eq!(shown["ending"]["how"], "timed_out", "{shown:#}");
     assert!(shown["exit_code"].is_null(), "{shown:#}");
-    assert!(
-        shown["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("timed out"),
-        "{shown:#}"
-    );
+    assert!(reason(&shown).starts_with("timed out"), "{shown:#}");
     assert_eq!(shown["timeout_ms"], 1000);
-    wait_dead(main, "the job's shell", Duration::from_secs(5));
-    wait_dead(child, "the job's background child", Duration::from_secs(5));
+    tree.wait_dead(Duration::from_secs(5));
 }
 
 #[test]
 fn revoking_the_worker_mid_job_kills_the_job_and_marks_it_lost() {
     let server = Server::start_default();
     let mut worker = start_worker(&server, "revoked-mid-job", &[]);
-    let dir = scratch(&server, "revoke-pids");
-    let script = tree_script(&dir);
-    let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
-    let (main, child) = tree_pids(&dir);
-    let id = newest_job(&server);
+    let (mut run, tree, id) = run_tree_job(&server, "revoke-pids", tree_script);
 
     server.cli_ok(&["workers", "revoke", "revoked-mid-job"]);
     assert_eq!(worker.wait_exit(STARTUP), 5, "{}", worker.logs.dump());
@@ -464,35 +476,19 @@ fn revoking_the_worker_mid_job_kills_the_job_and_marks_it_lost() {
     assert!(error_line(&run.stderr()).contains("lost"));
     let shown = job(&server, &id);
     assert_eq!(shown["state"], "lost", "{shown:#}");
-    assert!(
-        shown["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("revoked"),
-        "{shown:#}"
-    );
-    wait_dead(main, "the job's shell", Duration::from_secs(5));
-    wait_dead(child, "the job's background child", Duration::from_secs(5));
+    assert!(reason(&shown).contains("revoked"), "{shown:#}");
+    tree.wait_dead(Duration::from_secs(5));
 }
 
 #[test]
 fn a_worker_stopped_with_sigterm_mid_job_kills_the_job_before_it_goes() {
     let server = Server::start_default();
     let mut worker = start_worker(&server, "stopping", &[]);
-    let dir = scratch(&server, "stop-pids");
-    let script = stubborn_tree_script(&dir);
-    let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
-    let (main, child) = tree_pids(&dir);
-    let id = newest_job(&server);
+    let (mut run, tree, id) = run_tree_job(&server, "stop-pids", stubborn_tree_script);
 
     assert_eq!(worker.terminate(STARTUP), 0, "{}", worker.logs.dump());
     // Killed (SIGKILL after the grace period: they ignore SIGTERM) before the worker exited.
-    wait_dead(main, "the job's shell", Duration::from_millis(500));
-    wait_dead(
-        child,
-        "the job's background child",
-        Duration::from_millis(500),
-    );
+    tree.wait_dead(Duration::from_millis(500));
     assert_eq!(
         run.wait_exit(Duration::from_secs(10)),
         255,
@@ -520,13 +516,7 @@ fn a_job_whose_worker_is_killed_is_lost_and_never_run_again() {
     worker.kill9();
     assert_eq!(run.wait_exit(STARTUP), 255, "{}", run.logs.dump());
     let shown = wait_job(&server, &id, "lost", STARTUP);
-    assert!(
-        shown["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("disconnected"),
-        "{shown:#}"
-    );
+    assert!(reason(&shown).contains("disconnected"), "{shown:#}");
     // The job does not run on, unobserved, after its worker died.
     wait_dead(main, "the job's process", Duration::from_secs(5));
 
@@ -594,13 +584,7 @@ fn a_server_restart_keeps_queued_jobs_and_finished_results() {
     // The job that was running is lost, not queued again.
     let lost = job(&server, &running_id);
     assert_eq!(lost["state"], "lost", "{lost:#}");
-    assert!(
-        lost["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("restarted"),
-        "{lost:#}"
-    );
+    assert!(reason(&lost).contains("restarted"), "{lost:#}");
 
     let _b = start_worker(&server, "arrives", &["pool=b"]);
     let done = wait_job(&server, &queued_id, "succeeded", STARTUP);
@@ -724,11 +708,7 @@ fn stopping_the_server_kills_the_builtin_workers_jobs_and_they_end_lost() {
         ..Default::default()
     });
     server.wait_status("builtin", "connected", STARTUP);
-    let dir = scratch(&server, "builtin-stop");
-    let script = stubborn_tree_script(&dir);
-    let mut run = server.spawn_cli("job-run", &["job", "run", "--", "sh", "-c", &script]);
-    let (main, child) = tree_pids(&dir);
-    let id = newest_job(&server);
+    let (mut run, tree, id) = run_tree_job(&server, "builtin-stop", stubborn_tree_script);
 
     assert_eq!(
         server.terminate(Duration::from_secs(15)),
@@ -737,12 +717,7 @@ fn stopping_the_server_kills_the_builtin_workers_jobs_and_they_end_lost() {
         server.dump()
     );
     // Killed before the server exited, not by some later sweep.
-    wait_dead(main, "the job's shell", Duration::from_millis(500));
-    wait_dead(
-        child,
-        "the job's background child",
-        Duration::from_millis(500),
-    );
+    tree.wait_dead(Duration::from_millis(500));
     assert_ne!(run.wait_exit(STARTUP), 0, "{}", run.logs.dump());
 
     server.restart();

@@ -30,6 +30,32 @@ pub fn exits_at_once(worker: &mut Worker, code: i32) -> String {
     worker.error_line()
 }
 
+/// Two workers racing for one identity: waits until exactly one of them has given up, and returns
+/// (the one still running, the one that exited).
+pub fn one_gives_up<'a>(a: &'a mut Worker, b: &'a mut Worker) -> (&'a mut Worker, &'a mut Worker) {
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        match (a.try_exit(), b.try_exit()) {
+            (None, Some(_)) => return (a, b),
+            (Some(_), None) => return (b, a),
+            (Some(x), Some(y)) => panic!(
+                "both exited ({x}, {y})\n{}\n{}",
+                a.logs.dump(),
+                b.logs.dump()
+            ),
+            (None, None) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "neither gave up\n{}\n{}",
+                    a.logs.dump(),
+                    b.logs.dump()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 #[test]
 fn permanent_refusals_exit_at_once_with_a_hint() {
     let server = Server::start_default();
@@ -135,27 +161,7 @@ fn two_machines_racing_for_one_unused_token_exactly_one_wins() {
 
     server.wait_status("contested", "connected", STARTUP);
     // The loser gives up with "identity mismatch"; the winner stays.
-    let deadline = Instant::now() + STARTUP;
-    let (winner, loser) = loop {
-        match (a.try_exit(), b.try_exit()) {
-            (None, Some(_)) => break (&mut a, &mut b),
-            (Some(_), None) => break (&mut b, &mut a),
-            (Some(x), Some(y)) => panic!(
-                "both racers exited ({x}, {y})\n{}\n{}",
-                a.logs.dump(),
-                b.logs.dump()
-            ),
-            (None, None) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "neither racer gave up\n{}\n{}",
-                    a.logs.dump(),
-                    b.logs.dump()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
+    let (winner, loser) = one_gives_up(&mut a, &mut b);
     assert_eq!(loser.wait_exit(STARTUP), 4, "{}", loser.logs.dump());
     assert!(
         loser.error_line().contains("bound to another machine"),

@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use muster_core::audit::Outcome;
 use muster_core::identity::{ProcessNonce, Proof, ProofSignature, PublicKey, Purpose};
 use muster_core::tickets::Ticket;
 use muster_core::worker::AdmitRefusal;
@@ -23,6 +22,7 @@ use muster_store::flows::identity::{self, ConnectRefusal, Connection, Opened};
 use muster_store::flows::workers;
 use tracing::Instrument;
 
+use crate::audit::{Attempt, RefusedAttempt};
 use crate::control::lifecycle::{self, Admitted};
 use crate::error::AppError;
 use crate::lean_tls::ChannelBinding;
@@ -196,15 +196,15 @@ pub async fn connect(
     let decision = match decide(&app, &creds, binding.as_ref()).await? {
         Ok(decision) => decision,
         Err(error) => {
-            let event = app.audit_event(
-                &format!("machine:{}", creds.machine),
-                "connect",
-                creds.worker_id.as_str(),
+            app.record_refusal(RefusedAttempt {
+                attempt: Attempt::Connect,
+                reason: error.code,
                 remote,
-                Outcome::Refused,
-                error.message.clone(),
-            );
-            app.record(event).await;
+                actor: format!("machine:{}", creds.machine),
+                target: creds.worker_id.to_string(),
+                detail: error.message.clone(),
+            })
+            .await;
             return Err(error);
         }
     };

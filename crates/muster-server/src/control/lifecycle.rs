@@ -22,7 +22,7 @@ use muster_core::audit::Outcome;
 use muster_core::identity::ProcessNonce;
 use muster_core::tickets::Ticket;
 use muster_core::{EnrolledVia, Labels, Worker, WorkerStatus};
-use muster_proto::control::{CloseCode, WorkerMessage, close};
+use muster_proto::control::{CloseCode, WorkerMessage};
 use muster_store::flows::identity;
 use muster_store::flows::workers;
 use tracing::Instrument;
@@ -83,7 +83,7 @@ pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) 
     {
         // Two live processes hold one identity.
         Box::pin(suspend(&app, &worker, remote, other)).await;
-        Box::pin(close_socket(socket, close::SUSPENDED, SUSPENDED_REASON)).await;
+        Box::pin(close_socket(socket, CloseCode::Suspended, SUSPENDED_REASON)).await;
         return;
     }
     let (session, expires_at) = Box::pin(open_session(
@@ -145,7 +145,7 @@ async fn judge_copy(
         .map(|a| a.ip().to_string())
         .or_else(|| worker.identity.ticket_remote.clone());
     suspend(app, &worker, remote, other).await;
-    close_socket(socket, close::SUSPENDED, SUSPENDED_REASON).await;
+    close_socket(socket, CloseCode::Suspended, SUSPENDED_REASON).await;
 }
 
 /// A live session of this identity, if any: the same process coming back replaces it; another
@@ -207,7 +207,7 @@ async fn suspend(
     let (id, now) = (worker.id.clone(), app.clock.now());
     let result = write_then_cut(app, move |tx| identity::suspend(tx, &id, now, &event), {
         let id = worker.id.clone();
-        move |_| Some(Cut::new(id, close::SUSPENDED, SUSPENDED_REASON))
+        move |_| Some(Cut::new(id, CloseCode::Suspended, SUSPENDED_REASON))
     })
     .await;
     if let Err(e) = result {
@@ -276,7 +276,7 @@ async fn open_session(
     let session = Arc::new(session);
     if let Some(old) = app.registry.insert(Arc::clone(&session)) {
         old.close(
-            close::REPLACED,
+            CloseCode::Replaced,
             "a newer connection with this worker's identity took over",
         );
     }
@@ -288,14 +288,14 @@ async fn open_session(
     };
     match recheck {
         Ok(Some(current)) => match current.status(true, app.clock.now()) {
-            WorkerStatus::Revoked => session.close(close::REVOKED, "the worker was revoked"),
+            WorkerStatus::Revoked => session.close(CloseCode::Revoked, "the worker was revoked"),
             WorkerStatus::Expired => {
-                session.close(close::EXPIRED, "the worker's enrollment token expired")
+                session.close(CloseCode::Expired, "the worker's enrollment token expired")
             }
-            WorkerStatus::Suspended => session.close(close::SUSPENDED, SUSPENDED_REASON),
+            WorkerStatus::Suspended => session.close(CloseCode::Suspended, SUSPENDED_REASON),
             WorkerStatus::Connected | WorkerStatus::Disconnected => {}
         },
-        Ok(None) => session.close(close::REMOVED, "the worker was removed"),
+        Ok(None) => session.close(CloseCode::Removed, "the worker was removed"),
         Err(e) => tracing::warn!(error = %e, "cannot re-check a new session"),
     }
     // Record the connection itself, without holding up the welcome: otherwise a worker that

@@ -13,7 +13,7 @@ use axum::extract::ws::{CloseFrame, Message};
 use futures_util::future::BoxFuture;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use muster_core::Timestamp;
-use muster_proto::control::{CloseCode, ServerMessage, Welcome, WorkerMessage, close};
+use muster_proto::control::{CloseCode, ServerMessage, Welcome, WorkerMessage};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::clock::Clock;
@@ -118,8 +118,8 @@ where
                 }
             }
             () = until_expiry(&mut expiry) => {
-                Box::pin(close_with(&mut socket, close::EXPIRED, "the worker's enrollment token expired".into())).await;
-                return Ended::Closed(close::EXPIRED);
+                Box::pin(close_with(&mut socket, CloseCode::Expired, "the worker's enrollment token expired".into())).await;
+                return Ended::Closed(CloseCode::Expired);
             }
             frame = socket.next() => {
                 match frame {
@@ -143,7 +143,7 @@ where
             () = &mut idle => {
                 let now = Instant::now();
                 if now.duration_since(last_heard) >= params.idle_timeout {
-                    Box::pin(close_with(&mut socket, close::IDLE, "no heartbeat within the idle timeout".into())).await;
+                    Box::pin(close_with(&mut socket, CloseCode::Idle, "no heartbeat within the idle timeout".into())).await;
                     return Ended::Idle;
                 }
                 // The worker pings every heartbeat interval, and its pings keep us both alive.
@@ -335,22 +335,26 @@ mod tests {
         }
     }
 
+    /// A session running over an in-memory pipe, its welcome already read.
+    async fn started_session(
+        clock: Clock,
+        expires_in: Option<Duration>,
+    ) -> (Arc<Session>, Pipe, tokio::task::JoinHandle<Ended>) {
+        let (socket, mut pipe) = pipe();
+        let s = session(&clock);
+        let task = tokio::spawn({
+            let s = Arc::clone(&s);
+            async move { run(socket, s, params(clock, expires_in), &Discard).await }
+        });
+        expect_welcome(&mut pipe).await;
+        (s, pipe, task)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn expiry_closes_exactly_at_the_deadline() {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(1_000_000));
-        let (socket, mut pipe) = pipe();
-        let s = session(&clock);
         let started = Instant::now();
-        let task = tokio::spawn(async move {
-            run(
-                socket,
-                s,
-                params(clock, Some(Duration::from_millis(2500))),
-                &Discard,
-            )
-            .await
-        });
-        expect_welcome(&mut pipe).await;
+        let (_, mut pipe, task) = started_session(clock, Some(Duration::from_millis(2500))).await;
         // Keep the channel alive with worker pings so only the deadline can end it.
         let keepalive = pipe.to_server.clone();
         tokio::spawn(async move {
@@ -371,46 +375,36 @@ mod tests {
                 None => panic!("closed without a close frame"),
             }
         };
-        assert_eq!(code, close::EXPIRED);
+        assert_eq!(code, CloseCode::Expired);
         assert_eq!(
             started.elapsed(),
             Duration::from_millis(2500),
             "not a millisecond late"
         );
         drop(pipe.to_server);
-        assert_eq!(task.await.unwrap(), Ended::Closed(close::EXPIRED));
+        assert_eq!(task.await.unwrap(), Ended::Closed(CloseCode::Expired));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_revocation_command_closes_at_once() {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
-        let (socket, mut pipe) = pipe();
-        let s = session(&clock);
-        let task = tokio::spawn({
-            let s = Arc::clone(&s);
-            async move { run(socket, s, params(clock, None), &Discard).await }
-        });
-        expect_welcome(&mut pipe).await;
+        let (s, mut pipe, task) = started_session(clock, None).await;
         let before = Instant::now();
-        s.close(close::REVOKED, "revoked");
+        s.close(CloseCode::Revoked, "revoked");
         assert_eq!(
             close_code(pipe.from_server.recv().await),
-            Some(close::REVOKED)
+            Some(CloseCode::Revoked)
         );
         assert_eq!(before.elapsed(), Duration::ZERO);
         pipe.to_server.send(Ok(Message::Close(None))).unwrap();
-        assert_eq!(task.await.unwrap(), Ended::Closed(close::REVOKED));
+        assert_eq!(task.await.unwrap(), Ended::Closed(CloseCode::Revoked));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_worker_is_pinged_then_dropped_at_the_idle_timeout() {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
-        let (socket, mut pipe) = pipe();
         let started = Instant::now();
-        let task = tokio::spawn(async move {
-            run(socket, session(&clock), params(clock, None), &Discard).await
-        });
-        expect_welcome(&mut pipe).await;
+        let (_, mut pipe, task) = started_session(clock, None).await;
         assert!(matches!(
             pipe.from_server.recv().await,
             Some(Message::Ping(_))
@@ -427,7 +421,7 @@ mod tests {
                 other => break close_code(other),
             }
         };
-        assert_eq!(code, Some(close::IDLE));
+        assert_eq!(code, Some(CloseCode::Idle));
         assert_eq!(pings, 1, "pinged once, at 10 s");
         assert_eq!(started.elapsed(), Duration::from_secs(15));
         assert_eq!(task.await.unwrap(), Ended::Idle);
@@ -436,13 +430,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_chatty_worker_is_never_pinged_and_stays() {
         let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
-        let (socket, mut pipe) = pipe();
-        let s = session(&clock);
-        let task = tokio::spawn({
-            let s = Arc::clone(&s);
-            async move { run(socket, s, params(clock, None), &Discard).await }
-        });
-        expect_welcome(&mut pipe).await;
+        let (s, mut pipe, task) = started_session(clock, None).await;
         for _ in 0..20 {
             tokio::time::sleep(Duration::from_secs(4)).await;
             pipe.to_server

@@ -10,6 +10,9 @@
 //! Which worker a placed job holds a slot on is kept by that worker's session
 //! ([`crate::control::registry::Session::reserve`]); the dispatcher takes a reservation while
 //! holding this state's lock and never the other way round.
+//!
+//! Just over 400 lines with its tests (about 270 without), which exercise each promise above
+//! through the methods that keep it, beside them.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

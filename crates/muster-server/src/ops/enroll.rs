@@ -1,10 +1,11 @@
 //! Enrollment: a machine asks for a worker identity, with an enrollment token or the
 //! auto-enrollment secret (`POST /api/v1/enroll`). Every attempt is audited, accepted or
-//! refused, with the reason; guessing counts against the source address.
+//! refused, with the reason; guessing counts against the source address. An enrollment is
+//! recorded with its change; a refusal (anyone can send one) goes through the aggregator of
+//! refused attempts, with validated values only (see [`crate::audit`]).
 
 use std::net::SocketAddr;
 
-use muster_core::audit::Outcome;
 use muster_core::credentials::generate_id;
 use muster_core::identity::{Proof, ProofSignature, PublicKey, Purpose};
 use muster_core::token::Refusal;
@@ -15,11 +16,12 @@ use muster_core::enrollment::AutoRefusal;
 use muster_core::{ApiKey, Labels, MachineId, Name, TokenSecret, WorkerId};
 use muster_proto::ErrorCode;
 use muster_proto::api::{EnrollRequest, EnrollResponse};
-use muster_proto::control::close;
+use muster_proto::control::CloseCode;
 use muster_store::flows::enrollment::{self, SecretEnrollment};
 use muster_store::flows::tokens::{self, TokenEnrollRefusal, TokenEnrollment};
 use rand::rngs::OsRng;
 
+use crate::audit::{Attempt, INVALID_NAME, RefusedAttempt};
 use crate::error::AppError;
 use crate::ops::cut::{self, Cut};
 use crate::proof::{self, ProofError};
@@ -40,16 +42,23 @@ pub async fn enroll(
     if let Some(ip) = remote.map(|a| a.ip())
         && let Err(wait) = app.limiter.check(ip)
     {
-        let event = app.audit_event(
-            &format!("machine:{machine}"),
-            "enroll",
-            req.name.as_deref().unwrap_or("-"),
+        // The name is not looked at otherwise: it is recorded only if it is one.
+        let target = match req.name.as_deref().map(Name::parse) {
+            None => "-".to_owned(),
+            Some(Ok(name)) => name.to_string(),
+            Some(Err(_)) => INVALID_NAME.to_owned(),
+        };
+        let error = auto_refusal(&AutoRefusal::RateLimited);
+        app.record_refusal(RefusedAttempt {
+            attempt: Attempt::Enroll,
+            reason: error.code,
             remote,
-            Outcome::Refused,
-            AutoRefusal::RateLimited.to_string(),
-        );
-        app.record(event).await;
-        return Err(auto_refusal(&AutoRefusal::RateLimited).with_retry_after(wait));
+            actor: format!("machine:{machine}"),
+            target,
+            detail: AutoRefusal::RateLimited.to_string(),
+        })
+        .await;
+        return Err(error.with_retry_after(wait));
     }
     let result = match (&req.token, &req.enrollment_key) {
         (Some(token), None) => {
@@ -131,16 +140,19 @@ async fn enroll_with_secret(
     public_key: PublicKey,
 ) -> Result<EnrollResponse, AppError> {
     let now = app.clock.now();
-    let refuse = |refusal: AutoRefusal| {
-        let event = app.audit_event(
-            &format!("machine:{machine}"),
-            "enroll.secret",
-            name.as_str(),
+    let actor = format!("machine:{machine}");
+    let refuse = async |refusal: AutoRefusal| {
+        let error = auto_refusal(&refusal);
+        app.record_refusal(RefusedAttempt {
+            attempt: Attempt::EnrollSecret,
+            reason: error.code,
             remote,
-            Outcome::Refused,
-            refusal.to_string(),
-        );
-        (event, auto_refusal(&refusal))
+            actor: actor.clone(),
+            target: name.to_string(),
+            detail: refusal.to_string(),
+        })
+        .await;
+        error
     };
     // Cheap checks first: no Argon2 work for a switched-off server or a disallowed name.
     let (settings, enrolled_in_window) = app.store.read(enrollment::gate).await?;
@@ -148,14 +160,10 @@ async fn enroll_with_secret(
         .check_open(now, enrolled_in_window)
         .and_then(|()| settings.check_name(&name));
     let (Some(stored), Some(set_at)) = (settings.secret.clone(), settings.secret_set_at) else {
-        let (event, error) = refuse(AutoRefusal::Disabled);
-        app.record(event).await;
-        return Err(error);
+        return Err(refuse(AutoRefusal::Disabled).await);
     };
     if let Err(refusal) = checked {
-        let (event, error) = refuse(refusal);
-        app.record(event).await;
-        return Err(error);
+        return Err(refuse(refusal).await);
     }
     // A slow check counts against the address while it runs, and a mismatch is recorded by
     // the verifier itself: a burst of concurrent guesses cannot all slip past the limit.
@@ -166,20 +174,16 @@ async fn enroll_with_secret(
         .await
     {
         Verdict::Match => {}
-        Verdict::Mismatch => {
-            let (event, error) = refuse(AutoRefusal::SecretMismatch);
-            app.record(event).await;
-            return Err(error);
-        }
+        Verdict::Mismatch => return Err(refuse(AutoRefusal::SecretMismatch).await),
         Verdict::RateLimited(wait) => {
-            let (event, error) = refuse(AutoRefusal::RateLimited);
-            app.record(event).await;
-            return Err(error.with_retry_after(wait));
+            return Err(refuse(AutoRefusal::RateLimited)
+                .await
+                .with_retry_after(wait));
         }
     }
     let key = ApiKey::generate(&mut OsRng);
     let request = SecretEnrollment {
-        name,
+        name: name.clone(),
         machine,
         labels,
         now,
@@ -190,20 +194,23 @@ async fn enroll_with_secret(
         remote_addr: remote.map(|a| a.ip().to_string()),
     };
     let registry = Arc::clone(&app.registry);
-    let (enrolled, superseded) = cut::write_then_cut(
+    let enrolled = cut::write_then_cut(
         app,
         move |tx| enrollment::enroll(tx, &request, &|id: &WorkerId| registry.is_connected(id)),
         |result| {
             let old = result.as_ref().ok()?.1.clone()?;
             Some(Cut::new(
                 old,
-                close::SUPERSEDED,
+                CloseCode::Superseded,
                 "a newer enrollment with this name replaced this identity",
             ))
         },
     )
-    .await?
-    .map_err(|r| auto_refusal(&r))?;
+    .await?;
+    let (enrolled, superseded) = match enrolled {
+        Ok(enrolled) => enrolled,
+        Err(refusal) => return Err(refuse(refusal).await),
+    };
     if superseded.is_some() {
         tracing::info!(worker = %enrolled.worker.name, "worker re-enrolled; the previous identity is superseded");
     }
@@ -249,22 +256,25 @@ async fn enroll_with_token(
     labels: Labels,
     public_key: PublicKey,
 ) -> Result<EnrollResponse, AppError> {
+    let actor = format!("machine:{machine}");
     let presented = match TokenSecret::parse(token) {
         Ok(t) => t,
         Err(e) => {
-            let event = app.audit_event(
-                &format!("machine:{machine}"),
-                "enroll.token",
-                "-",
+            app.record_refusal(RefusedAttempt {
+                attempt: Attempt::EnrollToken,
+                reason: ErrorCode::TokenMalformed,
                 remote,
-                Outcome::Refused,
-                e.to_string(),
-            );
-            app.record(event).await;
+                actor,
+                target: "-".into(),
+                // Not the error's text: it would quote what was sent.
+                detail: "enrollment token is malformed".into(),
+            })
+            .await;
             return Err(AppError::bad_request(ErrorCode::TokenMalformed, e)
                 .with_hint("copy the whole `NAME.SECRET` printed by `muster token create`"));
         }
     };
+    let token_name = presented.name.to_string();
     let key = ApiKey::generate(&mut OsRng);
     let id = WorkerId::parse(&generate_id(&mut OsRng)).map_err(AppError::internal)?;
     let request = TokenEnrollment {
@@ -285,13 +295,29 @@ async fn enroll_with_token(
             let enrolled = result.as_ref().ok().filter(|e| e.resumed)?;
             Some(Cut::new(
                 enrolled.worker.id.clone(),
-                close::REPLACED,
+                CloseCode::Replaced,
                 "the worker enrolled again and has a new key",
             ))
         },
     )
-    .await?
-    .map_err(token_refusal)?;
+    .await?;
+    let enrolled = match enrolled {
+        Ok(enrolled) => enrolled,
+        Err(refusal) => {
+            let detail = refusal.to_string();
+            let error = token_refusal(refusal);
+            app.record_refusal(RefusedAttempt {
+                attempt: Attempt::EnrollToken,
+                reason: error.code,
+                remote,
+                actor,
+                target: token_name,
+                detail,
+            })
+            .await;
+            return Err(error);
+        }
+    };
     tracing::info!(worker = %enrolled.worker.name, resumed = enrolled.resumed, "worker enrolled with a token");
     Ok(EnrollResponse {
         worker_id: enrolled.worker.id.to_string(),

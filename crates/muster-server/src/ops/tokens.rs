@@ -4,7 +4,7 @@ use muster_core::audit::Outcome;
 use muster_core::{Name, Token, TokenSecret};
 use muster_proto::ErrorCode;
 use muster_proto::api::{CreateTokenRequest, CreatedToken, TokenView};
-use muster_proto::control::close;
+use muster_proto::control::CloseCode;
 use muster_store::flows::tokens::{self, CreateTokenRefusal, RevokeTokenRefusal};
 use rand::rngs::OsRng;
 
@@ -141,7 +141,7 @@ pub async fn revoke(app: &AppState, actor: &Actor, name: &str) -> Result<TokenVi
             let worker = result.as_ref().ok()?.worker.clone()?;
             Some(Cut::new(
                 worker,
-                close::REVOKED,
+                CloseCode::Revoked,
                 "the worker's enrollment token was revoked",
             ))
         },

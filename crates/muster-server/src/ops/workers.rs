@@ -6,7 +6,7 @@ use muster_core::credentials::generate_id;
 use muster_core::{ApiKey, EnrolledVia, Name, Worker, WorkerId};
 use muster_proto::ErrorCode;
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
-use muster_proto::control::close;
+use muster_proto::control::CloseCode;
 use muster_store::flows::workers::{self, CreateWorkerRefusal, WorkerRefusal};
 use rand::rngs::OsRng;
 
@@ -79,7 +79,7 @@ pub async fn revoke(app: &AppState, actor: &Actor, name: &str) -> Result<WorkerV
             let revoked = result.as_ref().ok()?;
             Some(Cut::new(
                 revoked.id.clone(),
-                close::REVOKED,
+                CloseCode::Revoked,
                 "the worker was revoked",
             ))
         },
@@ -176,7 +176,7 @@ pub async fn remove(app: &AppState, actor: &Actor, name: &str) -> Result<(), App
             let id = result.as_ref().ok()?;
             Some(Cut::new(
                 id.clone(),
-                close::REMOVED,
+                CloseCode::Removed,
                 "the worker was removed",
             ))
         },

@@ -2,6 +2,7 @@
 //! gracefully. Each step is a function named for what it does, called in the order it runs.
 
 mod error;
+pub mod retention;
 mod tasks;
 
 pub use error::ServeError;
@@ -280,6 +281,7 @@ async fn app_state(
         tls,
         verifier: secrets::SecretVerifier::new(),
         limiter: ratelimit::FailureLimiter::default(),
+        refusals: Arc::default(),
         jobs,
         nonce_key,
     }))

@@ -1,22 +1,24 @@
 //! The server's tasks while it runs (the listener, the dispatcher, the last-seen flusher, the
-//! built-in worker) and the graceful shutdown that stops them in order.
+//! windows of refused attempts, the pruner, the built-in worker) and the graceful shutdown that
+//! stops them in order.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use muster_proto::control::{ServerMessage, close};
+use muster_proto::control::{CloseCode, ServerMessage};
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Started;
+use super::retention::{self, Retention};
 use crate::config::ServeConfig;
 use crate::control::registry::{Command, Registry};
 use crate::datadir::DataDir;
 use crate::state::AppState;
 use crate::tls::LoadedTls;
-use crate::{builtin, listener, router, ui};
+use crate::{audit, builtin, listener, router, ui};
 
 /// How often connected workers' last-seen times are written to the store.
 const LAST_SEEN_FLUSH: Duration = Duration::from_secs(60);
@@ -25,11 +27,14 @@ const BUILTIN_STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// The server's tasks while it runs, and how they stop.
 pub(super) struct Running {
-    /// Tells the listener, the dispatcher and the last-seen flusher to stop.
+    /// Tells the listener, the dispatcher, the last-seen flusher, the windows of refused
+    /// attempts and the pruner to stop.
     stop: watch::Sender<bool>,
     serving: JoinHandle<()>,
     dispatcher: JoinHandle<()>,
     flusher: JoinHandle<()>,
+    refusal_windows: JoinHandle<()>,
+    pruner: JoinHandle<()>,
     /// The built-in worker and its own stop signal: it leaves first, like any client.
     builtin: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
@@ -57,7 +62,22 @@ impl Running {
                 }
             }
         });
-        let flusher = tokio::spawn(flush_last_seen(app.clone(), stopped));
+        let flusher = tokio::spawn(flush_last_seen(app.clone(), stopped.clone()));
+        let refusal_windows = tokio::spawn(audit::close_windows(
+            Arc::clone(&app.refusals),
+            app.store.clone(),
+            app.clock,
+            stopped.clone(),
+        ));
+        let pruner = tokio::spawn(retention::prune_forever(
+            app.store.clone(),
+            app.clock,
+            Retention {
+                audit: config.audit_retention,
+                jobs: config.job_retention,
+            },
+            stopped,
+        ));
         let builtin = config.builtin_worker.then(|| {
             let (stop, stopped) = watch::channel(false);
             let target = builtin::Target {
@@ -81,13 +101,16 @@ impl Running {
             serving,
             dispatcher,
             flusher,
+            refusal_windows,
+            pruner,
             builtin,
         }
     }
 
     /// Winds down: the built-in worker leaves, the listener stops accepting, no job starts any
     /// more, every worker is told when to come back, and once they are gone (or the grace period
-    /// is over) their last-seen times are written and the store closes.
+    /// is over) their last-seen times and the counts of refused attempts are written and the
+    /// store closes.
     pub(super) async fn shut_down(self, app: &AppState, config: &ServeConfig) {
         if let Some((stop, task)) = self.builtin {
             let _ = stop.send(true);
@@ -97,6 +120,8 @@ impl Running {
         let _ = self.serving.await;
         let _ = self.dispatcher.await;
         let _ = self.flusher.await;
+        let _ = self.refusal_windows.await;
+        let _ = self.pruner.await;
         send_workers_away(&app.registry, config.reconnect_spread);
         if tokio::time::timeout(config.shutdown_grace, app.registry.until_empty())
             .await
@@ -108,6 +133,7 @@ impl Running {
             );
         }
         write_last_seen(app).await;
+        audit::flush(&app.refusals, &app.store, app.clock).await;
         app.store.close();
     }
 }
@@ -124,7 +150,7 @@ fn send_workers_away(registry: &Registry, spread: Duration) {
             reason: "the server is shutting down".into(),
         }));
         session.close(
-            close::GOING_AWAY,
+            CloseCode::GoingAway,
             format!("server shutting down; reconnect in {after_ms} ms"),
         );
     }

@@ -19,6 +19,7 @@ use muster_store::{Store, StoreError};
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
+use crate::slow_hash::SlowHashPool;
 use crate::ui::session::random_token;
 
 /// The one user name the UI knows.
@@ -43,10 +44,10 @@ pub struct Account {
 }
 
 impl Account {
-    /// Checks a sign-in. Runs Argon2 whatever the user name, so a wrong name takes as long to
-    /// refuse as a wrong password. Call it off the async runtime.
-    pub fn check(&self, user: &str, password: &str) -> bool {
-        let password_ok = self.hash.verify(password);
+    /// Checks a sign-in on the server's Argon2 threads. Runs Argon2 whatever the user name, so a
+    /// wrong name takes as long to refuse as a wrong password.
+    pub async fn check(&self, pool: &SlowHashPool, user: &str, password: &str) -> bool {
+        let password_ok = pool.verify(self.hash.clone(), password.to_owned()).await;
         password_ok && user == self.user
     }
 }
@@ -195,11 +196,12 @@ mod tests {
         let file = dir.path().join("admin-password");
         let now = Timestamp::from_unix_millis(1_000);
 
+        let pool = SlowHashPool::with_threads(1);
         let (account, what) = bootstrap(&store, &file, now).await.unwrap();
         assert_eq!(what, Bootstrap::Generated);
         let password = std::fs::read_to_string(&file).unwrap().trim().to_owned();
-        assert!(account.check("admin", &password));
-        assert!(!account.check("root", &password));
+        assert!(account.check(&pool, "admin", &password).await);
+        assert!(!account.check(&pool, "root", &password).await);
         assert!(!account.hash.as_stored().contains(&password));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
@@ -210,7 +212,7 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         let (account, what) = bootstrap(&store, &file, now).await.unwrap();
         assert_eq!(what, Bootstrap::Unchanged, "a removed file changes nothing");
-        assert!(account.check("admin", &password));
+        assert!(account.check(&pool, "admin", &password).await);
 
         std::fs::write(&file, "short\n").unwrap();
         let err = bootstrap(&store, &file, now).await.unwrap_err();
@@ -220,8 +222,12 @@ mod tests {
         std::fs::write(&file, "a brand new admin password\n").unwrap();
         let (account, what) = bootstrap(&store, &file, now).await.unwrap();
         assert_eq!(what, Bootstrap::Replaced);
-        assert!(account.check("admin", "a brand new admin password"));
-        assert!(!account.check("admin", &password));
+        assert!(
+            account
+                .check(&pool, "admin", "a brand new admin password")
+                .await
+        );
+        assert!(!account.check(&pool, "admin", &password).await);
         store.close();
     }
 }

@@ -101,29 +101,22 @@ pub async fn page(
             div.table-wrap {
                 table.data.audit {
                     caption.visually-hidden { "Audit records" }
-                    thead {
-                        tr {
-                            th scope="col" { "When" }
-                            th scope="col" { "Actor" }
-                            th scope="col" { "Action" }
-                            th scope="col" { "Target" }
-                            th scope="col" { "Outcome" }
-                            th scope="col" { "From" }
-                            th scope="col" { "Detail" }
-                        }
-                    }
+                    (layout::table_head(
+                        &["When", "Actor", "Action", "Target", "Outcome", "From", "Detail"],
+                        false,
+                    ))
                     tbody {
                         @for e in &entries {
                             tr {
                                 td data-label="When" { (fmt::when(now, Some(&e.at), "")) }
-                                td data-label="Actor" { code.wrap { (e.actor) } }
-                                th scope="row" data-label="Action" { code { (e.action) } }
-                                td data-label="Target" { (e.target) }
+                                td data-label="Actor" { code.wrap { (fmt::text(&e.actor)) } }
+                                th scope="row" data-label="Action" { code { (fmt::text(&e.action)) } }
+                                td data-label="Target" { (fmt::text(&e.target)) }
                                 td data-label="Outcome" { (fmt::badge(e.outcome.as_str())) }
                                 td data-label="From" {
-                                    @match &e.remote_addr { Some(a) => (a), None => (layout::none()) }
+                                    @match &e.remote_addr { Some(a) => (fmt::text(a)), None => (layout::none()) }
                                 }
-                                td.detail data-label="Detail" { (layout::ticks(&e.detail)) }
+                                td.detail data-label="Detail" { (layout::ticks(&fmt::text(&e.detail))) }
                             }
                         }
                     }

@@ -6,14 +6,18 @@
 //! on another site cannot read it, so it cannot make a browser sign in). All are HttpOnly and
 //! SameSite=Strict.
 
+use std::net::SocketAddr;
+
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use muster_core::audit::Outcome;
+use muster_proto::ErrorCode;
 use serde::Deserialize;
 
+use crate::audit::{Attempt, RefusedAttempt};
 use crate::listener::Remote;
 use crate::ops::Actor;
 use crate::ui::UiApp;
@@ -248,42 +252,43 @@ pub async fn signin(
         );
     }
     let ip = remote.map(|a| a.ip());
-    if let Some(ip) = ip
-        && app.ui.limiter.check(ip).is_err()
-    {
-        let event = app.audit_event(
-            ANONYMOUS,
-            "ui.signin",
-            "admin",
-            remote,
-            Outcome::Refused,
-            "too many failed sign-ins from this address",
-        );
-        app.record(event).await;
-        return signin_form(
-            &app,
-            StatusCode::TOO_MANY_REQUESTS,
-            next,
-            user,
-            Some(Notice::Error(
-                "Too many failed sign-ins from your address. Wait a minute, then try again.",
-            )),
-        );
-    }
-    let ok = check_password(&app, user, &form.password).await;
-    if !ok {
-        if let Some(ip) = ip {
-            app.ui.limiter.record_failure(ip);
+    // The attempt counts against the address from before the password is checked until it is
+    // settled, so a burst of concurrent guesses cannot all be checked against the limit at once:
+    // at most the limit's worth of Argon2 checks run per address and window.
+    let reservation = match ip.map(|ip| app.ui.limiter.reserve(ip)) {
+        Some(Err(_wait)) => {
+            refuse(
+                &app,
+                remote,
+                ErrorCode::RateLimited,
+                "too many failed sign-ins from this address",
+            )
+            .await;
+            return signin_form(
+                &app,
+                StatusCode::TOO_MANY_REQUESTS,
+                next,
+                user,
+                Some(Notice::Error(
+                    "Too many failed sign-ins from your address. Wait a minute, then try again.",
+                )),
+            );
         }
-        let event = app.audit_event(
-            ANONYMOUS,
-            "ui.signin",
-            "admin",
+        Some(Ok(reservation)) => Some(reservation),
+        None => None,
+    };
+    let ok = check_password(&app, user, &form.password).await;
+    if let Some(reservation) = reservation {
+        reservation.settle(!ok);
+    }
+    if !ok {
+        refuse(
+            &app,
             remote,
-            Outcome::Refused,
+            ErrorCode::Unauthorized,
             "wrong user name or password",
-        );
-        app.record(event).await;
+        )
+        .await;
         tracing::info!(
             remote = ip.map(tracing::field::display),
             "web UI sign-in refused: wrong user name or password"
@@ -326,15 +331,28 @@ pub async fn signin(
     response
 }
 
+/// Records a refused sign-in among the refused anonymous attempts (see [`crate::audit`]).
+async fn refuse(app: &UiApp, remote: Option<SocketAddr>, reason: ErrorCode, detail: &str) {
+    app.record_refusal(RefusedAttempt {
+        attempt: Attempt::SignIn,
+        reason,
+        remote,
+        actor: ANONYMOUS.into(),
+        target: "admin".into(),
+        detail: detail.into(),
+    })
+    .await;
+}
+
+/// Checks the password on the server's Argon2 threads, one sign-in at a time.
 async fn check_password(app: &UiApp, user: &str, password: &str) -> bool {
     let Ok(_permit) = app.ui.password_checks.acquire().await else {
         return false;
     };
-    let account = app.ui.account.clone();
-    let (user, password) = (user.to_owned(), password.to_owned());
-    tokio::task::spawn_blocking(move || account.check(&user, &password))
+    app.ui
+        .account
+        .check(app.verifier.pool(), user, password)
         .await
-        .unwrap_or(false)
 }
 
 pub async fn signout(

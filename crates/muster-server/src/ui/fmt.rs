@@ -1,11 +1,21 @@
 //! How values read on a page: times relative to now (with the exact UTC time on hover and in
-//! `datetime`), labels as chips, long ids shortened.
+//! `datetime`), labels as chips, long ids shortened, stored text with its control characters
+//! escaped.
+
+use std::borrow::Cow;
 
 use maud::{Markup, html};
 use muster_core::Timestamp;
 use muster_proto::api::LabelMap;
 
 use crate::ui::layout;
+
+/// Stored text as a page shows it: maud escapes HTML, and this escapes what HTML would not
+/// (line breaks, terminal escape sequences, bidirectional overrides), so a record reads as what
+/// it is. See [`muster_core::text::escape_controls`].
+pub fn text(stored: &str) -> Cow<'_, str> {
+    muster_core::text::escape_controls(stored)
+}
 
 /// `3 min`, `2 h 5 min`, `4 d`: a coarse length of time for people.
 pub fn span(millis: i64) -> String {

@@ -97,17 +97,10 @@ pub async fn list(
             div.table-wrap {
                 table.data {
                     caption.visually-hidden { "Jobs" }
-                    thead {
-                        tr {
-                            th scope="col" { "Job" }
-                            th scope="col" { "State" }
-                            th scope="col" { "Command" }
-                            th scope="col" { "Worker" }
-                            th scope="col" { "Created" }
-                            th scope="col" { "Took" }
-                            th scope="col" { "Exit" }
-                        }
-                    }
+                    (layout::table_head(
+                        &["Job", "State", "Command", "Worker", "Created", "Took", "Exit"],
+                        false,
+                    ))
                     tbody {
                         @for job in &jobs {
                             tr {
@@ -115,9 +108,9 @@ pub async fn list(
                                     a href={ "/jobs/" (job.id) } { code { (short(&job.id)) } }
                                 }
                                 td data-label="State" { (fmt::badge(job.state.as_str())) }
-                                td data-label="Command" { code.command { (command_line(job)) } }
+                                td data-label="Command" { code.command { (fmt::text(&command_line(job))) } }
                                 td data-label="Worker" {
-                                    @match &job.worker { Some(w) => (w), None => (layout::none()) }
+                                    @match &job.worker { Some(w) => (fmt::text(w)), None => (layout::none()) }
                                 }
                                 td data-label="Created" { (fmt::when(now, Some(&job.created_at), "")) }
                                 td data-label="Took" { (took(now, job)) }
@@ -217,7 +210,7 @@ pub async fn detail(
     let body = html! {
         p.breadcrumb { a href="/jobs" { "Jobs" } span aria-hidden="true" { " › " } }
         h1 { "Job " code { (short(&job.id)) } }
-        p.command-line { code { (command_line(&job)) } }
+        p.command-line { code { (fmt::text(&command_line(&job))) } }
         @if active {
             div #job-live data-poll={ "/jobs/" (job.id) "/live?stream=" (encode_component(&query.stream)) } { (live) }
         } @else {
@@ -273,15 +266,15 @@ async fn live_part(
         }
         dl.facts.columns {
             div { dt { "State" } dd { (fmt::badge(job.state.as_str())) } }
-            div { dt { "Worker" } dd { @match &job.worker { Some(w) => (w), None => span.muted { "not placed yet" } } } }
+            div { dt { "Worker" } dd { @match &job.worker { Some(w) => (fmt::text(w)), None => span.muted { "not placed yet" } } } }
             div { dt { "Exit code" } dd { @match job.exit_code { Some(c) => (c), None => (layout::none()) } } }
-            div { dt { "Runs on" } dd { (layout::ticks(&job.selector)) } }
+            div { dt { "Runs on" } dd { (layout::ticks(&fmt::text(&job.selector))) } }
             div { dt { "Created" } dd { (fmt::exact_time(Some(&job.created_at))) } }
             div { dt { "Started" } dd { (fmt::exact_time(job.started_at.as_deref())) } }
             div { dt { "Finished" } dd { (fmt::exact_time(job.finished_at.as_deref())) } }
             div { dt { "Took" } dd { (took(now, job)) } }
             @if let Some(reason) = &job.reason {
-                div.wide { dt { "Reason" } dd { (layout::ticks(reason)) } }
+                div.wide { dt { "Reason" } dd { (layout::ticks(&fmt::text(reason))) } }
             }
             @if !job.env_keys.is_empty() {
                 div.wide { dt { "Environment" } dd { @for k in &job.env_keys { code { (k) } " " } span.muted { "(values hidden)" } } }

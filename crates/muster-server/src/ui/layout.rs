@@ -187,6 +187,49 @@ pub fn copy_button(target: &str, what: &str) -> Markup {
     }
 }
 
+/// One line of a one-time secret on a page: its label, the value in the element with id `id`,
+/// and the button that copies it (`what` is the button's name for a screen reader).
+pub fn secret_row(label: &str, id: &str, value: &str, what: &str) -> Markup {
+    html! {
+        div.secret-row {
+            span.secret-label { (label) }
+            code.secret id=(id) { (value) }
+            (copy_button(id, what))
+        }
+    }
+}
+
+/// The last step of a confirmation page: a form that posts to `action` with the session's CSRF
+/// token, its one dangerous button, and a way back to `cancel` that changes nothing.
+pub fn confirm_form(action: &str, csrf: &str, button: &str, cancel: &str) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            div.actions {
+                button.danger type="submit" { (button) }
+                a.button.quiet href=(cancel) { "Cancel" }
+            }
+        }
+    }
+}
+
+/// A data table's header row: one column heading per name, and with `actions` a last column for
+/// the rows' buttons, named for screen readers only.
+pub fn table_head(columns: &[&str], actions: bool) -> Markup {
+    html! {
+        thead {
+            tr {
+                @for column in columns {
+                    th scope="col" { (column) }
+                }
+                @if actions {
+                    th scope="col" { span.visually-hidden { "Actions" } }
+                }
+            }
+        }
+    }
+}
+
 /// An empty-looking cell that still says something to a screen reader.
 pub fn none() -> Markup {
     html! { span.muted aria-label="none" { (PreEscaped("&mdash;")) } }

@@ -139,16 +139,8 @@ fn one_time_secret(app: &UiApp, url: &str, secret: &str) -> Markup {
         section.card.secret aria-labelledby="secret-title" {
             h2 #secret-title { "New enrollment secret" }
             p.warning { strong { "Copy it now." } " This is the only time it is shown; the server keeps only a hash." }
-            div.secret-row {
-                span.secret-label { "Secret" }
-                code.secret #generated-secret { (secret) }
-                (layout::copy_button("generated-secret", "secret"))
-            }
-            div.secret-row {
-                span.secret-label { "Worker command" }
-                code.secret #secret-command { (command) }
-                (layout::copy_button("secret-command", "worker command"))
-            }
+            (layout::secret_row("Secret", "generated-secret", secret, "secret"))
+            (layout::secret_row("Worker command", "secret-command", &command, "worker command"))
             p.muted {
                 "Replace " code { "NAME" } " with a unique worker name. Once a worker has enrolled, remove the "
                 "secret from its configuration: it keeps its own key in its state dir."

@@ -229,6 +229,56 @@ async fn wrong_passwords_are_rate_limited_per_address() {
     assert!(limited.body.contains("Too many failed sign-ins"));
 }
 
+/// Before: the limit was checked, then Argon2 ran, then the failure was recorded, so 50
+/// concurrent wrong passwords from one address were all checked against a limit of 5 a minute.
+/// Now each attempt is reserved before its check: at most five are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_get_at_most_the_limit_of_checks() {
+    let h = harness();
+    let attempts = (0..50).map(|_| try_signin(&h, "wrong wrong"));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|reply| reply.status)
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked + limited, 50, "{statuses:?}");
+    assert!(checked <= 5, "{checked} passwords were checked");
+    assert!(checked >= 1);
+}
+
+/// A record whose text held a forged line and a terminal escape shows them escaped, not raw.
+#[tokio::test]
+async fn the_audit_page_shows_control_characters_escaped() {
+    let h = harness();
+    let event = h.app.audit_event(
+        "machine:m1",
+        "connect",
+        "w1",
+        None,
+        muster_core::audit::Outcome::Refused,
+        "refused\r\n2026-01-01 admin token.create\x1b[2J",
+    );
+    h.app.record(event).await;
+    let (session, _) = signed_in(&h).await;
+    let audit = send(&h, get("/audit?action=connect", &session)).await;
+    assert!(
+        audit
+            .body
+            .contains("refused\\r\\n2026-01-01 admin token.create\\x1b[2J"),
+        "{}",
+        audit.body
+    );
+    assert!(!audit.body.contains('\x1b') && !audit.body.contains("refused\r"));
+}
+
 #[tokio::test]
 async fn every_ui_response_carries_the_security_headers() {
     let h = harness();

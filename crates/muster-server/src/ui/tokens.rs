@@ -102,16 +102,8 @@ async fn render(
             section.card.secret aria-labelledby="created-title" {
                 h2 #created-title { "Token " code { (name) } " created" }
                 p.warning { strong { "Copy it now." } " This is the only time its secret is shown; it is stored only as a hash." }
-                div.secret-row {
-                    span.secret-label { "Token" }
-                    code.secret #created-token { (token) }
-                    (layout::copy_button("created-token", "token"))
-                }
-                div.secret-row {
-                    span.secret-label { "Worker command" }
-                    code.secret #created-command { (command) }
-                    (layout::copy_button("created-command", "worker command"))
-                }
+                (layout::secret_row("Token", "created-token", token, "token"))
+                (layout::secret_row("Worker command", "created-command", command, "worker command"))
                 p.muted { "Expires " (fmt::when(now, Some(expires_at), "")) " (" (fmt::exact_time(Some(expires_at))) ")." }
                 p.copy-status.visually-hidden aria-live="polite" {}
             }
@@ -185,18 +177,10 @@ fn list(now: Timestamp, tokens: &[TokenView]) -> Markup {
             div.table-wrap {
                 table.data {
                     caption.visually-hidden { "Enrollment tokens" }
-                    thead {
-                        tr {
-                            th scope="col" { "Name" }
-                            th scope="col" { "State" }
-                            th scope="col" { "Expires" }
-                            th scope="col" { "Bound machine" }
-                            th scope="col" { "Worker" }
-                            th scope="col" { "Labels" }
-                            th scope="col" { "Created" }
-                            th scope="col" { span.visually-hidden { "Actions" } }
-                        }
-                    }
+                    (layout::table_head(
+                        &["Name", "State", "Expires", "Bound machine", "Worker", "Labels", "Created"],
+                        true,
+                    ))
                     tbody {
                         @for t in tokens {
                             tr {
@@ -320,13 +304,12 @@ pub async fn confirm_revoke(
                 },
                 None => p { "Nobody can enroll with this token any more. This cannot be undone." },
             }
-            form method="post" action={ "/tokens/" (token.name) "/revoke" } {
-                input type="hidden" name="csrf" value=(admin.session.csrf);
-                div.actions {
-                    button.danger type="submit" { "Revoke " (token.name) }
-                    a.button.quiet href="/tokens" { "Cancel" }
-                }
-            }
+            (layout::confirm_form(
+                &format!("/tokens/{}/revoke", token.name),
+                &admin.session.csrf,
+                &format!("Revoke {}", token.name),
+                "/tokens",
+            ))
         }
     };
     Ok(layout::page(

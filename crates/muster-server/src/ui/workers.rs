@@ -196,18 +196,10 @@ fn fleet(now: Timestamp, workers: &[WorkerView], filter: &Filter) -> Markup {
             div.table-wrap {
                 table.data {
                     caption.visually-hidden { "Workers" }
-                    thead {
-                        tr {
-                            th scope="col" { "Name" }
-                            th scope="col" { "Status" }
-                            th scope="col" { "Activity" }
-                            th scope="col" { "Enrolled via" }
-                            th scope="col" { "Machine" }
-                            th scope="col" { "Labels" }
-                            th scope="col" { "Last seen" }
-                            th scope="col" { span.visually-hidden { "Actions" } }
-                        }
-                    }
+                    (layout::table_head(
+                        &["Name", "Status", "Activity", "Enrolled via", "Machine", "Labels", "Last seen"],
+                        true,
+                    ))
                     tbody {
                         @for w in &shown {
                             (row(now, w))
@@ -293,13 +285,12 @@ pub async fn confirm_revoke(
                     @if worker.status == WorkerStatus::Connected { "now" } @else { (fmt::when(now, worker.last_seen_at.as_deref(), "never")) }
                 }
             }
-            form method="post" action={ "/workers/" (worker.name) "/revoke" } {
-                input type="hidden" name="csrf" value=(admin.session.csrf);
-                div.actions {
-                    button.danger type="submit" { "Revoke " (worker.name) }
-                    a.button.quiet href="/workers" { "Cancel" }
-                }
-            }
+            (layout::confirm_form(
+                &format!("/workers/{}/revoke", worker.name),
+                &admin.session.csrf,
+                &format!("Revoke {}", worker.name),
+                "/workers",
+            ))
         }
     };
     Ok(layout::page(

@@ -168,50 +168,41 @@ pub struct SecretEnrollment {
 }
 
 /// Enrolls (or re-enrolls, superseding a disconnected predecessor) a worker that presented the
-/// secret. `is_connected` answers from the server's live registry.
+/// secret. `is_connected` answers from the server's live registry. An enrollment is audited in
+/// its transaction; a refusal is returned unrecorded, for the server's aggregator of refused
+/// attempts.
 pub fn enroll(
     tx: &mut dyn Tx,
     req: &SecretEnrollment,
     is_connected: &dyn Fn(&WorkerId) -> bool,
 ) -> StoreResult<Result<(Enrolled, Option<WorkerId>), AutoRefusal>> {
     let result = enroll_inner(tx, req, is_connected);
-    let (outcome, detail) = match &result {
-        Ok(Ok((enrolled, None))) => (
-            Outcome::Ok,
-            format!("worker {} enrolled", enrolled.worker.id),
+    let detail = match &result {
+        Ok(Ok((enrolled, None))) => format!("worker {} enrolled", enrolled.worker.id),
+        Ok(Ok((enrolled, Some(old)))) => format!(
+            "worker {} enrolled, superseding {old} (its key no longer works)",
+            enrolled.worker.id
         ),
-        Ok(Ok((enrolled, Some(old)))) => (
-            Outcome::Ok,
-            format!(
-                "worker {} enrolled, superseding {old} (its key no longer works)",
-                enrolled.worker.id
-            ),
-        ),
-        Ok(Err(refusal)) => (Outcome::Refused, refusal.to_string()),
-        Err(_) => return result,
+        Ok(Err(_)) | Err(_) => return result,
     };
-    tx.insert_audit(&refusal_or_ok_event(req, outcome, detail))?;
+    tx.insert_audit(&enrolled_event(req, detail))?;
     if let Ok(Ok((_, Some(old)))) = &result {
         tx.insert_audit(&AuditEvent {
             action: "worker.superseded".into(),
-            ..refusal_or_ok_event(
-                req,
-                Outcome::Ok,
-                format!("identity {old} replaced by a new enrollment"),
-            )
+            ..enrolled_event(req, format!("identity {old} replaced by a new enrollment"))
         })?;
     }
     result
 }
 
-fn refusal_or_ok_event(req: &SecretEnrollment, outcome: Outcome, detail: String) -> AuditEvent {
+fn enrolled_event(req: &SecretEnrollment, detail: String) -> AuditEvent {
     AuditEvent {
         at: req.now,
         actor: format!("machine:{}", req.machine),
         action: "enroll.secret".into(),
         target: req.name.to_string(),
         remote_addr: req.remote_addr.clone(),
-        outcome,
+        outcome: Outcome::Ok,
         detail,
     }
 }

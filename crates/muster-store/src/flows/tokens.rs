@@ -126,24 +126,19 @@ pub enum TokenEnrollRefusal {
 const MAX_ATTEMPTS: usize = 3;
 
 /// Enrolls a machine with a token: binds an unused token (single use), or lets the bound machine
-/// resume with a new key. Every attempt, accepted or refused, is audited.
+/// resume with a new key. An enrollment is audited in its transaction; a refusal changes nothing
+/// and is returned unrecorded, for the server to record among the refused attempts it
+/// aggregates (anyone can send one).
 pub fn enroll(
     tx: &mut dyn Tx,
     req: &TokenEnrollment,
 ) -> StoreResult<Result<Enrolled, TokenEnrollRefusal>> {
     let name = &req.presented.name;
     let result = enroll_inner(tx, req);
-    let (outcome, detail) = match &result {
-        Ok(Ok(e)) if e.resumed => (
-            Outcome::Ok,
-            format!("machine resumed as worker {}", e.worker.id),
-        ),
-        Ok(Ok(e)) => (
-            Outcome::Ok,
-            format!("token bound; worker {} enrolled", e.worker.id),
-        ),
-        Ok(Err(refusal)) => (Outcome::Refused, refusal.to_string()),
-        Err(_) => return result,
+    let detail = match &result {
+        Ok(Ok(e)) if e.resumed => format!("machine resumed as worker {}", e.worker.id),
+        Ok(Ok(e)) => format!("token bound; worker {} enrolled", e.worker.id),
+        Ok(Err(_)) | Err(_) => return result,
     };
     tx.insert_audit(&AuditEvent {
         at: req.now,
@@ -151,7 +146,7 @@ pub fn enroll(
         action: "enroll.token".into(),
         target: name.to_string(),
         remote_addr: req.remote_addr.clone(),
-        outcome,
+        outcome: Outcome::Ok,
         detail,
     })?;
     result

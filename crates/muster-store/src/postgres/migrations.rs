@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_job_dispatcher.sql")),
     (5, include_str!("migrations/0005_job_ending.sql")),
     (6, include_str!("migrations/0006_worker_identity.sql")),
+    (7, include_str!("migrations/0007_retention.sql")),
 ];
 
 /// The advisory lock that serializes migrations: "muster" in ASCII. Advisory locks are per

@@ -416,6 +416,35 @@ impl Tx for PgTx<'_> {
             .collect()
     }
 
+    fn delete_audit_before(&mut self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.execute(
+            "DELETE FROM audit WHERE seq IN
+               (SELECT seq FROM audit WHERE at < $1 ORDER BY at LIMIT $2)",
+            &[&before.unix_millis(), &i64::from(limit)],
+        )
+    }
+
+    fn ended_jobs_before(&mut self, before: Timestamp, limit: u32) -> StoreResult<Vec<JobId>> {
+        let rows = self.query(
+            "SELECT id FROM jobs
+             WHERE finished_at < $1 AND state NOT IN ('queued', 'running')
+             ORDER BY finished_at LIMIT $2",
+            &[&before.unix_millis(), &i64::from(limit)],
+        )?;
+        rows.iter()
+            .map(|row| codec::job_id(&col::<String>(row, 0)?))
+            .collect()
+    }
+
+    fn delete_ended_job(&mut self, id: &JobId) -> StoreResult<bool> {
+        // The job's output goes with it: `job_output` cascades.
+        let n = self.execute(
+            "DELETE FROM jobs WHERE id = $1 AND state NOT IN ('queued', 'running')",
+            &[&id.as_str()],
+        )?;
+        Ok(n == 1)
+    }
+
     fn notify(&mut self, event: &str) -> StoreResult<()> {
         let channel = self.events_channel();
         self.execute("SELECT pg_notify($1, $2)", &[&channel, &event])?;
@@ -429,6 +458,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {
+        let e = e.clone().bounded();
         self.execute(
             "INSERT INTO audit (at, actor, action, target, remote_addr, outcome, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",

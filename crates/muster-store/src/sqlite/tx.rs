@@ -420,6 +420,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {
+        let e = e.clone().bounded();
         self.conn
             .prepare_cached(
                 "INSERT INTO audit (at, actor, action, target, remote_addr, outcome, detail)
@@ -452,6 +453,38 @@ impl Tx for SqliteTx<'_> {
             params![f.before_seq, prefix, like, i64::from(f.limit)],
             |row| rows::read_audit(row),
         )
+    }
+
+    fn delete_audit_before(&mut self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM audit WHERE seq IN
+                   (SELECT seq FROM audit WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            )?
+            .execute(params![before.unix_millis(), i64::from(limit)])?;
+        Ok(n as u64)
+    }
+
+    fn ended_jobs_before(&mut self, before: Timestamp, limit: u32) -> StoreResult<Vec<JobId>> {
+        self.rows(
+            "SELECT id FROM jobs
+             WHERE finished_at < ?1 AND state NOT IN ('queued', 'running')
+             ORDER BY finished_at LIMIT ?2",
+            params![before.unix_millis(), i64::from(limit)],
+            |row| codec::job_id(&row.get::<_, String>(0)?),
+        )
+    }
+
+    fn delete_ended_job(&mut self, id: &JobId) -> StoreResult<bool> {
+        // The job's output goes with it: `job_output` cascades.
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM jobs WHERE id = ?1 AND state NOT IN ('queued', 'running')",
+            )?
+            .execute([id.as_str()])?;
+        Ok(n == 1)
     }
 
     fn notify(&mut self, _event: &str) -> StoreResult<()> {

@@ -9,6 +9,7 @@ pub mod audit;
 mod fixtures;
 pub mod identity;
 pub mod jobs;
+pub mod retention;
 pub mod secret_enrollment;
 pub mod token_enrollment;
 pub mod tokens;
@@ -65,6 +66,10 @@ macro_rules! conformance_tests {
             }
             audit {
                 audit_filters,
+            }
+            retention {
+                audit_is_pruned_oldest_first_in_batches,
+                ended_jobs_are_pruned_with_their_output_and_live_ones_kept,
             }
             transactions {
                 failed_write_rolls_back_alone,

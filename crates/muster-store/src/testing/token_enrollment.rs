@@ -75,10 +75,11 @@ pub async fn enroll_binds_then_resumes_and_refuses_others(store: Store) {
         })
         .await
         .expect("audit");
-    assert_eq!(records.len(), 3, "every attempt is audited");
-    assert_eq!(records[0].event.outcome, Outcome::Refused);
+    // The refusal changed nothing and is left to the server, which aggregates refused attempts.
+    assert_eq!(records.len(), 2, "each enrollment is audited with it");
+    assert!(records.iter().all(|r| r.event.outcome == Outcome::Ok));
     assert!(
-        records[0].event.detail.contains("another machine"),
+        records[0].event.detail.contains("resumed"),
         "{:?}",
         records[0]
     );

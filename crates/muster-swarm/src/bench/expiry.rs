@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use muster_client::Client;
-use muster_proto::control::close;
+use muster_proto::control::CloseCode;
 
 use super::fleet::{Fleet, Target};
 use super::mint;
@@ -89,7 +89,7 @@ pub async fn measure(
                 s.workers
                     .get(*n)
                     .and_then(|r| r.close_frame)
-                    .is_some_and(|(code, _)| code == close::EXPIRED)
+                    .is_some_and(|(code, _)| code == CloseCode::Expired)
             })
             .count()
     };
@@ -104,7 +104,7 @@ pub async fn measure(
     fleet.tracker.with(|s| {
         for name in &connected_at_expiry {
             match s.workers.get(name).and_then(|r| r.close_frame) {
-                Some((code, t)) if code == close::EXPIRED => {
+                Some((CloseCode::Expired, t)) => {
                     let at = expires.get(name.as_str()).copied().unwrap_or(t);
                     out.lateness_ms.push(ms_between(at, t));
                 }

@@ -56,6 +56,14 @@ impl Report {
         self.errors.push(what);
     }
 
+    /// A batch's failures: how many under `key`, and an error naming the first, if any failed.
+    pub fn failures(&mut self, key: &str, what: &str, errors: usize, first: Option<String>) {
+        self.num(key, errors as f64);
+        if let Some(first) = first {
+            self.error(format!("{what}: {errors} failed; first: {first}"));
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let mut all = self.values.clone();
         all.insert(

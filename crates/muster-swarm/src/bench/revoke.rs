@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use muster_client::Client;
-use muster_proto::control::close;
+use muster_proto::control::CloseCode;
 
 use super::fleet::Tracker;
 use crate::clock::{ms_between, now_us};
@@ -49,7 +49,7 @@ pub async fn measure(client: &Client, tracker: &Tracker, victims: &[String]) -> 
                     .filter(|(_, t)| *t >= t0)
             });
             if let Some((code, t)) = seen {
-                if code != close::REVOKED {
+                if code != CloseCode::Revoked {
                     out.wrong_code += 1;
                 }
                 out.cutoff_ms.push(ms_between(t0, t));

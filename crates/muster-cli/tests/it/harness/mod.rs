@@ -2,6 +2,11 @@
 //! own state dirs, admin commands run against the server's data dir, and a TCP proxy that can cut
 //! connections. Every child process is killed when its handle is dropped, also when a test
 //! panics, and a failing test prints what each process wrote to stdout and stderr.
+//!
+//! About 1,000 lines: every building block the `it` tests share (the server, workers and commands
+//! as child processes, their logs, waiting, snapshot filters), so that each test reads as a
+//! scenario. The TCP proxy is in `proxy.rs`; the rest is kept together because the handles share
+//! the process plumbing (spawning, log capture, killing on drop) at the top.
 
 pub mod proxy;
 
@@ -457,6 +462,18 @@ impl Server {
         }
     }
 
+    /// Stops the server with SIGTERM and starts it again. A graceful stop writes the counts of
+    /// refused attempts still in their window (see [`refused_count`]).
+    pub fn restart_gracefully(&mut self) {
+        assert_eq!(
+            self.terminate(Duration::from_secs(20)),
+            0,
+            "{}",
+            self.dump()
+        );
+        self.restart();
+    }
+
     /// Starts the server again on the same data dir and the same port (as a real deployment
     /// with a fixed listen address would), after a crash or a stop.
     pub fn restart(&mut self) {
@@ -680,6 +697,28 @@ impl Drop for Server {
             eprintln!("===== server output =====\n{}", self.dump());
         }
     }
+}
+
+/// How many refused attempts of `action` (a prefix) the audit `records` account for: a record
+/// whose detail contains `detail` stands for one; a summary of the same kind
+/// (`37 more refused (CODE) from … in the last minute`, written when its window closes or the
+/// server stops) for its count.
+pub fn refused_count(records: &[Value], action: &str, detail: &str, code: &str) -> u64 {
+    let summary = format!(" more refused ({code}) from ");
+    records
+        .iter()
+        .filter(|r| {
+            r["outcome"] == "refused"
+                && r["action"].as_str().unwrap_or_default().starts_with(action)
+        })
+        .map(|r| {
+            let text = r["detail"].as_str().unwrap_or_default();
+            match text.split_once(&summary) {
+                Some((n, _)) => n.parse().expect("a count"),
+                None => u64::from(text.contains(detail)),
+            }
+        })
+        .sum()
 }
 
 pub fn array(value: Value) -> Vec<Value> {

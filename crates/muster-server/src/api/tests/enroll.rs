@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use muster_core::{Name, TokenSecret, WorkerId};
-use muster_proto::control::close;
+use muster_proto::control::CloseCode;
 use rand::rngs::OsRng;
 use serde_json::{Value, json};
 
@@ -37,7 +37,7 @@ async fn a_token_enrolls_one_machine_and_enrolling_again_replaces_its_key() {
         .expect(StatusCode::OK);
     assert_eq!(worker_id(&again.body), id);
     assert_ne!(again.body["api_key"], first.body["api_key"]);
-    assert_eq!(super::closes(&session), [close::REPLACED]);
+    assert_eq!(super::closes(&session), [CloseCode::Replaced]);
 
     // Another machine with the same token is refused, and the refusal is audited.
     api.enroll(json!({"machine_id": "machine-0002", "token": token}))

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use muster_core::{Labels, Name, Timestamp, Token, TokenSecret};
-use muster_proto::control::close;
+use muster_proto::control::CloseCode;
 use rand::rngs::OsRng;
 use serde_json::json;
 
@@ -154,7 +154,7 @@ async fn revoking_a_token_cuts_off_its_worker_once() {
         .expect(StatusCode::OK);
     assert_eq!(revoked.body["state"], "revoked");
     assert_eq!(revoked.body["worker"], "t1");
-    assert_eq!(super::closes(&session), [close::REVOKED]);
+    assert_eq!(super::closes(&session), [CloseCode::Revoked]);
     let shown = api.get("/api/v1/workers/t1").await.expect(StatusCode::OK);
     assert_eq!(shown.body["status"], "revoked");
 

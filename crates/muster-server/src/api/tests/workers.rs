@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use muster_core::credentials::generate_id;
 use muster_core::{EnrolledVia, Labels, Name, Worker, WorkerId};
-use muster_proto::control::close;
+use muster_proto::control::CloseCode;
 use rand::rngs::OsRng;
 use serde_json::json;
 
@@ -104,7 +104,7 @@ async fn revoking_a_worker_closes_its_session_after_the_revocation_is_stored() {
         .expect(StatusCode::OK);
     assert_eq!(revoked.body["status"], "revoked");
     assert!(revoked.body["revoked_at"].is_string());
-    assert_eq!(super::closes(&session), [close::REVOKED]);
+    assert_eq!(super::closes(&session), [CloseCode::Revoked]);
     assert_eq!(
         api.actions().await,
         ["worker.revoke ok", "worker.create ok"]

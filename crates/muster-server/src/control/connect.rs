@@ -189,7 +189,32 @@ pub async fn connect(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    let creds = credentials(&headers)?;
+    let creds = match credentials(&headers) {
+        Ok(creds) => creds,
+        Err(error) => {
+            // Recorded like any refused attempt (aggregated), naming only what parsed.
+            let target = header(&headers, headers::WORKER_ID)
+                .and_then(|id| WorkerId::parse(id).ok())
+                .map_or_else(|| "-".to_owned(), |id| id.to_string());
+            app.record_refusal(RefusedAttempt {
+                attempt: Attempt::Connect,
+                reason: error.code,
+                remote,
+                actor: "-".to_owned(),
+                target,
+                // Fixed words: the message may quote what the client sent.
+                detail: format!(
+                    "the connect request's headers were refused ({})",
+                    serde_json::to_value(error.code)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+            })
+            .await;
+            return Err(error);
+        }
+    };
     // Before admission reads the worker's record: see `lifecycle::open_session`.
     let cuts_before = app.registry.cuts();
     let binding = binding.map(|axum::Extension(b)| b);

@@ -38,7 +38,6 @@ pub async fn enroll(
     let machine = MachineId::parse(&req.machine_id)
         .map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e))?;
     let labels = validate::labels(&req.labels)?;
-    let public_key = proven_key(app, req)?;
     if let Some(ip) = remote.map(|a| a.ip())
         && let Err(wait) = app.limiter.check(ip)
     {
@@ -60,6 +59,21 @@ pub async fn enroll(
         .await;
         return Err(error.with_retry_after(wait));
     }
+    let public_key = match proven_key(app, req) {
+        Ok(key) => key,
+        Err(error) => {
+            app.record_refusal(RefusedAttempt {
+                attempt: Attempt::Enroll,
+                reason: error.code,
+                remote,
+                actor: format!("machine:{machine}"),
+                target: "-".to_owned(),
+                detail: error.message.clone(),
+            })
+            .await;
+            return Err(error);
+        }
+    };
     let result = match (&req.token, &req.enrollment_key) {
         (Some(token), None) => {
             enroll_with_token(app, remote, token, machine, labels, public_key).await

@@ -54,7 +54,10 @@ pub async fn a_key_is_bound_once_and_tickets_tell_a_copy_from_a_restart(store: S
             key_bound,
         }) => {
             assert!(key_bound);
-            assert_eq!(w.machine_id, Some(MachineId::parse("machine-a").expect("machine id")));
+            assert_eq!(
+                w.machine_id,
+                Some(MachineId::parse("machine-a").expect("machine id"))
+            );
             assert_eq!(w.identity.tickets.pending, vec![t1.hash()]);
         }
         other => panic!("expected admitted, got {other:?}"),

@@ -224,6 +224,12 @@ impl Client {
         self.get(muster_proto::paths::HEALTH).await
     }
 
+    /// A nonce to sign (a worker proving it holds its key), good for a minute.
+    pub async fn challenge(&self) -> Result<muster_proto::api::Challenge, ClientError> {
+        self.call(Method::GET, muster_proto::paths::CHALLENGE, None::<&()>)
+            .await
+    }
+
     pub async fn create_token(
         &self,
         req: &CreateTokenRequest,

@@ -232,6 +232,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             last_seen_at: seen.map(at),
+            identity: Default::default(),
         }
     }
 

@@ -51,7 +51,9 @@ impl WorkerKey {
         Self::from_seed(seed)
     }
 
-    fn from_seed(seed: [u8; 32]) -> Self {
+    /// The key pair of a given seed. A worker makes its seed with [`WorkerKey::generate`]; a
+    /// fixed seed is for tests and load tools that need the same key twice.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
         // `unchecked` only means there is no public key to compare with: it is derived here.
         let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
             .expect("every 32-byte seed is an Ed25519 key");

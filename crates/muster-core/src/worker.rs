@@ -3,8 +3,10 @@
 use std::fmt;
 
 use crate::credentials::{KeyHash, MachineId};
+use crate::identity::PublicKey;
 use crate::labels::Labels;
 use crate::name::Name;
+use crate::tickets::TicketLedger;
 use crate::time::Timestamp;
 
 /// The name of the server's built-in worker, reserved for it: nothing else may take it, also
@@ -78,6 +80,9 @@ pub enum WorkerStatus {
     Disconnected,
     Revoked,
     Expired,
+    /// Its identity was used from two places at once (a copied state dir): cut off until an
+    /// admin removes it and the machine enrolls again.
+    Suspended,
 }
 
 impl WorkerStatus {
@@ -87,6 +92,7 @@ impl WorkerStatus {
             WorkerStatus::Disconnected => "disconnected",
             WorkerStatus::Revoked => "revoked",
             WorkerStatus::Expired => "expired",
+            WorkerStatus::Suspended => "suspended",
         }
     }
 }
@@ -109,6 +115,20 @@ pub struct Worker {
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub last_seen_at: Option<Timestamp>,
+    /// The key it proves itself with, its tickets, and whether it was found copied.
+    pub identity: WorkerIdentity,
+}
+
+/// What tells this worker's machine from any other: its public key (recorded at enrollment, or
+/// at the first connection of a worker enrolled before keys existed), the tickets that tell it
+/// from a copy of its state dir, and the verdict if a copy was found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerIdentity {
+    pub public_key: Option<PublicKey>,
+    pub tickets: TicketLedger,
+    /// Where the connection that confirmed the current ticket came from.
+    pub ticket_remote: Option<String>,
+    pub suspended_at: Option<Timestamp>,
 }
 
 /// Why a connecting worker was turned away.
@@ -118,6 +138,8 @@ pub enum AdmitRefusal {
     UnknownIdentity,
     #[error("worker `{0}` is bound to another machine")]
     OtherMachine(Name),
+    #[error("worker `{0}` is suspended: its identity was used from two places at once")]
+    Suspended(Name),
     #[error("worker `{0}` has been revoked")]
     Revoked(Name),
     #[error("worker `{0}` has expired with its enrollment token")]
@@ -137,6 +159,8 @@ impl Worker {
     pub fn status(&self, connected: bool, now: Timestamp) -> WorkerStatus {
         if self.revoked_at.is_some() {
             WorkerStatus::Revoked
+        } else if self.identity.suspended_at.is_some() {
+            WorkerStatus::Suspended
         } else if self.expires_at.is_some_and(|deadline| now >= deadline) {
             WorkerStatus::Expired
         } else if connected {
@@ -160,6 +184,7 @@ impl Worker {
         match self.status(false, now) {
             WorkerStatus::Revoked => return Err(AdmitRefusal::Revoked(self.name.clone())),
             WorkerStatus::Expired => return Err(AdmitRefusal::Expired(self.name.clone())),
+            WorkerStatus::Suspended => return Err(AdmitRefusal::Suspended(self.name.clone())),
             WorkerStatus::Connected | WorkerStatus::Disconnected => {}
         }
         match &self.machine_id {
@@ -188,6 +213,7 @@ mod tests {
             expires_at: Some(Timestamp::from_unix_millis(1000)),
             revoked_at: None,
             last_seen_at: None,
+            identity: Default::default(),
         }
     }
 

@@ -17,6 +17,13 @@ pub struct Health {
     pub version: String,
 }
 
+/// `GET /api/v1/challenge`, unauthenticated: a nonce to sign where the connection has no TLS to
+/// bind a proof to. Valid for a minute, on every replica.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Challenge {
+    pub nonce: String,
+}
+
 // ---- tokens ----
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -170,6 +177,16 @@ pub struct EnrollRequest {
     pub enrollment_key: Option<String>,
     #[serde(default)]
     pub labels: LabelMap,
+    /// The worker's Ed25519 public key (base64url), and its signature over the enrollment's
+    /// proof (`muster_core::identity::Proof`, purpose `enroll`, subject the token's or the
+    /// worker's name), bound to the TLS connection or to `nonce`.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub proof: Option<String>,
+    /// A server nonce (`GET /api/v1/challenge`), for a server without TLS of its own.
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 impl std::fmt::Debug for EnrollRequest {

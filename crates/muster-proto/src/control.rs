@@ -15,6 +15,10 @@ pub struct Welcome {
     /// After this long without hearing anything, either side treats the other as gone.
     pub idle_timeout_ms: u64,
     pub expires_at: Option<String>,
+    /// The worker's next ticket (`SEQ.VALUE`): it saves it, then says so with
+    /// [`WorkerMessage::TicketSaved`], and presents it when it next connects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -60,6 +64,9 @@ pub enum JobExit {
 pub enum WorkerMessage {
     /// A job ended. Its output frames all precede this message on the channel.
     JobFinished { id: String, exit: JobExit },
+    /// The ticket of the welcome is on disk (atomically, durably): the server may count on the
+    /// worker presenting it from now on.
+    TicketSaved { seq: u64 },
 }
 
 /// Job output travels in binary frames: `[kind][8-byte job id][payload]`, so bulk output needs no
@@ -129,6 +136,9 @@ pub enum CloseCode {
     Removed,
     /// Another connection with this identity took over. Permanent for the older connection.
     Replaced,
+    /// This worker's identity was used from two places at once (a copied state dir): it is
+    /// suspended. Permanent.
+    Suspended,
     /// The server is shutting down; reconnect (after the delay the reason carries).
     GoingAway,
     /// The peer broke the protocol. Reconnect.
@@ -152,6 +162,7 @@ impl From<u16> for CloseCode {
             4003 => CloseCode::Superseded,
             4004 => CloseCode::Removed,
             4005 => CloseCode::Replaced,
+            4008 => CloseCode::Suspended,
             4010 => CloseCode::GoingAway,
             4020 => CloseCode::Protocol,
             4021 => CloseCode::Idle,
@@ -168,6 +179,7 @@ impl From<CloseCode> for u16 {
             CloseCode::Superseded => 4003,
             CloseCode::Removed => 4004,
             CloseCode::Replaced => 4005,
+            CloseCode::Suspended => 4008,
             CloseCode::GoingAway => 4010,
             CloseCode::Protocol => 4020,
             CloseCode::Idle => 4021,
@@ -189,7 +201,7 @@ mod close_code_tests {
 
     #[test]
     fn numbers_round_trip_and_unknown_ones_are_kept() {
-        for number in [4001, 4002, 4003, 4004, 4005, 4010, 4020, 4021] {
+        for number in [4001, 4002, 4003, 4004, 4005, 4008, 4010, 4020, 4021] {
             let code = CloseCode::from(number);
             assert!(!matches!(code, CloseCode::Other(_)), "{number}");
             assert_eq!(u16::from(code), number);

@@ -53,6 +53,10 @@ pub enum ErrorCode {
     MachineMismatch,
     WorkerRevoked,
     WorkerExpired,
+    /// The connection or enrollment does not prove the worker holds its key.
+    ProofInvalid,
+    /// The worker's identity was used from two places at once; it is suspended.
+    WorkerSuspended,
     UnsupportedProtocol,
     // The server's side.
     ServerBusy,

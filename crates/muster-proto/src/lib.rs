@@ -14,7 +14,11 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 
 /// The control-channel protocol version. A worker sends it when it connects; the server refuses
 /// versions it does not speak with a clear error instead of misreading messages.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The protocol of workers from before worker keys: accepted only for a worker that has no key
+/// bound yet, so an un-upgraded worker keeps working until it upgrades (and binds one).
+pub const LEGACY_PROTOCOL_VERSION: u32 = 1;
 
 /// Headers a worker sends when it opens its control channel.
 pub mod headers {
@@ -25,6 +29,16 @@ pub mod headers {
     pub const LABELS: &str = "x-muster-labels";
     /// How many jobs the worker runs at once.
     pub const MAX_JOBS: &str = "x-muster-max-jobs";
+    /// The worker's Ed25519 public key, base64url.
+    pub const PUBLIC_KEY: &str = "x-muster-public-key";
+    /// Its signature over the connection's proof (`muster_core::identity::Proof`), base64url.
+    pub const PROOF: &str = "x-muster-proof";
+    /// The ticket it presents (`SEQ.VALUE`), if it holds one.
+    pub const TICKET: &str = "x-muster-ticket";
+    /// A random value per worker process: tells the same process coming back from a copy.
+    pub const PROCESS: &str = "x-muster-process";
+    /// A server nonce (from `GET /api/v1/challenge`), where the connection has no TLS to bind to.
+    pub const NONCE: &str = "x-muster-nonce";
 }
 
 /// Paths of the API.
@@ -32,4 +46,5 @@ pub mod paths {
     pub const ENROLL: &str = "/api/v1/enroll";
     pub const CONNECT: &str = "/api/v1/connect";
     pub const HEALTH: &str = "/api/v1/health";
+    pub const CHALLENGE: &str = "/api/v1/challenge";
 }

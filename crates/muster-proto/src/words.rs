@@ -71,6 +71,7 @@ wire_words! {
         Disconnected => "disconnected",
         Revoked => "revoked",
         Expired => "expired",
+        Suspended => "suspended",
     }
 }
 
@@ -154,7 +155,7 @@ mod tests {
     fn a_word_from_a_newer_server_reads_as_unknown() {
         let state: JobState = serde_json::from_str("\"paused\"").unwrap();
         assert_eq!(state, JobState::Unknown);
-        let status: WorkerStatus = serde_json::from_str("\"suspended\"").unwrap();
+        let status: WorkerStatus = serde_json::from_str("\"hibernating\"").unwrap();
         assert_eq!(status, WorkerStatus::Unknown);
         assert_eq!(status.as_str(), "unknown");
         let stream: OutputStream = serde_json::from_str("\"stdlog\"").unwrap();

@@ -5,9 +5,11 @@
 
 use muster_client::Trust;
 use muster_core::credentials::generate_id;
+use muster_core::worker::WorkerIdentity;
 use muster_core::{ApiKey, EnrolledVia, Labels, Name, Worker, WorkerId};
 use muster_store::Store;
 use muster_worker::channel::{ChannelOptions, Endpoint, Identity};
+use muster_worker::identity::{FileTickets, Prover};
 use muster_worker::jobs::JobManager;
 use muster_worker::state_dir::StateDir;
 use rand::rngs::OsRng;
@@ -94,6 +96,14 @@ async fn ensure_identity(
     let key = ApiKey::generate(&mut OsRng);
     let key_hash = key.hash();
     let machine = state.machine_id().clone();
+    let public_key = state.key().public_key();
+    // Its tickets start over at every start (the server makes its identity afresh each time):
+    // an old ticket file would not match the reset record.
+    let _ = std::fs::remove_file(state.ticket_path());
+    let fresh_identity = WorkerIdentity {
+        public_key: Some(public_key),
+        ..WorkerIdentity::default()
+    };
     let now = clock.now();
     let new_id = WorkerId::parse(&generate_id(&mut OsRng))
         .map_err(|e| muster_store::StoreError::Corrupt(e.to_string()))?;
@@ -102,16 +112,14 @@ async fn ensure_identity(
         .write(move |tx| {
             match tx.get_worker_by_name(&name)? {
                 Some(w) if w.enrolled_via == EnrolledVia::Builtin => {
-                    tx.set_worker_key(&w.id, &key_hash)?;
-                    if w.machine_id.as_ref() != Some(&machine) {
-                        // A new data dir state: rebind the built-in identity to it.
-                        tx.delete_worker(&w.id)?;
-                        tx.insert_worker(&Worker {
-                            machine_id: Some(machine),
-                            key_hash,
-                            ..w.clone()
-                        })?;
-                    }
+                    // Made afresh at every start: this data dir's machine, key and tickets.
+                    tx.delete_worker(&w.id)?;
+                    tx.insert_worker(&Worker {
+                        machine_id: Some(machine),
+                        key_hash,
+                        identity: fresh_identity,
+                        ..w.clone()
+                    })?;
                     Ok(Some(w.id))
                 }
                 Some(_) => Ok(None),
@@ -128,6 +136,7 @@ async fn ensure_identity(
                         expires_at: None,
                         revoked_at: None,
                         last_seen_at: None,
+                        identity: fresh_identity,
                     })?;
                     Ok(Some(new_id))
                 }
@@ -144,5 +153,9 @@ async fn ensure_identity(
         worker_id: id.to_string(),
         api_key: key.expose().to_owned(),
         machine_id: state.machine_id().to_string(),
+        prover: Prover::new(
+            std::sync::Arc::clone(state.key()),
+            std::sync::Arc::new(FileTickets::open(state.ticket_path())),
+        ),
     }))
 }

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod lean_tls;
 pub mod listener;
 pub mod ops;
+pub mod proof;
 pub mod ratelimit;
 pub mod secrets;
 pub mod serve;

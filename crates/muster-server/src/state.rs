@@ -31,6 +31,8 @@ pub struct Inner {
     /// Refused unauthenticated attempts, counted by kind and source (see [`crate::audit`]).
     pub refusals: Arc<crate::audit::Refusals>,
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// Makes and checks the nonces workers sign where there is no TLS exporter to bind to.
+    pub nonce_key: crate::proof::NonceKey,
 }
 
 impl std::ops::Deref for AppState {
@@ -123,6 +125,7 @@ impl AppState {
             limiter: crate::ratelimit::FailureLimiter::default(),
             refusals: Arc::default(),
             jobs,
+            nonce_key: crate::proof::NonceKey::from_bytes(&[7; 32]),
         });
         (app, dir)
     }

@@ -128,6 +128,7 @@ fn worker_status(status: WorkerStatus) -> wire::WorkerStatus {
         WorkerStatus::Disconnected => wire::WorkerStatus::Disconnected,
         WorkerStatus::Revoked => wire::WorkerStatus::Revoked,
         WorkerStatus::Expired => wire::WorkerStatus::Expired,
+        WorkerStatus::Suspended => wire::WorkerStatus::Suspended,
     }
 }
 

@@ -25,6 +25,20 @@ pub fn machine(value: &str) -> StoreResult<MachineId> {
     MachineId::parse(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+pub fn public_key(value: &str) -> StoreResult<muster_core::identity::PublicKey> {
+    muster_core::identity::PublicKey::parse(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub fn ticket_hash(value: &str) -> StoreResult<muster_core::tickets::TicketHash> {
+    muster_core::tickets::TicketHash::from_hex(value)
+        .map_err(|e| StoreError::Corrupt(format!("ticket hash: {e}")))
+}
+
+pub fn ticket_pending(value: &str) -> StoreResult<Vec<muster_core::tickets::TicketHash>> {
+    muster_core::tickets::TicketLedger::pending_from_text(value)
+        .map_err(|e| StoreError::Corrupt(format!("pending tickets: {e}")))
+}
+
 pub fn worker_id(value: &str) -> StoreResult<WorkerId> {
     WorkerId::parse(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

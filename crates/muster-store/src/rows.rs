@@ -7,6 +7,8 @@
 //! same shape in [`crate::codec::JobColumns`].
 
 use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::tickets::TicketLedger;
+use muster_core::worker::WorkerIdentity;
 use muster_core::{MachineId, Name, Timestamp, Token, Worker};
 
 use crate::codec;
@@ -95,7 +97,8 @@ pub(crate) fn read_token(row: &impl ColumnSource) -> StoreResult<Token> {
 }
 
 pub(crate) const WORKER_COLUMNS: &str = "id, name, enrolled_via, token_name, machine_id, labels, \
-     key_hash, created_at, expires_at, revoked_at, last_seen_at";
+     key_hash, created_at, expires_at, revoked_at, last_seen_at, public_key, ticket_confirmed, \
+     ticket_pending, ticket_remote, suspended_at";
 
 /// A worker's stored values, one field per column of [`WORKER_COLUMNS`], in that order.
 pub(crate) struct WorkerColumns {
@@ -110,6 +113,11 @@ pub(crate) struct WorkerColumns {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub last_seen_at: Option<i64>,
+    pub public_key: Option<String>,
+    pub ticket_confirmed: Option<String>,
+    pub ticket_pending: String,
+    pub ticket_remote: Option<String>,
+    pub suspended_at: Option<i64>,
 }
 
 impl WorkerColumns {
@@ -126,6 +134,11 @@ impl WorkerColumns {
             expires_at: w.expires_at.map(Timestamp::unix_millis),
             revoked_at: w.revoked_at.map(Timestamp::unix_millis),
             last_seen_at: w.last_seen_at.map(Timestamp::unix_millis),
+            public_key: w.identity.public_key.as_ref().map(ToString::to_string),
+            ticket_confirmed: w.identity.tickets.confirmed.as_ref().map(|h| h.to_hex()),
+            ticket_pending: w.identity.tickets.pending_to_text(),
+            ticket_remote: w.identity.ticket_remote.clone(),
+            suspended_at: w.identity.suspended_at.map(Timestamp::unix_millis),
         }
     }
 
@@ -143,6 +156,11 @@ impl WorkerColumns {
             expires_at: row.column(8)?,
             revoked_at: row.column(9)?,
             last_seen_at: row.column(10)?,
+            public_key: row.column(11)?,
+            ticket_confirmed: row.column(12)?,
+            ticket_pending: row.column(13)?,
+            ticket_remote: row.column(14)?,
+            suspended_at: row.column(15)?,
         })
     }
 
@@ -159,6 +177,23 @@ impl WorkerColumns {
             expires_at: codec::opt_ts(self.expires_at),
             revoked_at: codec::opt_ts(self.revoked_at),
             last_seen_at: codec::opt_ts(self.last_seen_at),
+            identity: WorkerIdentity {
+                public_key: self
+                    .public_key
+                    .as_deref()
+                    .map(codec::public_key)
+                    .transpose()?,
+                tickets: TicketLedger {
+                    confirmed: self
+                        .ticket_confirmed
+                        .as_deref()
+                        .map(codec::ticket_hash)
+                        .transpose()?,
+                    pending: codec::ticket_pending(&self.ticket_pending)?,
+                },
+                ticket_remote: self.ticket_remote,
+                suspended_at: codec::opt_ts(self.suspended_at),
+            },
         })
     }
 }
@@ -262,6 +297,20 @@ mod tests {
             expires_at: Some(at(2)),
             revoked_at: None,
             last_seen_at: Some(at(3)),
+            identity: WorkerIdentity {
+                public_key: Some(muster_core::identity::WorkerKey::from_seed([3; 32]).public_key()),
+                tickets: TicketLedger {
+                    confirmed: Some(
+                        muster_core::tickets::Ticket::generate(1, &mut rand::rngs::OsRng).hash(),
+                    ),
+                    pending: vec![
+                        muster_core::tickets::Ticket::generate(2, &mut rand::rngs::OsRng).hash(),
+                        muster_core::tickets::Ticket::generate(3, &mut rand::rngs::OsRng).hash(),
+                    ],
+                },
+                ticket_remote: Some("10.0.0.1".into()),
+                suspended_at: Some(at(4)),
+            },
         };
         assert_eq!(WorkerColumns::of(&worker).into_worker().unwrap(), worker);
     }

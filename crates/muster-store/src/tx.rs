@@ -9,7 +9,9 @@
 //! only when the backend commits, which it does before anyone is told the outcome.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::identity::PublicKey;
 use muster_core::job::{EndingKind, Job, JobId, JobState};
+use muster_core::tickets::TicketLedger;
 use muster_core::{EnrolledVia, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
 
 use crate::error::StoreResult;
@@ -94,6 +96,18 @@ pub trait Tx {
     /// Binds a pre-created worker to the first machine that connects with its key: applies only
     /// while no machine is bound.
     fn bind_worker_machine(&mut self, id: &WorkerId, machine: &MachineId) -> StoreResult<bool>;
+    /// Records the public key a worker proves itself with, if it has none yet (a worker enrolled
+    /// before keys existed binds one at its next connection). Returns whether it applied.
+    fn set_worker_public_key(&mut self, id: &WorkerId, key: &PublicKey) -> StoreResult<bool>;
+    /// Stores a worker's tickets; `remote` (when given) is where the confirmed one came from.
+    fn set_worker_tickets(
+        &mut self,
+        id: &WorkerId,
+        tickets: &TicketLedger,
+        remote: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Sets `suspended_at` if it is still unset. Returns whether it applied.
+    fn suspend_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<bool>;
     /// Sets `revoked_at` if it is still unset. Returns whether it applied.
     fn revoke_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<bool>;
     fn delete_worker(&mut self, id: &WorkerId) -> StoreResult<bool>;

@@ -376,6 +376,7 @@ async fn concurrent_secret_enrollments_on_replicas_never_exceed_the_limit() {
             verified_secret_set_at: set_at,
             new_worker_id: WorkerId::parse(&generate_id(&mut rand::rngs::OsRng)).expect("id"),
             new_key: ApiKey::generate(&mut rand::rngs::OsRng).hash(),
+            public_key: muster_store::testing::machine_key(&format!("machine-{i}")).public_key(),
             remote_addr: None,
         };
         attempts.push(tokio::spawn(async move {

@@ -77,6 +77,7 @@ pub async fn serve(listen: &str, tls: bool, on_ready: impl FnOnce(&Ready)) -> an
             heartbeat_ms: 5000,
             idle_timeout_ms: 15000,
             expires_at: None,
+            ticket: None,
         }))?
         .as_str(),
     );

@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use muster_client::Client;
+use muster_core::identity::WorkerKey;
 use muster_proto::api::EnrollRequest;
 use muster_proto::control::{CloseCode, ServerMessage, Welcome};
 use muster_worker::channel::{ChannelEnd, ChannelOptions, Endpoint, Events, Identity};
+use muster_worker::identity::{MemoryTickets, Prover};
 use muster_worker::jobs::JobManager;
 use tokio::sync::{Semaphore, watch};
 
@@ -65,11 +67,18 @@ pub async fn worker(
         permit,
         jobs,
     };
+    // Each simulated worker holds a key of its own; its tickets live in memory (it never
+    // restarts).
+    let prover = Prover::new(
+        Arc::new(WorkerKey::generate(&mut rand::rngs::OsRng)),
+        Arc::new(MemoryTickets::default()),
+    );
     let identity = match cred.how {
         How::Precreated { worker_id, api_key } => Identity {
             worker_id,
             api_key,
             machine_id: cred.machine_id,
+            prover,
         },
         How::Token { token } => {
             let Some(client) = &shared.client else {
@@ -87,14 +96,20 @@ pub async fn worker(
                 name: None,
                 enrollment_key: None,
                 labels: Default::default(),
+                public_key: None,
+                proof: None,
+                nonce: None,
             };
-            match muster_worker::enroll(client, &request, &mut shutdown, &mut recorder).await {
+            match muster_worker::enroll(client, &request, &prover, &mut shutdown, &mut recorder)
+                .await
+            {
                 Ok(Some(enrolled)) => {
                     emit(&shared, |w, t| Event::Enrolled { w, t }, &name);
                     Identity {
                         worker_id: enrolled.worker_id,
                         api_key: enrolled.api_key,
                         machine_id: cred.machine_id,
+                        prover,
                     }
                 }
                 Ok(None) => return,

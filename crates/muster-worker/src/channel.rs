@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::classify::{self, Failure};
 use crate::error::WorkerError;
+use crate::identity::Prover;
 
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -62,17 +63,19 @@ impl Events for Quiet {}
 
 /// Runs an open channel until it ends. Frames from `outbound` (job output and results) are sent
 /// in order; `events` hears server messages, and that the channel is gone when it ends.
+/// With a `prover`, the ticket the welcome carries is saved and acknowledged.
 pub async fn run<S, E>(
     socket: S,
     shutdown: &mut watch::Receiver<bool>,
     events: &mut dyn Events,
     outbound: Option<&mut mpsc::Receiver<Message>>,
+    prover: Option<&Prover>,
 ) -> ChannelEnd
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
     E: std::fmt::Display,
 {
-    let end = run_inner(socket, shutdown, events, outbound).await;
+    let end = run_inner(socket, shutdown, events, outbound, prover).await;
     events.lost();
     end
 }
@@ -82,6 +85,7 @@ async fn run_inner<S, E>(
     shutdown: &mut watch::Receiver<bool>,
     events: &mut dyn Events,
     mut outbound: Option<&mut mpsc::Receiver<Message>>,
+    prover: Option<&Prover>,
 ) -> ChannelEnd
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message> + Unpin,
@@ -116,6 +120,12 @@ where
         }
     };
     events.welcomed(&welcome);
+    if let (Some(prover), Some(ticket)) = (prover, welcome.ticket.as_deref())
+        && let Some(saved) = Box::pin(save_ticket(prover, ticket)).await
+        && socket.send(saved).await.is_err()
+    {
+        return lost("the connection failed while sending".into(), true);
+    }
     let heartbeat = Duration::from_millis(welcome.heartbeat_ms.max(100));
     let idle_timeout = Duration::from_millis(welcome.idle_timeout_ms.max(welcome.heartbeat_ms * 2));
     let mut last_heard = Instant::now();
@@ -170,6 +180,34 @@ where
                 ping.as_mut().reset(Instant::now() + heartbeat);
             }
         }
+    }
+}
+
+/// Saves the welcome's ticket (on disk, durably, off the async threads); the message that says
+/// so, or `None` if it could not be saved — then the server is not told, and the worker presents
+/// its previous ticket next time, which the server still accepts.
+async fn save_ticket(prover: &Prover, encoded: &str) -> Option<Message> {
+    let ticket = match muster_core::tickets::Ticket::parse(encoded) {
+        Ok(ticket) => ticket,
+        Err(e) => {
+            tracing::warn!(error = %e, "the server sent a ticket this worker cannot read");
+            return None;
+        }
+    };
+    let seq = ticket.seq;
+    let tickets = std::sync::Arc::clone(&prover.tickets);
+    match tokio::task::spawn_blocking(move || tickets.save(&ticket)).await {
+        Ok(Ok(())) => {
+            let saved = muster_proto::control::WorkerMessage::TicketSaved { seq };
+            serde_json::to_string(&saved)
+                .ok()
+                .map(|text| Message::Text(text.into()))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot save this worker's ticket in its state dir");
+            None
+        }
+        Err(_) => None,
     }
 }
 

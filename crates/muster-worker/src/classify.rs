@@ -23,6 +23,7 @@ pub mod code {
     pub const REVOKED: u8 = 5;
     pub const EXPIRED: u8 = 6;
     pub const TLS: u8 = 7;
+    pub const SUSPENDED: u8 = 8;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,10 @@ pub fn exit_code_for(error: ErrorCode) -> Option<u8> {
         | NameNotAllowed
         | NameInUse
         | Unauthorized => code::ENROLLMENT_REFUSED,
-        TokenBoundElsewhere | UnknownIdentity | MachineMismatch => code::IDENTITY_MISMATCH,
+        TokenBoundElsewhere | UnknownIdentity | MachineMismatch | ProofInvalid => {
+            code::IDENTITY_MISMATCH
+        }
+        WorkerSuspended => code::SUSPENDED,
         TokenRevoked | WorkerRevoked => code::REVOKED,
         TokenExpired | WorkerExpired => code::EXPIRED,
         BadRequest | InvalidName | InvalidLabel | InvalidDuration | InvalidSecret
@@ -80,6 +84,7 @@ pub fn close_exit_code(close: CloseCode) -> Option<u8> {
         CloseCode::Superseded | CloseCode::Removed | CloseCode::Replaced => {
             Some(code::IDENTITY_MISMATCH)
         }
+        CloseCode::Suspended => Some(code::SUSPENDED),
         // Shutdowns, protocol slips, silence, and codes muster does not send may all pass.
         CloseCode::GoingAway | CloseCode::Protocol | CloseCode::Idle | CloseCode::Other(_) => None,
     }
@@ -128,6 +133,10 @@ pub fn from_close(close: CloseCode, reason: &str) -> Failure {
         CloseCode::Replaced => (
             "another connection with this worker's identity took over",
             "use each state dir for one worker process on one machine",
+        ),
+        CloseCode::Suspended => (
+            "this worker's identity was used from two places at once (a copied state dir), and the server suspended it",
+            "each copy of a state dir is another machine with a stolen identity: an admin removes this worker (`muster workers remove NAME`), then each machine enrolls with a fresh state dir",
         ),
         CloseCode::GoingAway | CloseCode::Protocol | CloseCode::Idle | CloseCode::Other(_) => {
             return Failure::Retry {

@@ -364,6 +364,7 @@ mod tests {
                 Message::Text(t) => {
                     match serde_json::from_str::<WorkerMessage>(t.as_str()).expect("message") {
                         WorkerMessage::JobFinished { exit, .. } => return (out, err, exit),
+                        WorkerMessage::TicketSaved { .. } => {}
                     }
                 }
                 other => panic!("unexpected {other:?}"),

@@ -15,6 +15,7 @@ use crate::channel::{self, ChannelEnd, ChannelOptions, Endpoint, Events, Identit
 use crate::classify::{self, Failure};
 use crate::config::WorkerConfig;
 use crate::error::{Cause, WorkerError};
+use crate::identity::{FileTickets, Prover};
 use crate::jobs::JobManager;
 use crate::state_dir::{CachedIdentity, StateDir};
 
@@ -200,6 +201,10 @@ async fn obtain_identity(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Identity>, WorkerError> {
     let machine_id = prepared.state.machine_id().to_string();
+    let prover = Prover::new(
+        std::sync::Arc::clone(prepared.state.key()),
+        std::sync::Arc::new(FileTickets::open(prepared.state.ticket_path())),
+    );
     let (token, name, key) = match &prepared.credential {
         Credential::Cached(c) => {
             tracing::info!(worker = %c.name, "using the cached identity");
@@ -207,6 +212,7 @@ async fn obtain_identity(
                 worker_id: c.worker_id.clone(),
                 api_key: c.api_key.clone(),
                 machine_id,
+                prover,
             }));
         }
         Credential::Precreated { worker_id, api_key } => {
@@ -214,6 +220,7 @@ async fn obtain_identity(
                 worker_id: worker_id.clone(),
                 api_key: api_key.clone(),
                 machine_id,
+                prover,
             }));
         }
         Credential::Token(token) => (Some(token.clone()), None, None),
@@ -227,8 +234,18 @@ async fn obtain_identity(
         name,
         enrollment_key: key,
         labels: prepared.labels.as_map().clone(),
+        public_key: None,
+        proof: None,
+        nonce: None,
     };
-    let Some(enrolled) = enroll(&client, &request, shutdown, &mut crate::channel::Quiet).await?
+    let Some(enrolled) = enroll(
+        &client,
+        &request,
+        &prover,
+        shutdown,
+        &mut crate::channel::Quiet,
+    )
+    .await?
     else {
         return Ok(None);
     };
@@ -252,21 +269,34 @@ async fn obtain_identity(
         worker_id: enrolled.worker_id,
         api_key: enrolled.api_key,
         machine_id,
+        prover,
     }))
 }
 
 /// Asks the server for a worker identity, retrying transient failures with backoff until it
 /// is refused for good or `shutdown` turns true (then `Ok(None)`). The enrollment step of
-/// `muster worker`, and of a swarm's simulated workers.
+/// `muster worker`, and of a swarm's simulated workers. Each attempt proves the worker holds its
+/// key: it signs a fresh server nonce with `prover`.
 pub async fn enroll(
     client: &Client,
     request: &EnrollRequest,
+    prover: &Prover,
     shutdown: &mut watch::Receiver<bool>,
     events: &mut dyn Events,
 ) -> Result<Option<EnrollResponse>, WorkerError> {
     let mut backoff = Backoff::default();
     loop {
-        let (reason, after) = match client.enroll(request).await {
+        let attempt = async {
+            let nonce = client.challenge().await?.nonce;
+            let subject = enrollment_subject(request);
+            let binding = muster_core::identity::Binding::ServerNonce(nonce.as_bytes().to_vec());
+            let mut signed = request.clone();
+            signed.public_key = Some(prover.key.public_key().to_string());
+            signed.proof = Some(prover.sign_enroll(&binding, &subject).to_string());
+            signed.nonce = Some(nonce);
+            client.enroll(&signed).await
+        };
+        let (reason, after) = match attempt.await {
             Ok(enrolled) => return Ok(Some(enrolled)),
             Err(e) => match classify::from_client(&e) {
                 Failure::Stop(error) => return Err(error),
@@ -282,6 +312,15 @@ pub async fn enroll(
         if wait_or_shutdown(delay, shutdown).await {
             return Ok(None);
         }
+    }
+}
+
+/// Who an enrollment claims to be: the token's name, or the worker's name.
+fn enrollment_subject(request: &EnrollRequest) -> String {
+    match (&request.token, &request.name) {
+        (Some(token), _) => token.split('.').next().unwrap_or_default().to_owned(),
+        (None, Some(name)) => name.clone(),
+        (None, None) => String::new(),
     }
 }
 
@@ -310,7 +349,14 @@ pub async fn maintain(
         let (reason, after) = match connected {
             Ok(socket) => {
                 tracing::info!(url = %endpoint.base_url, "control channel open");
-                let end = channel::run(socket, shutdown, events, outbound.as_deref_mut()).await;
+                let end = channel::run(
+                    socket,
+                    shutdown,
+                    events,
+                    outbound.as_deref_mut(),
+                    Some(&identity.prover),
+                )
+                .await;
                 events.ended(&end);
                 match end {
                     ChannelEnd::Shutdown => return Ok(()),

@@ -1,11 +1,14 @@
-//! The worker's state dir: its machine id, its cached identity, and (later) job workspaces.
+//! The worker's state dir: its key and the machine id derived from it, its ticket, its cached
+//! identity, and job workspaces.
 //!
 //! Everything is owner-only and written atomically. One process at a time: a second worker on
 //! the same state dir would be the same machine twice.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use muster_core::MachineId;
+use muster_core::identity::WorkerKey;
 use muster_fs::{DirLock, FsError};
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
@@ -15,6 +18,8 @@ use muster_proto::api::EnrolledVia;
 use crate::error::WorkerError;
 
 const MACHINE_ID_FILE: &str = "machine-id";
+const KEY_FILE: &str = "worker-key";
+const TICKET_FILE: &str = "ticket";
 const IDENTITY_FILE: &str = "identity.json";
 const LOCK_FILE: &str = "worker.lock";
 
@@ -45,6 +50,7 @@ impl std::fmt::Debug for CachedIdentity {
 pub struct StateDir {
     root: PathBuf,
     machine_id: MachineId,
+    key: Arc<WorkerKey>,
     _lock: DirLock,
 }
 
@@ -66,11 +72,30 @@ fn fs_error(error: FsError) -> WorkerError {
     }
 }
 
+/// Reads the worker's key, or makes one (written atomically, owner-only, before it is used).
+fn load_or_create_key(path: &Path) -> Result<WorkerKey, WorkerError> {
+    if let Some(text) = muster_fs::read_optional(path).map_err(fs_error)? {
+        return WorkerKey::from_file(&text).map_err(|e| {
+            WorkerError::config(
+                format!("`{}` is corrupt: {e}", path.display()),
+                "this state dir's identity is lost; start the worker with a fresh `--state-dir` to enroll again",
+            )
+        });
+    }
+    let key = WorkerKey::generate(&mut OsRng);
+    muster_fs::write_private(path, key.to_file().as_bytes()).map_err(fs_error)?;
+    Ok(key)
+}
+
 impl StateDir {
-    /// Creates (owner-only) and locks the state dir, and reads or creates the machine id.
+    /// Creates (owner-only) and locks the state dir, and reads or creates the key and the
+    /// machine id. A new state dir's machine id is derived from its key; one made before keys
+    /// existed keeps its machine id and gains a key (which the server binds at the worker's next
+    /// connection).
     pub fn open(root: &Path) -> Result<Self, WorkerError> {
         muster_fs::ensure_private_dir(root).map_err(fs_error)?;
         let lock = DirLock::acquire(root, LOCK_FILE).map_err(fs_error)?;
+        let key = load_or_create_key(&root.join(KEY_FILE))?;
         let id_path = root.join(MACHINE_ID_FILE);
         let machine_id = match muster_fs::read_optional(&id_path).map_err(fs_error)? {
             Some(text) => MachineId::parse(text.trim()).map_err(|e| {
@@ -80,7 +105,7 @@ impl StateDir {
                 )
             })?,
             None => {
-                let id = MachineId::generate(&mut OsRng);
+                let id = key.public_key().machine_id();
                 muster_fs::write_private(&id_path, format!("{id}\n").as_bytes())
                     .map_err(fs_error)?;
                 id
@@ -89,8 +114,19 @@ impl StateDir {
         Ok(Self {
             root: root.to_path_buf(),
             machine_id,
+            key: Arc::new(key),
             _lock: lock,
         })
+    }
+
+    /// The worker's key pair.
+    pub fn key(&self) -> &Arc<WorkerKey> {
+        &self.key
+    }
+
+    /// Where the worker keeps its ticket.
+    pub fn ticket_path(&self) -> PathBuf {
+        self.root.join(TICKET_FILE)
     }
 
     pub fn root(&self) -> &Path {
@@ -140,9 +176,19 @@ mod tests {
     #[test]
     fn machine_id_is_stable_and_files_are_private() {
         let dir = tempfile::tempdir().unwrap();
-        let first = StateDir::open(dir.path()).unwrap().machine_id().clone();
+        let first = StateDir::open(dir.path()).unwrap();
+        let (id, key) = (first.machine_id().clone(), first.key().public_key());
+        assert_eq!(id, key.machine_id(), "a new machine id names the new key");
+        drop(first);
         let second = StateDir::open(dir.path()).unwrap();
-        assert_eq!(second.machine_id(), &first);
+        assert_eq!(second.machine_id(), &id);
+        assert_eq!(second.key().public_key(), key);
+        let key_mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(key_mode, 0o600);
         let identity = CachedIdentity {
             server_url: "https://h".into(),
             worker_id: "w".into(),
@@ -160,6 +206,15 @@ mod tests {
             & 0o777;
         assert_eq!(mode, 0o600);
         assert!(!format!("{identity:?}").contains("mk_secret"));
+    }
+
+    #[test]
+    fn a_state_dir_from_before_keys_keeps_its_machine_id_and_gains_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MACHINE_ID_FILE), "legacy-machine-0001\n").unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        assert_eq!(state.machine_id().as_str(), "legacy-machine-0001");
+        assert!(dir.path().join(KEY_FILE).exists());
     }
 
     #[test]

@@ -896,6 +896,7 @@ fn the_secret_never_shows_in_logs_api_responses_or_the_audit() {
 fn enroll_burst(server: &Server, prefix: &str, count: usize, secret: &str) -> Vec<(u16, Value)> {
     let client = server.http();
     let url = format!("{}/api/v1/enroll", server.url());
+    let base = server.url();
     crate::harness::block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for i in 0..count {
@@ -905,7 +906,9 @@ fn enroll_burst(server: &Server, prefix: &str, count: usize, secret: &str) -> Ve
                 "name": format!("{prefix}-{i}"),
                 "enrollment_key": secret,
             });
+            let base = base.clone();
             set.spawn(async move {
+                let body = crate::harness::signed_enrollment(&client, &base, body).await;
                 let response = client.post(&url).json(&body).send().await.expect("POST");
                 let code = response.status().as_u16();
                 (code, response.json::<Value>().await.expect("JSON"))

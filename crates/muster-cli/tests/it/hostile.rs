@@ -252,6 +252,7 @@ fn wrong_secrets_do_not_grow_the_server() {
     let server = Server::start_default();
     crate::enrollment::enable(&server, "the-right-secret-long-enough-to-count-0123", &[]);
     let url = format!("{}/api/v1/enroll", server.url());
+    let base = server.url();
     let before = rss_bytes(server.pid());
     let refused = block_on(async {
         let mut attempts = Vec::new();
@@ -265,7 +266,9 @@ fn wrong_secrets_do_not_grow_the_server() {
                     "enrollment_key": "a-wrong-secret-that-is-long-enough-to-try-99",
                 });
                 let (client, url) = (client.clone(), url.clone());
+                let base = base.clone();
                 attempts.push(tokio::spawn(async move {
+                    let body = crate::harness::signed_enrollment(&client, &base, body).await;
                     client
                         .post(&url)
                         .json(&body)
@@ -387,6 +390,7 @@ async fn flood_once(
             return response.status();
         }
     };
+    let body = crate::harness::signed_enrollment(client, base, body).await;
     client
         .post(format!("{base}/api/v1/enroll"))
         .json(&body)

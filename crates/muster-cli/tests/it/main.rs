@@ -14,6 +14,7 @@ mod enrollment;
 mod fleet;
 mod hostile;
 mod http_api;
+mod identity;
 mod jobs;
 mod precreated;
 mod refusals;

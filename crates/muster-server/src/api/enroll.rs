@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use muster_proto::api::{EnrollRequest, EnrollResponse};
+use muster_proto::api::{Challenge, EnrollRequest, EnrollResponse};
 
 use crate::api::extract::ApiJson;
 use crate::error::AppError;
@@ -17,4 +17,11 @@ pub async fn enroll(
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, AppError> {
     Ok(Json(ops::enroll::enroll(&app, remote, &req).await?))
+}
+
+/// `GET /api/v1/challenge`: a nonce to sign, good for a minute on every replica.
+pub async fn challenge(State(app): State<AppState>) -> Json<Challenge> {
+    Json(Challenge {
+        nonce: app.nonce_key.issue(app.clock.now()),
+    })
 }

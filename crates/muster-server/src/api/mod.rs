@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}/output", get(jobs::output))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
         .route("/enroll", post(enroll::enroll))
+        .route("/challenge", get(enroll::challenge))
         .route("/connect", get(connect::connect))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,29 +1,33 @@
-//! `GET /api/v1/connect`: a worker opens its control channel with its API key.
+//! `GET /api/v1/connect`: a worker opens its control channel.
 //!
-//! Credentials are checked before the WebSocket upgrade, so a refused worker gets an ordinary
-//! HTTP error with a code it maps to an exit status. Once upgraded, the session registers and
-//! then checks its record once more: a revocation that landed between the admission check and
-//! the registration is caught there, and one that lands after it finds the session registered.
+//! Everything is checked before the WebSocket upgrade, so a refused worker gets an ordinary HTTP
+//! error with a code it maps to an exit status: the API key and machine (as before keys), the
+//! proof that the worker holds its key on this very connection (`proof`), and its ticket, judged
+//! and replaced in one transaction (`muster_store::flows::identity`). What happens after the
+//! upgrade — the verdict on a copied state dir, a live session of the same identity, the session
+//! itself — is in [`super::lifecycle`].
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use muster_core::identity::{ProcessNonce, Proof, ProofSignature, PublicKey, Purpose};
+use muster_core::tickets::Ticket;
 use muster_core::worker::AdmitRefusal;
-use muster_core::{Labels, MachineId, Worker, WorkerId, WorkerStatus};
-use muster_proto::control::CloseCode;
-use muster_proto::{ErrorCode, PROTOCOL_VERSION, headers};
+use muster_core::{Labels, MachineId, Worker, WorkerId};
+use muster_proto::{ErrorCode, LEGACY_PROTOCOL_VERSION, PROTOCOL_VERSION, headers};
+use muster_store::flows::identity::{self, ConnectRefusal, Connection, Opened};
 use muster_store::flows::workers;
 use tracing::Instrument;
 
 use crate::audit::{Attempt, RefusedAttempt};
-use crate::control::registry::Session;
-use crate::control::session::{self, Ended, SessionParams};
+use crate::control::lifecycle::{self, Admitted};
 use crate::error::AppError;
+use crate::lean_tls::ChannelBinding;
 use crate::listener::Remote;
+use crate::proof::{self, ProofError};
 use crate::state::AppState;
 
 /// Per-connection WebSocket buffers. Control messages are small; the library's 128 KiB defaults
@@ -33,21 +37,38 @@ const READ_BUFFER: usize = 256;
 const WRITE_BUFFER: usize = 0;
 const MAX_MESSAGE: usize = 1024 * 1024;
 
-struct Credentials {
-    worker_id: WorkerId,
-    machine: MachineId,
+/// What the connect request says.
+pub(super) struct Credentials {
+    pub worker_id: WorkerId,
+    pub machine: MachineId,
     key: String,
-    slots: u32,
-    labels: Labels,
+    pub slots: u32,
+    pub labels: Labels,
+    /// `None` for a worker from before keys (protocol 1).
+    proof: Option<PresentedProof>,
+}
+
+struct PresentedProof {
+    public_key: PublicKey,
+    signature: ProofSignature,
+    ticket: Option<Ticket>,
+    process: ProcessNonce,
+    nonce: Option<String>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+fn proof_error(e: impl std::fmt::Display) -> AppError {
+    AppError::unauthorized(ErrorCode::ProofInvalid, e).with_hint(
+        "the worker must prove it holds the key in its state dir; run the same muster version on the worker and the server",
+    )
+}
+
 fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
     let protocol = header(headers, headers::PROTOCOL).and_then(|v| v.parse::<u32>().ok());
-    if protocol != Some(PROTOCOL_VERSION) {
+    if protocol != Some(PROTOCOL_VERSION) && protocol != Some(LEGACY_PROTOCOL_VERSION) {
         let sent = match protocol {
             Some(version) => format!("protocol {version}"),
             None => "no protocol version".to_owned(),
@@ -86,12 +107,39 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
         .clamp(1, 1024);
     let labels = Labels::parse_list(header(headers, headers::LABELS).unwrap_or_default())
         .map_err(|e| AppError::bad_request(ErrorCode::InvalidLabel, e))?;
+    let proof = if protocol == Some(PROTOCOL_VERSION) {
+        Some(presented_proof(headers)?)
+    } else {
+        None
+    };
     Ok(Credentials {
         worker_id,
         machine,
         key,
         slots,
         labels,
+        proof,
+    })
+}
+
+fn presented_proof(headers: &HeaderMap) -> Result<PresentedProof, AppError> {
+    let required =
+        |name: &str| header(headers, name).ok_or_else(|| proof_error(ProofError::Missing));
+    let public_key = PublicKey::parse(required(headers::PUBLIC_KEY)?)
+        .map_err(|_| proof_error(ProofError::PublicKey))?;
+    let signature = ProofSignature::parse(required(headers::PROOF)?)
+        .map_err(|_| proof_error(ProofError::Signature))?;
+    let process = ProcessNonce::parse(required(headers::PROCESS)?)
+        .ok_or_else(|| proof_error(ProofError::Missing))?;
+    let ticket = header(headers, headers::TICKET)
+        .map(|t| Ticket::parse(t).map_err(|e| AppError::bad_request(ErrorCode::BadRequest, e)))
+        .transpose()?;
+    Ok(PresentedProof {
+        public_key,
+        signature,
+        ticket,
+        process,
+        nonce: header(headers, headers::NONCE).map(str::to_owned),
     })
 }
 
@@ -105,33 +153,90 @@ fn admit_refusal(refusal: &AdmitRefusal) -> AppError {
             .with_hint("an admin revoked this worker; it cannot reconnect"),
         AdmitRefusal::Expired(_) => AppError::forbidden(ErrorCode::WorkerExpired, refusal)
             .with_hint("the worker's enrollment token expired; mint a new token to enroll again"),
+        AdmitRefusal::Suspended(_) => AppError::forbidden(ErrorCode::WorkerSuspended, refusal)
+            .with_hint("an admin removes this worker (`muster workers remove NAME`); then each machine enrolls again with a fresh state dir"),
     }
+}
+
+fn connect_refusal(refusal: &ConnectRefusal) -> AppError {
+    match refusal {
+        ConnectRefusal::Admit(admit) => admit_refusal(admit),
+        ConnectRefusal::OtherKey(_) => AppError::forbidden(ErrorCode::MachineMismatch, refusal)
+            .with_hint("each worker identity belongs to the state dir it enrolled with; enroll this machine as a new worker"),
+    }
+}
+
+/// What admission decided, before the upgrade.
+pub(super) enum Decision {
+    /// A worker that proved its key, with the ticket it will be handed.
+    Proven {
+        worker: Worker,
+        issued: Ticket,
+        process: ProcessNonce,
+        key_bound: bool,
+    },
+    /// It proved its key but presented a ticket its state dir cannot hold: a copy, if the
+    /// presenter turns out to be alive.
+    Copied { worker: Worker },
+    /// A worker from before keys (protocol 1), whose record has no key yet.
+    Legacy { worker: Worker },
 }
 
 pub async fn connect(
     State(app): State<AppState>,
     Remote(remote): Remote,
+    binding: Option<axum::Extension<ChannelBinding>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
-    let creds = credentials(&headers)?;
-    // Before admission reads the worker's record: see `open_session`.
+    let creds = match credentials(&headers) {
+        Ok(creds) => creds,
+        Err(error) => {
+            // Recorded like any refused attempt (aggregated), naming only what parsed.
+            let target = header(&headers, headers::WORKER_ID)
+                .and_then(|id| WorkerId::parse(id).ok())
+                .map_or_else(|| "-".to_owned(), |id| id.to_string());
+            app.record_refusal(RefusedAttempt {
+                attempt: Attempt::Connect,
+                reason: error.code,
+                remote,
+                actor: "-".to_owned(),
+                target,
+                // Fixed words: the message may quote what the client sent.
+                detail: format!(
+                    "the connect request's headers were refused ({})",
+                    serde_json::to_value(error.code)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+            })
+            .await;
+            return Err(error);
+        }
+    };
+    // Before admission reads the worker's record: see `lifecycle::open_session`.
     let cuts_before = app.registry.cuts();
-    let worker = match admit(&app, &creds).await? {
-        Ok(worker) => worker,
-        Err(refusal) => {
-            let error = admit_refusal(&refusal);
+    let binding = binding.map(|axum::Extension(b)| b);
+    let decision = match decide(&app, &creds, binding.as_ref()).await? {
+        Ok(decision) => decision,
+        Err(error) => {
             app.record_refusal(RefusedAttempt {
                 attempt: Attempt::Connect,
                 reason: error.code,
                 remote,
                 actor: format!("machine:{}", creds.machine),
                 target: creds.worker_id.to_string(),
-                detail: refusal.to_string(),
+                detail: error.message.clone(),
             })
             .await;
             return Err(error);
         }
+    };
+    let worker = match &decision {
+        Decision::Proven { worker, .. }
+        | Decision::Copied { worker }
+        | Decision::Legacy { worker } => worker,
     };
     // The labels it will run with, checked before the upgrade: a combination over the limit is
     // refused here, and nothing is stored.
@@ -151,194 +256,104 @@ pub async fn connect(
         worker = %worker.name,
         worker_id = %worker.id
     );
+    let admitted = Admitted {
+        decision,
+        labels,
+        remote,
+        slots: creds.slots,
+        cuts_before,
+    };
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| {
-            serve(app, worker, labels, remote, creds, cuts_before, socket).instrument(span)
-        }))
+        .on_upgrade(move |socket| lifecycle::serve(app, admitted, socket).instrument(span)))
 }
 
-/// Admits on a read-only transaction when it can; only a pre-created worker's first connection
-/// needs a write (to bind its machine).
-async fn admit(
+/// Admission: the key proof, then the record (API key, machine, status), the ticket, and the
+/// next ticket, in one transaction. `Err` is an error for the worker, already audited by the
+/// caller.
+async fn decide(
     app: &AppState,
     creds: &Credentials,
-) -> Result<Result<Worker, AdmitRefusal>, AppError> {
+    binding: Option<&ChannelBinding>,
+) -> Result<Result<Decision, AppError>, AppError> {
+    let now = app.clock.now();
+    let Some(presented) = &creds.proof else {
+        return legacy_admit(app, creds).await;
+    };
+    let binding =
+        match proof::connect_binding(&app.nonce_key, binding, presented.nonce.as_deref(), now) {
+            Ok(binding) => binding,
+            Err(e) => return Ok(Err(proof_error(e))),
+        };
+    let statement = Proof {
+        purpose: Purpose::Connect,
+        binding: &binding,
+        subject: creds.worker_id.as_str(),
+        public_key: &presented.public_key,
+        ticket: presented.ticket.as_ref().map(Ticket::value),
+        process: Some(&presented.process),
+    };
+    if !presented
+        .public_key
+        .verify(&statement, &presented.signature)
+    {
+        return Ok(Err(proof_error(ProofError::Signature)));
+    }
+    let next_seq = presented.ticket.as_ref().map_or(1, |t| t.seq + 1);
+    let issued = Ticket::generate(next_seq, &mut rand::rngs::OsRng);
+    let connection = Connection {
+        worker: creds.worker_id.clone(),
+        api_key: creds.key.clone(),
+        machine: creds.machine.clone(),
+        public_key: presented.public_key,
+        presented: presented.ticket.as_ref().map(Ticket::hash),
+        issued: issued.hash(),
+        now,
+    };
+    let opened = app
+        .store
+        .write(move |tx| identity::open_session(tx, &connection))
+        .await?;
+    Ok(match opened {
+        Ok(Opened::Admitted { worker, key_bound }) => Ok(Decision::Proven {
+            worker,
+            issued,
+            process: presented.process,
+            key_bound,
+        }),
+        Ok(Opened::Copied { worker }) => Ok(Decision::Copied { worker }),
+        Err(refusal) => Err(connect_refusal(&refusal)),
+    })
+}
+
+/// A worker from before keys: admitted as it always was, as long as its record has no key (once
+/// one is bound, only a proof gets in).
+async fn legacy_admit(
+    app: &AppState,
+    creds: &Credentials,
+) -> Result<Result<Decision, AppError>, AppError> {
     let now = app.clock.now();
     let (id, key, machine) = (
         creds.worker_id.clone(),
         creds.key.clone(),
         creds.machine.clone(),
     );
-    let read = app
-        .store
-        .read(move |tx| {
-            let found = tx.get_worker(&id)?;
-            Ok(match found {
-                Some(w) if workers::admission_needs_write(&w) => None,
-                _ => Some(workers::admit(tx, &id, &key, &machine, now)?),
-            })
-        })
-        .await?;
-    if let Some(result) = read {
-        return Ok(result);
-    }
-    let (id, key, machine) = (
-        creds.worker_id.clone(),
-        creds.key.clone(),
-        creds.machine.clone(),
-    );
-    Ok(app
+    let admitted = app
         .store
         .write(move |tx| workers::admit(tx, &id, &key, &machine, now))
-        .await?)
+        .await?;
+    Ok(match admitted {
+        Err(refusal) => Err(admit_refusal(&refusal)),
+        Ok(worker) if worker.identity.public_key.is_some() => Err(proof_error(
+            "this worker proves itself with a key, and this connection (control protocol 1) carries no proof",
+        )),
+        Ok(worker) => Ok(Decision::Legacy { worker }),
+    })
 }
 
-/// One control channel from upgrade to end. What stays in memory for the whole session is only
-/// what the loop needs; the setup and the teardown run as boxed futures, so their (larger)
-/// state is held while they run and not for the life of every idle connection.
-async fn serve(
-    app: AppState,
-    worker: Worker,
-    labels: Labels,
-    remote: Option<SocketAddr>,
-    creds: Credentials,
-    cuts_before: u64,
-    socket: axum::extract::ws::WebSocket,
-) {
-    let (session, expires_at) = Box::pin(open_session(
-        &app,
-        worker,
-        labels,
-        remote,
-        creds,
-        cuts_before,
-    ))
-    .await;
-    let params = SessionParams {
-        clock: app.clock,
-        heartbeat: app.heartbeat,
-        idle_timeout: app.idle_timeout,
-        expires_at,
-    };
-    // The session lives in a task of its own, holding only the loop; this one, with the
-    // upgrade's state, ends here.
-    tokio::spawn(
-        async move {
-            let ended = session::run(socket, Arc::clone(&session), params, app.jobs.as_ref()).await;
-            Box::pin(close_session(app, session, ended)).await;
-        }
-        .in_current_span(),
-    );
-}
-
-/// Registers the session. A revocation commits before it looks for the worker's session (and
-/// counts as a cut whether it finds one or not); so if no cut happened between admission and
-/// registration, admission saw every revocation, and if one did, the record is read again.
-async fn open_session(
-    app: &AppState,
-    worker: Worker,
-    labels: Labels,
-    remote: Option<SocketAddr>,
-    creds: Credentials,
-    cuts_before: u64,
-) -> (Arc<Session>, Option<muster_core::Timestamp>) {
-    save_new_labels(app, &worker, &labels).await;
-    let session = Arc::new(Session::new(
-        app.registry.next_conn_id(),
-        worker.id.clone(),
-        worker.name.clone(),
-        remote,
-        app.clock.now(),
-        creds.slots,
-        labels,
-    ));
-    if let Some(old) = app.registry.insert(Arc::clone(&session)) {
-        old.close(
-            CloseCode::Replaced,
-            "a newer connection with this worker's identity took over",
-        );
-    }
-    let id = worker.id.clone();
-    let recheck = if app.registry.cuts() == cuts_before {
-        Ok(Some(worker.clone()))
-    } else {
-        app.store.read(move |tx| tx.get_worker(&id)).await
-    };
-    match recheck {
-        Ok(Some(current)) => match current.status(true, app.clock.now()) {
-            WorkerStatus::Revoked => session.close(CloseCode::Revoked, "the worker was revoked"),
-            WorkerStatus::Expired => {
-                session.close(CloseCode::Expired, "the worker's enrollment token expired")
-            }
-            WorkerStatus::Connected | WorkerStatus::Disconnected => {}
-        },
-        Ok(None) => session.close(CloseCode::Removed, "the worker was removed"),
-        Err(e) => tracing::warn!(error = %e, "cannot re-check a new session"),
-    }
-    // Record the connection itself, without holding up the welcome: otherwise a worker that
-    // connects and then loses the server to a crash before the periodic flush is listed as never
-    // seen. (touch only ever moves last_seen_at forward, so the order of writes does not matter.)
-    let store = app.store.clone();
-    let seen = vec![(worker.id.clone(), session.connected_at)];
-    tokio::spawn(async move {
-        if let Err(e) = store.write(move |tx| workers::touch_many(tx, &seen)).await {
-            tracing::warn!(error = %e, "cannot record when a worker connected");
-        }
-    });
-    tracing::info!(
-        remote = remote.map(tracing::field::display),
-        "worker connected"
-    );
-    app.jobs.kick();
-    (session, worker.expires_at)
-}
-
-/// Unregisters the session, writes off its jobs and records when the worker was last seen.
-async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
-    app.registry.remove(&session.worker_id, session.conn_id);
-    app.jobs.session_ended(&session, lost_reason(&ended)).await;
-    let seen = vec![(session.worker_id.clone(), session.last_seen())];
-    if let Err(e) = app
-        .store
-        .write(move |tx| workers::touch_many(tx, &seen))
-        .await
-    {
-        tracing::warn!(error = %e, "cannot record when a worker was last seen");
-    }
-    tracing::info!(?ended, "worker disconnected");
-}
-
-/// Why the jobs of a session that ended this way are lost.
-fn lost_reason(ended: &Ended) -> &'static str {
-    match ended {
-        Ended::Closed(CloseCode::Revoked) => "the worker was revoked while the job ran",
-        Ended::Closed(CloseCode::Expired) => {
-            "the worker's enrollment token expired while the job ran"
-        }
-        Ended::Closed(CloseCode::GoingAway) => "the server shut down while the job ran",
-        Ended::Closed(CloseCode::Removed | CloseCode::Superseded | CloseCode::Replaced) => {
-            "the worker's identity was replaced or removed while the job ran"
-        }
-        Ended::Closed(CloseCode::Protocol | CloseCode::Idle | CloseCode::Other(_))
-        | Ended::PeerGone => "the worker disconnected while the job ran",
-        Ended::Idle => "the worker stopped answering while the job ran",
-    }
-}
-
-/// Saves the worker's labels for placing jobs when the connection added some: the stored ones
-/// plus any new keys the worker now asserts (stored values win: they may come from an admin).
-async fn save_new_labels(app: &AppState, worker: &Worker, merged: &Labels) {
-    if *merged != worker.labels {
-        let (id, labels) = (worker.id.clone(), merged.clone());
-        if let Err(e) = app
-            .store
-            .write(move |tx| tx.set_worker_labels(&id, &labels))
-            .await
-        {
-            tracing::warn!(error = %e, "cannot save a worker's new labels");
-        }
-    }
+/// The address a connection came from, for records.
+pub(super) fn address(remote: Option<SocketAddr>) -> String {
+    remote.map_or_else(|| "an unknown address".to_owned(), |a| a.ip().to_string())
 }

@@ -6,5 +6,6 @@
 //! once and closes the socket. Expiry is a timer owned by each session.
 
 pub mod connect;
+pub mod lifecycle;
 pub mod registry;
 pub mod session;

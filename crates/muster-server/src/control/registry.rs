@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use muster_core::identity::ProcessNonce;
 use muster_core::job::{Candidate, JobId};
+use muster_core::tickets::TicketHash;
 use muster_core::{Labels, Name, Timestamp, WorkerId};
 use muster_proto::control::{CloseCode, ServerMessage};
 use tokio::sync::Notify;
@@ -18,6 +20,9 @@ pub enum Command {
     Close { code: CloseCode, reason: String },
     /// Send a control message.
     Send(ServerMessage),
+    /// Ping the worker; whatever it sends next wakes [`Session::heard`]'s waiters (is the
+    /// process on the other end alive?).
+    Probe,
 }
 
 /// A session's inbox: a queue and a wake-up. Cheaper per connection than a channel, which matters
@@ -66,6 +71,13 @@ pub struct Session {
     jobs: Mutex<HashSet<JobId>>,
     last_seen_millis: AtomicI64,
     pub inbox: Inbox,
+    /// The worker process's nonce, when it sent one: a new connection with the same one is that
+    /// process coming back.
+    pub process: Option<ProcessNonce>,
+    /// The ticket issued to this connection, until the worker says it saved it.
+    pub issued_ticket: Mutex<Option<TicketHash>>,
+    /// Woken whenever a frame arrives from the worker (see [`Command::Probe`]).
+    pub heard: Notify,
 }
 
 impl Session {
@@ -89,7 +101,36 @@ impl Session {
             jobs: Mutex::new(HashSet::new()),
             last_seen_millis: AtomicI64::new(now.unix_millis()),
             inbox: Inbox::default(),
+            process: None,
+            issued_ticket: Mutex::new(None),
+            heard: Notify::new(),
         }
+    }
+
+    /// This session's worker process and the ticket it was issued.
+    pub fn with_identity(mut self, process: ProcessNonce, issued: Option<TicketHash>) -> Self {
+        self.process = Some(process);
+        self.issued_ticket = Mutex::new(issued);
+        self
+    }
+
+    /// The ticket issued to this connection, taken (it is confirmed once).
+    pub fn take_issued_ticket(&self) -> Option<TicketHash> {
+        self.issued_ticket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Whether the worker process on the other end answers within `within`: a ping, and
+    /// anything it sends back. A dead process (killed, its machine gone, a half-open socket)
+    /// does not.
+    pub async fn answers(&self, within: std::time::Duration) -> bool {
+        let heard = self.heard.notified();
+        tokio::pin!(heard);
+        heard.as_mut().enable();
+        self.inbox.push(Command::Probe);
+        tokio::time::timeout(within, heard).await.is_ok()
     }
 
     pub fn saw(&self, now: Timestamp) {

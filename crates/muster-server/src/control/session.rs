@@ -27,6 +27,8 @@ pub struct SessionParams {
     pub idle_timeout: Duration,
     /// The hard deadline of a token-enrolled worker.
     pub expires_at: Option<Timestamp>,
+    /// The ticket to hand the worker in its welcome (`SEQ.VALUE`).
+    pub ticket: Option<String>,
 }
 
 /// Where a session hands what the worker sends (job output and job results).
@@ -68,14 +70,14 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 pub async fn run<S>(
     mut socket: S,
     session: Arc<Session>,
-    params: SessionParams,
+    mut params: SessionParams,
     inbound: &dyn Inbound,
 ) -> Ended
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
 {
     // In its own boxed future, so the welcome is not part of the loop's state.
-    if Box::pin(send_welcome(&mut socket, &session, &params))
+    if Box::pin(send_welcome(&mut socket, &session, &mut params))
         .await
         .is_err()
     {
@@ -107,6 +109,11 @@ where
                                 return Ended::PeerGone;
                             }
                         }
+                        Command::Probe => {
+                            if socket.send(Message::Ping(Default::default())).await.is_err() {
+                                return Ended::PeerGone;
+                            }
+                        }
                     }
                 }
             }
@@ -121,6 +128,7 @@ where
                         // Pings are answered by the WebSocket layer; any frame proves liveness.
                         last_heard = Instant::now();
                         session.saw(params.clock.now());
+                        session.heard.notify_waiters();
                         match message {
                             Message::Binary(frame) => inbound.output(&session, frame).await,
                             Message::Text(text) => match serde_json::from_str::<WorkerMessage>(text.as_str()) {
@@ -171,7 +179,7 @@ fn millis(d: Duration) -> u64 {
 async fn send_welcome<S>(
     socket: &mut S,
     session: &Session,
-    params: &SessionParams,
+    params: &mut SessionParams,
 ) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
@@ -182,6 +190,7 @@ where
         heartbeat_ms: millis(params.heartbeat),
         idle_timeout_ms: millis(params.idle_timeout),
         expires_at: params.expires_at.map(Timestamp::to_rfc3339),
+        ticket: params.ticket.take(),
     });
     send_json(socket, &welcome).await
 }
@@ -306,6 +315,7 @@ mod tests {
             heartbeat: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
             expires_at: expires_in.map(|d| clock.now().saturating_add(d)),
+            ticket: None,
         }
     }
 

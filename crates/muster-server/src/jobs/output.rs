@@ -44,24 +44,22 @@ impl Jobs {
     }
 
     async fn on_message(&self, session: &Session, message: WorkerMessage) {
-        match message {
-            WorkerMessage::JobFinished { id, exit } => {
-                let Ok(id) = JobId::parse(&id) else { return };
-                if !session.release(&id) {
-                    return;
-                }
-                let ending = match exit {
-                    JobExit::Exited { code } => Ending::Exited(code),
-                    JobExit::Signalled { signal } => Ending::Signalled(signal),
-                    JobExit::TimedOut => {
-                        Ending::TimedOut(self.state().timeout(&id).unwrap_or_default())
-                    }
-                    JobExit::Cancelled => Ending::Cancelled,
-                    JobExit::SpawnFailed { error } => Ending::SpawnFailed(error),
-                };
-                self.finish(&id, ending).await;
-            }
+        // A saved ticket is the session's business (`control::lifecycle`), never the jobs'.
+        let WorkerMessage::JobFinished { id, exit } = message else {
+            return;
+        };
+        let Ok(id) = JobId::parse(&id) else { return };
+        if !session.release(&id) {
+            return;
         }
+        let ending = match exit {
+            JobExit::Exited { code } => Ending::Exited(code),
+            JobExit::Signalled { signal } => Ending::Signalled(signal),
+            JobExit::TimedOut => Ending::TimedOut(self.state().timeout(&id).unwrap_or_default()),
+            JobExit::Cancelled => Ending::Cancelled,
+            JobExit::SpawnFailed { error } => Ending::SpawnFailed(error),
+        };
+        self.finish(&id, ending).await;
     }
 }
 

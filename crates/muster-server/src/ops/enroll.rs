@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use muster_core::credentials::generate_id;
+use muster_core::identity::{Proof, ProofSignature, PublicKey, Purpose};
 use muster_core::token::Refusal;
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use rand::rngs::OsRng;
 use crate::audit::{Attempt, INVALID_NAME, RefusedAttempt};
 use crate::error::AppError;
 use crate::ops::cut::{self, Cut};
+use crate::proof::{self, ProofError};
 use crate::secrets::Verdict;
 use crate::state::AppState;
 use crate::validate;
@@ -57,8 +59,25 @@ pub async fn enroll(
         .await;
         return Err(error.with_retry_after(wait));
     }
+    let public_key = match proven_key(app, req) {
+        Ok(key) => key,
+        Err(error) => {
+            app.record_refusal(RefusedAttempt {
+                attempt: Attempt::Enroll,
+                reason: error.code,
+                remote,
+                actor: format!("machine:{machine}"),
+                target: "-".to_owned(),
+                detail: error.message.clone(),
+            })
+            .await;
+            return Err(error);
+        }
+    };
     let result = match (&req.token, &req.enrollment_key) {
-        (Some(token), None) => enroll_with_token(app, remote, token, machine, labels).await,
+        (Some(token), None) => {
+            enroll_with_token(app, remote, token, machine, labels, public_key).await
+        }
         (None, Some(key)) => {
             let name = req.name.as_deref().ok_or_else(|| {
                 AppError::bad_request(
@@ -68,7 +87,7 @@ pub async fn enroll(
                 .with_hint("set `--name` or MUSTER_WORKER_NAME")
             })?;
             let name = validate::name(name)?;
-            enroll_with_secret(app, remote, name, key, machine, labels).await
+            enroll_with_secret(app, remote, name, key, machine, labels, public_key).await
         }
         (Some(_), Some(_)) => Err(AppError::bad_request(
             ErrorCode::BadRequest,
@@ -91,6 +110,40 @@ pub async fn enroll(
     result
 }
 
+/// The public key the request proves it holds: a signature over a fresh nonce of this fleet's,
+/// for the name it enrolls as.
+fn proven_key(app: &AppState, req: &EnrollRequest) -> Result<PublicKey, AppError> {
+    let refuse = |e: &dyn std::fmt::Display| {
+        AppError::unauthorized(ErrorCode::ProofInvalid, e.to_string()).with_hint(
+            "the worker proves it holds the key in its state dir when it enrolls; run the same muster version on the worker and the server",
+        )
+    };
+    let (Some(key), Some(signature)) = (req.public_key.as_deref(), req.proof.as_deref()) else {
+        return Err(refuse(&ProofError::Missing));
+    };
+    let public_key = PublicKey::parse(key).map_err(|_| refuse(&ProofError::PublicKey))?;
+    let signature = ProofSignature::parse(signature).map_err(|_| refuse(&ProofError::Signature))?;
+    let bound_to = proof::enroll_binding(&app.nonce_key, req.nonce.as_deref(), app.clock.now())
+        .map_err(|e| refuse(&e))?;
+    let subject = match (&req.token, &req.name) {
+        (Some(token), _) => token.split('.').next().unwrap_or_default(),
+        (None, Some(name)) => name.as_str(),
+        (None, None) => "",
+    };
+    let statement = Proof {
+        purpose: Purpose::Enroll,
+        binding: &bound_to,
+        subject,
+        public_key: &public_key,
+        ticket: None,
+        process: None,
+    };
+    if !public_key.verify(&statement, &signature) {
+        return Err(refuse(&ProofError::Signature));
+    }
+    Ok(public_key)
+}
+
 async fn enroll_with_secret(
     app: &AppState,
     remote: Option<SocketAddr>,
@@ -98,6 +151,7 @@ async fn enroll_with_secret(
     presented: &str,
     machine: MachineId,
     labels: Labels,
+    public_key: PublicKey,
 ) -> Result<EnrollResponse, AppError> {
     let now = app.clock.now();
     let actor = format!("machine:{machine}");
@@ -150,6 +204,7 @@ async fn enroll_with_secret(
         verified_secret_set_at: set_at,
         new_worker_id: WorkerId::parse(&generate_id(&mut OsRng)).map_err(AppError::internal)?,
         new_key: key.hash(),
+        public_key,
         remote_addr: remote.map(|a| a.ip().to_string()),
     };
     let registry = Arc::clone(&app.registry);
@@ -213,6 +268,7 @@ async fn enroll_with_token(
     token: &str,
     machine: MachineId,
     labels: Labels,
+    public_key: PublicKey,
 ) -> Result<EnrollResponse, AppError> {
     let actor = format!("machine:{machine}");
     let presented = match TokenSecret::parse(token) {
@@ -242,6 +298,7 @@ async fn enroll_with_token(
         now: app.clock.now(),
         new_worker_id: id,
         new_key: key.hash(),
+        public_key,
         remote_addr: remote.map(|a| a.ip().to_string()),
     };
     // The key is on disk (as a hash) before a session still using the previous key is cut off.

@@ -112,6 +112,7 @@ pub async fn create(
         expires_at: None,
         revoked_at: None,
         last_seen_at: None,
+        identity: Default::default(),
     };
     let event = app.audit_event(
         &actor.name,

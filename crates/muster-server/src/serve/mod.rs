@@ -262,6 +262,9 @@ async fn app_state(
             events::handle(event, &registry, &jobs, &runtime)
         }));
     }
+    let nonce_key = crate::proof::NonceKey::load_or_create(&store)
+        .await
+        .map_err(ServeError::Recover)?;
     let self_signed = matches!(config.tls, TlsMode::SelfSigned);
     Ok(AppState::new(Inner {
         store,
@@ -280,5 +283,6 @@ async fn app_state(
         limiter: ratelimit::FailureLimiter::default(),
         refusals: Arc::default(),
         jobs,
+        nonce_key,
     }))
 }

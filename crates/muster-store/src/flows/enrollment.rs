@@ -4,6 +4,8 @@
 use muster_core::audit::{AuditEvent, Outcome};
 use muster_core::credentials::SlowHash;
 use muster_core::enrollment::{AutoDecision, AutoEnrollment, AutoRefusal, NamePattern};
+use muster_core::identity::PublicKey;
+use muster_core::worker::WorkerIdentity;
 use muster_core::{EnrolledVia, KeyHash, Labels, MachineId, Name, Timestamp, Worker, WorkerId};
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +162,8 @@ pub struct SecretEnrollment {
     pub verified_secret_set_at: Timestamp,
     pub new_worker_id: WorkerId,
     pub new_key: KeyHash,
+    /// The key the machine proved it holds (the server checked the proof).
+    pub public_key: PublicKey,
     pub remote_addr: Option<String>,
 }
 
@@ -256,6 +260,10 @@ fn enroll_inner(
         expires_at: None,
         revoked_at: None,
         last_seen_at: None,
+        identity: WorkerIdentity {
+            public_key: Some(req.public_key),
+            ..WorkerIdentity::default()
+        },
     };
     tx.insert_worker(&worker)?;
     Ok(Ok((

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod enrollment;
+pub mod identity;
 pub mod jobs;
 pub mod retention;
 pub mod tokens;

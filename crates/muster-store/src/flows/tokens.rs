@@ -1,7 +1,9 @@
 //! Enrollment tokens: create, revoke, and enroll a machine with one.
 
 use muster_core::audit::{AuditEvent, Outcome};
+use muster_core::identity::PublicKey;
 use muster_core::token::{Presentation, Refusal, RevokeError, RevokeOutcome};
+use muster_core::worker::WorkerIdentity;
 use muster_core::{
     EnrolledVia, KeyHash, Labels, MachineId, Name, Timestamp, Token, TokenSecret, Worker, WorkerId,
 };
@@ -89,6 +91,8 @@ pub struct TokenEnrollment {
     pub now: Timestamp,
     pub new_worker_id: WorkerId,
     pub new_key: KeyHash,
+    /// The key the machine proved it holds (the server checked the proof).
+    pub public_key: PublicKey,
     pub remote_addr: Option<String>,
 }
 
@@ -173,6 +177,14 @@ fn enroll_inner(
                 return Ok(Err(TokenEnrollRefusal::WorkerRevoked(name.clone())));
             }
         }
+        // The machine id names a key: a machine coming back must hold the key its worker has.
+        if let Some(w) = &existing
+            && w.identity.public_key.is_some_and(|k| k != req.public_key)
+        {
+            return Ok(Err(TokenEnrollRefusal::Token(
+                Refusal::BoundToAnotherMachine(name.clone()),
+            )));
+        }
         // Checked before anything is written: a refused enrollment changes nothing.
         let labels = match req.labels.merged_with(&token.labels) {
             Ok(labels) => labels,
@@ -185,6 +197,10 @@ fn enroll_inner(
         return Ok(Ok(match existing {
             Some(mut worker) => {
                 tx.set_worker_key(&worker.id, &req.new_key)?;
+                if worker.identity.public_key.is_none() {
+                    tx.set_worker_public_key(&worker.id, &req.public_key)?;
+                    worker.identity.public_key = Some(req.public_key);
+                }
                 if worker.labels != labels {
                     tx.set_worker_labels(&worker.id, &labels)?;
                     worker.labels = labels;
@@ -208,6 +224,10 @@ fn enroll_inner(
                     expires_at: Some(token.expires_at),
                     revoked_at: None,
                     last_seen_at: None,
+                    identity: WorkerIdentity {
+                        public_key: Some(req.public_key),
+                        ..WorkerIdentity::default()
+                    },
                 };
                 tx.insert_worker(&worker)?;
                 Enrolled {

@@ -11,7 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_indexes.sql")),
     (4, include_str!("migrations/0004_job_dispatcher.sql")),
     (5, include_str!("migrations/0005_job_ending.sql")),
-    // Version 6 is left to a step being written on another branch: versions need only rise.
+    (6, include_str!("migrations/0006_worker_identity.sql")),
     (7, include_str!("migrations/0007_retention.sql")),
 ];
 

@@ -6,7 +6,9 @@
 //! `transaction.rs`, the row shapes in `crate::rows`.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::identity::PublicKey;
 use muster_core::job::{Job, JobId, JobState};
+use muster_core::tickets::TicketLedger;
 use muster_core::{
     EnrolledVia, Labels, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId,
 };
@@ -108,7 +110,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO workers ({WORKER_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ))?
             .execute(params![
                 c.id,
@@ -122,6 +124,11 @@ impl Tx for SqliteTx<'_> {
                 c.expires_at,
                 c.revoked_at,
                 c.last_seen_at,
+                c.public_key,
+                c.ticket_confirmed,
+                c.ticket_pending,
+                c.ticket_remote,
+                c.suspended_at,
             ])?;
         Ok(())
     }
@@ -166,6 +173,47 @@ impl Tx for SqliteTx<'_> {
                 "UPDATE workers SET machine_id = ?2 WHERE id = ?1 AND machine_id IS NULL",
             )?
             .execute(params![id.as_str(), machine.as_str()])?;
+        Ok(n == 1)
+    }
+
+    fn set_worker_public_key(&mut self, id: &WorkerId, key: &PublicKey) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE workers SET public_key = ?2 WHERE id = ?1 AND public_key IS NULL",
+            )?
+            .execute(params![id.as_str(), key.to_string()])?;
+        Ok(n == 1)
+    }
+
+    fn set_worker_tickets(
+        &mut self,
+        id: &WorkerId,
+        tickets: &TicketLedger,
+        remote: Option<&str>,
+    ) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE workers SET ticket_confirmed = ?2, ticket_pending = ?3,
+                     ticket_remote = COALESCE(?4, ticket_remote) WHERE id = ?1",
+            )?
+            .execute(params![
+                id.as_str(),
+                tickets.confirmed.as_ref().map(|h| h.to_hex()),
+                tickets.pending_to_text(),
+                remote
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn suspend_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE workers SET suspended_at = ?2 WHERE id = ?1 AND suspended_at IS NULL",
+            )?
+            .execute(params![id.as_str(), at.unix_millis()])?;
         Ok(n == 1)
     }
 

@@ -69,9 +69,19 @@ pub fn enrollment(secret: &TokenSecret, machine_id: &str, now: i64) -> (TokenEnr
         new_worker_id: WorkerId::parse(&muster_core::credentials::generate_id(&mut OsRng))
             .expect("id"),
         new_key: key.hash(),
+        public_key: machine_key(machine_id).public_key(),
         remote_addr: Some("127.0.0.2".into()),
     };
     (req, key)
+}
+
+/// The key pair of the test machine `machine_id`: the same machine always holds the same key.
+pub fn machine_key(machine_id: &str) -> muster_core::identity::WorkerKey {
+    let mut seed = [7u8; 32];
+    for (i, b) in machine_id.bytes().enumerate() {
+        seed[i % 32] = seed[i % 32].wrapping_mul(31).wrapping_add(b);
+    }
+    muster_core::identity::WorkerKey::from_seed(seed)
 }
 
 pub async fn enroll(store: &Store, req: TokenEnrollment) -> Result<Enrolled, TokenEnrollRefusal> {
@@ -94,6 +104,7 @@ pub fn precreated(worker_name: &str) -> Worker {
         expires_at: None,
         revoked_at: None,
         last_seen_at: None,
+        identity: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod audit;
 mod fixtures;
+pub mod identity;
 pub mod jobs;
 pub mod retention;
 pub mod secret_enrollment;
@@ -55,6 +56,9 @@ macro_rules! conformance_tests {
                 the_builtin_worker_is_neither_revoked_nor_removed,
                 removing_a_worker_keeps_its_token_from_bringing_it_back,
                 touch_keeps_the_latest,
+            }
+            identity {
+                a_key_is_bound_once_and_tickets_tell_a_copy_from_a_restart,
             }
             jobs {
                 jobs_start_once_end_once_and_recover,

@@ -30,6 +30,7 @@ fn secret_request(
         new_worker_id: WorkerId::parse(&muster_core::credentials::generate_id(&mut OsRng))
             .expect("id"),
         new_key: key.hash(),
+        public_key: super::machine_key(machine_id).public_key(),
         remote_addr: Some("127.0.0.3".into()),
     };
     (req, key)

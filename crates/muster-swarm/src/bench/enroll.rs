@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use muster_client::{Client, Trust};
+use muster_core::identity::{Binding, Proof, Purpose, WorkerKey};
 use muster_proto::api::EnrollRequest;
 
 use super::mint;
@@ -34,6 +35,28 @@ async fn enroll_all(
     let start = Instant::now();
     let results: Vec<Result<(), String>> = futures_util::stream::iter(requests)
         .map(|r| async move {
+            // As a worker does: a key of its own, and a signature over a fresh nonce.
+            let nonce = client.challenge().await.map_err(|e| e.to_string())?.nonce;
+            let key = WorkerKey::generate(&mut rand::rngs::OsRng);
+            let public_key = key.public_key();
+            let subject = match (&r.token, &r.name) {
+                (Some(token), _) => token.split('.').next().unwrap_or_default().to_owned(),
+                (None, Some(name)) => name.clone(),
+                (None, None) => String::new(),
+            };
+            let binding = Binding::ServerNonce(nonce.as_bytes().to_vec());
+            let proof = key.sign(&Proof {
+                purpose: Purpose::Enroll,
+                binding: &binding,
+                subject: &subject,
+                public_key: &public_key,
+                ticket: None,
+                process: None,
+            });
+            let mut r = r;
+            r.public_key = Some(public_key.to_string());
+            r.proof = Some(proof.to_string());
+            r.nonce = Some(nonce);
             client
                 .enroll(&r)
                 .await
@@ -87,6 +110,9 @@ pub async fn tokens(
                 name: None,
                 enrollment_key: None,
                 labels: Default::default(),
+                public_key: None,
+                proof: None,
+                nonce: None,
             }
         })
         .collect();
@@ -134,6 +160,9 @@ pub async fn secret(
             name: Some(name),
             enrollment_key: Some(secret.clone()),
             labels: Default::default(),
+            public_key: None,
+            proof: None,
+            nonce: None,
         })
         .collect();
     enroll_all(url, trust, requests, concurrency, "secret enrollments").await

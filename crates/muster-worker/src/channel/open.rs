@@ -1,23 +1,26 @@
 //! Opening the control channel: where the server is and how to trust it ([`Endpoint`]), who is
 //! connecting ([`Identity`]), and [`connect`]: TCP (optionally from a chosen local address, so a
-//! load generator can spread over many), TLS with muster's trust options, and the upgrade, with
-//! a refused upgrade classified.
+//! load generator can spread over many), TLS with muster's trust options, the proof that this
+//! worker holds its key — a signature over the TLS connection's exporter value, or over a server
+//! nonce where there is no TLS — and the upgrade, with a refused upgrade classified.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use muster_client::Trust;
+use muster_core::identity::Binding;
 use muster_proto::{ErrorBody, PROTOCOL_VERSION, headers};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::classify::{self, Failure};
 use crate::error::WorkerError;
+use crate::identity::Prover;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The TLS and WebSocket handshakes get their own bound: a load balancer (or a frozen server)
@@ -33,6 +36,7 @@ pub struct Endpoint {
     host: String,
     port: u16,
     tls: Option<Arc<rustls::ClientConfig>>,
+    trust: Trust,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -77,6 +81,14 @@ impl Endpoint {
             host,
             port,
             tls,
+            trust: trust.clone(),
+        })
+    }
+
+    /// A REST client for this server (the worker's enrollment, and nonces where there is no TLS).
+    pub fn client(&self) -> Result<muster_client::Client, WorkerError> {
+        muster_client::Client::new(&self.base_url, &self.trust, None).map_err(|e| {
+            WorkerError::with_optional_hint(crate::error::Cause::Config, e.to_string(), e.hint())
         })
     }
 
@@ -95,12 +107,13 @@ impl Endpoint {
     }
 }
 
-/// Who is connecting.
+/// Who is connecting, and what it proves that with.
 #[derive(Clone)]
 pub struct Identity {
     pub worker_id: String,
     pub api_key: String,
     pub machine_id: String,
+    pub prover: Prover,
 }
 
 impl std::fmt::Debug for Identity {
@@ -177,6 +190,34 @@ pub async fn connect(
         .map_err(|e| retry(format!("cannot connect to {addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
 
+    // TLS first, by hand: the proof signs this connection's exporter value, which only exists
+    // once the TLS handshake is done and before the upgrade request is written.
+    let (stream, binding) = match &endpoint.tls {
+        Some(config) => {
+            let tls = tls_handshake(endpoint, config, stream).await?;
+            let exporter = tls
+                .get_ref()
+                .1
+                .export_keying_material([0u8; 32], muster_proto::identity::EXPORTER_LABEL, None)
+                .ok()
+                .map(Binding::TlsExporter);
+            (MaybeTlsStream::Rustls(tls), exporter)
+        }
+        None => (MaybeTlsStream::Plain(stream), None),
+    };
+    // No exporter (no TLS here, or TLS 1.2 to a proxy): sign a nonce the server issued instead.
+    let (binding, nonce) = match binding {
+        Some(binding) => (binding, None),
+        None => {
+            let nonce = server_nonce(endpoint).await?;
+            (Binding::ServerNonce(nonce.as_bytes().to_vec()), Some(nonce))
+        }
+    };
+    let ticket = identity.prover.tickets.current();
+    let proof = identity
+        .prover
+        .sign_connect(&binding, &identity.worker_id, ticket.as_ref());
+
     let mut request = endpoint.ws_url().into_client_request().map_err(|e| {
         Failure::Stop(WorkerError::config(
             format!("cannot build the connect request: {e}"),
@@ -191,19 +232,25 @@ pub async fn connect(
     h.insert(headers::LABELS, value(&options.labels));
     h.insert(headers::MAX_JOBS, HeaderValue::from(options.max_jobs));
     h.insert(
+        headers::PUBLIC_KEY,
+        value(&identity.prover.key.public_key().to_string()),
+    );
+    h.insert(headers::PROOF, value(&proof.to_string()));
+    h.insert(
+        headers::PROCESS,
+        value(&identity.prover.process.to_string()),
+    );
+    if let Some(ticket) = &ticket {
+        h.insert(headers::TICKET, value(&ticket.encode()));
+    }
+    if let Some(nonce) = &nonce {
+        h.insert(headers::NONCE, value(nonce));
+    }
+    h.insert(
         "authorization",
         value(&format!("Bearer {}", identity.api_key)),
     );
-    let connector = match &endpoint.tls {
-        Some(config) => Connector::Rustls(Arc::clone(config)),
-        None => Connector::Plain,
-    };
-    let handshake = tokio_tungstenite::client_async_tls_with_config(
-        request,
-        stream,
-        Some(ws_config()),
-        Some(connector),
-    );
+    let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config()));
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Err(_) => Err(retry(format!(
             "{addr} accepted the connection but did not complete the handshake within {} s",
@@ -212,6 +259,70 @@ pub async fn connect(
         Ok(Ok((socket, _response))) => Ok(socket),
         Ok(Err(error)) => Err(classify_connect_error(endpoint, error)),
     }
+}
+
+/// The TLS handshake, bounded, with muster's trust options.
+async fn tls_handshake(
+    endpoint: &Endpoint,
+    config: &Arc<rustls::ClientConfig>,
+    stream: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+    let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|e| {
+        Failure::Stop(WorkerError::config(
+            format!("`{}` is not a host name TLS can check: {e}", endpoint.host),
+            "check `--url`",
+        ))
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, stream)).await {
+        Err(_) => Err(Failure::Retry {
+            reason: format!(
+                "{} accepted the connection but did not complete the TLS handshake within {} s",
+                endpoint.base_url,
+                HANDSHAKE_TIMEOUT.as_secs()
+            ),
+            after: None,
+        }),
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(error)) => Err(classify_tls_error(endpoint, &error)),
+    }
+}
+
+/// A nonce from the server, for a proof on a connection without an exporter to bind to.
+async fn server_nonce(endpoint: &Endpoint) -> Result<String, Failure> {
+    let client = endpoint.client().map_err(Failure::Stop)?;
+    match client.challenge().await {
+        Ok(challenge) => Ok(challenge.nonce),
+        Err(e) => Err(classify::from_client(&e)),
+    }
+}
+
+/// A failed TLS handshake: an untrusted certificate or a server without TLS stop the worker;
+/// anything else may pass.
+fn classify_tls_error(endpoint: &Endpoint, error: &std::io::Error) -> Failure {
+    if muster_client::trust::is_untrusted_certificate(error) {
+        return Failure::Stop(classify::untrusted_certificate(&endpoint.base_url));
+    }
+    if muster_client::trust::is_not_tls(error) {
+        return Failure::Stop(not_tls(endpoint));
+    }
+    Failure::Retry {
+        reason: format!("the TLS handshake failed: {error}"),
+        after: None,
+    }
+}
+
+fn not_tls(endpoint: &Endpoint) -> WorkerError {
+    WorkerError::config(
+        format!(
+            "`{}` is an https:// URL but the server does not speak TLS",
+            endpoint.base_url
+        ),
+        format!(
+            "use `{}` if the server runs with `--no-tls`",
+            endpoint.base_url.replacen("https://", "http://", 1)
+        ),
+    )
 }
 
 pub(super) fn classify_connect_error(endpoint: &Endpoint, error: tungstenite::Error) -> Failure {
@@ -254,16 +365,7 @@ pub(super) fn classify_connect_error(endpoint: &Endpoint, error: tungstenite::Er
         return Failure::Stop(classify::untrusted_certificate(&endpoint.base_url));
     }
     if muster_client::trust::is_not_tls(&error) {
-        return Failure::Stop(WorkerError::config(
-            format!(
-                "`{}` is an https:// URL but the server does not speak TLS",
-                endpoint.base_url
-            ),
-            format!(
-                "use `{}` if the server runs with `--no-tls`",
-                endpoint.base_url.replacen("https://", "http://", 1)
-            ),
-        ));
+        return Failure::Stop(not_tls(endpoint));
     }
     Failure::Retry {
         reason: format!("the connection failed: {error}"),

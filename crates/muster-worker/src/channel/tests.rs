@@ -69,6 +69,7 @@ fn welcome() -> Message {
         heartbeat_ms: 5000,
         idle_timeout_ms: 15000,
         expires_at: None,
+        ticket: None,
     });
     Message::Text(serde_json::to_string(&w).unwrap().into())
 }
@@ -86,7 +87,7 @@ async fn run_with(server_script: Vec<Message>) -> (ChannelEnd, Server) {
         server.to_worker.send(Ok(m)).unwrap();
     }
     let (_tx, mut shutdown) = watch::channel(false);
-    let end = run(socket, &mut shutdown, &mut Quiet, None).await;
+    let end = run(socket, &mut shutdown, &mut Quiet, None, None).await;
     (end, server)
 }
 
@@ -193,7 +194,7 @@ async fn a_silent_server_is_noticed_at_the_idle_timeout_after_heartbeats() {
     server.to_worker.send(Ok(welcome())).unwrap();
     let (_tx, mut shutdown) = watch::channel(false);
     let started = Instant::now();
-    let end = run(socket, &mut shutdown, &mut Quiet, None).await;
+    let end = run(socket, &mut shutdown, &mut Quiet, None, None).await;
     assert!(
         matches!(end, ChannelEnd::Lost { welcomed: true, .. }),
         "{end:?}"
@@ -212,7 +213,8 @@ async fn shutdown_closes_politely() {
     let (socket, mut server) = pair();
     server.to_worker.send(Ok(welcome())).unwrap();
     let (tx, mut shutdown) = watch::channel(false);
-    let task = tokio::spawn(async move { run(socket, &mut shutdown, &mut Quiet, None).await });
+    let task =
+        tokio::spawn(async move { run(socket, &mut shutdown, &mut Quiet, None, None).await });
     tokio::time::sleep(Duration::from_secs(1)).await;
     tx.send(true).unwrap();
     assert_eq!(task.await.unwrap(), ChannelEnd::Shutdown);
@@ -226,7 +228,7 @@ async fn shutdown_closes_politely() {
 async fn no_welcome_is_a_lost_channel_not_a_stop() {
     let (socket, _server) = pair();
     let (_tx, mut shutdown) = watch::channel(false);
-    let end = run(socket, &mut shutdown, &mut Quiet, None).await;
+    let end = run(socket, &mut shutdown, &mut Quiet, None, None).await;
     assert!(
         matches!(
             end,

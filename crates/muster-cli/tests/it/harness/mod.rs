@@ -1045,3 +1045,39 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .expect("runtime")
         .block_on(future)
 }
+
+/// An enrollment body as a worker sends it: `body` with a fresh key's public half and its
+/// signature over a nonce the server at `base` just issued (for the token's or the worker's
+/// name), so the request gets past the proof to what a test is about.
+pub async fn signed_enrollment(client: &reqwest::Client, base: &str, mut body: Value) -> Value {
+    use muster_core::identity::{Binding, Proof, Purpose, WorkerKey};
+    let challenge: Value = client
+        .get(format!("{base}/api/v1/challenge"))
+        .send()
+        .await
+        .expect("challenge answers")
+        .json()
+        .await
+        .expect("challenge JSON");
+    let nonce = challenge["nonce"].as_str().expect("a nonce").to_owned();
+    let key = WorkerKey::generate(&mut rand::rngs::OsRng);
+    let public_key = key.public_key();
+    let subject = match (body["token"].as_str(), body["name"].as_str()) {
+        (Some(token), _) => token.split('.').next().unwrap_or_default().to_owned(),
+        (None, Some(name)) => name.to_owned(),
+        (None, None) => String::new(),
+    };
+    let binding = Binding::ServerNonce(nonce.as_bytes().to_vec());
+    let proof = key.sign(&Proof {
+        purpose: Purpose::Enroll,
+        binding: &binding,
+        subject: &subject,
+        public_key: &public_key,
+        ticket: None,
+        process: None,
+    });
+    body["public_key"] = Value::from(public_key.to_string());
+    body["proof"] = Value::from(proof.to_string());
+    body["nonce"] = Value::from(nonce);
+    body
+}

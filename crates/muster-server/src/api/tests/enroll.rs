@@ -18,10 +18,7 @@ async fn a_token_enrolls_one_machine_and_enrolling_again_replaces_its_key() {
     let api = Api::new();
     let token = api.token("edge-1").await;
     let first = api
-        .post(
-            "/api/v1/enroll",
-            json!({"machine_id": "machine-0001", "token": token}),
-        )
+        .enroll(json!({"machine_id": "machine-0001", "token": token}))
         .await
         .expect(StatusCode::OK);
     assert_eq!(first.body["name"], "edge-1");
@@ -35,10 +32,7 @@ async fn a_token_enrolls_one_machine_and_enrolling_again_replaces_its_key() {
 
     // The same machine again (a lost state dir): same identity, new key, old session cut off.
     let again = api
-        .post(
-            "/api/v1/enroll",
-            json!({"machine_id": "machine-0001", "token": token}),
-        )
+        .enroll(json!({"machine_id": "machine-0001", "token": token}))
         .await
         .expect(StatusCode::OK);
     assert_eq!(worker_id(&again.body), id);
@@ -46,12 +40,9 @@ async fn a_token_enrolls_one_machine_and_enrolling_again_replaces_its_key() {
     assert_eq!(super::closes(&session), [CloseCode::Replaced]);
 
     // Another machine with the same token is refused, and the refusal is audited.
-    api.post(
-        "/api/v1/enroll",
-        json!({"machine_id": "machine-0002", "token": token}),
-    )
-    .await
-    .refused(StatusCode::FORBIDDEN, "token_bound_elsewhere", "");
+    api.enroll(json!({"machine_id": "machine-0002", "token": token}))
+        .await
+        .refused(StatusCode::FORBIDDEN, "token_bound_elsewhere", "");
     let audit = api
         .get("/api/v1/audit?action=enroll.")
         .await
@@ -110,9 +101,7 @@ async fn enrollment_refusals_name_the_problem() {
         ),
     ];
     for (body, status, code, message) in cases {
-        api.post("/api/v1/enroll", body)
-            .await
-            .refused(status, code, message);
+        api.enroll(body).await.refused(status, code, message);
     }
     assert_eq!(
         api.get("/api/v1/workers").await.body,
@@ -131,11 +120,11 @@ async fn the_auto_enrollment_secret_enrolls_a_named_worker() {
     let secret = enabled.body["generated_secret"].as_str().unwrap();
     let enroll = |machine: &str, key: &str| json!({"machine_id": machine, "name": "auto-1", "enrollment_key": key});
 
-    api.post("/api/v1/enroll", enroll("machine-0001", "not-the-secret"))
+    api.enroll(enroll("machine-0001", "not-the-secret"))
         .await
         .refused(StatusCode::FORBIDDEN, "secret_mismatch", "");
     let first = api
-        .post("/api/v1/enroll", enroll("machine-0001", secret))
+        .enroll(enroll("machine-0001", secret))
         .await
         .expect(StatusCode::OK);
     assert_eq!(first.body["name"], "auto-1");
@@ -144,15 +133,17 @@ async fn the_auto_enrollment_secret_enrolls_a_named_worker() {
 
     // While the name's worker is connected, another machine cannot take the name.
     let session = api.connect(&id, "auto-1", 1);
-    api.post("/api/v1/enroll", enroll("machine-0002", secret))
-        .await
-        .refused(StatusCode::CONFLICT, "name_in_use", "");
+    api.enroll(enroll("machine-0002", secret)).await.refused(
+        StatusCode::CONFLICT,
+        "name_in_use",
+        "",
+    );
     api.app.registry.remove(&id, session.conn_id);
     // Once it is gone, its machine enrolling again (a lost state dir) supersedes the old
     // identity, and the other replicas are told to cut it off.
     let cuts = api.app.registry.cuts();
     let second = api
-        .post("/api/v1/enroll", enroll("machine-0001", secret))
+        .enroll(enroll("machine-0001", secret))
         .await
         .expect(StatusCode::OK);
     assert_ne!(worker_id(&second.body), id);

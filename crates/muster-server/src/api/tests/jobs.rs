@@ -15,7 +15,7 @@ fn sent(session: &crate::control::registry::Session) -> Vec<ServerMessage> {
         .into_iter()
         .filter_map(|c| match c {
             Command::Send(message) => Some(message),
-            Command::Close { .. } => None,
+            Command::Close { .. } | Command::Probe => None,
         })
         .collect()
 }

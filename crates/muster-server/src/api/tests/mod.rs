@@ -18,6 +18,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use muster_core::credentials::SlowHash;
+use muster_core::identity::{Binding, Proof, Purpose, WorkerKey};
 use muster_core::{Labels, Name, WorkerId};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -139,6 +140,40 @@ impl Api {
         self.call(Method::POST, path, Auth::Admin, Some(body)).await
     }
 
+    /// `POST /api/v1/enroll` as a worker makes it: a fresh nonce from the server, signed with
+    /// the key of the machine the body names (the same machine always holds the same key).
+    async fn enroll(&self, mut body: Value) -> Reply {
+        let nonce = self
+            .get("/api/v1/challenge")
+            .await
+            .expect(StatusCode::OK)
+            .body["nonce"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let machine = body["machine_id"].as_str().unwrap_or_default().to_owned();
+        let key = machine_key(&machine);
+        let public_key = key.public_key();
+        let subject = match (body["token"].as_str(), body["name"].as_str()) {
+            (Some(token), _) => token.split('.').next().unwrap_or_default().to_owned(),
+            (None, Some(name)) => name.to_owned(),
+            (None, None) => String::new(),
+        };
+        let binding = Binding::ServerNonce(nonce.as_bytes().to_vec());
+        let proof = key.sign(&Proof {
+            purpose: Purpose::Enroll,
+            binding: &binding,
+            subject: &subject,
+            public_key: &public_key,
+            ticket: None,
+            process: None,
+        });
+        body["public_key"] = json!(public_key.to_string());
+        body["proof"] = json!(proof.to_string());
+        body["nonce"] = json!(nonce);
+        self.post("/api/v1/enroll", body).await
+    }
+
     async fn delete(&self, path: &str) -> Reply {
         self.call(Method::DELETE, path, Auth::Admin, None).await
     }
@@ -213,7 +248,16 @@ fn closes(session: &Session) -> Vec<muster_proto::control::CloseCode> {
         .into_iter()
         .filter_map(|c| match c {
             Command::Close { code, .. } => Some(code),
-            Command::Send(_) => None,
+            Command::Send(_) | Command::Probe => None,
         })
         .collect()
+}
+
+/// The key a test machine holds: the same machine always the same key.
+fn machine_key(machine: &str) -> WorkerKey {
+    let mut seed = [5u8; 32];
+    for (i, b) in machine.bytes().enumerate() {
+        seed[i % 32] = seed[i % 32].wrapping_mul(33).wrapping_add(b);
+    }
+    WorkerKey::from_seed(seed)
 }

@@ -141,10 +141,7 @@ async fn revoking_a_token_cuts_off_its_worker_once() {
     let api = Api::new();
     let secret = api.token("t1").await;
     let enrolled = api
-        .post(
-            "/api/v1/enroll",
-            json!({"machine_id": "machine-0001", "token": secret}),
-        )
+        .enroll(json!({"machine_id": "machine-0001", "token": secret}))
         .await
         .expect(StatusCode::OK);
     let worker =

@@ -160,6 +160,7 @@ async fn the_builtin_worker_is_neither_revoked_nor_removed() {
         expires_at: None,
         revoked_at: None,
         last_seen_at: None,
+        identity: Default::default(),
     };
     let now = api.app.clock.now();
     api.app

@@ -1,0 +1,406 @@
+//! A control channel from upgrade to end: the verdict on a copied state dir, what to do about a
+//! live session of the same identity, registering the session (and re-checking the record), the
+//! session loop itself in a task of its own, and the teardown.
+//!
+//! Copies are caught two ways, and neither can mistake a worker that crashed or lost its network
+//! for a copy (ARCHITECTURE.md, "Worker identity"):
+//! - a ticket its state dir cannot hold (admission found it): a verdict only once the presenter
+//!   proves it is alive on this very socket, so a request the server handles after its sender
+//!   gave up is never one;
+//! - a second live process: a connection from another process than a live session's, while that
+//!   session still answers a ping. A session that does not answer belonged to a process that is
+//!   gone (killed, rebooted, a half-open socket), and is replaced; so is one of the same process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use muster_core::audit::Outcome;
+use muster_core::identity::ProcessNonce;
+use muster_core::tickets::Ticket;
+use muster_core::{EnrolledVia, Labels, Worker, WorkerStatus};
+use muster_proto::control::{CloseCode, WorkerMessage};
+use muster_store::flows::identity;
+use muster_store::flows::workers;
+use tracing::Instrument;
+
+use crate::control::connect::{Decision, address};
+use crate::control::registry::Session;
+use crate::control::session::{self, Ended, Inbound, SessionParams};
+use crate::ops::cut::{Cut, write_then_cut};
+use crate::state::AppState;
+
+/// How long a live session has to answer before it is taken for gone.
+const LIVE_SESSION_ANSWERS_WITHIN: Duration = Duration::from_secs(3);
+/// How long a connection whose ticket says "copy" has to show it is alive.
+const PRESENTER_ANSWERS_WITHIN: Duration = Duration::from_secs(5);
+
+/// What admission let through, carried over the upgrade.
+pub(super) struct Admitted {
+    pub decision: Decision,
+    pub labels: Labels,
+    pub remote: Option<SocketAddr>,
+    pub slots: u32,
+    pub cuts_before: u64,
+}
+
+/// One control channel from upgrade to end. What stays in memory for the whole session is only
+/// what the loop needs; the setup and the teardown run as boxed futures, so their (larger)
+/// state is held while they run and not for the life of every idle connection.
+pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) {
+    let Admitted {
+        decision,
+        labels,
+        remote,
+        slots,
+        cuts_before,
+    } = admitted;
+    let (worker, issued, process) = match decision {
+        Decision::Copied { worker } => {
+            Box::pin(judge_copy(&app, worker, remote, socket)).await;
+            return;
+        }
+        Decision::Legacy { worker } => (worker, None, None),
+        Decision::Proven {
+            worker,
+            issued,
+            process,
+            key_bound,
+        } => {
+            if key_bound {
+                record(&app, &worker, "worker.key_bound", remote,
+                    "the worker proved a key for the first time; from now on only that key connects it").await;
+            }
+            (worker, Some(issued), Some(process))
+        }
+    };
+    if let Some(process) = process
+        && worker.enrolled_via != EnrolledVia::Builtin
+        && let Some(other) = Box::pin(settle_live_session(&app, &worker, process, remote)).await
+    {
+        // Two live processes hold one identity.
+        Box::pin(suspend(&app, &worker, remote, other)).await;
+        Box::pin(close_socket(socket, CloseCode::Suspended, SUSPENDED_REASON)).await;
+        return;
+    }
+    let (session, expires_at) = Box::pin(open_session(
+        &app,
+        &worker,
+        labels,
+        remote,
+        slots,
+        cuts_before,
+        process,
+        issued.as_ref(),
+    ))
+    .await;
+    let params = SessionParams {
+        clock: app.clock,
+        heartbeat: app.heartbeat,
+        idle_timeout: app.idle_timeout,
+        expires_at,
+        ticket: issued.as_ref().map(Ticket::encode),
+    };
+    // The session lives in a task of its own, holding only the loop; this one, with the
+    // upgrade's state, ends here.
+    tokio::spawn(
+        async move {
+            let inbound = SessionInbound { app: app.clone() };
+            let ended = session::run(socket, Arc::clone(&session), params, &inbound).await;
+            Box::pin(close_session(app, session, ended)).await;
+        }
+        .in_current_span(),
+    );
+}
+
+const SUSPENDED_REASON: &str = "this worker's identity was used from two places at once";
+
+/// A connection presented a ticket its state dir cannot hold. If it answers a ping it is alive:
+/// the identity is suspended and every copy cut off. Otherwise it is a request handled after its
+/// sender went away, and nothing happens.
+async fn judge_copy(
+    app: &AppState,
+    worker: Worker,
+    remote: Option<SocketAddr>,
+    mut socket: WebSocket,
+) {
+    let alive = socket.send(Message::Ping(Default::default())).await.is_ok()
+        && matches!(
+            tokio::time::timeout(PRESENTER_ANSWERS_WITHIN, socket.next()).await,
+            Ok(Some(Ok(_)))
+        );
+    if !alive {
+        tracing::info!(
+            "a connection presented an outdated ticket and did not answer: not judged (its sender is gone)"
+        );
+        return;
+    }
+    let other = app
+        .registry
+        .get(&worker.id)
+        .and_then(|s| s.remote_addr)
+        .map(|a| a.ip().to_string())
+        .or_else(|| worker.identity.ticket_remote.clone());
+    suspend(app, &worker, remote, other).await;
+    close_socket(socket, CloseCode::Suspended, SUSPENDED_REASON).await;
+}
+
+/// A live session of this identity, if any: the same process coming back replaces it; another
+/// process replaces it only if it no longer answers. Returns the live session's address when it
+/// does answer (two live processes: a copy).
+async fn settle_live_session(
+    app: &AppState,
+    worker: &Worker,
+    process: ProcessNonce,
+    remote: Option<SocketAddr>,
+) -> Option<Option<String>> {
+    let live = app.registry.get(&worker.id)?;
+    let live_address = live.remote_addr.map(|a| a.ip().to_string());
+    let why = if live.process == Some(process) {
+        "the same worker process came back"
+    } else if live.answers(LIVE_SESSION_ANSWERS_WITHIN).await {
+        return Some(live_address);
+    } else {
+        "the previous connection's process did not answer"
+    };
+    record(
+        app,
+        worker,
+        "worker.session_replaced",
+        remote,
+        &format!(
+            "{why}; the connection from {} replaces the one from {}",
+            address(remote),
+            live_address.as_deref().unwrap_or("an unknown address")
+        ),
+    )
+    .await;
+    None
+}
+
+/// Suspends the identity (audited `worker.clone_detected` with both addresses, told to every
+/// replica) and cuts off its live session here.
+async fn suspend(
+    app: &AppState,
+    worker: &Worker,
+    remote: Option<SocketAddr>,
+    other: Option<String>,
+) {
+    let detail = format!(
+        "the identity of worker `{}` was used from {} and {} at once (a copied state dir); it is suspended and every copy is cut off",
+        worker.name,
+        address(remote),
+        other.as_deref().unwrap_or("another place")
+    );
+    tracing::warn!("{detail}");
+    let event = app.audit_event(
+        &format!("worker:{}", worker.name),
+        "worker.clone_detected",
+        worker.name.as_str(),
+        remote,
+        Outcome::Refused,
+        detail,
+    );
+    let (id, now) = (worker.id.clone(), app.clock.now());
+    let result = write_then_cut(app, move |tx| identity::suspend(tx, &id, now, &event), {
+        let id = worker.id.clone();
+        move |_| Some(Cut::new(id, CloseCode::Suspended, SUSPENDED_REASON))
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "cannot record a suspension");
+    }
+}
+
+/// Sends a close frame and lets the socket go.
+async fn close_socket(mut socket: WebSocket, code: CloseCode, reason: &str) {
+    let frame = CloseFrame {
+        code: u16::from(code),
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+async fn record(
+    app: &AppState,
+    worker: &Worker,
+    action: &str,
+    remote: Option<SocketAddr>,
+    detail: &str,
+) {
+    let event = app.audit_event(
+        &format!("worker:{}", worker.name),
+        action,
+        worker.name.as_str(),
+        remote,
+        Outcome::Ok,
+        detail,
+    );
+    app.record(event).await;
+}
+
+/// Registers the session. A revocation commits before it looks for the worker's session (and
+/// counts as a cut whether it finds one or not); so if no cut happened between admission and
+/// registration, admission saw every revocation, and if one did, the record is read again.
+#[allow(clippy::too_many_arguments)]
+async fn open_session(
+    app: &AppState,
+    worker: &Worker,
+    labels: Labels,
+    remote: Option<SocketAddr>,
+    slots: u32,
+    cuts_before: u64,
+    process: Option<ProcessNonce>,
+    issued: Option<&Ticket>,
+) -> (Arc<Session>, Option<muster_core::Timestamp>) {
+    save_new_labels(app, worker, &labels).await;
+    let mut session = Session::new(
+        app.registry.next_conn_id(),
+        worker.id.clone(),
+        worker.name.clone(),
+        remote,
+        app.clock.now(),
+        slots,
+        labels,
+    );
+    if let Some(process) = process {
+        session = session.with_identity(process, issued.map(Ticket::hash));
+    }
+    let session = Arc::new(session);
+    if let Some(old) = app.registry.insert(Arc::clone(&session)) {
+        old.close(
+            CloseCode::Replaced,
+            "a newer connection with this worker's identity took over",
+        );
+    }
+    let id = worker.id.clone();
+    let recheck = if app.registry.cuts() == cuts_before {
+        Ok(Some(worker.clone()))
+    } else {
+        app.store.read(move |tx| tx.get_worker(&id)).await
+    };
+    match recheck {
+        Ok(Some(current)) => match current.status(true, app.clock.now()) {
+            WorkerStatus::Revoked => session.close(CloseCode::Revoked, "the worker was revoked"),
+            WorkerStatus::Expired => {
+                session.close(CloseCode::Expired, "the worker's enrollment token expired")
+            }
+            WorkerStatus::Suspended => session.close(CloseCode::Suspended, SUSPENDED_REASON),
+            WorkerStatus::Connected | WorkerStatus::Disconnected => {}
+        },
+        Ok(None) => session.close(CloseCode::Removed, "the worker was removed"),
+        Err(e) => tracing::warn!(error = %e, "cannot re-check a new session"),
+    }
+    // Record the connection itself, without holding up the welcome: otherwise a worker that
+    // connects and then loses the server to a crash before the periodic flush is listed as never
+    // seen. (touch only ever moves last_seen_at forward, so the order of writes does not matter.)
+    let store = app.store.clone();
+    let seen = vec![(worker.id.clone(), session.connected_at)];
+    tokio::spawn(async move {
+        if let Err(e) = store.write(move |tx| workers::touch_many(tx, &seen)).await {
+            tracing::warn!(error = %e, "cannot record when a worker connected");
+        }
+    });
+    tracing::info!(
+        remote = remote.map(tracing::field::display),
+        "worker connected"
+    );
+    app.jobs.kick();
+    (session, worker.expires_at)
+}
+
+/// What a session hears: a saved ticket is confirmed here; jobs' messages and output go on to
+/// the scheduler.
+struct SessionInbound {
+    app: AppState,
+}
+
+impl Inbound for SessionInbound {
+    fn message<'a>(&'a self, session: &'a Session, message: WorkerMessage) -> BoxFuture<'a, ()> {
+        match message {
+            WorkerMessage::TicketSaved { seq } => Box::pin(confirm_ticket(&self.app, session, seq)),
+            other => self.app.jobs.message(session, other),
+        }
+    }
+
+    fn output<'a>(&'a self, session: &'a Session, frame: bytes::Bytes) -> BoxFuture<'a, ()> {
+        self.app.jobs.output(session, frame)
+    }
+}
+
+/// The worker saved the ticket this connection was issued: confirm it.
+async fn confirm_ticket(app: &AppState, session: &Session, seq: u64) {
+    let Some(issued) = session.take_issued_ticket() else {
+        return;
+    };
+    let (id, remote) = (
+        session.worker_id.clone(),
+        session.remote_addr.map(|a| a.ip().to_string()),
+    );
+    match app
+        .store
+        .write(move |tx| identity::confirm_ticket(tx, &id, &issued, remote.as_deref()))
+        .await
+    {
+        Ok(true) => tracing::debug!(seq, "the worker saved its ticket"),
+        Ok(false) => tracing::debug!(seq, "a saved ticket was settled already"),
+        Err(e) => tracing::warn!(error = %e, "cannot confirm a worker's ticket"),
+    }
+}
+
+/// Unregisters the session, writes off its jobs and records when the worker was last seen.
+async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
+    app.registry.remove(&session.worker_id, session.conn_id);
+    app.jobs.session_ended(&session, lost_reason(&ended)).await;
+    let seen = vec![(session.worker_id.clone(), session.last_seen())];
+    if let Err(e) = app
+        .store
+        .write(move |tx| workers::touch_many(tx, &seen))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record when a worker was last seen");
+    }
+    tracing::info!(?ended, "worker disconnected");
+}
+
+/// Why the jobs of a session that ended this way are lost.
+fn lost_reason(ended: &Ended) -> &'static str {
+    match ended {
+        Ended::Closed(CloseCode::Revoked) => "the worker was revoked while the job ran",
+        Ended::Closed(CloseCode::Expired) => {
+            "the worker's enrollment token expired while the job ran"
+        }
+        Ended::Closed(CloseCode::GoingAway) => "the server shut down while the job ran",
+        Ended::Closed(CloseCode::Removed | CloseCode::Superseded | CloseCode::Replaced) => {
+            "the worker's identity was replaced or removed while the job ran"
+        }
+        Ended::Closed(CloseCode::Suspended) => {
+            "the worker's identity was suspended (used from two places at once) while the job ran"
+        }
+        Ended::Closed(CloseCode::Protocol | CloseCode::Idle | CloseCode::Other(_))
+        | Ended::PeerGone => "the worker disconnected while the job ran",
+        Ended::Idle => "the worker stopped answering while the job ran",
+    }
+}
+
+/// Saves the worker's labels for placing jobs when the connection added some: the stored ones
+/// plus any new keys the worker now asserts (stored values win: they may come from an admin).
+async fn save_new_labels(app: &AppState, worker: &Worker, merged: &Labels) {
+    if *merged != worker.labels {
+        let (id, labels) = (worker.id.clone(), merged.clone());
+        if let Err(e) = app
+            .store
+            .write(move |tx| tx.set_worker_labels(&id, &labels))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot save a worker's new labels");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! A worker's connection as its identity sees it: the key it proves, the ticket it presents and
+//! the one it is given, the acknowledgement that confirms that one, and the suspension of an
+//! identity found in two places. The rules are `muster_core::tickets`'; this applies them
+//! atomically, each step in one transaction.
+
+use muster_core::audit::AuditEvent;
+use muster_core::identity::PublicKey;
+use muster_core::tickets::{Presented, TicketHash};
+use muster_core::worker::{Admission, AdmitRefusal};
+use muster_core::{MachineId, Timestamp, Worker, WorkerId};
+
+use crate::error::StoreResult;
+use crate::tx::Tx;
+
+/// A connection that proved it holds `public_key` (the server checked the signature).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub worker: WorkerId,
+    pub api_key: String,
+    pub machine: MachineId,
+    pub public_key: PublicKey,
+    /// The ticket it presented, hashed; `None` if it holds none.
+    pub presented: Option<TicketHash>,
+    /// The ticket it will be given if admitted.
+    pub issued: TicketHash,
+    pub now: Timestamp,
+}
+
+/// What opening a session found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// Admitted; `issued` is now pending. `key_bound` is true when this connection recorded the
+    /// worker's first key (a worker enrolled before keys existed).
+    Admitted { worker: Worker, key_bound: bool },
+    /// The presented ticket is not one this worker's state dir can hold: another copy of it moved
+    /// on. Nothing was written; whether it is a verdict depends on the presenter being alive.
+    Copied { worker: Worker },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectRefusal {
+    #[error(transparent)]
+    Admit(AdmitRefusal),
+    /// The worker has a key, and the connection proved another one.
+    #[error("worker `{0}` proves itself with another key")]
+    OtherKey(muster_core::Name),
+}
+
+/// Admits a connection that proved `public_key`, judges its ticket, and issues the next one.
+/// Binds a pre-created worker's machine and a key-less worker's key on first use (conditional
+/// updates: of two racing connections, one wins).
+pub fn open_session(
+    tx: &mut dyn Tx,
+    c: &Connection,
+) -> StoreResult<Result<Opened, ConnectRefusal>> {
+    let Some(mut worker) = tx.get_worker(&c.worker)? else {
+        return Ok(Err(ConnectRefusal::Admit(AdmitRefusal::UnknownIdentity)));
+    };
+    let admission = match worker.admit(&c.api_key, &c.machine, c.now) {
+        Ok(admission) => admission,
+        Err(refusal) => return Ok(Err(ConnectRefusal::Admit(refusal))),
+    };
+    if worker
+        .identity
+        .public_key
+        .is_some_and(|k| k != c.public_key)
+    {
+        return Ok(Err(ConnectRefusal::OtherKey(worker.name.clone())));
+    }
+    let mut tickets = worker.identity.tickets.clone();
+    if tickets.present(c.presented.as_ref()) == Presented::Copied {
+        return Ok(Ok(Opened::Copied { worker }));
+    }
+    if admission == Admission::AdmitAndBind {
+        if !tx.bind_worker_machine(&c.worker, &c.machine)? {
+            return Ok(Err(ConnectRefusal::Admit(AdmitRefusal::OtherMachine(
+                worker.name.clone(),
+            ))));
+        }
+        worker.machine_id = Some(c.machine.clone());
+    }
+    let key_bound = worker.identity.public_key.is_none();
+    if key_bound {
+        if !tx.set_worker_public_key(&c.worker, &c.public_key)? {
+            // Another connection bound a key first: decide on what it bound.
+            return Ok(Err(ConnectRefusal::OtherKey(worker.name.clone())));
+        }
+        worker.identity.public_key = Some(c.public_key);
+    }
+    tickets.issue(c.issued);
+    tx.set_worker_tickets(&c.worker, &tickets, None)?;
+    worker.identity.tickets = tickets;
+    Ok(Ok(Opened::Admitted { worker, key_bound }))
+}
+
+/// The worker saved the ticket it was given: it becomes the confirmed one, if still pending.
+/// Returns whether it did (an acknowledgement that arrives after a newer connection settled
+/// things changes nothing, and says nothing about copies).
+pub fn confirm_ticket(
+    tx: &mut dyn Tx,
+    worker: &WorkerId,
+    saved: &TicketHash,
+    remote: Option<&str>,
+) -> StoreResult<bool> {
+    let Some(record) = tx.get_worker(worker)? else {
+        return Ok(false);
+    };
+    let mut tickets = record.identity.tickets;
+    if !tickets.confirm(saved) {
+        return Ok(false);
+    }
+    tx.set_worker_tickets(worker, &tickets, remote)
+}
+
+/// Suspends an identity found in two places at once, with its audit record. Returns whether
+/// this call suspended it (false if it already was).
+pub fn suspend(
+    tx: &mut dyn Tx,
+    worker: &WorkerId,
+    at: Timestamp,
+    audit: &AuditEvent,
+) -> StoreResult<bool> {
+    let changed = tx.suspend_worker(worker, at)?;
+    if changed {
+        tx.insert_audit(audit)?;
+    }
+    Ok(changed)
+}

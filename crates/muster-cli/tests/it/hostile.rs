@@ -725,3 +725,45 @@ fn audit_records_and_ended_jobs_past_their_retention_are_pruned() {
 
 /// How long the pruner's first run may take after a start, on a loaded machine.
 const STARTUP_SLOW: Duration = Duration::from_secs(30);
+
+/// Before: sends to a worker had no deadline, so a `SIGSTOP`ped worker with 120 queued job
+/// starts, revoked, stayed connected for 48 s and more, and on resuming started all 120 jobs
+/// after its revocation. Now a worker silent for two heartbeats takes no new job, a cut-off
+/// does not wait behind sends, and the frozen worker, once thawed, only learns it was revoked.
+#[test]
+fn a_revoked_worker_that_stopped_reading_is_cut_off_and_starts_nothing() {
+    let server = Server::start_default();
+    let (token, _) = server.create_token("frozen", "1h");
+    let mut worker = server
+        .worker("frozen")
+        .token(&token)
+        .arg("--max-jobs")
+        .arg("120")
+        .start();
+    server.wait_status("frozen", "connected", crate::harness::STARTUP);
+    worker.freeze();
+    // Two heartbeats (the test servers beat every second) of silence.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let job = server.cli_json(&[
+            "job", "run", "--detach", "--worker", "frozen", "--", "sh", "-c", "echo ran",
+        ]);
+        ids.push(job["id"].as_str().unwrap().to_owned());
+    }
+    let revoked = Instant::now();
+    server.cli_ok(&["workers", "revoke", "frozen"]);
+    // Past the idle timeout (3 s in tests): the server has let the connection go.
+    std::thread::sleep(Duration::from_secs(4));
+    worker.thaw();
+    let code = worker.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, 5, "{}", worker.stderr());
+    assert!(revoked.elapsed() < Duration::from_secs(20));
+    for id in &ids {
+        let job = server.cli_json(&["job", "show", id]);
+        assert!(
+            job["state"] == "queued" || job["ending"]["how"] == "no_worker",
+            "a job reached the revoked worker: {job:#}"
+        );
+    }
+}

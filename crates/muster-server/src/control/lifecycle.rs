@@ -273,6 +273,8 @@ async fn open_session(
     if let Some(process) = process {
         session = session.with_identity(process, issued.map(Ticket::hash));
     }
+    // A worker pings every heartbeat: silent for two, it is not handed new jobs.
+    let session = session.with_staleness(app.heartbeat * 2);
     let session = Arc::new(session);
     if let Some(old) = app.registry.insert(Arc::clone(&session)) {
         old.close(
@@ -387,6 +389,7 @@ fn lost_reason(ended: &Ended) -> &'static str {
         Ended::Closed(CloseCode::Protocol | CloseCode::Idle | CloseCode::Other(_))
         | Ended::PeerGone => "the worker disconnected while the job ran",
         Ended::Idle => "the worker stopped answering while the job ran",
+        Ended::Stalled => "the worker stopped reading its channel while the job ran",
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use muster_core::identity::ProcessNonce;
@@ -54,6 +54,31 @@ impl Inbox {
     pub async fn wait(&self) {
         self.wake.notified().await
     }
+
+    /// Takes the first close command waiting, leaving the rest: a close overtakes sends.
+    pub fn take_close(&self) -> Option<(CloseCode, String)> {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let at = queue
+            .iter()
+            .position(|c| matches!(c, Command::Close { .. }))?;
+        match queue.remove(at) {
+            Some(Command::Close { code, reason }) => Some((code, reason)),
+            _ => None,
+        }
+    }
+
+    /// Wakes the next [`Inbox::wait`] if commands are waiting (after a wait was used up
+    /// elsewhere).
+    pub fn rearm(&self) {
+        let waiting = !self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if waiting {
+            self.wake.notify_one();
+        }
+    }
 }
 
 /// One live control channel.
@@ -78,6 +103,13 @@ pub struct Session {
     pub issued_ticket: Mutex<Option<TicketHash>>,
     /// Woken whenever a frame arrives from the worker (see [`Command::Probe`]).
     pub heard: Notify,
+    /// Set the moment the session is told to close: from then on it takes no job, and what was
+    /// queued for it is not sent.
+    closing: AtomicBool,
+    /// A worker not heard from for this long takes no new job: one that stopped reading (a
+    /// frozen process, a dead network) would otherwise be handed jobs it starts much later —
+    /// possibly after it was cut off.
+    stale_after_millis: AtomicI64,
 }
 
 impl Session {
@@ -104,7 +136,30 @@ impl Session {
             process: None,
             issued_ticket: Mutex::new(None),
             heard: Notify::new(),
+            closing: AtomicBool::new(false),
+            stale_after_millis: AtomicI64::new(i64::MAX),
         }
+    }
+
+    /// A worker silent for longer than `after` takes no new job (see [`Session::takes_jobs`]).
+    pub fn with_staleness(self, after: std::time::Duration) -> Self {
+        self.stale_after_millis.store(
+            i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+        self
+    }
+
+    /// Whether a new job may be placed here now: not closing, and heard from recently.
+    pub fn takes_jobs(&self, now: Timestamp) -> bool {
+        !self.is_closing()
+            && now.unix_millis().saturating_sub(self.last_seen().unix_millis())
+                <= self.stale_after_millis.load(Ordering::Relaxed)
+    }
+
+    /// Whether the session was told to close.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// This session's worker process and the ticket it was issued.
@@ -148,6 +203,9 @@ impl Session {
 
     /// Reserves a slot for a job. False if the worker is full.
     pub fn reserve(&self, job: &JobId) -> bool {
+        if self.is_closing() {
+            return false;
+        }
         let mut jobs = self.jobs();
         if u32::try_from(jobs.len()).unwrap_or(u32::MAX) >= self.slots {
             return false;
@@ -174,6 +232,8 @@ impl Session {
     }
 
     pub fn close(&self, code: CloseCode, reason: impl Into<String>) {
+        // Out of placement before anything else: no job is placed here from now on.
+        self.closing.store(true, Ordering::SeqCst);
         self.inbox.push(Command::Close {
             code,
             reason: reason.into(),

@@ -60,6 +60,8 @@ pub enum Ended {
     PeerGone,
     /// Nothing arrived within the idle timeout.
     Idle,
+    /// A send could not complete within the idle timeout: the worker stopped reading.
+    Stalled,
 }
 
 /// How long to wait for the worker's answering close frame before dropping the socket.
@@ -77,11 +79,16 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
 {
     // In its own boxed future, so the welcome is not part of the loop's state.
-    if Box::pin(send_welcome(&mut socket, &session, &mut params))
-        .await
-        .is_err()
+    let idle_timeout = params.idle_timeout;
+    match tokio::time::timeout(
+        idle_timeout,
+        Box::pin(send_welcome(&mut socket, &session, &mut params)),
+    )
+    .await
     {
-        return Ended::PeerGone;
+        Ok(Ok(())) => {}
+        Ok(Err(())) => return Ended::PeerGone,
+        Err(_) => return Ended::Stalled,
     }
 
     let mut last_heard = Instant::now();
@@ -98,27 +105,33 @@ where
         tokio::select! {
             biased;
             () = session.inbox.wait() => {
+                // A close overtakes whatever was queued before it: a revoked worker is not sent
+                // the job starts that were waiting for it.
+                if let Some((code, reason)) = session.inbox.take_close() {
+                    Box::pin(close_with(&mut socket, code, reason, params.idle_timeout)).await;
+                    return Ended::Closed(code);
+                }
                 for command in session.inbox.drain() {
-                    match command {
+                    let message = match command {
                         Command::Close { code, reason } => {
-                            Box::pin(close_with(&mut socket, code, reason)).await;
+                            Box::pin(close_with(&mut socket, code, reason, params.idle_timeout)).await;
                             return Ended::Closed(code);
                         }
-                        Command::Send(message) => {
-                            if Box::pin(send_json(&mut socket, &message)).await.is_err() {
-                                return Ended::PeerGone;
-                            }
-                        }
-                        Command::Probe => {
-                            if socket.send(Message::Ping(Default::default())).await.is_err() {
-                                return Ended::PeerGone;
-                            }
-                        }
+                        Command::Send(message) => match serde_json::to_string(&message) {
+                            Ok(text) => Message::Text(text.into()),
+                            Err(_) => continue,
+                        },
+                        Command::Probe => Message::Ping(Default::default()),
+                    };
+                    if let Some(ended) =
+                        Box::pin(send_or_close(&mut socket, &session, message, params.idle_timeout)).await
+                    {
+                        return ended;
                     }
                 }
             }
             () = until_expiry(&mut expiry) => {
-                Box::pin(close_with(&mut socket, CloseCode::Expired, "the worker's enrollment token expired".into())).await;
+                Box::pin(close_with(&mut socket, CloseCode::Expired, "the worker's enrollment token expired".into(), params.idle_timeout)).await;
                 return Ended::Closed(CloseCode::Expired);
             }
             frame = socket.next() => {
@@ -143,7 +156,7 @@ where
             () = &mut idle => {
                 let now = Instant::now();
                 if now.duration_since(last_heard) >= params.idle_timeout {
-                    Box::pin(close_with(&mut socket, CloseCode::Idle, "no heartbeat within the idle timeout".into())).await;
+                    Box::pin(close_with(&mut socket, CloseCode::Idle, "no heartbeat within the idle timeout".into(), params.idle_timeout)).await;
                     return Ended::Idle;
                 }
                 // The worker pings every heartbeat interval, and its pings keep us both alive.
@@ -152,8 +165,15 @@ where
                 let prod_after = params.heartbeat * 2;
                 let quiet_since = last_heard.max(last_ping);
                 if now.duration_since(quiet_since) >= prod_after {
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
-                        return Ended::PeerGone;
+                    if let Some(ended) = Box::pin(send_or_close(
+                        &mut socket,
+                        &session,
+                        Message::Ping(Default::default()),
+                        params.idle_timeout,
+                    ))
+                    .await
+                    {
+                        return ended;
                     }
                     last_ping = now;
                 }
@@ -206,9 +226,47 @@ where
         .map_err(|_| ())
 }
 
+/// Sends one message, bounded by `within`; a close told to the session meanwhile overtakes it.
+/// `None` when it was sent; otherwise how the session ended (the worker stopped reading, the
+/// socket failed, or the session was closed without waiting for the send).
+async fn send_or_close<S>(
+    socket: &mut S,
+    session: &Session,
+    message: Message,
+    within: Duration,
+) -> Option<Ended>
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+{
+    let sent = tokio::time::timeout(within, socket.send(message));
+    tokio::pin!(sent);
+    loop {
+        tokio::select! {
+            biased;
+            () = session.inbox.wait() => {
+                if let Some((code, _)) = session.inbox.take_close() {
+                    // The socket is busy with a send the worker is not reading: no close frame
+                    // can get through it, so the connection simply goes.
+                    return Some(Ended::Closed(code));
+                }
+                // Something else was queued: it waits its turn in the outer loop.
+                session.inbox.rearm();
+            }
+            result = &mut sent => {
+                return match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(_)) => Some(Ended::PeerGone),
+                    Err(_) => Some(Ended::Stalled),
+                };
+            }
+        }
+    }
+}
+
 /// Sends a close frame and waits briefly for the worker's answering close, so the close reason
-/// is delivered before the TCP connection goes.
-async fn close_with<S>(socket: &mut S, code: CloseCode, reason: String)
+/// is delivered before the TCP connection goes. A worker that does not read gets no close
+/// frame: the send gives up after `within` and the connection simply goes.
+async fn close_with<S>(socket: &mut S, code: CloseCode, reason: String, within: Duration)
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
 {
@@ -216,7 +274,11 @@ where
         code: u16::from(code),
         reason: reason.into(),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
+    let send = socket.send(Message::Close(Some(frame)));
+    if !matches!(
+        tokio::time::timeout(within.min(CLOSE_LINGER * 5), send).await,
+        Ok(Ok(()))
+    ) {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
@@ -248,6 +310,8 @@ mod tests {
     struct Duplex {
         rx: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
         tx: mpsc::UnboundedSender<Message>,
+        /// How many more messages the worker takes before it stops reading (`None`: no limit).
+        takes: Option<usize>,
     }
 
     impl Stream for Duplex {
@@ -266,9 +330,16 @@ mod tests {
             self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
         ) -> std::task::Poll<Result<(), ()>> {
+            if self.takes == Some(0) {
+                // A worker that stopped reading: its socket buffer stays full.
+                return std::task::Poll::Pending;
+            }
             std::task::Poll::Ready(Ok(()))
         }
-        fn start_send(self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), ()> {
+        fn start_send(mut self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), ()> {
+            if let Some(n) = self.takes.as_mut() {
+                *n = n.saturating_sub(1);
+            }
             self.tx.send(item).map_err(|_| ())
         }
         fn poll_flush(
@@ -289,7 +360,11 @@ mod tests {
         let (to_server, rx) = mpsc::unbounded_channel();
         let (tx, from_server) = mpsc::unbounded_channel();
         (
-            Duplex { rx, tx },
+            Duplex {
+                rx,
+                tx,
+                takes: None,
+            },
             Pipe {
                 to_server,
                 from_server,
@@ -445,5 +520,95 @@ mod tests {
         assert_eq!(s.last_seen(), clock.now());
         drop(pipe.to_server);
         assert_eq!(task.await.unwrap(), Ended::PeerGone);
+    }
+
+    /// A session whose worker reads the welcome and then nothing more.
+    async fn session_with_a_worker_that_stops_reading(
+        clock: Clock,
+    ) -> (Arc<Session>, Pipe, tokio::task::JoinHandle<Ended>) {
+        let (mut socket, mut pipe) = pipe();
+        socket.takes = Some(1);
+        let s = session(&clock);
+        let task = tokio::spawn({
+            let s = Arc::clone(&s);
+            async move { run(socket, s, params(clock, None), &Discard).await }
+        });
+        expect_welcome(&mut pipe).await;
+        (s, pipe, task)
+    }
+
+    fn job_start(n: u8) -> Command {
+        Command::Send(ServerMessage::JobCancel {
+            id: format!("{n:016x}"),
+        })
+    }
+
+    /// Before: while a send to a worker that did not read was blocked, neither the idle timer
+    /// nor the inbox was polled; a revoked, frozen worker stayed connected for 48 s and more.
+    #[tokio::test(start_paused = true)]
+    async fn a_revocation_overtakes_sends_a_worker_does_not_read() {
+        let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
+        let (s, _pipe, task) = session_with_a_worker_that_stops_reading(clock).await;
+        for n in 0..120 {
+            s.inbox.push(job_start(n));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = Instant::now();
+        s.close(CloseCode::Revoked, "revoked");
+        assert!(!s.takes_jobs(clock.now()), "out of placement at once");
+        assert_eq!(task.await.unwrap(), Ended::Closed(CloseCode::Revoked));
+        assert_eq!(before.elapsed(), Duration::ZERO, "not a moment waiting for the sends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_waiting_behind_queued_sends_goes_first() {
+        let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
+        let (s, mut pipe, task) = started_session(clock, None).await;
+        // Queued together: the close is handled before the job starts, which are never sent.
+        s.inbox.push(job_start(1));
+        s.inbox.push(job_start(2));
+        s.close(CloseCode::Revoked, "revoked");
+        assert_eq!(close_code(pipe.from_server.recv().await), Some(CloseCode::Revoked));
+        pipe.to_server.send(Ok(Message::Close(None))).unwrap();
+        assert_eq!(task.await.unwrap(), Ended::Closed(CloseCode::Revoked));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_that_stops_reading_is_cut_off_within_the_idle_timeout() {
+        let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
+        let started = Instant::now();
+        let (s, _pipe, task) = session_with_a_worker_that_stops_reading(clock).await;
+        s.inbox.push(job_start(1));
+        assert_eq!(task.await.unwrap(), Ended::Stalled);
+        assert!(
+            started.elapsed() <= Duration::from_secs(15),
+            "ended after {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_closing_session_takes_no_job() {
+        let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
+        let s = session(&clock);
+        let job = muster_core::job::JobId::parse("00000000000000a1").unwrap();
+        assert!(s.takes_jobs(clock.now()));
+        s.close(CloseCode::Revoked, "revoked");
+        assert!(!s.takes_jobs(clock.now()));
+        assert!(!s.reserve(&job));
+    }
+
+    #[test]
+    fn a_silent_session_takes_no_new_job() {
+        let clock = Clock::starting_at(Timestamp::from_unix_millis(0));
+        let s = Arc::try_unwrap(session(&clock))
+            .ok()
+            .unwrap()
+            .with_staleness(Duration::from_secs(10));
+        assert!(s.takes_jobs(clock.now()));
+        let later = Timestamp::from_unix_millis(10_001);
+        assert!(!s.takes_jobs(later), "silent for longer than two heartbeats");
+        s.saw(later);
+        assert!(s.takes_jobs(later));
     }
 }

@@ -53,8 +53,15 @@ impl Jobs {
             Some(id) => self.registry.get(id).into_iter().collect(),
             None => self.registry.all(),
         };
-        place(&job.selector, sessions.iter().map(Arc::as_ref))
-            .and_then(|t| sessions.iter().find(|s| s.conn_id == t.conn_id))
+        let now = self.clock.now();
+        place(
+            &job.selector,
+            sessions
+                .iter()
+                .map(Arc::as_ref)
+                .filter(|s| s.takes_jobs(now)),
+        )
+        .and_then(|t| sessions.iter().find(|s| s.conn_id == t.conn_id))
             .filter(|s| s.reserve(&job.id))
             .cloned()
     }
@@ -183,7 +190,8 @@ impl Jobs {
                 name: &s.name,
                 labels: &s.labels,
                 running: s.running(),
-                slots: s.slots,
+                // Closing, or silent: no new job for it.
+                slots: if s.takes_jobs(now) { s.slots } else { 0 },
             })
             .collect();
         let plan = placement::plan(state.queued(), &workers, now);

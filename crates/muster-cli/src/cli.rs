@@ -241,6 +241,11 @@ pub struct WorkerArgs {
     /// Jobs to run at once (default: the number of CPUs).
     #[arg(long, env = "MUSTER_MAX_JOBS")]
     pub max_jobs: Option<u32>,
+    /// Allow a plain `http://` URL to a server on another host: the worker's credentials then
+    /// cross the network in clear text (only where a trusted network or a TLS proxy makes that
+    /// safe).
+    #[arg(long, env = "MUSTER_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
 }
 
 /// The default state dir of a worker: `$XDG_DATA_HOME/muster-worker`.

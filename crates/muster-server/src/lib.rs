@@ -31,11 +31,12 @@ pub mod validate;
 pub mod views;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 pub use config::{ServeConfig, TlsMode};
@@ -48,7 +49,29 @@ pub fn router(app: AppState, ui: Arc<ui::UiState>) -> Router {
     Router::new()
         .nest("/api/v1", api::routes().with_state(app.clone()))
         .merge(ui::routes().with_state(ui::UiApp::new(app, ui)))
+        .layer(middleware::from_fn(deadline))
         .layer(middleware::from_fn(request_span))
+}
+
+/// How long a request may take to be answered (its response headers; a streamed body such as
+/// a job's followed output goes on after): a client that trickles its request body, or a
+/// handler stuck behind something, does not hold a connection for longer.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::AppError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            muster_proto::ErrorCode::BadRequest,
+            format!(
+                "the request was not completed within {} s",
+                REQUEST_DEADLINE.as_secs()
+            ),
+        )
+        .with_hint("send the whole request at once; a client that retries will be answered")
+        .into_response(),
+    }
 }
 
 /// Every log line written while a request is handled carries its method and route (the route's

@@ -21,6 +21,8 @@ pub struct WorkerConfig {
     pub reconnect: bool,
     /// Jobs run at once; `None` means the CPU count.
     pub max_jobs: Option<u32>,
+    /// A plain `http://` URL to another host is allowed (credentials in clear text).
+    pub allow_plaintext: bool,
 }
 
 impl fmt::Debug for WorkerConfig {
@@ -40,6 +42,7 @@ impl fmt::Debug for WorkerConfig {
             .field("ca_fingerprint", &self.ca_fingerprint)
             .field("reconnect", &self.reconnect)
             .field("max_jobs", &self.max_jobs)
+            .field("allow_plaintext", &self.allow_plaintext)
             .finish()
     }
 }

@@ -60,6 +60,14 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
             )
         })?;
     let endpoint = Endpoint::new(url, &trust)?;
+    if !config.allow_plaintext && !endpoint.is_safe_without_tls() {
+        return Err(WorkerError::config(
+            format!(
+                "`{url}` is a plain http:// URL to another host: the worker's credentials would cross the network in clear text"
+            ),
+            "use the server's https:// URL, or pass `--allow-plaintext` if a trusted network or a TLS proxy protects the way",
+        ));
+    }
     let labels = Labels::parse_all(config.labels.iter().map(String::as_str)).map_err(|e| {
         WorkerError::config(
             e.to_string(),

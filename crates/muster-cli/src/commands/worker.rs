@@ -25,6 +25,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         ca_fingerprint: args.ca_fingerprint,
         reconnect: !args.no_reconnect,
         max_jobs: args.max_jobs,
+        allow_plaintext: args.allow_plaintext,
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

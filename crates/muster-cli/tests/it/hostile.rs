@@ -767,3 +767,128 @@ fn a_revoked_worker_that_stopped_reading_is_cut_off_and_starts_nothing() {
         );
     }
 }
+
+/// A TLS connection to `server` from the loopback address `source`.
+async fn tls_from(
+    source: [u8; 4],
+    server: &Server,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let digest = muster_client::trust::parse_fingerprint(&server.fingerprint()).expect("fp");
+    let config = muster_client::Trust::Fingerprint(digest)
+        .client_config()
+        .expect("tls config");
+    let tcp = connect_from(source, server.addr()).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+}
+
+/// Before: a `POST /api/v1/enroll` trickling one byte a second stayed open indefinitely, and
+/// enough of them filled the connection cap. Now a request must be answered within 30 s, and
+/// a source has at most 64 connections waiting for their first answer.
+#[test]
+fn slow_requests_are_bounded_in_time_and_in_number_per_source() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::start_default();
+    let http = server.http();
+    let health = format!("{}/api/v1/health", server.url());
+    let (held, trickled) = block_on(async {
+        // 100 connections from one source, each with half a request.
+        let mut open = Vec::new();
+        for _ in 0..100 {
+            if let Ok(mut tls) = tls_from([127, 0, 0, 5], &server).await {
+                let _ = tls
+                    .write_all(b"POST /api/v1/enroll HTTP/1.1\r\nhost: x\r\n")
+                    .await;
+                open.push(tls);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Those over the bound were closed: a read ends at once.
+        let mut held = 0;
+        for tls in &mut open {
+            let mut byte = [0u8; 1];
+            let still_open = tokio::time::timeout(Duration::from_millis(50), tls.read(&mut byte))
+                .await
+                .is_err();
+            if still_open {
+                held += 1;
+            }
+        }
+        // An honest client is served meanwhile.
+        assert!(
+            http.get(&health)
+                .send()
+                .await
+                .expect("health")
+                .status()
+                .is_success()
+        );
+        // A body trickled one byte a second is cut off by the request deadline.
+        let mut tls = tls_from([127, 0, 0, 6], &server).await.expect("tls");
+        tls.write_all(
+            b"POST /api/v1/enroll HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
+        )
+        .await
+        .expect("headers");
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        loop {
+            let mut buf = [0u8; 512];
+            tokio::select! {
+                read = tls.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => { answer.extend_from_slice(&buf[..n]); break; }
+                },
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if tls.write_all(b" ").await.is_err() {
+                        break;
+                    }
+                    if started.elapsed() > Duration::from_secs(60) {
+                        break;
+                    }
+                }
+            }
+        }
+        (
+            held,
+            (
+                started.elapsed(),
+                String::from_utf8_lossy(&answer).into_owned(),
+            ),
+        )
+    });
+    assert!(
+        (48..=64).contains(&held),
+        "{held} connections of one source were held waiting (the bound is 64)"
+    );
+    let (took, answer) = trickled;
+    assert!(
+        took < Duration::from_secs(40),
+        "the trickle lasted {took:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+/// Before: the worker sent its token, secret or API key in clear text to any `http://` URL.
+/// Now a plain URL to another host is refused before any network call, unless allowed.
+#[test]
+fn credentials_never_go_in_clear_text_to_another_host_unless_allowed() {
+    let server = Server::start_default();
+    let mut worker = server
+        .worker("cleartext")
+        .url("http://192.0.2.10:7443")
+        .no_fingerprint()
+        .token("cleartext.0123456789abcdef")
+        .start();
+    assert_eq!(
+        worker.wait_exit(Duration::from_secs(10)),
+        2,
+        "{}",
+        worker.stderr()
+    );
+    let line = worker.error_line();
+    assert!(line.contains("in clear text"), "{line}");
+    assert!(line.contains("--allow-plaintext"), "{line}");
+}

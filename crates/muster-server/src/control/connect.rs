@@ -267,6 +267,9 @@ pub async fn connect(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
+        // One frame is never larger than one message: a worker cannot make the server buffer
+        // 16 MiB (the library's default frame limit) before the message limit applies.
+        .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| lifecycle::serve(app, admitted, socket).instrument(span)))
 }
 

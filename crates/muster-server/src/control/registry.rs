@@ -153,7 +153,9 @@ impl Session {
     /// Whether a new job may be placed here now: not closing, and heard from recently.
     pub fn takes_jobs(&self, now: Timestamp) -> bool {
         !self.is_closing()
-            && now.unix_millis().saturating_sub(self.last_seen().unix_millis())
+            && now
+                .unix_millis()
+                .saturating_sub(self.last_seen().unix_millis())
                 <= self.stale_after_millis.load(Ordering::Relaxed)
     }
 

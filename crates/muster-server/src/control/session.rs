@@ -557,7 +557,11 @@ mod tests {
         s.close(CloseCode::Revoked, "revoked");
         assert!(!s.takes_jobs(clock.now()), "out of placement at once");
         assert_eq!(task.await.unwrap(), Ended::Closed(CloseCode::Revoked));
-        assert_eq!(before.elapsed(), Duration::ZERO, "not a moment waiting for the sends");
+        assert_eq!(
+            before.elapsed(),
+            Duration::ZERO,
+            "not a moment waiting for the sends"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -568,7 +572,10 @@ mod tests {
         s.inbox.push(job_start(1));
         s.inbox.push(job_start(2));
         s.close(CloseCode::Revoked, "revoked");
-        assert_eq!(close_code(pipe.from_server.recv().await), Some(CloseCode::Revoked));
+        assert_eq!(
+            close_code(pipe.from_server.recv().await),
+            Some(CloseCode::Revoked)
+        );
         pipe.to_server.send(Ok(Message::Close(None))).unwrap();
         assert_eq!(task.await.unwrap(), Ended::Closed(CloseCode::Revoked));
     }
@@ -607,7 +614,10 @@ mod tests {
             .with_staleness(Duration::from_secs(10));
         assert!(s.takes_jobs(clock.now()));
         let later = Timestamp::from_unix_millis(10_001);
-        assert!(!s.takes_jobs(later), "silent for longer than two heartbeats");
+        assert!(
+            !s.takes_jobs(later),
+            "silent for longer than two heartbeats"
+        );
         s.saw(later);
         assert!(s.takes_jobs(later));
     }

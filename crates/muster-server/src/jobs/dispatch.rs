@@ -62,8 +62,8 @@ impl Jobs {
                 .filter(|s| s.takes_jobs(now)),
         )
         .and_then(|t| sessions.iter().find(|s| s.conn_id == t.conn_id))
-            .filter(|s| s.reserve(&job.id))
-            .cloned()
+        .filter(|s| s.reserve(&job.id))
+        .cloned()
     }
 
     async fn submit_queued(&self, job: Job, audit: AuditEvent) -> Result<Job, StoreError> {

@@ -26,6 +26,7 @@ use tower::ServiceExt;
 
 use crate::error::AppError;
 use crate::lean_tls::{ChannelBinding, LeanTls};
+use crate::sources::{PerSource, SourceGuard};
 use gate::HandshakeGate;
 
 /// The caller's network address, as the listener saw it.
@@ -125,7 +126,18 @@ pub struct Listener {
     pub cap: usize,
     pub open: Arc<AtomicUsize>,
     gate: Arc<HandshakeGate>,
+    /// Connections of one source that have not had their first request answered yet: the
+    /// phase before anyone is authenticated, where a slow client could otherwise pile up
+    /// connections until the cap.
+    first_requests: Arc<PerSource>,
 }
+
+/// Connections of one source waiting for their first request to be answered (after the TLS
+/// handshake). An honest worker's upgrade is answered within milliseconds, so even a fleet
+/// behind one address has few here at once.
+const FIRST_REQUESTS_PER_SOURCE: u32 = 64;
+/// How long a client has to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Listener {
     pub fn new(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
@@ -134,6 +146,7 @@ impl Listener {
             cap: connection_cap(),
             open: Arc::new(AtomicUsize::new(0)),
             gate: Arc::new(HandshakeGate::default()),
+            first_requests: PerSource::new(FIRST_REQUESTS_PER_SOURCE),
         }
     }
 }
@@ -239,6 +252,16 @@ impl Listener {
         }
     }
 
+    /// A place among the source's connections waiting for their first answer, or `None` (the
+    /// connection is dropped) when it has too many.
+    fn first_request_slot(&self, remote: SocketAddr) -> Option<SourceGuard> {
+        let slot = self.first_requests.try_enter(remote.ip());
+        if slot.is_none() {
+            tracing::debug!(%remote, "too many connections from one source waiting for their first answer");
+        }
+        slot
+    }
+
     async fn handle(
         &self,
         stream: TcpStream,
@@ -260,7 +283,10 @@ impl Listener {
                 stream,
                 _guard: guard,
             };
-            serve_http(TokioIo::new(stream), remote, None, app, shutdown).await;
+            let Some(first) = self.first_request_slot(remote) else {
+                return;
+            };
+            serve_http(TokioIo::new(stream), remote, None, first, app, shutdown).await;
             return;
         };
         let source = remote.ip();
@@ -304,7 +330,10 @@ impl Listener {
         drop(permit);
         match result {
             Ok(Ok((tls, binding))) => {
-                serve_http(TokioIo::new(tls), remote, binding, app, shutdown).await
+                let Some(first) = self.first_request_slot(remote) else {
+                    return;
+                };
+                serve_http(TokioIo::new(tls), remote, binding, first, app, shutdown).await
             }
             Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
@@ -341,25 +370,35 @@ async fn refuse_plain_http(mut stream: TcpStream) {
 
 /// Serves HTTP on one connection. Every request carries the peer's address and, over TLS 1.3,
 /// the connection's [`ChannelBinding`] (as request extensions).
+/// `first` holds the connection's place among its source's connections waiting for a first
+/// answer; it is given up once the first request is answered.
 async fn serve_http<I>(
     io: TokioIo<I>,
     remote: SocketAddr,
     binding: Option<ChannelBinding>,
+    first: SourceGuard,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let first = Arc::new(std::sync::Mutex::new(Some(first)));
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
         if let Some(binding) = binding {
             request.extensions_mut().insert(binding);
         }
-        app.clone().oneshot(request)
+        let answered = app.clone().oneshot(request);
+        let first = Arc::clone(&first);
+        async move {
+            let response = answered.await;
+            first.lock().unwrap_or_else(|e| e.into_inner()).take();
+            response
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true)
         .serve_connection(io, service)
         .with_upgrades();

@@ -85,6 +85,14 @@ impl Endpoint {
         })
     }
 
+    /// Whether credentials may travel to this server as they are: over TLS, or in clear text
+    /// to this machine only (a loopback address or `localhost`).
+    pub fn is_safe_without_tls(&self) -> bool {
+        self.tls.is_some()
+            || self.host.eq_ignore_ascii_case("localhost")
+            || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// A REST client for this server (the worker's enrollment, and nonces where there is no TLS).
     pub fn client(&self) -> Result<muster_client::Client, WorkerError> {
         muster_client::Client::new(&self.base_url, &self.trust, None).map_err(|e| {

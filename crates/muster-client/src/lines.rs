@@ -105,7 +105,10 @@ mod tests {
     fn lines_split_across_chunks_come_out_whole() {
         let mut splitter = LineSplitter::new(16);
         splitter.push(b"{\"a\":1}\n{\"b\"");
-        assert_eq!(lines_of(&mut splitter).unwrap(), vec![b"{\"a\":1}".to_vec()]);
+        assert_eq!(
+            lines_of(&mut splitter).unwrap(),
+            vec![b"{\"a\":1}".to_vec()]
+        );
         splitter.push(b":2}");
         assert_eq!(lines_of(&mut splitter).unwrap(), Vec::<Vec<u8>>::new());
         splitter.push(b"\n\nx\n");
@@ -113,7 +116,11 @@ mod tests {
             lines_of(&mut splitter).unwrap(),
             vec![b"{\"b\":2}".to_vec(), Vec::new(), b"x".to_vec()]
         );
-        assert_eq!(splitter.buffered(), 0, "nothing is kept once every line is taken");
+        assert_eq!(
+            splitter.buffered(),
+            0,
+            "nothing is kept once every line is taken"
+        );
     }
 
     #[test]

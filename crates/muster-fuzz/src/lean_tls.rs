@@ -36,7 +36,7 @@ pub const MAX_REPLY: usize = 20_000;
 /// Read sizes and write capacities, at most this many of each (used in turn).
 const MAX_STEPS: usize = 16;
 
-const REPLY: [u8; MAX_REPLY] = [b'r'; MAX_REPLY];
+static REPLY: [u8; MAX_REPLY] = [b'r'; MAX_REPLY];
 
 /// How the client's bytes arrive, and what the server sends back.
 #[derive(Debug, Clone, PartialEq, Eq)]

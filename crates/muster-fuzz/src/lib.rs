@@ -11,8 +11,11 @@ pub mod follow_reader;
 pub mod lean_tls;
 pub mod names_labels_durations;
 
+/// A target's body: takes any bytes, panics only on a bug.
+pub type Body = fn(&[u8]);
+
 /// Every target by name (its directory under `fuzz/corpus/`), with its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("lean_tls", lean_tls::run),
     ("control_message", control_message::run),
     ("enroll_body", enroll_body::run),

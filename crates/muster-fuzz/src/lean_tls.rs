@@ -334,6 +334,28 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "more than")]
+    fn a_connection_that_holds_more_than_the_limit_fails_the_target() {
+        // A heap that grows by the limit at every poll, as a connection buffering its whole
+        // stream would.
+        let allocated = std::cell::Cell::new(0);
+        let heap = || {
+            allocated.set(allocated.get() + HELD_LIMIT);
+            allocated.get()
+        };
+        let plan = Plan {
+            preread: false,
+            repeat: 1,
+            // Every read is "not ready" once: one poll per byte.
+            reads: vec![0],
+            writes: vec![],
+            reply: 0,
+            stream: b"\x16\x03\x01\x00\x05hello",
+        };
+        run_with(&plan.encode(), Some(&heap), &mut |_| {});
+    }
+
+    #[test]
     fn garbage_ends_in_an_error_without_a_handshake() {
         let plan = Plan {
             preread: false,

@@ -61,7 +61,7 @@ impl<'a> Plan<'a> {
     /// Reads a plan from fuzzer bytes. Every input is some plan: missing bytes read as zero.
     pub fn decode(data: &'a [u8]) -> Self {
         let mut u = Unstructured::new(data);
-        let mut byte = || u8::arbitrary_or_zero(&mut u);
+        let mut byte = || u.arbitrary::<u8>().unwrap_or(0);
         let flags = byte();
         let repeat = usize::from(byte()) + 1;
         let n_reads = usize::from(byte()) % (MAX_STEPS + 1);
@@ -96,16 +96,6 @@ impl<'a> Plan<'a> {
         out.extend_from_slice(&(self.reply as u16).to_le_bytes());
         out.extend_from_slice(self.stream);
         out
-    }
-}
-
-trait OrZero {
-    fn arbitrary_or_zero(u: &mut Unstructured<'_>) -> Self;
-}
-
-impl OrZero for u8 {
-    fn arbitrary_or_zero(u: &mut Unstructured<'_>) -> Self {
-        u.arbitrary().unwrap_or(0)
     }
 }
 

@@ -5,6 +5,7 @@
 //! one place that turns transport failures and error bodies into [`ClientError`]s with their hints;
 //! splitting the methods by resource would only spread one `impl Client` over several files.
 
+pub mod lines;
 pub mod local;
 pub mod trust;
 
@@ -344,7 +345,7 @@ impl Client {
         let response = self.send_streaming(Method::GET, &path).await?;
         Ok(JobEvents {
             response,
-            buffer: Vec::new(),
+            lines: lines::LineSplitter::new(lines::MAX_LINE),
             base: self.base.clone(),
         })
     }
@@ -389,7 +390,7 @@ fn with_query(path: &str, query: &[(&str, String)]) -> String {
 /// The events of a job's output stream, one at a time.
 pub struct JobEvents {
     response: reqwest::Response,
-    buffer: Vec<u8>,
+    lines: lines::LineSplitter,
     base: String,
 }
 
@@ -397,14 +398,17 @@ impl JobEvents {
     /// The next event, or `None` when the stream ends.
     pub async fn next(&mut self) -> Result<Option<JobEvent>, ClientError> {
         loop {
-            if let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=pos).collect();
-                return serde_json::from_slice(&line[..pos])
+            let line = self
+                .lines
+                .next_line()
+                .map_err(|e| ClientError::Protocol(format!("bad output stream: {e}")))?;
+            if let Some(line) = line {
+                return serde_json::from_slice(line)
                     .map(Some)
                     .map_err(|e| ClientError::Protocol(format!("bad output event: {e}")));
             }
             match self.response.chunk().await {
-                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(Some(chunk)) => self.lines.push(&chunk),
                 Ok(None) => return Ok(None),
                 Err(e) => {
                     return Err(ClientError::Unreachable {

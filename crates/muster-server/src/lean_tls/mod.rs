@@ -362,8 +362,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
     /// After rustls refused the peer's records: encodes the fatal alert it queued (if any) into
     /// `outgoing`, so the peer learns why before the connection goes.
     fn queue_alert(&mut self) {
-        loop {
-            let status = self.conn.process_tls_records(&mut []);
+        // Only while rustls has records queued: it hands those out before it reads any input,
+        // and reading input again after an error would refuse it a second time. The buffer is
+        // still what is left of the peer's bytes, never a stand-in: rustls keeps a handshake
+        // message that spans records in it, and indexes into it.
+        while self.conn.wants_write() {
+            let status = self.conn.process_tls_records(&mut self.incoming);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     if append(&mut self.outgoing, 64, |buf| {

@@ -459,6 +459,27 @@ async fn a_peer_that_is_not_tls_is_refused() {
     assert!(server.await.unwrap().is_err());
 }
 
+/// Found by the `lean_tls` fuzz target: rustls keeps a handshake message that spans records in
+/// the caller's buffer, so the alert it queues after refusing the peer must be fetched with that
+/// buffer, not an empty one (rustls then indexed past the end of it and panicked).
+#[tokio::test]
+async fn a_refused_handshake_message_spanning_records_does_not_panic() {
+    let (server_config, _) = configs();
+    let (mut client_io, server_io) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(async move {
+        let mut tls = LeanTls::new(server_io, server_config).unwrap();
+        tls.handshake().await
+    });
+    client_io
+        .write_all(&[0x16, 0x03, 0x01, 0x01].repeat(256))
+        .await
+        .unwrap();
+    drop(client_io);
+    let result = server.await;
+    assert!(result.is_ok(), "the handshake panicked");
+    assert!(result.unwrap().is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 

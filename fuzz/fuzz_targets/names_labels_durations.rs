@@ -1,0 +1,4 @@
+//! See `muster_fuzz::names_labels_durations`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| muster_fuzz::names_labels_durations::run(data));

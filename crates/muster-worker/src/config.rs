@@ -21,6 +21,10 @@ pub struct WorkerConfig {
     pub reconnect: bool,
     /// Jobs run at once; `None` means the CPU count.
     pub max_jobs: Option<u32>,
+    /// Run jobs as this user (the worker must run as root).
+    pub job_user: Option<String>,
+    /// Paths jobs may write besides their own directory, `/tmp` and `/dev`.
+    pub job_writable: Vec<PathBuf>,
 }
 
 impl fmt::Debug for WorkerConfig {
@@ -40,6 +44,8 @@ impl fmt::Debug for WorkerConfig {
             .field("ca_fingerprint", &self.ca_fingerprint)
             .field("reconnect", &self.reconnect)
             .field("max_jobs", &self.max_jobs)
+            .field("job_user", &self.job_user)
+            .field("job_writable", &self.job_writable)
             .finish()
     }
 }

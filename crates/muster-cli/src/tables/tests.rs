@@ -58,6 +58,7 @@ fn worker_view(name: &str, status: WorkerStatus, via: EnrolledVia) -> WorkerView
         running_jobs: 0,
         slots: 0,
         remote_addr: None,
+        confinement: None,
     }
 }
 

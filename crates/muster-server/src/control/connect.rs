@@ -15,6 +15,7 @@ use axum::response::Response;
 use muster_core::audit::Outcome;
 use muster_core::worker::AdmitRefusal;
 use muster_core::{Labels, MachineId, Worker, WorkerId, WorkerStatus};
+use muster_proto::confinement::{self, Confinement};
 use muster_proto::control::{CloseCode, close};
 use muster_proto::{ErrorCode, PROTOCOL_VERSION, headers};
 use muster_store::flows::workers;
@@ -39,6 +40,7 @@ struct Credentials {
     key: String,
     slots: u32,
     labels: Labels,
+    confinement: Option<Confinement>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -92,6 +94,7 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
         key,
         slots,
         labels,
+        confinement: header(headers, confinement::HEADER).and_then(|v| v.parse().ok()),
     })
 }
 
@@ -245,15 +248,18 @@ async fn open_session(
     cuts_before: u64,
 ) -> (Arc<Session>, Option<muster_core::Timestamp>) {
     save_new_labels(app, &worker, &labels).await;
-    let session = Arc::new(Session::new(
-        app.registry.next_conn_id(),
-        worker.id.clone(),
-        worker.name.clone(),
-        remote,
-        app.clock.now(),
-        creds.slots,
-        labels,
-    ));
+    let session = Arc::new(
+        Session::new(
+            app.registry.next_conn_id(),
+            worker.id.clone(),
+            worker.name.clone(),
+            remote,
+            app.clock.now(),
+            creds.slots,
+            labels,
+        )
+        .with_confinement(creds.confinement),
+    );
     if let Some(old) = app.registry.insert(Arc::clone(&session)) {
         old.close(
             close::REPLACED,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use muster_core::job::{Candidate, JobId};
 use muster_core::{Labels, Name, Timestamp, WorkerId};
+use muster_proto::confinement::Confinement;
 use muster_proto::control::{CloseCode, ServerMessage};
 use tokio::sync::Notify;
 
@@ -62,6 +63,8 @@ pub struct Session {
     pub slots: u32,
     /// The worker's labels, for placing jobs.
     pub labels: Labels,
+    /// How the worker said it confines its jobs (`None`: it did not say).
+    pub confinement: Option<Confinement>,
     /// Jobs placed on this worker and not yet ended.
     jobs: Mutex<HashSet<JobId>>,
     last_seen_millis: AtomicI64,
@@ -86,10 +89,17 @@ impl Session {
             connected_at: now,
             slots,
             labels,
+            confinement: None,
             jobs: Mutex::new(HashSet::new()),
             last_seen_millis: AtomicI64::new(now.unix_millis()),
             inbox: Inbox::default(),
         }
+    }
+
+    /// The session of a worker that said how it confines its jobs.
+    pub fn with_confinement(mut self, confinement: Option<Confinement>) -> Self {
+        self.confinement = confinement;
+        self
     }
 
     pub fn saw(&self, now: Timestamp) {

@@ -212,14 +212,17 @@ fn spawn(spec: &LaunchSpec) -> Result<Pid, String> {
         .map_or_else(|| nix::unistd::geteuid().is_root(), |u| u.uid == 0);
     // SAFETY: the closure runs in the forked child before exec. The launcher is single-threaded
     // (it runs before any runtime or thread is started), so the child is a faithful copy with no
-    // lock held by another thread, and what the closure does (set groups and ids, capget and
-    // capset, prctl, and the landlock_restrict_self system call) is safe there. std offers no
+    // lock held by another thread, and what the closure does (unblock signals, set groups and
+    // ids, capget and capset, prctl, and the landlock_restrict_self system call) is safe there. std offers no
     // safe way to act between fork and exec; the user switch needs supplementary groups (not in
     // stable std) and must come after the chdir into the job's directory, which the job user may
     // not be able to reach by its path.
     #[allow(unsafe_code)]
     unsafe {
         command.pre_exec(move || {
+            // The launcher blocks the signals it reads from its signalfd; the mask is inherited
+            // through exec, and the command must start with none blocked.
+            SigSet::all().thread_unblock()?;
             if let Some(user) = &user {
                 become_user(user)?;
             }

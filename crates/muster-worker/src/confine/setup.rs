@@ -61,6 +61,12 @@ impl JobSetup {
         writable: Vec<PathBuf>,
         user: Option<JobUser>,
     ) -> Self {
+        // The worker holds credentials in memory and perhaps in its environment: no process of
+        // its user without CAP_SYS_PTRACE may trace it or read its /proc files, sandboxed or not
+        // (this also turns off its core dumps).
+        if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+            tracing::warn!(error = %e, "cannot make the worker undumpable");
+        }
         let exe = PathBuf::from(SELF_EXE);
         let confinement = probe(&exe).await;
         let mut writable: Vec<PathBuf> = ALWAYS_WRITABLE

@@ -48,24 +48,74 @@ fn run(server: &Server, worker: &str, script: &str) -> Output {
     server.cli(&["job", "run", "--worker", worker, "--", "sh", "-c", script])
 }
 
-/// A shell line that tries `command` and prints `<label>: allowed` or `<label>: denied`.
-fn attempt(label: &str, command: &str) -> String {
-    assert!(
-        !label.contains('\''),
-        "labels go inside single quotes: {label}"
-    );
-    format!(
-        "if {command} >/dev/null 2>&1; then echo '{label}: allowed'; else echo '{label}: denied'; fi\n"
-    )
+/// A script of attempts, each expected to work or to be refused, run as one job and checked.
+#[derive(Default)]
+struct Attempts {
+    script: String,
+    expected: Vec<(String, &'static str)>,
 }
 
-/// The verdicts a script of [`attempt`]s printed, by label.
-fn verdicts(out: &Output) -> BTreeMap<String, String> {
-    text(&out.stdout)
-        .lines()
-        .filter_map(|l| l.rsplit_once(": "))
-        .map(|(label, verdict)| (label.to_owned(), verdict.to_owned()))
-        .collect()
+impl Attempts {
+    /// Adds a shell line that tries `command` and prints `<label>: allowed` or `<label>: denied`.
+    fn expect(mut self, verdict: &'static str, label: &str, command: &str) -> Self {
+        assert!(
+            !label.contains('\''),
+            "labels go inside single quotes: {label}"
+        );
+        self.script += &format!(
+            "if {command} >/dev/null 2>&1; then echo '{label}: allowed'; else echo '{label}: denied'; fi\n"
+        );
+        self.expected.push((label.to_owned(), verdict));
+        self
+    }
+
+    fn allowed(self, label: &str, command: &str) -> Self {
+        self.expect("allowed", label, command)
+    }
+
+    fn denied(self, label: &str, command: &str) -> Self {
+        self.expect("denied", label, command)
+    }
+
+    fn reads_denied(self, paths: &[PathBuf]) -> Self {
+        paths.iter().fold(self, |a, path| {
+            a.denied(
+                &format!("read {}", path.display()),
+                &format!("cat '{}'", path.display()),
+            )
+        })
+    }
+
+    /// What every confined job may do: write its own directory, `/tmp` and `/dev/null`, read the
+    /// system.
+    fn own_space(self) -> Self {
+        let tmp = format!("/tmp/muster-confinement-{}-$$", std::process::id());
+        self.allowed("write its own directory", "echo ok > own && grep -q ok own")
+            .allowed(
+                "write /tmp",
+                &format!("echo ok > {tmp} && grep -q ok {tmp} && rm {tmp}"),
+            )
+            .allowed("read /etc/hostname", "cat /etc/hostname")
+            .allowed("write /dev/null", "echo x > /dev/null")
+    }
+
+    /// Runs the script on `worker` (after `preamble`, whose output comes first) and checks
+    /// every verdict. Returns the job's stdout.
+    fn check(self, server: &Server, worker: &str, preamble: &str) -> String {
+        let out = run(server, worker, &format!("{preamble}{}", self.script));
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let stdout = text(&out.stdout);
+        let verdicts: BTreeMap<&str, &str> =
+            stdout.lines().filter_map(|l| l.rsplit_once(": ")).collect();
+        for (label, verdict) in &self.expected {
+            assert_eq!(
+                verdicts.get(label.as_str()).copied(),
+                Some(*verdict),
+                "{label}: {verdicts:#?}"
+            );
+        }
+        stdout
+    }
 }
 
 /// Every file under `dir`, except beneath `skip`.
@@ -87,32 +137,6 @@ fn files_under(dir: &Path, skip: &Path) -> Vec<PathBuf> {
     }
     found.sort();
     found
-}
-
-/// The attempts every confined job makes on its own space and the system: each must work.
-fn own_space_attempts(tmp_file: &Path) -> (String, Vec<&'static str>) {
-    let script = [
-        attempt("write its own directory", "echo ok > own && grep -q ok own"),
-        attempt(
-            "write /tmp",
-            &format!(
-                "echo ok > {f} && grep -q ok {f} && rm {f}",
-                f = tmp_file.display()
-            ),
-        ),
-        attempt("read /etc/hostname", "cat /etc/hostname"),
-        attempt("write /dev/null", "echo x > /dev/null"),
-    ]
-    .concat();
-    (
-        script,
-        vec![
-            "write its own directory",
-            "write /tmp",
-            "read /etc/hostname",
-            "write /dev/null",
-        ],
-    )
 }
 
 fn assert_confinement_shown(server: &Server, worker: &str) {
@@ -165,55 +189,21 @@ fn a_job_cannot_reach_its_workers_credentials_and_still_uses_its_own_space() {
     secrets.push(other_file.clone());
     let identity_before = std::fs::read(state.join("identity.json")).unwrap();
 
-    let tmp_file = PathBuf::from(format!("/tmp/muster-confinement-{}", std::process::id()));
-    let (own, must_work) = own_space_attempts(&tmp_file);
-    let mut script = own;
-    script += &attempt("read ../../identity.json", "cat ../../identity.json");
-    for secret in &secrets {
-        script += &attempt(
-            &format!("read {}", secret.display()),
-            &format!("cat '{}'", secret.display()),
-        );
-    }
-    script += &attempt(
-        "read the worker environment",
-        &format!("cat /proc/{}/environ", worker.pid()),
-    );
-    script += &attempt("plant a file in the state dir", "touch ../../planted");
-    script += &attempt("delete the identity", "rm ../../identity.json");
-    script += &attempt(
-        "write the other job directory",
-        &format!("echo x >> '{}'", other_file.display()),
-    );
-
-    let out = run(&server, "sealed", &script);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let verdicts = verdicts(&out);
-    for label in must_work {
-        assert_eq!(
-            verdicts.get(label).map(String::as_str),
-            Some("allowed"),
-            "{label}: {verdicts:#?}"
-        );
-    }
-    let denied: Vec<String> = [
-        "read ../../identity.json",
-        "read the worker environment",
-        "plant a file in the state dir",
-        "delete the identity",
-        "write the other job directory",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .chain(secrets.iter().map(|s| format!("read {}", s.display())))
-    .collect();
-    for label in &denied {
-        assert_eq!(
-            verdicts.get(label).map(String::as_str),
-            Some("denied"),
-            "{label}: {verdicts:#?}"
-        );
-    }
+    Attempts::default()
+        .own_space()
+        .denied("read ../../identity.json", "cat ../../identity.json")
+        .reads_denied(&secrets)
+        .denied(
+            "read the worker environment",
+            &format!("cat /proc/{}/environ", worker.pid()),
+        )
+        .denied("plant a file in the state dir", "touch ../../planted")
+        .denied("delete the identity", "rm ../../identity.json")
+        .denied(
+            "write the other job directory",
+            &format!("echo x >> '{}'", other_file.display()),
+        )
+        .check(&server, "sealed", "");
     assert_eq!(
         std::fs::read(state.join("identity.json")).unwrap(),
         identity_before
@@ -280,39 +270,14 @@ fn a_job_on_the_builtin_worker_cannot_read_the_servers_data_dir() {
         "a TLS key in {secrets:?}"
     );
 
-    let tmp_file = PathBuf::from(format!("/tmp/muster-confinement-b-{}", std::process::id()));
-    let (mut script, must_work) = own_space_attempts(&tmp_file);
-    for secret in &secrets {
-        script += &attempt(
-            &format!("read {}", secret.display()),
-            &format!("cat '{}'", secret.display()),
-        );
-    }
-    script += &attempt(
-        "read the server environment",
-        &format!("cat /proc/{}/environ", server.pid()),
-    );
-    let out = run(&server, "builtin", &script);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let verdicts = verdicts(&out);
-    for label in must_work {
-        assert_eq!(
-            verdicts.get(label).map(String::as_str),
-            Some("allowed"),
-            "{label}: {verdicts:#?}"
-        );
-    }
-    for label in secrets
-        .iter()
-        .map(|s| format!("read {}", s.display()))
-        .chain(["read the server environment".to_owned()])
-    {
-        assert_eq!(
-            verdicts.get(&label).map(String::as_str),
-            Some("denied"),
-            "{label}: {verdicts:#?}"
-        );
-    }
+    Attempts::default()
+        .own_space()
+        .reads_denied(&secrets)
+        .denied(
+            "read the server environment",
+            &format!("cat /proc/{}/environ", server.pid()),
+        )
+        .check(&server, "builtin", "");
     assert_confinement_shown(&server, "builtin");
 }
 
@@ -320,52 +285,65 @@ fn a_job_on_the_builtin_worker_cannot_read_the_servers_data_dir() {
 
 /// A job whose processes try to outlive it: a grandchild that ignores SIGTERM, and a daemon
 /// that double-forks into a session of its own (and ignores SIGTERM too). Each writes its pid
-/// to `dir`.
-fn escaping_script(dir: &Path) -> String {
-    format!(
-        "trap '' TERM
+/// to a scratch dir in `/tmp` (which jobs may write).
+struct EscapingJob {
+    run: crate::harness::Process,
+    id: String,
+    /// The job's three processes, once they are all up.
+    pids: [(u32, &'static str); 3],
+    _scratch: tempfile::TempDir,
+}
+
+impl EscapingJob {
+    /// Starts it with `job run [run_args] -- sh -c SCRIPT` and waits until all three run.
+    fn start(server: &Server, run_args: &[&str]) -> Self {
+        let scratch = tempfile::Builder::new()
+            .prefix("muster-confinement-")
+            .tempdir()
+            .unwrap();
+        let script = format!(
+            "trap '' TERM
 echo $$ > {d}/main.pid
 sh -c 'trap \"\" TERM; echo $$ > {d}/grandchild.pid; exec sleep 300' &
 ( setsid sh -c 'trap \"\" TERM; echo $$ > {d}/daemon.pid; exec sleep 300' & )
 echo started
 wait",
-        d = dir.display()
-    )
-}
-
-/// The job's three processes, once they are all up.
-fn escaping_pids(dir: &Path) -> [(u32, &'static str); 3] {
-    let pids = [
-        (read_pid(&dir.join("main.pid"), STARTUP), "the job's shell"),
-        (
-            read_pid(&dir.join("grandchild.pid"), STARTUP),
-            "the grandchild that ignores SIGTERM",
-        ),
-        (
-            read_pid(&dir.join("daemon.pid"), STARTUP),
-            "the daemon in its own session",
-        ),
-    ];
-    for (pid, what) in pids {
-        assert!(crate::harness::alive(pid), "{what} ({pid}) is up");
+            d = scratch.path().display()
+        );
+        let mut args = vec!["job", "run"];
+        args.extend_from_slice(run_args);
+        args.extend_from_slice(&["--", "sh", "-c", &script]);
+        let run = server.spawn_cli("job-run", &args);
+        let pid = |name: &str| read_pid(&scratch.path().join(name), STARTUP);
+        let pids = [
+            (pid("main.pid"), "the job's shell"),
+            (pid("grandchild.pid"), "the grandchild that ignores SIGTERM"),
+            (pid("daemon.pid"), "the daemon in its own session"),
+        ];
+        for (pid, what) in pids {
+            assert!(crate::harness::alive(pid), "{what} ({pid}) is up");
+        }
+        // The daemon really left: another session than the job's shell.
+        assert_ne!(session_of(pids[2].0), session_of(pids[0].0));
+        Self {
+            run,
+            id: newest_job_id(server),
+            pids,
+            _scratch: scratch,
+        }
     }
-    // The daemon really left: another session than the job's shell.
-    assert_ne!(session_of(pids[2].0), session_of(pids[0].0));
-    pids
+
+    fn wait_all_gone(&self, within: Duration) {
+        for (pid, what) in self.pids {
+            wait_dead(pid, what, within);
+        }
+    }
 }
 
 fn session_of(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(3).map(str::to_owned)
-}
-
-/// A scratch dir in `/tmp`, which jobs may write.
-fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("muster-confinement-")
-        .tempdir()
-        .unwrap()
 }
 
 /// KILL_GRACE (2 s) after SIGTERM, plus room for a loaded machine.
@@ -385,43 +363,20 @@ fn newest_job_id(server: &Server) -> String {
 fn cancel_ends_every_process_of_the_job() {
     let server = server(false);
     let _worker = start_worker(&server, "tree-cancel", &[]);
-    let dir = scratch();
-    let mut job = server.spawn_cli(
-        "job-run",
-        &["job", "run", "--", "sh", "-c", &escaping_script(dir.path())],
-    );
-    let pids = escaping_pids(dir.path());
-    server.cli_ok(&["job", "cancel", &newest_job_id(&server)]);
-    for (pid, what) in pids {
-        wait_dead(pid, what, ALL_GONE_WITHIN);
-    }
-    assert_ne!(job.wait_exit(STARTUP), 0);
+    let mut job = EscapingJob::start(&server, &[]);
+    server.cli_ok(&["job", "cancel", &job.id]);
+    job.wait_all_gone(ALL_GONE_WITHIN);
+    assert_ne!(job.run.wait_exit(STARTUP), 0);
 }
 
 #[test]
 fn a_timeout_ends_every_process_of_the_job() {
     let server = server(false);
     let _worker = start_worker(&server, "tree-timeout", &[]);
-    let dir = scratch();
-    let mut job = server.spawn_cli(
-        "job-run",
-        &[
-            "job",
-            "run",
-            "--timeout",
-            "3s",
-            "--",
-            "sh",
-            "-c",
-            &escaping_script(dir.path()),
-        ],
-    );
-    let pids = escaping_pids(dir.path());
-    for (pid, what) in pids {
-        wait_dead(pid, what, Duration::from_secs(3) + ALL_GONE_WITHIN);
-    }
-    assert_ne!(job.wait_exit(STARTUP), 0);
-    let shown = server.cli_json(&["job", "show", &newest_job_id(&server)]);
+    let mut job = EscapingJob::start(&server, &["--timeout", "3s"]);
+    job.wait_all_gone(Duration::from_secs(3) + ALL_GONE_WITHIN);
+    assert_ne!(job.run.wait_exit(STARTUP), 0);
+    let shown = server.cli_json(&["job", "show", &job.id]);
     assert_eq!(shown["ending"]["how"], "timed_out", "{shown:#}");
 }
 
@@ -429,18 +384,11 @@ fn a_timeout_ends_every_process_of_the_job() {
 fn kill_9_of_the_worker_ends_every_process_of_the_job_and_a_restart_sweeps_its_directory() {
     let server = server(false);
     let mut worker = start_worker(&server, "tree-kill9", &[]);
-    let dir = scratch();
-    let _job = server.spawn_cli(
-        "job-run",
-        &["job", "run", "--", "sh", "-c", &escaping_script(dir.path())],
-    );
-    let pids = escaping_pids(dir.path());
-    let job_dir = worker.state_dir.join("jobs").join(newest_job_id(&server));
+    let job = EscapingJob::start(&server, &[]);
+    let job_dir = worker.state_dir.join("jobs").join(&job.id);
     assert!(job_dir.is_dir(), "{}", job_dir.display());
     worker.kill9();
-    for (pid, what) in pids {
-        wait_dead(pid, what, ALL_GONE_WITHIN);
-    }
+    job.wait_all_gone(ALL_GONE_WITHIN);
     // Nobody was left to delete its directory; the next worker on the state dir does.
     assert!(job_dir.is_dir());
     let _again = server.worker("tree-kill9").start();
@@ -464,15 +412,10 @@ fn job_user_runs_jobs_as_that_user() {
     }
     let server = server(false);
     let _worker = start_worker(&server, "as-nobody", &["--job-user", "nobody"]);
-    let tmp_file = PathBuf::from(format!("/tmp/muster-confinement-n-{}", std::process::id()));
-    let (own, must_work) = own_space_attempts(&tmp_file);
-    let script = format!(
-        "id -un; id -u; stat -c %U .\n{own}{}",
-        attempt("read ../../identity.json", "cat ../../identity.json")
-    );
-    let out = run(&server, "as-nobody", &script);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let stdout = text(&out.stdout);
+    let stdout = Attempts::default()
+        .own_space()
+        .denied("read ../../identity.json", "cat ../../identity.json")
+        .check(&server, "as-nobody", "id -un; id -u; stat -c %U .\n");
     let mut lines = stdout.lines();
     assert_eq!(lines.next(), Some("nobody"), "{stdout}");
     assert_eq!(lines.next(), Some("65534"), "{stdout}");
@@ -480,19 +423,6 @@ fn job_user_runs_jobs_as_that_user() {
         lines.next(),
         Some("nobody"),
         "the job's directory: {stdout}"
-    );
-    let verdicts = verdicts(&out);
-    for label in must_work {
-        assert_eq!(
-            verdicts.get(label).map(String::as_str),
-            Some("allowed"),
-            "{label}: {stdout}"
-        );
-    }
-    assert_eq!(
-        verdicts.get("read ../../identity.json").map(String::as_str),
-        Some("denied"),
-        "{stdout}"
     );
 }
 

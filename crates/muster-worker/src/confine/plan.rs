@@ -172,6 +172,24 @@ mod tests {
         }
     }
 
+    /// The rules for reading everything and writing `write`, but `protected`.
+    fn rules_of(
+        fs: &Fake,
+        protected: &[PathBuf],
+        write: &[PathBuf],
+        exempt: &[PathBuf],
+    ) -> Vec<Rule> {
+        rules(
+            &Grants {
+                protected,
+                read: &paths(&["/"]),
+                write,
+                exempt,
+            },
+            fs,
+        )
+    }
+
     fn paths(list: &[&str]) -> Vec<PathBuf> {
         list.iter().map(PathBuf::from).collect()
     }
@@ -211,14 +229,11 @@ mod tests {
             "/var/lib/wide/file",
         ]);
         let protected = paths(&["/var/lib/w"]);
-        let rules = rules(
-            &Grants {
-                protected: &protected,
-                read: &paths(&["/"]),
-                write: &paths(&["/tmp", "/dev"]),
-                exempt: &paths(&["/var/lib/w/jobs/j1"]),
-            },
+        let rules = rules_of(
             &fs,
+            &protected,
+            &paths(&["/tmp", "/dev"]),
+            &paths(&["/var/lib/w/jobs/j1"]),
         );
         (fs, rules)
     }
@@ -285,14 +300,11 @@ mod tests {
             "/etc/hostname",
         ]);
         let protected = paths(&["/tmp/it/state"]);
-        let rules = rules(
-            &Grants {
-                protected: &protected,
-                read: &paths(&["/"]),
-                write: &paths(&["/tmp"]),
-                exempt: &paths(&["/tmp/it/state/jobs/j1"]),
-            },
+        let rules = rules_of(
             &fs,
+            &protected,
+            &paths(&["/tmp"]),
+            &paths(&["/tmp/it/state/jobs/j1"]),
         );
         assert!(can_write(&rules, "/tmp/other/file"));
         assert!(can_write(&rules, "/tmp/it/scratch/pid"));
@@ -312,15 +324,7 @@ mod tests {
             "/etc/hostname",
         ]);
         let protected = paths(&["/etc/muster/tls.key"]);
-        let rules = rules(
-            &Grants {
-                protected: &protected,
-                read: &paths(&["/"]),
-                write: &[],
-                exempt: &paths(&["/srv/job"]),
-            },
-            &fs,
-        );
+        let rules = rules_of(&fs, &protected, &[], &paths(&["/srv/job"]));
         assert!(!can_read(&rules, "/etc/muster/tls.key"));
         assert!(can_read(&rules, "/etc/muster/tls.crt"));
         assert!(can_read(&rules, "/etc/hostname"));
@@ -337,14 +341,11 @@ mod tests {
             "/var/lib/muster/cache/x",
         ]);
         let protected = paths(&["/var/lib/muster", "/var/lib/muster/builtin-worker"]);
-        let rules = rules(
-            &Grants {
-                protected: &protected,
-                read: &paths(&["/"]),
-                write: &paths(&["/var/lib/muster/cache"]),
-                exempt: &paths(&["/var/lib/muster/builtin-worker/jobs/j1"]),
-            },
+        let rules = rules_of(
             &fs,
+            &protected,
+            &paths(&["/var/lib/muster/cache"]),
+            &paths(&["/var/lib/muster/builtin-worker/jobs/j1"]),
         );
         assert!(!can_read(&rules, "/var/lib/muster/admin-token"));
         assert!(!can_write(&rules, "/var/lib/muster/cache/x"));

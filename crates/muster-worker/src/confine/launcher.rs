@@ -128,13 +128,11 @@ fn report(mut control: &UnixStream, exit: &JobExit) {
 /// Waits until the command has exited, or the job must stop: a stop signal (the worker's
 /// death among them) or the worker closing its end of the control socket.
 fn wait_for_end(children: &mut Children, signals: &SignalFd, mut control: &UnixStream) {
-    let mut control_open = true;
     loop {
         if !children.reap() || children.ended().is_some() {
             return;
         }
-        let watch = control_open.then_some(control);
-        let (stop, control_ready) = wait_signals(signals, watch, Duration::MAX);
+        let (stop, control_ready) = wait_signals(signals, Some(control), Duration::MAX);
         if stop {
             return;
         }
@@ -143,7 +141,7 @@ fn wait_for_end(children: &mut Children, signals: &SignalFd, mut control: &UnixS
             match control.read(&mut buf) {
                 // The worker asks for nothing more than an end: any end of its stream is one.
                 Ok(0) | Err(_) => return,
-                Ok(_) => control_open = true,
+                Ok(_) => {}
             }
         }
     }

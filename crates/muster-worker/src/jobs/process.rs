@@ -193,6 +193,9 @@ async fn spawn_launcher(
     let mut command = job_command(launcher.exe.as_os_str(), start);
     // No kill_on_drop: killing the launcher outright would orphan the job's processes. If the
     // worker lets go of a job, its end of the socket closes, and the launcher ends the job.
+    // The launcher's parent-death signal follows the thread that forks it: here a runtime
+    // worker thread, which lives as long as the runtime (muster never uses `block_in_place`,
+    // which would let such a thread end early).
     command
         .arg(confine::SUBCOMMAND)
         .current_dir("/")

@@ -281,6 +281,57 @@ fn a_job_on_the_builtin_worker_cannot_read_the_servers_data_dir() {
     assert_confinement_shown(&server, "builtin");
 }
 
+#[test]
+fn job_writable_paths_are_writable_and_a_missing_one_is_a_configuration_error() {
+    let server = server(false);
+    let allowed = server.path("allowed");
+    let other = server.path("other");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    let also = server.path("also");
+    std::fs::create_dir_all(&also).unwrap();
+    // Through the environment, as a list, the way an operator would configure it.
+    let (token, _) = server.create_token("writer", "1h");
+    let _worker = server
+        .worker("writer")
+        .token(&token)
+        .env(
+            "MUSTER_JOB_WRITABLE",
+            &format!("{},{}", allowed.display(), also.display()),
+        )
+        .start();
+    server.wait_status("writer", "connected", STARTUP);
+    Attempts::default()
+        .allowed(
+            "write the allowed path",
+            &format!("echo ok > '{}/f'", allowed.display()),
+        )
+        .allowed(
+            "write the second allowed path",
+            &format!("echo ok > '{}/f'", also.display()),
+        )
+        .denied(
+            "write a path not allowed",
+            &format!("echo ok > '{}/f'", other.display()),
+        )
+        .check(&server, "writer", "");
+    assert!(allowed.join("f").exists() && !other.join("f").exists());
+
+    let (token, _) = server.create_token("misconfigured", "1h");
+    let mut worker = server
+        .worker("misconfigured")
+        .token(&token)
+        .arg("--job-writable")
+        .arg("/definitely/not/here")
+        .start();
+    assert_eq!(worker.wait_exit(STARTUP), 2);
+    let line = worker.error_line();
+    assert!(
+        line.contains("/definitely/not/here") && line.contains("--job-writable"),
+        "{line}"
+    );
+}
+
 // ---- every process of a job ends with it ----
 
 /// A job whose processes try to outlive it: a grandchild that ignores SIGTERM, and a daemon

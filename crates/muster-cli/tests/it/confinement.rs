@@ -6,7 +6,8 @@
 //! `--job-user` runs jobs as that user; `workers show` says how jobs are confined.
 //!
 //! The servers and state dirs of these tests live outside `/tmp` (which jobs may write), so what
-//! is protected and what is writable do not overlap.
+//! is protected and what is writable do not overlap. (Over 400 lines: one feature's tests and
+//! their two helpers, `Attempts` and `EscapingJob`, read best together.)
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;

@@ -36,6 +36,16 @@ pub enum Command {
     Enrollment(EnrollmentCommand),
     /// The audit log: who did what, when, from where.
     Audit(AuditArgs),
+    /// The job launcher: the worker starts it for every job (internal, not for people).
+    #[command(name = muster_worker::confine::SUBCOMMAND, hide = true)]
+    JobExec(JobExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobExecArgs {
+    /// Confine this process as a job would be and print the result.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +256,18 @@ pub struct WorkerArgs {
     /// safe).
     #[arg(long, env = "MUSTER_ALLOW_PLAINTEXT")]
     pub allow_plaintext: bool,
+    /// Run jobs as this user (the worker must run as root).
+    #[arg(long, env = "MUSTER_JOB_USER")]
+    pub job_user: Option<String>,
+    /// A path jobs may write besides their own directory, /tmp and /dev (repeatable; the env
+    /// var takes `PATH,PATH`).
+    #[arg(
+        long = "job-writable",
+        value_name = "PATH",
+        env = "MUSTER_JOB_WRITABLE",
+        value_delimiter = ','
+    )]
+    pub job_writable: Vec<PathBuf>,
 }
 
 /// The default state dir of a worker: `$XDG_DATA_HOME/muster-worker`.

@@ -13,6 +13,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // The job launcher must stay single-threaded (it acts between fork and exec), so it runs
+    // before the async runtime and its threads exist.
+    if let cli::Command::JobExec(args) = &cli.command {
+        return ExitCode::from(commands::job_exec::run(args));
+    }
     init_tracing(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,6 +11,7 @@ use muster_core::text::escape_controls;
 use muster_proto::api::{
     AuditEntry, EnrollmentStatus, JobView, TokenView, WorkerStatus, WorkerView,
 };
+use muster_proto::confinement::Confinement;
 
 use crate::output::{labels, or_dash, render, table, when};
 
@@ -91,7 +92,17 @@ pub fn worker(w: &WorkerView, now: Timestamp) -> String {
         ("revoked", when(w.revoked_at.as_deref(), now)),
         ("last seen", when(w.last_seen_at.as_deref(), now)),
         ("address", or_dash(w.remote_addr.as_deref())),
+        ("confinement", confinement(w.confinement.as_ref())),
     ])
+}
+
+/// How a connected worker confines its jobs: `landlock (ABI 7)`, `none: <why>`, or `-`.
+fn confinement(c: Option<&Confinement>) -> String {
+    match c {
+        Some(Confinement::Landlock { abi }) => format!("landlock (ABI {abi})"),
+        Some(Confinement::Unconfined { reason }) => format!("none: {reason}"),
+        None => "-".into(),
+    }
 }
 
 /// A worker's jobs column: `busy 2/4`, or `-` when it is not connected.

@@ -85,6 +85,9 @@ pub struct WorkerView {
     pub slots: u32,
     #[serde(default)]
     pub remote_addr: Option<String>,
+    /// How the connected worker confines its jobs (`None` when it is not connected).
+    #[serde(default)]
+    pub confinement: Option<crate::confinement::Confinement>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

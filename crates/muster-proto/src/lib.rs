@@ -4,6 +4,7 @@
 //! the one place that converts between these types and the domain's.
 
 pub mod api;
+pub mod confinement;
 pub mod control;
 pub mod error;
 pub mod identity;

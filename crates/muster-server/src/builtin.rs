@@ -1,7 +1,11 @@
 //! The built-in worker: a worker inside the server process, so a lone server can run jobs with
 //! nothing else installed. It is a real worker — the same control channel, the same job runner —
 //! that connects to its own server over loopback with an identity the server makes for it at
-//! every start (`enrolled_via: builtin`, name `builtin`).
+//! every start (`enrolled_via: builtin`, name `builtin`). Its jobs are confined like any
+//! worker's, and kept out of the whole data dir (the admin token, the TLS key, the database) and
+//! out of the files the server uses from elsewhere.
+
+use std::path::{Path, PathBuf};
 
 use muster_client::Trust;
 use muster_core::credentials::generate_id;
@@ -9,6 +13,7 @@ use muster_core::worker::WorkerIdentity;
 use muster_core::{ApiKey, EnrolledVia, Labels, Name, Worker, WorkerId};
 use muster_store::Store;
 use muster_worker::channel::{ChannelOptions, Endpoint, Identity};
+use muster_worker::confine::JobSetup;
 use muster_worker::identity::{FileTickets, Prover};
 use muster_worker::jobs::JobManager;
 use muster_worker::state_dir::StateDir;
@@ -16,6 +21,7 @@ use rand::rngs::OsRng;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::config::{ServeConfig, TlsMode};
 
 pub const NAME: &str = muster_core::worker::BUILTIN_NAME;
 
@@ -25,15 +31,53 @@ pub struct Target {
     pub fingerprint: Option<[u8; 32]>,
 }
 
+/// Where the built-in worker keeps its state, and what its jobs must not reach.
+pub struct Paths {
+    /// `<data-dir>/builtin-worker`.
+    pub state_dir: PathBuf,
+    /// The data dir, and the files the server uses from outside it.
+    pub protected: Vec<PathBuf>,
+}
+
+impl Paths {
+    pub fn new(data_dir: &Path, config: &ServeConfig) -> Self {
+        let mut protected = vec![data_dir.to_path_buf()];
+        if let TlsMode::Files { cert: _, key } = &config.tls {
+            protected.push(key.clone());
+        }
+        if let Some(file) = config.database_url.as_deref().and_then(sqlite_file) {
+            // SQLite keeps recent writes beside the database file.
+            for suffix in ["-wal", "-shm", "-journal"] {
+                let mut companion = file.clone().into_os_string();
+                companion.push(suffix);
+                protected.push(companion.into());
+            }
+            protected.push(file);
+        }
+        Self {
+            state_dir: data_dir.join("builtin-worker"),
+            protected,
+        }
+    }
+}
+
+/// The database file of an SQLite URL (read as `serve` opens it).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
 /// Prepares the built-in worker's identity and runs it until `shutdown`.
 pub async fn run(
     store: Store,
     clock: Clock,
-    state_dir: std::path::PathBuf,
+    paths: Paths,
     target: Target,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let state = match StateDir::open(&state_dir) {
+    let state = match StateDir::open(&paths.state_dir) {
         Ok(state) => state,
         Err(exit) => {
             tracing::error!("the built-in worker cannot start: {exit}");
@@ -62,12 +106,14 @@ pub async fn run(
     let slots = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
+    let job_setup = JobSetup::builtin(&paths.protected).await;
     let options = ChannelOptions {
         labels: String::new(),
         max_jobs: slots,
         bind: None,
+        confinement: Some(job_setup.confinement),
     };
-    let (mut jobs, mut outbound) = JobManager::new(state.jobs_dir());
+    let (mut jobs, mut outbound) = JobManager::new(state.jobs_dir(), job_setup.options);
     let result = muster_worker::maintain(
         &endpoint,
         &identity,

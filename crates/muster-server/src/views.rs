@@ -57,6 +57,7 @@ pub fn worker(worker: &Worker, now: Timestamp, registry: &Registry) -> WorkerVie
             .as_ref()
             .and_then(|s| s.remote_addr)
             .map(|a| a.ip().to_string()),
+        confinement: session.as_ref().and_then(|s| s.confinement.clone()),
     }
 }
 

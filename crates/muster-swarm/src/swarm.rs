@@ -16,7 +16,7 @@ use muster_proto::api::EnrollRequest;
 use muster_proto::control::{CloseCode, ServerMessage, Welcome};
 use muster_worker::channel::{ChannelEnd, ChannelOptions, Endpoint, Events, Identity};
 use muster_worker::identity::{MemoryTickets, Prover};
-use muster_worker::jobs::JobManager;
+use muster_worker::jobs::{JobManager, JobOptions};
 use tokio::sync::{Semaphore, watch};
 
 use crate::addrs::Sources;
@@ -55,7 +55,7 @@ pub async fn worker(
     let permit = shared.ramp.acquire().await.ok();
     let (jobs, mut outbound) = match &shared.jobs_dir {
         Some(dir) => {
-            let (jobs, outbound) = JobManager::new(dir.join(&*name));
+            let (jobs, outbound) = JobManager::new(dir.join(&*name), JobOptions::unconfined());
             (Some(jobs), Some(outbound))
         }
         None => (None, None),
@@ -129,6 +129,7 @@ pub async fn worker(
         labels: String::new(),
         max_jobs: 1,
         bind: shared.sources.map(|s| s.for_worker(index)),
+        confinement: None,
     };
     // The reconnect loop of `muster worker` itself, observed through the recorder.
     let result = muster_worker::maintain(

@@ -23,6 +23,10 @@ pub struct WorkerConfig {
     pub max_jobs: Option<u32>,
     /// A plain `http://` URL to another host is allowed (credentials in clear text).
     pub allow_plaintext: bool,
+    /// Run jobs as this user (the worker must run as root).
+    pub job_user: Option<String>,
+    /// Paths jobs may write besides their own directory, `/tmp` and `/dev`.
+    pub job_writable: Vec<PathBuf>,
 }
 
 impl fmt::Debug for WorkerConfig {
@@ -43,6 +47,8 @@ impl fmt::Debug for WorkerConfig {
             .field("reconnect", &self.reconnect)
             .field("max_jobs", &self.max_jobs)
             .field("allow_plaintext", &self.allow_plaintext)
+            .field("job_user", &self.job_user)
+            .field("job_writable", &self.job_writable)
             .finish()
     }
 }

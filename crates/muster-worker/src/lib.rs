@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod channel;
 pub mod classify;
 pub mod config;
+pub mod confine;
 pub mod error;
 pub mod identity;
 pub mod jobs;

@@ -161,6 +161,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     let prepared = prepare(&config)?;
+    let job_setup = crate::confine::JobSetup::worker(
+        config.job_user.as_deref(),
+        &config.job_writable,
+        prepared.state.root(),
+    )
+    .await?;
     let cached_identity = matches!(prepared.credential, Credential::Cached(_));
     let Some(identity) = obtain_identity(&prepared, &mut shutdown).await? else {
         return Ok(());
@@ -169,8 +175,9 @@ pub async fn run(
         labels: prepared.labels.to_string(),
         max_jobs: prepared.max_jobs,
         bind: None,
+        confinement: Some(job_setup.confinement),
     };
-    let (mut jobs, mut outbound) = JobManager::new(prepared.state.jobs_dir());
+    let (mut jobs, mut outbound) = JobManager::new(prepared.state.jobs_dir(), job_setup.options);
     let result = maintain(
         &prepared.endpoint,
         &identity,

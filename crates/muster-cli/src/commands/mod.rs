@@ -3,6 +3,7 @@
 mod audit;
 mod enrollment;
 mod job;
+pub mod job_exec;
 mod serve;
 mod token;
 mod worker;
@@ -36,6 +37,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Job(cmd) => job::run(cmd).await,
         Command::Enrollment(cmd) => enrollment::run(cmd).await,
         Command::Audit(args) => audit::run(args).await,
+        // `main` runs the launcher before any runtime starts; inside one it must not run.
+        Command::JobExec(_) => Err(CliError::usage(
+            "the job launcher cannot run here",
+            "it is started by `muster worker` for each job, never by hand",
+        )),
     }
 }
 

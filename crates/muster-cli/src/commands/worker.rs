@@ -26,6 +26,12 @@ pub async fn run(args: WorkerArgs) -> Result<(), CliError> {
         reconnect: !args.no_reconnect,
         max_jobs: args.max_jobs,
         allow_plaintext: args.allow_plaintext,
+        job_user: args.job_user.filter(|u| !u.trim().is_empty()),
+        job_writable: args
+            .job_writable
+            .into_iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
     };
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

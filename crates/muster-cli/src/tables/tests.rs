@@ -58,6 +58,7 @@ fn worker_view(name: &str, status: WorkerStatus, via: EnrolledVia) -> WorkerView
         running_jobs: 0,
         slots: 0,
         remote_addr: None,
+        confinement: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn some_workers() -> Vec<WorkerView> {
     busy.labels = label_map(&[("region", "eu")]);
     busy.remote_addr = Some("10.0.0.7".into());
     busy.expires_at = Some("2026-03-05T10:00:00Z".into());
+    busy.confinement = Some(Confinement::Landlock { abi: 7 });
     let mut idle = worker_view("builtin", WorkerStatus::Connected, EnrolledVia::Builtin);
     idle.slots = 2;
     let mut revoked = worker_view("edge-02", WorkerStatus::Revoked, EnrolledVia::Precreated);
@@ -140,6 +142,21 @@ fn workers_list() {
 #[test]
 fn workers_show() {
     insta::assert_snapshot!(worker(&some_workers()[0], now()));
+}
+
+#[test]
+fn workers_show_says_why_jobs_are_not_confined() {
+    let mut w = some_workers().remove(1);
+    w.confinement = Some(Confinement::Unconfined {
+        reason: "this kernel has no Landlock".into(),
+    });
+    let shown = worker(&w, now());
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.trim() == "confinement   none: this kernel has no Landlock"),
+        "{shown}"
+    );
 }
 
 #[test]

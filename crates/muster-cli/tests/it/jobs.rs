@@ -207,10 +207,11 @@ fn output_and_exit_code_round_trip() {
 }
 
 #[test]
-fn env_reaches_the_command_and_each_job_runs_in_its_own_directory_under_the_state_dir() {
+fn env_reaches_the_command_and_each_job_runs_in_its_own_directory_under_the_state_dir_deleted_after()
+ {
     let server = Server::start_default();
     let worker = start_worker(&server, "envy", &[]);
-    let script = "echo \"$GREETING\"; echo \"[$EMPTY]\"; pwd; touch here";
+    let script = "echo \"$GREETING\"; echo \"[$EMPTY]\"; pwd; touch here && ls";
     let run = |value: &str| {
         let env = format!("GREETING={value}");
         let out = server.cli(&[
@@ -228,11 +229,9 @@ fn env_reaches_the_command_and_each_job_runs_in_its_own_directory_under_the_stat
     let state_dir = worker.state_dir.canonicalize().unwrap();
     let dir1 = PathBuf::from(lines[2]);
     assert_eq!(dir1, state_dir.join("jobs").join(&id1), "{first}");
-    assert!(
-        dir1.join("here").exists(),
-        "the job ran in {}",
-        dir1.display()
-    );
+    assert_eq!(lines[3], "here", "the job ran in its directory: {first}");
+    // Its output is kept; its directory is not.
+    assert!(!dir1.exists(), "{} is deleted", dir1.display());
     let dir2 = PathBuf::from(second.lines().nth(2).unwrap());
     assert_eq!(dir2, state_dir.join("jobs").join(&id2), "{second}");
     assert_ne!(dir1, dir2);

@@ -10,6 +10,7 @@
 
 mod harness;
 
+mod confinement;
 mod enrollment;
 mod fleet;
 mod hostile;

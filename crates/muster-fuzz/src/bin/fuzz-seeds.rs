@@ -116,6 +116,7 @@ fn control_message(dir: &Path) -> std::io::Result<()> {
             heartbeat_ms: 15_000,
             idle_timeout_ms: 45_000,
             expires_at: Some("2030-01-01T00:00:00Z".into()),
+            ticket: None,
         }),
         ServerMessage::Reconnect {
             after_ms: 2_500,
@@ -160,6 +161,9 @@ fn enroll_body(dir: &Path) -> std::io::Result<()> {
             name: None,
             enrollment_key: None,
             labels: labels.clone(),
+            public_key: None,
+            proof: None,
+            nonce: None,
         },
         EnrollRequest {
             machine_id: "3b9f1c2d4e5f60718293a4b5c6d7e8f9".into(),
@@ -167,6 +171,9 @@ fn enroll_body(dir: &Path) -> std::io::Result<()> {
             name: Some("ingest-02".into()),
             enrollment_key: Some("correct horse battery staple, but longer".into()),
             labels,
+            public_key: None,
+            proof: None,
+            nonce: None,
         },
         EnrollRequest {
             machine_id: "m-1".into(),
@@ -174,6 +181,9 @@ fn enroll_body(dir: &Path) -> std::io::Result<()> {
             name: None,
             enrollment_key: None,
             labels: BTreeMap::new(),
+            public_key: None,
+            proof: None,
+            nonce: None,
         },
     ];
     for (i, body) in bodies.iter().enumerate() {
@@ -204,7 +214,7 @@ fn follow_reader(dir: &Path) -> std::io::Result<()> {
     let events = [
         JobEvent::Output {
             seq: 1,
-            stream: "stdout".into(),
+            stream: muster_proto::api::OutputStream::Stdout,
             data: "aGVsbG8K".into(),
         },
         JobEvent::Skipped { chunks: 3 },

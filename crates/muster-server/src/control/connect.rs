@@ -17,6 +17,7 @@ use muster_core::identity::{ProcessNonce, Proof, ProofSignature, PublicKey, Purp
 use muster_core::tickets::Ticket;
 use muster_core::worker::AdmitRefusal;
 use muster_core::{Labels, MachineId, Worker, WorkerId};
+use muster_proto::confinement::{self, Confinement};
 use muster_proto::{ErrorCode, LEGACY_PROTOCOL_VERSION, PROTOCOL_VERSION, headers};
 use muster_store::flows::identity::{self, ConnectRefusal, Connection, Opened};
 use muster_store::flows::workers;
@@ -44,6 +45,8 @@ pub(super) struct Credentials {
     key: String,
     pub slots: u32,
     pub labels: Labels,
+    /// How the worker confines its jobs, as it says.
+    pub confinement: Option<Confinement>,
     /// `None` for a worker from before keys (protocol 1).
     proof: Option<PresentedProof>,
 }
@@ -118,6 +121,7 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
         key,
         slots,
         labels,
+        confinement: header(headers, confinement::HEADER).and_then(|v| v.parse().ok()),
         proof,
     })
 }
@@ -261,6 +265,7 @@ pub async fn connect(
         labels,
         remote,
         slots: creds.slots,
+        confinement: creds.confinement.clone(),
         cuts_before,
     };
     Ok(upgrade

@@ -44,6 +44,7 @@ pub(super) struct Admitted {
     pub labels: Labels,
     pub remote: Option<SocketAddr>,
     pub slots: u32,
+    pub confinement: Option<muster_proto::confinement::Confinement>,
     pub cuts_before: u64,
 }
 
@@ -56,6 +57,7 @@ pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) 
         labels,
         remote,
         slots,
+        confinement,
         cuts_before,
     } = admitted;
     let (worker, issued, process) = match decision {
@@ -91,7 +93,7 @@ pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) 
         &worker,
         labels,
         remote,
-        slots,
+        (slots, confinement),
         cuts_before,
         process,
         issued.as_ref(),
@@ -255,7 +257,7 @@ async fn open_session(
     worker: &Worker,
     labels: Labels,
     remote: Option<SocketAddr>,
-    slots: u32,
+    (slots, confinement): (u32, Option<muster_proto::confinement::Confinement>),
     cuts_before: u64,
     process: Option<ProcessNonce>,
     issued: Option<&Ticket>,
@@ -274,7 +276,9 @@ async fn open_session(
         session = session.with_identity(process, issued.map(Ticket::hash));
     }
     // A worker pings every heartbeat: silent for two, it is not handed new jobs.
-    let session = session.with_staleness(app.heartbeat * 2);
+    let session = session
+        .with_staleness(app.heartbeat * 2)
+        .with_confinement(confinement);
     let session = Arc::new(session);
     if let Some(old) = app.registry.insert(Arc::clone(&session)) {
         old.close(

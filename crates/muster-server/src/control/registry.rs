@@ -10,6 +10,7 @@ use muster_core::identity::ProcessNonce;
 use muster_core::job::{Candidate, JobId};
 use muster_core::tickets::TicketHash;
 use muster_core::{Labels, Name, Timestamp, WorkerId};
+use muster_proto::confinement::Confinement;
 use muster_proto::control::{CloseCode, ServerMessage};
 use tokio::sync::Notify;
 
@@ -92,6 +93,8 @@ pub struct Session {
     pub slots: u32,
     /// The worker's labels, for placing jobs.
     pub labels: Labels,
+    /// How the worker said it confines its jobs (`None`: it did not say).
+    pub confinement: Option<Confinement>,
     /// Jobs placed on this worker and not yet ended.
     jobs: Mutex<HashSet<JobId>>,
     last_seen_millis: AtomicI64,
@@ -130,6 +133,7 @@ impl Session {
             connected_at: now,
             slots,
             labels,
+            confinement: None,
             jobs: Mutex::new(HashSet::new()),
             last_seen_millis: AtomicI64::new(now.unix_millis()),
             inbox: Inbox::default(),
@@ -188,6 +192,12 @@ impl Session {
         heard.as_mut().enable();
         self.inbox.push(Command::Probe);
         tokio::time::timeout(within, heard).await.is_ok()
+    }
+
+    /// The session of a worker that said how it confines its jobs.
+    pub fn with_confinement(mut self, confinement: Option<Confinement>) -> Self {
+        self.confinement = confinement;
+        self
     }
 
     pub fn saw(&self, now: Timestamp) {

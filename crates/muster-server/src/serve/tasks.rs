@@ -90,7 +90,7 @@ impl Running {
             let task = tokio::spawn(builtin::run(
                 app.store.clone(),
                 app.clock,
-                dir.root().join("builtin-worker"),
+                builtin::Paths::new(dir.root(), config),
                 target,
                 stopped,
             ));

@@ -347,6 +347,7 @@ mod tests {
             running_jobs: 0,
             slots: 1,
             remote_addr: None,
+            confinement: None,
         }
     }
 

@@ -140,6 +140,8 @@ pub struct ChannelOptions {
     pub max_jobs: u32,
     /// Connect from this local address (a load generator spreads over 127.0.0.x).
     pub bind: Option<IpAddr>,
+    /// How this worker confines its jobs, sent so `workers show` can say.
+    pub confinement: Option<muster_proto::confinement::Confinement>,
 }
 
 impl Default for ChannelOptions {
@@ -148,6 +150,7 @@ impl Default for ChannelOptions {
             labels: String::new(),
             max_jobs: 1,
             bind: None,
+            confinement: None,
         }
     }
 }
@@ -239,6 +242,12 @@ pub async fn connect(
     h.insert(headers::MACHINE_ID, value(&identity.machine_id));
     h.insert(headers::LABELS, value(&options.labels));
     h.insert(headers::MAX_JOBS, HeaderValue::from(options.max_jobs));
+    if let Some(confinement) = &options.confinement {
+        h.insert(
+            muster_proto::confinement::HEADER,
+            value(&confinement.to_string()),
+        );
+    }
     h.insert(
         headers::PUBLIC_KEY,
         value(&identity.prover.key.public_key().to_string()),

@@ -236,6 +236,9 @@ pub struct ServerOpts {
     /// Run the built-in worker (off by default here: `--no-builtin-worker`).
     pub builtin_worker: bool,
     pub env: Vec<(String, String)>,
+    /// Where the test's temp dir (data dir, state dirs, logs) goes; the system's temp dir by
+    /// default. Confinement tests keep it out of `/tmp`, which jobs may write.
+    pub temp_in: Option<PathBuf>,
 }
 
 impl Default for ServerOpts {
@@ -248,6 +251,7 @@ impl Default for ServerOpts {
             no_tls: false,
             builtin_worker: false,
             env: Vec::new(),
+            temp_in: None,
         }
     }
 }
@@ -277,10 +281,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(opts: ServerOpts) -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("muster-it-")
-            .tempdir()
-            .expect("temp dir");
+        let mut root = tempfile::Builder::new();
+        root.prefix("muster-it-");
+        let root = match &opts.temp_in {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).expect("temp parent");
+                root.tempdir_in(dir)
+            }
+            None => root.tempdir(),
+        }
+        .expect("temp dir");
         let data_dir = root.path().join("data");
         let mut server = Self {
             root,

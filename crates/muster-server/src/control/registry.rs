@@ -56,12 +56,14 @@ impl Inbox {
         self.wake.notified().await
     }
 
-    /// Takes the first close command waiting, leaving the rest: a close overtakes sends.
+    /// Takes the first cut-off waiting (a close for any reason but the server going away),
+    /// leaving the rest: a cut-off overtakes sends. A shutdown's close stays in line behind the
+    /// message that tells the worker when to come back.
     pub fn take_close(&self) -> Option<(CloseCode, String)> {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let at = queue
-            .iter()
-            .position(|c| matches!(c, Command::Close { .. }))?;
+        let at = queue.iter().position(
+            |c| matches!(c, Command::Close { code, .. } if *code != CloseCode::GoingAway),
+        )?;
         match queue.remove(at) {
             Some(Command::Close { code, reason }) => Some((code, reason)),
             _ => None,

@@ -3,6 +3,7 @@
 mod audit;
 mod enrollment;
 mod job;
+mod license;
 mod serve;
 mod token;
 mod worker;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Job(cmd) => job::run(cmd).await,
         Command::Enrollment(cmd) => enrollment::run(cmd).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::License(cmd) => license::run(cmd).await,
     }
 }
 

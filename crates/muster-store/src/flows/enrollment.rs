@@ -9,7 +9,10 @@ use muster_core::worker::WorkerIdentity;
 use muster_core::{EnrolledVia, KeyHash, Labels, MachineId, Name, Timestamp, Worker, WorkerId};
 use serde::{Deserialize, Serialize};
 
+use muster_core::license::Joining;
+
 use crate::error::{StoreError, StoreResult};
+use crate::flows::license;
 use crate::flows::tokens::Enrolled;
 use crate::tx::Tx;
 
@@ -241,6 +244,13 @@ fn enroll_inner(
         Ok(d) => d,
         Err(refusal) => return Ok(Err(refusal)),
     };
+    let joining = match decision {
+        AutoDecision::Create => Joining::New,
+        AutoDecision::Supersede(_) => Joining::Replacing,
+    };
+    if let Err(refusal) = license::check_join(tx, req.now, joining)? {
+        return Ok(Err(AutoRefusal::License(refusal)));
+    }
     let superseded = match decision {
         AutoDecision::Create => None,
         AutoDecision::Supersede(old) => {

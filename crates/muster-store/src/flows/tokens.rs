@@ -8,7 +8,10 @@ use muster_core::{
     EnrolledVia, KeyHash, Labels, MachineId, Name, Timestamp, Token, TokenSecret, Worker, WorkerId,
 };
 
+use muster_core::license::Joining;
+
 use crate::error::{StoreError, StoreResult};
+use crate::flows::license;
 use crate::tx::Tx;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,6 +121,9 @@ pub enum TokenEnrollRefusal {
     NameInUse(Name),
     #[error(transparent)]
     Labels(muster_core::labels::LabelError),
+    /// A new worker would join, and the edition or the license does not allow it.
+    #[error(transparent)]
+    License(muster_core::license::JoinRefusal),
 }
 
 /// How many times to re-read and re-decide when a concurrent enrollment changed the token
@@ -190,6 +196,12 @@ fn enroll_inner(
             Ok(labels) => labels,
             Err(e) => return Ok(Err(TokenEnrollRefusal::Labels(e))),
         };
+        // A machine coming back to its worker stays; a new worker joins, if the license lets it.
+        if existing.is_none()
+            && let Err(refusal) = license::check_join(tx, req.now, Joining::New)?
+        {
+            return Ok(Err(TokenEnrollRefusal::License(refusal)));
+        }
         if presentation == Presentation::Bind && !tx.bind_token(name, &req.machine, req.now)? {
             // Someone bound it between our read and our update: decide again on fresh data.
             continue;

@@ -268,6 +268,19 @@ impl Tx for PgTx<'_> {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    fn count_seated_workers(&mut self, now: Timestamp) -> StoreResult<u64> {
+        let row = self.query_opt(
+            "SELECT COUNT(*) FROM workers WHERE enrolled_via <> $1 AND revoked_at IS NULL
+             AND (expires_at IS NULL OR expires_at > $2)",
+            &[&EnrolledVia::Builtin.as_str(), &now.unix_millis()],
+        )?;
+        let n: i64 = match &row {
+            Some(row) => col(row, 0)?,
+            None => 0,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     fn insert_job(&mut self, job: &Job) -> StoreResult<()> {
         let c = JobColumns::from_job(job);
         self.execute(

@@ -222,3 +222,6 @@ fn refusal(error: &crate::error::AppError) -> String {
 fn fmt_day(rfc3339: &str) -> String {
     rfc3339.get(..10).unwrap_or(rfc3339).to_owned()
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,8 @@ use comfy_table::Table;
 use muster_core::Timestamp;
 use muster_core::text::escape_controls;
 use muster_proto::api::{
-    AuditEntry, EnrollmentStatus, JobView, LicenseView, TokenView, WorkerStatus, WorkerView,
+    AuditEntry, Edition, EnrollmentStatus, JobView, LicenseView, TokenView, WorkerStatus,
+    WorkerView,
 };
 
 use crate::output::{labels, or_dash, render, table, when};
@@ -212,9 +213,13 @@ pub fn enrollment(s: &EnrollmentStatus, now: Timestamp) -> String {
 
 /// `muster license show` (and the license after install, trial and remove).
 pub fn license(l: &LicenseView, now: Timestamp) -> String {
-    let workers = match l.max_workers {
-        Some(max) => format!("{} of {max} used", l.workers_used),
-        None => format!("{} used, no limit", l.workers_used),
+    let workers = match (l.edition, l.max_workers) {
+        (Edition::Community, _) => format!(
+            "{} external, none may join in Community Edition",
+            l.workers_used
+        ),
+        (_, Some(max)) => format!("{} of {max} used", l.workers_used),
+        (_, None) => format!("{} used, no limit", l.workers_used),
     };
     let trial = match (&l.trial_started_at, &l.trial_ends_at) {
         (Some(start), Some(end)) => format!(

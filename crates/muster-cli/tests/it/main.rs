@@ -16,6 +16,7 @@ mod hostile;
 mod http_api;
 mod identity;
 mod jobs;
+mod license;
 mod precreated;
 mod refusals;
 mod replicas;

@@ -164,38 +164,6 @@ fn ending(kind: EndingKind) -> JobEnding {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The wire spells every domain state as the domain does: scripts see the same words.
-    #[test]
-    fn wire_words_match_the_domain() {
-        for state in JobState::ALL {
-            assert_eq!(job_state(state).as_str(), state.as_str());
-        }
-        for state in TokenState::ALL {
-            assert_eq!(token_state(state).as_str(), state.as_str());
-        }
-        for status in [
-            WorkerStatus::Connected,
-            WorkerStatus::Disconnected,
-            WorkerStatus::Revoked,
-            WorkerStatus::Expired,
-        ] {
-            assert_eq!(worker_status(status).as_str(), status.as_str());
-        }
-        for via in [
-            EnrolledVia::Token,
-            EnrolledVia::Secret,
-            EnrolledVia::Precreated,
-            EnrolledVia::Builtin,
-        ] {
-            assert_eq!(enrolled_via(via).as_str(), via.as_str());
-        }
-    }
-}
-
 /// The edition and the license in force, as `muster license show` prints them.
 pub fn license(status: &muster_store::flows::license::Status, now: Timestamp) -> wire::LicenseView {
     use muster_core::license::{self as rules, Edition, Grant, LicenseState};
@@ -240,5 +208,37 @@ pub fn license(status: &muster_store::flows::license::Status, now: Timestamp) ->
         trial_ends_at: status.trial.map(|t| t.expires_at.to_rfc3339()),
         last_refused_at: status.last_refused.as_ref().map(|r| r.at.to_rfc3339()),
         last_refused: status.last_refused.as_ref().map(|r| r.message.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire spells every domain state as the domain does: scripts see the same words.
+    #[test]
+    fn wire_words_match_the_domain() {
+        for state in JobState::ALL {
+            assert_eq!(job_state(state).as_str(), state.as_str());
+        }
+        for state in TokenState::ALL {
+            assert_eq!(token_state(state).as_str(), state.as_str());
+        }
+        for status in [
+            WorkerStatus::Connected,
+            WorkerStatus::Disconnected,
+            WorkerStatus::Revoked,
+            WorkerStatus::Expired,
+        ] {
+            assert_eq!(worker_status(status).as_str(), status.as_str());
+        }
+        for via in [
+            EnrolledVia::Token,
+            EnrolledVia::Secret,
+            EnrolledVia::Precreated,
+            EnrolledVia::Builtin,
+        ] {
+            assert_eq!(enrolled_via(via).as_str(), via.as_str());
+        }
     }
 }

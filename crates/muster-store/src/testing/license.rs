@@ -337,7 +337,7 @@ pub async fn a_license_past_its_grace_refuses_joins_but_not_workers_that_joined(
     let when = past_grace.unix_millis() - at(0).unix_millis();
     let refusal = token_enroll(&store, &other, "machine-c", when)
         .await
-        .unwrap_err();
+        .expect_err("refused past its grace");
     assert_eq!(
         refusal,
         TokenEnrollRefusal::License(JoinRefusal::Expired {

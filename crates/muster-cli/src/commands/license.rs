@@ -1,7 +1,5 @@
 //! `muster license show|install|trial|remove`.
 
-use std::io::Read;
-
 use muster_proto::api::{Edition, LicenseView};
 
 use crate::admin;
@@ -73,17 +71,10 @@ fn print(view: &LicenseView, json: bool, headline: Option<&str>) {
 
 /// The license text from a file, or standard input for `-`.
 fn read_license(path: &std::path::Path) -> Result<String, CliError> {
-    let mut text = String::new();
-    let read = if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).map(|_| ())
-    } else {
-        std::fs::read_to_string(path).map(|t| text = t)
-    };
-    read.map_err(|e| {
+    super::read_file_or_stdin(path).map_err(|e| {
         CliError::usage(
             format!("cannot read `{}`: {e}", path.display()),
             "give the license file, or `-` for standard input",
         )
-    })?;
-    Ok(text)
+    })
 }

@@ -41,6 +41,17 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// The contents of the file at `path`, or of standard input for `-`.
+pub fn read_file_or_stdin(path: &std::path::Path) -> std::io::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path)
+    }
+}
+
 /// Parses repeated `--label k=v` arguments into the wire form.
 pub fn parse_labels(
     inputs: &[String],

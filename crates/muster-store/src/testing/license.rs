@@ -43,6 +43,21 @@ pub async fn install(store: &Store, license: License) -> Status {
         .expect("store")
 }
 
+/// The details of the audit records of license changes, newest first.
+async fn license_details(store: &Store) -> Vec<String> {
+    let records = store
+        .read(|tx| {
+            tx.list_audit(&AuditFilter {
+                action_prefix: Some("license.".into()),
+                limit: 10,
+                ..Default::default()
+            })
+        })
+        .await
+        .expect("audit");
+    records.into_iter().map(|r| r.event.detail).collect()
+}
+
 async fn status(store: &Store, now: Timestamp) -> Status {
     store
         .read(move |tx| license::status(tx, now))
@@ -160,17 +175,7 @@ pub async fn the_trial_runs_once_per_fleet(store: Store) {
     );
     let (removed, _) = remove(&store).await;
     assert!(!removed, "nothing left to remove");
-    let records = store
-        .read(|tx| {
-            tx.list_audit(&AuditFilter {
-                action_prefix: Some("license.".into()),
-                limit: 10,
-                ..Default::default()
-            })
-        })
-        .await
-        .expect("audit");
-    let details: Vec<_> = records.iter().map(|r| r.event.detail.as_str()).collect();
+    let details = license_details(&store).await;
     assert_eq!(details.len(), 3, "{details:?}");
     assert!(details[0].contains("nothing changed"), "{details:?}");
     assert!(details[1].contains("ended the trial"), "{details:?}");
@@ -193,26 +198,13 @@ pub async fn an_installed_license_replaces_the_trial_until_removed(store: Store)
         Err(TrialRefusal::AlreadyRan(_))
     ));
 
-    // A fleet that never had a trial cannot start one over an installed license.
+    // Installing again replaces what is in force.
     let fresh = install(&store, terms(None, 30)).await;
     assert!(matches!(fresh.grant, Some(Grant::Licensed(_))));
-    let records = store
-        .read(|tx| {
-            tx.list_audit(&AuditFilter {
-                action_prefix: Some("license.".into()),
-                limit: 10,
-                ..Default::default()
-            })
-        })
-        .await
-        .expect("audit");
+    let details = license_details(&store).await;
     assert!(
-        records[0]
-            .event
-            .detail
-            .starts_with("installed license `lic-test` for `ACME` (no worker limit"),
-        "{}",
-        records[0].event.detail
+        details[0].starts_with("installed license `lic-test` for `ACME` (no worker limit"),
+        "{details:?}"
     );
 }
 

@@ -402,6 +402,14 @@ fn past_its_grace_a_license_refuses_new_workers_while_those_that_joined_stay_and
     by_token.assert_running();
     precreated.assert_running();
     in_grace.assert_running();
+    // The restarted server warns in its log (and then once a day).
+    let log = server.logs().stderr();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("the license for `ACME Test` expired on")
+            && l.contains("grace period ended")),
+        "{log}"
+    );
     // And a new worker is still refused.
     let mut again = server.worker("edge-3").token(&token3).start();
     let line = exits_at_once(&mut again, 3);

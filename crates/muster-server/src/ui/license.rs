@@ -39,24 +39,9 @@ pub async fn page(State(app): State<UiApp>, admin: UiAdmin) -> Result<Html<Strin
             h2 #edition-title { (edition_name(view.edition)) }
             p.lede { (lede(&view)) }
             (facts(now, &view))
-            @if let Some(warning) = &view.warning {
+            // Unless the banner above already says it.
+            @if let Some(warning) = view.warning.as_ref().filter(|w| admin.banner.as_ref().is_none_or(|b| &b.text != *w)) {
                 p.notice.warn role="status" { (layout::message(warning)) }
-            }
-        }
-        section.card aria-labelledby="install-title" {
-            h2 #install-title { "Install a license" }
-            form method="post" action="/settings/license/install" {
-                input type="hidden" name="csrf" value=(csrf);
-                div.field {
-                    label for="license" { "License" }
-                    textarea #license name="license" rows="5" spellcheck="false" autocomplete="off"
-                        required aria-describedby="license-help" {}
-                    p.help #license-help {
-                        "Paste the license as you received it: one line starting with " code { "v4.public." }
-                        ". It is checked here, offline, and takes effect at once on every replica."
-                    }
-                }
-                div.actions { button type="submit" { "Install license" } }
             }
         }
         @if view.trial_started_at.is_none() && view.edition == Edition::Community {
@@ -69,11 +54,31 @@ pub async fn page(State(app): State<UiApp>, admin: UiAdmin) -> Result<Html<Strin
                 }
             }
         }
+        section.card aria-labelledby="install-title" {
+            h2 #install-title { "Install a license" }
+            form method="post" action="/settings/license/install" {
+                input type="hidden" name="csrf" value=(csrf);
+                div.field {
+                    label for="license" { "License" }
+                    textarea #license name="license" rows="5" spellcheck="false" autocomplete="off"
+                        required aria-describedby="license-help" {}
+                    p.help #license-help {
+                        "Paste the license as you received it (one line starting with " code { "v4.public." }
+                        "). It is checked here, offline, and takes effect at once on every replica."
+                    }
+                }
+                div.actions { button type="submit" { "Install license" } }
+            }
+        }
         @if view.edition != Edition::Community {
             section.card aria-labelledby="remove-title" {
                 h2 #remove-title { "Remove" }
                 p { "Workers that joined stay connected and keep their jobs; new external workers are refused." }
-                div.actions { a.button.quiet href="/settings/license/remove" { "Remove the license…" } }
+                div.actions {
+                    a.button.quiet href="/settings/license/remove" {
+                        @if view.edition == Edition::Trial { "End the trial…" } @else { "Remove the license…" }
+                    }
+                }
             }
         }
     };
@@ -100,9 +105,13 @@ fn lede(view: &LicenseView) -> &'static str {
 }
 
 fn facts(now: Timestamp, view: &LicenseView) -> Markup {
-    let workers = match view.max_workers {
-        Some(max) => format!("{} of {max} used", view.workers_used),
-        None => format!("{} used, no limit", view.workers_used),
+    let workers = match (view.edition, view.max_workers) {
+        (Edition::Community, _) => format!(
+            "{} external, none may join in Community Edition",
+            view.workers_used
+        ),
+        (_, Some(max)) => format!("{} of {max} used", view.workers_used),
+        (_, None) => format!("{} used, no limit", view.workers_used),
     };
     html! {
         dl.facts {
@@ -112,7 +121,10 @@ fn facts(now: Timestamp, view: &LicenseView) -> Markup {
             dt { "External joins" } dd {
                 @if view.can_join { (fmt::badge("open")) } @else { (fmt::badge("refused")) }
             }
-            dt { "Expires" } dd { (fmt::exact_time(view.expires_at.as_deref())) " " (fmt::when(now, view.expires_at.as_deref(), "")) }
+            dt { "Expires" } dd {
+                (fmt::exact_time(view.expires_at.as_deref()))
+                @if view.expires_at.is_some() { " (" (fmt::when(now, view.expires_at.as_deref(), "")) ")" }
+            }
             dt { "Grace ends" } dd { (fmt::exact_time(view.grace_ends_at.as_deref())) }
             dt { "Issuer" } dd { (fmt::short_id(view.issuer.as_deref())) }
             dt { "Trial" } dd {

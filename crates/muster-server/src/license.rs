@@ -181,7 +181,7 @@ pub async fn current_banner(app: &AppState) -> Option<Banner> {
             let counts = last_refused.is_some()
                 && matches!(license::may_join(grant.as_ref(), now), Ok(Some(_)));
             let workers_used = if counts {
-                tx.count_seated_workers(now)?
+                tx.count_seated_workers(now, u64::MAX)?
             } else {
                 0
             };

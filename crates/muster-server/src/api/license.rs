@@ -81,7 +81,7 @@ pub async fn warnings(State(app): State<AppState>, mut request: Request, next: N
             let grant = muster_store::flows::license::grant(tx)?;
             // Counted only where it can matter: the seats left for the worker just prepared.
             let used = if prepares {
-                tx.count_seated_workers(now)?
+                tx.count_seated_workers(now, u64::MAX)?
             } else {
                 0
             };

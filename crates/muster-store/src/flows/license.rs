@@ -128,7 +128,7 @@ pub fn status(tx: &mut dyn Tx, now: Timestamp) -> StoreResult<Status> {
     Ok(Status {
         grant: grant(tx)?,
         trial: trial(tx)?,
-        workers_used: tx.count_seated_workers(now)?,
+        workers_used: tx.count_seated_workers(now, u64::MAX)?,
         last_refused: last_refused(tx)?,
     })
 }
@@ -266,7 +266,14 @@ pub fn check_join(
         Err(refusal) => return Ok(Err(refusal)),
     };
     tx.serialize(Scope::Enrollment)?;
-    let used = tx.count_seated_workers(now)?;
+    // Counting stops just past the limit: whether the others leave a seat is decided the same
+    // for any count above it, and a large fleet is not scanned whole at every join. A refusal
+    // names the exact count.
+    let seen = tx.count_seated_workers(now, limit.saturating_add(2))?;
+    if license::check_seats(limit, seen, joining).is_ok() {
+        return Ok(Ok(()));
+    }
+    let used = tx.count_seated_workers(now, u64::MAX)?;
     Ok(license::check_seats(limit, used, joining))
 }
 

@@ -247,6 +247,12 @@ pub async fn seats_count_the_external_workers_that_can_still_connect(store: Stor
         .expect("enrolled");
     assert_eq!(seats(10).await, 2);
     assert_eq!(seats(60_000).await, 1, "expired with its token");
+    // Counting can stop early: a join only asks whether the others leave a seat.
+    let capped = store
+        .read(|tx| tx.count_seated_workers(at(10), 1))
+        .await
+        .expect("store");
+    assert_eq!(capped, 1);
     // A revoked worker frees its seat.
     let ev = audit("worker.revoke", "pre");
     store
@@ -300,6 +306,25 @@ pub async fn seats_are_judged_in_the_enrollment(store: Store) {
             JoinRefusal::SeatsExhausted { used: 3, limit: 2 }
         )))
     );
+    // However far over the limit pre-created workers go, a refusal names the exact count.
+    for extra in ["pre-2", "pre-3", "pre-4"] {
+        create_precreated(&store, extra).await;
+    }
+    let (c, _) = connection(&pre, "machine-a", None);
+    assert_eq!(
+        open(&store, c).await.map(|_| ()),
+        Err(ConnectRefusal::Admit(AdmitRefusal::License(
+            JoinRefusal::SeatsExhausted { used: 6, limit: 2 }
+        )))
+    );
+    for extra in ["pre-2", "pre-3", "pre-4"] {
+        let ev = audit("worker.remove", extra);
+        store
+            .write(move |tx| workers::remove(tx, &name(extra), &ev))
+            .await
+            .expect("store")
+            .expect("removed");
+    }
     // Revoking a worker frees a seat at once.
     let ev = audit("worker.revoke", "t1");
     store

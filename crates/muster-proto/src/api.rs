@@ -1,4 +1,5 @@
-//! REST bodies under `/api/v1/`.
+//! REST bodies under `/api/v1/`. (Over 400 lines: every body of the API, each a plain struct,
+//! with the few helpers they share; split by resource, the re-exported words would be too.)
 
 use std::collections::BTreeMap;
 

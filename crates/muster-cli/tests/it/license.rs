@@ -3,6 +3,8 @@
 //! installed license lifts that with the server running; seats run out; a bad license changes
 //! nothing; and a license past its grace refuses new workers while the ones that joined stay
 //! connected and keep reconnecting.
+//! (Over 400 lines: each test tells one operator's story end to end, with the exact lines a
+//! user reads.)
 
 use std::time::Duration;
 

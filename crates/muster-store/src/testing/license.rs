@@ -2,6 +2,7 @@
 //! runs once per fleet; a license replaces the trial and is removed; seats count the external
 //! workers that can still connect and are judged inside the enrollment, also when enrollments
 //! race; a license past its grace refuses joins but never a worker that joined.
+//! (Over 400 lines: one case per rule, sharing the helpers at the top.)
 
 use std::time::Duration;
 

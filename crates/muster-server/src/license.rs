@@ -250,7 +250,7 @@ pub async fn warn_daily(store: Store, clock: Clock, mut stop: watch::Receiver<bo
 fn log_edition(status: &Status) {
     match &status.grant {
         None => tracing::info!(
-            "muster Community Edition: jobs run on the built-in worker; external workers cannot join until a license is installed (`muster license trial`, `muster license install FILE`)"
+            "muster Community Edition: external workers cannot join until a license is installed (`muster license trial`, `muster license install FILE`)"
         ),
         Some(Grant::Trial(trial)) => tracing::info!(
             "trial: no worker limit, until {}",

@@ -5,11 +5,10 @@ use muster_core::audit::{AuditEvent, Outcome};
 use muster_core::credentials::SlowHash;
 use muster_core::enrollment::{AutoDecision, AutoEnrollment, AutoRefusal, NamePattern};
 use muster_core::identity::PublicKey;
+use muster_core::license::Joining;
 use muster_core::worker::WorkerIdentity;
 use muster_core::{EnrolledVia, KeyHash, Labels, MachineId, Name, Timestamp, Worker, WorkerId};
 use serde::{Deserialize, Serialize};
-
-use muster_core::license::Joining;
 
 use crate::error::{StoreError, StoreResult};
 use crate::flows::license;

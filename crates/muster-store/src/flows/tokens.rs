@@ -2,13 +2,12 @@
 
 use muster_core::audit::{AuditEvent, Outcome};
 use muster_core::identity::PublicKey;
+use muster_core::license::Joining;
 use muster_core::token::{Presentation, Refusal, RevokeError, RevokeOutcome};
 use muster_core::worker::WorkerIdentity;
 use muster_core::{
     EnrolledVia, KeyHash, Labels, MachineId, Name, Timestamp, Token, TokenSecret, Worker, WorkerId,
 };
-
-use muster_core::license::Joining;
 
 use crate::error::{StoreError, StoreResult};
 use crate::flows::license;

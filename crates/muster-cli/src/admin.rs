@@ -6,7 +6,26 @@ use muster_client::{Client, Trust};
 use crate::cli::{AdminArgs, default_data_dir};
 use crate::error::CliError;
 
+/// The admin client: the server's warnings (a license near its end, a worker prepared that
+/// cannot join) are printed on stderr as they arrive, each once.
 pub fn client(args: &AdminArgs) -> Result<Client, CliError> {
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    Ok(
+        quiet_client(args)?.with_warnings(std::sync::Arc::new(move |warning: &str| {
+            let new = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(warning.to_owned());
+            if new {
+                crate::output::print_warning(warning);
+            }
+        })),
+    )
+}
+
+/// The admin client without the server's warnings on stderr: for `muster license`, which
+/// prints them itself.
+pub fn quiet_client(args: &AdminArgs) -> Result<Client, CliError> {
     let explicit_trust = args.ca_file.is_some() || args.ca_fingerprint.is_some();
     let trust = Trust::from_options(args.ca_file.as_deref(), args.ca_fingerprint.as_deref())
         .map_err(|e| {

@@ -12,6 +12,11 @@ pub fn print_error(message: &str, hint: Option<&str>) {
     eprintln!("{}", error::line(message, hint));
 }
 
+/// Prints a warning from the server as one line on stderr.
+pub fn print_warning(message: &str) {
+    eprintln!("warning: {}", muster_core::text::escape_controls(message));
+}
+
 pub fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),

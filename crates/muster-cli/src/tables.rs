@@ -9,7 +9,8 @@ use comfy_table::Table;
 use muster_core::Timestamp;
 use muster_core::text::escape_controls;
 use muster_proto::api::{
-    AuditEntry, EnrollmentStatus, JobView, TokenView, WorkerStatus, WorkerView,
+    AuditEntry, Edition, EnrollmentStatus, JobView, LicenseView, TokenView, WorkerStatus,
+    WorkerView,
 };
 use muster_proto::confinement::Confinement;
 
@@ -219,6 +220,41 @@ pub fn enrollment(s: &EnrollmentStatus, now: Timestamp) -> String {
         add_row(&mut t, vec![setting.to_owned(), value]);
     }
     render(&t)
+}
+
+/// `muster license show` (and the license after install, trial and remove).
+pub fn license(l: &LicenseView, now: Timestamp) -> String {
+    let workers = match (l.edition, l.max_workers) {
+        (Edition::Community, _) => format!(
+            "{} external, none may join in Community Edition",
+            l.workers_used
+        ),
+        (_, Some(max)) => format!("{} of {max} used", l.workers_used),
+        (_, None) => format!("{} used, no limit", l.workers_used),
+    };
+    let trial = match (&l.trial_started_at, &l.trial_ends_at) {
+        (Some(start), Some(end)) => format!(
+            "{} to {}",
+            start.get(..10).unwrap_or(start),
+            end.get(..10).unwrap_or(end)
+        ),
+        _ => "not used".to_owned(),
+    };
+    fields(vec![
+        ("edition", l.edition.to_string()),
+        ("state", l.state.to_string()),
+        ("licensee", or_dash(l.licensee.as_deref())),
+        ("workers", workers),
+        (
+            "external joins",
+            if l.can_join { "open" } else { "refused" }.to_owned(),
+        ),
+        ("expires", when(l.expires_at.as_deref(), now)),
+        ("grace ends", when(l.grace_ends_at.as_deref(), now)),
+        ("issuer", or_dash(l.issuer.as_deref())),
+        ("id", or_dash(l.id.as_deref())),
+        ("trial", trial),
+    ])
 }
 
 /// Adds a row whose every cell has its control characters escaped (`\n`, `\x1b`): the one way

@@ -12,7 +12,8 @@ pub mod trust;
 use muster_proto::api::{
     AuditEntry, CreateTokenRequest, CreateWorkerRequest, CreatedToken, CreatedWorker,
     EnableEnrollmentRequest, EnableEnrollmentResponse, EnrollRequest, EnrollResponse,
-    EnrollmentStatus, Health, JobEvent, JobView, SubmitJobRequest, TokenView, WorkerView,
+    EnrollmentStatus, Health, InstallLicenseRequest, JobEvent, JobView, LicenseView,
+    SubmitJobRequest, TokenView, WorkerView,
 };
 use muster_proto::{ErrorBody, ErrorDetail};
 use reqwest::{Method, StatusCode};
@@ -83,11 +84,16 @@ pub fn normalize_url(url: &str) -> Result<String, ClientError> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
+/// Called with each warning the server sends an admin (a license near its end, a worker
+/// prepared that cannot join), decoded.
+pub type WarningHook = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
     admin_token: Option<String>,
+    on_warning: Option<WarningHook>,
 }
 
 impl std::fmt::Debug for Client {
@@ -116,7 +122,14 @@ impl Client {
             base,
             http,
             admin_token,
+            on_warning: None,
         })
+    }
+
+    /// Passes every warning the server sends with an answer to `hook`.
+    pub fn with_warnings(mut self, hook: WarningHook) -> Self {
+        self.on_warning = Some(hook);
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -182,6 +195,14 @@ impl Client {
             });
         }
         if response.status().is_success() {
+            if let Some(hook) = &self.on_warning
+                && let Some(warning) = response
+                    .headers()
+                    .get(muster_proto::api::WARNING_HEADER)
+                    .and_then(|v| v.to_str().ok())
+            {
+                hook(&muster_proto::api::decode_warning(warning));
+            }
             return Ok(response);
         }
         let status = response.status();
@@ -357,6 +378,26 @@ impl Client {
     ) -> Result<reqwest::Response, ClientError> {
         let year = std::time::Duration::from_secs(365 * 24 * 3600);
         self.request(method, path, None::<&()>, Some(year)).await
+    }
+
+    pub async fn license(&self) -> Result<LicenseView, ClientError> {
+        self.get("/api/v1/license").await
+    }
+
+    pub async fn install_license(&self, license: &str) -> Result<LicenseView, ClientError> {
+        let req = InstallLicenseRequest {
+            license: license.to_owned(),
+        };
+        self.call(Method::PUT, "/api/v1/license", Some(&req)).await
+    }
+
+    pub async fn start_trial(&self) -> Result<LicenseView, ClientError> {
+        self.post_empty("/api/v1/license/trial").await
+    }
+
+    pub async fn remove_license(&self) -> Result<LicenseView, ClientError> {
+        self.call(Method::DELETE, "/api/v1/license", None::<&()>)
+            .await
     }
 
     /// A machine asks for its worker identity.

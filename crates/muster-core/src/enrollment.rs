@@ -115,6 +115,9 @@ pub enum AutoRefusal {
     NameOfToken(Name),
     #[error("name `{0}` is reserved for the server's built-in worker")]
     NameReserved(Name),
+    /// The edition or the licence does not let another external worker join.
+    #[error(transparent)]
+    License(crate::license::JoinRefusal),
 }
 
 /// What an accepted enrollment does.

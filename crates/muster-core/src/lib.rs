@@ -12,6 +12,7 @@ pub mod enrollment;
 pub mod identity;
 pub mod job;
 pub mod labels;
+pub mod license;
 pub mod name;
 pub mod text;
 pub mod tickets;

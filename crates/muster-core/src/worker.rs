@@ -144,6 +144,10 @@ pub enum AdmitRefusal {
     Revoked(Name),
     #[error("worker `{0}` has expired with its enrollment token")]
     Expired(Name),
+    /// A pre-created worker's first connection is its joining, which the edition or the
+    /// licence refuses.
+    #[error(transparent)]
+    License(crate::license::JoinRefusal),
 }
 
 /// An admitted connection.

@@ -1,11 +1,13 @@
-//! REST bodies under `/api/v1/`.
+//! REST bodies under `/api/v1/`. (Over 400 lines: every body of the API, each a plain struct,
+//! with the few helpers they share; split by resource, the re-exported words would be too.)
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::words::{
-    AuditOutcome, EnrolledVia, JobState, OutputStream, TokenState, WorkerStatus,
+    AuditOutcome, Edition, EnrolledVia, JobState, LicenseState, OutputStream, TokenState,
+    WorkerStatus,
 };
 
 pub type LabelMap = BTreeMap<String, String>;
@@ -104,6 +106,109 @@ pub struct CreatedWorker {
     pub id: String,
     pub name: String,
     pub api_key: String,
+}
+
+// ---- license ----
+
+/// The header on an admin API answer that carries a warning for the admin (a license that
+/// expires soon, or a worker prepared that cannot join); the CLI prints it on stderr.
+pub const WARNING_HEADER: &str = "muster-warning";
+
+/// A warning as a header value: visible ASCII stays, every other byte (and `%`) is
+/// percent-encoded, so a licensee's name in any script survives.
+pub fn encode_warning(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (b' '..=b'~').contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The warning [`encode_warning`] encoded. Control characters a hostile server might send are
+/// dropped: the CLI prints this on a terminal.
+pub fn decode_warning(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| value.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match decoded {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect()
+}
+
+/// `GET|PUT|DELETE /api/v1/license`, `POST /api/v1/license/trial`: the edition and the license
+/// in force.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LicenseView {
+    pub edition: Edition,
+    /// `valid` in Community Edition, which never expires.
+    pub state: LicenseState,
+    pub licensee: Option<String>,
+    /// External workers allowed; `null` for no limit (0 in Community Edition).
+    pub max_workers: Option<u64>,
+    /// Seats taken: external workers that exist, are not revoked, and have not expired.
+    pub workers_used: u64,
+    pub expires_at: Option<String>,
+    /// The fingerprint (PASERK id) of the key that signed the license.
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub issued_at: Option<String>,
+    /// When joining closes: the end of the grace period after expiry.
+    #[serde(default)]
+    pub grace_ends_at: Option<String>,
+    /// Whether one more external worker could join right now.
+    #[serde(default)]
+    pub can_join: bool,
+    /// What an admin should read now, if anything.
+    #[serde(default)]
+    pub warning: Option<String>,
+    /// When this fleet's trial started and ends (or ended), if it ever started.
+    #[serde(default)]
+    pub trial_started_at: Option<String>,
+    #[serde(default)]
+    pub trial_ends_at: Option<String>,
+    /// The last external worker the license turned away: when, and what it was told.
+    #[serde(default)]
+    pub last_refused_at: Option<String>,
+    #[serde(default)]
+    pub last_refused: Option<String>,
+}
+
+/// `PUT /api/v1/license`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstallLicenseRequest {
+    /// The license as issued: `v4.public.…`.
+    pub license: String,
+}
+
+impl std::fmt::Debug for InstallLicenseRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not a secret, but long and of no use in a log.
+        f.debug_struct("InstallLicenseRequest")
+            .finish_non_exhaustive()
+    }
 }
 
 // ---- auto-enrollment ----
@@ -334,6 +439,19 @@ mod tests {
             output_bytes: 0,
             output_truncated: false,
         }
+    }
+
+    #[test]
+    fn warnings_survive_a_header_in_any_script_and_lose_control_characters() {
+        let text = "the license for `Müller & Søn` expires on 2027-01-15 (in 9 days); 100%";
+        let encoded = encode_warning(text);
+        assert!(
+            encoded.bytes().all(|b| (b' '..=b'~').contains(&b)),
+            "{encoded}"
+        );
+        assert_eq!(decode_warning(&encoded), text);
+        assert_eq!(decode_warning("a%1B[31mred%0Aline"), "a[31mredline");
+        assert_eq!(decode_warning("50% off %zz"), "50% off %zz");
     }
 
     #[test]

@@ -58,6 +58,16 @@ pub enum ErrorCode {
     /// The worker's identity was used from two places at once; it is suspended.
     WorkerSuspended,
     UnsupportedProtocol,
+    // Editions and licenses.
+    /// The server runs Community Edition (or its license ended, grace included): external
+    /// workers cannot join.
+    LicenseRequired,
+    /// Every seat of the license is taken.
+    LicenseSeatsExhausted,
+    /// A license offered for installation was refused (signature, issuer, format, dates).
+    LicenseInvalid,
+    /// The fleet's trial already ran, or a license is installed.
+    LicenseTrialUnavailable,
     // The server's side.
     ServerBusy,
     ShuttingDown,

@@ -1,5 +1,5 @@
 //! The closed sets of words on the wire: job states, worker statuses, token states, how a worker
-//! enrolled, output streams and audit outcomes.
+//! enrolled, output streams, audit outcomes, editions and license states.
 //!
 //! Each is an enum that serializes as the same lowercase word the JSON has always carried, so
 //! scripts see no change, and each has an `Unknown` variant that any word it does not know
@@ -111,6 +111,25 @@ wire_words! {
     }
 }
 
+wire_words! {
+    /// What a server runs: without a license, Community Edition.
+    Edition {
+        Community => "community",
+        Trial => "trial",
+        Licensed => "licensed",
+    }
+}
+
+wire_words! {
+    /// Where a license (or the trial) is in its life.
+    LicenseState {
+        Valid => "valid",
+        Expiring => "expiring",
+        Grace => "grace",
+        Expired => "expired",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +168,8 @@ mod tests {
         check(EnrolledVia::KNOWN);
         check(OutputStream::KNOWN);
         check(AuditOutcome::KNOWN);
+        check(Edition::KNOWN);
+        check(LicenseState::KNOWN);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub audit_retention: Duration,
     /// Jobs that ended longer ago than this are deleted, with their output.
     pub job_retention: Duration,
+    /// Files of license issuer public keys trusted besides muster's own.
+    pub license_issuer_keys: Vec<PathBuf>,
 }
 
 /// A year of audit records: long enough to answer "who did this, and when" at the next yearly
@@ -68,6 +70,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("job_output_cap", &self.job_output_cap)
             .field("audit_retention", &self.audit_retention)
             .field("job_retention", &self.job_retention)
+            .field("license_issuer_keys", &self.license_issuer_keys)
             .finish()
     }
 }
@@ -88,6 +91,7 @@ impl ServeConfig {
             job_output_cap: crate::jobs::DEFAULT_OUTPUT_CAP,
             audit_retention: DEFAULT_AUDIT_RETENTION,
             job_retention: DEFAULT_JOB_RETENTION,
+            license_issuer_keys: Vec::new(),
         }
     }
 }

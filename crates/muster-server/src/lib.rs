@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod lean_tls;
+pub mod license;
 pub mod listener;
 pub mod ops;
 pub mod proof;
@@ -47,7 +48,15 @@ use crate::state::AppState;
 /// The whole HTTP application: the API under `/api/v1/`, the web UI everywhere else.
 pub fn router(app: AppState, ui: Arc<ui::UiState>) -> Router {
     Router::new()
-        .nest("/api/v1", api::routes().with_state(app.clone()))
+        .nest(
+            "/api/v1",
+            api::routes()
+                .layer(middleware::from_fn_with_state(
+                    app.clone(),
+                    api::license::warnings,
+                ))
+                .with_state(app.clone()),
+        )
         .merge(ui::routes().with_state(ui::UiApp::new(app, ui)))
         .layer(middleware::from_fn(deadline))
         .layer(middleware::from_fn(request_span))

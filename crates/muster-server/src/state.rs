@@ -33,6 +33,8 @@ pub struct Inner {
     pub jobs: Arc<crate::jobs::Jobs>,
     /// Makes and checks the nonces workers sign where there is no TLS exporter to bind to.
     pub nonce_key: crate::proof::NonceKey,
+    /// The license issuers this server trusts, and its log of refused joins.
+    pub licensing: crate::license::Licensing,
 }
 
 impl std::ops::Deref for AppState {
@@ -126,7 +128,22 @@ impl AppState {
             refusals: Arc::default(),
             jobs,
             nonce_key: crate::proof::NonceKey::from_bytes(&[7; 32]),
+            licensing: crate::license::Licensing::new(Self::test_issuers()),
         });
         (app, dir)
+    }
+
+    /// The issuer tests sign licenses with: made once per test process, and trusted (beside
+    /// muster's own key) by every state from [`AppState::for_tests`].
+    pub fn test_issuer() -> &'static muster_license::IssuerSecret {
+        static ISSUER: std::sync::OnceLock<muster_license::IssuerSecret> =
+            std::sync::OnceLock::new();
+        ISSUER.get_or_init(|| muster_license::IssuerSecret::generate().expect("an issuer key"))
+    }
+
+    fn test_issuers() -> muster_license::Issuers {
+        let mut issuers = muster_license::Issuers::muster();
+        issuers.add(Self::test_issuer().public().clone());
+        issuers
     }
 }

@@ -165,6 +165,53 @@ fn ending(kind: EndingKind) -> JobEnding {
     }
 }
 
+/// The edition and the license in force, as `muster license show` prints them.
+pub fn license(status: &muster_store::flows::license::Status, now: Timestamp) -> wire::LicenseView {
+    use muster_core::license::{self as rules, Edition, Grant, LicenseState};
+    let grant = status.grant.as_ref();
+    let licensed = match grant {
+        Some(Grant::Licensed(l)) => Some(l),
+        _ => None,
+    };
+    let can_join = match rules::may_join(grant, now) {
+        Ok(Some(limit)) => status.workers_used < limit,
+        Ok(None) => true,
+        Err(_) => false,
+    };
+    let warning = grant.and_then(|g| {
+        g.expiry_warning(now)
+            .or_else(|| rules::prepare_warning(Some(g), status.workers_used, now))
+    });
+    wire::LicenseView {
+        edition: match Edition::of(grant) {
+            Edition::Community => wire::Edition::Community,
+            Edition::Trial => wire::Edition::Trial,
+            Edition::Licensed => wire::Edition::Licensed,
+        },
+        state: match grant.map_or(LicenseState::Valid, |g| g.state_at(now)) {
+            LicenseState::Valid => wire::LicenseState::Valid,
+            LicenseState::Expiring => wire::LicenseState::Expiring,
+            LicenseState::Grace => wire::LicenseState::Grace,
+            LicenseState::Expired => wire::LicenseState::Expired,
+        },
+        licensee: licensed.map(|l| l.licensee.clone()),
+        // Community Edition admits no external worker at all.
+        max_workers: grant.map_or(Some(0), Grant::max_workers),
+        workers_used: status.workers_used,
+        expires_at: grant.map(|g| g.expires_at().to_rfc3339()),
+        issuer: licensed.map(|l| l.issuer.clone()),
+        id: licensed.map(|l| l.id.clone()),
+        issued_at: licensed.map(|l| l.issued_at.to_rfc3339()),
+        grace_ends_at: grant.map(|g| g.grace_ends_at().to_rfc3339()),
+        can_join,
+        warning,
+        trial_started_at: status.trial.map(|t| t.started_at.to_rfc3339()),
+        trial_ends_at: status.trial.map(|t| t.expires_at.to_rfc3339()),
+        last_refused_at: status.last_refused.as_ref().map(|r| r.at.to_rfc3339()),
+        last_refused: status.last_refused.as_ref().map(|r| r.message.clone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,10 @@ pub trait Tx {
     fn touch_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<()>;
     /// How many workers enrolled this way (created at or after `since`, when given).
     fn count_workers(&mut self, via: EnrolledVia, since: Option<Timestamp>) -> StoreResult<u64>;
+    /// External workers that hold a license seat at `now`: every worker but the built-in one
+    /// that is not revoked and has not expired with its token. Counting stops at `at_most`
+    /// (`u64::MAX`: count them all).
+    fn count_seated_workers(&mut self, now: Timestamp, at_most: u64) -> StoreResult<u64>;
 
     // ---- jobs ----
     fn insert_job(&mut self, job: &Job) -> StoreResult<()>;

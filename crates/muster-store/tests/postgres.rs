@@ -138,6 +138,7 @@ async fn two_replicas_racing_for_one_token_have_exactly_one_winner() {
         return;
     };
     let replicas = [schema.open(), schema.open()];
+    muster_store::testing::licensed(&replicas[0]).await;
     // Several rounds, each with a fresh token, so a lucky interleaving cannot hide a lost race.
     for round in 0..5 {
         let token_name = format!("race-{round}");
@@ -345,6 +346,7 @@ async fn concurrent_secret_enrollments_on_replicas_never_exceed_the_limit() {
         return;
     };
     let replicas = [schema.open(), schema.open()];
+    muster_store::testing::licensed(&replicas[0]).await;
     let on = Change {
         enabled: Some(true),
         secret: Some(muster_core::credentials::SlowHash::from_stored(
@@ -396,6 +398,22 @@ async fn concurrent_secret_enrollments_on_replicas_never_exceed_the_limit() {
     assert_eq!(
         enrolled, 5,
         "exactly the window's five, across both replicas"
+    );
+}
+
+/// License seats hold when replicas enroll at the same moment: each join counts the seats under
+/// the enrollment lock, so the two replicas never admit more workers than the license allows,
+/// and both count the same seats afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_joins_on_replicas_never_exceed_the_license_seats() {
+    let Some(schema) = TestSchema::new(2).await else {
+        return;
+    };
+    let replicas = [schema.open(), schema.open()];
+    let joined = muster_store::testing::license::race_for_seats(&replicas, 4, 24).await;
+    assert_eq!(
+        joined, 4,
+        "exactly the license's four seats, across both replicas"
     );
 }
 

@@ -61,7 +61,9 @@ pub fn exit_code_for(error: ErrorCode) -> Option<u8> {
         | EnrollmentWindowClosed
         | NameNotAllowed
         | NameInUse
-        | Unauthorized => code::ENROLLMENT_REFUSED,
+        | Unauthorized
+        | LicenseRequired
+        | LicenseSeatsExhausted => code::ENROLLMENT_REFUSED,
         TokenBoundElsewhere | UnknownIdentity | MachineMismatch | ProofInvalid => {
             code::IDENTITY_MISMATCH
         }
@@ -70,6 +72,8 @@ pub fn exit_code_for(error: ErrorCode) -> Option<u8> {
         TokenExpired | WorkerExpired => code::EXPIRED,
         BadRequest | InvalidName | InvalidLabel | InvalidDuration | InvalidSecret
         | UnsupportedProtocol | PayloadTooLarge | NotFound => code::CONFIG,
+        // Answers to an admin's license commands; a worker never asks for them.
+        LicenseInvalid | LicenseTrialUnavailable => code::CONFIG,
         RateLimited | ServerBusy | ShuttingDown | Internal | Conflict | TokenExists | Unknown => {
             return None;
         }

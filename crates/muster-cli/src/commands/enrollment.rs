@@ -1,7 +1,5 @@
 //! `muster enrollment status|enable|disable|rotate`.
 
-use std::io::Read;
-
 use muster_proto::api::{EnableEnrollmentRequest, EnableEnrollmentResponse, EnrollmentStatus};
 
 use crate::admin;
@@ -81,13 +79,7 @@ fn read_secret(args: &SecretArgs) -> Result<(Option<String>, bool), CliError> {
     let Some(path) = &args.secret_file else {
         return Ok((None, args.generate));
     };
-    let mut text = String::new();
-    let read = if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).map(|_| ())
-    } else {
-        std::fs::read_to_string(path).map(|t| text = t)
-    };
-    read.map_err(|e| {
+    let text = super::read_file_or_stdin(path).map_err(|e| {
         CliError::usage(
             format!("cannot read `{}`: {e}", path.display()),
             "give a readable file, or `-` for standard input",

@@ -4,6 +4,7 @@ mod audit;
 mod enrollment;
 mod job;
 pub mod job_exec;
+mod license;
 mod serve;
 mod token;
 mod worker;
@@ -42,6 +43,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             "the job launcher cannot run here",
             "it is started by `muster worker` for each job, never by hand",
         )),
+        Command::License(cmd) => license::run(cmd).await,
+    }
+}
+
+/// The contents of the file at `path`, or of standard input for `-`.
+pub fn read_file_or_stdin(path: &std::path::Path) -> std::io::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path)
     }
 }
 

@@ -21,6 +21,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     config.reconnect_spread = args.reconnect_spread;
     config.audit_retention = args.audit_retention;
     config.job_retention = args.job_retention;
+    config.license_issuer_keys = args.license_issuer_keys;
     if config.idle_timeout <= config.heartbeat {
         return Err(CliError::usage(
             "`--idle-timeout` must be longer than `--heartbeat`",

@@ -260,3 +260,50 @@ fn enrollment_status() {
         enrollment(&off, now())
     ));
 }
+
+fn license_view(edition: muster_proto::api::Edition) -> LicenseView {
+    LicenseView {
+        edition,
+        state: muster_proto::api::LicenseState::Valid,
+        licensee: None,
+        max_workers: Some(0),
+        workers_used: 0,
+        expires_at: None,
+        issuer: None,
+        id: None,
+        issued_at: None,
+        grace_ends_at: None,
+        can_join: false,
+        warning: None,
+        trial_started_at: None,
+        trial_ends_at: None,
+        last_refused_at: None,
+        last_refused: None,
+    }
+}
+
+#[test]
+fn license_in_community_edition() {
+    insta::assert_snapshot!(license(
+        &license_view(muster_proto::api::Edition::Community),
+        now()
+    ));
+}
+
+#[test]
+fn license_expiring_with_seats() {
+    let mut l = license_view(muster_proto::api::Edition::Licensed);
+    l.state = muster_proto::api::LicenseState::Expiring;
+    l.licensee = Some("ACME Corp".into());
+    l.max_workers = Some(50);
+    l.workers_used = 12;
+    l.can_join = true;
+    l.id = Some("lic_0123456789abcdef".into());
+    l.issued_at = Some("2025-03-04T00:00:00Z".into());
+    l.expires_at = Some("2026-03-24T00:00:00Z".into());
+    l.grace_ends_at = Some("2026-04-07T00:00:00Z".into());
+    l.issuer = Some("k4.pid.dPyF8cyq671Q3Z7FbALwINLGx8i4KzS1-GbY1EjQ7c2Y".into());
+    l.trial_started_at = Some("2025-01-01T00:00:00Z".into());
+    l.trial_ends_at = Some("2025-01-31T00:00:00Z".into());
+    insta::assert_snapshot!(license(&l, now()));
+}

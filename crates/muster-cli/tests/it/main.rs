@@ -17,6 +17,7 @@ mod hostile;
 mod http_api;
 mod identity;
 mod jobs;
+mod license;
 mod precreated;
 mod refusals;
 mod replicas;

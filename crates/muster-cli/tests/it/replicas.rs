@@ -101,3 +101,50 @@ fn a_revocation_through_one_replica_cuts_off_a_worker_connected_to_the_other() {
         "revoked"
     );
 }
+
+/// Licenses are fleet-wide: installed, removed or a trial started through one replica, it holds
+/// on the other at once; both count the same seats, so a worker joining through one replica
+/// takes the seat the other would have given.
+#[test]
+fn two_replicas_see_one_license_and_count_one_set_of_seats() {
+    let Some(db) = Database::create() else { return };
+    let community = |db: &Database| {
+        Server::start(ServerOpts {
+            env: vec![("MUSTER_DATABASE_URL".into(), db.url())],
+            edition: crate::harness::Edition::Community,
+            ..ServerOpts::default()
+        })
+    };
+    let a = community(&db);
+    let b = community(&db);
+    let installed = a.install_license(&crate::harness::license::sign(Some(1), -1, 365));
+    let on_b = b.cli_json(&["license", "show"]);
+    assert_eq!(on_b["edition"], "licensed");
+    assert_eq!(on_b["id"], installed["id"]);
+    assert_eq!(on_b["max_workers"], 1);
+
+    // A worker joins through B and takes the only seat, as A sees.
+    let (token, _) = a.create_token("edge-1", "1h");
+    let mut first = b.worker("edge-1").token(&token).start();
+    b.wait_status("edge-1", "connected", Duration::from_secs(15));
+    let on_a = a.cli_json(&["license", "show"]);
+    assert_eq!(on_a["workers_used"], 1);
+    assert_eq!(on_a["can_join"], false);
+    let (token, _) = b.create_token("edge-2", "1h");
+    let mut second = a.worker("edge-2").token(&token).start();
+    let line = crate::refusals::exits_at_once(&mut second, 3);
+    assert!(line.contains("(1 of 1 used)"), "{line}");
+
+    // Removed through B: A runs Community Edition at once; a trial started through A cannot
+    // start again through B.
+    b.cli_ok(&["license", "remove"]);
+    assert_eq!(a.cli_json(&["license", "show"])["edition"], "community");
+    a.cli_ok(&["license", "trial"]);
+    assert_eq!(b.cli_json(&["license", "show"])["edition"], "trial");
+    let (code, line) = b.cli_err(&["license", "trial"]);
+    assert_eq!(code, 1);
+    assert!(line.contains("trial already ran"), "{line}");
+    // None of it touched the worker that joined.
+    first.assert_running();
+    b.wait_status("edge-1", "connected", Duration::from_secs(15));
+}

@@ -1,7 +1,8 @@
 //! The web admin UI in a real headless Chromium, against real `muster serve` and `muster worker`
-//! processes: the operator's flow from the auto-enrollment seed (sign in → Settings → Security →
-//! enable with a generated secret → a worker joins and shows up in Workers without a reload →
-//! revoke it there → it is cut off), and tokens, jobs, audit, CSRF and a phone-sized window.
+//! processes: the operator's flow from the auto-enrollment seed (sign in → Settings → License:
+//! start the trial → Settings → Security: enable with a generated secret → a worker joins and
+//! shows up in Workers without a reload → revoke it there → it is cut off), and tokens, jobs,
+//! audit, CSRF and a phone-sized window.
 //!
 //! Screenshots of every page land in `target/ui-screenshots/`. Without Chromium and
 //! chromedriver these tests fail and say how to install them; they never pass silently.
@@ -74,8 +75,33 @@ async fn seed_flow_enable_auto_enrollment_watch_a_worker_join_and_revoke_it() {
     browser.wait_for("main h1", Duration::from_secs(10)).await;
     assert_eq!(browser.path().await, "/workers");
 
-    // Settings → Security: switch auto-enrollment on with a generated secret.
+    // Settings → License: a new server runs Community Edition; the trial lets workers join.
     nav(&browser, "Settings").await;
+    nav(&browser, "License").await;
+    assert_eq!(browser.path().await, "/settings/license");
+    let page = browser.text().await;
+    assert!(page.contains("Community Edition"), "{page}");
+    browser
+        .screenshot("03-settings-license-community", DESKTOP)
+        .await;
+    browser
+        .click("#trial-title ~ form button[type=submit]")
+        .await;
+    let trial = browser
+        .wait_for(".notice.ok", Duration::from_secs(10))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(trial.contains("The 30-day trial started"), "{trial}");
+    let banner = browser.find(".notice.license").await.text().await.unwrap();
+    assert!(banner.contains("The trial expires on"), "{banner}");
+    browser
+        .screenshot("03-settings-license-trial", DESKTOP)
+        .await;
+
+    // Settings → Security: switch auto-enrollment on with a generated secret.
+    nav(&browser, "Security").await;
     assert_eq!(browser.path().await, "/settings/security");
     assert!(browser.text().await.contains("not set"));
     browser

@@ -1,11 +1,12 @@
 //! `/api/v1/enrollment`: switching auto-enrollment on and off, its write-only secret, and its
 //! guard rails. The work is in [`crate::ops::enrollment`], shared with the web UI.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use muster_proto::api::{EnableEnrollmentRequest, EnableEnrollmentResponse, EnrollmentStatus};
 
 use crate::api::extract::{Admin, ApiJson};
+use crate::api::license::PreparesWorker;
 use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
@@ -21,8 +22,9 @@ pub async fn enable(
     State(app): State<AppState>,
     Admin(actor): Admin,
     ApiJson(req): ApiJson<EnableEnrollmentRequest>,
-) -> Result<Json<EnableEnrollmentResponse>, AppError> {
-    Ok(Json(ops::enrollment::enable(&app, &actor, &req).await?))
+) -> Result<(Extension<PreparesWorker>, Json<EnableEnrollmentResponse>), AppError> {
+    let enabled = ops::enrollment::enable(&app, &actor, &req).await?;
+    Ok((Extension(PreparesWorker), Json(enabled)))
 }
 
 pub async fn rotate(

@@ -111,6 +111,9 @@ impl FromRequestParts<AppState> for Admin {
             )
             .with_hint("use the token in the server's data dir (`admin-token`)"));
         }
+        if let Some(call) = parts.extensions.get::<crate::api::license::AdminCall>() {
+            call.mark();
+        }
         Ok(Admin(Actor {
             name: "admin".into(),
             remote,

@@ -5,6 +5,7 @@ pub mod enroll;
 pub mod enrollment;
 pub mod extract;
 pub mod jobs;
+pub mod license;
 pub mod tokens;
 pub mod workers;
 
@@ -42,6 +43,13 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::show))
         .route("/jobs/{id}/output", get(jobs::output))
         .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route(
+            "/license",
+            get(license::show)
+                .put(license::install)
+                .delete(license::remove),
+        )
+        .route("/license/trial", post(license::trial))
         .route("/enroll", post(enroll::enroll))
         .route("/challenge", get(enroll::challenge))
         .route("/connect", get(connect::connect))

@@ -1,12 +1,13 @@
 //! `/api/v1/tokens`: create, list, show and revoke enrollment tokens. The work is in
 //! [`crate::ops::tokens`], shared with the web UI.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::{Extension, Json};
 use muster_proto::api::{CreateTokenRequest, CreatedToken, TokenView};
 
 use crate::api::extract::{Admin, ApiJson};
+use crate::api::license::PreparesWorker;
 use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
@@ -16,10 +17,14 @@ pub async fn create(
     Admin(actor): Admin,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateTokenRequest>,
-) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
+) -> Result<(StatusCode, Extension<PreparesWorker>, Json<CreatedToken>), AppError> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let created = ops::tokens::create(&app, &actor, host, &req).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((
+        StatusCode::CREATED,
+        Extension(PreparesWorker),
+        Json(created),
+    ))
 }
 
 pub async fn list(State(app): State<AppState>, _: Admin) -> Result<Json<Vec<TokenView>>, AppError> {

@@ -1,12 +1,13 @@
 //! `/api/v1/workers`: the fleet, and creating, revoking and removing workers. The work is in
 //! [`crate::ops::workers`], shared with the web UI.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 
 use crate::api::extract::{Admin, ApiJson};
+use crate::api::license::PreparesWorker;
 use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
@@ -31,9 +32,13 @@ pub async fn create(
     State(app): State<AppState>,
     Admin(actor): Admin,
     ApiJson(req): ApiJson<CreateWorkerRequest>,
-) -> Result<(StatusCode, Json<CreatedWorker>), AppError> {
+) -> Result<(StatusCode, Extension<PreparesWorker>, Json<CreatedWorker>), AppError> {
     let created = ops::workers::create(&app, &actor, &req).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((
+        StatusCode::CREATED,
+        Extension(PreparesWorker),
+        Json(created),
+    ))
 }
 
 pub async fn revoke(

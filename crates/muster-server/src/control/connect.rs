@@ -159,6 +159,7 @@ fn admit_refusal(refusal: &AdmitRefusal) -> AppError {
             .with_hint("the worker's enrollment token expired; mint a new token to enroll again"),
         AdmitRefusal::Suspended(_) => AppError::forbidden(ErrorCode::WorkerSuspended, refusal)
             .with_hint("an admin removes this worker (`muster workers remove NAME`); then each machine enrolls again with a fresh state dir"),
+        AdmitRefusal::License(refusal) => crate::license::join_error(refusal),
     }
 }
 
@@ -234,6 +235,7 @@ pub async fn connect(
                 detail: error.message.clone(),
             })
             .await;
+            crate::license::refused(&app, &error).await;
             return Err(error);
         }
     };

@@ -166,13 +166,30 @@ async fn enroll_with_secret(
             detail: refusal.to_string(),
         })
         .await;
+        crate::license::refused(app, &error).await;
         error
     };
-    // Cheap checks first: no Argon2 work for a switched-off server or a disallowed name.
-    let (settings, enrolled_in_window) = app.store.read(enrollment::gate).await?;
+    // Cheap checks first: no Argon2 work for a switched-off server, a disallowed name, or a
+    // fleet that no external worker may join. (Seats are counted in the enrollment itself.)
+    let (settings, enrolled_in_window, grant) = app
+        .store
+        .read(|tx| {
+            let (settings, in_window) = enrollment::gate(tx)?;
+            Ok((
+                settings,
+                in_window,
+                muster_store::flows::license::grant(tx)?,
+            ))
+        })
+        .await?;
     let checked = settings
         .check_open(now, enrolled_in_window)
-        .and_then(|()| settings.check_name(&name));
+        .and_then(|()| settings.check_name(&name))
+        .and_then(|()| {
+            muster_core::license::may_join(grant.as_ref(), now)
+                .map(|_| ())
+                .map_err(AutoRefusal::License)
+        });
     let (Some(stored), Some(set_at)) = (settings.secret.clone(), settings.secret_set_at) else {
         return Err(refuse(AutoRefusal::Disabled).await);
     };
@@ -259,6 +276,7 @@ fn auto_refusal(refusal: &AutoRefusal) -> AppError {
             .with_hint("`muster workers remove NAME` frees the name"),
         AutoRefusal::RateLimited => AppError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, refusal.to_string())
             .with_hint("check the worker's enrollment credential; it retries by itself after the wait"),
+        AutoRefusal::License(refusal) => crate::license::join_error(refusal),
     }
 }
 
@@ -329,6 +347,7 @@ async fn enroll_with_token(
                 detail,
             })
             .await;
+            crate::license::refused(app, &error).await;
             return Err(error);
         }
     };
@@ -360,5 +379,6 @@ fn token_refusal(refusal: TokenEnrollRefusal) -> AppError {
             .with_hint("mint a token with a name no worker has"),
         TokenEnrollRefusal::Labels(_) => AppError::bad_request(ErrorCode::InvalidLabel, &refusal)
             .with_hint("give the worker fewer labels (`--label`, `MUSTER_WORKER_LABELS`): the token's count too"),
+        TokenEnrollRefusal::License(refusal) => crate::license::join_error(refusal),
     }
 }

@@ -14,6 +14,7 @@ pub mod cut;
 pub mod enroll;
 pub mod enrollment;
 pub mod jobs;
+pub mod license;
 pub mod tokens;
 pub mod workers;
 

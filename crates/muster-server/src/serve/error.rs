@@ -48,6 +48,8 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Account(#[from] AccountError),
+    #[error("cannot use license issuer key file `{}`: {reason}", path.display())]
+    LicenseIssuerKey { path: PathBuf, reason: String },
 }
 
 impl ServeError {
@@ -72,6 +74,9 @@ impl ServeError {
                 Some("omit `--database` to use the embedded SQLite database")
             }
             ServeError::Account(e) => e.hint(),
+            ServeError::LicenseIssuerKey { .. } => Some(
+                "`--license-issuer-key` takes a file of issuer public keys, one `k4.public.…` per line, as `muster-license keygen` writes them",
+            ),
             ServeError::LocalAddr(_)
             | ServeError::Sqlite { .. }
             | ServeError::Recover(_)

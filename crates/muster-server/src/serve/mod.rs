@@ -266,6 +266,7 @@ async fn app_state(
         .await
         .map_err(ServeError::Recover)?;
     let self_signed = matches!(config.tls, TlsMode::SelfSigned);
+    let licensing = crate::license::Licensing::new(license_issuers(config)?);
     Ok(AppState::new(Inner {
         store,
         clock,
@@ -284,5 +285,23 @@ async fn app_state(
         refusals: Arc::default(),
         jobs,
         nonce_key,
+        licensing,
     }))
+}
+
+/// The license issuers this server trusts: muster's own, and the keys in each
+/// `--license-issuer-key` file.
+fn license_issuers(config: &ServeConfig) -> Result<muster_license::Issuers, ServeError> {
+    let mut issuers = muster_license::Issuers::muster();
+    for path in &config.license_issuer_keys {
+        let refused = |reason: String| ServeError::LicenseIssuerKey {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| refused(e.to_string()))?;
+        issuers
+            .add_file_contents(&text)
+            .map_err(|e| refused(e.to_string()))?;
+    }
+    Ok(issuers)
 }

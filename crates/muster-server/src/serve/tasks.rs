@@ -35,6 +35,8 @@ pub(super) struct Running {
     flusher: JoinHandle<()>,
     refusal_windows: JoinHandle<()>,
     pruner: JoinHandle<()>,
+    /// The edition at start, and the license's expiry warning once a day.
+    license_warnings: JoinHandle<()>,
     /// The built-in worker and its own stop signal: it leaves first, like any client.
     builtin: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
@@ -65,6 +67,11 @@ impl Running {
         let flusher = tokio::spawn(flush_last_seen(app.clone(), stopped.clone()));
         let refusal_windows = tokio::spawn(audit::close_windows(
             Arc::clone(&app.refusals),
+            app.store.clone(),
+            app.clock,
+            stopped.clone(),
+        ));
+        let license_warnings = tokio::spawn(crate::license::warn_daily(
             app.store.clone(),
             app.clock,
             stopped.clone(),
@@ -103,6 +110,7 @@ impl Running {
             flusher,
             refusal_windows,
             pruner,
+            license_warnings,
             builtin,
         }
     }
@@ -122,6 +130,7 @@ impl Running {
         let _ = self.flusher.await;
         let _ = self.refusal_windows.await;
         let _ = self.pruner.await;
+        let _ = self.license_warnings.await;
         send_workers_away(&app.registry, config.reconnect_spread);
         if tokio::time::timeout(config.shutdown_grace, app.registry.until_empty())
             .await

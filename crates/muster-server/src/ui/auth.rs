@@ -37,12 +37,18 @@ const SIGNIN_COOKIE: &str = "muster_signin";
 pub struct UiAdmin {
     pub admin: Actor,
     pub session: Current,
+    /// The license banner, for a page (a GET that is not a fragment); `None` otherwise.
+    pub banner: Option<crate::license::Banner>,
 }
 
 impl UiAdmin {
-    /// The notices waiting for this page (and removes them).
+    /// The notices waiting for this page (and removes them), the license banner first.
     pub fn take_flash(&self, app: &UiApp) -> Vec<Flash> {
-        app.ui.sessions.take_flash(&self.session.id)
+        let mut flash = app.ui.sessions.take_flash(&self.session.id);
+        if let Some(banner) = &self.banner {
+            flash.insert(0, Flash::License(banner.clone()));
+        }
+        flash
     }
 
     pub fn flash(&self, app: &UiApp, flash: Flash) {
@@ -97,6 +103,13 @@ impl FromRequestParts<UiApp> for UiAdmin {
                     remote,
                 },
                 session,
+                // Read for pages only: not for forms (they redirect) nor the fragments a page
+                // polls every two seconds.
+                banner: if parts.method == axum::http::Method::GET && !fragment {
+                    crate::license::current_banner(app).await
+                } else {
+                    None
+                },
             }),
             None => Err(UiError::SignIn {
                 next: (parts.method == axum::http::Method::GET)

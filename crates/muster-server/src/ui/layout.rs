@@ -120,9 +120,51 @@ fn notices(flash: &[Flash]) -> Markup {
     html! {
         @for item in flash {
             @match item {
+                Flash::License(banner) => (license_banner(banner)),
                 Flash::Done(text) => p.notice.ok role="status" { (message(text)) },
                 Flash::Failed(text) => p.notice.error role="alert" { (message(text)) },
                 _ => {},
+            }
+        }
+    }
+}
+
+/// The license banner every page shows while a license nears or passes its end, or external
+/// workers are being refused.
+fn license_banner(banner: &crate::license::Banner) -> Markup {
+    let text =
+        html! { (message(&banner.text)) " " a href="/settings/license" { "License settings" } };
+    match banner.level {
+        crate::license::Level::Warning => html! { p.notice.warn.license role="status" { (text) } },
+        crate::license::Level::Error => html! { p.notice.error.license role="alert" { (text) } },
+    }
+}
+
+/// The pages under Settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingsPage {
+    Security,
+    License,
+}
+
+/// The links between the Settings pages.
+pub fn settings_nav(current: SettingsPage) -> Markup {
+    let pages = [
+        (SettingsPage::Security, "/settings/security", "Security"),
+        (SettingsPage::License, "/settings/license", "License"),
+    ];
+    html! {
+        nav.settings aria-label="Settings" {
+            ul {
+                @for (page, href, label) in pages {
+                    li {
+                        @if page == current {
+                            a href=(href) aria-current="page" { (label) }
+                        } @else {
+                            a href=(href) { (label) }
+                        }
+                    }
+                }
             }
         }
     }

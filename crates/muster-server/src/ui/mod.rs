@@ -11,7 +11,7 @@
 //! handlers see it together with the application's as a [`UiApp`], so the application's state
 //! knows nothing of the UI.
 //!
-//! One module per page (`workers`, `tokens`, `settings`, `jobs`, `audit`), plus the shell
+//! One module per page (`workers`, `tokens`, `settings`, `license`, `jobs`, `audit`), plus the shell
 //! (`layout`, `fmt`), the account and sessions (`account`, `session`, `auth`, `csrf`), errors
 //! (`error`) and the static files (`assets`).
 
@@ -24,6 +24,7 @@ pub mod error;
 pub mod fmt;
 pub mod jobs;
 pub mod layout;
+pub mod license;
 pub mod session;
 pub mod settings;
 pub mod tokens;
@@ -128,6 +129,13 @@ pub fn routes() -> Router<UiApp> {
         .route("/settings/security/enable", post(settings::enable))
         .route("/settings/security/rotate", post(settings::rotate))
         .route("/settings/security/disable", post(settings::disable))
+        .route("/settings/license", get(license::page))
+        .route("/settings/license/install", post(license::install))
+        .route("/settings/license/trial", post(license::trial))
+        .route(
+            "/settings/license/remove",
+            get(license::confirm_remove).post(license::remove),
+        )
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::detail))
         .route("/jobs/{id}/live", get(jobs::live))

@@ -51,6 +51,8 @@ pub enum Flash {
     },
     /// A generated auto-enrollment secret: shown once.
     GeneratedSecret(String),
+    /// The license banner, added to a page's notices when it is shown (never stored).
+    License(crate::license::Banner),
 }
 
 impl std::fmt::Debug for Flash {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for Flash {
             Flash::Failed(text) => write!(f, "Failed({text:?})"),
             Flash::CreatedToken { name, .. } => write!(f, "CreatedToken({name}, <redacted>)"),
             Flash::GeneratedSecret(_) => f.write_str("GeneratedSecret(<redacted>)"),
+            Flash::License(banner) => write!(f, "License({:?})", banner.text),
         }
     }
 }

@@ -93,6 +93,7 @@ async fn render(
     let body = html! {
         p.breadcrumb { "Settings" span aria-hidden="true" { " › " } }
         h1 { "Security" }
+        (layout::settings_nav(layout::SettingsPage::Security))
         @if let Some(secret) = generated {
             (one_time_secret(app, &url, secret))
         }

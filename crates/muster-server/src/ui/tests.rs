@@ -22,13 +22,13 @@ use crate::ui::{CONTENT_SECURITY_POLICY, UiState};
 const PASSWORD: &str = "correct horse battery staple";
 const ADMIN_TOKEN: &str = AppState::TEST_ADMIN_TOKEN;
 
-struct Harness {
-    app: AppState,
+pub(crate) struct Harness {
+    pub(crate) app: AppState,
     ui: Arc<UiState>,
     _dir: tempfile::TempDir,
 }
 
-fn harness() -> Harness {
+pub(crate) fn harness() -> Harness {
     let (app, dir) = AppState::for_tests();
     let ui = Arc::new(UiState::new(Account {
         user: "admin".into(),
@@ -37,14 +37,14 @@ fn harness() -> Harness {
     Harness { app, ui, _dir: dir }
 }
 
-struct Reply {
-    status: StatusCode,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
     response: Response<()>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn header(&self, name: header::HeaderName) -> &str {
+    pub(crate) fn header(&self, name: header::HeaderName) -> &str {
         self.response
             .headers()
             .get(name)
@@ -73,7 +73,7 @@ impl Reply {
     }
 }
 
-async fn send(h: &Harness, req: Request<Body>) -> Reply {
+pub(crate) async fn send(h: &Harness, req: Request<Body>) -> Reply {
     let mut req = req;
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 4000))));
@@ -90,14 +90,14 @@ async fn send(h: &Harness, req: Request<Body>) -> Reply {
     }
 }
 
-fn get(path: &str, cookie: &str) -> Request<Body> {
+pub(crate) fn get(path: &str, cookie: &str) -> Request<Body> {
     Request::get(path)
         .header(header::COOKIE, cookie)
         .body(Body::empty())
         .unwrap()
 }
 
-fn post(path: &str, cookie: &str, form: &str) -> Request<Body> {
+pub(crate) fn post(path: &str, cookie: &str, form: &str) -> Request<Body> {
     Request::post(path)
         .header(header::COOKIE, cookie)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -127,7 +127,7 @@ async fn try_signin(h: &Harness, password: &str) -> Reply {
 }
 
 /// Signs in; returns the session cookie and the session's CSRF token.
-async fn signed_in(h: &Harness) -> (String, String) {
+pub(crate) async fn signed_in(h: &Harness) -> (String, String) {
     let reply = try_signin(h, PASSWORD).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
     let session = cookie_pair(&reply, "muster_session");

@@ -5,11 +5,13 @@ use muster_core::audit::{AuditEvent, Outcome};
 use muster_core::credentials::SlowHash;
 use muster_core::enrollment::{AutoDecision, AutoEnrollment, AutoRefusal, NamePattern};
 use muster_core::identity::PublicKey;
+use muster_core::license::Joining;
 use muster_core::worker::WorkerIdentity;
 use muster_core::{EnrolledVia, KeyHash, Labels, MachineId, Name, Timestamp, Worker, WorkerId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{StoreError, StoreResult};
+use crate::flows::license;
 use crate::flows::tokens::Enrolled;
 use crate::tx::Tx;
 
@@ -241,6 +243,13 @@ fn enroll_inner(
         Ok(d) => d,
         Err(refusal) => return Ok(Err(refusal)),
     };
+    let joining = match decision {
+        AutoDecision::Create => Joining::New,
+        AutoDecision::Supersede(_) => Joining::Replacing,
+    };
+    if let Err(refusal) = license::check_join(tx, req.now, joining)? {
+        return Ok(Err(AutoRefusal::License(refusal)));
+    }
     let superseded = match decision {
         AutoDecision::Create => None,
         AutoDecision::Supersede(old) => {

@@ -10,6 +10,7 @@ use muster_core::worker::{Admission, AdmitRefusal};
 use muster_core::{MachineId, Timestamp, Worker, WorkerId};
 
 use crate::error::StoreResult;
+use crate::flows::license;
 use crate::tx::Tx;
 
 /// A connection that proved it holds `public_key` (the server checked the signature).
@@ -72,6 +73,10 @@ pub fn open_session(
         return Ok(Ok(Opened::Copied { worker }));
     }
     if admission == Admission::AdmitAndBind {
+        // A pre-created worker's first connection is its joining.
+        if let Err(refusal) = license::check_joining_worker(tx, &worker, c.now)? {
+            return Ok(Err(ConnectRefusal::Admit(refusal)));
+        }
         if !tx.bind_worker_machine(&c.worker, &c.machine)? {
             return Ok(Err(ConnectRefusal::Admit(AdmitRefusal::OtherMachine(
                 worker.name.clone(),

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod enrollment;
 pub mod identity;
 pub mod jobs;
+pub mod license;
 pub mod retention;
 pub mod tokens;
 pub mod workers;

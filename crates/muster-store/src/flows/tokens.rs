@@ -2,6 +2,7 @@
 
 use muster_core::audit::{AuditEvent, Outcome};
 use muster_core::identity::PublicKey;
+use muster_core::license::Joining;
 use muster_core::token::{Presentation, Refusal, RevokeError, RevokeOutcome};
 use muster_core::worker::WorkerIdentity;
 use muster_core::{
@@ -9,6 +10,7 @@ use muster_core::{
 };
 
 use crate::error::{StoreError, StoreResult};
+use crate::flows::license;
 use crate::tx::Tx;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,6 +120,9 @@ pub enum TokenEnrollRefusal {
     NameInUse(Name),
     #[error(transparent)]
     Labels(muster_core::labels::LabelError),
+    /// A new worker would join, and the edition or the license does not allow it.
+    #[error(transparent)]
+    License(muster_core::license::JoinRefusal),
 }
 
 /// How many times to re-read and re-decide when a concurrent enrollment changed the token
@@ -190,6 +195,12 @@ fn enroll_inner(
             Ok(labels) => labels,
             Err(e) => return Ok(Err(TokenEnrollRefusal::Labels(e))),
         };
+        // A machine coming back to its worker stays; a new worker joins, if the license lets it.
+        if existing.is_none()
+            && let Err(refusal) = license::check_join(tx, req.now, Joining::New)?
+        {
+            return Ok(Err(TokenEnrollRefusal::License(refusal)));
+        }
         if presentation == Presentation::Bind && !tx.bind_token(name, &req.machine, req.now)? {
             // Someone bound it between our read and our update: decide again on fresh data.
             continue;

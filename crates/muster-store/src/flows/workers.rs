@@ -6,6 +6,7 @@ use muster_core::worker::{Admission, AdmitRefusal};
 use muster_core::{MachineId, Name, Timestamp, Worker, WorkerId};
 
 use crate::error::StoreResult;
+use crate::flows::license;
 use crate::tx::Tx;
 
 /// Checks a connecting worker's credentials. Binds a pre-created worker to its first machine
@@ -24,6 +25,10 @@ pub fn admit(
         Err(refusal) => Ok(Err(refusal)),
         Ok(Admission::Admit) => Ok(Ok(worker)),
         Ok(Admission::AdmitAndBind) => {
+            // A pre-created worker's first connection is its joining.
+            if let Err(refusal) = license::check_joining_worker(tx, &worker, now)? {
+                return Ok(Err(refusal));
+            }
             if tx.bind_worker_machine(id, machine)? {
                 worker.machine_id = Some(machine.clone());
                 Ok(Ok(worker))

@@ -268,6 +268,23 @@ impl Tx for PgTx<'_> {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    fn count_seated_workers(&mut self, now: Timestamp, at_most: u64) -> StoreResult<u64> {
+        let row = self.query_opt(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM workers WHERE enrolled_via <> $1
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) LIMIT $3) AS seated",
+            &[
+                &EnrolledVia::Builtin.as_str(),
+                &now.unix_millis(),
+                &i64::try_from(at_most).unwrap_or(i64::MAX),
+            ],
+        )?;
+        let n: i64 = match &row {
+            Some(row) => col(row, 0)?,
+            None => 0,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     fn insert_job(&mut self, job: &Job) -> StoreResult<()> {
         let c = JobColumns::from_job(job);
         self.execute(

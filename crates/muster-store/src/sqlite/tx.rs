@@ -255,6 +255,24 @@ impl Tx for SqliteTx<'_> {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    fn count_seated_workers(&mut self, now: Timestamp, at_most: u64) -> StoreResult<u64> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM workers WHERE enrolled_via <> ?1
+                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2) LIMIT ?3)",
+            )?
+            .query_row(
+                params![
+                    EnrolledVia::Builtin.as_str(),
+                    now.unix_millis(),
+                    i64::try_from(at_most).unwrap_or(i64::MAX)
+                ],
+                |row| row.get(0),
+            )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     fn insert_job(&mut self, job: &Job) -> StoreResult<()> {
         let c = JobColumns::from_job(job);
         self.conn

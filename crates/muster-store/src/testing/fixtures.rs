@@ -40,6 +40,18 @@ pub fn audit(action: &str, target: &str) -> AuditEvent {
     }
 }
 
+/// Starts the fleet's trial, so external workers may join (without a limit). Cases that enroll
+/// or connect workers begin with it; without it a store is Community Edition, and the license
+/// cases start from there.
+pub async fn licensed(store: &Store) {
+    let ev = audit("license.changed", "license");
+    store
+        .write(move |tx| crate::flows::license::start_trial(tx, at(0), &ev))
+        .await
+        .expect("store")
+        .expect("the trial starts");
+}
+
 /// Creates a token living `lifetime_ms` from `at(0)` and returns its plaintext.
 pub async fn make_token(store: &Store, token_name: &str, lifetime_ms: u64) -> TokenSecret {
     let secret = TokenSecret::generate(name(token_name), &mut OsRng);

@@ -10,7 +10,7 @@ use super::{at, audit, create_precreated, machine, machine_key};
 use crate::Store;
 use crate::flows::identity::{self, ConnectRefusal, Connection, Opened};
 
-fn connection(
+pub(super) fn connection(
     worker: &muster_core::Worker,
     key_of: &str,
     presented: Option<&Ticket>,
@@ -28,7 +28,7 @@ fn connection(
     (c, issued)
 }
 
-async fn open(store: &Store, c: Connection) -> Result<Opened, ConnectRefusal> {
+pub(super) async fn open(store: &Store, c: Connection) -> Result<Opened, ConnectRefusal> {
     store
         .write(move |tx| identity::open_session(tx, &c))
         .await
@@ -44,6 +44,7 @@ async fn confirm(store: &Store, worker: &muster_core::WorkerId, t: &Ticket) -> b
 }
 
 pub async fn a_key_is_bound_once_and_tickets_tell_a_copy_from_a_restart(store: Store) {
+    super::licensed(&store).await;
     let worker = create_precreated(&store, "keyed").await;
 
     // The first connection binds the machine and the key; its ticket is pending.

@@ -9,6 +9,7 @@ pub mod audit;
 mod fixtures;
 pub mod identity;
 pub mod jobs;
+pub mod license;
 pub mod retention;
 pub mod secret_enrollment;
 pub mod token_enrollment;
@@ -74,6 +75,17 @@ macro_rules! conformance_tests {
             transactions {
                 failed_write_rolls_back_alone,
                 settings_round_trip,
+            }
+            license {
+                community_edition_refuses_every_join_and_changes_nothing,
+                the_trial_runs_once_per_fleet,
+                an_installed_license_replaces_the_trial_until_removed,
+                a_trial_is_refused_over_an_installed_license,
+                seats_count_the_external_workers_that_can_still_connect,
+                seats_are_judged_in_the_enrollment,
+                a_license_past_its_grace_refuses_joins_but_not_workers_that_joined,
+                a_refused_join_is_remembered_for_the_banner,
+                concurrent_enrollments_never_exceed_the_seats,
             }
         }
     };

@@ -14,7 +14,7 @@ use crate::flows::tokens::Enrolled;
 use crate::flows::workers;
 use crate::{AuditFilter, Store};
 
-fn secret_request(
+pub(super) fn secret_request(
     worker_name: &str,
     machine_id: &str,
     now: i64,
@@ -38,7 +38,7 @@ fn secret_request(
 
 type SecretResult = Result<(Enrolled, Option<WorkerId>), AutoRefusal>;
 
-async fn secret_enroll(
+pub(super) async fn secret_enroll(
     store: &Store,
     req: SecretEnrollment,
     connected: Option<WorkerId>,
@@ -51,7 +51,7 @@ async fn secret_enroll(
         .expect("store")
 }
 
-async fn change(
+pub(super) async fn change(
     store: &Store,
     change: enrollment::Change,
     now: i64,
@@ -63,13 +63,14 @@ async fn change(
         .expect("store")
 }
 
-fn stub_hash() -> SlowHash {
+pub(super) fn stub_hash() -> SlowHash {
     SlowHash::from_stored(
         "$argon2id$v=19$m=19456,t=2,p=1$c3R1YnN0dWI$c3R1YnN0dWJzdHVic3R1YnN0dWI".into(),
     )
 }
 
 pub async fn secret_enrollment_settings_and_guard_rails(store: Store) {
+    super::licensed(&store).await;
     let status = store.read(enrollment::status).await.expect("status");
     assert!(!status.settings.enabled, "off by default");
     let (req, _) = secret_request("w1", "machine-a", 1, at(0));
@@ -217,6 +218,7 @@ pub async fn secret_enrollment_settings_and_guard_rails(store: Store) {
 }
 
 pub async fn secret_enrollment_supersedes_only_when_allowed(store: Store) {
+    super::licensed(&store).await;
     let on = enrollment::Change {
         enabled: Some(true),
         secret: Some(stub_hash()),

@@ -12,6 +12,7 @@ use crate::flows::tokens::{self, TokenEnrollRefusal};
 use crate::{AuditFilter, Store};
 
 pub async fn enroll_binds_then_resumes_and_refuses_others(store: Store) {
+    super::licensed(&store).await;
     let secret = make_token(&store, "t1", 60_000).await;
     let (req, key) = enrollment(&secret, "machine-a", 10);
     let first = enroll(&store, req).await.expect("bound");
@@ -139,6 +140,7 @@ pub async fn enroll_refuses_unknown_wrong_expired_revoked(store: Store) {
 }
 
 pub async fn racing_machines_exactly_one_wins(store: Store) {
+    super::licensed(&store).await;
     let secret = make_token(&store, "race", 60_000).await;
     let winners = race_to_enroll(std::slice::from_ref(&store), &secret, "machine").await;
     assert_eq!(winners, 1);

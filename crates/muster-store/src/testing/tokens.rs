@@ -78,6 +78,7 @@ pub async fn token_names_are_unique_across_workers(store: Store) {
 }
 
 pub async fn revoke_token_transitions(store: Store) {
+    super::licensed(&store).await;
     let unused = "unused-tok";
     make_token(&store, unused, 60_000).await;
     let ev = audit("token.revoke", unused);

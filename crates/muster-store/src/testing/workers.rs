@@ -12,6 +12,7 @@ use crate::Store;
 use crate::flows::workers;
 
 pub async fn admit_checks_key_machine_and_binds_precreated(store: Store) {
+    super::licensed(&store).await;
     let id = create_precreated(&store, "pre").await.id;
 
     let admit = |key: &'static str, m: &'static str| {
@@ -48,6 +49,7 @@ pub async fn admit_checks_key_machine_and_binds_precreated(store: Store) {
 }
 
 pub async fn revoke_and_remove_workers(store: Store) {
+    super::licensed(&store).await;
     let secret = make_token(&store, "tw", 60_000).await;
     let (req, key) = enrollment(&secret, "machine-a", 1);
     let enrolled = enroll(&store, req).await.expect("bound");
@@ -156,6 +158,7 @@ pub async fn the_builtin_worker_is_neither_revoked_nor_removed(store: Store) {
 /// Removing a token-enrolled worker revokes its token: the machine it was bound to cannot
 /// present the token again and come back as a new worker.
 pub async fn removing_a_worker_keeps_its_token_from_bringing_it_back(store: Store) {
+    super::licensed(&store).await;
     let secret = make_token(&store, "gone", 60_000).await;
     let (req, _) = enrollment(&secret, "machine-a", 1);
     enroll(&store, req).await.expect("bound");

@@ -167,6 +167,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         &work.join("server.log"),
     )
     .await?;
+    server.start_trial().await?;
     let admin = server.admin()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_start = server.rss();

@@ -120,6 +120,17 @@ impl Server {
         sys::cpu_seconds(self.pid)
     }
 
+    /// Starts the fleet's trial so the simulated workers (external workers, all of them) may
+    /// join: a fresh server runs Community Edition. A data dir whose trial already ran keeps
+    /// what it has.
+    pub async fn start_trial(&self) -> anyhow::Result<()> {
+        match self.admin()?.start_trial().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(muster_proto::ErrorCode::LicenseTrialUnavailable) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("cannot start the trial: {e}")),
+        }
+    }
+
     /// An admin client, found through the data dir as `muster` admin commands find it.
     pub fn admin(&self) -> anyhow::Result<Client> {
         let local =

@@ -29,6 +29,8 @@ fn each_refusal_has_its_documented_exit_code() {
         (ErrorCode::EnrollmentDisabled, Some(3)),
         (ErrorCode::NameInUse, Some(3)),
         (ErrorCode::TokenUnknown, Some(3)),
+        (ErrorCode::LicenseRequired, Some(3)),
+        (ErrorCode::LicenseSeatsExhausted, Some(3)),
         (ErrorCode::TokenBoundElsewhere, Some(4)),
         (ErrorCode::UnknownIdentity, Some(4)),
         (ErrorCode::TokenRevoked, Some(5)),

@@ -8,6 +8,7 @@
 //! scenario. The TCP proxy is in `proxy.rs`; the rest is kept together because the handles share
 //! the process plumbing (spawning, log capture, killing on drop) at the top.
 
+pub mod license;
 pub mod proxy;
 
 use std::ffi::OsString;
@@ -235,10 +236,23 @@ pub struct ServerOpts {
     pub no_tls: bool,
     /// Run the built-in worker (off by default here: `--no-builtin-worker`).
     pub builtin_worker: bool,
+    /// What the server runs: a license from the tests' issuer by default, so external workers
+    /// can join; Community Edition for the tests of editions.
+    pub edition: Edition,
     pub env: Vec<(String, String)>,
     /// Where the test's temp dir (data dir, state dirs, logs) goes; the system's temp dir by
     /// default. Confinement tests keep it out of `/tmp`, which jobs may write.
     pub temp_in: Option<PathBuf>,
+}
+
+/// The edition a test's server starts with. Every server trusts the tests' issuer
+/// (`--license-issuer-key`); none has the check switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edition {
+    /// A license from the tests' issuer, installed at the first start: no worker limit, a year.
+    Licensed,
+    /// Nothing installed.
+    Community,
 }
 
 impl Default for ServerOpts {
@@ -250,6 +264,7 @@ impl Default for ServerOpts {
             reconnect_spread: "1s",
             no_tls: false,
             builtin_worker: false,
+            edition: Edition::Licensed,
             env: Vec::new(),
             temp_in: None,
         }
@@ -301,8 +316,33 @@ impl Server {
             info: None,
             last_exit: None,
         };
+        std::fs::write(
+            server.issuer_key_path(),
+            format!("{}\n", license::issuer().public().to_paserk()),
+        )
+        .expect("write the tests' issuer key");
         server.spawn("127.0.0.1:0");
+        if server.opts.edition == Edition::Licensed {
+            server.install_license(&license::sign(None, -1, 365));
+        }
         server
+    }
+
+    /// The file of issuer keys this server trusts besides muster's own: the tests' issuer.
+    pub fn issuer_key_path(&self) -> PathBuf {
+        self.root.path().join("test-issuer.pub")
+    }
+
+    /// `muster license install -` with `license` on stdin; returns the license as shown.
+    pub fn install_license(&self, license: &str) -> Value {
+        let out = self.cli_stdin(&["license", "install", "-", "--json"], license.as_bytes());
+        assert!(
+            out.status.success(),
+            "license install failed with {:?}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("license install --json prints JSON")
     }
 
     pub fn start_default() -> Self {
@@ -326,6 +366,7 @@ impl Server {
         if !self.opts.builtin_worker {
             cmd.arg("--no-builtin-worker");
         }
+        cmd.arg("--license-issuer-key").arg(self.issuer_key_path());
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }

@@ -15,7 +15,7 @@ fn worker_id(reply: &Value) -> WorkerId {
 
 #[tokio::test]
 async fn a_token_enrolls_one_machine_and_enrolling_again_replaces_its_key() {
-    let api = Api::new();
+    let api = Api::licensed().await;
     let token = api.token("edge-1").await;
     let first = api
         .enroll(json!({"machine_id": "machine-0001", "token": token}))
@@ -112,7 +112,7 @@ async fn enrollment_refusals_name_the_problem() {
 
 #[tokio::test]
 async fn the_auto_enrollment_secret_enrolls_a_named_worker() {
-    let api = Api::new();
+    let api = Api::licensed().await;
     let enabled = api
         .post("/api/v1/enrollment/enable", json!({"generate": true}))
         .await

@@ -6,6 +6,7 @@
 mod enroll;
 mod enrollment;
 mod jobs;
+mod license;
 mod misc;
 mod tokens;
 mod workers;
@@ -50,6 +51,8 @@ struct Reply {
     content_type: String,
     text: String,
     body: Value,
+    /// The license warning for the admin (`muster-warning`), decoded.
+    warning: Option<String>,
 }
 
 impl Reply {
@@ -84,6 +87,15 @@ impl Api {
             hash: SlowHash::from_stored(String::new()),
         }));
         Self { app, ui, _dir: dir }
+    }
+
+    /// A fresh server whose trial is running: external workers may join.
+    async fn licensed() -> Self {
+        let api = Self::new();
+        api.post("/api/v1/license/trial", json!({}))
+            .await
+            .expect(StatusCode::OK);
+        api
     }
 
     async fn call(&self, method: Method, path: &str, auth: Auth, body: Option<Value>) -> Reply {
@@ -121,6 +133,10 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let warning = response
+            .headers()
+            .get(muster_proto::api::WARNING_HEADER)
+            .map(|v| muster_proto::api::decode_warning(v.to_str().unwrap()));
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -129,6 +145,7 @@ impl Api {
             content_type,
             text,
             body,
+            warning,
         }
     }
 

@@ -138,7 +138,7 @@ async fn an_unknown_token_is_not_found() {
 
 #[tokio::test]
 async fn revoking_a_token_cuts_off_its_worker_once() {
-    let api = Api::new();
+    let api = Api::licensed().await;
     let secret = api.token("t1").await;
     let enrolled = api
         .enroll(json!({"machine_id": "machine-0001", "token": secret}))
@@ -169,7 +169,8 @@ async fn revoking_a_token_cuts_off_its_worker_once() {
             "token.revoke ok",
             "token.revoke ok",
             "enroll.token ok",
-            "token.create ok"
+            "token.create ok",
+            "license.changed ok"
         ]
     );
 }

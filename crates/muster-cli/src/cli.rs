@@ -8,13 +8,29 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "muster",
-    version,
+    version = crate::VERSION,
     about = "A control plane for worker fleets",
     propagate_version = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines on stderr look: `text` for people, `json` (one object per line) for log
+    /// collectors. `MUSTER_LOG` sets which lines are logged.
+    #[arg(
+        long,
+        env = "MUSTER_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,12 +53,55 @@ pub enum Command {
     Enrollment(EnrollmentCommand),
     /// The audit log: who did what, when, from where.
     Audit(AuditArgs),
+    /// Write a backup of the server (database, certificate, credentials) into one archive.
+    Backup(BackupArgs),
+    /// Unpack a backup into a new data dir that `muster serve --data-dir DIR` starts on.
+    Restore(RestoreArgs),
+    /// Print shell completions (`muster completions bash > /etc/bash_completion.d/muster`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (`muster.1`, `muster-serve.1`, ...) into a directory.
+    Man {
+        /// The directory to write them in (created if needed).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
     /// The job launcher: the worker starts it for every job (internal, not for people).
     #[command(name = muster_worker::confine::SUBCOMMAND, hide = true)]
     JobExec(JobExecArgs),
     /// Editions and licenses: show, install, trial, remove.
     #[command(subcommand)]
     License(LicenseCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The archive to write, owner-only (an existing file is replaced once the new one is
+    /// complete).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The data dir of the server to back up.
+    #[arg(long, env = "MUSTER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print what was archived as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive `muster backup` wrote.
+    #[arg(value_name = "FILE")]
+    pub archive: PathBuf,
+    /// The new data dir: it must not exist, or be empty.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// For a backup of a server on PostgreSQL: the database, already restored with
+    /// `pg_restore`, whose workers are then recognised by their keys.
+    #[arg(long = "database", env = "MUSTER_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -219,8 +278,12 @@ pub struct ServeArgs {
     #[arg(long = "database", env = "MUSTER_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Do not run the built-in worker.
-    #[arg(long)]
+    #[arg(long, env = "MUSTER_NO_BUILTIN_WORKER")]
     pub no_builtin_worker: bool,
+    /// Where `/livez`, `/readyz` and `/metrics` are served (plain HTTP, no authentication), or
+    /// `off` [default: 127.0.0.1:7444, skipped with a warning when another server holds it].
+    #[arg(long, env = "MUSTER_DIAG_LISTEN", value_name = "ADDR|off")]
+    pub diag_listen: Option<String>,
     /// How often a quiet control channel is pinged.
     #[arg(long, default_value = "5s", value_parser = parse_duration, hide = true)]
     pub heartbeat: std::time::Duration,

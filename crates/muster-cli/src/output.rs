@@ -12,7 +12,8 @@ pub fn print_error(message: &str, hint: Option<&str>) {
     eprintln!("{}", error::line(message, hint));
 }
 
-/// Prints a warning from the server as one line on stderr.
+/// Prints a warning as one line on stderr, control characters escaped (a warning may carry
+/// text from the server).
 pub fn print_warning(message: &str) {
     eprintln!("warning: {}", muster_core::text::escape_controls(message));
 }

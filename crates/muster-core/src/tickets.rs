@@ -13,6 +13,13 @@
 //! dropped. Anything else is a copy: two holders moved apart. A single worker cannot get there,
 //! whatever instant it or the server crashes at — the model test below plays random crashes and
 //! random copies against the rule.
+//!
+//! One exception: an empty ledger (no ticket confirmed or pending) takes the first ticket
+//! presented as the confirmed one. The server empties ledgers when its database is restored
+//! from a backup ([`TicketLedger::forget`]): the backup's tickets may be older than the ones
+//! workers hold, and without this every worker that connected after the backup was taken would
+//! be taken for a copy. A ledger is otherwise empty only before the server ever issued a
+//! ticket, when no worker can hold one, so the exception gives a copy nothing it could use.
 
 use std::fmt;
 
@@ -123,6 +130,10 @@ impl TicketLedger {
         match presented {
             None if self.confirmed.is_none() => Presented::Valid,
             None => Presented::Copied,
+            Some(hash) if self.is_empty() => {
+                self.confirmed = Some(*hash);
+                Presented::Valid
+            }
             Some(hash) if self.confirmed.as_ref() == Some(hash) => Presented::Valid,
             Some(hash) if self.pending.contains(hash) => {
                 self.confirmed = Some(*hash);
@@ -131,6 +142,17 @@ impl TicketLedger {
             }
             Some(_) => Presented::Copied,
         }
+    }
+
+    /// No ticket confirmed or pending: never issued one, or forgotten after a restore.
+    pub fn is_empty(&self) -> bool {
+        self.confirmed.is_none() && self.pending.is_empty()
+    }
+
+    /// Forgets every ticket, after the database was restored from a backup: the next ticket the
+    /// worker presents is taken as its own (see the module's doc).
+    pub fn forget(&mut self) {
+        *self = TicketLedger::default();
     }
 
     /// Records a ticket about to be sent to the worker (before it is sent).
@@ -389,6 +411,45 @@ mod tests {
         ] {
             assert_ne!(server.step(&mut original, e), Some(Presented::Copied));
         }
+        assert_eq!(
+            server.step(&mut copy, Event::Connect),
+            Some(Presented::Copied)
+        );
+    }
+
+    /// A database restored from a backup forgets its tickets: the worker's newer ticket is
+    /// taken as its own, a crash before it saves the next one is still no copy, and a second
+    /// holder presenting the old ticket after that is found out.
+    #[test]
+    fn a_forgotten_ledger_adopts_the_first_ticket_presented_and_catches_a_copy_after_it() {
+        let mut server = Server::new(3);
+        let mut worker = Worker::default();
+        for e in [
+            Event::Connect,
+            Event::Deliver(true),
+            Event::Save,
+            Event::Ack(true),
+        ] {
+            server.step(&mut worker, e);
+        }
+        let copy = worker.clone();
+        // The backup is restored: the ledger is gone, the worker's ticket is not.
+        server.ledger.forget();
+        assert!(server.ledger.is_empty());
+        assert_eq!(
+            server.step(&mut worker, Event::Connect),
+            Some(Presented::Valid)
+        );
+        // The worker crashes before it saves the new ticket and presents the old one again.
+        server.step(&mut worker, Event::CrashWorker);
+        assert_eq!(
+            server.step(&mut worker, Event::Connect),
+            Some(Presented::Valid)
+        );
+        for e in [Event::Deliver(true), Event::Save, Event::Ack(true)] {
+            server.step(&mut worker, e);
+        }
+        let mut copy = copy;
         assert_eq!(
             server.step(&mut copy, Event::Connect),
             Some(Presented::Copied)

@@ -26,4 +26,19 @@ pub struct ServerFile {
     pub cert_file: Option<String>,
     pub started_at: String,
     pub version: String,
+    /// The diagnostics listener (`http://127.0.0.1:7444`), when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diag_url: Option<String>,
+    /// Where the fleet's database is, for `muster backup` (absent from older servers' files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseLocation>,
+}
+
+/// Where a server keeps its database. A PostgreSQL URL may hold a password, so it is not
+/// written down: only that it is PostgreSQL.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DatabaseLocation {
+    Sqlite { path: String },
+    Postgres,
 }

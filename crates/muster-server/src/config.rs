@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub job_retention: Duration,
     /// Files of license issuer public keys trusted besides muster's own.
     pub license_issuer_keys: Vec<PathBuf>,
+    /// Where `/livez`, `/readyz` and `/metrics` are served.
+    pub diag_listen: crate::diag::DiagListen,
 }
 
 /// A year of audit records: long enough to answer "who did this, and when" at the next yearly
@@ -71,6 +73,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("audit_retention", &self.audit_retention)
             .field("job_retention", &self.job_retention)
             .field("license_issuer_keys", &self.license_issuer_keys)
+            .field("diag_listen", &self.diag_listen)
             .finish()
     }
 }
@@ -92,6 +95,7 @@ impl ServeConfig {
             audit_retention: DEFAULT_AUDIT_RETENTION,
             job_retention: DEFAULT_JOB_RETENTION,
             license_issuer_keys: Vec::new(),
+            diag_listen: crate::diag::DiagListen::Default,
         }
     }
 }

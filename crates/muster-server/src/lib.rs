@@ -7,11 +7,13 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod builtin;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod datadir;
+pub mod diag;
 pub mod error;
 pub mod events;
 pub mod jobs;
@@ -35,17 +37,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
 
 pub use config::{ServeConfig, TlsMode};
 pub use serve::{ServeError, Started, run};
 
 use crate::state::AppState;
 
-/// The whole HTTP application: the API under `/api/v1/`, the web UI everywhere else.
+/// The whole HTTP application: the API under `/api/v1/`, the web UI everywhere else. Every
+/// request runs in a span with its method and route, and is counted and logged once answered
+/// ([`diag::http`]).
 pub fn router(app: AppState, ui: Arc<ui::UiState>) -> Router {
     Router::new()
         .nest(
@@ -59,7 +62,7 @@ pub fn router(app: AppState, ui: Arc<ui::UiState>) -> Router {
         )
         .merge(ui::routes().with_state(ui::UiApp::new(app, ui)))
         .layer(middleware::from_fn(deadline))
-        .layer(middleware::from_fn(request_span))
+        .layer(middleware::from_fn(diag::http::track))
 }
 
 /// How long a request may take to be answered (its response headers; a streamed body such as
@@ -81,16 +84,4 @@ async fn deadline(request: Request, next: Next) -> Response {
         .with_hint("send the whole request at once; a client that retries will be answered")
         .into_response(),
     }
-}
-
-/// Every log line written while a request is handled carries its method and route (the route's
-/// pattern, `/api/v1/tokens/{name}`, not the path: names stay out of the span).
-async fn request_span(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let span = tracing::info_span!("request", method = %request.method(), route = %route);
-    next.run(request).instrument(span).await
 }

@@ -1,6 +1,8 @@
 //! What a backend provides to [`crate::Store`]: somewhere to run transactions.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::error::{StoreError, StoreResult};
 use crate::tx::Tx;
@@ -97,18 +99,33 @@ pub struct StoreStats {
     pub writes: u64,
 }
 
+/// Told how long each committed write transaction took, from its start to the end of its
+/// COMMIT (for SQLite, one group of work, fsync included). Called on the backend's threads, so
+/// it must be quick: the server records it in a histogram.
+pub type CommitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// The counters behind [`StoreStats`], shared by a backend's threads.
 #[derive(Default)]
 pub(crate) struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
+    observer: OnceLock<CommitObserver>,
 }
 
 impl Counters {
-    /// Counts one committed write transaction that carried `writes` units of work.
-    pub(crate) fn committed(&self, writes: u64) {
+    /// Counts one committed write transaction that carried `writes` units of work and took
+    /// `took`.
+    pub(crate) fn committed(&self, writes: u64, took: Duration) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(writes, Ordering::Relaxed);
+        if let Some(observe) = self.observer.get() {
+            observe(took);
+        }
+    }
+
+    /// Installs the observer of commit times; the first one installed stays.
+    pub(crate) fn observe(&self, observer: CommitObserver) {
+        let _ = self.observer.set(observer);
     }
 
     pub(crate) fn stats(&self) -> StoreStats {
@@ -125,6 +142,8 @@ pub trait Backend: Send + Sync + 'static {
     fn run_write(&self, work: Work);
     fn run_read(&self, work: Work);
     fn close(&self);
+    /// Calls `observer` with the duration of every write transaction committed from now on.
+    fn observe_commits(&self, observer: CommitObserver);
     /// Calls `on_event` with every event another server replica (or this one) announces with
     /// [`Tx::notify`]. Backends without replicas never call it.
     fn listen(&self, on_event: EventHandler) {

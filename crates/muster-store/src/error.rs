@@ -16,6 +16,12 @@ pub enum StoreError {
     /// The store is shutting down or its writer is gone.
     #[error("the store is closed")]
     Closed,
+    /// The database's schema was written by a newer muster: this build does not know its last
+    /// migration, so it cannot tell what the data means and refuses to touch it.
+    #[error(
+        "the database was written by a newer muster (schema version {found}; this build knows versions up to {known})"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
 }
 
 impl From<rusqlite::Error> for StoreError {

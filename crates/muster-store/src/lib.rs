@@ -24,7 +24,7 @@ pub mod upgrades;
 
 use std::sync::Arc;
 
-pub use backend::{Backend, EventHandler, StoreStats, Work, WorkOutcome};
+pub use backend::{Backend, CommitObserver, EventHandler, StoreStats, Work, WorkOutcome};
 pub use error::{StoreError, StoreResult};
 pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, Tx};
 
@@ -82,6 +82,12 @@ impl Store {
         let (done, result) = tokio::sync::oneshot::channel();
         self.backend.run_read(Work::new(f, done));
         result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Calls `observer` with how long each write transaction took to commit (see
+    /// [`CommitObserver`]).
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        self.backend.observe_commits(observer);
     }
 
     /// Calls `on_event` with every event replicas announce with [`Tx::notify`].

@@ -230,6 +230,39 @@ async fn replicas_starting_at_once_migrate_once() {
     assert_eq!(versions.first(), Some(&1));
 }
 
+/// A database a newer muster migrated (a version this build does not know) is refused at open,
+/// and left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_muster_is_refused() {
+    let Some(schema) = TestSchema::new(1).await else {
+        return;
+    };
+    schema.open().close();
+    let name = schema.name.clone();
+    let future = admin(&schema.url, move |c| {
+        let row = c.query_one(
+            &format!(
+                "INSERT INTO \"{name}\".schema_migrations (version, applied_at)
+                 SELECT MAX(version) + 1, 0 FROM \"{name}\".schema_migrations RETURNING version"
+            ),
+            &[],
+        )?;
+        Ok(row.get::<_, i64>(0))
+    })
+    .expect("insert a future version");
+    let (url, name) = (schema.url.clone(), schema.name.clone());
+    let opened = std::thread::spawn(move || PostgresBackend::open_in_schema(&url, &name).map(drop))
+        .join()
+        .expect("thread");
+    match opened {
+        Err(StoreError::SchemaTooNew { found, known }) => {
+            assert_eq!(found, future);
+            assert_eq!(known, future - 1);
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
 /// Connections can break under a running server (a restart, a failover, an idle timeout). The
 /// next jobs must get new connections, not errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -189,7 +189,7 @@ impl Events for JobManager {
     fn message(&mut self, message: ServerMessage) {
         match message {
             ServerMessage::JobStart(start) => {
-                tracing::info!(job = %start.id, command = ?start.command.first(), "job started");
+                tracing::info!(job = %start.id, command = start.command.first().map_or("", String::as_str), "job started");
                 self.start(start);
             }
             ServerMessage::JobCancel { id } => {

@@ -1,7 +1,9 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
 mod audit;
+mod backup;
 mod enrollment;
+mod install;
 mod job;
 pub mod job_exec;
 mod license;
@@ -38,6 +40,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Job(cmd) => job::run(cmd).await,
         Command::Enrollment(cmd) => enrollment::run(cmd).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
+        Command::Completions { shell } => install::completions(shell),
+        Command::Man { dir } => install::man(&dir),
         // `main` runs the launcher before any runtime starts; inside one it must not run.
         Command::JobExec(_) => Err(CliError::usage(
             "the job launcher cannot run here",

@@ -1,5 +1,6 @@
 //! `muster serve`.
 
+use muster_server::diag::DiagListen;
 use muster_server::{ServeConfig, TlsMode};
 
 use crate::cli::{ServeArgs, default_data_dir};
@@ -22,6 +23,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     config.audit_retention = args.audit_retention;
     config.job_retention = args.job_retention;
     config.license_issuer_keys = args.license_issuer_keys;
+    config.diag_listen = args
+        .diag_listen
+        .as_deref()
+        .map_or(DiagListen::Default, DiagListen::parse);
     if config.idle_timeout <= config.heartbeat {
         return Err(CliError::usage(
             "`--idle-timeout` must be longer than `--heartbeat`",
@@ -30,11 +35,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     let data_dir = config.data_dir.clone();
     muster_server::run(config, shutdown_signal(), |started| {
-        println!(
-            "muster {} listening on {}",
-            env!("CARGO_PKG_VERSION"),
-            started.url
-        );
+        println!("muster {} listening on {}", crate::VERSION, started.url);
         println!("data dir: {}", data_dir.display());
         if let (Some(fp), Some(cert)) = (&started.tls_fingerprint, &started.cert_file) {
             let origin = if started.generated_cert {
@@ -51,6 +52,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
                 }
             );
             println!("TLS fingerprint: {fp}");
+        }
+        if let Some(diag) = &started.diag_url {
+            println!("diagnostics: {diag}/metrics, {diag}/readyz, {diag}/livez");
         }
         println!(
             "admin credential: {} (readable by its owner only)",

@@ -10,14 +10,17 @@
 
 mod harness;
 
+mod backup;
 mod confinement;
 mod enrollment;
 mod fleet;
 mod hostile;
 mod http_api;
 mod identity;
+mod install;
 mod jobs;
 mod license;
+mod operations;
 mod precreated;
 mod refusals;
 mod replicas;

@@ -12,12 +12,12 @@ use crate::harness::{Server, ServerOpts};
 const ADMIN_URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
 
 /// A database of its own, dropped when the test ends (pass or fail).
-struct Database {
+pub struct Database {
     name: String,
 }
 
 impl Database {
-    fn create() -> Option<Self> {
+    pub fn create() -> Option<Self> {
         if std::env::var_os("MUSTER_SKIP_POSTGRES").is_some() {
             eprintln!("skipped: MUSTER_SKIP_POSTGRES is set");
             return None;
@@ -38,6 +38,10 @@ impl Database {
 
     fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 

@@ -114,9 +114,11 @@ impl FromRequestParts<AppState> for Admin {
         if let Some(call) = parts.extensions.get::<crate::api::license::AdminCall>() {
             call.mark();
         }
-        Ok(Admin(Actor {
+        let actor = Actor {
             name: "admin".into(),
             remote,
-        }))
+        };
+        crate::diag::http::record_actor(&parts.extensions, &actor.name);
+        Ok(Admin(actor))
     }
 }

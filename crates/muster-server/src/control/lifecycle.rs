@@ -373,7 +373,7 @@ async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
     {
         tracing::warn!(error = %e, "cannot record when a worker was last seen");
     }
-    tracing::info!(?ended, "worker disconnected");
+    tracing::info!(how = %ended, "worker disconnected");
 }
 
 /// Why the jobs of a session that ended this way are lost.

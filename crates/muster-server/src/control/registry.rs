@@ -18,7 +18,12 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Close the channel with this WebSocket close code and reason, and end the session.
-    Close { code: CloseCode, reason: String },
+    /// `decided` is when the server decided to (for `muster_cutoff_seconds`).
+    Close {
+        code: CloseCode,
+        reason: String,
+        decided: tokio::time::Instant,
+    },
     /// Send a control message.
     Send(ServerMessage),
     /// Ping the worker; whatever it sends next wakes [`Session::heard`]'s waiters (is the
@@ -59,13 +64,17 @@ impl Inbox {
     /// Takes the first cut-off waiting (a close for any reason but the server going away),
     /// leaving the rest: a cut-off overtakes sends. A shutdown's close stays in line behind the
     /// message that tells the worker when to come back.
-    pub fn take_close(&self) -> Option<(CloseCode, String)> {
+    pub fn take_close(&self) -> Option<(CloseCode, String, tokio::time::Instant)> {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let at = queue.iter().position(
             |c| matches!(c, Command::Close { code, .. } if *code != CloseCode::GoingAway),
         )?;
         match queue.remove(at) {
-            Some(Command::Close { code, reason }) => Some((code, reason)),
+            Some(Command::Close {
+                code,
+                reason,
+                decided,
+            }) => Some((code, reason, decided)),
             _ => None,
         }
     }
@@ -251,6 +260,7 @@ impl Session {
         self.inbox.push(Command::Close {
             code,
             reason: reason.into(),
+            decided: tokio::time::Instant::now(),
         });
     }
 }

@@ -18,6 +18,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::clock::Clock;
 use crate::control::registry::{Command, Session};
+use crate::diag::metrics::CutReason;
 
 /// What a session needs to know that is not in the [`Session`] record.
 #[derive(Debug, Clone)]
@@ -64,6 +65,32 @@ pub enum Ended {
     Stalled,
 }
 
+/// How a session ended, in words for a log line: `closed by the server (revoked)`.
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Closed(code) => {
+                let why = match code {
+                    CloseCode::Revoked => "revoked",
+                    CloseCode::Expired => "expired",
+                    CloseCode::Superseded => "superseded",
+                    CloseCode::Removed => "removed",
+                    CloseCode::Replaced => "replaced by a newer connection",
+                    CloseCode::Suspended => "suspended",
+                    CloseCode::GoingAway => "the server is shutting down",
+                    CloseCode::Protocol => "protocol error",
+                    CloseCode::Idle => "idle",
+                    CloseCode::Other(_) => "other",
+                };
+                write!(f, "closed by the server: {why} ({code})")
+            }
+            Ended::PeerGone => f.write_str("the worker closed the connection or it dropped"),
+            Ended::Idle => f.write_str("nothing heard within the idle timeout"),
+            Ended::Stalled => f.write_str("the worker stopped reading what the server sent"),
+        }
+    }
+}
+
 /// How long to wait for the worker's answering close frame before dropping the socket.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
@@ -107,14 +134,14 @@ where
             () = session.inbox.wait() => {
                 // A close overtakes whatever was queued before it: a revoked worker is not sent
                 // the job starts that were waiting for it.
-                if let Some((code, reason)) = session.inbox.take_close() {
-                    Box::pin(close_with(&mut socket, code, reason, params.idle_timeout)).await;
+                if let Some((code, reason, decided)) = session.inbox.take_close() {
+                    Box::pin(close_with(&mut socket, code, reason, params.idle_timeout, decided)).await;
                     return Ended::Closed(code);
                 }
                 for command in session.inbox.drain() {
                     let message = match command {
-                        Command::Close { code, reason } => {
-                            Box::pin(close_with(&mut socket, code, reason, params.idle_timeout)).await;
+                        Command::Close { code, reason, decided } => {
+                            Box::pin(close_with(&mut socket, code, reason, params.idle_timeout, decided)).await;
                             return Ended::Closed(code);
                         }
                         Command::Send(message) => match serde_json::to_string(&message) {
@@ -131,7 +158,7 @@ where
                 }
             }
             () = until_expiry(&mut expiry) => {
-                Box::pin(close_with(&mut socket, CloseCode::Expired, "the worker's enrollment token expired".into(), params.idle_timeout)).await;
+                Box::pin(close_with(&mut socket, CloseCode::Expired, "the worker's enrollment token expired".into(), params.idle_timeout, Instant::now())).await;
                 return Ended::Closed(CloseCode::Expired);
             }
             frame = socket.next() => {
@@ -156,7 +183,7 @@ where
             () = &mut idle => {
                 let now = Instant::now();
                 if now.duration_since(last_heard) >= params.idle_timeout {
-                    Box::pin(close_with(&mut socket, CloseCode::Idle, "no heartbeat within the idle timeout".into(), params.idle_timeout)).await;
+                    Box::pin(close_with(&mut socket, CloseCode::Idle, "no heartbeat within the idle timeout".into(), params.idle_timeout, now)).await;
                     return Ended::Idle;
                 }
                 // The worker pings every heartbeat interval, and its pings keep us both alive.
@@ -244,9 +271,12 @@ where
         tokio::select! {
             biased;
             () = session.inbox.wait() => {
-                if let Some((code, _)) = session.inbox.take_close() {
+                if let Some((code, _, _)) = session.inbox.take_close() {
                     // The socket is busy with a send the worker is not reading: no close frame
-                    // can get through it, so the connection simply goes.
+                    // can get through it, so the connection simply goes (a cut-off all the same).
+                    if let Some(reason) = CutReason::of(code) {
+                        crate::diag::metrics().cutoff(reason, None);
+                    }
                     return Some(Ended::Closed(code));
                 }
                 // Something else was queued: it waits its turn in the outer loop.
@@ -265,9 +295,15 @@ where
 
 /// Sends a close frame and waits briefly for the worker's answering close, so the close reason
 /// is delivered before the TCP connection goes. A worker that does not read gets no close
-/// frame: the send gives up after `within` and the connection simply goes.
-async fn close_with<S>(socket: &mut S, code: CloseCode, reason: String, within: Duration)
-where
+/// frame: the send gives up after `within` and the connection simply goes. A close by decision
+/// (a cut-off) is counted, and the time from `decided` to the frame sent observed.
+async fn close_with<S>(
+    socket: &mut S,
+    code: CloseCode,
+    reason: String,
+    within: Duration,
+    decided: Instant,
+) where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
 {
     let frame = CloseFrame {
@@ -275,10 +311,14 @@ where
         reason: reason.into(),
     };
     let send = socket.send(Message::Close(Some(frame)));
-    if !matches!(
+    let sent = matches!(
         tokio::time::timeout(within.min(CLOSE_LINGER * 5), send).await,
         Ok(Ok(()))
-    ) {
+    );
+    if let Some(reason) = CutReason::of(code) {
+        crate::diag::metrics().cutoff(reason, sent.then(|| decided.elapsed()));
+    }
+    if !sent {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_LINGER, async {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use muster_core::audit::AuditEvent;
-use muster_core::job::{Ending, Job, JobId, place};
+use muster_core::job::{Ending, Job, JobId, JobState, place};
 use muster_core::{Timestamp, WorkerId};
 use muster_proto::control::{JobStart, ServerMessage};
 use muster_store::StoreError;
@@ -74,6 +74,7 @@ impl Jobs {
                 tx.notify(&ReplicaEvent::JobsQueued.encode())
             })
             .await?;
+        crate::diag::metrics().job(JobState::Queued);
         self.state().enqueue(job.clone());
         self.kick();
         Ok(job)
@@ -105,6 +106,7 @@ impl Jobs {
                 return Err(e);
             }
         };
+        crate::diag::metrics().job(JobState::Running);
         self.state().track_running(job.clone());
         self.tell_worker(&session, &job, "job started at once")
             .await;
@@ -263,6 +265,7 @@ impl Jobs {
                 self.state().forget(&p.job.id);
                 continue;
             }
+            crate::diag::metrics().job(JobState::Running);
             self.state().started(p.job.clone());
             self.tell_worker(&p.session, &p.job, "job dispatched").await;
         }

@@ -94,6 +94,7 @@ impl Jobs {
                 move |tx| jobs::lose_running(tx, &server_id, now)
             })
             .await?;
+        crate::diag::metrics().jobs(JobState::Lost, lost.len());
         if !lost.is_empty() {
             tracing::warn!(
                 count = lost.len(),
@@ -132,6 +133,11 @@ impl Jobs {
         self.wake.notify_one();
     }
 
+    /// How many jobs wait in this replica's queue (with replicas, the same queue on each).
+    pub fn queued_count(&self) -> usize {
+        self.state().queued().count()
+    }
+
     pub fn subscribe(&self, id: &JobId) -> Option<broadcast::Receiver<LiveEvent>> {
         self.state().subscribe(id)
     }
@@ -150,8 +156,11 @@ impl Jobs {
                 jobs::end(tx, &job_id, &ending, now)
             })
             .await;
-        if let Err(e) = result {
-            tracing::error!(job = %id, error = %e, "cannot record the end of a job");
+        match result {
+            Ok(Some(ended)) => crate::diag::metrics().job(ended.state),
+            // Ended already (by a cancel, another replica): counted where it ended.
+            Ok(None) => {}
+            Err(e) => tracing::error!(job = %id, error = %e, "cannot record the end of a job"),
         }
         self.state().forget(id);
         self.kick();

@@ -7,10 +7,11 @@
 //! the [`gate`]: its ClientHello on a short deadline, then a permit shared fairly among sources.
 
 mod gate;
+mod health;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,6 +29,8 @@ use crate::error::AppError;
 use crate::lean_tls::{ChannelBinding, LeanTls};
 use crate::sources::{PerSource, SourceGuard};
 use gate::HandshakeGate;
+use health::Accepting;
+pub use health::ListenerHealth;
 
 /// The caller's network address, as the listener saw it.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +128,8 @@ pub struct Listener {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub cap: usize,
     pub open: Arc<AtomicUsize>,
+    /// Whether the accept loop runs (for readiness).
+    accepting: Arc<AtomicBool>,
     gate: Arc<HandshakeGate>,
     /// Connections of one source that have not had their first request answered yet: the
     /// phase before anyone is authenticated, where a slow client could otherwise pile up
@@ -145,8 +150,18 @@ impl Listener {
             tls,
             cap: connection_cap(),
             open: Arc::new(AtomicUsize::new(0)),
+            accepting: Arc::new(AtomicBool::new(false)),
             gate: Arc::new(HandshakeGate::default()),
             first_requests: PerSource::new(FIRST_REQUESTS_PER_SOURCE),
+        }
+    }
+
+    /// What readiness checks look at: whether this listener takes new connections.
+    pub fn health(&self) -> ListenerHealth {
+        ListenerHealth {
+            accepting: Arc::clone(&self.accepting),
+            open: Arc::clone(&self.open),
+            cap: self.cap,
         }
     }
 }
@@ -224,6 +239,7 @@ impl Listener {
         app: Router,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let _accepting = Accepting::start(&self.accepting);
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
@@ -310,6 +326,7 @@ impl Listener {
             }
         };
         drop(hello_slot);
+        let in_flight = crate::diag::metrics().tls_handshake();
         let permit = match self.gate.permit(source).await {
             Ok(permit) => permit,
             Err(refused) => {
@@ -328,6 +345,7 @@ impl Listener {
         };
         let result = tokio::time::timeout(gate::HANDSHAKE_TIMEOUT, handshake).await;
         drop(permit);
+        drop(in_flight);
         match result {
             Ok(Ok((tls, binding))) => {
                 let Some(first) = self.first_request_slot(remote) else {

@@ -29,8 +29,19 @@ use crate::secrets::Verdict;
 use crate::state::AppState;
 use crate::validate;
 
-/// Enrolls the machine that sent `req` from `remote`, or says why not.
+/// Enrolls the machine that sent `req` from `remote`, or says why not. Counted in
+/// `muster_enrollments_total`.
 pub async fn enroll(
+    app: &AppState,
+    remote: Option<SocketAddr>,
+    req: &EnrollRequest,
+) -> Result<EnrollResponse, AppError> {
+    let result = attempt(app, remote, req).await;
+    crate::diag::metrics::count_enrollment(req, &result);
+    result
+}
+
+async fn attempt(
     app: &AppState,
     remote: Option<SocketAddr>,
     req: &EnrollRequest,

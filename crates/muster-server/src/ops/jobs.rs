@@ -189,6 +189,7 @@ pub async fn cancel(app: &AppState, actor: &Actor, id: &str) -> Result<JobView, 
     {
         Cancel::NotFound => Err(no_such_job(&id)),
         Cancel::Dequeued(job) => {
+            crate::diag::metrics().job(job.state);
             app.jobs.dequeued(&id);
             Ok(views::job(&job))
         }

@@ -29,6 +29,8 @@ pub enum ServeError {
         listen: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    DiagListen(#[from] crate::diag::DiagBindError),
     #[error("cannot read the address the server listens on: {0}")]
     LocalAddr(#[source] std::io::Error),
     /// `what` names the database: "the embedded database", "database `PATH`".
@@ -67,6 +69,16 @@ impl ServeError {
             ServeError::Listen { .. } => {
                 Some("another program may hold the port; choose another with `--listen`")
             }
+            ServeError::DiagListen(_) => Some(
+                "choose another address with `--diag-listen` (MUSTER_DIAG_LISTEN), or `--diag-listen off`",
+            ),
+            ServeError::Sqlite {
+                source: StoreError::SchemaTooNew { .. },
+                ..
+            }
+            | ServeError::Postgres(StoreError::SchemaTooNew { .. }) => Some(
+                "run the muster version that last used this database (or a newer one), or restore a backup made by this version",
+            ),
             ServeError::Postgres(_) => Some(
                 "check that the server is reachable and that the URL's user, host, port and database are right",
             ),

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use muster_core::SecretHash;
-use muster_proto::local::ServerFile;
+use muster_proto::local::{DatabaseLocation, ServerFile};
 use muster_store::Store;
 
 use crate::clock::Clock;
@@ -38,6 +38,8 @@ pub struct Started {
     /// Whether this start generated the web UI password (first start).
     pub generated_password: bool,
     pub generated_cert: bool,
+    /// The diagnostics listener's URL, when it runs.
+    pub diag_url: Option<String>,
 }
 
 /// Runs the server until `shutdown` resolves. `on_started` is called once it serves, just before
@@ -55,14 +57,20 @@ pub async fn run(
         listen: config.listen.clone(),
         source,
     })?;
+    let diag = crate::diag::bind(&config.diag_listen).await?;
     let store = open_store(&config, &dir)?;
+    store.observe_commits(Arc::new(|took| crate::diag::metrics().store_commit(took)));
     let admin_token = ensure_admin_token(&dir)?;
     let (account, account_change) =
         ui::account::bootstrap(&store, &dir.admin_password_path(), Clock::system().now()).await?;
     let tls = load_tls(&config, &dir)?;
     let clock = Clock::system();
     let local_addr = tcp.local_addr().map_err(ServeError::LocalAddr)?;
-    let started = Started::new(&dir, local_addr, tls.as_ref(), &account, account_change);
+    let mut started = Started::new(&dir, local_addr, tls.as_ref(), &account, account_change);
+    started.diag_url = diag
+        .as_ref()
+        .and_then(|d| d.local_addr().ok())
+        .map(crate::diag::url);
     let app = app_state(
         &config,
         &dir,
@@ -74,11 +82,11 @@ pub async fn run(
     )
     .await?;
     let ui = Arc::new(ui::UiState::new(account));
-    let running = tasks::Running::spawn(&config, &dir, &app, ui, tcp, tls, &started);
+    let running = tasks::Running::spawn(&config, &dir, &app, ui, (tcp, diag), tls, &started);
     on_started(&started);
     // Last: whoever waits for the server file (local admin commands, tests) finds the server
     // serving and its banner printed.
-    if let Err(e) = write_server_file(&dir, &started, clock) {
+    if let Err(e) = write_server_file(&dir, &started, database_location(&config, &dir), clock) {
         running.shut_down(&app, &config).await;
         return Err(e);
     }
@@ -130,26 +138,44 @@ fn open_data_dir(config: &ServeConfig) -> Result<DataDir, ServeError> {
 ///   local socket (`postgres://USER@%2Fvar%2Frun%2Fpostgresql/DATABASE`). The schema is created
 ///   or migrated at start, safely when replicas start together.
 fn open_store(config: &ServeConfig, dir: &DataDir) -> Result<Store, ServeError> {
-    match config.database_url.as_deref() {
-        None => Store::open_sqlite(&dir.database_path()).map_err(|source| ServeError::Sqlite {
+    let Some(url) = config.database_url.as_deref() else {
+        return Store::open_sqlite(&dir.database_path()).map_err(|source| ServeError::Sqlite {
             what: "the embedded database".into(),
             source,
-        }),
-        Some(url) if url.starts_with("sqlite:") => {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            Store::open_sqlite(std::path::Path::new(path)).map_err(|source| ServeError::Sqlite {
+        });
+    };
+    if let Some(path) = sqlite_path(url) {
+        return Store::open_sqlite(std::path::Path::new(path)).map_err(|source| {
+            ServeError::Sqlite {
                 what: format!("database `{path}`"),
                 source,
-            })
-        }
-        // The URL may hold a password, so no message here repeats it.
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Store::open_postgres(url).map_err(ServeError::Postgres)
-        }
-        Some(_) => Err(ServeError::DatabaseUrl),
+            }
+        });
     }
+    // The URL may hold a password, so no message here repeats it.
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Store::open_postgres(url).map_err(ServeError::Postgres);
+    }
+    Err(ServeError::DatabaseUrl)
+}
+
+/// Where the database `open_store` opens is, for the server file (`muster backup` reads it).
+fn database_location(config: &ServeConfig, dir: &DataDir) -> DatabaseLocation {
+    match config.database_url.as_deref().map(sqlite_path) {
+        None => DatabaseLocation::Sqlite {
+            path: dir.database_path().display().to_string(),
+        },
+        Some(Some(path)) => DatabaseLocation::Sqlite {
+            path: path.to_owned(),
+        },
+        Some(None) => DatabaseLocation::Postgres,
+    }
+}
+
+/// The file a `sqlite:PATH` or `sqlite://PATH` database URL names.
+fn sqlite_path(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
 }
 
 /// The admin credential lives in an owner-only file in the data dir; the server keeps only its
@@ -212,12 +238,18 @@ impl Started {
             admin_password_file: dir.admin_password_path().display().to_string(),
             generated_password: account_change == Bootstrap::Generated,
             generated_cert: tls.is_some_and(|t| t.generated),
+            diag_url: None,
         }
     }
 }
 
 /// Leaves where and how this server listens in the data dir, for local admin commands.
-fn write_server_file(dir: &DataDir, started: &Started, clock: Clock) -> Result<(), ServeError> {
+fn write_server_file(
+    dir: &DataDir,
+    started: &Started,
+    database: DatabaseLocation,
+    clock: Clock,
+) -> Result<(), ServeError> {
     dir.write_server_file(&ServerFile {
         url: started.url.clone(),
         listen: started.local_addr.to_string(),
@@ -226,6 +258,8 @@ fn write_server_file(dir: &DataDir, started: &Started, clock: Clock) -> Result<(
         cert_file: started.cert_file.clone(),
         started_at: clock.now().to_rfc3339(),
         version: env!("CARGO_PKG_VERSION").into(),
+        diag_url: started.diag_url.clone(),
+        database: Some(database),
     })?;
     Ok(())
 }

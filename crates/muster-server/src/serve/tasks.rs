@@ -39,6 +39,9 @@ pub(super) struct Running {
     license_warnings: JoinHandle<()>,
     /// The built-in worker and its own stop signal: it leaves first, like any client.
     builtin: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// The diagnostics listener and its own stop signal: it stops last, so `/readyz` says "not
+    /// ready" while the server drains.
+    diag: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Running {
@@ -47,12 +50,18 @@ impl Running {
         dir: &DataDir,
         app: &AppState,
         ui: Arc<ui::UiState>,
-        tcp: TcpListener,
+        (tcp, diag): (TcpListener, Option<TcpListener>),
         tls: Option<LoadedTls>,
         started: &Started,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let accept = listener::Listener::new(tls.map(|t| t.config));
+        let diag = diag.map(|diag_listener| {
+            let (stop, stopped) = watch::channel(false);
+            let diagnostics = crate::diag::Diagnostics::new(app.clone(), accept.health());
+            let task = tokio::spawn(crate::diag::serve(diag_listener, diagnostics, stopped));
+            (stop, task)
+        });
         let serving = tokio::spawn(accept.serve(tcp, router(app.clone(), ui), stopped.clone()));
         let dispatcher = tokio::spawn({
             let jobs = Arc::clone(&app.jobs);
@@ -112,6 +121,7 @@ impl Running {
             pruner,
             license_warnings,
             builtin,
+            diag,
         }
     }
 
@@ -144,6 +154,10 @@ impl Running {
         write_last_seen(app).await;
         audit::flush(&app.refusals, &app.store, app.clock).await;
         app.store.close();
+        if let Some((stop, task)) = self.diag {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
     }
 }
 

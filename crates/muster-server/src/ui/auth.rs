@@ -97,20 +97,23 @@ impl FromRequestParts<UiApp> for UiAdmin {
         let current = cookie(&parts.headers, session_cookie_name(app))
             .and_then(|id| app.ui.sessions.get(id, !fragment));
         match current {
-            Some(session) => Ok(UiAdmin {
-                admin: Actor {
-                    name: ACTOR.into(),
-                    remote,
-                },
-                session,
-                // Read for pages only: not for forms (they redirect) nor the fragments a page
-                // polls every two seconds.
-                banner: if parts.method == axum::http::Method::GET && !fragment {
-                    crate::license::current_banner(app).await
-                } else {
-                    None
-                },
-            }),
+            Some(session) => {
+                crate::diag::http::record_actor(&parts.extensions, ACTOR);
+                Ok(UiAdmin {
+                    admin: Actor {
+                        name: ACTOR.into(),
+                        remote,
+                    },
+                    session,
+                    // Read for pages only: not for forms (they redirect) nor the fragments a page
+                    // polls every two seconds.
+                    banner: if parts.method == axum::http::Method::GET && !fragment {
+                        crate::license::current_banner(app).await
+                    } else {
+                        None
+                    },
+                })
+            }
             None => Err(UiError::SignIn {
                 next: (parts.method == axum::http::Method::GET)
                     .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))

@@ -131,3 +131,21 @@ pub fn suspend(
     }
     Ok(changed)
 }
+
+/// After the database was restored from a backup: forgets every worker's tickets, so that each
+/// worker's next connection is judged by its key alone and its ticket, possibly newer than the
+/// backup's, becomes the one it holds (see `muster_core::tickets`). Returns how many workers had
+/// tickets to forget.
+pub fn forget_tickets(tx: &mut dyn Tx) -> StoreResult<usize> {
+    let mut forgotten = 0;
+    for worker in tx.list_workers()? {
+        let mut tickets = worker.identity.tickets;
+        if tickets.is_empty() {
+            continue;
+        }
+        tickets.forget();
+        tx.set_worker_tickets(&worker.id, &tickets, None)?;
+        forgotten += 1;
+    }
+    Ok(forgotten)
+}

@@ -4,7 +4,8 @@
 //! Several replicas may start at once against one database. All pending steps run in one
 //! transaction that first takes a transaction-scoped advisory lock. The first replica migrates.
 //! The others wait for its commit, then read the new version and find nothing left to do. DDL is
-//! transactional in PostgreSQL, so a failed step leaves no half-built schema behind.
+//! transactional in PostgreSQL, so a failed step leaves no half-built schema behind. A database
+//! whose schema is newer than the last step here is refused, untouched.
 
 use postgres::Client;
 
@@ -50,14 +51,14 @@ pub(super) fn apply(client: &mut Client, schema: Option<&str>) -> StoreResult<()
         .map_err(|e| StoreError::Corrupt(format!("schema_migrations: {e}")))?;
     let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     if current > latest {
-        // A newer muster migrated this database. Go on, as the SQLite backend does: refusing
-        // would stop a replica of the previous version from restarting during a rolling
-        // upgrade. It does make a migration's duty to keep the previous release working.
-        tracing::warn!(
-            current,
-            latest,
-            "the database schema is newer than this build of muster"
-        );
+        // A newer muster migrated this database, and this build cannot know what its steps
+        // changed: refuse rather than read or write data it may misunderstand. In a rolling
+        // upgrade, replicas of the previous version keep running; only one that restarts after
+        // the first new replica migrated is refused (start it with the new version).
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known: latest,
+        });
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         tx.batch_execute(sql)?;

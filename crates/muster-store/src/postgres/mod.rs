@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
-use crate::backend::{Backend, Counters, StoreStats, Work};
+use crate::backend::{Backend, CommitObserver, Counters, StoreStats, Work};
 use crate::error::{StoreError, StoreResult};
 use conn::Connector;
 
@@ -171,6 +171,10 @@ impl Backend for PostgresBackend {
 
     fn run_read(&self, work: Work) {
         self.send(Mode::Read, work);
+    }
+
+    fn observe_commits(&self, observer: CommitObserver) {
+        self.counters.observe(observer);
     }
 
     fn listen(&self, on_event: crate::EventHandler) {

@@ -44,6 +44,7 @@ pub(super) fn serve(
 
 fn run(connector: &Connector, slot: &mut Option<Conn>, task: Task, counters: &Counters) {
     let Task { mode, work } = task;
+    let began = std::time::Instant::now();
     let conn = match begin(connector, slot, mode) {
         Ok(conn) => conn,
         Err(e) => {
@@ -84,7 +85,7 @@ fn run(connector: &Connector, slot: &mut Option<Conn>, task: Task, counters: &Co
     match commit(slot) {
         Ok(()) => {
             if mode == Mode::Write {
-                counters.committed(1);
+                counters.committed(1, began.elapsed());
             }
             outcome.deliver(None);
         }

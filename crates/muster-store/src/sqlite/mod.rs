@@ -7,8 +7,12 @@
 //! bounded by the disk's fsync rate. Reads run on a few reader connections concurrently (WAL).
 
 mod migrations;
+mod snapshot;
 mod transaction;
 mod tx;
+
+pub use migrations::LATEST as LATEST_SCHEMA;
+pub use snapshot::{Snapshot, snapshot};
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -17,7 +21,7 @@ use std::thread;
 
 use rusqlite::Connection;
 
-use crate::backend::{Backend, Counters, StoreStats, Work};
+use crate::backend::{Backend, CommitObserver, Counters, StoreStats, Work};
 use crate::error::{StoreError, StoreResult};
 
 /// The most units of work one transaction takes. Bounds how long one commit holds early callers.
@@ -129,6 +133,10 @@ impl Backend for SqliteBackend {
         send(&self.reads, work);
     }
 
+    fn observe_commits(&self, observer: CommitObserver) {
+        self.counters.observe(observer);
+    }
+
     fn close(&self) {
         self.writes.lock().unwrap_or_else(|e| e.into_inner()).take();
         self.reads.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -155,8 +163,9 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, counters: &Counter
             }
         }
         let size = batch.len() as u64;
+        let began = std::time::Instant::now();
         if commit_batch(&conn, batch) {
-            counters.committed(size);
+            counters.committed(size, began.elapsed());
         }
     }
 }

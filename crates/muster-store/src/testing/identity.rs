@@ -136,3 +136,43 @@ pub async fn a_key_is_bound_once_and_tickets_tell_a_copy_from_a_restart(store: S
         )))
     );
 }
+
+/// After a restore the database's tickets may be older than the worker's: once forgotten, the
+/// worker's newer ticket is taken as its own, and the old one (a copy's) is refused after that.
+pub async fn forgotten_tickets_let_a_restored_database_take_newer_ones(store: Store) {
+    let worker = create_precreated(&store, "restored").await;
+    let (c, t1) = connection(&worker, "machine-a", None);
+    assert!(matches!(open(&store, c).await, Ok(Opened::Admitted { .. })));
+    assert!(confirm(&store, &worker.id, &t1).await);
+    // What the backup holds: t1 confirmed. The worker moves on to t2 after the backup.
+    let (c, t2) = connection(&worker, "machine-a", Some(&t1));
+    assert!(matches!(open(&store, c).await, Ok(Opened::Admitted { .. })));
+    assert!(confirm(&store, &worker.id, &t2).await);
+    // Pretend the backup (t1) was restored by storing the old ledger again.
+    let (id, backed_up) = (worker.id.clone(), t1.hash());
+    store
+        .write(move |tx| {
+            let tickets = muster_core::tickets::TicketLedger {
+                confirmed: Some(backed_up),
+                pending: Vec::new(),
+            };
+            tx.set_worker_tickets(&id, &tickets, None)
+        })
+        .await
+        .expect("store");
+    let (c, _) = connection(&worker, "machine-a", Some(&t2));
+    assert!(
+        matches!(open(&store, c).await, Ok(Opened::Copied { .. })),
+        "without forgetting, a newer ticket reads as a copy"
+    );
+
+    let forgotten = store.write(identity::forget_tickets).await.expect("store");
+    assert_eq!(forgotten, 1);
+    let (c, _) = connection(&worker, "machine-a", Some(&t2));
+    assert!(matches!(open(&store, c).await, Ok(Opened::Admitted { .. })));
+    let (c, _) = connection(&worker, "machine-a", Some(&t1));
+    assert!(
+        matches!(open(&store, c).await, Ok(Opened::Copied { .. })),
+        "the older ticket is a copy's once the newer one was taken"
+    );
+}

@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             }
             identity {
                 a_key_is_bound_once_and_tickets_tell_a_copy_from_a_restart,
+                forgotten_tickets_let_a_restored_database_take_newer_ones,
             }
             jobs {
                 jobs_start_once_end_once_and_recover,

@@ -239,6 +239,9 @@ pub struct ServerOpts {
     /// What the server runs: a license from the tests' issuer by default, so external workers
     /// can join; Community Edition for the tests of editions.
     pub edition: Edition,
+    /// `--diag-listen`: a free port by default, so parallel tests never compete for the
+    /// default address; `None` leaves the server's default.
+    pub diag_listen: Option<&'static str>,
     pub env: Vec<(String, String)>,
     /// Where the test's temp dir (data dir, state dirs, logs) goes; the system's temp dir by
     /// default. Confinement tests keep it out of `/tmp`, which jobs may write.
@@ -265,6 +268,7 @@ impl Default for ServerOpts {
             no_tls: false,
             builtin_worker: false,
             edition: Edition::Licensed,
+            diag_listen: Some("127.0.0.1:0"),
             env: Vec::new(),
             temp_in: None,
         }
@@ -279,6 +283,8 @@ pub struct ServerInfo {
     pub pid: u32,
     /// `None` for a `--no-tls` server.
     pub fingerprint: Option<String>,
+    /// The diagnostics listener (`http://127.0.0.1:PORT`), when it runs.
+    pub diag_url: Option<String>,
     pub raw: Value,
 }
 
@@ -367,6 +373,9 @@ impl Server {
             cmd.arg("--no-builtin-worker");
         }
         cmd.arg("--license-issuer-key").arg(self.issuer_key_path());
+        if let Some(diag) = self.opts.diag_listen {
+            cmd.args(["--diag-listen", diag]);
+        }
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }
@@ -413,11 +422,13 @@ impl Server {
                     self.opts.no_tls,
                     "server.json: tls_fingerprint does not match the TLS mode: {raw:#}"
                 );
+                let diag_url = raw["diag_url"].as_str().map(str::to_owned);
                 self.info = Some(ServerInfo {
                     url,
                     port,
                     pid,
                     fingerprint,
+                    diag_url,
                     raw,
                 });
                 return;
@@ -523,6 +534,27 @@ impl Server {
             self.dump()
         );
         self.restart();
+    }
+
+    /// Starts the server again on the same port with another data dir (one `muster restore`
+    /// made, say), after stopping it if it runs.
+    pub fn restart_on(&mut self, data_dir: PathBuf) {
+        if self.child.is_some() {
+            self.kill9();
+        }
+        self.data_dir = data_dir;
+        let listen = format!("127.0.0.1:{}", self.info().port);
+        self.spawn(&listen);
+    }
+
+    /// `GET path` on the diagnostics listener: the status and the body.
+    pub fn diag(&self, path: &str) -> (u16, String) {
+        let base = self
+            .info()
+            .diag_url
+            .clone()
+            .expect("the diagnostics listener runs");
+        http_get(&base, path)
     }
 
     /// Starts the server again on the same data dir and the same port (as a real deployment
@@ -1086,6 +1118,27 @@ pub fn read_pid(path: &Path, timeout: Duration) -> u32 {
 pub fn dead_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
+}
+
+/// A plain-HTTP `GET` (HTTP/1.0, so the server closes when done): the status and the body.
+pub fn http_get(base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(authority)
+        .unwrap_or_else(|e| panic!("connect to {authority}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head}"));
+    (status, body.to_owned())
 }
 
 /// Runs a future to completion on a fresh runtime (for raw HTTP calls from synchronous tests).

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod credentials;
 pub mod duration;
 pub mod enrollment;
+pub mod events;
 pub mod identity;
 pub mod job;
 pub mod labels;

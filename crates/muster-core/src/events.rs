@@ -1,0 +1,318 @@
+//! Events: what happened in the fleet, as the event stream and webhooks name it.
+//!
+//! Every event is an audit record (the audit log is the event log); [`EventType::of`] says which
+//! records are events a webhook can subscribe to, under the names receivers rely on
+//! (`worker.enrolled`, not the audit log's `enroll.secret`). The rest of this module is the
+//! rules of a webhook delivery: how long it is retried, how far apart, and how it is signed.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::audit::Outcome;
+
+/// The events a webhook can subscribe to. The wire names ([`EventType::as_str`]) never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    WorkerEnrolled,
+    WorkerConnected,
+    WorkerDisconnected,
+    WorkerRevoked,
+    WorkerRemoved,
+    WorkerCreated,
+    WorkerSuperseded,
+    WorkerCloneDetected,
+    EnrollmentRefused,
+    EnrollmentChanged,
+    TokenCreated,
+    TokenRevoked,
+    TokenExpired,
+    LicenseChanged,
+    JobSubmitted,
+    JobCancelled,
+    /// `muster webhooks test`: sent only to the webhook tested, never fanned out.
+    WebhookTest,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 17] = [
+        EventType::WorkerEnrolled,
+        EventType::WorkerConnected,
+        EventType::WorkerDisconnected,
+        EventType::WorkerRevoked,
+        EventType::WorkerRemoved,
+        EventType::WorkerCreated,
+        EventType::WorkerSuperseded,
+        EventType::WorkerCloneDetected,
+        EventType::EnrollmentRefused,
+        EventType::EnrollmentChanged,
+        EventType::TokenCreated,
+        EventType::TokenRevoked,
+        EventType::TokenExpired,
+        EventType::LicenseChanged,
+        EventType::JobSubmitted,
+        EventType::JobCancelled,
+        EventType::WebhookTest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::WorkerEnrolled => "worker.enrolled",
+            EventType::WorkerConnected => "worker.connected",
+            EventType::WorkerDisconnected => "worker.disconnected",
+            EventType::WorkerRevoked => "worker.revoked",
+            EventType::WorkerRemoved => "worker.removed",
+            EventType::WorkerCreated => "worker.created",
+            EventType::WorkerSuperseded => "worker.superseded",
+            EventType::WorkerCloneDetected => "worker.clone_detected",
+            EventType::EnrollmentRefused => "enrollment.refused",
+            EventType::EnrollmentChanged => "enrollment.changed",
+            EventType::TokenCreated => "token.created",
+            EventType::TokenRevoked => "token.revoked",
+            EventType::TokenExpired => "token.expired",
+            EventType::LicenseChanged => "license.changed",
+            EventType::JobSubmitted => "job.submitted",
+            EventType::JobCancelled => "job.cancelled",
+            EventType::WebhookTest => "webhook.test",
+        }
+    }
+
+    pub fn parse(input: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == input)
+    }
+
+    /// The event an audit record is, if it is one. Refused admin actions (revoking an expired
+    /// token) changed nothing and are not events; refused enrollments are.
+    pub fn of(action: &str, outcome: Outcome) -> Option<Self> {
+        let ok = outcome == Outcome::Ok;
+        Some(match action {
+            "enroll" | "enroll.token" | "enroll.secret" if ok => EventType::WorkerEnrolled,
+            "enroll" | "enroll.token" | "enroll.secret" => EventType::EnrollmentRefused,
+            "worker.clone_detected" => EventType::WorkerCloneDetected,
+            "worker.connected" if ok => EventType::WorkerConnected,
+            "worker.disconnected" if ok => EventType::WorkerDisconnected,
+            "worker.revoke" if ok => EventType::WorkerRevoked,
+            "worker.remove" if ok => EventType::WorkerRemoved,
+            "worker.create" if ok => EventType::WorkerCreated,
+            "worker.superseded" if ok => EventType::WorkerSuperseded,
+            "enrollment.enable" | "enrollment.disable" | "enrollment.rotate" if ok => {
+                EventType::EnrollmentChanged
+            }
+            "token.create" if ok => EventType::TokenCreated,
+            "token.revoke" if ok => EventType::TokenRevoked,
+            "token.expired" => EventType::TokenExpired,
+            "license.changed" if ok => EventType::LicenseChanged,
+            "job.submit" if ok => EventType::JobSubmitted,
+            "job.cancel" if ok => EventType::JobCancelled,
+            "webhook.test" => EventType::WebhookTest,
+            _ => return None,
+        })
+    }
+
+    /// Whether every webhook subscribed to this type gets it. A test event goes only to the
+    /// webhook tested.
+    pub fn fans_out(self) -> bool {
+        self != EventType::WebhookTest
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long a delivery is retried before it is given up.
+pub const DELIVERY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+/// The first retry's delay; each further one doubles it, up to [`RETRY_CAP`].
+pub const FIRST_RETRY: Duration = Duration::from_secs(10);
+/// The longest wait between two attempts.
+pub const RETRY_CAP: Duration = Duration::from_secs(60 * 60);
+
+/// The wait after the `attempts`-th failed attempt (1 for the first): 10 s, 20 s, 40 s, … up
+/// to an hour. Exponential, so a receiver that is down for a minute gets its events within
+/// seconds of coming back, and one down for a day is asked about once an hour.
+pub fn retry_delay(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(20);
+    FIRST_RETRY.saturating_mul(1 << doublings).min(RETRY_CAP)
+}
+
+/// The `Muster-Signature` header's value for `body` sent at `unix_seconds`:
+/// `t=UNIX_SECONDS,v1=HEX`, where `v1` is HMAC-SHA256 of `"{t}.{body}"` keyed with the
+/// webhook's secret. The time is signed too, so a receiver can refuse a replayed old request.
+pub fn signature(secret: &[u8], unix_seconds: u64, body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    ctx.update(unix_seconds.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    format!(
+        "t={unix_seconds},v1={}",
+        hex::encode(ctx.sign().as_ref())
+    )
+}
+
+/// A pattern of expected worker names (`muster enrollment enable --expect`): one or more globs
+/// separated by commas, where `*` matches any run of characters and `?` any one, e.g.
+/// `web-*,db-??`. A worker enrolled with a name none matches is flagged unexpected on its
+/// `worker.enrolled` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamePattern {
+    globs: Vec<String>,
+}
+
+/// The longest pattern accepted, in characters.
+pub const MAX_PATTERN_CHARS: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("the expected-name pattern is empty")]
+    Empty,
+    #[error("the expected-name pattern is longer than {MAX_PATTERN_CHARS} characters")]
+    TooLong,
+    #[error(
+        "the expected-name pattern holds `{0}`, which no worker name can: use `a-z`, `0-9`, `-`, `_`, the wildcards `*` and `?`, and `,` between alternatives"
+    )]
+    BadCharacter(char),
+}
+
+impl NamePattern {
+    pub fn parse(input: &str) -> Result<Self, PatternError> {
+        if input.chars().count() > MAX_PATTERN_CHARS {
+            return Err(PatternError::TooLong);
+        }
+        if let Some(c) = input
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_*?,".contains(*c)))
+        {
+            return Err(PatternError::BadCharacter(c));
+        }
+        let globs: Vec<String> = input
+            .split(',')
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if globs.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        Ok(Self { globs })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        self.globs
+            .iter()
+            .any(|g| glob_matches(g.as_bytes(), name.as_bytes()))
+    }
+}
+
+impl fmt::Display for NamePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.globs.join(","))
+    }
+}
+
+/// Iterative glob match with backtracking to the last `*`: linear in practice, and never
+/// exponential whatever the pattern.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_parses_back_from_its_name() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::parse("worker.exploded"), None);
+    }
+
+    #[test]
+    fn audit_records_map_to_the_contract_names() {
+        let cases = [
+            ("enroll.secret", Outcome::Ok, Some(EventType::WorkerEnrolled)),
+            ("enroll.token", Outcome::Ok, Some(EventType::WorkerEnrolled)),
+            (
+                "enroll.token",
+                Outcome::Refused,
+                Some(EventType::EnrollmentRefused),
+            ),
+            ("token.revoke", Outcome::Ok, Some(EventType::TokenRevoked)),
+            ("token.revoke", Outcome::Refused, None),
+            (
+                "worker.clone_detected",
+                Outcome::Refused,
+                Some(EventType::WorkerCloneDetected),
+            ),
+            ("ui.signin", Outcome::Ok, None),
+            ("retention.prune", Outcome::Ok, None),
+        ];
+        for (action, outcome, want) in cases {
+            assert_eq!(EventType::of(action, outcome), want, "{action}");
+        }
+    }
+
+    #[test]
+    fn retries_double_from_ten_seconds_up_to_an_hour() {
+        assert_eq!(retry_delay(1), Duration::from_secs(10));
+        assert_eq!(retry_delay(2), Duration::from_secs(20));
+        assert_eq!(retry_delay(3), Duration::from_secs(40));
+        assert_eq!(retry_delay(10), RETRY_CAP);
+        assert_eq!(retry_delay(u32::MAX), RETRY_CAP);
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_time_dot_body() {
+        // Computed independently:
+        // printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac secret
+        let sig = signature(b"secret", 1_700_000_000, br#"{"a":1}"#);
+        assert_eq!(
+            sig,
+            "t=1700000000,v1=49f24e537407743fa4a0242bb63b94b9a47ee99cbbe071ccd8a22550ae411686"
+        );
+        assert_ne!(sig, signature(b"other", 1_700_000_000, br#"{"a":1}"#));
+        assert_ne!(sig, signature(b"secret", 1_700_000_001, br#"{"a":1}"#));
+    }
+
+    #[test]
+    fn patterns_match_globs_and_alternatives() {
+        let p = NamePattern::parse("web-*,db-??").unwrap();
+        assert!(p.matches("web-1"));
+        assert!(p.matches("web-"));
+        assert!(p.matches("db-01"));
+        assert!(!p.matches("db-001"));
+        assert!(!p.matches("evil"));
+        assert!(NamePattern::parse("*").unwrap().matches("anything"));
+        assert_eq!(NamePattern::parse(""), Err(PatternError::Empty));
+        assert_eq!(NamePattern::parse(",,"), Err(PatternError::Empty));
+        assert_eq!(
+            NamePattern::parse("Web*"),
+            Err(PatternError::BadCharacter('W'))
+        );
+    }
+
+    #[test]
+    fn many_stars_do_not_blow_up() {
+        let p = NamePattern::parse(&"*a".repeat(30)).unwrap();
+        assert!(!p.matches(&"a".repeat(29)));
+        assert!(p.matches(&"a".repeat(30)));
+    }
+}

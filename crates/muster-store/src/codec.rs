@@ -56,6 +56,11 @@ pub fn outcome(value: &str) -> StoreResult<Outcome> {
     Outcome::parse(value).ok_or_else(|| StoreError::Corrupt(format!("audit outcome `{value}`")))
 }
 
+pub fn event_type(value: &str) -> StoreResult<muster_core::events::EventType> {
+    muster_core::events::EventType::parse(value)
+        .ok_or_else(|| StoreError::Corrupt(format!("event type `{value}`")))
+}
+
 pub fn ts(value: i64) -> Timestamp {
     Timestamp::from_unix_millis(value)
 }

@@ -26,7 +26,10 @@ use std::sync::Arc;
 
 pub use backend::{Backend, CommitObserver, EventHandler, StoreStats, Work, WorkOutcome};
 pub use error::{StoreError, StoreResult};
-pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, Tx};
+pub use tx::{
+    Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, JobEnd, JobFilter,
+    OutputChunk, Scope, Tx, Webhook,
+};
 
 /// A cheap-to-clone handle to the durable state.
 #[derive(Clone)]

@@ -12,8 +12,10 @@ use muster_core::worker::WorkerIdentity;
 use muster_core::{MachineId, Name, Timestamp, Token, Worker};
 
 use crate::codec;
-use crate::error::StoreResult;
-use crate::tx::AuditFilter;
+use crate::error::{StoreError, StoreResult};
+use crate::tx::{
+    Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, Webhook,
+};
 
 /// A Rust type both drivers can read a column as (`String`, `i64`, `bool`, their `Option`s).
 pub(crate) trait Column:
@@ -210,18 +212,139 @@ pub(crate) const AUDIT_COLUMNS: &str =
 
 /// Reads an audit record selected with [`AUDIT_COLUMNS`].
 pub(crate) fn read_audit(row: &impl ColumnSource) -> StoreResult<AuditRecord> {
+    read_audit_at(row, 0)
+}
+
+/// Reads an audit record selected with [`AUDIT_COLUMNS`] starting at column `at`.
+fn read_audit_at(row: &impl ColumnSource, o: usize) -> StoreResult<AuditRecord> {
     Ok(AuditRecord {
-        seq: row.column(0)?,
+        seq: row.column(o)?,
         event: AuditEvent {
-            at: codec::ts(row.column(1)?),
-            actor: row.column(2)?,
-            action: row.column(3)?,
-            target: row.column(4)?,
-            remote_addr: row.column(5)?,
-            outcome: codec::outcome(&row.column::<String>(6)?)?,
-            detail: row.column(7)?,
+            at: codec::ts(row.column(o + 1)?),
+            actor: row.column(o + 2)?,
+            action: row.column(o + 3)?,
+            target: row.column(o + 4)?,
+            remote_addr: row.column(o + 5)?,
+            outcome: codec::outcome(&row.column::<String>(o + 6)?)?,
+            detail: row.column(o + 7)?,
         },
     })
+}
+
+pub(crate) const WEBHOOK_COLUMNS: &str = "id, url, secret, events, created_at";
+
+/// Reads a webhook selected with [`WEBHOOK_COLUMNS`].
+pub(crate) fn read_webhook(row: &impl ColumnSource) -> StoreResult<Webhook> {
+    let events: String = row.column(3)?;
+    Ok(Webhook {
+        id: row.column(0)?,
+        url: row.column(1)?,
+        secret: row.column(2)?,
+        events: events
+            .split_whitespace()
+            .map(codec::event_type)
+            .collect::<StoreResult<_>>()?,
+        created_at: codec::ts(row.column(4)?),
+    })
+}
+
+/// How a webhook's event types are stored: separated by spaces.
+pub(crate) fn webhook_events(webhook: &Webhook) -> String {
+    webhook
+        .events
+        .iter()
+        .map(|e| e.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A delivery's columns, qualified with the table alias `d`.
+pub(crate) const DELIVERY_COLUMNS: &str = "d.id, d.webhook_id, d.event_seq, d.event_type, \
+     d.created_at, d.state, d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status, \
+     d.last_error, d.delivered_at";
+
+/// Reads a delivery selected with [`DELIVERY_COLUMNS`].
+pub(crate) fn read_delivery(row: &impl ColumnSource) -> StoreResult<Delivery> {
+    let state: String = row.column(5)?;
+    let attempts: i32 = row.column(6)?;
+    let status: Option<i32> = row.column(9)?;
+    Ok(Delivery {
+        id: row.column(0)?,
+        webhook_id: row.column(1)?,
+        event_seq: row.column(2)?,
+        event_type: codec::event_type(&row.column::<String>(3)?)?,
+        created_at: codec::ts(row.column(4)?),
+        state: DeliveryState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("delivery state `{state}`")))?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        next_attempt_at: codec::ts(row.column(7)?),
+        last_attempt_at: codec::opt_ts(row.column(8)?),
+        last_status: status.and_then(|s| u16::try_from(s).ok()),
+        last_error: row.column(10)?,
+        delivered_at: codec::opt_ts(row.column(11)?),
+    })
+}
+
+/// The query that reads claimed deliveries with their webhook and event, by id (`$1`/`?1`
+/// style placeholders are the caller's: `{id}`).
+pub(crate) fn due_delivery_query(id_placeholder: &str) -> String {
+    format!(
+        "SELECT {DELIVERY_COLUMNS}, w.url, w.secret,
+                a.seq, a.at, a.actor, a.action, a.target, a.remote_addr, a.outcome, a.detail
+         FROM webhook_deliveries d
+         JOIN webhooks w ON w.id = d.webhook_id
+         LEFT JOIN audit a ON a.seq = d.event_seq
+         WHERE d.id = {id_placeholder}"
+    )
+}
+
+/// Reads a row of [`due_delivery_query`].
+pub(crate) fn read_due_delivery(row: &impl ColumnSource) -> StoreResult<DueDelivery> {
+    let seq: Option<i64> = row.column(14)?;
+    Ok(DueDelivery {
+        delivery: read_delivery(row)?,
+        url: row.column(12)?,
+        secret: row.column(13)?,
+        event: match seq {
+            Some(_) => Some(read_audit_at(row, 14)?),
+            None => None,
+        },
+    })
+}
+
+/// The columns an attempt sets, in order, for both backends' `finish_attempt`.
+pub(crate) struct AttemptColumns {
+    pub state: &'static str,
+    pub next_attempt_at: i64,
+    pub last_attempt_at: i64,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<i64>,
+}
+
+impl AttemptColumns {
+    pub fn of(attempt: &Attempt, next_attempt_at_now: Timestamp) -> Self {
+        let (state, next, delivered) = match attempt.next {
+            AttemptNext::Delivered => (
+                DeliveryState::Delivered,
+                next_attempt_at_now,
+                Some(attempt.at.unix_millis()),
+            ),
+            AttemptNext::RetryAt(at) => (DeliveryState::Pending, at, None),
+            AttemptNext::GiveUp => (DeliveryState::Failed, next_attempt_at_now, None),
+        };
+        Self {
+            state: state.as_str(),
+            next_attempt_at: next.unix_millis(),
+            last_attempt_at: attempt.at.unix_millis(),
+            last_status: attempt.status.map(i32::from),
+            last_error: attempt
+                .error
+                .as_deref()
+                .map(|e| muster_core::text::bounded(e, 512)),
+            delivered_at: delivered,
+        }
+    }
 }
 
 /// The LIKE patterns an [`AuditFilter`] asks for, escaped, for both backends' `list_audit`:

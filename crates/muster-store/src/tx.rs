@@ -9,6 +9,7 @@
 //! only when the backend commits, which it does before anyone is told the outcome.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::events::EventType;
 use muster_core::identity::PublicKey;
 use muster_core::job::{EndingKind, Job, JobId, JobState};
 use muster_core::tickets::TicketLedger;
@@ -68,6 +69,110 @@ impl Scope {
             Scope::Enrollment => 0x6d75_7374_6572_0001,
         }
     }
+}
+
+/// A webhook: where events are POSTed, signed with its secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    /// The event types it receives; empty: every event.
+    pub events: Vec<EventType>,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("events", &self.events)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+impl Webhook {
+    pub fn wants(&self, event: EventType) -> bool {
+        self.events.is_empty() || self.events.contains(&event)
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not yet answered with a 2xx, and still within its retry window.
+    Pending,
+    /// A receiver answered 2xx: never sent again.
+    Delivered,
+    /// Given up: the retry window ended, or its event was pruned.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(input: &str) -> Option<Self> {
+        match input {
+            "pending" => Some(DeliveryState::Pending),
+            "delivered" => Some(DeliveryState::Delivered),
+            "failed" => Some(DeliveryState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One event on its way to one webhook, with what its last attempt got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub webhook_id: String,
+    pub event_seq: i64,
+    pub event_type: EventType,
+    pub created_at: Timestamp,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+}
+
+/// A delivery a sender claimed, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub delivery: Delivery,
+    pub url: String,
+    pub secret: String,
+    /// The event; `None` when retention pruned its audit record meanwhile.
+    pub event: Option<AuditRecord>,
+}
+
+/// What an attempt got, and so what becomes of its delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub at: Timestamp,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Why it failed, for the delivery log (never a secret).
+    pub error: Option<String>,
+    pub next: AttemptNext,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptNext {
+    Delivered,
+    RetryAt(Timestamp),
+    GiveUp,
 }
 
 pub trait Tx {
@@ -144,7 +249,18 @@ pub trait Tx {
     fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>>;
 
     // ---- audit ----
-    fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;
+    /// Writes an audit record, and queues it for every webhook that wants it (the outbox: in
+    /// this same transaction). Every audit record goes through here.
+    fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()> {
+        let seq = self.append_audit(event)?;
+        crate::flows::webhooks::fan_out(self, seq, event)
+    }
+    /// Writes an audit record and nothing else; returns its `seq`. Use [`Tx::insert_audit`].
+    fn append_audit(&mut self, event: &AuditEvent) -> StoreResult<i64>;
+    /// Records with `seq > after`, oldest first, at most `limit`: the event stream's source.
+    fn audit_after(&mut self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// The newest record's `seq` (0 with none).
+    fn last_audit_seq(&mut self) -> StoreResult<i64>;
     fn list_audit(&mut self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
 
     // ---- retention ----
@@ -156,6 +272,42 @@ pub trait Tx {
     /// Deletes a job that has ended, with its stored output. Returns whether it did: a job
     /// still queued or running is kept.
     fn delete_ended_job(&mut self, id: &JobId) -> StoreResult<bool>;
+
+    // ---- webhooks and their outbox ----
+    fn insert_webhook(&mut self, webhook: &Webhook) -> StoreResult<()>;
+    fn list_webhooks(&mut self) -> StoreResult<Vec<Webhook>>;
+    /// Deletes a webhook with its deliveries. Returns whether it existed.
+    fn delete_webhook(&mut self, id: &str) -> StoreResult<bool>;
+    /// Queues `event_seq` for a webhook, due at once. Returns the delivery's id.
+    fn insert_delivery(
+        &mut self,
+        webhook_id: &str,
+        event_seq: i64,
+        event_type: EventType,
+        at: Timestamp,
+    ) -> StoreResult<i64>;
+    /// Claims up to `limit` pending deliveries due at `now` (or only `only`, if given, whatever
+    /// it is due): each is due again only at `lease_until`, so no other sender takes it while
+    /// this one tries, and a sender that dies leaves it to be tried again.
+    fn claim_deliveries(
+        &mut self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        only: Option<i64>,
+    ) -> StoreResult<Vec<DueDelivery>>;
+    /// Records an attempt on a pending delivery. Returns whether it was still pending.
+    fn finish_attempt(&mut self, id: i64, attempt: &Attempt) -> StoreResult<bool>;
+    /// A webhook's deliveries, newest first, with `id < before` when given.
+    fn list_deliveries(
+        &mut self,
+        webhook_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// Deletes at most `limit` finished (delivered or failed) deliveries created before
+    /// `before`. Returns how many.
+    fn delete_deliveries_before(&mut self, before: Timestamp, limit: u32) -> StoreResult<u64>;
 
     // ---- events for other server replicas ----
     /// Tells every server replica sharing this database about `event`, once this transaction

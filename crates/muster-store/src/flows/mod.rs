@@ -14,4 +14,5 @@ pub mod jobs;
 pub mod license;
 pub mod retention;
 pub mod tokens;
+pub mod webhooks;
 pub mod workers;

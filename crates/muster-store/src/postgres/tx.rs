@@ -7,6 +7,7 @@
 //! `transaction.rs`, the row shapes in `crate::rows`.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::events::EventType;
 use muster_core::identity::PublicKey;
 use muster_core::job::{Job, JobId, JobState};
 use muster_core::tickets::TicketLedger;
@@ -19,9 +20,13 @@ use super::transaction::{PgTx, col};
 use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
 use crate::rows::{
-    self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
+    self, AUDIT_COLUMNS, AttemptColumns, DELIVERY_COLUMNS, TOKEN_COLUMNS, TokenColumns,
+    WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, Tx};
+use crate::tx::{
+    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, Scope, Tx,
+    Webhook,
+};
 
 impl PgTx<'_> {
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
@@ -462,6 +467,142 @@ impl Tx for PgTx<'_> {
         Ok(n == 1)
     }
 
+    fn insert_webhook(&mut self, w: &Webhook) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO webhooks (id, url, secret, events, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &w.id,
+                &w.url,
+                &w.secret,
+                &rows::webhook_events(w),
+                &w.created_at.unix_millis(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn list_webhooks(&mut self) -> StoreResult<Vec<Webhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id");
+        self.query(&sql, &[])?
+            .iter()
+            .map(rows::read_webhook)
+            .collect()
+    }
+
+    fn delete_webhook(&mut self, id: &str) -> StoreResult<bool> {
+        Ok(self.execute("DELETE FROM webhooks WHERE id = $1", &[&id])? > 0)
+    }
+
+    fn insert_delivery(
+        &mut self,
+        webhook_id: &str,
+        event_seq: i64,
+        event_type: EventType,
+        at: Timestamp,
+    ) -> StoreResult<i64> {
+        let row = self.query_opt(
+            "INSERT INTO webhook_deliveries
+               (webhook_id, event_seq, event_type, created_at, state, next_attempt_at)
+             VALUES ($1, $2, $3, $4, 'pending', $4) RETURNING id",
+            &[
+                &webhook_id,
+                &event_seq,
+                &event_type.as_str(),
+                &at.unix_millis(),
+            ],
+        )?;
+        row.as_ref()
+            .map(|row| col(row, 0))
+            .transpose()?
+            .ok_or_else(|| crate::StoreError::Corrupt("an insert returned no id".into()))
+    }
+
+    fn claim_deliveries(
+        &mut self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        only: Option<i64>,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        // SKIP LOCKED: replicas claiming at once each take other rows instead of waiting.
+        let claimed = self.query(
+            "UPDATE webhook_deliveries SET next_attempt_at = $2
+             WHERE id IN (
+               SELECT id FROM webhook_deliveries
+               WHERE state = 'pending'
+                 AND ($4::BIGINT IS NULL AND next_attempt_at <= $1 OR id = $4::BIGINT)
+               ORDER BY next_attempt_at LIMIT $3
+               FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[
+                &now.unix_millis(),
+                &lease_until.unix_millis(),
+                &i64::from(limit),
+                &only,
+            ],
+        )?;
+        let ids = claimed
+            .iter()
+            .map(|row| col::<i64>(row, 0))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let query = rows::due_delivery_query("$1");
+        let mut due = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(row) = self.query_opt(&query, &[&id])? {
+                due.push(rows::read_due_delivery(&row)?);
+            }
+        }
+        Ok(due)
+    }
+
+    fn finish_attempt(&mut self, id: i64, attempt: &Attempt) -> StoreResult<bool> {
+        let c = AttemptColumns::of(attempt, attempt.at);
+        let n = self.execute(
+            "UPDATE webhook_deliveries
+             SET state = $2, attempts = attempts + 1, next_attempt_at = $3,
+                 last_attempt_at = $4, last_status = $5, last_error = $6, delivered_at = $7
+             WHERE id = $1 AND state = 'pending'",
+            &[
+                &id,
+                &c.state,
+                &c.next_attempt_at,
+                &c.last_attempt_at,
+                &c.last_status,
+                &c.last_error,
+                &c.delivered_at,
+            ],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn list_deliveries(
+        &mut self,
+        webhook_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d
+             WHERE d.webhook_id = $1 AND ($2::BIGINT IS NULL OR d.id < $2::BIGINT)
+             ORDER BY d.id DESC LIMIT $3"
+        );
+        self.query(&sql, &[&webhook_id, &before, &i64::from(limit)])?
+            .iter()
+            .map(rows::read_delivery)
+            .collect()
+    }
+
+    fn delete_deliveries_before(&mut self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.execute(
+            "DELETE FROM webhook_deliveries WHERE id IN
+               (SELECT id FROM webhook_deliveries
+                WHERE created_at < $1 AND state <> 'pending'
+                ORDER BY created_at LIMIT $2)",
+            &[&before.unix_millis(), &i64::from(limit)],
+        )
+    }
+
     fn notify(&mut self, event: &str) -> StoreResult<()> {
         let channel = self.events_channel();
         self.execute("SELECT pg_notify($1, $2)", &[&channel, &event])?;
@@ -474,11 +615,11 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {
+    fn append_audit(&mut self, e: &AuditEvent) -> StoreResult<i64> {
         let e = e.clone().bounded();
-        self.execute(
+        let row = self.query_opt(
             "INSERT INTO audit (at, actor, action, target, remote_addr, outcome, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
             &[
                 &e.at.unix_millis(),
                 &e.actor,
@@ -489,7 +630,23 @@ impl Tx for PgTx<'_> {
                 &e.detail,
             ],
         )?;
-        Ok(())
+        row.as_ref()
+            .map(|row| col(row, 0))
+            .transpose()?
+            .ok_or_else(|| crate::StoreError::Corrupt("an insert returned no seq".into()))
+    }
+
+    fn audit_after(&mut self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2");
+        self.query(&sql, &[&after, &i64::from(limit)])?
+            .iter()
+            .map(rows::read_audit)
+            .collect()
+    }
+
+    fn last_audit_seq(&mut self) -> StoreResult<i64> {
+        let row = self.query_opt("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM audit", &[])?;
+        Ok(row.as_ref().map(|row| col(row, 0)).transpose()?.unwrap_or(0))
     }
 
     fn list_audit(&mut self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {

@@ -6,6 +6,7 @@
 //! `transaction.rs`, the row shapes in `crate::rows`.
 
 use muster_core::audit::{AuditEvent, AuditRecord};
+use muster_core::events::EventType;
 use muster_core::identity::PublicKey;
 use muster_core::job::{Job, JobId, JobState};
 use muster_core::tickets::TicketLedger;
@@ -18,9 +19,13 @@ use super::transaction::SqliteTx;
 use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
 use crate::rows::{
-    self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
+    self, AUDIT_COLUMNS, AttemptColumns, ColumnSource, DELIVERY_COLUMNS, TOKEN_COLUMNS,
+    TokenColumns, WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, Tx};
+use crate::tx::{
+    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, Scope, Tx,
+    Webhook,
+};
 
 impl SqliteTx<'_> {
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
@@ -437,7 +442,7 @@ impl Tx for SqliteTx<'_> {
         Ok(rows)
     }
 
-    fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {
+    fn append_audit(&mut self, e: &AuditEvent) -> StoreResult<i64> {
         let e = e.clone().bounded();
         self.conn
             .prepare_cached(
@@ -453,7 +458,22 @@ impl Tx for SqliteTx<'_> {
                 e.outcome.as_str(),
                 e.detail,
             ])?;
-        Ok(())
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn audit_after(&mut self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+        self.rows(&sql, params![after, i64::from(limit)], |row| {
+            rows::read_audit(row)
+        })
+    }
+
+    fn last_audit_seq(&mut self) -> StoreResult<i64> {
+        Ok(self
+            .first_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |row| {
+                row.column(0)
+            })?
+            .unwrap_or(0))
     }
 
     fn list_audit(&mut self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
@@ -503,6 +523,137 @@ impl Tx for SqliteTx<'_> {
             )?
             .execute([id.as_str()])?;
         Ok(n == 1)
+    }
+
+    fn insert_webhook(&mut self, w: &Webhook) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO webhooks (id, url, secret, events, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                w.id,
+                w.url,
+                w.secret,
+                rows::webhook_events(w),
+                w.created_at.unix_millis()
+            ])?;
+        Ok(())
+    }
+
+    fn list_webhooks(&mut self) -> StoreResult<Vec<Webhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id");
+        self.rows(&sql, [], |row| rows::read_webhook(row))
+    }
+
+    fn delete_webhook(&mut self, id: &str) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
+            .execute([id])?;
+        Ok(n > 0)
+    }
+
+    fn insert_delivery(
+        &mut self,
+        webhook_id: &str,
+        event_seq: i64,
+        event_type: EventType,
+        at: Timestamp,
+    ) -> StoreResult<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO webhook_deliveries
+                   (webhook_id, event_seq, event_type, created_at, state, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?4)",
+            )?
+            .execute(params![
+                webhook_id,
+                event_seq,
+                event_type.as_str(),
+                at.unix_millis()
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn claim_deliveries(
+        &mut self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        only: Option<i64>,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        // One writer: what this selects stays unclaimed until the update below.
+        let ids: Vec<i64> = self.rows(
+            "SELECT id FROM webhook_deliveries
+             WHERE state = 'pending'
+               AND (?3 IS NULL AND next_attempt_at <= ?1 OR id = ?3)
+             ORDER BY next_attempt_at LIMIT ?2",
+            params![now.unix_millis(), i64::from(limit), only],
+            |row| row.column(0),
+        )?;
+        let query = rows::due_delivery_query("?1");
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.conn
+                .prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ?2 WHERE id = ?1")?
+                .execute(params![id, lease_until.unix_millis()])?;
+            if let Some(due) = self.first_row(&query, [id], |row| rows::read_due_delivery(row))? {
+                claimed.push(due);
+            }
+        }
+        Ok(claimed)
+    }
+
+    fn finish_attempt(&mut self, id: i64, attempt: &Attempt) -> StoreResult<bool> {
+        let c = AttemptColumns::of(attempt, attempt.at);
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE webhook_deliveries
+                 SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3,
+                     last_attempt_at = ?4, last_status = ?5, last_error = ?6, delivered_at = ?7
+                 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![
+                id,
+                c.state,
+                c.next_attempt_at,
+                c.last_attempt_at,
+                c.last_status,
+                c.last_error,
+                c.delivered_at
+            ])?;
+        Ok(n > 0)
+    }
+
+    fn list_deliveries(
+        &mut self,
+        webhook_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d
+             WHERE d.webhook_id = ?1 AND (?2 IS NULL OR d.id < ?2)
+             ORDER BY d.id DESC LIMIT ?3"
+        );
+        self.rows(&sql, params![webhook_id, before, i64::from(limit)], |row| {
+            rows::read_delivery(row)
+        })
+    }
+
+    fn delete_deliveries_before(&mut self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM webhook_deliveries WHERE id IN
+                   (SELECT id FROM webhook_deliveries
+                    WHERE created_at < ?1 AND state <> 'pending'
+                    ORDER BY created_at LIMIT ?2)",
+            )?
+            .execute(params![before.unix_millis(), i64::from(limit)])?;
+        Ok(n as u64)
     }
 
     fn notify(&mut self, _event: &str) -> StoreResult<()> {

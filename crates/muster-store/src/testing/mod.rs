@@ -15,6 +15,7 @@ pub mod secret_enrollment;
 pub mod token_enrollment;
 pub mod tokens;
 pub mod transactions;
+pub mod webhooks;
 pub mod workers;
 
 pub use fixtures::*;
@@ -76,6 +77,14 @@ macro_rules! conformance_tests {
             transactions {
                 failed_write_rolls_back_alone,
                 settings_round_trip,
+            }
+            webhooks {
+                events_fan_out_to_the_webhooks_that_want_them,
+                deliveries_roll_back_with_their_event,
+                a_claimed_delivery_is_not_claimed_again_until_its_lease_ends,
+                a_test_goes_to_one_webhook_and_removal_takes_the_log,
+                the_stream_reads_records_after_a_seq,
+                finished_deliveries_are_pruned,
             }
             license {
                 community_edition_refuses_every_join_and_changes_nothing,

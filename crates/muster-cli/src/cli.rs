@@ -74,6 +74,52 @@ pub enum Command {
     /// Editions and licenses: show, install, trial, remove.
     #[command(subcommand)]
     License(LicenseCommand),
+    /// Webhooks: every event POSTed, signed, to a URL: add, list, remove, test, deliveries.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Send events to URL (`https://`, or `http://` to a receiver on this host).
+    Add {
+        url: String,
+        /// Send only this event type (repeatable; default: every event).
+        #[arg(long = "event", value_name = "TYPE")]
+        events: Vec<String>,
+        /// The file holding the secret that signs each request (`Muster-Signature`); `-` reads
+        /// standard input.
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// The webhooks, with the events they get.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Remove a webhook and its delivery log.
+    Remove {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Send a `webhook.test` event now, and show what the receiver answered.
+    Test {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// A webhook's delivery log, newest first.
+    Deliveries {
+        id: String,
+        /// Show at most this many (at most 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,8 @@ use comfy_table::Table;
 use muster_core::Timestamp;
 use muster_core::text::escape_controls;
 use muster_proto::api::{
-    AuditEntry, Edition, EnrollmentStatus, JobView, LicenseView, TokenView, WorkerStatus,
-    WorkerView,
+    AuditEntry, DeliveryView, Edition, EnrollmentStatus, JobView, LicenseView, TokenView,
+    WebhookView, WorkerStatus, WorkerView,
 };
 use muster_proto::confinement::Confinement;
 
@@ -223,6 +223,49 @@ pub fn enrollment(s: &EnrollmentStatus, now: Timestamp) -> String {
 }
 
 /// `muster license show` (and the license after install, trial and remove).
+pub fn webhooks(hooks: &[WebhookView], now: Timestamp) -> String {
+    let mut t = table(&["ID", "URL", "EVENTS", "CREATED"]);
+    for w in hooks {
+        let events = if w.events.is_empty() {
+            "every event".to_owned()
+        } else {
+            w.events.join(", ")
+        };
+        add_row(
+            &mut t,
+            vec![
+                w.id.clone(),
+                w.url.clone(),
+                events,
+                when(Some(&w.created_at), now),
+            ],
+        );
+    }
+    render(&t)
+}
+
+pub fn deliveries(log: &[DeliveryView], now: Timestamp) -> String {
+    let mut t = table(&[
+        "EVENT", "TYPE", "STATE", "ATTEMPTS", "LAST", "STATUS", "NEXT", "ERROR",
+    ]);
+    for d in log {
+        add_row(
+            &mut t,
+            vec![
+                d.event_id.clone(),
+                d.event_type.clone(),
+                d.state.clone(),
+                d.attempts.to_string(),
+                when(d.last_attempt_at.as_deref(), now),
+                d.last_status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                when(d.next_attempt_at.as_deref(), now),
+                or_dash(d.last_error.as_deref()),
+            ],
+        );
+    }
+    render(&t)
+}
+
 pub fn license(l: &LicenseView, now: Timestamp) -> String {
     let workers = match (l.edition, l.max_workers) {
         (Edition::Community, _) => format!(

@@ -328,6 +328,49 @@ impl Client {
         self.post_empty("/api/v1/enrollment/disable").await
     }
 
+    pub async fn create_webhook(
+        &self,
+        req: &muster_proto::api::CreateWebhookRequest,
+    ) -> Result<muster_proto::api::WebhookView, ClientError> {
+        self.call(Method::POST, "/api/v1/webhooks", Some(req)).await
+    }
+
+    pub async fn list_webhooks(&self) -> Result<Vec<muster_proto::api::WebhookView>, ClientError> {
+        self.get("/api/v1/webhooks").await
+    }
+
+    pub async fn remove_webhook(&self, id: &str) -> Result<(), ClientError> {
+        self.send(
+            Method::DELETE,
+            &format!("/api/v1/webhooks/{}", path_segment(id)),
+            None::<&()>,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends a test event now; answers with its delivery after the first attempt.
+    pub async fn test_webhook(
+        &self,
+        id: &str,
+    ) -> Result<muster_proto::api::DeliveryView, ClientError> {
+        self.post_empty(&format!("/api/v1/webhooks/{}/test", path_segment(id)))
+            .await
+    }
+
+    /// A webhook's delivery log, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<muster_proto::api::DeliveryView>, ClientError> {
+        self.get(&format!(
+            "/api/v1/webhooks/{}/deliveries?limit={limit}",
+            path_segment(id)
+        ))
+        .await
+    }
+
     /// `GET /api/v1/audit` with query parameters (`limit`, `before`, `action`, `q`).
     pub async fn audit(&self, query: &[(&str, String)]) -> Result<Vec<AuditEntry>, ClientError> {
         self.get(&with_query("/api/v1/audit", query)).await

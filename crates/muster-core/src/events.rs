@@ -123,17 +123,18 @@ impl fmt::Display for EventType {
 
 /// How long a delivery is retried before it is given up.
 pub const DELIVERY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
-/// The first retry's delay; each further one doubles it, up to [`RETRY_CAP`].
+/// The first retry's delay by default; each further one doubles it, up to [`RETRY_CAP`].
 pub const FIRST_RETRY: Duration = Duration::from_secs(10);
 /// The longest wait between two attempts.
 pub const RETRY_CAP: Duration = Duration::from_secs(60 * 60);
 
-/// The wait after the `attempts`-th failed attempt (1 for the first): 10 s, 20 s, 40 s, … up
-/// to an hour. Exponential, so a receiver that is down for a minute gets its events within
-/// seconds of coming back, and one down for a day is asked about once an hour.
-pub fn retry_delay(attempts: u32) -> Duration {
+/// The wait after the `attempts`-th failed attempt (1 for the first), starting at `first`
+/// ([`FIRST_RETRY`]: 10 s, 20 s, 40 s, …) up to an hour. Exponential, so a receiver that is
+/// down for a minute gets its events within seconds of coming back, and one down for a day is
+/// asked about once an hour.
+pub fn retry_delay(first: Duration, attempts: u32) -> Duration {
     let doublings = attempts.saturating_sub(1).min(20);
-    FIRST_RETRY.saturating_mul(1 << doublings).min(RETRY_CAP)
+    first.saturating_mul(1 << doublings).min(RETRY_CAP)
 }
 
 /// The `Muster-Signature` header's value for `body` sent at `unix_seconds`:
@@ -272,11 +273,11 @@ mod tests {
 
     #[test]
     fn retries_double_from_ten_seconds_up_to_an_hour() {
-        assert_eq!(retry_delay(1), Duration::from_secs(10));
-        assert_eq!(retry_delay(2), Duration::from_secs(20));
-        assert_eq!(retry_delay(3), Duration::from_secs(40));
-        assert_eq!(retry_delay(10), RETRY_CAP);
-        assert_eq!(retry_delay(u32::MAX), RETRY_CAP);
+        assert_eq!(retry_delay(FIRST_RETRY, 1), Duration::from_secs(10));
+        assert_eq!(retry_delay(FIRST_RETRY, 2), Duration::from_secs(20));
+        assert_eq!(retry_delay(FIRST_RETRY, 3), Duration::from_secs(40));
+        assert_eq!(retry_delay(FIRST_RETRY, 10), RETRY_CAP);
+        assert_eq!(retry_delay(FIRST_RETRY, u32::MAX), RETRY_CAP);
     }
 
     #[test]

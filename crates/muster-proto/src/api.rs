@@ -269,6 +269,85 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+// ---- events and webhooks ----
+
+/// One event, as the event stream (`GET /api/v1/events`, the SSE `data`) and webhooks (the POST
+/// body) carry it. Every event is an audit record; `id` is the same wherever it is seen, so a
+/// receiver deduplicates with it (a delivery may arrive twice if the server stopped between the
+/// receiver's answer and recording it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Event {
+    /// `evt_` and the audit record's sequence number.
+    pub id: String,
+    /// The event type (`worker.enrolled`, …), or for an audit record that is no webhook event,
+    /// its action.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub remote_addr: Option<String>,
+    pub outcome: AuditOutcome,
+    pub detail: String,
+    /// On `worker.enrolled` through the auto-enrollment secret while an expected-name pattern
+    /// is set: whether the name matched it. `false` is the unfamiliar worker to alert on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<bool>,
+}
+
+/// `POST /api/v1/webhooks`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CreateWebhookRequest {
+    /// `https://…`, or `http://` to a receiver on this host (loopback).
+    pub url: String,
+    /// Event types to send; empty: every event.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// The key requests are signed with (`Muster-Signature`); write-only.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CreateWebhookRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateWebhookRequest")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A webhook, as listed: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    /// Empty: every event.
+    pub events: Vec<String>,
+    pub created_at: String,
+}
+
+/// One event's delivery to one webhook: the delivery log's line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed` (given up after 24 hours).
+    pub state: String,
+    pub attempts: u32,
+    pub created_at: String,
+    /// When a pending delivery is tried next.
+    pub next_attempt_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    /// The receiver's HTTP status at the last attempt, if it answered.
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
 // ---- worker enrollment ----
 
 /// `POST /api/v1/enroll`: a machine asks for a worker identity. Exactly one of `token` and

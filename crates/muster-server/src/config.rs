@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub license_issuer_keys: Vec<PathBuf>,
     /// Where `/livez`, `/readyz` and `/metrics` are served.
     pub diag_listen: crate::diag::DiagListen,
+    /// The wait after a webhook delivery's first failed attempt; it doubles from there.
+    pub webhook_first_retry: Duration,
 }
 
 /// A year of audit records: long enough to answer "who did this, and when" at the next yearly
@@ -74,6 +76,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("job_retention", &self.job_retention)
             .field("license_issuer_keys", &self.license_issuer_keys)
             .field("diag_listen", &self.diag_listen)
+            .field("webhook_first_retry", &self.webhook_first_retry)
             .finish()
     }
 }
@@ -96,6 +99,7 @@ impl ServeConfig {
             job_retention: DEFAULT_JOB_RETENTION,
             license_issuer_keys: Vec::new(),
             diag_listen: crate::diag::DiagListen::Default,
+            webhook_first_retry: muster_core::events::FIRST_RETRY,
         }
     }
 }

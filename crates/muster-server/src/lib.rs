@@ -32,6 +32,7 @@ pub mod tls;
 pub mod ui;
 pub mod validate;
 pub mod views;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -35,6 +35,8 @@ pub struct Inner {
     pub nonce_key: crate::proof::NonceKey,
     /// The license issuers this server trusts, and its log of refused joins.
     pub licensing: crate::license::Licensing,
+    /// Sends webhook deliveries (the HTTP client and the retry schedule).
+    pub deliverer: crate::webhooks::Deliverer,
 }
 
 impl std::ops::Deref for AppState {
@@ -129,6 +131,7 @@ impl AppState {
             jobs,
             nonce_key: crate::proof::NonceKey::from_bytes(&[7; 32]),
             licensing: crate::license::Licensing::new(Self::test_issuers()),
+            deliverer: crate::webhooks::Deliverer::new(std::time::Duration::from_secs(1)),
         });
         (app, dir)
     }

@@ -78,6 +78,59 @@ pub fn audit(record: &AuditRecord) -> AuditEntry {
     }
 }
 
+/// The id an event carries everywhere it is seen: its audit record's sequence number.
+pub fn event_id(seq: i64) -> String {
+    format!("evt_{seq}")
+}
+
+/// An audit record as an event (the stream's data, a webhook's body).
+pub fn event(record: &AuditRecord) -> wire::Event {
+    let e = &record.event;
+    let kind = muster_core::events::EventType::of(&e.action, e.outcome);
+    wire::Event {
+        id: event_id(record.seq),
+        kind: kind.map_or_else(|| e.action.clone(), |k| k.as_str().to_owned()),
+        at: e.at.to_rfc3339(),
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        target: e.target.clone(),
+        remote_addr: e.remote_addr.clone(),
+        outcome: match e.outcome {
+            Outcome::Ok => wire::AuditOutcome::Ok,
+            Outcome::Refused => wire::AuditOutcome::Refused,
+        },
+        detail: e.detail.clone(),
+        expected: None,
+    }
+}
+
+pub fn webhook(w: &muster_store::Webhook) -> wire::WebhookView {
+    wire::WebhookView {
+        id: w.id.clone(),
+        url: w.url.clone(),
+        events: w.events.iter().map(|e| e.as_str().to_owned()).collect(),
+        created_at: w.created_at.to_rfc3339(),
+    }
+}
+
+pub fn delivery(d: &muster_store::Delivery) -> wire::DeliveryView {
+    let pending = d.state == muster_store::DeliveryState::Pending;
+    wire::DeliveryView {
+        id: d.id,
+        webhook_id: d.webhook_id.clone(),
+        event_id: event_id(d.event_seq),
+        event_type: d.event_type.as_str().to_owned(),
+        state: d.state.as_str().to_owned(),
+        attempts: d.attempts,
+        created_at: d.created_at.to_rfc3339(),
+        next_attempt_at: pending.then(|| d.next_attempt_at.to_rfc3339()),
+        last_attempt_at: ts(d.last_attempt_at),
+        last_status: d.last_status,
+        last_error: d.last_error.clone(),
+        delivered_at: ts(d.delivered_at),
+    }
+}
+
 pub fn job(job: &Job) -> JobView {
     JobView {
         id: job.id.to_string(),

@@ -9,6 +9,7 @@ pub mod job_exec;
 mod license;
 mod serve;
 mod token;
+mod webhooks;
 mod worker;
 mod workers;
 
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             "it is started by `muster worker` for each job, never by hand",
         )),
         Command::License(cmd) => license::run(cmd).await,
+        Command::Webhooks(cmd) => webhooks::run(cmd).await,
     }
 }
 

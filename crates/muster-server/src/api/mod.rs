@@ -3,10 +3,12 @@
 pub mod audit;
 pub mod enroll;
 pub mod enrollment;
+pub mod events;
 pub mod extract;
 pub mod jobs;
 pub mod license;
 pub mod tokens;
+pub mod webhooks;
 pub mod workers;
 
 #[cfg(test)]
@@ -50,6 +52,11 @@ pub fn routes() -> Router<AppState> {
                 .delete(license::remove),
         )
         .route("/license/trial", post(license::trial))
+        .route("/events", get(events::stream))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/webhooks/{id}", axum::routing::delete(webhooks::remove))
+        .route("/webhooks/{id}/test", post(webhooks::test))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/enroll", post(enroll::enroll))
         .route("/challenge", get(enroll::challenge))
         .route("/connect", get(connect::connect))

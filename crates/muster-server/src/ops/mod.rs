@@ -16,6 +16,7 @@ pub mod enrollment;
 pub mod jobs;
 pub mod license;
 pub mod tokens;
+pub mod webhooks;
 pub mod workers;
 
 use std::net::SocketAddr;

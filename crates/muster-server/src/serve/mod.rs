@@ -320,6 +320,7 @@ async fn app_state(
         jobs,
         nonce_key,
         licensing,
+        deliverer: crate::webhooks::Deliverer::new(config.webhook_first_retry),
     }))
 }
 

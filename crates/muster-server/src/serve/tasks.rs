@@ -35,6 +35,8 @@ pub(super) struct Running {
     flusher: JoinHandle<()>,
     refusal_windows: JoinHandle<()>,
     pruner: JoinHandle<()>,
+    /// Sends webhook deliveries.
+    webhooks: JoinHandle<()>,
     /// The edition at start, and the license's expiry warning once a day.
     license_warnings: JoinHandle<()>,
     /// The built-in worker and its own stop signal: it leaves first, like any client.
@@ -85,6 +87,7 @@ impl Running {
             app.clock,
             stopped.clone(),
         ));
+        let webhooks = tokio::spawn(crate::webhooks::run(app.clone(), stopped.clone()));
         let pruner = tokio::spawn(retention::prune_forever(
             app.store.clone(),
             app.clock,
@@ -119,6 +122,7 @@ impl Running {
             flusher,
             refusal_windows,
             pruner,
+            webhooks,
             license_warnings,
             builtin,
             diag,
@@ -140,6 +144,7 @@ impl Running {
         let _ = self.flusher.await;
         let _ = self.refusal_windows.await;
         let _ = self.pruner.await;
+        let _ = self.webhooks.await;
         let _ = self.license_warnings.await;
         send_workers_away(&app.registry, config.reconnect_spread);
         if tokio::time::timeout(config.shutdown_grace, app.registry.until_empty())

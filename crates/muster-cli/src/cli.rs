@@ -83,7 +83,9 @@ pub enum Command {
 pub enum WebhooksCommand {
     /// Send events to URL (`https://`, or `http://` to a receiver on this host).
     Add {
-        url: String,
+        /// The receiver's URL.
+        #[arg(value_name = "URL")]
+        receiver: String,
         /// Send only this event type (repeatable; default: every event).
         #[arg(long = "event", value_name = "TYPE")]
         events: Vec<String>,
@@ -339,6 +341,10 @@ pub struct ServeArgs {
     /// Workers told to come back after a graceful shutdown spread over this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
     pub reconnect_spread: std::time::Duration,
+    /// The wait after a webhook delivery's first failed attempt (it doubles from there, up to
+    /// an hour); shorter only for tests.
+    #[arg(long, env = "MUSTER_WEBHOOK_FIRST_RETRY", default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub webhook_first_retry: std::time::Duration,
     /// Delete audit records older than this (checked at start and hourly).
     #[arg(long, env = "MUSTER_AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration)]
     pub audit_retention: std::time::Duration,

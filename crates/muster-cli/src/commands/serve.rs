@@ -21,6 +21,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     config.idle_timeout = args.idle_timeout;
     config.reconnect_spread = args.reconnect_spread;
     config.audit_retention = args.audit_retention;
+    config.webhook_first_retry = args.webhook_first_retry;
     config.job_retention = args.job_retention;
     config.license_issuer_keys = args.license_issuer_keys;
     config.diag_listen = args

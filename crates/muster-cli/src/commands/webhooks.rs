@@ -11,7 +11,7 @@ use crate::tables;
 pub async fn run(command: WebhooksCommand) -> Result<(), CliError> {
     match command {
         WebhooksCommand::Add {
-            url,
+            receiver,
             events,
             secret_file,
             admin,
@@ -24,7 +24,7 @@ pub async fn run(command: WebhooksCommand) -> Result<(), CliError> {
             })?;
             let secret = text.trim_end_matches(['\n', '\r']).to_owned();
             let req = CreateWebhookRequest {
-                url,
+                url: receiver,
                 events,
                 secret,
             };

@@ -27,3 +27,4 @@ mod replicas;
 mod scenarios;
 mod server;
 mod tokens;
+mod webhooks;

@@ -180,6 +180,14 @@ pub trait Tx {
     fn insert_token(&mut self, token: &Token) -> StoreResult<()>;
     fn get_token(&mut self, name: &Name) -> StoreResult<Option<Token>>;
     fn list_tokens(&mut self) -> StoreResult<Vec<Token>>;
+    /// Unrevoked tokens whose lifetime ended in `(after, until]`, soonest first, at most
+    /// `limit`: the `token.expired` events still to write.
+    fn tokens_expiring(
+        &mut self,
+        after: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Token>>;
     /// Binds an unused token: applies only if the token is still unbound and unrevoked. Returns
     /// whether it applied. This conditional update is what makes single use atomic.
     fn bind_token(&mut self, name: &Name, machine: &MachineId, at: Timestamp) -> StoreResult<bool>;

@@ -307,10 +307,25 @@ async fn open_session(
     // Record the connection itself, without holding up the welcome: otherwise a worker that
     // connects and then loses the server to a crash before the periodic flush is listed as never
     // seen. (touch only ever moves last_seen_at forward, so the order of writes does not matter.)
+    // The `worker.connected` event commits with it.
     let store = app.store.clone();
     let seen = vec![(worker.id.clone(), session.connected_at)];
+    let event = app.audit_event(
+        &format!("worker:{}", worker.name),
+        "worker.connected",
+        worker.name.as_str(),
+        remote,
+        Outcome::Ok,
+        format!("connected from {}", address(remote)),
+    );
     tokio::spawn(async move {
-        if let Err(e) = store.write(move |tx| workers::touch_many(tx, &seen)).await {
+        let written = store
+            .write(move |tx| {
+                workers::touch_many(tx, &seen)?;
+                tx.insert_audit(&event)
+            })
+            .await;
+        if let Err(e) = written {
             tracing::warn!(error = %e, "cannot record when a worker connected");
         }
     });
@@ -366,9 +381,20 @@ async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
     app.registry.remove(&session.worker_id, session.conn_id);
     app.jobs.session_ended(&session, lost_reason(&ended)).await;
     let seen = vec![(session.worker_id.clone(), session.last_seen())];
+    let event = app.audit_event(
+        &format!("worker:{}", session.name),
+        "worker.disconnected",
+        session.name.as_str(),
+        session.remote_addr,
+        Outcome::Ok,
+        format!("disconnected: {ended}"),
+    );
     if let Err(e) = app
         .store
-        .write(move |tx| workers::touch_many(tx, &seen))
+        .write(move |tx| {
+            workers::touch_many(tx, &seen)?;
+            tx.insert_audit(&event)
+        })
         .await
     {
         tracing::warn!(error = %e, "cannot record when a worker was last seen");

@@ -37,6 +37,8 @@ pub(super) struct Running {
     pruner: JoinHandle<()>,
     /// Sends webhook deliveries.
     webhooks: JoinHandle<()>,
+    /// Writes the `token.expired` events.
+    expiries: JoinHandle<()>,
     /// The edition at start, and the license's expiry warning once a day.
     license_warnings: JoinHandle<()>,
     /// The built-in worker and its own stop signal: it leaves first, like any client.
@@ -88,6 +90,7 @@ impl Running {
             stopped.clone(),
         ));
         let webhooks = tokio::spawn(crate::webhooks::run(app.clone(), stopped.clone()));
+        let expiries = tokio::spawn(announce_expiries(app.clone(), stopped.clone()));
         let pruner = tokio::spawn(retention::prune_forever(
             app.store.clone(),
             app.clock,
@@ -123,6 +126,7 @@ impl Running {
             refusal_windows,
             pruner,
             webhooks,
+            expiries,
             license_warnings,
             builtin,
             diag,
@@ -145,6 +149,7 @@ impl Running {
         let _ = self.refusal_windows.await;
         let _ = self.pruner.await;
         let _ = self.webhooks.await;
+        let _ = self.expiries.await;
         let _ = self.license_warnings.await;
         send_workers_away(&app.registry, config.reconnect_spread);
         if tokio::time::timeout(config.shutdown_grace, app.registry.until_empty())
@@ -181,6 +186,31 @@ fn send_workers_away(registry: &Registry, spread: Duration) {
             CloseCode::GoingAway,
             format!("server shutting down; reconnect in {after_ms} ms"),
         );
+    }
+}
+
+/// How often tokens whose lifetime ended are looked for, to write their `token.expired` event.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(2);
+
+/// Writes a `token.expired` event for each token as its lifetime ends (within a sweep), until
+/// told to stop.
+async fn announce_expiries(app: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(EXPIRY_SWEEP);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let now = app.clock.now();
+        let told = app
+            .store
+            .write(move |tx| muster_store::flows::tokens::announce_expired(tx, now, 500))
+            .await;
+        match told {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tokens = n, "enrollment tokens expired"),
+            Err(e) => tracing::warn!(error = %e, "cannot record expired tokens"),
+        }
     }
 }
 

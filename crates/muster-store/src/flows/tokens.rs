@@ -252,3 +252,51 @@ fn enroll_inner(
         "enrollment with token `{name}` kept conflicting with concurrent updates"
     )))
 }
+
+/// The setting holding the end of the last sweep for `token.expired` events (Unix ms).
+const EXPIRED_THROUGH: &str = "events.tokens_expired_through";
+
+/// Writes a `token.expired` audit record (an event) for each unrevoked token whose lifetime
+/// ended since the last sweep, at most `limit` per call; returns how many. Nothing marks a
+/// token expired (its state is derived from the clock), so a watermark says which expiries were
+/// told: the first sweep starts from `now` and tells none from before it. Serialized, so
+/// replicas sweeping at once tell each expiry once.
+pub fn announce_expired(tx: &mut dyn Tx, now: Timestamp, limit: u32) -> StoreResult<u64> {
+    tx.serialize(crate::tx::Scope::Enrollment)?;
+    let Some(through) = tx
+        .get_setting(EXPIRED_THROUGH)?
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(Timestamp::from_unix_millis)
+    else {
+        tx.put_setting(EXPIRED_THROUGH, &now.unix_millis().to_string())?;
+        return Ok(0);
+    };
+    if now <= through {
+        return Ok(0);
+    }
+    let expired = tx.tokens_expiring(through, now, limit)?;
+    // A full page: continue from its last expiry next time. (Tokens expiring at that very
+    // millisecond beyond the page are not told: with pages of hundreds, a rare loss of an
+    // event, never a duplicate.)
+    let reached = if expired.len() as u64 == u64::from(limit) {
+        expired.last().map_or(now, |t| t.expires_at)
+    } else {
+        now
+    };
+    for token in &expired {
+        tx.insert_audit(&AuditEvent {
+            at: token.expires_at,
+            actor: "server".into(),
+            action: "token.expired".into(),
+            target: token.name.to_string(),
+            remote_addr: None,
+            outcome: Outcome::Ok,
+            detail: match &token.bound_machine {
+                Some(machine) => format!("expired; the worker on machine {machine} is cut off"),
+                None => "expired unused".into(),
+            },
+        })?;
+    }
+    tx.put_setting(EXPIRED_THROUGH, &reached.unix_millis().to_string())?;
+    Ok(expired.len() as u64)
+}

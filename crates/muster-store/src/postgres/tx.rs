@@ -107,6 +107,25 @@ impl Tx for PgTx<'_> {
         .collect()
     }
 
+    fn tokens_expiring(
+        &mut self,
+        after: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Token>> {
+        self.query(
+            &format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens
+                 WHERE expires_at > $1 AND expires_at <= $2 AND revoked_at IS NULL
+                 ORDER BY expires_at, name LIMIT $3"
+            ),
+            &[&after.unix_millis(), &until.unix_millis(), &i64::from(limit)],
+        )?
+        .iter()
+        .map(rows::read_token)
+        .collect()
+    }
+
     fn bind_token(&mut self, name: &Name, machine: &MachineId, at: Timestamp) -> StoreResult<bool> {
         let n = self.execute(
             "UPDATE tokens SET bound_machine = $2, enrolled_at = $3

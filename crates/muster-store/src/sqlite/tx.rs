@@ -89,6 +89,24 @@ impl Tx for SqliteTx<'_> {
         self.rows(&sql, [], |row| rows::read_token(row))
     }
 
+    fn tokens_expiring(
+        &mut self,
+        after: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Token>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens
+             WHERE expires_at > ?1 AND expires_at <= ?2 AND revoked_at IS NULL
+             ORDER BY expires_at, name LIMIT ?3"
+        );
+        self.rows(
+            &sql,
+            params![after.unix_millis(), until.unix_millis(), i64::from(limit)],
+            |row| rows::read_token(row),
+        )
+    }
+
     fn bind_token(&mut self, name: &Name, machine: &MachineId, at: Timestamp) -> StoreResult<bool> {
         let n = self
             .conn

@@ -85,6 +85,7 @@ macro_rules! conformance_tests {
                 a_test_goes_to_one_webhook_and_removal_takes_the_log,
                 the_stream_reads_records_after_a_seq,
                 finished_deliveries_are_pruned,
+                each_token_expiry_is_told_once,
             }
             license {
                 community_edition_refuses_every_join_and_changes_nothing,

@@ -241,3 +241,41 @@ pub async fn finished_deliveries_are_pruned(store: Store) {
     assert_eq!(n, 1, "only the finished one");
     assert_eq!(pending(&store, "w").await.len(), 2);
 }
+
+pub async fn each_token_expiry_is_told_once(store: Store) {
+    use crate::flows::tokens;
+    let sweep = |now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .write(move |tx| tokens::announce_expired(tx, at(now), 500))
+                .await
+                .expect("sweep")
+        }
+    };
+    super::make_token(&store, "early", 1_000).await;
+    super::make_token(&store, "later", 5_000).await;
+    super::make_token(&store, "revoked", 5_000).await;
+    let ev = audit("token.revoke", "revoked");
+    store
+        .write(move |tx| tokens::revoke(tx, &super::name("revoked"), at(2_000), &ev))
+        .await
+        .expect("revoke")
+        .expect("revoked");
+    // The first sweep only starts the count: expiries before it are history.
+    assert_eq!(sweep(2_000).await, 0);
+    assert_eq!(sweep(4_000).await, 0);
+    assert_eq!(sweep(6_000).await, 1, "`later`, not the revoked one");
+    assert_eq!(sweep(9_000).await, 0, "told once");
+    let records = store.read(|tx| tx.audit_after(0, 100)).await.expect("audit");
+    let told: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.action == "token.expired")
+        .map(|r| (r.event.target.as_str(), r.event.at))
+        .collect();
+    assert_eq!(told, [("later", at(5_000))]);
+    assert_eq!(
+        EventType::of("token.expired", Outcome::Ok),
+        Some(EventType::TokenExpired)
+    );
+}

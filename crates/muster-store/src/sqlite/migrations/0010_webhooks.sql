@@ -33,3 +33,6 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_at);
 CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, id);
 CREATE INDEX webhook_deliveries_by_created ON webhook_deliveries(created_at);
+
+-- The `token.expired` events are written by a sweep over tokens whose lifetime just ended.
+CREATE INDEX tokens_by_expiry ON tokens(expires_at);

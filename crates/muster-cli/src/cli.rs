@@ -285,6 +285,10 @@ pub enum EnrollmentCommand {
         /// Only names matching this pattern may enroll (`ingest-*`).
         #[arg(long)]
         name_pattern: Option<String>,
+        /// Names you expect (`ingest-*`): others still enroll, and their `worker.enrolled`
+        /// event says `"expected": false`, so an unfamiliar worker can raise an alert.
+        #[arg(long, value_name = "PATTERN")]
+        expect: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },

@@ -215,6 +215,7 @@ pub fn enrollment(s: &EnrollmentStatus, now: Timestamp) -> String {
         ("window closes", when(s.window_closes_at.as_deref(), now)),
         ("enrollments in this window", used),
         ("name pattern", or_dash(s.name_pattern.as_deref())),
+        ("expected names", or_dash(s.expected_names.as_deref())),
     ];
     for (setting, value) in rows {
         add_row(&mut t, vec![setting.to_owned(), value]);

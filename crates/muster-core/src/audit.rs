@@ -50,6 +50,10 @@ pub struct AuditEvent {
     pub remote_addr: Option<String>,
     pub outcome: Outcome,
     pub detail: String,
+    /// On a worker's enrollment through the auto-enrollment secret while an expected-name
+    /// pattern is set (`muster enrollment enable --expect`): whether its name matched. `false`
+    /// flags an unfamiliar worker on its `worker.enrolled` event. `None` everywhere else.
+    pub expected: Option<bool>,
 }
 
 impl AuditEvent {
@@ -64,6 +68,7 @@ impl AuditEvent {
             remote_addr: self.remote_addr.map(|a| text::bounded(&a, MAX_NAME_CHARS)),
             outcome: self.outcome,
             detail: text::bounded(&self.detail, MAX_DETAIL_CHARS),
+            expected: self.expected,
         }
     }
 }
@@ -82,6 +87,7 @@ mod tests {
     #[test]
     fn a_bounded_record_has_short_fields_and_no_control_characters() {
         let event = AuditEvent {
+            expected: None,
             at: Timestamp::from_unix_millis(0),
             actor: "machine:\x1b]0;owned\x07".into(),
             action: "enroll".into(),

@@ -84,6 +84,16 @@ pub struct AutoEnrollment {
     /// ... or after this many enrollments (`enable --max-enrollments 50`).
     pub max_enrollments: Option<u64>,
     pub name_pattern: Option<NamePattern>,
+    /// Names an admin expects (`enable --expect`): others still enroll, flagged unexpected on
+    /// their `worker.enrolled` event.
+    pub expected_names: Option<NamePattern>,
+}
+
+impl AutoEnrollment {
+    /// Whether `name` is one the admin expects: `None` when no pattern is set.
+    pub fn is_expected(&self, name: &str) -> Option<bool> {
+        self.expected_names.as_ref().map(|p| p.matches(name))
+    }
 }
 
 /// Why a machine may not enroll with the secret. Each is audited and has its own message.

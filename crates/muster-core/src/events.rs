@@ -152,88 +152,6 @@ pub fn signature(secret: &[u8], unix_seconds: u64, body: &[u8]) -> String {
     )
 }
 
-/// A pattern of expected worker names (`muster enrollment enable --expect`): one or more globs
-/// separated by commas, where `*` matches any run of characters and `?` any one, e.g.
-/// `web-*,db-??`. A worker enrolled with a name none matches is flagged unexpected on its
-/// `worker.enrolled` event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamePattern {
-    globs: Vec<String>,
-}
-
-/// The longest pattern accepted, in characters.
-pub const MAX_PATTERN_CHARS: usize = 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PatternError {
-    #[error("the expected-name pattern is empty")]
-    Empty,
-    #[error("the expected-name pattern is longer than {MAX_PATTERN_CHARS} characters")]
-    TooLong,
-    #[error(
-        "the expected-name pattern holds `{0}`, which no worker name can: use `a-z`, `0-9`, `-`, `_`, the wildcards `*` and `?`, and `,` between alternatives"
-    )]
-    BadCharacter(char),
-}
-
-impl NamePattern {
-    pub fn parse(input: &str) -> Result<Self, PatternError> {
-        if input.chars().count() > MAX_PATTERN_CHARS {
-            return Err(PatternError::TooLong);
-        }
-        if let Some(c) = input
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_*?,".contains(*c)))
-        {
-            return Err(PatternError::BadCharacter(c));
-        }
-        let globs: Vec<String> = input
-            .split(',')
-            .filter(|g| !g.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if globs.is_empty() {
-            return Err(PatternError::Empty);
-        }
-        Ok(Self { globs })
-    }
-
-    pub fn matches(&self, name: &str) -> bool {
-        self.globs
-            .iter()
-            .any(|g| glob_matches(g.as_bytes(), name.as_bytes()))
-    }
-}
-
-impl fmt::Display for NamePattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.globs.join(","))
-    }
-}
-
-/// Iterative glob match with backtracking to the last `*`: linear in practice, and never
-/// exponential whatever the pattern.
-fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,29 +209,5 @@ mod tests {
         );
         assert_ne!(sig, signature(b"other", 1_700_000_000, br#"{"a":1}"#));
         assert_ne!(sig, signature(b"secret", 1_700_000_001, br#"{"a":1}"#));
-    }
-
-    #[test]
-    fn patterns_match_globs_and_alternatives() {
-        let p = NamePattern::parse("web-*,db-??").unwrap();
-        assert!(p.matches("web-1"));
-        assert!(p.matches("web-"));
-        assert!(p.matches("db-01"));
-        assert!(!p.matches("db-001"));
-        assert!(!p.matches("evil"));
-        assert!(NamePattern::parse("*").unwrap().matches("anything"));
-        assert_eq!(NamePattern::parse(""), Err(PatternError::Empty));
-        assert_eq!(NamePattern::parse(",,"), Err(PatternError::Empty));
-        assert_eq!(
-            NamePattern::parse("Web*"),
-            Err(PatternError::BadCharacter('W'))
-        );
-    }
-
-    #[test]
-    fn many_stars_do_not_blow_up() {
-        let p = NamePattern::parse(&"*a".repeat(30)).unwrap();
-        assert!(!p.matches(&"a".repeat(29)));
-        assert!(p.matches(&"a".repeat(30)));
     }
 }

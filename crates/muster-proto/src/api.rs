@@ -228,6 +228,10 @@ pub struct EnrollmentStatus {
     pub enrollments_in_window: u64,
     #[serde(default)]
     pub name_pattern: Option<String>,
+    /// Names expected to enroll; a `worker.enrolled` event for another name says
+    /// `"expected": false`.
+    #[serde(default)]
+    pub expected_names: Option<String>,
 }
 
 /// `POST /api/v1/enrollment/enable` and `/rotate`. Exactly one of `secret` and `generate`.
@@ -245,6 +249,10 @@ pub struct EnableEnrollmentRequest {
     pub max_enrollments: Option<u64>,
     #[serde(default)]
     pub name_pattern: Option<String>,
+    /// Names expected to enroll (`--expect`): others enroll too, flagged on their
+    /// `worker.enrolled` event.
+    #[serde(default)]
+    pub expect: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -63,6 +63,7 @@ impl AppState {
         detail: impl Into<String>,
     ) -> AuditEvent {
         AuditEvent {
+            expected: None,
             at: self.clock.now(),
             actor: actor.to_owned(),
             action: action.to_owned(),

@@ -100,7 +100,7 @@ pub fn event(record: &AuditRecord) -> wire::Event {
             Outcome::Refused => wire::AuditOutcome::Refused,
         },
         detail: e.detail.clone(),
-        expected: None,
+        expected: e.expected,
     }
 }
 
@@ -164,6 +164,7 @@ pub fn enrollment(status: &Status, now: muster_core::Timestamp) -> EnrollmentSta
         max_enrollments: s.max_enrollments,
         enrollments_in_window: status.enrolled_in_window,
         name_pattern: s.name_pattern.as_ref().map(|p| p.as_str().to_owned()),
+        expected_names: s.expected_names.as_ref().map(|p| p.as_str().to_owned()),
     }
 }
 

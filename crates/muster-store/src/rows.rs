@@ -208,7 +208,7 @@ pub(crate) fn read_worker(row: &impl ColumnSource) -> StoreResult<Worker> {
 /// The columns of an audit record as read back; writing one names its columns without `seq`,
 /// which the database assigns.
 pub(crate) const AUDIT_COLUMNS: &str =
-    "seq, at, actor, action, target, remote_addr, outcome, detail";
+    "seq, at, actor, action, target, remote_addr, outcome, detail, expected";
 
 /// Reads an audit record selected with [`AUDIT_COLUMNS`].
 pub(crate) fn read_audit(row: &impl ColumnSource) -> StoreResult<AuditRecord> {
@@ -220,6 +220,7 @@ fn read_audit_at(row: &impl ColumnSource, o: usize) -> StoreResult<AuditRecord> 
     Ok(AuditRecord {
         seq: row.column(o)?,
         event: AuditEvent {
+            expected: row.column(o + 8)?,
             at: codec::ts(row.column(o + 1)?),
             actor: row.column(o + 2)?,
             action: row.column(o + 3)?,
@@ -290,7 +291,8 @@ pub(crate) fn read_delivery(row: &impl ColumnSource) -> StoreResult<Delivery> {
 pub(crate) fn due_delivery_query(id_placeholder: &str) -> String {
     format!(
         "SELECT {DELIVERY_COLUMNS}, w.url, w.secret,
-                a.seq, a.at, a.actor, a.action, a.target, a.remote_addr, a.outcome, a.detail
+                a.seq, a.at, a.actor, a.action, a.target, a.remote_addr, a.outcome, a.detail,
+                a.expected
          FROM webhook_deliveries d
          JOIN webhooks w ON w.id = d.webhook_id
          LEFT JOIN audit a ON a.seq = d.event_seq

@@ -389,6 +389,7 @@ async fn concurrent_secret_enrollments_on_replicas_never_exceed_the_limit() {
             closes_at: None,
             max_enrollments: Some(5),
             name_pattern: None,
+            expected_names: None,
         }),
     };
     let ev = audit("enrollment.enable", "auto-enrollment");

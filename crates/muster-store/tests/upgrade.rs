@@ -77,6 +77,7 @@ fn name(s: &str) -> Name {
 
 fn audit(action: &str, target: &str) -> AuditEvent {
     AuditEvent {
+        expected: None,
         at: made_at(),
         actor: "admin".into(),
         action: action.into(),

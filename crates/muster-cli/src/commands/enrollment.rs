@@ -23,6 +23,7 @@ pub async fn run(command: EnrollmentCommand) -> Result<(), CliError> {
             window,
             max_enrollments,
             name_pattern,
+            expect,
             admin,
         } => {
             if let Some(w) = &window {
@@ -36,6 +37,7 @@ pub async fn run(command: EnrollmentCommand) -> Result<(), CliError> {
                 window,
                 max_enrollments,
                 name_pattern,
+                expect,
             };
             let answer = admin::client(&admin)?.enable_enrollment(&request).await?;
             print_answer(&answer, admin.json, "Auto-enrollment is on.");

@@ -12,7 +12,7 @@ mod harness;
 
 mod backup;
 mod confinement;
-mod enrollment;
+pub mod enrollment;
 mod fleet;
 mod hostile;
 mod http_api;

@@ -385,3 +385,43 @@ fn the_event_stream_carries_audit_records_and_resumes_from_the_last_id() {
     });
     assert_eq!(status, 401);
 }
+
+#[test]
+fn an_unfamiliar_name_is_flagged_on_its_enrolled_event() {
+    const ENROLL_SECRET: &str = "it-expect-secret-0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let receiver = Receiver::start();
+    let server = Server::start_default();
+    let secret_file = server.path("webhook.secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    server.cli_json(&[
+        "webhooks",
+        "add",
+        &receiver.url(),
+        "--event",
+        "worker.enrolled",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+    ]);
+    let (_, line) = server.cli_err(&["enrollment", "enable", "--generate", "--expect", "Edge-*"]);
+    assert!(line.contains("malformed"), "{line}");
+    let answer = crate::enrollment::enable(&server, ENROLL_SECRET, &["--expect", "edge-*"]);
+    assert_eq!(answer["status"]["expected_names"], "edge-*", "{answer:#}");
+
+    let _familiar = server.worker("edge-1").secret("edge-1", ENROLL_SECRET).start();
+    let _stranger = server.worker("rogue").secret("rogue", ENROLL_SECRET).start();
+    server.wait_status("edge-1", "connected", crate::harness::STARTUP);
+    server.wait_status("rogue", "connected", crate::harness::STARTUP);
+    let got = wait_until("both enrollments delivered", Duration::from_secs(30), || {
+        let got = receiver.of_type("worker.enrolled");
+        ((got.len() == 2).then(|| got.clone()), format!("{got:?}"))
+    });
+    let expected_of = |name: &str| {
+        got.iter()
+            .find(|r| r.body["target"] == name)
+            .map(|r| r.body["expected"].clone())
+            .unwrap_or_else(|| panic!("no event for {name}: {got:?}"))
+    };
+    assert_eq!(expected_of("edge-1"), true);
+    assert_eq!(expected_of("rogue"), false, "the unfamiliar one is flagged");
+    assert!(got.iter().all(|r| r.signature_ok));
+}

@@ -134,6 +134,7 @@ impl Refusals {
         };
         first.then(|| {
             AuditEvent {
+                expected: None,
                 at: now,
                 actor: refusal.actor,
                 action: refusal.attempt.action().into(),
@@ -188,6 +189,7 @@ impl Refusals {
             ),
         };
         AuditEvent {
+            expected: None,
             at: now,
             actor: "anonymous".into(),
             action: attempt.action().into(),

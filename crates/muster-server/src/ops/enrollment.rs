@@ -70,10 +70,17 @@ fn window(app: &AppState, req: &EnableEnrollmentRequest) -> Result<Window, AppEr
         .map(NamePattern::parse)
         .transpose()
         .map_err(|e| AppError::bad_request(ErrorCode::InvalidName, e).with_field("name_pattern"))?;
+    let expected_names = req
+        .expect
+        .as_deref()
+        .map(NamePattern::parse)
+        .transpose()
+        .map_err(|e| AppError::bad_request(ErrorCode::InvalidName, e).with_field("expect"))?;
     Ok(Window {
         closes_at,
         max_enrollments: req.max_enrollments,
         name_pattern,
+        expected_names,
     })
 }
 
@@ -115,6 +122,9 @@ fn describe(window: &Window, secret_changed: bool) -> String {
     if let Some(p) = &window.name_pattern {
         parts.push(format!("names matching `{}`", p.as_str()));
     }
+    if let Some(p) = &window.expected_names {
+        parts.push(format!("expecting names matching `{}`", p.as_str()));
+    }
     if parts.is_empty() {
         "enabled".into()
     } else {
@@ -155,7 +165,11 @@ pub async fn rotate(
     actor: &Actor,
     req: &EnableEnrollmentRequest,
 ) -> Result<EnableEnrollmentResponse, AppError> {
-    if req.window.is_some() || req.max_enrollments.is_some() || req.name_pattern.is_some() {
+    if req.window.is_some()
+        || req.max_enrollments.is_some()
+        || req.name_pattern.is_some()
+        || req.expect.is_some()
+    {
         return Err(AppError::bad_request(
             ErrorCode::BadRequest,
             "rotate only replaces the secret",

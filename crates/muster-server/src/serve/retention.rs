@@ -100,6 +100,7 @@ where
 
 fn record(now: Timestamp, retention: Retention, audit: u64, jobs: u64) -> AuditEvent {
     AuditEvent {
+        expected: None,
         at: now,
         actor: "server".into(),
         action: "retention.prune".into(),
@@ -126,6 +127,7 @@ mod tests {
         let old = clock.now().saturating_sub(Duration::from_secs(3 * 3600));
         let events: Vec<AuditEvent> = (0..AUDIT_BATCH * 2 + 7)
             .map(|i| AuditEvent {
+                expected: None,
                 at: old,
                 actor: "admin".into(),
                 action: "token.create".into(),

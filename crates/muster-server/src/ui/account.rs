@@ -158,6 +158,7 @@ pub async fn bootstrap(
     };
     let json = serde_json::to_string(&record).map_err(AccountError::Corrupt)?;
     let event = AuditEvent {
+        expected: None,
         at: now,
         actor: "server".into(),
         action: "ui.password.set".into(),

@@ -37,6 +37,8 @@ pub struct EnableForm {
     max_enrollments: String,
     #[serde(default)]
     name_pattern: String,
+    #[serde(default)]
+    expect: String,
 }
 
 /// Which form an error belongs to, and its field errors.
@@ -203,6 +205,13 @@ fn status_facts(now: Timestamp, status: &EnrollmentStatus) -> Markup {
                     None => span.muted { "any name" },
                 }
             }
+            dt { "Expected names" }
+            dd {
+                @match &status.expected_names {
+                    Some(p) => code { (p) },
+                    None => span.muted { "not set" },
+                }
+            }
         }
     }
 }
@@ -263,6 +272,10 @@ fn enable_form(
         Some(t) => t.name_pattern.clone(),
         None => status.name_pattern.clone().unwrap_or_default(),
     };
+    let expect = match typed {
+        Some(t) => t.expect.clone(),
+        None => status.expected_names.clone().unwrap_or_default(),
+    };
     let window = typed.map(|t| t.window.clone()).unwrap_or_default();
     let mode = typed.map(|t| t.secret_mode.as_str()).unwrap_or("");
     let field = |name: &str| errors.field("enable", name);
@@ -303,6 +316,15 @@ fn enable_form(
                             aria-describedby=(layout::described_by("name_pattern", true, field("name_pattern")));
                         p.help #name_pattern-help { "Optional. " code { "*" } " matches any run of characters, " code { "?" } " one; empty: any name." }
                         (layout::field_error("name_pattern", field("name_pattern")))
+                    }
+                    div.field {
+                        label for="expect" { "Expected names" }
+                        input #expect type="text" name="expect" value=(expect) placeholder="edge-*"
+                            autocomplete="off" spellcheck="false"
+                            aria-invalid=[field("expect").is_some().then_some("true")]
+                            aria-describedby=(layout::described_by("expect", true, field("expect")));
+                        p.help #expect-help { "Optional. Other names still enroll, flagged on their " code { "worker.enrolled" } " event." }
+                        (layout::field_error("expect", field("expect")))
                     }
                 }
                 div.actions {
@@ -423,6 +445,9 @@ pub async fn enable(
             .map(str::to_owned),
         max_enrollments,
         name_pattern: Some(form.name_pattern.trim())
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned),
+        expect: Some(form.expect.trim())
             .filter(|p| !p.is_empty())
             .map(str::to_owned),
     };

@@ -27,6 +27,8 @@ struct Stored {
     window_closes_at: Option<i64>,
     max_enrollments: Option<u64>,
     name_pattern: Option<String>,
+    #[serde(default)]
+    expected_names: Option<String>,
 }
 
 pub fn load(tx: &mut dyn Tx) -> StoreResult<AutoEnrollment> {
@@ -46,6 +48,10 @@ pub fn load(tx: &mut dyn Tx) -> StoreResult<AutoEnrollment> {
             .name_pattern
             .map(|p| NamePattern::parse(&p).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()?,
+        expected_names: s
+            .expected_names
+            .map(|p| NamePattern::parse(&p).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()?,
     })
 }
 
@@ -59,6 +65,10 @@ fn save(tx: &mut dyn Tx, settings: &AutoEnrollment) -> StoreResult<()> {
         max_enrollments: settings.max_enrollments,
         name_pattern: settings
             .name_pattern
+            .as_ref()
+            .map(|p| p.as_str().to_owned()),
+        expected_names: settings
+            .expected_names
             .as_ref()
             .map(|p| p.as_str().to_owned()),
     };
@@ -116,6 +126,8 @@ pub struct Window {
     pub closes_at: Option<Timestamp>,
     pub max_enrollments: Option<u64>,
     pub name_pattern: Option<NamePattern>,
+    /// Names expected to enroll; others are flagged on their `worker.enrolled` event.
+    pub expected_names: Option<NamePattern>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +153,7 @@ pub fn change(
         settings.window_closes_at = window.closes_at;
         settings.max_enrollments = window.max_enrollments;
         settings.name_pattern = window.name_pattern.clone();
+        settings.expected_names = window.expected_names.clone();
     }
     if let Some(enabled) = change.enabled {
         if enabled && settings.secret.is_none() {
@@ -187,9 +200,14 @@ pub fn enroll(
         ),
         Ok(Err(_)) | Err(_) => return result,
     };
-    tx.insert_audit(&enrolled_event(req, detail))?;
+    let expected = load(tx)?.is_expected(req.name.as_str());
+    tx.insert_audit(&AuditEvent {
+        expected,
+        ..enrolled_event(req, detail)
+    })?;
     if let Ok(Ok((_, Some(old)))) = &result {
         tx.insert_audit(&AuditEvent {
+            expected: None,
             action: "worker.superseded".into(),
             ..enrolled_event(req, format!("identity {old} replaced by a new enrollment"))
         })?;
@@ -199,6 +217,7 @@ pub fn enroll(
 
 fn enrolled_event(req: &SecretEnrollment, detail: String) -> AuditEvent {
     AuditEvent {
+        expected: None,
         at: req.now,
         actor: format!("machine:{}", req.machine),
         action: "enroll.secret".into(),

@@ -180,6 +180,7 @@ mod tests {
 
     fn audit() -> AuditEvent {
         AuditEvent {
+            expected: None,
             at: Timestamp::from_unix_millis(1_000),
             actor: "admin".into(),
             action: "job.submit".into(),

@@ -166,6 +166,7 @@ pub fn install(
         None => "no worker limit".to_owned(),
     };
     tx.insert_audit(&AuditEvent {
+        expected: None,
         detail: format!(
             "installed license `{}` for `{}` ({seats}, expires {}, issuer {})",
             license.id,
@@ -220,6 +221,7 @@ pub fn start_trial(
         }),
     )?;
     tx.insert_audit(&AuditEvent {
+        expected: None,
         detail: format!(
             "started the 30-day trial, ending {}",
             trial.expires_at.to_rfc3339()
@@ -245,6 +247,7 @@ pub fn remove(tx: &mut dyn Tx, now: Timestamp, audit: &AuditEvent) -> StoreResul
         write::<StoredGrant>(tx, GRANT, &None)?;
     }
     tx.insert_audit(&AuditEvent {
+        expected: None,
         detail,
         ..audit.clone()
     })?;

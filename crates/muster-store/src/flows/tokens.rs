@@ -146,6 +146,7 @@ pub fn enroll(
         Ok(Err(_)) | Err(_) => return result,
     };
     tx.insert_audit(&AuditEvent {
+        expected: None,
         at: req.now,
         actor: format!("machine:{}", req.machine),
         action: "enroll.token".into(),
@@ -285,6 +286,7 @@ pub fn announce_expired(tx: &mut dyn Tx, now: Timestamp, limit: u32) -> StoreRes
     };
     for token in &expired {
         tx.insert_audit(&AuditEvent {
+            expected: None,
             at: token.expires_at,
             actor: "server".into(),
             action: "token.expired".into(),

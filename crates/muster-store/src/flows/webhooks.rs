@@ -59,6 +59,7 @@ pub fn test(tx: &mut dyn Tx, id: &str, audit: &AuditEvent) -> StoreResult<Option
 /// The audit record of a test event.
 pub fn test_event(at: muster_core::Timestamp, actor: &str, id: &str) -> AuditEvent {
     AuditEvent {
+        expected: None,
         at,
         actor: actor.to_owned(),
         action: EventType::WebhookTest.as_str().to_owned(),

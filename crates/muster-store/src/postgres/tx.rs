@@ -637,8 +637,9 @@ impl Tx for PgTx<'_> {
     fn append_audit(&mut self, e: &AuditEvent) -> StoreResult<i64> {
         let e = e.clone().bounded();
         let row = self.query_opt(
-            "INSERT INTO audit (at, actor, action, target, remote_addr, outcome, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+            "INSERT INTO audit
+               (at, actor, action, target, remote_addr, outcome, detail, expected)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
             &[
                 &e.at.unix_millis(),
                 &e.actor,
@@ -647,6 +648,7 @@ impl Tx for PgTx<'_> {
                 &e.remote_addr,
                 &e.outcome.as_str(),
                 &e.detail,
+                &e.expected,
             ],
         )?;
         row.as_ref()

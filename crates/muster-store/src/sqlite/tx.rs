@@ -464,8 +464,9 @@ impl Tx for SqliteTx<'_> {
         let e = e.clone().bounded();
         self.conn
             .prepare_cached(
-                "INSERT INTO audit (at, actor, action, target, remote_addr, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO audit
+                   (at, actor, action, target, remote_addr, outcome, detail, expected)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 e.at.unix_millis(),
@@ -475,6 +476,7 @@ impl Tx for SqliteTx<'_> {
                 e.remote_addr,
                 e.outcome.as_str(),
                 e.detail,
+                e.expected,
             ])?;
         Ok(self.conn.last_insert_rowid())
     }

@@ -30,6 +30,7 @@ pub fn machine(s: &str) -> MachineId {
 
 pub fn audit(action: &str, target: &str) -> AuditEvent {
     AuditEvent {
+        expected: None,
         at: at(0),
         actor: "admin".into(),
         action: action.into(),

@@ -98,6 +98,7 @@ pub async fn secret_enrollment_settings_and_guard_rails(store: Store) {
         closes_at: Some(at(10_000)),
         max_enrollments: Some(2),
         name_pattern: Some(NamePattern::parse("w*").expect("pattern")),
+        expected_names: Some(NamePattern::parse("w1").expect("pattern")),
     };
     let on = enrollment::Change {
         enabled: Some(true),
@@ -130,6 +131,14 @@ pub async fn secret_enrollment_settings_and_guard_rails(store: Store) {
     );
     let status = store.read(enrollment::status).await.expect("status");
     assert_eq!((status.enrolled_count, status.enrolled_in_window), (2, 2));
+    // `w1` was expected, `w2` enrolled but is flagged; the refused `x1` wrote no enrollment.
+    let records = store.read(|tx| tx.audit_after(0, 100)).await.expect("audit");
+    let flags: Vec<_> = records
+        .iter()
+        .filter(|r| r.event.action == "enroll.secret")
+        .map(|r| (r.event.target.as_str(), r.event.expected))
+        .collect();
+    assert_eq!(flags, [("w1", Some(true)), ("w2", Some(false))]);
 
     // A new window resets the count; its deadline closes it.
     let reopen = enrollment::Change {

@@ -66,6 +66,7 @@ pub fn write_into_store(database: &str, terms: &Terms) {
         issuer: issuer().public().id().to_owned(),
     };
     let event = muster_core::audit::AuditEvent {
+        expected: None,
         at: terms.issued_at,
         actor: "test".into(),
         action: "license.changed".into(),

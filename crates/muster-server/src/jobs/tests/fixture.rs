@@ -86,6 +86,7 @@ impl Fixture {
     /// Submits `job` as the API does (for a named worker, `named` is its id).
     pub async fn submit_to(&self, job: Job, named: Option<&WorkerId>) -> Job {
         let audit = AuditEvent {
+            expected: None,
             at: self.clock.now(),
             actor: "admin".into(),
             action: "job.submit".into(),

@@ -239,6 +239,7 @@ async fn cancelling_a_queued_job_takes_it_out_of_the_queue() {
     // As `ops::jobs::cancel` does: cancel in the store, then tell the scheduler.
     let (id, at) = (job.id.clone(), f.clock.now());
     let audit = AuditEvent {
+        expected: None,
         at,
         actor: "admin".into(),
         action: "job.cancel".into(),

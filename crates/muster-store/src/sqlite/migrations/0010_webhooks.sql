@@ -36,3 +36,7 @@ CREATE INDEX webhook_deliveries_by_created ON webhook_deliveries(created_at);
 
 -- The `token.expired` events are written by a sweep over tokens whose lifetime just ended.
 CREATE INDEX tokens_by_expiry ON tokens(expires_at);
+
+-- On an enrollment through the secret while an expected-name pattern is set: whether the name
+-- matched it (`worker.enrolled` carries it, so an unfamiliar worker can raise an alert).
+ALTER TABLE audit ADD COLUMN expected INTEGER;

@@ -9,6 +9,7 @@ mod jobs;
 mod license;
 mod misc;
 mod tokens;
+mod webhooks;
 mod workers;
 
 use std::net::SocketAddr;

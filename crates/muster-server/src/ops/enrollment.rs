@@ -75,7 +75,11 @@ fn window(app: &AppState, req: &EnableEnrollmentRequest) -> Result<Window, AppEr
         .as_deref()
         .map(NamePattern::parse)
         .transpose()
-        .map_err(|e| AppError::bad_request(ErrorCode::InvalidName, e).with_field("expect"))?;
+        .map_err(|e| {
+            AppError::bad_request(ErrorCode::InvalidName, e)
+                .with_field("expect")
+                .with_hint("for example `--expect 'edge-*'`: worker names are lowercase")
+        })?;
     Ok(Window {
         closes_at,
         max_enrollments: req.max_enrollments,

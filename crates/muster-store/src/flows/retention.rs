@@ -6,10 +6,13 @@ use muster_core::Timestamp;
 use crate::error::StoreResult;
 use crate::tx::Tx;
 
-/// Deletes at most `batch` audit records written before `before`, oldest first. Returns how many
-/// it deleted: fewer than `batch` means none older are left.
+/// Deletes at most `batch` audit records written before `before`, oldest first, and as many
+/// finished webhook deliveries (delivered or given up) of events that old: a delivery log lives
+/// as long as its events. Returns the larger count: fewer than `batch` means none older are left.
 pub fn prune_audit(tx: &mut dyn Tx, before: Timestamp, batch: u32) -> StoreResult<u64> {
-    tx.delete_audit_before(before, batch)
+    let audit = tx.delete_audit_before(before, batch)?;
+    let deliveries = tx.delete_deliveries_before(before, batch)?;
+    Ok(audit.max(deliveries))
 }
 
 /// Deletes at most `batch` jobs that ended before `before`, with their output, oldest first.

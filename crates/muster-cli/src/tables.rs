@@ -258,7 +258,8 @@ pub fn deliveries(log: &[DeliveryView], now: Timestamp) -> String {
                 d.state.clone(),
                 d.attempts.to_string(),
                 when(d.last_attempt_at.as_deref(), now),
-                d.last_status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                d.last_status
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 when(d.next_attempt_at.as_deref(), now),
                 or_dash(d.last_error.as_deref()),
             ],

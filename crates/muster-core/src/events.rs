@@ -146,10 +146,7 @@ pub fn signature(secret: &[u8], unix_seconds: u64, body: &[u8]) -> String {
     ctx.update(unix_seconds.to_string().as_bytes());
     ctx.update(b".");
     ctx.update(body);
-    format!(
-        "t={unix_seconds},v1={}",
-        hex::encode(ctx.sign().as_ref())
-    )
+    format!("t={unix_seconds},v1={}", hex::encode(ctx.sign().as_ref()))
 }
 
 #[cfg(test)]
@@ -167,7 +164,11 @@ mod tests {
     #[test]
     fn audit_records_map_to_the_contract_names() {
         let cases = [
-            ("enroll.secret", Outcome::Ok, Some(EventType::WorkerEnrolled)),
+            (
+                "enroll.secret",
+                Outcome::Ok,
+                Some(EventType::WorkerEnrolled),
+            ),
             ("enroll.token", Outcome::Ok, Some(EventType::WorkerEnrolled)),
             (
                 "enroll.token",

@@ -13,9 +13,7 @@ use muster_core::{MachineId, Name, Timestamp, Token, Worker};
 
 use crate::codec;
 use crate::error::{StoreError, StoreResult};
-use crate::tx::{
-    Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, Webhook,
-};
+use crate::tx::{Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, Webhook};
 
 /// A Rust type both drivers can read a column as (`String`, `i64`, `bool`, their `Option`s).
 pub(crate) trait Column:

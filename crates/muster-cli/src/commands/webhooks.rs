@@ -36,7 +36,10 @@ pub async fn run(command: WebhooksCommand) -> Result<(), CliError> {
                     "Added webhook `{}`: events are POSTed to {}, signed with your secret in `Muster-Signature`.",
                     created.id, created.url
                 );
-                println!("Send a test event with `muster webhooks test {}`.", created.id);
+                println!(
+                    "Send a test event with `muster webhooks test {}`.",
+                    created.id
+                );
             }
         }
         WebhooksCommand::List { admin } => {
@@ -60,7 +63,10 @@ pub async fn run(command: WebhooksCommand) -> Result<(), CliError> {
             if admin.json {
                 print_json(&delivery);
             } else {
-                println!("{}", tables::deliveries(std::slice::from_ref(&delivery), now()));
+                println!(
+                    "{}",
+                    tables::deliveries(std::slice::from_ref(&delivery), now())
+                );
             }
             if delivery.state != "delivered" {
                 return Err(CliError::failed(
@@ -76,7 +82,9 @@ pub async fn run(command: WebhooksCommand) -> Result<(), CliError> {
             }
         }
         WebhooksCommand::Deliveries { id, limit, admin } => {
-            let log = admin::client(&admin)?.webhook_deliveries(&id, limit).await?;
+            let log = admin::client(&admin)?
+                .webhook_deliveries(&id, limit)
+                .await?;
             if admin.json {
                 print_json(&log);
             } else {

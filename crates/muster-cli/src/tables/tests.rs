@@ -244,6 +244,7 @@ fn enrollment_status() {
         max_enrollments: Some(20),
         enrollments_in_window: 3,
         name_pattern: Some("edge-*".into()),
+        expected_names: Some("edge-*".into()),
     };
     let off = EnrollmentStatus {
         enabled: false,
@@ -253,6 +254,7 @@ fn enrollment_status() {
         max_enrollments: None,
         enrollments_in_window: 0,
         name_pattern: None,
+        expected_names: None,
     };
     insta::assert_snapshot!(format!(
         "{}\n\n{}",

@@ -235,7 +235,10 @@ fn webhooks_are_signed_retried_across_a_restart_and_never_resent_after_2xx() {
     let id = added["id"].as_str().unwrap().to_owned();
     let listed = crate::harness::array(server.cli_json(&["webhooks", "list"]));
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0]["events"], serde_json::json!(["token.created", "token.revoked"]));
+    assert_eq!(
+        listed[0]["events"],
+        serde_json::json!(["token.created", "token.revoked"])
+    );
     assert!(
         !serde_json::to_string(&listed).unwrap().contains(SECRET),
         "the secret is write-only"
@@ -246,11 +249,15 @@ fn webhooks_are_signed_retried_across_a_restart_and_never_resent_after_2xx() {
     server.create_token("wh-1", "1h");
     // An event the webhook did not ask for.
     server.cli_ok(&["enrollment", "enable", "--generate"]);
-    wait_until("a first, failed attempt on record", Duration::from_secs(20), || {
-        let log = deliveries(&server, &id);
-        let done = log.len() == 1 && log[0]["attempts"] == 1;
-        (done.then_some(()), format!("{log:?}"))
-    });
+    wait_until(
+        "a first, failed attempt on record",
+        Duration::from_secs(20),
+        || {
+            let log = deliveries(&server, &id);
+            let done = log.len() == 1 && log[0]["attempts"] == 1;
+            (done.then_some(()), format!("{log:?}"))
+        },
+    );
     // Killed between retries: the delivery is in the store, not in the process.
     server.kill9();
     server.restart();
@@ -259,11 +266,21 @@ fn webhooks_are_signed_retried_across_a_restart_and_never_resent_after_2xx() {
         let ok = got.iter().any(|r| r.answered == 204);
         (ok.then(|| got.clone()), format!("{got:?}"))
     });
-    assert_eq!(delivered.len(), 3, "two failures, then one success: {delivered:?}");
+    assert_eq!(
+        delivered.len(),
+        3,
+        "two failures, then one success: {delivered:?}"
+    );
     let event_id = delivered[0].body["id"].as_str().unwrap().to_owned();
     for r in &delivered {
-        assert!(r.signature_ok, "every request is signed with the secret: {r:?}");
-        assert_eq!(r.event_id_header, event_id, "one id per event, in header and body");
+        assert!(
+            r.signature_ok,
+            "every request is signed with the secret: {r:?}"
+        );
+        assert_eq!(
+            r.event_id_header, event_id,
+            "one id per event, in header and body"
+        );
         assert_eq!(r.body["id"], event_id.as_str());
         assert_eq!(r.body["target"], "wh-1");
     }
@@ -284,7 +301,11 @@ fn webhooks_are_signed_retried_across_a_restart_and_never_resent_after_2xx() {
             format!("{:?}", receiver.seen()),
         )
     });
-    assert_eq!(receiver.of_type("token.created").len(), 3, "no resend after a 2xx");
+    assert_eq!(
+        receiver.of_type("token.created").len(),
+        3,
+        "no resend after a 2xx"
+    );
     assert!(
         receiver.of_type("enrollment.changed").is_empty(),
         "only the events asked for"
@@ -335,7 +356,11 @@ async fn read_stream(
     act();
     let mut text = String::new();
     while !until(&text) {
-        let chunk = response.chunk().await.expect("read").expect("the stream goes on");
+        let chunk = response
+            .chunk()
+            .await
+            .expect("read")
+            .expect("the stream goes on");
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     text
@@ -366,11 +391,20 @@ fn the_event_stream_carries_audit_records_and_resumes_from_the_last_id() {
         .expect("the first event");
     assert_eq!(first["type"], "token.created");
     assert_eq!(first["action"], "token.create");
-    let seq = first["id"].as_str().unwrap().trim_start_matches("evt_").to_owned();
+    let seq = first["id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("evt_")
+        .to_owned();
     assert!(text.contains(&format!("id: {seq}\n")), "{text}");
 
     // Resuming after the first: the second comes again, the first does not.
-    let resumed = rt.block_on(read_stream(&server, Some(&seq), |t| t.contains("sse-2"), || {}));
+    let resumed = rt.block_on(read_stream(
+        &server,
+        Some(&seq),
+        |t| t.contains("sse-2"),
+        || {},
+    ));
     assert!(!resumed.contains("\"sse-1\""), "{resumed}");
 
     // Admins only.
@@ -407,14 +441,24 @@ fn an_unfamiliar_name_is_flagged_on_its_enrolled_event() {
     let answer = crate::enrollment::enable(&server, ENROLL_SECRET, &["--expect", "edge-*"]);
     assert_eq!(answer["status"]["expected_names"], "edge-*", "{answer:#}");
 
-    let _familiar = server.worker("edge-1").secret("edge-1", ENROLL_SECRET).start();
-    let _stranger = server.worker("rogue").secret("rogue", ENROLL_SECRET).start();
+    let _familiar = server
+        .worker("edge-1")
+        .secret("edge-1", ENROLL_SECRET)
+        .start();
+    let _stranger = server
+        .worker("rogue")
+        .secret("rogue", ENROLL_SECRET)
+        .start();
     server.wait_status("edge-1", "connected", crate::harness::STARTUP);
     server.wait_status("rogue", "connected", crate::harness::STARTUP);
-    let got = wait_until("both enrollments delivered", Duration::from_secs(30), || {
-        let got = receiver.of_type("worker.enrolled");
-        ((got.len() == 2).then(|| got.clone()), format!("{got:?}"))
-    });
+    let got = wait_until(
+        "both enrollments delivered",
+        Duration::from_secs(30),
+        || {
+            let got = receiver.of_type("worker.enrolled");
+            ((got.len() == 2).then(|| got.clone()), format!("{got:?}"))
+        },
+    );
     let expected_of = |name: &str| {
         got.iter()
             .find(|r| r.body["target"] == name)

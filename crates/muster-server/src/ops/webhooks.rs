@@ -70,7 +70,9 @@ pub async fn create(
             ErrorCode::Conflict,
             format!("this fleet has {MAX_WEBHOOKS} webhooks already"),
         )
-        .with_hint("remove one with `muster webhooks remove ID`; one receiver can take every event"));
+        .with_hint(
+            "remove one with `muster webhooks remove ID`; one receiver can take every event",
+        ));
     }
     tracing::info!(webhook = %webhook.id, "webhook added");
     Ok(views::webhook(&webhook))
@@ -89,7 +91,10 @@ fn event_types(names: &[String]) -> Result<Vec<EventType>, AppError> {
                     .collect();
                 AppError::bad_request(
                     ErrorCode::BadRequest,
-                    format!("`{}` is not an event type", muster_core::text::bounded(name, 64)),
+                    format!(
+                        "`{}` is not an event type",
+                        muster_core::text::bounded(name, 64)
+                    ),
                 )
                 .with_field("events")
                 .with_hint(format!("event types are: {}", known.join(", ")))

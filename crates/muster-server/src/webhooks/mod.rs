@@ -74,18 +74,16 @@ impl Deliverer {
             return Attempt {
                 at: app.clock.now(),
                 status: None,
-                error: Some("its event was pruned from the audit log before it could be delivered".into()),
+                error: Some(
+                    "its event was pruned from the audit log before it could be delivered".into(),
+                ),
                 next: AttemptNext::GiveUp,
             };
         };
         let event = views::event(record);
         let body = serde_json::to_vec(&event).unwrap_or_default();
         let sent_at = app.clock.now();
-        let signature = events::signature(
-            due.secret.as_bytes(),
-            unix_seconds(sent_at),
-            &body,
-        );
+        let signature = events::signature(due.secret.as_bytes(), unix_seconds(sent_at), &body);
         let Some(http) = &self.http else {
             return Attempt {
                 at: sent_at,
@@ -117,7 +115,12 @@ impl Deliverer {
         let at = app.clock.now();
         let next = if error.is_none() {
             AttemptNext::Delivered
-        } else if at >= due.delivery.created_at.saturating_add(events::DELIVERY_WINDOW) {
+        } else if at
+            >= due
+                .delivery
+                .created_at
+                .saturating_add(events::DELIVERY_WINDOW)
+        {
             AttemptNext::GiveUp
         } else {
             let delay = events::retry_delay(self.first_retry, due.delivery.attempts + 1);
@@ -203,8 +206,8 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
         let full = match claimed {
             Ok(batch) => {
                 let n = batch.len();
-                let sending = futures_util::stream::iter(batch)
-                    .for_each_concurrent(CONCURRENT, |due| {
+                let sending =
+                    futures_util::stream::iter(batch).for_each_concurrent(CONCURRENT, |due| {
                         let app = app.clone();
                         async move {
                             deliver(&app, due).await;

@@ -24,8 +24,7 @@ use crate::rows::{
     WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
-    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, Scope, Tx,
-    Webhook,
+    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, Scope, Tx, Webhook,
 };
 
 impl PgTx<'_> {
@@ -119,7 +118,11 @@ impl Tx for PgTx<'_> {
                  WHERE expires_at > $1 AND expires_at <= $2 AND revoked_at IS NULL
                  ORDER BY expires_at, name LIMIT $3"
             ),
-            &[&after.unix_millis(), &until.unix_millis(), &i64::from(limit)],
+            &[
+                &after.unix_millis(),
+                &until.unix_millis(),
+                &i64::from(limit),
+            ],
         )?
         .iter()
         .map(rows::read_token)
@@ -667,7 +670,11 @@ impl Tx for PgTx<'_> {
 
     fn last_audit_seq(&mut self) -> StoreResult<i64> {
         let row = self.query_opt("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM audit", &[])?;
-        Ok(row.as_ref().map(|row| col(row, 0)).transpose()?.unwrap_or(0))
+        Ok(row
+            .as_ref()
+            .map(|row| col(row, 0))
+            .transpose()?
+            .unwrap_or(0))
     }
 
     fn list_audit(&mut self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {

@@ -23,8 +23,7 @@ use crate::rows::{
     TokenColumns, WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
-    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, Scope, Tx,
-    Webhook,
+    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, Scope, Tx, Webhook,
 };
 
 impl SqliteTx<'_> {

@@ -132,7 +132,10 @@ pub async fn secret_enrollment_settings_and_guard_rails(store: Store) {
     let status = store.read(enrollment::status).await.expect("status");
     assert_eq!((status.enrolled_count, status.enrolled_in_window), (2, 2));
     // `w1` was expected, `w2` enrolled but is flagged; the refused `x1` wrote no enrollment.
-    let records = store.read(|tx| tx.audit_after(0, 100)).await.expect("audit");
+    let records = store
+        .read(|tx| tx.audit_after(0, 100))
+        .await
+        .expect("audit");
     let flags: Vec<_> = records
         .iter()
         .filter(|r| r.event.action == "enroll.secret")

@@ -267,7 +267,10 @@ pub async fn each_token_expiry_is_told_once(store: Store) {
     assert_eq!(sweep(4_000).await, 0);
     assert_eq!(sweep(6_000).await, 1, "`later`, not the revoked one");
     assert_eq!(sweep(9_000).await, 0, "told once");
-    let records = store.read(|tx| tx.audit_after(0, 100)).await.expect("audit");
+    let records = store
+        .read(|tx| tx.audit_after(0, 100))
+        .await
+        .expect("audit");
     let told: Vec<_> = records
         .iter()
         .filter(|r| r.event.action == "token.expired")

@@ -64,14 +64,21 @@ async fn a_webhook_is_checked_listed_without_its_secret_and_removed() {
         .expect(StatusCode::OK);
     assert_eq!(log.body.as_array().unwrap().len(), 1, "{}", log.text);
     assert_eq!(log.body[0]["event_type"], "token.created");
-    assert!(log.body[0]["event_id"].as_str().unwrap().starts_with("evt_"));
+    assert!(
+        log.body[0]["event_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("evt_")
+    );
 
     api.delete(&format!("/api/v1/webhooks/{id}"))
         .await
         .expect(StatusCode::NO_CONTENT);
-    api.delete(&format!("/api/v1/webhooks/{id}"))
-        .await
-        .refused(StatusCode::NOT_FOUND, "not_found", "no webhook");
+    api.delete(&format!("/api/v1/webhooks/{id}")).await.refused(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no webhook",
+    );
     api.get(&format!("/api/v1/webhooks/{id}/deliveries"))
         .await
         .refused(StatusCode::NOT_FOUND, "not_found", "no webhook");

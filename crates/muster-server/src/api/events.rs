@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
+use muster_core::audit::AuditRecord;
 use serde::Deserialize;
 
 use crate::api::extract::{Admin, ApiQuery};
@@ -25,6 +26,12 @@ use crate::views;
 const POLL: Duration = Duration::from_millis(500);
 /// Records read at once.
 const PAGE: u32 = 256;
+/// How far behind the newest record sent each read starts again. On PostgreSQL a sequence
+/// number is taken when a record is inserted, not when it commits, so a record may become
+/// visible after one with a higher number was sent; re-reading this many catches it.
+const LOOKBACK: i64 = 64;
+/// Sequence numbers remembered as sent, so a re-read sends nothing twice.
+const REMEMBERED: usize = 1024;
 
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
@@ -47,31 +54,73 @@ pub async fn stream(
         Some(seq) => seq.max(0),
         None => app.store.read(|tx| tx.last_audit_seq()).await?,
     };
-    let state = (app, after, VecDeque::new());
-    let events = futures_util::stream::unfold(state, |(app, mut after, mut queue)| async move {
+    let state = Tail {
+        app,
+        after,
+        // Records at or below the starting point count as sent.
+        floor: after,
+        sent: VecDeque::new(),
+        queue: VecDeque::new(),
+    };
+    let events = futures_util::stream::unfold(state, |mut tail| async move {
+        let record = tail.next().await;
+        let event = views::event(&record);
+        let sse = SseEvent::default()
+            .id(record.seq.to_string())
+            .event(event.kind.clone())
+            .json_data(&event)
+            .unwrap_or_else(|_| SseEvent::default().comment("unencodable event"));
+        Some((Ok(sse), tail))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// Where a stream is in the audit log.
+struct Tail {
+    app: AppState,
+    /// The highest sequence number sent.
+    after: i64,
+    /// Where the stream started: nothing at or below it is sent.
+    floor: i64,
+    sent: VecDeque<i64>,
+    queue: VecDeque<AuditRecord>,
+}
+
+impl Tail {
+    /// The next record to send, waiting for one.
+    async fn next(&mut self) -> AuditRecord {
         loop {
-            if let Some(record) = queue.pop_front() {
-                let record: muster_core::audit::AuditRecord = record;
-                let event = views::event(&record);
-                let sse = SseEvent::default()
-                    .id(record.seq.to_string())
-                    .event(event.kind.clone())
-                    .json_data(&event)
-                    .unwrap_or_else(|_| SseEvent::default().comment("unencodable event"));
-                return Some((Ok(sse), (app, after, queue)));
-            }
-            let from = after;
-            match app.store.read(move |tx| tx.audit_after(from, PAGE)).await {
-                Ok(page) if !page.is_empty() => {
-                    after = page.last().map_or(after, |r| r.seq);
-                    queue.extend(page);
-                    continue;
+            if let Some(record) = self.queue.pop_front() {
+                self.sent.push_back(record.seq);
+                if self.sent.len() > REMEMBERED {
+                    self.sent.pop_front();
                 }
-                Ok(_) => {}
+                self.after = self.after.max(record.seq);
+                return record;
+            }
+            let from = self.after.saturating_sub(LOOKBACK).max(self.floor);
+            match self
+                .app
+                .store
+                .read(move |tx| tx.audit_after(from, PAGE))
+                .await
+            {
+                Ok(page) => {
+                    let full = page.len() == PAGE as usize;
+                    self.queue
+                        .extend(page.into_iter().filter(|r| !self.sent.contains(&r.seq)));
+                    if !self.queue.is_empty() {
+                        continue;
+                    }
+                    if full {
+                        // A page of records already sent: move past it.
+                        self.floor = self.after;
+                        continue;
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "the event stream cannot read the audit log"),
             }
             tokio::time::sleep(POLL).await;
         }
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    }
 }

@@ -284,6 +284,26 @@ fn webhooks_are_signed_retried_across_a_restart_and_never_resent_after_2xx() {
         assert_eq!(r.body["id"], event_id.as_str());
         assert_eq!(r.body["target"], "wh-1");
     }
+    // This run of the server made the last two attempts: one failed, one delivered.
+    let (status, text) = server.diag("/metrics");
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let attempts = |outcome: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "muster_webhook_attempts_total"
+                    && s.labels.get("outcome") == Some(outcome)
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(attempts("retry"), Some(1.0), "{text}");
+    assert_eq!(attempts("delivered"), Some(1.0), "{text}");
+    assert_eq!(attempts("failed"), Some(0.0), "{text}");
     let log = deliveries(&server, &id);
     assert_eq!(log[0]["state"], "delivered", "{log:?}");
     assert_eq!(log[0]["attempts"], 3);

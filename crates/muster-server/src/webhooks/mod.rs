@@ -22,6 +22,7 @@ use muster_core::events::{self, EventType};
 use muster_store::{Attempt, AttemptNext, DueDelivery};
 use tokio::sync::watch;
 
+use crate::diag::metrics::WebhookOutcome;
 use crate::state::AppState;
 use crate::views;
 
@@ -174,6 +175,11 @@ pub async fn deliver(app: &AppState, due: DueDelivery) -> Option<Attempt> {
         return None;
     }
     let kind = due.delivery.event_type;
+    crate::diag::metrics::metrics().webhook_attempt(match attempt.next {
+        AttemptNext::Delivered => WebhookOutcome::Delivered,
+        AttemptNext::RetryAt(_) => WebhookOutcome::Retry,
+        AttemptNext::GiveUp => WebhookOutcome::Failed,
+    });
     match (&attempt.next, &attempt.error) {
         (AttemptNext::Delivered, _) => {
             tracing::debug!(webhook = %due.delivery.webhook_id, event = %kind, "webhook delivered");

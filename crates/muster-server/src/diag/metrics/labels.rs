@@ -154,6 +154,11 @@ pub(super) struct StateLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct OutcomeLabel {
+    pub(super) outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct HttpLabels {
     /// The matched route's template (`/api/v1/tokens/{name}`), never the path: names and ids
     /// would make a series per token.

@@ -22,7 +22,34 @@ use prometheus_client::registry::Registry;
 mod labels;
 
 pub use labels::{CutReason, EnrollMethod, EnrollOutcome, count_enrollment};
-use labels::{EnrollmentLabels, HttpLabels, ReasonLabel, StateLabel};
+use labels::{EnrollmentLabels, HttpLabels, OutcomeLabel, ReasonLabel, StateLabel};
+
+/// What became of a webhook delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// It did not; the delivery is retried later.
+    Retry,
+    /// It did not, and the delivery's 24 hours are over: given up.
+    Failed,
+}
+
+impl WebhookOutcome {
+    const ALL: [WebhookOutcome; 3] = [
+        WebhookOutcome::Delivered,
+        WebhookOutcome::Retry,
+        WebhookOutcome::Failed,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            WebhookOutcome::Delivered => "delivered",
+            WebhookOutcome::Retry => "retry",
+            WebhookOutcome::Failed => "failed",
+        }
+    }
+}
 
 /// The `Content-Type` of what [`Metrics::render`] returns.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -51,6 +78,7 @@ pub struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     /// `http_requests{route="/api/v1/connect",status="101"}`: a worker's channel opened.
     connects_upgraded: Counter,
+    webhook_attempts: [Counter; WebhookOutcome::ALL.len()],
 }
 
 /// Latency buckets from 100 µs to about 6.5 s, doubling: a cut-off or a commit takes well under
@@ -136,6 +164,17 @@ impl Metrics {
             "HTTP requests this replica answered, by route template and status",
             http_requests.clone(),
         );
+        let webhook_family = Family::<OutcomeLabel, Counter>::default();
+        let webhook_attempts = WebhookOutcome::ALL.map(|outcome| {
+            webhook_family.get_or_create_owned(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+        });
+        registry.register(
+            "muster_webhook_attempts",
+            "Webhook delivery attempts this replica made, by what became of the delivery",
+            webhook_family,
+        );
         Self {
             registry,
             enrollments,
@@ -146,6 +185,14 @@ impl Metrics {
             tls_handshakes_in_flight,
             http_requests,
             connects_upgraded,
+            webhook_attempts,
+        }
+    }
+
+    /// A webhook delivery attempt ended this way.
+    pub fn webhook_attempt(&self, outcome: WebhookOutcome) {
+        if let Some(i) = WebhookOutcome::ALL.iter().position(|o| *o == outcome) {
+            self.webhook_attempts[i].inc();
         }
     }
 

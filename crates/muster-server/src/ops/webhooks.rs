@@ -178,23 +178,17 @@ pub async fn remove(app: &AppState, actor: &Actor, id: &str) -> Result<(), AppEr
 /// Sends a `webhook.test` event to one webhook now, and answers with the delivery as it stands
 /// after that first attempt (a failed one is retried like any delivery).
 pub async fn test(app: &AppState, actor: &Actor, id: &str) -> Result<DeliveryView, AppError> {
-    let event = webhooks::test_event(app.clock.now(), &actor.name, id);
+    let now = app.clock.now();
+    let event = webhooks::test_event(now, &actor.name, id);
+    let lease_until = now.saturating_add(sender::LEASE);
     let key = id.to_owned();
-    let delivery = app
+    let due = app
         .store
-        .write(move |tx| webhooks::test(tx, &key, &event))
+        .write(move |tx| webhooks::test(tx, &key, &event, lease_until))
         .await?
         .ok_or_else(|| no_such_webhook(id))?;
-    let now = app.clock.now();
-    let lease_until = now.saturating_add(sender::LEASE);
-    let claimed = app
-        .store
-        .write(move |tx| tx.claim_deliveries(now, lease_until, 1, Some(delivery)))
-        .await?;
-    // The sender may have claimed it first: then the log shows its attempt.
-    for due in claimed {
-        sender::deliver(app, due).await;
-    }
+    let delivery = due.delivery.id;
+    sender::deliver(app, due).await;
     let key = id.to_owned();
     let log = app
         .store

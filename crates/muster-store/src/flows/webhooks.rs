@@ -8,7 +8,7 @@ use muster_core::audit::{AuditEvent, Outcome};
 use muster_core::events::EventType;
 
 use crate::error::StoreResult;
-use crate::tx::{Tx, Webhook};
+use crate::tx::{DueDelivery, Tx, Webhook};
 
 /// Queues the audit record `seq` for every webhook that wants it, if it is an event.
 pub fn fan_out<T: Tx + ?Sized>(tx: &mut T, seq: i64, event: &AuditEvent) -> StoreResult<()> {
@@ -41,9 +41,15 @@ pub fn remove(tx: &mut dyn Tx, id: &str, audit: &AuditEvent) -> StoreResult<bool
     Ok(true)
 }
 
-/// Queues a `webhook.test` event for one webhook only. Returns the delivery's id, or `None`
-/// when there is no such webhook.
-pub fn test(tx: &mut dyn Tx, id: &str, audit: &AuditEvent) -> StoreResult<Option<i64>> {
+/// Queues a `webhook.test` event for one webhook only, claimed at once for the caller until
+/// `lease_until` (so no sender takes it first). Returns the claimed delivery, or `None` when
+/// there is no such webhook.
+pub fn test(
+    tx: &mut dyn Tx,
+    id: &str,
+    audit: &AuditEvent,
+    lease_until: muster_core::Timestamp,
+) -> StoreResult<Option<DueDelivery>> {
     if !tx.list_webhooks()?.iter().any(|w| w.id == id) {
         return Ok(None);
     }
@@ -53,7 +59,8 @@ pub fn test(tx: &mut dyn Tx, id: &str, audit: &AuditEvent) -> StoreResult<Option
     );
     let seq = tx.append_audit(audit)?;
     let delivery = tx.insert_delivery(id, seq, EventType::WebhookTest, audit.at)?;
-    Ok(Some(delivery))
+    let claimed = tx.claim_deliveries(audit.at, lease_until, 1, Some(delivery))?;
+    Ok(claimed.into_iter().next())
 }
 
 /// The audit record of a test event.

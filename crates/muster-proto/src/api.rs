@@ -14,6 +14,7 @@ pub type LabelMap = BTreeMap<String, String>;
 
 /// `GET /api/v1/health`, unauthenticated.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -22,6 +23,7 @@ pub struct Health {
 /// `GET /api/v1/challenge`, unauthenticated: a nonce to sign where the connection has no TLS to
 /// bind a proof to. Valid for a minute, on every replica.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Challenge {
     pub nonce: String,
 }
@@ -29,6 +31,7 @@ pub struct Challenge {
 // ---- tokens ----
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     pub name: String,
@@ -39,6 +42,7 @@ pub struct CreateTokenRequest {
 
 /// The answer to a token creation: the only time the plaintext is shown.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub name: String,
     /// `NAME.SECRET`.
@@ -49,6 +53,7 @@ pub struct CreatedToken {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenView {
     pub name: String,
     pub state: TokenState,
@@ -66,6 +71,7 @@ pub struct TokenView {
 // ---- workers ----
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerView {
     pub id: String,
     pub name: String,
@@ -93,6 +99,7 @@ pub struct WorkerView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkerRequest {
     pub name: String,
@@ -102,6 +109,7 @@ pub struct CreateWorkerRequest {
 
 /// The answer to creating a worker by hand: the only time its API key is shown.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedWorker {
     pub id: String,
     pub name: String,
@@ -159,6 +167,7 @@ pub fn decode_warning(value: &str) -> String {
 /// `GET|PUT|DELETE /api/v1/license`, `POST /api/v1/license/trial`: the edition and the license
 /// in force.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseView {
     pub edition: Edition,
     /// `valid` in Community Edition, which never expires.
@@ -198,6 +207,7 @@ pub struct LicenseView {
 
 /// `PUT /api/v1/license`.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstallLicenseRequest {
     /// The license as issued: `v4.public.…`.
     pub license: String,
@@ -214,6 +224,7 @@ impl std::fmt::Debug for InstallLicenseRequest {
 // ---- auto-enrollment ----
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentStatus {
     pub enabled: bool,
     pub secret_set_at: Option<String>,
@@ -236,6 +247,7 @@ pub struct EnrollmentStatus {
 
 /// `POST /api/v1/enrollment/enable` and `/rotate`. Exactly one of `secret` and `generate`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnableEnrollmentRequest {
     #[serde(default)]
@@ -256,6 +268,7 @@ pub struct EnableEnrollmentRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnableEnrollmentResponse {
     pub status: EnrollmentStatus,
     /// Present only when the server generated the secret: shown this once.
@@ -266,6 +279,7 @@ pub struct EnableEnrollmentResponse {
 // ---- audit ----
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub seq: i64,
     pub at: String,
@@ -284,6 +298,7 @@ pub struct AuditEntry {
 /// receiver deduplicates with it (a delivery may arrive twice if the server stopped between the
 /// receiver's answer and recording it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// `evt_` and the audit record's sequence number.
     pub id: String,
@@ -306,6 +321,7 @@ pub struct Event {
 
 /// `POST /api/v1/webhooks`.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateWebhookRequest {
     /// `https://…`, or `http://` to a receiver on this host (loopback).
     pub url: String,
@@ -328,6 +344,7 @@ impl std::fmt::Debug for CreateWebhookRequest {
 
 /// A webhook, as listed: never its secret.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookView {
     pub id: String,
     pub url: String,
@@ -338,6 +355,7 @@ pub struct WebhookView {
 
 /// One event's delivery to one webhook: the delivery log's line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryView {
     pub id: i64,
     pub webhook_id: String,
@@ -361,6 +379,7 @@ pub struct DeliveryView {
 /// `POST /api/v1/enroll`: a machine asks for a worker identity. Exactly one of `token` and
 /// `enrollment_key` (with `name`).
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub machine_id: String,
@@ -400,6 +419,7 @@ impl std::fmt::Debug for EnrollRequest {
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     pub worker_id: String,
     pub name: String,
@@ -421,6 +441,7 @@ impl std::fmt::Debug for EnrollResponse {
 // ---- jobs ----
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJobRequest {
     pub command: Vec<String>,
@@ -439,6 +460,7 @@ pub struct SubmitJobRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub id: String,
     pub state: JobState,
@@ -465,6 +487,7 @@ pub struct JobView {
 
 /// One line of `GET /api/v1/jobs/{id}/output` (newline-delimited JSON).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEvent {
     /// A piece of output, in order. `data` is base64 (output need not be UTF-8).
@@ -483,6 +506,7 @@ pub enum JobEvent {
 
 /// How a job ended, as a program reads it. The job's `reason` says the same in words.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "how", rename_all = "snake_case")]
 pub enum JobEnding {
     /// The command exited with this code (0: the job succeeded).

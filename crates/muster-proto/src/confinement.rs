@@ -16,6 +16,7 @@ pub const MAX_REASON: usize = 200;
 
 /// What stands between a worker's jobs and its credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Confinement {
     /// Jobs run under Landlock, at this ABI version.

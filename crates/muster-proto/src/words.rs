@@ -17,6 +17,7 @@ macro_rules! wire_words {
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name {
             $( $(#[$vmeta])* #[serde(rename = $word)] $variant, )+
             /// A word this build does not know (sent by a newer peer).

@@ -23,6 +23,7 @@ pub struct AuditQuery {
     pub q: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", params(("limit" = Option<u32>, Query, description = "at most this many"), ("before" = Option<i64>, Query, description = "older than this seq"), ("action" = Option<String>, Query, description = "action prefix"), ("q" = Option<String>, Query, description = "text")), responses((status = 200, body = Vec<muster_proto::api::AuditEntry>), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,

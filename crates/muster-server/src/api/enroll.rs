@@ -11,6 +11,7 @@ use crate::listener::Remote;
 use crate::ops;
 use crate::state::AppState;
 
+#[utoipa::path(post, path = "/api/v1/enroll", request_body = muster_proto::api::EnrollRequest, responses((status = 200, body = muster_proto::api::EnrollResponse), (status = 400, body = muster_proto::ErrorBody), (status = 401, body = muster_proto::ErrorBody), (status = 403, body = muster_proto::ErrorBody), (status = 409, body = muster_proto::ErrorBody), (status = 429, body = muster_proto::ErrorBody)))]
 pub async fn enroll(
     State(app): State<AppState>,
     Remote(remote): Remote,
@@ -20,6 +21,7 @@ pub async fn enroll(
 }
 
 /// `GET /api/v1/challenge`: a nonce to sign, good for a minute on every replica.
+#[utoipa::path(get, path = "/api/v1/challenge", responses((status = 200, body = muster_proto::api::Challenge)))]
 pub async fn challenge(State(app): State<AppState>) -> Json<Challenge> {
     Json(Challenge {
         nonce: app.nonce_key.issue(app.clock.now()),

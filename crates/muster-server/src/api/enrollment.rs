@@ -11,6 +11,7 @@ use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/api/v1/enrollment", responses((status = 200, body = muster_proto::api::EnrollmentStatus), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn status(
     State(app): State<AppState>,
     _: Admin,
@@ -18,6 +19,7 @@ pub async fn status(
     Ok(Json(ops::enrollment::status(&app).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/enrollment/enable", request_body = muster_proto::api::EnableEnrollmentRequest, responses((status = 200, body = muster_proto::api::EnableEnrollmentResponse), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn enable(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -27,6 +29,7 @@ pub async fn enable(
     Ok((Extension(PreparesWorker), Json(enabled)))
 }
 
+#[utoipa::path(post, path = "/api/v1/enrollment/rotate", request_body = muster_proto::api::EnableEnrollmentRequest, responses((status = 200, body = muster_proto::api::EnableEnrollmentResponse), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn rotate(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -35,6 +38,7 @@ pub async fn rotate(
     Ok(Json(ops::enrollment::rotate(&app, &actor, &req).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/enrollment/disable", responses((status = 200, body = muster_proto::api::EnrollmentStatus), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn disable(
     State(app): State<AppState>,
     Admin(actor): Admin,

@@ -39,6 +39,7 @@ pub struct EventsQuery {
     pub after: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/events", params(("after" = Option<i64>, Query, description = "resume after this seq"), ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq")), responses((status = 200, description = "Server-Sent Events, each `data` an event", content_type = "text/event-stream", body = muster_proto::api::Event), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn stream(
     State(app): State<AppState>,
     _: Admin,

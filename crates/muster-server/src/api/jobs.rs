@@ -13,6 +13,7 @@ use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
 
+#[utoipa::path(post, path = "/api/v1/jobs", request_body = muster_proto::api::SubmitJobRequest, responses((status = 201, body = muster_proto::api::JobView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn submit(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -29,6 +30,7 @@ pub struct ListQuery {
     pub limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs", params(("state" = Option<String>, Query, description = "only jobs in this state"), ("worker" = Option<String>, Query, description = "only jobs on this worker"), ("limit" = Option<u32>, Query, description = "at most this many")), responses((status = 200, body = Vec<muster_proto::api::JobView>), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,
@@ -44,6 +46,7 @@ pub async fn list(
     Ok(Json(jobs))
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = String, Path, description = "the id")), responses((status = 200, body = muster_proto::api::JobView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn show(
     State(app): State<AppState>,
     _: Admin,
@@ -60,6 +63,7 @@ pub struct OutputQuery {
     pub after: u64,
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/output", params(("id" = String, Path, description = "the id"), ("follow" = Option<bool>, Query, description = "stream until the job ends"), ("after" = Option<u64>, Query, description = "only chunks after this seq")), responses((status = 200, description = "one JSON job event per line", content_type = "application/x-ndjson", body = muster_proto::api::JobEvent), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn output(
     State(app): State<AppState>,
     _: Admin,
@@ -70,6 +74,7 @@ pub async fn output(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", params(("id" = String, Path, description = "the id")), responses((status = 200, body = muster_proto::api::JobView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody), (status = 409, description = "a conflict", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn cancel(
     State(app): State<AppState>,
     Admin(actor): Admin,

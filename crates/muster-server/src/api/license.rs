@@ -21,10 +21,12 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::{license, ops};
 
+#[utoipa::path(get, path = "/api/v1/license", responses((status = 200, body = muster_proto::api::LicenseView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn show(State(app): State<AppState>, _: Admin) -> Result<Json<LicenseView>, AppError> {
     Ok(Json(ops::license::show(&app).await?))
 }
 
+#[utoipa::path(put, path = "/api/v1/license", request_body = muster_proto::api::InstallLicenseRequest, responses((status = 200, body = muster_proto::api::LicenseView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn install(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -35,6 +37,7 @@ pub async fn install(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/license", responses((status = 200, body = muster_proto::api::LicenseView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn remove(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -42,6 +45,7 @@ pub async fn remove(
     Ok(Json(ops::license::remove(&app, &actor).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/license/trial", responses((status = 200, body = muster_proto::api::LicenseView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 409, description = "a conflict", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn trial(
     State(app): State<AppState>,
     Admin(actor): Admin,

@@ -7,6 +7,7 @@ pub mod events;
 pub mod extract;
 pub mod jobs;
 pub mod license;
+pub mod openapi;
 pub mod tokens;
 pub mod webhooks;
 pub mod workers;
@@ -27,6 +28,7 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{name}", get(tokens::show))
         .route("/tokens/{name}/revoke", post(tokens::revoke))
@@ -65,6 +67,7 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
 }
 
+#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, body = muster_proto::api::Health)))]
 async fn health() -> axum::Json<Health> {
     axum::Json(Health {
         status: "ok".into(),

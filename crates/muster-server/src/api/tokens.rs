@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
 
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = muster_proto::api::CreateTokenRequest, responses((status = 201, body = muster_proto::api::CreatedToken), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 409, description = "a conflict", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn create(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -27,10 +28,12 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, body = Vec<muster_proto::api::TokenView>), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn list(State(app): State<AppState>, _: Admin) -> Result<Json<Vec<TokenView>>, AppError> {
     Ok(Json(ops::tokens::list(&app).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens/{name}", params(("name" = String, Path, description = "the name")), responses((status = 200, body = muster_proto::api::TokenView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn show(
     State(app): State<AppState>,
     _: Admin,
@@ -39,6 +42,7 @@ pub async fn show(
     Ok(Json(ops::tokens::show(&app, &name).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/tokens/{name}/revoke", params(("name" = String, Path, description = "the name")), responses((status = 200, body = muster_proto::api::TokenView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody), (status = 409, description = "a conflict", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn revoke(
     State(app): State<AppState>,
     Admin(actor): Admin,

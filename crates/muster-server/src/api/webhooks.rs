@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
 
+#[utoipa::path(post, path = "/api/v1/webhooks", request_body = muster_proto::api::CreateWebhookRequest, responses((status = 201, body = muster_proto::api::WebhookView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 409, description = "a conflict", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn create(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -21,6 +22,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(get, path = "/api/v1/webhooks", responses((status = 200, body = Vec<muster_proto::api::WebhookView>), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,
@@ -28,6 +30,7 @@ pub async fn list(
     Ok(Json(ops::webhooks::list(&app).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", params(("id" = String, Path, description = "the id")), responses((status = 204, description = "removed"), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn remove(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -37,6 +40,7 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", params(("id" = String, Path, description = "the id")), responses((status = 200, body = muster_proto::api::DeliveryView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn test(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -51,6 +55,7 @@ pub struct DeliveriesQuery {
     pub limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", params(("id" = String, Path, description = "the id"), ("limit" = Option<u32>, Query, description = "at most this many")), responses((status = 200, body = Vec<muster_proto::api::DeliveryView>), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn deliveries(
     State(app): State<AppState>,
     _: Admin,

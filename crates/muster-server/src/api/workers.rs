@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::ops;
 use crate::state::AppState;
 
+#[utoipa::path(get, path = "/api/v1/workers", responses((status = 200, body = Vec<muster_proto::api::WorkerView>), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,
@@ -19,6 +20,7 @@ pub async fn list(
     Ok(Json(ops::workers::list(&app).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/workers/{name}", params(("name" = String, Path, description = "the name")), responses((status = 200, body = muster_proto::api::WorkerView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn show(
     State(app): State<AppState>,
     _: Admin,
@@ -28,6 +30,7 @@ pub async fn show(
 }
 
 /// Creates a worker by hand and returns its API key, this once.
+#[utoipa::path(post, path = "/api/v1/workers", request_body = muster_proto::api::CreateWorkerRequest, responses((status = 201, body = muster_proto::api::CreatedWorker), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 409, description = "a conflict", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn create(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -41,6 +44,7 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/workers/{name}/revoke", params(("name" = String, Path, description = "the name")), responses((status = 200, body = muster_proto::api::WorkerView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody), (status = 409, description = "a conflict", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn revoke(
     State(app): State<AppState>,
     Admin(actor): Admin,
@@ -49,6 +53,7 @@ pub async fn revoke(
     Ok(Json(ops::workers::revoke(&app, &actor, &name).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/workers/{name}", params(("name" = String, Path, description = "the name")), responses((status = 204, description = "removed"), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody), (status = 409, description = "a conflict", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn remove(
     State(app): State<AppState>,
     Admin(actor): Admin,

@@ -187,6 +187,7 @@ pub(super) enum Decision {
     Legacy { worker: Worker },
 }
 
+#[utoipa::path(get, path = "/api/v1/connect", responses((status = 101, description = "upgraded to the worker's control channel (a WebSocket), after its identity was proven"), (status = 400, body = muster_proto::ErrorBody), (status = 401, body = muster_proto::ErrorBody), (status = 403, body = muster_proto::ErrorBody), (status = 409, body = muster_proto::ErrorBody)))]
 pub async fn connect(
     State(app): State<AppState>,
     Remote(remote): Remote,

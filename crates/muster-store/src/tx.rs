@@ -36,6 +36,14 @@ pub struct JobFilter {
     pub limit: u32,
 }
 
+/// Where a job's stored output stands, so that a replica that takes the job over numbers the
+/// next chunk after the last one and keeps counting toward the per-job cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputPosition {
+    pub last_seq: u64,
+    pub stored_bytes: u64,
+}
+
 /// How a job ended, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobEnd {
@@ -138,6 +146,16 @@ pub trait Tx {
     ) -> StoreResult<bool>;
     /// Ends a job that is still in state `from`.
     fn end_job(&mut self, id: &JobId, from: JobState, end: &JobEnd) -> StoreResult<bool>;
+    /// Ends a job that is still `running` under server replica `dispatcher` (another replica
+    /// may have re-attached it since). Returns whether it did.
+    fn end_held_job(&mut self, id: &JobId, dispatcher: &str, end: &JobEnd) -> StoreResult<bool>;
+    /// Jobs `running` on this worker, oldest first.
+    fn running_jobs_of(&mut self, worker: &WorkerId) -> StoreResult<Vec<Job>>;
+    /// A job still `running` on `worker` is now held by server replica `dispatcher` (its worker
+    /// reported it there). Returns whether it applied.
+    fn adopt_job(&mut self, id: &JobId, worker: &WorkerId, dispatcher: &str) -> StoreResult<bool>;
+    /// Where a job's stored output stands: the last chunk's number and the bytes stored.
+    fn output_position(&mut self, id: &JobId) -> StoreResult<OutputPosition>;
     fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()>;
     fn set_output_stats(&mut self, id: &JobId, bytes: u64, truncated: bool) -> StoreResult<()>;
     /// Stored output chunks with `seq > after`, in order, at most `limit`.

@@ -21,7 +21,7 @@ use crate::error::StoreResult;
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, Tx};
+use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Scope, Tx};
 
 impl PgTx<'_> {
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
@@ -390,6 +390,59 @@ impl Tx for PgTx<'_> {
             ],
         )?;
         Ok(n == 1)
+    }
+
+    fn end_held_job(&mut self, id: &JobId, dispatcher: &str, end: &JobEnd) -> StoreResult<bool> {
+        let n = self.execute(
+            "UPDATE jobs SET state = $3, finished_at = $4, exit_code = $5, reason = $6,
+             ending = $7, signal = $8
+             WHERE id = $1 AND state = 'running' AND dispatcher = $2",
+            &[
+                &id.as_str(),
+                &dispatcher,
+                &end.state.as_str(),
+                &end.at.unix_millis(),
+                &end.exit_code.map(i64::from),
+                &end.reason,
+                &end.ending.as_str(),
+                &end.ending.signal().map(i64::from),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn running_jobs_of(&mut self, worker: &WorkerId) -> StoreResult<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' AND worker_id = $1
+             ORDER BY created_at, id"
+        );
+        let rows = self.query(&sql, &[&worker.as_str()])?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    fn adopt_job(&mut self, id: &JobId, worker: &WorkerId, dispatcher: &str) -> StoreResult<bool> {
+        let n = self.execute(
+            "UPDATE jobs SET dispatcher = $3
+             WHERE id = $1 AND state = 'running' AND worker_id = $2",
+            &[&id.as_str(), &worker.as_str(), &dispatcher],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn output_position(&mut self, id: &JobId) -> StoreResult<OutputPosition> {
+        let rows = self.query(
+            "SELECT COALESCE(MAX(seq), 0)::BIGINT, COALESCE(SUM(length(data)), 0)::BIGINT
+             FROM job_output WHERE job_id = $1",
+            &[&id.as_str()],
+        )?;
+        let (last, bytes): (i64, i64) = match rows.first() {
+            Some(row) => (col(row, 0)?, col(row, 1)?),
+            None => (0, 0),
+        };
+        Ok(OutputPosition {
+            last_seq: u64::try_from(last).unwrap_or(0),
+            stored_bytes: u64::try_from(bytes).unwrap_or(0),
+        })
     }
 
     fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()> {

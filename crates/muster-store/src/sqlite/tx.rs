@@ -20,7 +20,7 @@ use crate::error::StoreResult;
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, Tx};
+use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Scope, Tx};
 
 impl SqliteTx<'_> {
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
@@ -387,6 +387,63 @@ impl Tx for SqliteTx<'_> {
                 end.ending.signal()
             ])?;
         Ok(n == 1)
+    }
+
+    fn end_held_job(&mut self, id: &JobId, dispatcher: &str, end: &JobEnd) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET state = ?3, finished_at = ?4, exit_code = ?5, reason = ?6,
+                 ending = ?7, signal = ?8
+                 WHERE id = ?1 AND state = 'running' AND dispatcher = ?2",
+            )?
+            .execute(params![
+                id.as_str(),
+                dispatcher,
+                end.state.as_str(),
+                end.at.unix_millis(),
+                end.exit_code,
+                end.reason,
+                end.ending.as_str(),
+                end.ending.signal()
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn running_jobs_of(&mut self, worker: &WorkerId) -> StoreResult<Vec<Job>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' AND worker_id = ?1
+             ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([worker.as_str()], read_job_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(JobColumns::into_job).collect()
+    }
+
+    fn adopt_job(&mut self, id: &JobId, worker: &WorkerId, dispatcher: &str) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET dispatcher = ?3
+                 WHERE id = ?1 AND state = 'running' AND worker_id = ?2",
+            )?
+            .execute(params![id.as_str(), worker.as_str(), dispatcher])?;
+        Ok(n == 1)
+    }
+
+    fn output_position(&mut self, id: &JobId) -> StoreResult<OutputPosition> {
+        let (last, bytes): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(MAX(seq), 0), COALESCE(SUM(length(data)), 0)
+                 FROM job_output WHERE job_id = ?1",
+            )?
+            .query_row([id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(OutputPosition {
+            last_seq: u64::try_from(last).unwrap_or(0),
+            stored_bytes: u64::try_from(bytes).unwrap_or(0),
+        })
     }
 
     fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()> {

@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             jobs {
                 jobs_start_once_end_once_and_recover,
                 job_output_is_stored_in_order,
+                a_reporting_worker_takes_its_jobs_over_and_loses_the_rest,
             }
             audit {
                 audit_filters,

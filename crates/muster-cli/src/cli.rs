@@ -293,6 +293,11 @@ pub struct ServeArgs {
     /// Workers told to come back after a graceful shutdown spread over this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
     pub reconnect_spread: std::time::Duration,
+    /// How long a running job waits for its worker to come back (after a dropped connection, a
+    /// server restart or a replica's death) before it ends `lost`. The worker keeps running it
+    /// meanwhile and reports it when it reconnects.
+    #[arg(long, env = "MUSTER_JOB_GRACE", default_value = "2m", value_parser = parse_duration)]
+    pub job_grace: std::time::Duration,
     /// Delete audit records older than this (checked at start and hourly).
     #[arg(long, env = "MUSTER_AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration)]
     pub audit_retention: std::time::Duration,

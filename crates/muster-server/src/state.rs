@@ -113,6 +113,7 @@ impl AppState {
             clock,
             crate::jobs::DEFAULT_OUTPUT_CAP,
             "test".into(),
+            crate::jobs::DEFAULT_JOB_GRACE,
         );
         let app = AppState::new(Inner {
             store,

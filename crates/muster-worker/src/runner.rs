@@ -188,7 +188,8 @@ pub async fn run(
         Some(&mut outbound),
     )
     .await;
-    // The channel is gone for good and every job was told to stop: let them finish dying.
+    // The channel is gone for good: stop every job and let them finish dying.
+    jobs.stop_all();
     jobs.wait_stopped(JOBS_STOP_WITHIN).await;
     result.map_err(|error| match error.cause() {
         Cause::Refused(ErrorCode::UnknownIdentity) if cached_identity => {

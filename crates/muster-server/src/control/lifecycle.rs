@@ -30,6 +30,7 @@ use tracing::Instrument;
 use crate::control::connect::{Decision, address};
 use crate::control::registry::Session;
 use crate::control::session::{self, Ended, Inbound, SessionParams};
+use crate::jobs::Departure;
 use crate::ops::cut::{Cut, write_then_cut};
 use crate::state::AppState;
 
@@ -329,14 +330,18 @@ struct SessionInbound {
 }
 
 impl Inbound for SessionInbound {
-    fn message<'a>(&'a self, session: &'a Session, message: WorkerMessage) -> BoxFuture<'a, ()> {
+    fn message<'a>(
+        &'a self,
+        session: &'a Arc<Session>,
+        message: WorkerMessage,
+    ) -> BoxFuture<'a, ()> {
         match message {
             WorkerMessage::TicketSaved { seq } => Box::pin(confirm_ticket(&self.app, session, seq)),
             other => self.app.jobs.message(session, other),
         }
     }
 
-    fn output<'a>(&'a self, session: &'a Session, frame: bytes::Bytes) -> BoxFuture<'a, ()> {
+    fn output<'a>(&'a self, session: &'a Arc<Session>, frame: bytes::Bytes) -> BoxFuture<'a, ()> {
         self.app.jobs.output(session, frame)
     }
 }
@@ -361,10 +366,11 @@ async fn confirm_ticket(app: &AppState, session: &Session, seq: u64) {
     }
 }
 
-/// Unregisters the session, writes off its jobs and records when the worker was last seen.
+/// Unregisters the session, hands its jobs to the scheduler (they wait for the worker, or are
+/// lost if it was cut off) and records when the worker was last seen.
 async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
     app.registry.remove(&session.worker_id, session.conn_id);
-    app.jobs.session_ended(&session, lost_reason(&ended)).await;
+    app.jobs.session_ended(&session, departure(&ended)).await;
     let seen = vec![(session.worker_id.clone(), session.last_seen())];
     if let Err(e) = app
         .store
@@ -376,24 +382,34 @@ async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
     tracing::info!(how = %ended, "worker disconnected");
 }
 
-/// Why the jobs of a session that ended this way are lost.
-fn lost_reason(ended: &Ended) -> &'static str {
+/// What a session that ended this way means for its jobs: a worker that was cut off stops them
+/// (they are lost, with the reason); any other may come back with them.
+fn departure(ended: &Ended) -> Departure<'static> {
     match ended {
-        Ended::Closed(CloseCode::Revoked) => "the worker was revoked while the job ran",
+        Ended::Closed(CloseCode::Revoked) => {
+            Departure::CutOff("the worker was revoked while the job ran")
+        }
         Ended::Closed(CloseCode::Expired) => {
-            "the worker's enrollment token expired while the job ran"
+            Departure::CutOff("the worker's enrollment token expired while the job ran")
         }
-        Ended::Closed(CloseCode::GoingAway) => "the server shut down while the job ran",
-        Ended::Closed(CloseCode::Removed | CloseCode::Superseded | CloseCode::Replaced) => {
-            "the worker's identity was replaced or removed while the job ran"
+        Ended::Closed(CloseCode::Removed | CloseCode::Superseded) => {
+            Departure::CutOff("the worker's identity was replaced or removed while the job ran")
         }
-        Ended::Closed(CloseCode::Suspended) => {
-            "the worker's identity was suspended (used from two places at once) while the job ran"
-        }
-        Ended::Closed(CloseCode::Protocol | CloseCode::Idle | CloseCode::Other(_))
-        | Ended::PeerGone => "the worker disconnected while the job ran",
-        Ended::Idle => "the worker stopped answering while the job ran",
-        Ended::Stalled => "the worker stopped reading its channel while the job ran",
+        Ended::Closed(CloseCode::Suspended) => Departure::CutOff(
+            "the worker's identity was suspended (used from two places at once) while the job ran",
+        ),
+        // A newer connection of the same worker, a server going away, a dropped or silent
+        // connection: the worker keeps its jobs and reports them when it is back.
+        Ended::Closed(
+            CloseCode::Replaced
+            | CloseCode::GoingAway
+            | CloseCode::Protocol
+            | CloseCode::Idle
+            | CloseCode::Other(_),
+        )
+        | Ended::PeerGone
+        | Ended::Idle
+        | Ended::Stalled => Departure::MayReturn,
     }
 }
 

@@ -236,6 +236,12 @@ impl Session {
         jobs.insert(job.clone())
     }
 
+    /// Takes on a job its worker reported running (after a reconnect): it holds a slot whatever
+    /// the count, since it runs there already.
+    pub fn adopt(&self, job: &JobId) {
+        self.jobs().insert(job.clone());
+    }
+
     /// Frees a job's slot. True if the job was placed here.
     pub fn release(&self, job: &JobId) -> bool {
         self.jobs().remove(job)

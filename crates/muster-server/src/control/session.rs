@@ -34,20 +34,24 @@ pub struct SessionParams {
 
 /// Where a session hands what the worker sends (job output and job results).
 pub trait Inbound: Send + Sync {
-    fn message<'a>(&'a self, session: &'a Session, message: WorkerMessage) -> BoxFuture<'a, ()>;
+    fn message<'a>(
+        &'a self,
+        session: &'a Arc<Session>,
+        message: WorkerMessage,
+    ) -> BoxFuture<'a, ()>;
     /// A binary frame (job output). Awaited before the next frame is read: backpressure.
-    fn output<'a>(&'a self, session: &'a Session, frame: bytes::Bytes) -> BoxFuture<'a, ()>;
+    fn output<'a>(&'a self, session: &'a Arc<Session>, frame: bytes::Bytes) -> BoxFuture<'a, ()>;
 }
 
 /// Ignores everything (for sessions in tests).
 pub struct Discard;
 
 impl Inbound for Discard {
-    fn message<'a>(&'a self, _: &'a Session, _: WorkerMessage) -> BoxFuture<'a, ()> {
+    fn message<'a>(&'a self, _: &'a Arc<Session>, _: WorkerMessage) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 
-    fn output<'a>(&'a self, _: &'a Session, _: bytes::Bytes) -> BoxFuture<'a, ()> {
+    fn output<'a>(&'a self, _: &'a Arc<Session>, _: bytes::Bytes) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 }

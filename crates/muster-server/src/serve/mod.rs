@@ -283,6 +283,7 @@ async fn app_state(
         clock,
         config.job_output_cap,
         server_id,
+        config.job_grace,
     );
     jobs.recover().await.map_err(ServeError::Recover)?;
     {

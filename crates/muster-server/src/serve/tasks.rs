@@ -67,8 +67,10 @@ impl Running {
             let jobs = Arc::clone(&app.jobs);
             let mut stopped = stopped.clone();
             async move {
+                // The reaper (jobs whose worker stayed away) lives and stops with the dispatcher.
                 tokio::select! {
-                    () = jobs.dispatch_forever() => {}
+                    () = Arc::clone(&jobs).dispatch_forever() => {}
+                    () = jobs.reap_forever() => {}
                     _ = stopped.wait_for(|stop| *stop) => {}
                 }
             }

@@ -154,7 +154,13 @@ where
             biased;
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    let _ = socket.send(Message::Close(None)).await;
+                    // "Going away" (1001): the worker is stopping, and its jobs with it, so the
+                    // server need not wait for it to come back with them.
+                    let frame = tungstenite::protocol::CloseFrame {
+                        code: tungstenite::protocol::frame::coding::CloseCode::Away,
+                        reason: "the worker is stopping".into(),
+                    };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
                     return ChannelEnd::Shutdown;
                 }
             }

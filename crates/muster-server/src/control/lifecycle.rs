@@ -395,6 +395,7 @@ fn departure(ended: &Ended) -> Departure<'static> {
         Ended::Closed(CloseCode::Removed | CloseCode::Superseded) => {
             Departure::CutOff("the worker's identity was replaced or removed while the job ran")
         }
+        Ended::WorkerStopped => Departure::CutOff("the worker stopped while the job ran"),
         Ended::Closed(CloseCode::Suspended) => Departure::CutOff(
             "the worker's identity was suspended (used from two places at once) while the job ran",
         ),

@@ -63,6 +63,8 @@ pub enum Ended {
     Closed(CloseCode),
     /// The worker closed it or the socket dropped.
     PeerGone,
+    /// The worker closed it saying it is stopping ("going away", 1001): its jobs stop with it.
+    WorkerStopped,
     /// Nothing arrived within the idle timeout.
     Idle,
     /// A send could not complete within the idle timeout: the worker stopped reading.
@@ -89,11 +91,15 @@ impl std::fmt::Display for Ended {
                 write!(f, "closed by the server: {why} ({code})")
             }
             Ended::PeerGone => f.write_str("the worker closed the connection or it dropped"),
+            Ended::WorkerStopped => f.write_str("the worker stopped"),
             Ended::Idle => f.write_str("nothing heard within the idle timeout"),
             Ended::Stalled => f.write_str("the worker stopped reading what the server sent"),
         }
     }
 }
+
+/// The close code a worker sends when it stops for good (WebSocket's "going away").
+const WORKER_STOPPING: u16 = 1001;
 
 /// How long to wait for the worker's answering close frame before dropping the socket.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -167,6 +173,9 @@ where
             }
             frame = socket.next() => {
                 match frame {
+                    Some(Ok(Message::Close(Some(frame)))) if frame.code == WORKER_STOPPING => {
+                        return Ended::WorkerStopped;
+                    }
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ended::PeerGone,
                     Some(Ok(message)) => {
                         // Pings are answered by the WebSocket layer; any frame proves liveness.

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 pub use backend::{Backend, CommitObserver, EventHandler, StoreStats, Work, WorkOutcome};
 pub use error::{StoreError, StoreResult};
-pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Scope, Tx};
+pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Presence, Scope, Tx};
 
 /// A cheap-to-clone handle to the durable state.
 #[derive(Clone)]

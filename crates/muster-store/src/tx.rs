@@ -36,6 +36,21 @@ pub struct JobFilter {
     pub limit: u32,
 }
 
+/// A worker's live control channel, as recorded for every replica to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub worker: WorkerId,
+    /// The replica holding the channel.
+    pub replica: String,
+    /// The connection on that replica: a newer connection's row is never cleared by an older
+    /// one's end.
+    pub conn_id: u64,
+    pub connected_at: Timestamp,
+    pub running: u32,
+    pub slots: u32,
+    pub remote_addr: Option<String>,
+}
+
 /// Where a job's stored output stands, so that a replica that takes the job over numbers the
 /// next chunk after the last one and keeps counting toward the per-job cap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,6 +175,39 @@ pub trait Tx {
     fn set_output_stats(&mut self, id: &JobId, bytes: u64, truncated: bool) -> StoreResult<()>;
     /// Stored output chunks with `seq > after`, in order, at most `limit`.
     fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>>;
+
+    // ---- presence and replicas ----
+    /// Records a worker's live channel, replacing any row it had (the newest connection holds
+    /// the worker).
+    fn put_presence(&mut self, presence: &Presence) -> StoreResult<()>;
+    /// Clears a worker's row if it is still this replica's connection. Returns whether it did.
+    fn drop_presence(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+    ) -> StoreResult<bool>;
+    fn presence_of(&mut self, worker: &WorkerId) -> StoreResult<Option<Presence>>;
+    fn all_presence(&mut self) -> StoreResult<Vec<Presence>>;
+    /// How many jobs the worker runs now, if the row is still this connection's.
+    fn set_presence_running(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+        running: u32,
+    ) -> StoreResult<()>;
+    /// Clears every row of a replica (it restarted, or died). Returns how many.
+    fn drop_replica_presence(&mut self, replica: &str) -> StoreResult<u64>;
+    /// Renews a replica's lease (creating it).
+    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<()>;
+    /// Replicas whose last heartbeat is older than `before`.
+    fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>>;
+    /// Deletes a replica's lease if it is still older than `before`: of several replicas that
+    /// notice one death, exactly one gets `true`.
+    fn drop_replica(&mut self, replica: &str, before: Timestamp) -> StoreResult<bool>;
+    /// Hands every job `running` under replica `from` to replica `to`. Returns how many.
+    fn transfer_jobs(&mut self, from: &str, to: &str) -> StoreResult<u64>;
 
     // ---- audit ----
     fn insert_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;

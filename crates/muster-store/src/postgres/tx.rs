@@ -21,7 +21,7 @@ use crate::error::StoreResult;
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Scope, Tx};
+use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Presence, Scope, Tx};
 
 impl PgTx<'_> {
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
@@ -527,6 +527,120 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    fn put_presence(&mut self, p: &Presence) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO worker_presence
+                (worker_id, replica, conn_id, connected_at, running, slots, remote_addr)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (worker_id) DO UPDATE SET replica = excluded.replica,
+                conn_id = excluded.conn_id, connected_at = excluded.connected_at,
+                running = excluded.running, slots = excluded.slots,
+                remote_addr = excluded.remote_addr",
+            &[
+                &p.worker.as_str(),
+                &p.replica,
+                &i64::try_from(p.conn_id).unwrap_or(i64::MAX),
+                &p.connected_at.unix_millis(),
+                &i32::try_from(p.running).unwrap_or(i32::MAX),
+                &i32::try_from(p.slots).unwrap_or(i32::MAX),
+                &p.remote_addr,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn drop_presence(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+    ) -> StoreResult<bool> {
+        let n = self.execute(
+            "DELETE FROM worker_presence WHERE worker_id = $1 AND replica = $2 AND conn_id = $3",
+            &[
+                &worker.as_str(),
+                &replica,
+                &i64::try_from(conn_id).unwrap_or(i64::MAX),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn presence_of(&mut self, worker: &WorkerId) -> StoreResult<Option<Presence>> {
+        let rows = self.query(
+            &format!("SELECT {PRESENCE_COLUMNS} FROM worker_presence WHERE worker_id = $1"),
+            &[&worker.as_str()],
+        )?;
+        rows.first().map(presence_from_row).transpose()
+    }
+
+    fn all_presence(&mut self) -> StoreResult<Vec<Presence>> {
+        let rows = self.query(
+            &format!("SELECT {PRESENCE_COLUMNS} FROM worker_presence"),
+            &[],
+        )?;
+        rows.iter().map(presence_from_row).collect()
+    }
+
+    fn set_presence_running(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+        running: u32,
+    ) -> StoreResult<()> {
+        self.execute(
+            "UPDATE worker_presence SET running = $4
+             WHERE worker_id = $1 AND replica = $2 AND conn_id = $3",
+            &[
+                &worker.as_str(),
+                &replica,
+                &i64::try_from(conn_id).unwrap_or(i64::MAX),
+                &i32::try_from(running).unwrap_or(i32::MAX),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn drop_replica_presence(&mut self, replica: &str) -> StoreResult<u64> {
+        self.execute(
+            "DELETE FROM worker_presence WHERE replica = $1",
+            &[&replica],
+        )
+    }
+
+    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            &[&replica, &at.unix_millis()],
+        )?;
+        Ok(())
+    }
+
+    fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>> {
+        let rows = self.query(
+            "SELECT id FROM replicas WHERE heartbeat_at < $1 ORDER BY id",
+            &[&before.unix_millis()],
+        )?;
+        rows.iter().map(|row| col::<String>(row, 0)).collect()
+    }
+
+    fn drop_replica(&mut self, replica: &str, before: Timestamp) -> StoreResult<bool> {
+        let n = self.execute(
+            "DELETE FROM replicas WHERE id = $1 AND heartbeat_at < $2",
+            &[&replica, &before.unix_millis()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn transfer_jobs(&mut self, from: &str, to: &str) -> StoreResult<u64> {
+        self.execute(
+            "UPDATE jobs SET dispatcher = $2 WHERE state = 'running' AND dispatcher = $1",
+            &[&from, &to],
+        )
+    }
+
     fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {
         let e = e.clone().bounded();
         self.execute(
@@ -578,4 +692,20 @@ impl Tx for PgTx<'_> {
         )?;
         Ok(())
     }
+}
+
+const PRESENCE_COLUMNS: &str =
+    "worker_id, replica, conn_id, connected_at, running, slots, remote_addr";
+
+fn presence_from_row(row: &Row) -> StoreResult<Presence> {
+    let worker: String = col(row, 0)?;
+    Ok(Presence {
+        worker: WorkerId::parse(&worker).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?,
+        replica: col(row, 1)?,
+        conn_id: u64::try_from(col::<i64>(row, 2)?).unwrap_or(0),
+        connected_at: Timestamp::from_unix_millis(col(row, 3)?),
+        running: u32::try_from(col::<i32>(row, 4)?).unwrap_or(0),
+        slots: u32::try_from(col::<i32>(row, 5)?).unwrap_or(0),
+        remote_addr: col(row, 6)?,
+    })
 }

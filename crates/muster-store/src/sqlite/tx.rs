@@ -20,7 +20,7 @@ use crate::error::StoreResult;
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Scope, Tx};
+use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Presence, Scope, Tx};
 
 impl SqliteTx<'_> {
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
@@ -494,6 +494,133 @@ impl Tx for SqliteTx<'_> {
         Ok(rows)
     }
 
+    fn put_presence(&mut self, p: &Presence) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO worker_presence
+                    (worker_id, replica, conn_id, connected_at, running, slots, remote_addr)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (worker_id) DO UPDATE SET replica = excluded.replica,
+                    conn_id = excluded.conn_id, connected_at = excluded.connected_at,
+                    running = excluded.running, slots = excluded.slots,
+                    remote_addr = excluded.remote_addr",
+            )?
+            .execute(params![
+                p.worker.as_str(),
+                p.replica,
+                i64::try_from(p.conn_id).unwrap_or(i64::MAX),
+                p.connected_at.unix_millis(),
+                p.running,
+                p.slots,
+                p.remote_addr
+            ])?;
+        Ok(())
+    }
+
+    fn drop_presence(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+    ) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM worker_presence WHERE worker_id = ?1 AND replica = ?2 AND conn_id = ?3",
+            )?
+            .execute(params![
+                worker.as_str(),
+                replica,
+                i64::try_from(conn_id).unwrap_or(i64::MAX)
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn presence_of(&mut self, worker: &WorkerId) -> StoreResult<Option<Presence>> {
+        self.first_row(
+            &format!("SELECT {PRESENCE_COLUMNS} FROM worker_presence WHERE worker_id = ?1"),
+            [worker.as_str()],
+            |row| read_presence(row)?,
+        )
+    }
+
+    fn all_presence(&mut self) -> StoreResult<Vec<Presence>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {PRESENCE_COLUMNS} FROM worker_presence"))?;
+        let rows = stmt
+            .query_map([], read_presence)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().collect()
+    }
+
+    fn set_presence_running(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+        running: u32,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE worker_presence SET running = ?4
+                 WHERE worker_id = ?1 AND replica = ?2 AND conn_id = ?3",
+            )?
+            .execute(params![
+                worker.as_str(),
+                replica,
+                i64::try_from(conn_id).unwrap_or(i64::MAX),
+                running
+            ])?;
+        Ok(())
+    }
+
+    fn drop_replica_presence(&mut self, replica: &str) -> StoreResult<u64> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM worker_presence WHERE replica = ?1")?
+            .execute([replica])?;
+        Ok(n as u64)
+    }
+
+    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            )?
+            .execute(params![replica, at.unix_millis()])?;
+        Ok(())
+    }
+
+    fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM replicas WHERE heartbeat_at < ?1 ORDER BY id")?;
+        let rows = stmt
+            .query_map([before.unix_millis()], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn drop_replica(&mut self, replica: &str, before: Timestamp) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM replicas WHERE id = ?1 AND heartbeat_at < ?2")?
+            .execute(params![replica, before.unix_millis()])?;
+        Ok(n == 1)
+    }
+
+    fn transfer_jobs(&mut self, from: &str, to: &str) -> StoreResult<u64> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET dispatcher = ?2 WHERE state = 'running' AND dispatcher = ?1",
+            )?
+            .execute(params![from, to])?;
+        Ok(n as u64)
+    }
+
     fn insert_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {
         let e = e.clone().bounded();
         self.conn
@@ -589,4 +716,25 @@ impl Tx for SqliteTx<'_> {
             .execute(params![key, value])?;
         Ok(())
     }
+}
+
+const PRESENCE_COLUMNS: &str =
+    "worker_id, replica, conn_id, connected_at, running, slots, remote_addr";
+
+fn read_presence(row: &Row<'_>) -> rusqlite::Result<StoreResult<Presence>> {
+    let worker: String = row.get(0)?;
+    let conn_id: i64 = row.get(2)?;
+    let (running, slots): (i64, i64) = (row.get(4)?, row.get(5)?);
+    let (replica, connected_at, remote_addr) = (row.get(1)?, row.get(3)?, row.get(6)?);
+    Ok(WorkerId::parse(&worker)
+        .map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+        .map(|worker| Presence {
+            worker,
+            replica,
+            conn_id: u64::try_from(conn_id).unwrap_or(0),
+            connected_at: Timestamp::from_unix_millis(connected_at),
+            running: u32::try_from(running).unwrap_or(0),
+            slots: u32::try_from(slots).unwrap_or(0),
+            remote_addr,
+        }))
 }

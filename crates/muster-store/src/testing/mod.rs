@@ -10,6 +10,7 @@ mod fixtures;
 pub mod identity;
 pub mod jobs;
 pub mod license;
+pub mod replicas;
 pub mod retention;
 pub mod secret_enrollment;
 pub mod token_enrollment;
@@ -69,6 +70,9 @@ macro_rules! conformance_tests {
             }
             audit {
                 audit_filters,
+            }
+            replicas {
+                presence_follows_the_newest_connection_and_lapsed_replicas_are_taken_over_once,
             }
             retention {
                 audit_is_pruned_oldest_first_in_batches,

@@ -199,8 +199,9 @@ pub trait Tx {
     ) -> StoreResult<()>;
     /// Clears every row of a replica (it restarted, or died). Returns how many.
     fn drop_replica_presence(&mut self, replica: &str) -> StoreResult<u64>;
-    /// Renews a replica's lease (creating it).
-    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<()>;
+    /// Renews a replica's lease, creating it if it is not there. Returns whether it was there
+    /// (false: never taken, or taken over by another replica that thought this one dead).
+    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<bool>;
     /// Replicas whose last heartbeat is older than `before`.
     fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>>;
     /// Deletes a replica's lease if it is still older than `before`: of several replicas that

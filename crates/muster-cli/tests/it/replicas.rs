@@ -72,11 +72,38 @@ fn a_revocation_through_one_replica_cuts_off_a_worker_connected_to_the_other() {
     // The worker enrolls with, and connects to, replica B.
     let mut worker = b.worker("edge-1").token(&token).start();
     b.wait_status("edge-1", "connected", Duration::from_secs(15));
+    // One view: A shows it connected too, held by B.
+    let on_a = a.wait_status("edge-1", "connected", Duration::from_secs(15));
+    let on_b = crate::harness::find(&b.workers(), "edge-1")
+        .expect("record")
+        .clone();
+    assert!(on_a["replica"].is_string(), "{on_a:#}");
     assert_eq!(
-        crate::harness::find(&a.workers(), "edge-1").expect("shared record")["status"],
-        "disconnected",
-        "replica A does not hold the channel"
+        on_a["replica"], on_b["replica"],
+        "both name the replica holding it"
     );
+    assert_eq!(
+        a.cli_json(&["workers", "show", "edge-1"])["replica"],
+        on_b["replica"]
+    );
+
+    // Busy on both within a beat: a job placed through A on the worker B holds.
+    let marker = a.path("busy");
+    let script = format!("touch {}; sleep 3", marker.display());
+    let busy = a.cli_json(&[
+        "job", "run", "--detach", "--worker", "edge-1", "--", "sh", "-c", &script,
+    ]);
+    for replica in [&a, &b] {
+        crate::harness::wait_until("the worker to show busy", Duration::from_secs(10), || {
+            let w = replica.cli_json(&["workers", "show", "edge-1"]);
+            ((w["running_jobs"] == 1).then_some(()), format!("{w:#}"))
+        });
+    }
+    let id = busy["id"].as_str().unwrap().to_owned();
+    crate::harness::wait_until("the job to end", Duration::from_secs(20), || {
+        let j = b.cli_json(&["job", "show", &id]);
+        ((j["state"] == "succeeded").then_some(()), format!("{j:#}"))
+    });
 
     // A job queued through A runs on the worker connected to B.
     let out = a.cli_ok(&[

@@ -49,10 +49,14 @@ fn scratch(server: &Server, name: &str) -> PathBuf {
 
 /// Waits until `path` holds at least `lines` lines.
 fn wait_lines(path: &PathBuf, lines: usize) {
-    wait_until(&format!("{} to hold {lines} lines", path.display()), STARTUP, || {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        ((text.lines().count() >= lines).then_some(()), text)
-    });
+    wait_until(
+        &format!("{} to hold {lines} lines", path.display()),
+        STARTUP,
+        || {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            ((text.lines().count() >= lines).then_some(()), text)
+        },
+    );
 }
 
 /// Ten lines, one every 300 ms, each also appended to `marker` (so the test knows how far it

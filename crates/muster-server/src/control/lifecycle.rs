@@ -89,7 +89,7 @@ pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) 
         Box::pin(close_socket(socket, CloseCode::Suspended, SUSPENDED_REASON)).await;
         return;
     }
-    let (session, expires_at) = Box::pin(open_session(
+    let (session, expires_at, recorded) = Box::pin(open_session(
         &app,
         &worker,
         labels,
@@ -113,6 +113,8 @@ pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) 
         async move {
             let inbound = SessionInbound { app: app.clone() };
             let ended = session::run(socket, Arc::clone(&session), params, &inbound).await;
+            // The connection's presence row is written before it is cleared.
+            let _ = recorded.await;
             Box::pin(close_session(app, session, ended)).await;
         }
         .in_current_span(),
@@ -262,7 +264,11 @@ async fn open_session(
     cuts_before: u64,
     process: Option<ProcessNonce>,
     issued: Option<&Ticket>,
-) -> (Arc<Session>, Option<muster_core::Timestamp>) {
+) -> (
+    Arc<Session>,
+    Option<muster_core::Timestamp>,
+    tokio::task::JoinHandle<()>,
+) {
     save_new_labels(app, worker, &labels).await;
     let mut session = Session::new(
         app.registry.next_conn_id(),
@@ -308,10 +314,18 @@ async fn open_session(
     // Record the connection itself, without holding up the welcome: otherwise a worker that
     // connects and then loses the server to a crash before the periodic flush is listed as never
     // seen. (touch only ever moves last_seen_at forward, so the order of writes does not matter.)
+    // With it, the presence row every replica reads: one transaction.
     let store = app.store.clone();
     let seen = vec![(worker.id.clone(), session.connected_at)];
-    tokio::spawn(async move {
-        if let Err(e) = store.write(move |tx| workers::touch_many(tx, &seen)).await {
+    let row = crate::replica::presence(app, &session);
+    let recorded = tokio::spawn(async move {
+        let written = store
+            .write(move |tx| {
+                workers::touch_many(tx, &seen)?;
+                tx.put_presence(&row)
+            })
+            .await;
+        if let Err(e) = written {
             tracing::warn!(error = %e, "cannot record when a worker connected");
         }
     });
@@ -320,7 +334,7 @@ async fn open_session(
         "worker connected"
     );
     app.jobs.kick();
-    (session, worker.expires_at)
+    (session, worker.expires_at, recorded)
 }
 
 /// What a session hears: a saved ticket is confirmed here; jobs' messages and output go on to
@@ -372,9 +386,18 @@ async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
     app.registry.remove(&session.worker_id, session.conn_id);
     app.jobs.session_ended(&session, departure(&ended)).await;
     let seen = vec![(session.worker_id.clone(), session.last_seen())];
+    let (worker, me, conn) = (
+        session.worker_id.clone(),
+        app.jobs.replica().to_owned(),
+        session.conn_id,
+    );
     if let Err(e) = app
         .store
-        .write(move |tx| workers::touch_many(tx, &seen))
+        .write(move |tx| {
+            workers::touch_many(tx, &seen)?;
+            // Only this connection's row: a newer one (here or elsewhere) keeps its own.
+            tx.drop_presence(&worker, &me, conn).map(|_| ())
+        })
         .await
     {
         tracing::warn!(error = %e, "cannot record when a worker was last seen");

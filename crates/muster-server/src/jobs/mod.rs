@@ -89,6 +89,21 @@ impl Jobs {
         })
     }
 
+    /// This replica's id (what the store records as a running job's holder).
+    pub fn replica(&self) -> &str {
+        &self.server_id
+    }
+
+    /// Running jobs taken over from a replica that died: each waits for its worker for the
+    /// grace period, as after a restart. Jobs tracked here already are left as they are.
+    pub fn hold_taken_over(&self, held: Vec<muster_store::flows::jobs::Held>) {
+        let deadline = self.clock.now().saturating_add(self.grace);
+        let mut state = self.state();
+        for job in held {
+            state.track_away(job, deadline);
+        }
+    }
+
     /// Output kept per job.
     pub fn output_cap(&self) -> u64 {
         self.output_cap

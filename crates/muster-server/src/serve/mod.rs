@@ -81,6 +81,10 @@ pub async fn run(
         tls.is_some(),
     )
     .await?;
+    // Before anyone connects: this replica's stale presence rows go, its lease is taken.
+    crate::replica::start(&app)
+        .await
+        .map_err(ServeError::Recover)?;
     let ui = Arc::new(ui::UiState::new(account));
     let running = tasks::Running::spawn(&config, &dir, &app, ui, (tcp, diag), tls, &started);
     on_started(&started);

@@ -39,6 +39,9 @@ pub(super) struct Running {
     license_warnings: JoinHandle<()>,
     /// The built-in worker and its own stop signal: it leaves first, like any client.
     builtin: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// The replica's lease and presence counts, with their own stop signal: the lease is renewed
+    /// until the store closes, so other replicas do not take over while this one drains.
+    replica: (watch::Sender<bool>, JoinHandle<()>),
     /// The diagnostics listener and its own stop signal: it stops last, so `/readyz` says "not
     /// ready" while the server drains.
     diag: Option<(watch::Sender<bool>, JoinHandle<()>)>,
@@ -76,6 +79,13 @@ impl Running {
             }
         });
         let flusher = tokio::spawn(flush_last_seen(app.clone(), stopped.clone()));
+        let replica = {
+            let (stop, stopped) = watch::channel(false);
+            (
+                stop,
+                tokio::spawn(crate::replica::run(app.clone(), stopped)),
+            )
+        };
         let refusal_windows = tokio::spawn(audit::close_windows(
             Arc::clone(&app.refusals),
             app.store.clone(),
@@ -123,6 +133,7 @@ impl Running {
             pruner,
             license_warnings,
             builtin,
+            replica,
             diag,
         }
     }
@@ -154,6 +165,9 @@ impl Running {
             );
         }
         write_last_seen(app).await;
+        let (stop, task) = self.replica;
+        let _ = stop.send(true);
+        let _ = task.await;
         audit::flush(&app.refusals, &app.store, app.clock).await;
         app.store.close();
         if let Some((stop, task)) = self.diag {

@@ -24,6 +24,9 @@ pub fn start(tx: &mut dyn Tx, replica: &str, at: Timestamp) -> StoreResult<u64> 
 /// What taking over dead replicas changed.
 #[derive(Debug, Default)]
 pub struct TakenOver {
+    /// This replica's own lease had lapsed and was taken by another (it was thought dead): it
+    /// must record its live channels and take its running jobs back.
+    pub was_taken_over: bool,
     /// The replicas found dead (and taken over by the caller).
     pub dead: Vec<String>,
     /// Presence rows cleared: workers that were connected to them.
@@ -39,8 +42,10 @@ pub fn beat_and_take_over(
     at: Timestamp,
     before: Timestamp,
 ) -> StoreResult<TakenOver> {
-    tx.beat_replica(me, at)?;
-    let mut taken = TakenOver::default();
+    let mut taken = TakenOver {
+        was_taken_over: !tx.beat_replica(me, at)?,
+        ..TakenOver::default()
+    };
     for replica in tx.replicas_silent_since(before)? {
         if replica == me || !tx.drop_replica(&replica, before)? {
             continue;

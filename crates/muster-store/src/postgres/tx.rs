@@ -609,13 +609,21 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<()> {
+    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<bool> {
+        let renewed = self.execute(
+            "UPDATE replicas SET heartbeat_at = $2 WHERE id = $1",
+            &[&replica, &at.unix_millis()],
+        )?;
+        if renewed == 1 {
+            return Ok(true);
+        }
+        // Two beats of one replica never race (one task beats), so no conflict to handle.
         self.execute(
             "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
             &[&replica, &at.unix_millis()],
         )?;
-        Ok(())
+        Ok(false)
     }
 
     fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>> {

@@ -583,14 +583,20 @@ impl Tx for SqliteTx<'_> {
         Ok(n as u64)
     }
 
-    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<()> {
+    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<bool> {
+        let renewed = self
+            .conn
+            .prepare_cached("UPDATE replicas SET heartbeat_at = ?2 WHERE id = ?1")?
+            .execute(params![replica, at.unix_millis()])?;
+        if renewed == 1 {
+            return Ok(true);
+        }
         self.conn
             .prepare_cached(
-                "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)
-                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)",
             )?
             .execute(params![replica, at.unix_millis()])?;
-        Ok(())
+        Ok(false)
     }
 
     fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>> {

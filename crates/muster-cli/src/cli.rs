@@ -318,7 +318,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The server's base URL (`https://host:port`).
+    /// The server's base URL (`https://host:port`); several, comma-separated, for replicas: the
+    /// worker fails over between them.
     #[arg(long, env = "MUSTER_URL")]
     pub url: Option<String>,
     /// This worker's unique name (needed with the auto-enrollment secret).

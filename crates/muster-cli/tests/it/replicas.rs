@@ -179,3 +179,60 @@ fn two_replicas_see_one_license_and_count_one_set_of_seats() {
     first.assert_running();
     b.wait_status("edge-1", "connected", Duration::from_secs(15));
 }
+
+/// A replica killed with -9 is noticed by the other through its lapsed lease: a worker that
+/// knows only the dead replica shows `disconnected` everywhere; a worker given both URLs fails
+/// over, reports the job it kept running, and the job ends `succeeded` on the survivor, run once.
+#[test]
+fn a_replica_killed_with_sigkill_is_noticed_and_its_worker_and_job_fail_over() {
+    use crate::restarts::{counting_script, logs, scratch, wait_job, wait_lines};
+    let Some(db) = Database::create() else { return };
+    let plain = |db: &Database| {
+        // Plain HTTP on loopback: one URL list serves both replicas without two certificates.
+        Server::start(ServerOpts {
+            env: vec![("MUSTER_DATABASE_URL".into(), db.url())],
+            no_tls: true,
+            ..ServerOpts::default()
+        })
+    };
+    let a = plain(&db);
+    let mut b = plain(&db);
+    let (token, _) = a.create_token("roams", "1h");
+    let _roams = b
+        .worker("roams")
+        .url(format!("{},{}", b.url(), a.url()))
+        .token(&token)
+        .start();
+    let (token, _) = a.create_token("stays", "1h");
+    let _stays = b.worker("stays").token(&token).start();
+    let held = b.wait_status("roams", "connected", Duration::from_secs(15));
+    b.wait_status("stays", "connected", Duration::from_secs(15));
+    let dead = held["replica"].clone();
+    assert!(dead.is_string(), "{held:#}");
+
+    let marker = scratch(&a, "ran");
+    let script = counting_script(&marker);
+    let shown = a.cli_json(&[
+        "job", "run", "--detach", "--worker", "roams", "--", "sh", "-c", &script,
+    ]);
+    let id = shown["id"].as_str().unwrap().to_owned();
+    wait_lines(&marker, 3);
+    b.kill9();
+
+    // `stays` knows only B: A clears it once B's lease lapses.
+    a.wait_status("stays", "disconnected", Duration::from_secs(30));
+    // `roams` is on A now, with its job.
+    crate::harness::wait_until("roams to be held by A", Duration::from_secs(30), || {
+        let w = a.cli_json(&["workers", "show", "roams"]);
+        let moved = w["status"] == "connected" && w["replica"] != dead;
+        (moved.then_some(()), format!("{w:#}"))
+    });
+    let done = wait_job(&a, &id, "succeeded", Duration::from_secs(30));
+    assert_eq!(done["exit_code"], 0, "{done:#}");
+    let text = logs(&a, &id);
+    for i in 5..=10 {
+        assert!(text.contains(&format!("line {i}\n")), "{text}");
+    }
+    let ran = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(ran.matches("started").count(), 1, "it ran once: {ran}");
+}

@@ -21,34 +21,34 @@ fn job(server: &Server, id: &str) -> Value {
     server.cli_json(&["job", "show", id])
 }
 
-fn wait_job(server: &Server, id: &str, state: &str, timeout: Duration) -> Value {
+pub fn wait_job(server: &Server, id: &str, state: &str, timeout: Duration) -> Value {
     wait_until(&format!("job {id} to be {state}"), timeout, || {
         let j = job(server, id);
         ((j["state"] == state).then(|| j.clone()), format!("{j:#}"))
     })
 }
 
-fn logs(server: &Server, id: &str) -> String {
+pub fn logs(server: &Server, id: &str) -> String {
     let out = server.cli(&["job", "logs", id]);
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A detached job running `script` under `sh -c`; its id.
-fn detach(server: &Server, script: &str) -> String {
+pub fn detach(server: &Server, script: &str) -> String {
     let shown = server.cli_json(&["job", "run", "--detach", "--", "sh", "-c", script]);
     shown["id"].as_str().expect("job id").to_owned()
 }
 
 /// A scratch file path in the test's temp dir.
-fn scratch(server: &Server, name: &str) -> PathBuf {
+pub fn scratch(server: &Server, name: &str) -> PathBuf {
     let dir = server.path("scratch");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
 
 /// Waits until `path` holds at least `lines` lines.
-fn wait_lines(path: &PathBuf, lines: usize) {
+pub fn wait_lines(path: &PathBuf, lines: usize) {
     wait_until(
         &format!("{} to hold {lines} lines", path.display()),
         STARTUP,
@@ -61,7 +61,7 @@ fn wait_lines(path: &PathBuf, lines: usize) {
 
 /// Ten lines, one every 300 ms, each also appended to `marker` (so the test knows how far it
 /// got and that it ran once), then exit 0.
-fn counting_script(marker: &PathBuf) -> String {
+pub fn counting_script(marker: &PathBuf) -> String {
     format!(
         "echo started >> {m}; for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; echo $i >> {m}; sleep 0.3; done",
         m = marker.display()

@@ -14,18 +14,25 @@
 //!   a lost database connection) writes its live channels' rows again and takes its sessions'
 //!   jobs back before anything else.
 //!
+//! - **Catch-up**: a replica whose listening connection to the store breaks may miss events
+//!   (a revocation made through another replica). From that moment it admits no worker; when
+//!   it listens again it re-checks every live session against its worker's record and reads
+//!   the queue again, and only then admits workers.
+//!
 //! With SQLite there is one replica: the same rows, and a lease nobody else reads.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use muster_core::WorkerId;
+use muster_core::{WorkerId, WorkerStatus};
+use muster_proto::control::CloseCode;
 use muster_store::flows::replicas;
-use muster_store::{Presence, StoreError};
+use muster_store::{Heard, Presence, Store, StoreError};
 use tokio::sync::watch;
 
-use crate::control::registry::Session;
+use crate::control::registry::{Registry, Session};
+use crate::jobs::Jobs;
 use crate::state::AppState;
 
 /// How often a replica renews its lease and writes changed running counts.
@@ -162,5 +169,96 @@ async fn write_running_counts(app: &AppState) -> Result<(), StoreError> {
             session.written_running.store(*n, Ordering::Relaxed);
         }
     }
+    Ok(())
+}
+
+/// Whether this replica is behind on events it may have missed (its listening connection to
+/// the store broke): until it has caught up it admits no worker, since a revocation it missed
+/// could let one in.
+#[derive(Debug, Default)]
+pub struct CatchUp {
+    behind: AtomicBool,
+}
+
+impl CatchUp {
+    pub fn is_behind(&self) -> bool {
+        self.behind.load(Ordering::SeqCst)
+    }
+}
+
+/// What a replica hears from the store: events go to their handlers; a broken listening
+/// connection puts the replica behind, and its return starts the catch-up. Called on a store
+/// thread, so async work is spawned.
+pub fn on_heard(
+    heard: Heard<'_>,
+    registry: &Arc<Registry>,
+    jobs: &Arc<Jobs>,
+    store: &Store,
+    catch_up: &Arc<CatchUp>,
+    runtime: &tokio::runtime::Handle,
+) {
+    match heard {
+        Heard::Event(text) => crate::events::handle(text, registry, jobs, runtime),
+        Heard::Deaf => {
+            catch_up.behind.store(true, Ordering::SeqCst);
+            tracing::warn!(
+                "lost the store's event channel: admitting no worker until this replica has caught up"
+            );
+        }
+        Heard::Listening => {
+            let (registry, jobs, store, catch_up) = (
+                Arc::clone(registry),
+                Arc::clone(jobs),
+                store.clone(),
+                Arc::clone(catch_up),
+            );
+            runtime.spawn(async move {
+                while let Err(e) = reconcile(&registry, &jobs, &store).await {
+                    tracing::warn!(error = %e, "cannot catch up on missed events yet; retrying");
+                    tokio::time::sleep(BEAT).await;
+                }
+                catch_up.behind.store(false, Ordering::SeqCst);
+                tracing::info!("caught up on missed events: admitting workers again");
+            });
+        }
+    }
+}
+
+/// Applies what this replica may have missed: every live session is checked against its
+/// worker's record (revoked, expired, suspended or removed meanwhile: cut off), and queued jobs
+/// are read again.
+async fn reconcile(registry: &Registry, jobs: &Arc<Jobs>, store: &Store) -> Result<(), StoreError> {
+    let workers = store.read(|tx| tx.list_workers()).await?;
+    let records: std::collections::HashMap<WorkerId, muster_core::Worker> =
+        workers.into_iter().map(|w| (w.id.clone(), w)).collect();
+    let now = jobs.now();
+    let mut cut = 0usize;
+    for session in registry.all() {
+        let verdict = match records.get(&session.worker_id) {
+            None => Some((CloseCode::Removed, "the worker was removed")),
+            Some(worker) => match worker.status(true, now) {
+                WorkerStatus::Revoked => Some((CloseCode::Revoked, "the worker was revoked")),
+                WorkerStatus::Expired => {
+                    Some((CloseCode::Expired, "the worker's enrollment token expired"))
+                }
+                WorkerStatus::Suspended => Some((
+                    CloseCode::Suspended,
+                    "this worker's identity was used from two places at once",
+                )),
+                WorkerStatus::Connected | WorkerStatus::Disconnected => None,
+            },
+        };
+        if let Some((code, reason)) = verdict {
+            registry.close(&session.worker_id, code, reason);
+            cut += 1;
+        }
+    }
+    if cut > 0 {
+        tracing::warn!(
+            workers = cut,
+            "cut off workers whose right to connect ended while this replica was not listening"
+        );
+    }
+    jobs.pick_up_queued().await;
     Ok(())
 }

@@ -24,7 +24,7 @@ pub mod upgrades;
 
 use std::sync::Arc;
 
-pub use backend::{Backend, CommitObserver, EventHandler, StoreStats, Work, WorkOutcome};
+pub use backend::{Backend, CommitObserver, EventHandler, Heard, StoreStats, Work, WorkOutcome};
 pub use error::{StoreError, StoreResult};
 pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Presence, Scope, Tx};
 

@@ -236,3 +236,53 @@ fn a_replica_killed_with_sigkill_is_noticed_and_its_worker_and_job_fail_over() {
     let ran = std::fs::read_to_string(&marker).unwrap();
     assert_eq!(ran.matches("started").count(), 1, "it ran once: {ran}");
 }
+
+/// A replica whose listening connection to the database breaks may miss a revocation; it admits
+/// nobody until it has caught up, and catching up cuts off a worker revoked meanwhile. The
+/// revocation here is written without its notification (as one sent while the replica was not
+/// listening), so only the catch-up can apply it.
+#[test]
+fn a_replica_that_lost_its_event_connection_catches_up_on_a_revocation_it_missed() {
+    let Some(db) = Database::create() else { return };
+    let b = replica(&db);
+    let (token, _) = b.create_token("edge-1", "1h");
+    let mut worker = b.worker("edge-1").token(&token).start();
+    b.wait_status("edge-1", "connected", Duration::from_secs(15));
+
+    let mut sql = postgres::Client::connect(
+        &format!(
+            "host=127.0.0.1 port=5432 user=postgres dbname={}",
+            db.name()
+        ),
+        postgres::NoTls,
+    )
+    .expect("connect to the test database");
+    sql.execute(
+        "UPDATE workers SET revoked_at = (extract(epoch from now()) * 1000)::BIGINT WHERE name = 'edge-1'",
+        &[],
+    )
+    .expect("revoke behind the replica's back");
+    // Break the replica's listening connection (and only it).
+    let killed = sql
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            &[],
+        )
+        .expect("terminate the listener");
+    assert_eq!(killed.len(), 1, "one replica listens");
+
+    let code = worker.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, 5, "cut off by the catch-up\n{}", worker.logs.dump());
+    crate::harness::wait_until(
+        "the replica to say it caught up",
+        Duration::from_secs(10),
+        || {
+            let out = b.all_output();
+            (
+                out.contains("caught up on missed events").then_some(()),
+                String::new(),
+            )
+        },
+    );
+}

@@ -89,6 +89,11 @@ impl Jobs {
         })
     }
 
+    /// Now, by the server's clock.
+    pub fn now(&self) -> muster_core::Timestamp {
+        self.clock.now()
+    }
+
     /// This replica's id (what the store records as a running job's holder).
     pub fn replica(&self) -> &str {
         &self.server_id

@@ -286,3 +286,59 @@ fn a_replica_that_lost_its_event_connection_catches_up_on_a_revocation_it_missed
         },
     );
 }
+
+/// "Name in use by a connected worker" and `--max-enrollments` are judged on the store, so they
+/// hold across replicas: a name connected through one replica cannot be taken through the
+/// other, and enrollments racing through both never exceed the limit.
+#[test]
+fn name_in_use_and_max_enrollments_hold_across_replicas() {
+    use crate::enrollment::{SECRET, enable};
+    use crate::refusals::expect_exit;
+    let Some(db) = Database::create() else { return };
+    let a = replica(&db);
+    let b = replica(&db);
+    enable(&a, SECRET, &[]);
+    let mut first = b.worker("edge-first").secret("edge", SECRET).start();
+    b.wait_status("edge", "connected", Duration::from_secs(15));
+    // Another machine, through the other replica, for the same name.
+    let mut second = a.worker("edge-second").secret("edge", SECRET).start();
+    expect_exit(&mut second, 3, "already in use by a connected worker");
+    first.assert_running();
+
+    // Six machines at once, three through each replica, against a limit of three.
+    enable(&b, SECRET, &["--max-enrollments", "3"]);
+    let mut racing: Vec<crate::harness::Worker> = (0..6)
+        .map(|i| {
+            let name = format!("race-{i}");
+            let server = if i % 2 == 0 { &a } else { &b };
+            server.worker(&name).secret(&name, SECRET).start()
+        })
+        .collect();
+    let mut refused = 0;
+    for worker in &mut racing {
+        // Each either enrolls and stays, or is refused at once.
+        if let Some(code) =
+            crate::harness::wait_until("an outcome", Duration::from_secs(30), || {
+                match worker.try_exit() {
+                    Some(code) => (Some(Some(code)), String::new()),
+                    None if worker.stderr().contains("control channel open") => {
+                        (Some(None), String::new())
+                    }
+                    None => (None, worker.stderr()),
+                }
+            })
+        {
+            assert_eq!(code, 3, "{}", worker.logs.dump());
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3, "exactly the limit enrolled");
+    for server in [&a, &b] {
+        let raced = server
+            .workers()
+            .into_iter()
+            .filter(|w| w["name"].as_str().is_some_and(|n| n.starts_with("race-")))
+            .count();
+        assert_eq!(raced, 3);
+    }
+}

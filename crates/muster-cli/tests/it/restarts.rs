@@ -3,7 +3,7 @@
 //! meanwhile, the exit code). A job is `lost` only when its worker stays away past the grace
 //! period (`--job-grace`), and it never runs twice.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -48,7 +48,7 @@ pub fn scratch(server: &Server, name: &str) -> PathBuf {
 }
 
 /// Waits until `path` holds at least `lines` lines.
-pub fn wait_lines(path: &PathBuf, lines: usize) {
+pub fn wait_lines(path: &Path, lines: usize) {
     wait_until(
         &format!("{} to hold {lines} lines", path.display()),
         STARTUP,
@@ -61,7 +61,7 @@ pub fn wait_lines(path: &PathBuf, lines: usize) {
 
 /// Ten lines, one every 300 ms, each also appended to `marker` (so the test knows how far it
 /// got and that it ran once), then exit 0.
-pub fn counting_script(marker: &PathBuf) -> String {
+pub fn counting_script(marker: &Path) -> String {
     format!(
         "echo started >> {m}; for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; echo $i >> {m}; sleep 0.3; done",
         m = marker.display()

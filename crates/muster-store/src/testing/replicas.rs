@@ -86,7 +86,7 @@ pub async fn presence_follows_the_newest_connection_and_lapsed_replicas_are_take
             .iter()
             .map(|h| h.job.id.clone())
             .collect::<Vec<JobId>>(),
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
     assert!(taken.1.dead.is_empty(), "taken over once");
     let gone = store

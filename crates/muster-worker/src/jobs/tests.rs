@@ -206,7 +206,7 @@ async fn a_job_runs_on_without_a_channel_and_is_reported_until_its_end_went_out(
     jobs.unsent(end.clone());
     let (running, _, again) = report(&mut jobs);
     assert_eq!(running, ["00000000000000d1"]);
-    assert_eq!(again, [end.clone()]);
+    assert_eq!(again, std::slice::from_ref(&end));
     // It went out: from now on the report repeats the ending instead.
     jobs.sent(&end);
     let (running, ended, again) = report(&mut jobs);

@@ -124,7 +124,10 @@ fn a_job_whose_worker_never_comes_back_is_lost_after_the_grace_period() {
     });
     let mut worker = start_worker(&server, "gone");
     let id = detach(&server, "echo hello; sleep 300");
-    wait_job(&server, &id, "running", STARTUP);
+    wait_until("the job's output to be stored", STARTUP, || {
+        let text = logs(&server, &id);
+        ((text == "hello\n").then_some(()), text)
+    });
     worker.kill9();
     server.wait_status("gone", "disconnected", STARTUP);
     // It waits for the worker, and then it is lost: once, with the reason.

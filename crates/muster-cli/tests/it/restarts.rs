@@ -79,6 +79,8 @@ fn a_job_running_through_a_graceful_server_restart_succeeds_with_all_its_output(
     let marker = scratch(&server, "ran");
     let id = detach(&server, &counting_script(&marker));
     wait_job(&server, &id, "running", STARTUP);
+    // Someone follows it live, through the restart.
+    let mut follower = server.spawn_cli("follower", &["job", "logs", "--follow", &id]);
     wait_lines(&marker, 3);
 
     // SIGTERM, then the same data dir again: the job ran on meanwhile.
@@ -89,6 +91,9 @@ fn a_job_running_through_a_graceful_server_restart_succeeds_with_all_its_output(
     assert_eq!(logs(&server, &id), expected_lines(), "the whole output");
     let ran = std::fs::read_to_string(&marker).unwrap();
     assert_eq!(ran.matches("started").count(), 1, "it ran once: {ran}");
+    // The follower picked the stream up again where it broke: every line once.
+    assert_eq!(follower.wait_exit(STARTUP), 0, "{}", follower.logs.dump());
+    assert_eq!(follower.logs.stdout(), expected_lines(), "{}", follower.logs.dump());
 }
 
 #[test]

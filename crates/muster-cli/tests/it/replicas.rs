@@ -1,6 +1,8 @@
-//! Two server replicas sharing one PostgreSQL database: a revocation made through one cuts off a
-//! worker connected to the other, and a job queued through one runs on a worker connected to
-//! the other.
+//! Server replicas sharing one PostgreSQL database, one fleet: one view of who is connected
+//! (and busy, and where), revocations and jobs across replicas, one license, names and
+//! `--max-enrollments` judged fleet-wide, a replica killed with -9 (workers and jobs fail over,
+//! with several `--url`s or behind HAProxy), and the catch-up of a replica that stopped
+//! listening.
 //!
 //! Needs PostgreSQL on 127.0.0.1:5432 (trust auth), as on CI machines; each test gets a fresh
 //! database, dropped afterwards. `MUSTER_SKIP_POSTGRES=1` skips with a message.
@@ -341,4 +343,114 @@ fn name_in_use_and_max_enrollments_hold_across_replicas() {
             .count();
         assert_eq!(raced, 3);
     }
+}
+
+/// HAProxy (TCP mode) in front of two replicas: the worker knows only the balancer's address.
+/// The replica holding it is killed with -9; the worker comes back through the balancer to the
+/// other one, which takes over the job it kept running. Skipped (with a message) where HAProxy
+/// is not installed (`apt-get install haproxy`).
+#[test]
+fn behind_haproxy_a_worker_and_its_job_survive_the_death_of_their_replica() {
+    use std::process::{Command, Stdio};
+
+    use crate::restarts::{counting_script, logs, scratch, wait_job, wait_lines};
+    let haproxy = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(haproxy) = haproxy else {
+        eprintln!("skipped: HAProxy is not installed");
+        return;
+    };
+    let Some(db) = Database::create() else { return };
+    let plain = |db: &Database| {
+        Server::start(ServerOpts {
+            env: vec![("MUSTER_DATABASE_URL".into(), db.url())],
+            no_tls: true,
+            ..ServerOpts::default()
+        })
+    };
+    let mut replicas = [plain(&db), plain(&db)];
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = replicas[0].path("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 2s\n  \
+             timeout client 60s\n  timeout server 60s\nfrontend fleet\n  bind 127.0.0.1:{port}\n  \
+             default_backend replicas\nbackend replicas\n  balance roundrobin\n  \
+             server a 127.0.0.1:{a} check inter 300ms fall 1 rise 1\n  \
+             server b 127.0.0.1:{b} check inter 300ms fall 1 rise 1\n",
+            a = replicas[0].info().port,
+            b = replicas[1].info().port,
+        ),
+    )
+    .expect("write the HAProxy configuration");
+    /// Stopped however the test ends.
+    struct Balancer(std::process::Child);
+    impl Drop for Balancer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _balancer = Balancer(
+        Command::new(haproxy)
+            .args(["-db", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start HAProxy"),
+    );
+    let balanced = format!("http://127.0.0.1:{port}");
+
+    let (token, _) = replicas[0].create_token("behind", "1h");
+    let _worker = replicas[0]
+        .worker("behind")
+        .url(balanced)
+        .token(&token)
+        .start();
+    let shown = replicas[0].wait_status("behind", "connected", Duration::from_secs(15));
+    // Which replica holds it: its id is in its data dir.
+    let holder = shown["replica"].as_str().expect("replica").to_owned();
+    let id_of = |s: &Server| {
+        std::fs::read_to_string(s.data_dir().join("server-id"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let dies = replicas
+        .iter()
+        .position(|s| id_of(s) == holder)
+        .expect("the holder is one of the replicas");
+    let survives = 1 - dies;
+
+    let marker = scratch(&replicas[survives], "ran");
+    let script = counting_script(&marker);
+    let job = replicas[survives].cli_json(&[
+        "job", "run", "--detach", "--worker", "behind", "--", "sh", "-c", &script,
+    ]);
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_lines(&marker, 3);
+    replicas[dies].kill9();
+
+    let survivor = &replicas[survives];
+    crate::harness::wait_until(
+        "the worker back through the balancer",
+        Duration::from_secs(30),
+        || {
+            let w = survivor.cli_json(&["workers", "show", "behind"]);
+            let back = w["status"] == "connected" && w["replica"] != holder.as_str();
+            (back.then_some(()), format!("{w:#}"))
+        },
+    );
+    let done = wait_job(survivor, &id, "succeeded", Duration::from_secs(30));
+    assert_eq!(done["exit_code"], 0, "{done:#}");
+    let text = logs(survivor, &id);
+    assert!(text.contains("line 10\n"), "{text}");
+    let ran = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(ran.matches("started").count(), 1, "it ran once: {ran}");
 }

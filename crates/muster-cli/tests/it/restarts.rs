@@ -93,7 +93,12 @@ fn a_job_running_through_a_graceful_server_restart_succeeds_with_all_its_output(
     assert_eq!(ran.matches("started").count(), 1, "it ran once: {ran}");
     // The follower picked the stream up again where it broke: every line once.
     assert_eq!(follower.wait_exit(STARTUP), 0, "{}", follower.logs.dump());
-    assert_eq!(follower.logs.stdout(), expected_lines(), "{}", follower.logs.dump());
+    assert_eq!(
+        follower.logs.stdout(),
+        expected_lines(),
+        "{}",
+        follower.logs.dump()
+    );
 }
 
 #[test]

@@ -150,6 +150,12 @@ where
                 }
                 for command in session.inbox.drain() {
                     let message = match command {
+                        Command::Close { code: CloseCode::GoingAway, reason, .. } => {
+                            // The server is going away: what the worker sent before it read the
+                            // close is still taken (its jobs' output), not dropped.
+                            Box::pin(close_going_away(&mut socket, &session, inbound, reason)).await;
+                            return Ended::Closed(CloseCode::GoingAway);
+                        }
                         Command::Close { code, reason, decided } => {
                             Box::pin(close_with(&mut socket, code, reason, params.idle_timeout, decided)).await;
                             return Ended::Closed(code);
@@ -304,6 +310,42 @@ where
             }
         }
     }
+}
+
+/// Sends the close frame of a server going away, and takes whatever the worker sent before it
+/// read it (job output, a job's end) until its answering close, for at most [`CLOSE_LINGER`]:
+/// the worker counts those frames as sent.
+async fn close_going_away<S>(
+    socket: &mut S,
+    session: &Arc<Session>,
+    inbound: &dyn Inbound,
+    reason: String,
+) where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+{
+    let frame = CloseFrame {
+        code: u16::from(CloseCode::GoingAway),
+        reason: reason.into(),
+    };
+    let sent = tokio::time::timeout(CLOSE_LINGER, socket.send(Message::Close(Some(frame)))).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(message)) = socket.next().await {
+            match message {
+                Message::Close(_) => break,
+                Message::Binary(frame) => inbound.output(session, frame).await,
+                Message::Text(text) => {
+                    if let Ok(m) = serde_json::from_str::<WorkerMessage>(text.as_str()) {
+                        inbound.message(session, m).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// Sends a close frame and waits briefly for the worker's answering close, so the close reason

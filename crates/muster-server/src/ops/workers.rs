@@ -170,8 +170,19 @@ pub async fn remove(app: &AppState, actor: &Actor, name: &str) -> Result<(), App
     {
         return Err(refusal(workers::WorkerRefusal::Builtin));
     }
+    let connected_elsewhere = match &found {
+        Some(worker) => {
+            let id = worker.id.clone();
+            app.store
+                .read(move |tx| tx.presence_of(&id))
+                .await?
+                .is_some()
+        }
+        None => false,
+    };
+    // Connected here, or to another replica.
     if let Some(worker) = found
-        && app.registry.is_connected(&worker.id)
+        && (app.registry.is_connected(&worker.id) || connected_elsewhere)
     {
         return Err(AppError::conflict(
             ErrorCode::Conflict,

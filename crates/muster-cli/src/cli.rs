@@ -345,6 +345,11 @@ pub struct ServeArgs {
     /// Workers told to come back after a graceful shutdown spread over this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration, hide = true)]
     pub reconnect_spread: std::time::Duration,
+    /// How long a running job waits for its worker to come back (after a dropped connection, a
+    /// server restart or a replica's death) before it ends `lost`. The worker keeps running it
+    /// meanwhile and reports it when it reconnects.
+    #[arg(long, env = "MUSTER_JOB_GRACE", default_value = "2m", value_parser = parse_duration)]
+    pub job_grace: std::time::Duration,
     /// The wait after a webhook delivery's first failed attempt (it doubles from there, up to
     /// an hour); shorter only for tests.
     #[arg(long, env = "MUSTER_WEBHOOK_FIRST_RETRY", default_value = "10s", value_parser = parse_duration, hide = true)]
@@ -369,7 +374,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The server's base URL (`https://host:port`).
+    /// The server's base URL (`https://host:port`); several, comma-separated, for replicas: the
+    /// worker fails over between them.
     #[arg(long, env = "MUSTER_URL")]
     pub url: Option<String>,
     /// This worker's unique name (needed with the auto-enrollment secret).

@@ -96,6 +96,9 @@ pub struct WorkerView {
     /// How the connected worker confines its jobs (`None` when it is not connected).
     #[serde(default)]
     pub confinement: Option<crate::confinement::Confinement>,
+    /// The server replica holding the worker's control channel (`None` when not connected).
+    #[serde(default)]
+    pub replica: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -67,6 +67,26 @@ pub enum WorkerMessage {
     /// The ticket of the welcome is on disk (atomically, durably): the server may count on the
     /// worker presenting it from now on.
     TicketSaved { seq: u64 },
+    /// Sent first on every channel, right after the welcome: the jobs this worker holds. A
+    /// worker keeps running its jobs while it has no server; the server it reports them to (any
+    /// replica) takes them over, and writes off as lost any job it thought ran there that is
+    /// not in the report.
+    Resume {
+        /// Started and not yet reported as finished: their output and `JobFinished` follow on
+        /// this channel.
+        running: Vec<String>,
+        /// Jobs whose `JobFinished` went out on an earlier channel, which may have died before
+        /// the server read it (the most recent few).
+        #[serde(default)]
+        ended: Vec<JobEnded>,
+    },
+}
+
+/// A job's end, as repeated in [`WorkerMessage::Resume`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobEnded {
+    pub id: String,
+    pub exit: JobExit,
 }
 
 /// Job output travels in binary frames: `[kind][8-byte job id][payload]`, so bulk output needs no

@@ -124,8 +124,9 @@ pub async fn run(
         Some(&mut outbound),
     )
     .await;
-    // Its jobs were told to stop; their process groups must be gone before the server exits
-    // (which waits up to 5 s for this task).
+    // It leaves with the server: its jobs stop, and their process groups must be gone before
+    // the server exits (which waits up to 5 s for this task).
+    jobs.stop_all();
     jobs.wait_stopped(std::time::Duration::from_secs(4)).await;
     if let Err(error) = result {
         tracing::error!("the built-in worker stopped: {error}");

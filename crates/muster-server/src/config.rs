@@ -32,6 +32,8 @@ pub struct ServeConfig {
     pub reconnect_spread: Duration,
     /// Output kept per job; more is streamed live but not stored.
     pub job_output_cap: u64,
+    /// How long a running job waits for its worker to come back before it ends `lost`.
+    pub job_grace: Duration,
     /// Audit records older than this are deleted.
     pub audit_retention: Duration,
     /// Jobs that ended longer ago than this are deleted, with their output.
@@ -72,6 +74,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("reconnect_spread", &self.reconnect_spread)
             .field("job_output_cap", &self.job_output_cap)
+            .field("job_grace", &self.job_grace)
             .field("audit_retention", &self.audit_retention)
             .field("job_retention", &self.job_retention)
             .field("license_issuer_keys", &self.license_issuer_keys)
@@ -95,6 +98,7 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(10),
             reconnect_spread: Duration::from_secs(10),
             job_output_cap: crate::jobs::DEFAULT_OUTPUT_CAP,
+            job_grace: crate::jobs::DEFAULT_JOB_GRACE,
             audit_retention: DEFAULT_AUDIT_RETENTION,
             job_retention: DEFAULT_JOB_RETENTION,
             license_issuer_keys: Vec::new(),

@@ -23,6 +23,7 @@ pub mod listener;
 pub mod ops;
 pub mod proof;
 pub mod ratelimit;
+pub mod replica;
 pub mod secrets;
 pub mod serve;
 pub mod slow_hash;

@@ -31,6 +31,8 @@ pub struct Inner {
     /// Refused unauthenticated attempts, counted by kind and source (see [`crate::audit`]).
     pub refusals: Arc<crate::audit::Refusals>,
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// Whether this replica is behind on events it missed (it admits no worker until not).
+    pub catch_up: Arc<crate::replica::CatchUp>,
     /// Makes and checks the nonces workers sign where there is no TLS exporter to bind to.
     pub nonce_key: crate::proof::NonceKey,
     /// The license issuers this server trusts, and its log of refused joins.
@@ -116,6 +118,7 @@ impl AppState {
             clock,
             crate::jobs::DEFAULT_OUTPUT_CAP,
             "test".into(),
+            crate::jobs::DEFAULT_JOB_GRACE,
         );
         let app = AppState::new(Inner {
             store,
@@ -130,6 +133,7 @@ impl AppState {
             limiter: crate::ratelimit::FailureLimiter::default(),
             refusals: Arc::default(),
             jobs,
+            catch_up: Arc::default(),
             nonce_key: crate::proof::NonceKey::from_bytes(&[7; 32]),
             licensing: crate::license::Licensing::new(Self::test_issuers()),
             deliverer: crate::webhooks::Deliverer::new(std::time::Duration::from_secs(1)),

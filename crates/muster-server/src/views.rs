@@ -9,7 +9,9 @@ use muster_proto::api::{
 };
 use muster_store::flows::enrollment::Status;
 
-use crate::control::registry::Registry;
+use muster_store::Presence;
+
+use crate::control::registry::Session;
 
 pub fn labels(labels: &Labels) -> LabelMap {
     labels.as_map().clone()
@@ -33,31 +35,71 @@ pub fn token(token: &Token, now: Timestamp, worker: Option<&Worker>) -> TokenVie
     }
 }
 
-pub fn worker(worker: &Worker, now: Timestamp, registry: &Registry) -> WorkerView {
-    let session = registry.get(&worker.id);
-    let last_seen = session
-        .as_ref()
-        .map(|s| s.last_seen())
-        .or(worker.last_seen_at);
+/// What is known of a worker's live control channel.
+pub enum Live<'a> {
+    /// Held by this replica (named): its session.
+    Here(&'a Session, &'a str),
+    /// Held by another replica: its presence row in the store.
+    Elsewhere(&'a Presence),
+    Nowhere,
+}
+
+impl<'a> Live<'a> {
+    /// The worker's channel as this replica knows it: its own session first (fresher), then the
+    /// store's presence rows (`presence`, looked up by id).
+    pub fn of(
+        worker: &muster_core::WorkerId,
+        session: Option<&'a Session>,
+        presence: Option<&'a Presence>,
+        replica: &'a str,
+    ) -> Self {
+        match (session, presence) {
+            (Some(session), _) => Live::Here(session, replica),
+            (None, Some(row)) if row.worker == *worker => Live::Elsewhere(row),
+            _ => Live::Nowhere,
+        }
+    }
+}
+
+pub fn worker(worker: &Worker, now: Timestamp, live: Live<'_>) -> WorkerView {
+    let (connected, last_seen, running, slots, remote, confinement, replica) = match live {
+        Live::Here(s, replica) => (
+            true,
+            Some(s.last_seen()),
+            s.running(),
+            s.slots,
+            s.remote_addr.map(|a| a.ip().to_string()),
+            s.confinement.clone(),
+            Some(replica.to_owned()),
+        ),
+        Live::Elsewhere(p) => (
+            true,
+            None,
+            p.running,
+            p.slots,
+            p.remote_addr.clone(),
+            None,
+            Some(p.replica.clone()),
+        ),
+        Live::Nowhere => (false, None, 0, 0, None, None, None),
+    };
     WorkerView {
         id: worker.id.to_string(),
         name: worker.name.to_string(),
-        status: worker_status(worker.status(session.is_some(), now)),
+        status: worker_status(worker.status(connected, now)),
         enrolled_via: enrolled_via(worker.enrolled_via),
         machine_id: worker.machine_id.as_ref().map(ToString::to_string),
         labels: labels(&worker.labels),
-        last_seen_at: ts(last_seen),
+        last_seen_at: ts(last_seen.or(worker.last_seen_at)),
         created_at: worker.created_at.to_rfc3339(),
         expires_at: ts(worker.expires_at),
         revoked_at: ts(worker.revoked_at),
         token: worker.token_name.as_ref().map(ToString::to_string),
-        running_jobs: session.as_ref().map(|s| s.running()).unwrap_or(0),
-        slots: session.as_ref().map(|s| s.slots).unwrap_or(0),
-        remote_addr: session
-            .as_ref()
-            .and_then(|s| s.remote_addr)
-            .map(|a| a.ip().to_string()),
-        confinement: session.as_ref().and_then(|s| s.confinement.clone()),
+        running_jobs: running,
+        slots,
+        remote_addr: remote,
+        confinement,
+        replica,
     }
 }
 

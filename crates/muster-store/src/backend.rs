@@ -145,14 +145,27 @@ pub trait Backend: Send + Sync + 'static {
     /// Calls `observer` with the duration of every write transaction committed from now on.
     fn observe_commits(&self, observer: CommitObserver);
     /// Calls `on_event` with every event another server replica (or this one) announces with
-    /// [`Tx::notify`]. Backends without replicas never call it.
+    /// [`Tx::notify`], and when the listening connection breaks and comes back. Backends
+    /// without replicas never call it.
     fn listen(&self, on_event: EventHandler) {
         let _ = on_event;
     }
 }
 
 /// Receives replica events (see [`Backend::listen`]).
-pub type EventHandler = Box<dyn Fn(&str) + Send + Sync>;
+pub type EventHandler = Box<dyn Fn(Heard<'_>) + Send + Sync>;
+
+/// What a replica hears from the store's event channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard<'a> {
+    /// An event another replica (or this one) announced.
+    Event(&'a str),
+    /// The connection that listens for events broke: events announced from now on are missed
+    /// until [`Heard::Listening`].
+    Deaf,
+    /// Listening again after [`Heard::Deaf`]: what was missed meanwhile must be caught up on.
+    Listening,
+}
 
 #[cfg(test)]
 mod tests {

@@ -24,11 +24,11 @@ pub mod upgrades;
 
 use std::sync::Arc;
 
-pub use backend::{Backend, CommitObserver, EventHandler, StoreStats, Work, WorkOutcome};
+pub use backend::{Backend, CommitObserver, EventHandler, Heard, StoreStats, Work, WorkOutcome};
 pub use error::{StoreError, StoreResult};
 pub use tx::{
     Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, JobEnd, JobFilter,
-    OutputChunk, Scope, Tx, Webhook,
+    OutputChunk, OutputPosition, Presence, Scope, Tx, Webhook,
 };
 
 /// A cheap-to-clone handle to the durable state.

@@ -37,6 +37,29 @@ pub struct JobFilter {
     pub limit: u32,
 }
 
+/// A worker's live control channel, as recorded for every replica to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub worker: WorkerId,
+    /// The replica holding the channel.
+    pub replica: String,
+    /// The connection on that replica: a newer connection's row is never cleared by an older
+    /// one's end.
+    pub conn_id: u64,
+    pub connected_at: Timestamp,
+    pub running: u32,
+    pub slots: u32,
+    pub remote_addr: Option<String>,
+}
+
+/// Where a job's stored output stands, so that a replica that takes the job over numbers the
+/// next chunk after the last one and keeps counting toward the per-job cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputPosition {
+    pub last_seq: u64,
+    pub stored_bytes: u64,
+}
+
 /// How a job ended, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobEnd {
@@ -251,10 +274,54 @@ pub trait Tx {
     ) -> StoreResult<bool>;
     /// Ends a job that is still in state `from`.
     fn end_job(&mut self, id: &JobId, from: JobState, end: &JobEnd) -> StoreResult<bool>;
+    /// Ends a job that is still `running` under server replica `dispatcher` (another replica
+    /// may have re-attached it since). Returns whether it did.
+    fn end_held_job(&mut self, id: &JobId, dispatcher: &str, end: &JobEnd) -> StoreResult<bool>;
+    /// Jobs `running` on this worker, oldest first.
+    fn running_jobs_of(&mut self, worker: &WorkerId) -> StoreResult<Vec<Job>>;
+    /// A job still `running` on `worker` is now held by server replica `dispatcher` (its worker
+    /// reported it there). Returns whether it applied.
+    fn adopt_job(&mut self, id: &JobId, worker: &WorkerId, dispatcher: &str) -> StoreResult<bool>;
+    /// Where a job's stored output stands: the last chunk's number and the bytes stored.
+    fn output_position(&mut self, id: &JobId) -> StoreResult<OutputPosition>;
     fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()>;
     fn set_output_stats(&mut self, id: &JobId, bytes: u64, truncated: bool) -> StoreResult<()>;
     /// Stored output chunks with `seq > after`, in order, at most `limit`.
     fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>>;
+
+    // ---- presence and replicas ----
+    /// Records a worker's live channel, replacing any row it had (the newest connection holds
+    /// the worker).
+    fn put_presence(&mut self, presence: &Presence) -> StoreResult<()>;
+    /// Clears a worker's row if it is still this replica's connection. Returns whether it did.
+    fn drop_presence(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+    ) -> StoreResult<bool>;
+    fn presence_of(&mut self, worker: &WorkerId) -> StoreResult<Option<Presence>>;
+    fn all_presence(&mut self) -> StoreResult<Vec<Presence>>;
+    /// How many jobs the worker runs now, if the row is still this connection's.
+    fn set_presence_running(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+        running: u32,
+    ) -> StoreResult<()>;
+    /// Clears every row of a replica (it restarted, or died). Returns how many.
+    fn drop_replica_presence(&mut self, replica: &str) -> StoreResult<u64>;
+    /// Renews a replica's lease, creating it if it is not there. Returns whether it was there
+    /// (false: never taken, or taken over by another replica that thought this one dead).
+    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Replicas whose last heartbeat is older than `before`.
+    fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>>;
+    /// Deletes a replica's lease if it is still older than `before`: of several replicas that
+    /// notice one death, exactly one gets `true`.
+    fn drop_replica(&mut self, replica: &str, before: Timestamp) -> StoreResult<bool>;
+    /// Hands every job `running` under replica `from` to replica `to`. Returns how many.
+    fn transfer_jobs(&mut self, from: &str, to: &str) -> StoreResult<u64>;
 
     // ---- audit ----
     /// Writes an audit record, and queues it for every webhook that wants it (the outbox: in

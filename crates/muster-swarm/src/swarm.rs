@@ -18,6 +18,7 @@ use muster_worker::channel::{ChannelEnd, ChannelOptions, Endpoint, Events, Ident
 use muster_worker::identity::{MemoryTickets, Prover};
 use muster_worker::jobs::{JobManager, JobOptions};
 use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::addrs::Sources;
 use crate::clock::now_us;
@@ -195,6 +196,22 @@ impl Events for Recorder<'_> {
     fn lost(&mut self) {
         if let Some(jobs) = &mut self.jobs {
             jobs.lost();
+        }
+    }
+
+    fn resume(&mut self) -> Vec<Message> {
+        self.jobs.as_mut().map(Events::resume).unwrap_or_default()
+    }
+
+    fn sent(&mut self, message: &Message) {
+        if let Some(jobs) = &mut self.jobs {
+            jobs.sent(message);
+        }
+    }
+
+    fn unsent(&mut self, message: Message) {
+        if let Some(jobs) = &mut self.jobs {
+            jobs.unsent(message);
         }
     }
 

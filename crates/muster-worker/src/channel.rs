@@ -55,6 +55,17 @@ pub trait Events: Send {
     /// An attempt (to enroll or to connect) failed for a reason that may pass; the next one
     /// comes after `delay`.
     fn retrying(&mut self, _reason: &str, _delay: Duration) {}
+    /// What to send first on a new channel, right after the welcome and before anything from
+    /// the outbound queue: the report of the jobs this worker holds, then whatever a dead
+    /// channel could not send.
+    fn resume(&mut self) -> Vec<Message> {
+        Vec::new()
+    }
+    /// A frame went out on the socket (taken from the outbound queue, or from [`Events::resume`]).
+    fn sent(&mut self, _message: &Message) {}
+    /// A frame could not be sent: the channel died under it. Kept for the next channel, so a
+    /// job's output or end is not dropped by a reconnect.
+    fn unsent(&mut self, _message: Message) {}
 }
 
 /// No-op events.
@@ -96,10 +107,8 @@ where
         after: None,
         welcomed,
     };
-    // Frames left over from a previous channel belong to jobs the server has already written off.
-    if let Some(rx) = outbound.as_deref_mut() {
-        while rx.try_recv().is_ok() {}
-    }
+    // Frames left over from a previous channel stay queued: they belong to jobs that kept
+    // running while the worker had no server, and go out once this channel has resumed them.
     // The server speaks first.
     let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, socket.next()).await {
         Err(_) => return lost("the server sent no welcome".into(), false),
@@ -126,6 +135,11 @@ where
     {
         return lost("the connection failed while sending".into(), true);
     }
+    for message in events.resume() {
+        if let Err(end) = send_tracked(&mut socket, events, message).await {
+            return end;
+        }
+    }
     let heartbeat = Duration::from_millis(welcome.heartbeat_ms.max(100));
     let idle_timeout = Duration::from_millis(welcome.idle_timeout_ms.max(welcome.heartbeat_ms * 2));
     let mut last_heard = Instant::now();
@@ -140,7 +154,13 @@ where
             biased;
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    let _ = socket.send(Message::Close(None)).await;
+                    // "Going away" (1001): the worker is stopping, and its jobs with it, so the
+                    // server need not wait for it to come back with them.
+                    let frame = tungstenite::protocol::CloseFrame {
+                        code: tungstenite::protocol::frame::coding::CloseCode::Away,
+                        reason: "the worker is stopping".into(),
+                    };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
                     return ChannelEnd::Shutdown;
                 }
             }
@@ -166,8 +186,8 @@ where
                 }
             }
             Some(message) = next_outbound(&mut outbound) => {
-                if socket.send(message).await.is_err() {
-                    return lost("the connection failed while sending".into(), true);
+                if let Err(end) = send_tracked(&mut socket, events, message).await {
+                    return end;
                 }
             }
             () = &mut silence => {
@@ -181,6 +201,30 @@ where
             }
         }
     }
+}
+
+/// Sends a frame of a job's (output, end, report), telling `events` whether it went out, so
+/// nothing is dropped between two channels.
+async fn send_tracked<S>(
+    socket: &mut S,
+    events: &mut dyn Events,
+    message: Message,
+) -> Result<(), ChannelEnd>
+where
+    S: Sink<Message> + Unpin,
+{
+    // Cheap: frames hold reference-counted buffers.
+    let copy = message.clone();
+    if socket.send(message).await.is_err() {
+        events.unsent(copy);
+        return Err(ChannelEnd::Lost {
+            reason: "the connection failed while sending".into(),
+            after: None,
+            welcomed: true,
+        });
+    }
+    events.sent(&copy);
+    Ok(())
 }
 
 /// Saves the welcome's ticket (on disk, durably, off the async threads); the message that says

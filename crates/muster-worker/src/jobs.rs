@@ -11,19 +11,24 @@
 //! the control channel: when the network (or the server's disk) is slower than the command, the
 //! queue fills, the readers wait, the pipes fill, and the command blocks on write. Nothing is
 //! buffered without bound. A timeout or a cancel stops the job (TERM, then KILL after a grace
-//! period); so does losing the control channel, because a job whose worker is gone is `lost` on
-//! the server and must not keep running unobserved.
+//! period).
+//!
+//! Losing the control channel does not stop a job: the worker keeps running it, its output waits
+//! in the bounded queue (and then in the pipes: the command blocks on write rather than lose a
+//! byte), and the next channel — to the same server after a restart, or to another replica —
+//! starts with a report of the jobs the worker holds ([`WorkerMessage::Resume`]), so the server
+//! takes them over. A job ends with the worker only when the worker itself stops.
 
 mod process;
 mod workspace;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use muster_core::job::JobId;
-use muster_proto::control::{JobExit, JobStart, ServerMessage, WorkerMessage, frame};
+use muster_proto::control::{JobEnded, JobExit, JobStart, ServerMessage, WorkerMessage, frame};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -41,6 +46,8 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 /// After the command exits, how long its pipes may stay open (held by leftover background
 /// processes) before they are killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// Endings repeated in every report, in case the channel that carried them died unread.
+const RECENT_ENDINGS: usize = 32;
 
 /// How jobs are started.
 #[derive(Debug, Clone)]
@@ -91,8 +98,8 @@ impl JobLauncher {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Cancel,
-    /// The control channel went away.
-    Lost,
+    /// The worker is exiting.
+    Exit,
 }
 
 pub struct JobManager {
@@ -100,6 +107,12 @@ pub struct JobManager {
     options: Arc<JobOptions>,
     outbound: mpsc::Sender<Message>,
     running: HashMap<String, watch::Sender<Option<Stop>>>,
+    /// Jobs started whose end has not gone out on a socket yet: what a report says is running.
+    unreported: HashSet<String>,
+    /// The latest endings that went out, repeated in reports.
+    ended: VecDeque<JobEnded>,
+    /// Frames a dead channel could not send, for the next one.
+    unsent: Vec<Message>,
     finished: mpsc::UnboundedReceiver<String>,
     finished_tx: mpsc::UnboundedSender<String>,
 }
@@ -117,6 +130,9 @@ impl JobManager {
                 options: Arc::new(options),
                 outbound,
                 running: HashMap::new(),
+                unreported: HashSet::new(),
+                ended: VecDeque::new(),
+                unsent: Vec::new(),
                 finished,
                 finished_tx,
             },
@@ -133,9 +149,13 @@ impl JobManager {
 
     fn start(&mut self, start: JobStart) {
         self.running();
-        if JobId::parse(&start.id).is_err() || self.running.contains_key(&start.id) {
+        if JobId::parse(&start.id).is_err()
+            || self.running.contains_key(&start.id)
+            || self.unreported.contains(&start.id)
+        {
             return;
         }
+        self.unreported.insert(start.id.clone());
         let (stop_tx, stop_rx) = watch::channel(None);
         self.running.insert(start.id.clone(), stop_tx);
         let dir = self.jobs_dir.join(&start.id);
@@ -157,7 +177,16 @@ impl JobManager {
         });
     }
 
-    /// Waits, up to `within`, for every job told to stop (by [`Events::lost`]) to be gone, so the
+    /// Stops every job: the worker is exiting for good (a shutdown, a permanent refusal).
+    pub fn stop_all(&mut self) {
+        self.running();
+        for (id, stop) in &self.running {
+            tracing::warn!(job = %id, "killing the job: the worker is stopping");
+            let _ = stop.send(Some(Stop::Exit));
+        }
+    }
+
+    /// Waits, up to `within`, for every job told to stop (by [`JobManager::stop_all`]) to be gone, so the
     /// worker does not exit while a job's processes still run: exiting drops the job tasks
     /// mid-kill.
     pub async fn wait_stopped(&mut self, within: Duration) {
@@ -201,16 +230,58 @@ impl Events for JobManager {
     }
 
     fn lost(&mut self) {
-        self.running();
-        for (id, stop) in &self.running {
-            tracing::warn!(job = %id, "killing the job: the control channel is gone, so the server counts it as lost");
-            let _ = stop.send(Some(Stop::Lost));
+        if !self.unreported.is_empty() {
+            tracing::info!(
+                jobs = self.unreported.len(),
+                "the control channel is gone; jobs keep running and are reported when it is back"
+            );
         }
+    }
+
+    fn resume(&mut self) -> Vec<Message> {
+        let mut running: Vec<String> = self.unreported.iter().cloned().collect();
+        running.sort();
+        let report = WorkerMessage::Resume {
+            running,
+            ended: self.ended.iter().cloned().collect(),
+        };
+        let mut first = Vec::with_capacity(1 + self.unsent.len());
+        if let Ok(text) = serde_json::to_string(&report) {
+            first.push(Message::Text(text.into()));
+        }
+        first.append(&mut self.unsent);
+        first
+    }
+
+    fn sent(&mut self, message: &Message) {
+        let Message::Text(text) = message else { return };
+        if let Ok(WorkerMessage::JobFinished { id, exit }) =
+            serde_json::from_str::<WorkerMessage>(text.as_str())
+            && self.unreported.remove(&id)
+        {
+            if self.ended.len() == RECENT_ENDINGS {
+                self.ended.pop_front();
+            }
+            self.ended.push_back(JobEnded { id, exit });
+        }
+    }
+
+    fn unsent(&mut self, message: Message) {
+        // A report is made afresh for each channel; anything else goes out again.
+        if let Message::Text(text) = &message
+            && matches!(
+                serde_json::from_str::<WorkerMessage>(text.as_str()),
+                Ok(WorkerMessage::Resume { .. })
+            )
+        {
+            return;
+        }
+        self.unsent.push(message);
     }
 }
 
 /// Runs one job to its end, in a directory of its own that is deleted afterwards. `None` means
-/// the end is not worth reporting (the channel is gone).
+/// the end is not worth reporting (the worker is exiting).
 async fn run_job(
     start: JobStart,
     dir: PathBuf,
@@ -259,7 +330,7 @@ async fn run_in(
         () = &mut deadline, if timeout.is_some() => (None, Some(JobExit::TimedOut)),
         _ = wait_for_stop(&mut stop) => (None, Some(JobExit::Cancelled)),
     };
-    let lost = *stop.borrow() == Some(Stop::Lost);
+    let lost = *stop.borrow() == Some(Stop::Exit);
     let status = match status {
         Some(status) => Some(status),
         None => job.stop().await,
@@ -288,8 +359,8 @@ async fn wait_for_stop(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
             return why;
         }
         if stop.changed().await.is_err() {
-            // The manager is gone: treat it as a lost channel.
-            return Stop::Lost;
+            // The manager is gone: the worker is exiting.
+            return Stop::Exit;
         }
     }
 }

@@ -18,4 +18,4 @@ pub mod state_dir;
 
 pub use config::WorkerConfig;
 pub use error::{Cause, WorkerError};
-pub use runner::{enroll, maintain, run};
+pub use runner::{enroll, maintain, maintain_any, run};

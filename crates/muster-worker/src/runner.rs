@@ -33,7 +33,10 @@ enum Credential {
 
 /// Everything checked, before any network call.
 struct Prepared {
+    /// The first server URL: enrollment goes there.
     endpoint: Endpoint,
+    /// Every server URL (`--url a,b,c`, replicas): the control channel fails over among them.
+    endpoints: Vec<Endpoint>,
     trust: Trust,
     state: StateDir,
     labels: Labels,
@@ -59,15 +62,25 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
                 "copy the fingerprint exactly as `muster serve` printed it",
             )
         })?;
-    let endpoint = Endpoint::new(url, &trust)?;
-    if !config.allow_plaintext && !endpoint.is_safe_without_tls() {
-        return Err(WorkerError::config(
-            format!(
-                "`{url}` is a plain http:// URL to another host: the worker's credentials would cross the network in clear text"
-            ),
-            "use the server's https:// URL, or pass `--allow-plaintext` if a trusted network or a TLS proxy protects the way",
-        ));
+    let mut endpoints = Vec::new();
+    for url in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let endpoint = Endpoint::new(url, &trust)?;
+        if !config.allow_plaintext && !endpoint.is_safe_without_tls() {
+            return Err(WorkerError::config(
+                format!(
+                    "`{url}` is a plain http:// URL to another host: the worker's credentials would cross the network in clear text"
+                ),
+                "use the server's https:// URL, or pass `--allow-plaintext` if a trusted network or a TLS proxy protects the way",
+            ));
+        }
+        endpoints.push(endpoint);
     }
+    let Some(endpoint) = endpoints.first().cloned() else {
+        return Err(WorkerError::config(
+            "no server URL is configured",
+            "pass `--url https://HOST:PORT` or set MUSTER_URL",
+        ));
+    };
     let labels = Labels::parse_all(config.labels.iter().map(String::as_str)).map_err(|e| {
         WorkerError::config(
             e.to_string(),
@@ -146,6 +159,7 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
     });
     Ok(Prepared {
         endpoint,
+        endpoints,
         trust,
         state,
         labels,
@@ -178,8 +192,8 @@ pub async fn run(
         confinement: Some(job_setup.confinement),
     };
     let (mut jobs, mut outbound) = JobManager::new(prepared.state.jobs_dir(), job_setup.options);
-    let result = maintain(
-        &prepared.endpoint,
+    let result = maintain_any(
+        &prepared.endpoints,
         &identity,
         &options,
         config.reconnect,
@@ -188,7 +202,8 @@ pub async fn run(
         Some(&mut outbound),
     )
     .await;
-    // The channel is gone for good and every job was told to stop: let them finish dying.
+    // The channel is gone for good: stop every job and let them finish dying.
+    jobs.stop_all();
     jobs.wait_stopped(JOBS_STOP_WITHIN).await;
     result.map_err(|error| match error.cause() {
         Cause::Refused(ErrorCode::UnknownIdentity) if cached_identity => {
@@ -349,13 +364,44 @@ pub async fn maintain(
     reconnect: bool,
     shutdown: &mut watch::Receiver<bool>,
     events: &mut dyn Events,
+    outbound: Option<&mut mpsc::Receiver<Message>>,
+) -> Result<(), WorkerError> {
+    maintain_any(
+        std::slice::from_ref(endpoint),
+        identity,
+        options,
+        reconnect,
+        shutdown,
+        events,
+        outbound,
+    )
+    .await
+}
+
+/// [`maintain`] over several servers (replicas): after a failed attempt or a lost channel the
+/// next attempt goes to the next URL, so a dead replica's workers move to the others; a channel
+/// that works stays where it is.
+pub async fn maintain_any(
+    endpoints: &[Endpoint],
+    identity: &Identity,
+    options: &ChannelOptions,
+    reconnect: bool,
+    shutdown: &mut watch::Receiver<bool>,
+    events: &mut dyn Events,
     mut outbound: Option<&mut mpsc::Receiver<Message>>,
 ) -> Result<(), WorkerError> {
     let mut backoff = Backoff::default();
+    let mut next = 0usize;
+    // Attempts since a channel last worked: each server gets one quick try before backing off.
+    let mut tried = 0usize;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
+        let Some(endpoint) = endpoints.get(next % endpoints.len().max(1)) else {
+            return Ok(());
+        };
+        next = next.wrapping_add(1);
         events.connecting();
         let connected = tokio::select! {
             result = channel::connect(endpoint, identity, options) => result,
@@ -383,6 +429,7 @@ pub async fn maintain(
                     } => {
                         if welcomed {
                             backoff.reset();
+                            tried = 0;
                         }
                         (reason, after)
                     }
@@ -394,7 +441,16 @@ pub async fn maintain(
         if !reconnect {
             return Err(channel_closed(&reason));
         }
-        let delay = after.unwrap_or_else(|| backoff.next_delay(&mut rand::thread_rng()));
+        tried += 1;
+        // With other servers to try, the first retry goes to the next one at once: a replica
+        // that died should not keep its workers waiting out a backoff.
+        let delay = match (after, endpoints.len() > 1 && tried < endpoints.len()) {
+            (Some(after), _) => after,
+            (None, true) => {
+                Duration::from_millis(rand::Rng::gen_range(&mut rand::thread_rng(), 0..250))
+            }
+            (None, false) => backoff.next_delay(&mut rand::thread_rng()),
+        };
         events.retrying(&reason, delay);
         tracing::warn!("{reason}; reconnecting in {:.1} s", delay.as_secs_f64());
         if wait_or_shutdown(delay, shutdown).await {

@@ -124,8 +124,14 @@ fn parse_env(inputs: &[String]) -> Result<std::collections::BTreeMap<String, Str
         .collect()
 }
 
+/// How long `job run` keeps trying to follow a job whose server went away (a restart, a
+/// replica that died): the job runs on meanwhile.
+const FOLLOW_AGAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Streams a job's output to our stdout/stderr (when `print`) and returns the job as it ended.
-/// The first Ctrl-C cancels the job and keeps following it to its end; a second one leaves.
+/// The first Ctrl-C cancels the job and keeps following it to its end; a second one leaves. A
+/// stream that breaks before the end (the server restarted) is opened again after the last
+/// piece received, for up to [`FOLLOW_AGAIN_WITHIN`].
 async fn follow(
     client: &Client,
     id: &str,
@@ -134,9 +140,10 @@ async fn follow(
 ) -> Result<JobView, CliError> {
     let mut events = client.job_output(id, 0, keep_following).await?;
     let mut cancelled = false;
+    let mut after = 0u64;
     loop {
         let event = tokio::select! {
-            event = events.next() => event?,
+            event = events.next() => event,
             _ = tokio::signal::ctrl_c() => {
                 if cancelled {
                     return Err(CliError::StoppedFollowing { job: id.to_owned() });
@@ -147,14 +154,25 @@ async fn follow(
                 continue;
             }
         };
-        match event {
-            None => {
+        let event = match event {
+            Ok(Some(event)) => event,
+            broken => {
+                if keep_following && let Some(again) = follow_again(client, id, after).await {
+                    events = again;
+                    continue;
+                }
+                broken?;
                 return Err(CliError::failed(
                     format!("the server closed the output stream of job {id} early"),
                     format!("`muster job show {id}` tells how it ended"),
                 ));
             }
-            Some(JobEvent::Output { stream, data, .. }) => {
+        };
+        match event {
+            JobEvent::Output {
+                seq, stream, data, ..
+            } => {
+                after = after.max(seq);
                 if print {
                     let bytes = STANDARD.decode(data).unwrap_or_default();
                     if stream == OutputStream::Stderr {
@@ -168,21 +186,37 @@ async fn follow(
                     }
                 }
             }
-            Some(JobEvent::Skipped { chunks }) => {
+            JobEvent::Skipped { chunks } => {
                 eprintln!(
                     "[muster: this terminal fell behind; {chunks} pieces of live output were skipped — `muster job logs {id}` has what was stored]"
                 );
             }
-            Some(JobEvent::Truncated { kept_bytes }) => {
+            JobEvent::Truncated { kept_bytes } => {
                 if print {
                     eprintln!(
                         "[muster: the server keeps the first {kept_bytes} bytes of a job's output; the rest was streamed live only]"
                     );
                 }
             }
-            Some(JobEvent::End { job }) => return Ok(*job),
+            JobEvent::End { job } => return Ok(*job),
         }
     }
+}
+
+/// Opens the job's output stream again after piece `after`, retrying every second while the
+/// server is away; `None` once [`FOLLOW_AGAIN_WITHIN`] has passed.
+async fn follow_again(client: &Client, id: &str, after: u64) -> Option<muster_client::JobEvents> {
+    eprintln!(
+        "[muster: lost the server while following job {id}; the job runs on, following it again]"
+    );
+    let deadline = tokio::time::Instant::now() + FOLLOW_AGAIN_WITHIN;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if let Ok(events) = client.job_output(id, after, true).await {
+            return Some(events);
+        }
+    }
+    None
 }
 
 /// Exits as the job did.

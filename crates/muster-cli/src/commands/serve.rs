@@ -20,6 +20,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     config.heartbeat = args.heartbeat;
     config.idle_timeout = args.idle_timeout;
     config.reconnect_spread = args.reconnect_spread;
+    config.job_grace = args.job_grace;
     config.audit_retention = args.audit_retention;
     config.webhook_first_retry = args.webhook_first_retry;
     config.job_retention = args.job_retention;

@@ -59,6 +59,7 @@ fn worker_view(name: &str, status: WorkerStatus, via: EnrolledVia) -> WorkerView
         slots: 0,
         remote_addr: None,
         confinement: None,
+        replica: None,
     }
 }
 

@@ -499,7 +499,11 @@ fn a_worker_stopped_with_sigterm_mid_job_kills_the_job_before_it_goes() {
 
 #[test]
 fn a_job_whose_worker_is_killed_is_lost_and_never_run_again() {
-    let server = Server::start_default();
+    // A short wait for the worker: it is gone for good.
+    let server = Server::start(ServerOpts {
+        env: vec![("MUSTER_JOB_GRACE".into(), "2s".into())],
+        ..Default::default()
+    });
     let mut worker = start_worker(&server, "crashy", &[]);
     let dir = scratch(&server, "crash");
     let marker = dir.join("ran");
@@ -580,20 +584,25 @@ fn a_server_restart_keeps_queued_jobs_and_finished_results() {
     assert_eq!(text(&logs.stdout), "before-restart\n");
     assert_eq!(job(&server, &queued_id)["state"], "queued");
 
-    // The job that was running is lost, not queued again.
-    let lost = job(&server, &running_id);
-    assert_eq!(lost["state"], "lost", "{lost:#}");
-    assert!(reason(&lost).contains("restarted"), "{lost:#}");
+    // The job that was running is not queued again: it waits for its worker.
+    assert_eq!(job(&server, &running_id)["state"], "running");
 
     let _b = start_worker(&server, "arrives", &["pool=b"]);
     let done = wait_job(&server, &queued_id, "succeeded", STARTUP);
     assert_eq!(done["worker"], "arrives");
     let logs = server.cli(&["job", "logs", &queued_id]);
     assert_eq!(text(&logs.stdout), "after-restart\n");
-    // `steady` is back too, and its lost job did not run again.
+    // `steady` is back, still running its job (it kept it while the server was down): taken
+    // over, not run again. A cancel reaches it.
     server.wait_status("steady", "connected", Duration::from_secs(40));
+    assert_eq!(job(&server, &running_id)["state"], "running");
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
-    assert_eq!(job(&server, &running_id)["state"], "lost");
+    wait_until("the job to be taken over", STARTUP, || {
+        let out = server.cli(&["job", "cancel", &running_id]);
+        (out.status.success().then_some(()), format!("{out:?}"))
+    });
+    wait_job(&server, &running_id, "cancelled", STARTUP);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
 }
 
 #[test]
@@ -722,6 +731,7 @@ fn stopping_the_server_kills_the_builtin_workers_jobs_and_they_end_lost() {
     server.restart();
     let shown = job(&server, &id);
     assert_eq!(shown["state"], "lost", "{shown:#}");
+    assert!(reason(&shown).contains("stopped"), "{shown:#}");
 }
 
 #[test]

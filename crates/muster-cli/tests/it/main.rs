@@ -24,6 +24,7 @@ mod operations;
 mod precreated;
 mod refusals;
 mod replicas;
+mod restarts;
 mod scenarios;
 mod server;
 mod tokens;

@@ -221,6 +221,18 @@ pub async fn connect(
             return Err(error);
         }
     };
+    if app.catch_up.is_behind() {
+        // A revocation this replica missed could let the worker in: not before it caught up.
+        return Err(AppError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerBusy,
+            "this server replica is catching up on changes it missed",
+        )
+        .with_hint("the worker retries by itself")
+        .with_retry_after(std::time::Duration::from_millis(
+            500 + rand::Rng::gen_range(&mut rand::thread_rng(), 0..1500),
+        )));
+    }
     // Before admission reads the worker's record: see `lifecycle::open_session`.
     let cuts_before = app.registry.cuts();
     let binding = binding.map(|axum::Extension(b)| b);

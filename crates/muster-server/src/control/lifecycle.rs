@@ -30,6 +30,7 @@ use tracing::Instrument;
 use crate::control::connect::{Decision, address};
 use crate::control::registry::Session;
 use crate::control::session::{self, Ended, Inbound, SessionParams};
+use crate::jobs::Departure;
 use crate::ops::cut::{Cut, write_then_cut};
 use crate::state::AppState;
 
@@ -88,7 +89,7 @@ pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) 
         Box::pin(close_socket(socket, CloseCode::Suspended, SUSPENDED_REASON)).await;
         return;
     }
-    let (session, expires_at) = Box::pin(open_session(
+    let (session, expires_at, recorded) = Box::pin(open_session(
         &app,
         &worker,
         labels,
@@ -112,6 +113,8 @@ pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) 
         async move {
             let inbound = SessionInbound { app: app.clone() };
             let ended = session::run(socket, Arc::clone(&session), params, &inbound).await;
+            // The connection's presence row is written before it is cleared.
+            let _ = recorded.await;
             Box::pin(close_session(app, session, ended)).await;
         }
         .in_current_span(),
@@ -261,7 +264,11 @@ async fn open_session(
     cuts_before: u64,
     process: Option<ProcessNonce>,
     issued: Option<&Ticket>,
-) -> (Arc<Session>, Option<muster_core::Timestamp>) {
+) -> (
+    Arc<Session>,
+    Option<muster_core::Timestamp>,
+    tokio::task::JoinHandle<()>,
+) {
     save_new_labels(app, worker, &labels).await;
     let mut session = Session::new(
         app.registry.next_conn_id(),
@@ -307,9 +314,11 @@ async fn open_session(
     // Record the connection itself, without holding up the welcome: otherwise a worker that
     // connects and then loses the server to a crash before the periodic flush is listed as never
     // seen. (touch only ever moves last_seen_at forward, so the order of writes does not matter.)
-    // The `worker.connected` event commits with it.
+    // With it, the presence row every replica reads and the `worker.connected` event: one
+    // transaction.
     let store = app.store.clone();
     let seen = vec![(worker.id.clone(), session.connected_at)];
+    let row = crate::replica::presence(app, &session);
     let event = app.audit_event(
         &format!("worker:{}", worker.name),
         "worker.connected",
@@ -318,10 +327,11 @@ async fn open_session(
         Outcome::Ok,
         format!("connected from {}", address(remote)),
     );
-    tokio::spawn(async move {
+    let recorded = tokio::spawn(async move {
         let written = store
             .write(move |tx| {
                 workers::touch_many(tx, &seen)?;
+                tx.put_presence(&row)?;
                 tx.insert_audit(&event)
             })
             .await;
@@ -334,7 +344,7 @@ async fn open_session(
         "worker connected"
     );
     app.jobs.kick();
-    (session, worker.expires_at)
+    (session, worker.expires_at, recorded)
 }
 
 /// What a session hears: a saved ticket is confirmed here; jobs' messages and output go on to
@@ -344,14 +354,18 @@ struct SessionInbound {
 }
 
 impl Inbound for SessionInbound {
-    fn message<'a>(&'a self, session: &'a Session, message: WorkerMessage) -> BoxFuture<'a, ()> {
+    fn message<'a>(
+        &'a self,
+        session: &'a Arc<Session>,
+        message: WorkerMessage,
+    ) -> BoxFuture<'a, ()> {
         match message {
             WorkerMessage::TicketSaved { seq } => Box::pin(confirm_ticket(&self.app, session, seq)),
             other => self.app.jobs.message(session, other),
         }
     }
 
-    fn output<'a>(&'a self, session: &'a Session, frame: bytes::Bytes) -> BoxFuture<'a, ()> {
+    fn output<'a>(&'a self, session: &'a Arc<Session>, frame: bytes::Bytes) -> BoxFuture<'a, ()> {
         self.app.jobs.output(session, frame)
     }
 }
@@ -376,10 +390,11 @@ async fn confirm_ticket(app: &AppState, session: &Session, seq: u64) {
     }
 }
 
-/// Unregisters the session, writes off its jobs and records when the worker was last seen.
+/// Unregisters the session, hands its jobs to the scheduler (they wait for the worker, or are
+/// lost if it was cut off) and records when the worker was last seen.
 async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
     app.registry.remove(&session.worker_id, session.conn_id);
-    app.jobs.session_ended(&session, lost_reason(&ended)).await;
+    app.jobs.session_ended(&session, departure(&ended)).await;
     let seen = vec![(session.worker_id.clone(), session.last_seen())];
     let event = app.audit_event(
         &format!("worker:{}", session.name),
@@ -389,10 +404,17 @@ async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
         Outcome::Ok,
         format!("disconnected: {ended}"),
     );
+    let (worker, me, conn) = (
+        session.worker_id.clone(),
+        app.jobs.replica().to_owned(),
+        session.conn_id,
+    );
     if let Err(e) = app
         .store
         .write(move |tx| {
             workers::touch_many(tx, &seen)?;
+            // Only this connection's row: a newer one (here or elsewhere) keeps its own.
+            tx.drop_presence(&worker, &me, conn)?;
             tx.insert_audit(&event)
         })
         .await
@@ -402,24 +424,35 @@ async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
     tracing::info!(how = %ended, "worker disconnected");
 }
 
-/// Why the jobs of a session that ended this way are lost.
-fn lost_reason(ended: &Ended) -> &'static str {
+/// What a session that ended this way means for its jobs: a worker that was cut off stops them
+/// (they are lost, with the reason); any other may come back with them.
+fn departure(ended: &Ended) -> Departure<'static> {
     match ended {
-        Ended::Closed(CloseCode::Revoked) => "the worker was revoked while the job ran",
+        Ended::Closed(CloseCode::Revoked) => {
+            Departure::CutOff("the worker was revoked while the job ran")
+        }
         Ended::Closed(CloseCode::Expired) => {
-            "the worker's enrollment token expired while the job ran"
+            Departure::CutOff("the worker's enrollment token expired while the job ran")
         }
-        Ended::Closed(CloseCode::GoingAway) => "the server shut down while the job ran",
-        Ended::Closed(CloseCode::Removed | CloseCode::Superseded | CloseCode::Replaced) => {
-            "the worker's identity was replaced or removed while the job ran"
+        Ended::Closed(CloseCode::Removed | CloseCode::Superseded) => {
+            Departure::CutOff("the worker's identity was replaced or removed while the job ran")
         }
-        Ended::Closed(CloseCode::Suspended) => {
-            "the worker's identity was suspended (used from two places at once) while the job ran"
-        }
-        Ended::Closed(CloseCode::Protocol | CloseCode::Idle | CloseCode::Other(_))
-        | Ended::PeerGone => "the worker disconnected while the job ran",
-        Ended::Idle => "the worker stopped answering while the job ran",
-        Ended::Stalled => "the worker stopped reading its channel while the job ran",
+        Ended::WorkerStopped => Departure::CutOff("the worker stopped while the job ran"),
+        Ended::Closed(CloseCode::Suspended) => Departure::CutOff(
+            "the worker's identity was suspended (used from two places at once) while the job ran",
+        ),
+        // A newer connection of the same worker, a server going away, a dropped or silent
+        // connection: the worker keeps its jobs and reports them when it is back.
+        Ended::Closed(
+            CloseCode::Replaced
+            | CloseCode::GoingAway
+            | CloseCode::Protocol
+            | CloseCode::Idle
+            | CloseCode::Other(_),
+        )
+        | Ended::PeerGone
+        | Ended::Idle
+        | Ended::Stalled => Departure::MayReturn,
     }
 }
 

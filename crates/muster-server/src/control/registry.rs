@@ -120,6 +120,8 @@ pub struct Session {
     /// Set the moment the session is told to close: from then on it takes no job, and what was
     /// queued for it is not sent.
     closing: AtomicBool,
+    /// The running count last written to the store's presence row (see `crate::replica`).
+    pub written_running: std::sync::atomic::AtomicU32,
     /// A worker not heard from for this long takes no new job: one that stopped reading (a
     /// frozen process, a dead network) would otherwise be handed jobs it starts much later —
     /// possibly after it was cut off.
@@ -152,6 +154,7 @@ impl Session {
             issued_ticket: Mutex::new(None),
             heard: Notify::new(),
             closing: AtomicBool::new(false),
+            written_running: std::sync::atomic::AtomicU32::new(0),
             stale_after_millis: AtomicI64::new(i64::MAX),
         }
     }
@@ -236,6 +239,12 @@ impl Session {
         jobs.insert(job.clone())
     }
 
+    /// Takes on a job its worker reported running (after a reconnect): it holds a slot whatever
+    /// the count, since it runs there already.
+    pub fn adopt(&self, job: &JobId) {
+        self.jobs().insert(job.clone());
+    }
+
     /// Frees a job's slot. True if the job was placed here.
     pub fn release(&self, job: &JobId) -> bool {
         self.jobs().remove(job)
@@ -243,6 +252,11 @@ impl Session {
 
     pub fn holds(&self, job: &JobId) -> bool {
         self.jobs().contains(job)
+    }
+
+    /// The jobs placed here (a copy).
+    pub fn jobs_held(&self) -> Vec<JobId> {
+        self.jobs().iter().cloned().collect()
     }
 
     /// Takes every job placed here (the session is ending).

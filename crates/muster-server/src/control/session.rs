@@ -34,20 +34,24 @@ pub struct SessionParams {
 
 /// Where a session hands what the worker sends (job output and job results).
 pub trait Inbound: Send + Sync {
-    fn message<'a>(&'a self, session: &'a Session, message: WorkerMessage) -> BoxFuture<'a, ()>;
+    fn message<'a>(
+        &'a self,
+        session: &'a Arc<Session>,
+        message: WorkerMessage,
+    ) -> BoxFuture<'a, ()>;
     /// A binary frame (job output). Awaited before the next frame is read: backpressure.
-    fn output<'a>(&'a self, session: &'a Session, frame: bytes::Bytes) -> BoxFuture<'a, ()>;
+    fn output<'a>(&'a self, session: &'a Arc<Session>, frame: bytes::Bytes) -> BoxFuture<'a, ()>;
 }
 
 /// Ignores everything (for sessions in tests).
 pub struct Discard;
 
 impl Inbound for Discard {
-    fn message<'a>(&'a self, _: &'a Session, _: WorkerMessage) -> BoxFuture<'a, ()> {
+    fn message<'a>(&'a self, _: &'a Arc<Session>, _: WorkerMessage) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 
-    fn output<'a>(&'a self, _: &'a Session, _: bytes::Bytes) -> BoxFuture<'a, ()> {
+    fn output<'a>(&'a self, _: &'a Arc<Session>, _: bytes::Bytes) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 }
@@ -59,6 +63,8 @@ pub enum Ended {
     Closed(CloseCode),
     /// The worker closed it or the socket dropped.
     PeerGone,
+    /// The worker closed it saying it is stopping ("going away", 1001): its jobs stop with it.
+    WorkerStopped,
     /// Nothing arrived within the idle timeout.
     Idle,
     /// A send could not complete within the idle timeout: the worker stopped reading.
@@ -85,11 +91,15 @@ impl std::fmt::Display for Ended {
                 write!(f, "closed by the server: {why} ({code})")
             }
             Ended::PeerGone => f.write_str("the worker closed the connection or it dropped"),
+            Ended::WorkerStopped => f.write_str("the worker stopped"),
             Ended::Idle => f.write_str("nothing heard within the idle timeout"),
             Ended::Stalled => f.write_str("the worker stopped reading what the server sent"),
         }
     }
 }
+
+/// The close code a worker sends when it stops for good (WebSocket's "going away").
+const WORKER_STOPPING: u16 = 1001;
 
 /// How long to wait for the worker's answering close frame before dropping the socket.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -140,6 +150,12 @@ where
                 }
                 for command in session.inbox.drain() {
                     let message = match command {
+                        Command::Close { code: CloseCode::GoingAway, reason, .. } => {
+                            // The server is going away: what the worker sent before it read the
+                            // close is still taken (its jobs' output), not dropped.
+                            Box::pin(close_going_away(&mut socket, &session, inbound, reason)).await;
+                            return Ended::Closed(CloseCode::GoingAway);
+                        }
                         Command::Close { code, reason, decided } => {
                             Box::pin(close_with(&mut socket, code, reason, params.idle_timeout, decided)).await;
                             return Ended::Closed(code);
@@ -163,6 +179,9 @@ where
             }
             frame = socket.next() => {
                 match frame {
+                    Some(Ok(Message::Close(Some(frame)))) if frame.code == WORKER_STOPPING => {
+                        return Ended::WorkerStopped;
+                    }
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ended::PeerGone,
                     Some(Ok(message)) => {
                         // Pings are answered by the WebSocket layer; any frame proves liveness.
@@ -291,6 +310,42 @@ where
             }
         }
     }
+}
+
+/// Sends the close frame of a server going away, and takes whatever the worker sent before it
+/// read it (job output, a job's end) until its answering close, for at most [`CLOSE_LINGER`]:
+/// the worker counts those frames as sent.
+async fn close_going_away<S>(
+    socket: &mut S,
+    session: &Arc<Session>,
+    inbound: &dyn Inbound,
+    reason: String,
+) where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message> + Unpin,
+{
+    let frame = CloseFrame {
+        code: u16::from(CloseCode::GoingAway),
+        reason: reason.into(),
+    };
+    let sent = tokio::time::timeout(CLOSE_LINGER, socket.send(Message::Close(Some(frame)))).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(message)) = socket.next().await {
+            match message {
+                Message::Close(_) => break,
+                Message::Binary(frame) => inbound.output(session, frame).await,
+                Message::Text(text) => {
+                    if let Ok(m) = serde_json::from_str::<WorkerMessage>(text.as_str()) {
+                        inbound.message(session, m).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// Sends a close frame and waits briefly for the worker's answering close, so the close reason

@@ -107,7 +107,7 @@ impl Jobs {
             }
         };
         crate::diag::metrics().job(JobState::Running);
-        self.state().track_running(job.clone());
+        self.state().track_running(job.clone(), session.conn_id);
         self.tell_worker(&session, &job, "job started at once")
             .await;
         Ok(job)
@@ -266,7 +266,7 @@ impl Jobs {
                 continue;
             }
             crate::diag::metrics().job(JobState::Running);
-            self.state().started(p.job.clone());
+            self.state().started(p.job.clone(), p.session.conn_id);
             self.tell_worker(&p.session, &p.job, "job dispatched").await;
         }
         Ok(())

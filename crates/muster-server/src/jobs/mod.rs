@@ -3,15 +3,23 @@
 //! A job is durable from submission. The dispatcher wakes when something changes (a job
 //! submitted, a worker connected, a slot freed) or a queue deadline passes; it places every job
 //! it can in one pass, starts them in one transaction (`queued → running` only if still queued),
-//! and only then tells the workers. A job placed on a worker is tracked by that worker's session;
-//! when the session ends for any reason, its jobs end `lost` — never queued again.
+//! and only then tells the workers. A job placed on a worker is tracked by that worker's session.
+//! When the session ends because the worker lost its right to be connected (revoked, expired,
+//! removed, suspended), its jobs end `lost` at once; when it ends any other way (a dropped
+//! connection, a server restart), the worker keeps running them and they wait for it for the
+//! grace period: the worker reports them when it reconnects (here or to another replica) and the
+//! replica it reports to takes them over; otherwise they end `lost`. Never queued again.
 //!
 //! - `state.rs`: the queue and the tracked jobs, one struct behind one lock;
 //! - `placement.rs`: the pure decision of one round (which job goes where, which expire);
 //! - `dispatch.rs`: submission (with its fast path) and the dispatcher, which writes the starts;
 //! - `output.rs`: what workers send about their jobs (output frames and results);
+//! - `away.rs`: jobs whose worker is away: held at start, detached at a session's end, taken
+//!   over when a worker reports them, lost past the grace period;
 //! - `follow.rs`: a job's output streamed to a client.
 
+mod away;
+pub use away::Departure;
 mod dispatch;
 pub mod follow;
 mod output;
@@ -31,11 +39,13 @@ use muster_store::flows::jobs;
 use tokio::sync::{Notify, broadcast};
 
 use crate::clock::Clock;
-use crate::control::registry::{Command, Registry, Session};
+use crate::control::registry::{Command, Registry};
 use state::SchedulerState;
 
 /// Output kept per job, by default. More is streamed live but not stored.
 pub const DEFAULT_OUTPUT_CAP: u64 = 1024 * 1024;
+/// How long a running job waits for its worker to come back, by default.
+pub const DEFAULT_JOB_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What followers of a job hear.
 #[derive(Debug, Clone)]
@@ -51,6 +61,8 @@ pub struct Jobs {
     registry: Arc<Registry>,
     clock: Clock,
     output_cap: u64,
+    /// How long a running job waits for its worker to come back before it is lost.
+    grace: std::time::Duration,
     /// The queue and every job tracked here. One lock, never held across an `.await`.
     state: Mutex<SchedulerState>,
     wake: Notify,
@@ -63,6 +75,7 @@ impl Jobs {
         clock: Clock,
         output_cap: u64,
         server_id: String,
+        grace: std::time::Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             server_id,
@@ -70,9 +83,30 @@ impl Jobs {
             registry,
             clock,
             output_cap,
+            grace,
             state: Mutex::new(SchedulerState::default()),
             wake: Notify::new(),
         })
+    }
+
+    /// Now, by the server's clock.
+    pub fn now(&self) -> muster_core::Timestamp {
+        self.clock.now()
+    }
+
+    /// This replica's id (what the store records as a running job's holder).
+    pub fn replica(&self) -> &str {
+        &self.server_id
+    }
+
+    /// Running jobs taken over from a replica that died: each waits for its worker for the
+    /// grace period, as after a restart. Jobs tracked here already are left as they are.
+    pub fn hold_taken_over(&self, held: Vec<muster_store::flows::jobs::Held>) {
+        let deadline = self.clock.now().saturating_add(self.grace);
+        let mut state = self.state();
+        for job in held {
+            state.track_away(job, deadline);
+        }
     }
 
     /// Output kept per job.
@@ -84,23 +118,10 @@ impl Jobs {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// After a restart: jobs that were running are lost; queued ones wait again.
+    /// After a restart: jobs this replica held while running wait for their workers to report
+    /// them (for the grace period); queued ones wait again.
     pub async fn recover(&self) -> Result<(), muster_store::StoreError> {
-        let now = self.clock.now();
-        let lost = self
-            .store
-            .write({
-                let server_id = self.server_id.clone();
-                move |tx| jobs::lose_running(tx, &server_id, now)
-            })
-            .await?;
-        crate::diag::metrics().jobs(JobState::Lost, lost.len());
-        if !lost.is_empty() {
-            tracing::warn!(
-                count = lost.len(),
-                "jobs that were running when the server stopped are marked lost"
-            );
-        }
+        self.hold_again().await?;
         self.load_queued().await
     }
 
@@ -179,8 +200,11 @@ impl Jobs {
         self.state().forget(id);
     }
 
-    /// Asks the worker running `id` to kill it.
+    /// Asks the worker running `id` to kill it (when it is back, if it is away).
     pub fn cancel_running(&self, id: &JobId, worker: &WorkerId) -> bool {
+        if self.state().cancel_when_back(id) {
+            return true;
+        }
         match self.registry.get(worker) {
             Some(session) if session.holds(id) => {
                 session.inbox.push(Command::Send(ServerMessage::JobCancel {
@@ -190,14 +214,5 @@ impl Jobs {
             }
             _ => false,
         }
-    }
-
-    /// A session ended: every job it held is lost, with the reason.
-    pub async fn session_ended(&self, session: &Session, reason: &str) {
-        for id in session.take_jobs() {
-            tracing::warn!(job = %id, worker = %session.name, "job lost: {reason}");
-            self.finish(&id, Ending::Lost(reason.to_owned())).await;
-        }
-        self.kick();
     }
 }

@@ -3,8 +3,10 @@
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use muster_core::job::{Ending, JobId};
-use muster_proto::control::{JobExit, WorkerMessage, frame};
+use std::sync::Arc;
+
+use muster_core::job::JobId;
+use muster_proto::control::{WorkerMessage, frame};
 
 use super::{Jobs, LiveEvent};
 use crate::control::registry::Session;
@@ -43,32 +45,34 @@ impl Jobs {
         self.state().publish(&id, event);
     }
 
-    async fn on_message(&self, session: &Session, message: WorkerMessage) {
+    async fn on_message(&self, session: &Arc<Session>, message: WorkerMessage) {
         // A saved ticket is the session's business (`control::lifecycle`), never the jobs'.
-        let WorkerMessage::JobFinished { id, exit } = message else {
-            return;
+        let (id, exit) = match message {
+            WorkerMessage::JobFinished { id, exit } => (id, exit),
+            WorkerMessage::Resume { running, ended } => {
+                return self.on_resume(session, running, ended).await;
+            }
+            WorkerMessage::TicketSaved { .. } => return,
         };
         let Ok(id) = JobId::parse(&id) else { return };
         if !session.release(&id) {
             return;
         }
-        let ending = match exit {
-            JobExit::Exited { code } => Ending::Exited(code),
-            JobExit::Signalled { signal } => Ending::Signalled(signal),
-            JobExit::TimedOut => Ending::TimedOut(self.state().timeout(&id).unwrap_or_default()),
-            JobExit::Cancelled => Ending::Cancelled,
-            JobExit::SpawnFailed { error } => Ending::SpawnFailed(error),
-        };
+        let ending = self.ending(&id, exit);
         self.finish(&id, ending).await;
     }
 }
 
 impl Inbound for Jobs {
-    fn message<'a>(&'a self, session: &'a Session, message: WorkerMessage) -> BoxFuture<'a, ()> {
+    fn message<'a>(
+        &'a self,
+        session: &'a Arc<Session>,
+        message: WorkerMessage,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(self.on_message(session, message))
     }
 
-    fn output<'a>(&'a self, session: &'a Session, frame: Bytes) -> BoxFuture<'a, ()> {
+    fn output<'a>(&'a self, session: &'a Arc<Session>, frame: Bytes) -> BoxFuture<'a, ()> {
         Box::pin(self.on_output(session, frame))
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use muster_core::Timestamp;
 use muster_core::job::{Job, JobId};
-use muster_store::flows::jobs::Assignment;
+use muster_store::flows::jobs::{Assignment, Held};
 use tokio::sync::broadcast;
 
 use super::LiveEvent;
@@ -41,10 +41,25 @@ pub enum Phase {
     Expiring,
 }
 
-/// A job that has not ended: where it is, its output so far, its followers.
+/// Who holds a running job on this replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// Not running (yet).
+    Nobody,
+    /// The session (connection id) of its worker.
+    Session(u64),
+    /// Its worker went away (or this replica restarted): it ends `lost` at `deadline` unless the
+    /// worker reports it first, here or on another replica.
+    Away { deadline: Timestamp },
+}
+
+/// A job that has not ended: where it is, who holds it, its output so far, its followers.
 struct Tracked {
     job: Job,
     phase: Phase,
+    holder: Holder,
+    /// An admin cancelled it while its worker was away: the worker is told when it is back.
+    cancel_on_return: bool,
     output: Output,
     events: broadcast::Sender<LiveEvent>,
 }
@@ -73,15 +88,91 @@ pub struct SchedulerState {
 }
 
 impl SchedulerState {
-    fn track(&mut self, job: Job, phase: Phase) {
+    fn track(&mut self, job: Job, phase: Phase, holder: Holder) {
         let (events, _) = broadcast::channel(FOLLOW_BUFFER);
         let tracked = Tracked {
             job,
             phase,
+            holder,
+            cancel_on_return: false,
             output: Output::default(),
             events,
         };
         self.jobs.insert(tracked.job.id.clone(), tracked);
+    }
+
+    /// Tracks a running job held elsewhere until now (another replica, this one before a
+    /// restart), its output counted on from where the store has it.
+    fn track_held(&mut self, held: Held, holder: Holder) {
+        let Held { job, output } = held;
+        let counted = Output {
+            next_seq: output.last_seq,
+            total_bytes: job.output_bytes.max(output.stored_bytes),
+            stored_bytes: output.stored_bytes,
+            truncated: job.truncated,
+        };
+        let id = job.id.clone();
+        self.track(job, Phase::Running, holder);
+        if let Some(tracked) = self.jobs.get_mut(&id) {
+            tracked.output = counted;
+        }
+    }
+
+    /// After a restart: a job this replica held, waiting for its worker until `deadline`.
+    pub fn track_away(&mut self, held: Held, deadline: Timestamp) {
+        if !self.jobs.contains_key(&held.job.id) {
+            self.track_held(held, Holder::Away { deadline });
+        }
+    }
+
+    /// Its worker reported the job on session `conn`: that session holds it now. Returns
+    /// whether an admin cancelled it while the worker was away.
+    pub fn attach(&mut self, held: Held, conn: u64) -> bool {
+        match self.jobs.get_mut(&held.job.id) {
+            Some(tracked) if tracked.phase == Phase::Running => {
+                tracked.holder = Holder::Session(conn);
+                std::mem::take(&mut tracked.cancel_on_return)
+            }
+            Some(_) => false,
+            None => {
+                self.track_held(held, Holder::Session(conn));
+                false
+            }
+        }
+    }
+
+    /// Session `conn` ended: the job waits for its worker until `deadline`. False (nothing
+    /// changes) if another session holds it now (the worker came back first) or it is not
+    /// running here.
+    pub fn detach(&mut self, id: &JobId, conn: u64, deadline: Timestamp) -> bool {
+        match self.jobs.get_mut(id) {
+            Some(tracked) if tracked.holder == Holder::Session(conn) => {
+                tracked.holder = Holder::Away { deadline };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Jobs whose worker stayed away past their deadline.
+    pub fn overdue(&self, now: Timestamp) -> Vec<JobId> {
+        self.jobs
+            .iter()
+            .filter(|(_, t)| matches!(t.holder, Holder::Away { deadline } if deadline <= now))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// An admin cancelled a running job: true if its worker is away (it is told when it is
+    /// back).
+    pub fn cancel_when_back(&mut self, id: &JobId) -> bool {
+        match self.jobs.get_mut(id) {
+            Some(tracked) if matches!(tracked.holder, Holder::Away { .. }) => {
+                tracked.cancel_on_return = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Tracks a queued job and puts it at the back of the queue, in one step: a dispatch round
@@ -92,13 +183,13 @@ impl SchedulerState {
             return false;
         }
         self.queue.push_back(job.id.clone());
-        self.track(job, Phase::Queued);
+        self.track(job, Phase::Queued, Holder::Nobody);
         true
     }
 
-    /// Tracks a job that started at submission, without ever being queued.
-    pub fn track_running(&mut self, job: Job) {
-        self.track(job, Phase::Running);
+    /// Tracks a job that started at submission on session `conn`, without ever being queued.
+    pub fn track_running(&mut self, job: Job, conn: u64) {
+        self.track(job, Phase::Running, Holder::Session(conn));
     }
 
     pub fn has_queued(&self) -> bool {
@@ -156,13 +247,14 @@ impl SchedulerState {
         (started, expired)
     }
 
-    /// A start was written: the job runs. False if it is not starting here any more (it ended,
-    /// or was forgotten, meanwhile).
-    pub fn started(&mut self, job: Job) -> bool {
+    /// A start was written: the job runs, held by session `conn`. False if it is not starting
+    /// here any more (it ended, or was forgotten, meanwhile).
+    pub fn started(&mut self, job: Job, conn: u64) -> bool {
         match self.jobs.get_mut(&job.id) {
             Some(tracked) if tracked.phase == Phase::Starting => {
                 tracked.job = job;
                 tracked.phase = Phase::Running;
+                tracked.holder = Holder::Session(conn);
                 true
             }
             _ => false,
@@ -325,7 +417,7 @@ mod tests {
     fn a_job_is_queued_once_however_often_it_is_heard_of() {
         let mut state = queued(2);
         assert!(!state.enqueue(job(1)), "already tracked");
-        state.track_running(job(3));
+        state.track_running(job(3), 1);
         assert!(!state.enqueue(job(3)), "tracked as running");
         state.check();
         assert_eq!(order(&state), [id(1), id(2)]);
@@ -345,10 +437,10 @@ mod tests {
         assert_eq!(state.phase(&id(1)), Some(Phase::Expiring));
         assert_eq!(state.next_deadline(), Some(job(3).queue_deadline));
 
-        assert!(state.started(started[0].clone()));
+        assert!(state.started(started[0].clone(), 1));
         assert_eq!(state.phase(&id(2)), Some(Phase::Running));
         assert!(
-            !state.started(started[0].clone()),
+            !state.started(started[0].clone(), 1),
             "a start is confirmed once"
         );
         state.check();

@@ -1,12 +1,15 @@
 //! The fleet as admins see it: listing and showing workers, creating one by hand, revoking and
 //! removing one.
 
+use std::collections::HashMap;
+
 use muster_core::audit::Outcome;
 use muster_core::credentials::generate_id;
 use muster_core::{ApiKey, EnrolledVia, Name, Worker, WorkerId};
 use muster_proto::ErrorCode;
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 use muster_proto::control::CloseCode;
+use muster_store::Presence;
 use muster_store::flows::workers::{self, CreateWorkerRefusal, WorkerRefusal};
 use rand::rngs::OsRng;
 
@@ -16,13 +19,19 @@ use crate::ops::cut::{self, Cut};
 use crate::state::AppState;
 use crate::{validate, views};
 
-/// Every worker with its live status (from the registry) and stored record.
+/// Every worker with its live status and stored record. Live status comes from this replica's
+/// own sessions and, for workers other replicas hold, the store's presence rows: every replica
+/// answers the same.
 pub async fn list(app: &AppState) -> Result<Vec<WorkerView>, AppError> {
-    let workers = app.store.read(|tx| tx.list_workers()).await?;
+    let (workers, presence) = app
+        .store
+        .read(|tx| Ok((tx.list_workers()?, tx.all_presence()?)))
+        .await?;
+    let presence: HashMap<&WorkerId, &Presence> = presence.iter().map(|p| (&p.worker, p)).collect();
     let now = app.clock.now();
     Ok(workers
         .iter()
-        .map(|w| views::worker(w, now, &app.registry))
+        .map(|w| view(app, w, presence.get(&w.id).copied(), now))
         .collect())
 }
 
@@ -31,7 +40,20 @@ pub async fn show(app: &AppState, name: &str) -> Result<WorkerView, AppError> {
     let worker = find(app, &name)
         .await?
         .ok_or_else(|| no_such_worker(&name))?;
-    Ok(views::worker(&worker, app.clock.now(), &app.registry))
+    let id = worker.id.clone();
+    let presence = app.store.read(move |tx| tx.presence_of(&id)).await?;
+    Ok(view(app, &worker, presence.as_ref(), app.clock.now()))
+}
+
+fn view(
+    app: &AppState,
+    worker: &Worker,
+    presence: Option<&Presence>,
+    now: muster_core::Timestamp,
+) -> WorkerView {
+    let session = app.registry.get(&worker.id);
+    let live = views::Live::of(&worker.id, session.as_deref(), presence, app.jobs.replica());
+    views::worker(worker, now, live)
 }
 
 /// The stored worker with this name, if there is one.
@@ -148,8 +170,19 @@ pub async fn remove(app: &AppState, actor: &Actor, name: &str) -> Result<(), App
     {
         return Err(refusal(workers::WorkerRefusal::Builtin));
     }
+    let connected_elsewhere = match &found {
+        Some(worker) => {
+            let id = worker.id.clone();
+            app.store
+                .read(move |tx| tx.presence_of(&id))
+                .await?
+                .is_some()
+        }
+        None => false,
+    };
+    // Connected here, or to another replica.
     if let Some(worker) = found
-        && app.registry.is_connected(&worker.id)
+        && (app.registry.is_connected(&worker.id) || connected_elsewhere)
     {
         return Err(AppError::conflict(
             ErrorCode::Conflict,

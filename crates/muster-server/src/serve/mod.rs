@@ -22,7 +22,7 @@ use crate::datadir::DataDir;
 use crate::state::{AppState, Inner};
 use crate::tls::LoadedTls;
 use crate::ui::account::{Account, Bootstrap};
-use crate::{events, listener, ratelimit, secrets, tls, ui};
+use crate::{listener, ratelimit, secrets, tls, ui};
 
 /// What `run` reports once it is listening (for tests and the CLI's banner).
 #[derive(Debug, Clone)]
@@ -81,6 +81,10 @@ pub async fn run(
         tls.is_some(),
     )
     .await?;
+    // Before anyone connects: this replica's stale presence rows go, its lease is taken.
+    crate::replica::start(&app)
+        .await
+        .map_err(ServeError::Recover)?;
     let ui = Arc::new(ui::UiState::new(account));
     let running = tasks::Running::spawn(&config, &dir, &app, ui, (tcp, diag), tls, &started);
     on_started(&started);
@@ -283,17 +287,22 @@ async fn app_state(
         clock,
         config.job_output_cap,
         server_id,
+        config.job_grace,
     );
     jobs.recover().await.map_err(ServeError::Recover)?;
+    let catch_up = Arc::new(crate::replica::CatchUp::default());
     {
-        // Other replicas' revocations and jobs (PostgreSQL only; SQLite has one server).
-        let (registry, jobs, runtime) = (
+        // Other replicas' revocations and jobs, and the catch-up after a broken listening
+        // connection (PostgreSQL only; SQLite has one server).
+        let (registry, jobs, events_store, catch_up, runtime) = (
             Arc::clone(&registry),
             Arc::clone(&jobs),
+            store.clone(),
+            Arc::clone(&catch_up),
             tokio::runtime::Handle::current(),
         );
-        store.listen(Box::new(move |event: &str| {
-            events::handle(event, &registry, &jobs, &runtime)
+        store.listen(Box::new(move |heard| {
+            crate::replica::on_heard(heard, &registry, &jobs, &events_store, &catch_up, &runtime)
         }));
     }
     let nonce_key = crate::proof::NonceKey::load_or_create(&store)
@@ -318,6 +327,7 @@ async fn app_state(
         limiter: ratelimit::FailureLimiter::default(),
         refusals: Arc::default(),
         jobs,
+        catch_up,
         nonce_key,
         licensing,
         deliverer: crate::webhooks::Deliverer::new(config.webhook_first_retry),

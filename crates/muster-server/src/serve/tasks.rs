@@ -43,6 +43,9 @@ pub(super) struct Running {
     license_warnings: JoinHandle<()>,
     /// The built-in worker and its own stop signal: it leaves first, like any client.
     builtin: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// The replica's lease and presence counts, with their own stop signal: the lease is renewed
+    /// until the store closes, so other replicas do not take over while this one drains.
+    replica: (watch::Sender<bool>, JoinHandle<()>),
     /// The diagnostics listener and its own stop signal: it stops last, so `/readyz` says "not
     /// ready" while the server drains.
     diag: Option<(watch::Sender<bool>, JoinHandle<()>)>,
@@ -71,13 +74,22 @@ impl Running {
             let jobs = Arc::clone(&app.jobs);
             let mut stopped = stopped.clone();
             async move {
+                // The reaper (jobs whose worker stayed away) lives and stops with the dispatcher.
                 tokio::select! {
-                    () = jobs.dispatch_forever() => {}
+                    () = Arc::clone(&jobs).dispatch_forever() => {}
+                    () = jobs.reap_forever() => {}
                     _ = stopped.wait_for(|stop| *stop) => {}
                 }
             }
         });
         let flusher = tokio::spawn(flush_last_seen(app.clone(), stopped.clone()));
+        let replica = {
+            let (stop, stopped) = watch::channel(false);
+            (
+                stop,
+                tokio::spawn(crate::replica::run(app.clone(), stopped)),
+            )
+        };
         let refusal_windows = tokio::spawn(audit::close_windows(
             Arc::clone(&app.refusals),
             app.store.clone(),
@@ -129,6 +141,7 @@ impl Running {
             expiries,
             license_warnings,
             builtin,
+            replica,
             diag,
         }
     }
@@ -162,6 +175,9 @@ impl Running {
             );
         }
         write_last_seen(app).await;
+        let (stop, task) = self.replica;
+        let _ = stop.send(true);
+        let _ = task.await;
         audit::flush(&app.refusals, &app.store, app.clock).await;
         app.store.close();
         if let Some((stop, task)) = self.diag {

@@ -348,6 +348,7 @@ mod tests {
             slots: 1,
             remote_addr: None,
             confinement: None,
+            replica: None,
         }
     }
 

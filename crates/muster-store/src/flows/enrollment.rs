@@ -251,7 +251,11 @@ fn enroll_inner(
     if existing.is_none() && tx.get_token(&req.name)?.is_some() {
         return Ok(Err(AutoRefusal::NameOfToken(req.name.clone())));
     }
-    let connected = existing.as_ref().is_some_and(|w| is_connected(&w.id));
+    // Connected here (the registry knows at once), or to any replica (the store's presence).
+    let connected = match existing.as_ref() {
+        Some(w) => is_connected(&w.id) || tx.presence_of(&w.id)?.is_some(),
+        None => false,
+    };
     let decision = match settings.decide(
         &req.name,
         &req.machine,

@@ -1,11 +1,13 @@
-//! Jobs: submit, start (at most once), end, cancel, and recovery after a server restart.
+//! Jobs: submit, start (at most once), end, cancel, and holding running jobs across a server
+//! restart or a failover: held again at start, taken over when their worker reports them,
+//! lost when it does not come back.
 
 use muster_core::audit::AuditEvent;
 use muster_core::job::{Ending, Job, JobId, JobState, TransitionError};
 use muster_core::{Name, Timestamp, WorkerId};
 
 use crate::error::StoreResult;
-use crate::tx::{JobEnd, Tx};
+use crate::tx::{JobEnd, OutputPosition, Tx};
 
 /// Stores a new job, queued for the scheduler.
 pub fn submit(tx: &mut dyn Tx, job: &Job, audit: &AuditEvent) -> StoreResult<()> {
@@ -132,23 +134,102 @@ pub fn cancel(
     Ok(result)
 }
 
-/// At start, no job this replica started can still be running: whatever it was running when it
-/// stopped is lost (its workers were disconnected). Jobs other replicas run are theirs to judge,
-/// and queued jobs stay queued.
-pub fn lose_running(tx: &mut dyn Tx, dispatcher: &str, at: Timestamp) -> StoreResult<Vec<JobId>> {
+/// A running job a replica holds, and where its stored output stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub job: Job,
+    pub output: OutputPosition,
+}
+
+fn held(tx: &mut dyn Tx, job: Job) -> StoreResult<Held> {
+    let output = tx.output_position(&job.id)?;
+    Ok(Held { job, output })
+}
+
+/// At start: the running jobs this replica held when it stopped (and any that name no replica).
+/// Their workers may well still run them: they are held again, awaiting their workers, not
+/// ended. Jobs other replicas hold are theirs.
+pub fn held_by(tx: &mut dyn Tx, dispatcher: &str) -> StoreResult<Vec<Held>> {
     let running: Vec<Job> = tx
         .jobs_in_state(JobState::Running)?
         .into_iter()
         .filter(|job| job.dispatcher.as_deref().is_none_or(|d| d == dispatcher))
         .collect();
-    let ending = Ending::Lost("the server restarted while the job was running".into());
-    let mut lost = Vec::new();
+    running.into_iter().map(|job| held(tx, job)).collect()
+}
+
+/// Ends a running job as lost, only if this replica still holds it: another replica its worker
+/// reported it to may have taken it over meanwhile. Returns the job as it now is if it ended.
+pub fn lose_held(
+    tx: &mut dyn Tx,
+    id: &JobId,
+    dispatcher: &str,
+    reason: &str,
+    at: Timestamp,
+) -> StoreResult<Option<Job>> {
+    let ending = Ending::Lost(reason.to_owned());
+    let end = JobEnd {
+        state: ending.state(),
+        at,
+        exit_code: None,
+        reason: ending.reason(),
+        ending: ending.kind(),
+    };
+    if !tx.end_held_job(id, dispatcher, &end)? {
+        return Ok(None);
+    }
+    tx.get_job(id)
+}
+
+/// What a worker's report of the jobs it holds changed.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    /// Reported jobs still running on this worker: now held by the reporting replica.
+    pub adopted: Vec<Held>,
+    /// Jobs running on this worker that it did not report (and the caller does not keep): the
+    /// worker does not have them, so they are lost. Never started again.
+    pub lost: Vec<Job>,
+    /// Reported jobs that are not running on this worker (ended, written off, unknown): the
+    /// worker must stop them.
+    pub unknown: Vec<JobId>,
+}
+
+/// Why a job is lost when its worker comes back without it.
+pub const CAME_BACK_WITHOUT: &str =
+    "the worker disconnected and came back without the job (it restarted, or never got it)";
+
+/// A worker that (re)connected reported the jobs it holds: each still running on it is taken
+/// over by `dispatcher`; each running on it that it did not report is lost, unless `keep` says
+/// the caller placed it on this very connection (a start that raced the report).
+pub fn resume(
+    tx: &mut dyn Tx,
+    worker: &WorkerId,
+    dispatcher: &str,
+    reported: &[JobId],
+    keep: &dyn Fn(&JobId) -> bool,
+    at: Timestamp,
+) -> StoreResult<Resumed> {
+    let mut resumed = Resumed::default();
+    let running = tx.running_jobs_of(worker)?;
     for job in running {
-        if end(tx, &job.id, &ending, at)?.is_some() {
-            lost.push(job.id);
+        if reported.contains(&job.id) {
+            if tx.adopt_job(&job.id, worker, dispatcher)? {
+                let mut job = job;
+                job.dispatcher = Some(dispatcher.to_owned());
+                resumed.adopted.push(held(tx, job)?);
+            }
+        } else if !keep(&job.id)
+            && let Some(ended) = end(tx, &job.id, &Ending::Lost(CAME_BACK_WITHOUT.into()), at)?
+        {
+            resumed.lost.push(ended);
         }
     }
-    Ok(lost)
+    resumed.unknown = reported
+        .iter()
+        .filter(|id| !resumed.adopted.iter().any(|h| &h.job.id == *id))
+        .cloned()
+        .collect();
+    Ok(resumed)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod enrollment;
 pub mod identity;
 pub mod jobs;
 pub mod license;
+pub mod replicas;
 pub mod retention;
 pub mod tokens;
 pub mod webhooks;

@@ -24,7 +24,8 @@ use crate::rows::{
     WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
-    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, Scope, Tx, Webhook,
+    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
+    Presence, Scope, Tx, Webhook,
 };
 
 impl PgTx<'_> {
@@ -419,6 +420,59 @@ impl Tx for PgTx<'_> {
         Ok(n == 1)
     }
 
+    fn end_held_job(&mut self, id: &JobId, dispatcher: &str, end: &JobEnd) -> StoreResult<bool> {
+        let n = self.execute(
+            "UPDATE jobs SET state = $3, finished_at = $4, exit_code = $5, reason = $6,
+             ending = $7, signal = $8
+             WHERE id = $1 AND state = 'running' AND dispatcher = $2",
+            &[
+                &id.as_str(),
+                &dispatcher,
+                &end.state.as_str(),
+                &end.at.unix_millis(),
+                &end.exit_code.map(i64::from),
+                &end.reason,
+                &end.ending.as_str(),
+                &end.ending.signal().map(i64::from),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn running_jobs_of(&mut self, worker: &WorkerId) -> StoreResult<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' AND worker_id = $1
+             ORDER BY created_at, id"
+        );
+        let rows = self.query(&sql, &[&worker.as_str()])?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    fn adopt_job(&mut self, id: &JobId, worker: &WorkerId, dispatcher: &str) -> StoreResult<bool> {
+        let n = self.execute(
+            "UPDATE jobs SET dispatcher = $3
+             WHERE id = $1 AND state = 'running' AND worker_id = $2",
+            &[&id.as_str(), &worker.as_str(), &dispatcher],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn output_position(&mut self, id: &JobId) -> StoreResult<OutputPosition> {
+        let rows = self.query(
+            "SELECT COALESCE(MAX(seq), 0)::BIGINT, COALESCE(SUM(length(data)), 0)::BIGINT
+             FROM job_output WHERE job_id = $1",
+            &[&id.as_str()],
+        )?;
+        let (last, bytes): (i64, i64) = match rows.first() {
+            Some(row) => (col(row, 0)?, col(row, 1)?),
+            None => (0, 0),
+        };
+        Ok(OutputPosition {
+            last_seq: u64::try_from(last).unwrap_or(0),
+            stored_bytes: u64::try_from(bytes).unwrap_or(0),
+        })
+    }
+
     fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()> {
         self.execute(
             "INSERT INTO job_output (job_id, seq, stream, data) VALUES ($1, $2, $3, $4)",
@@ -637,6 +691,128 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    fn put_presence(&mut self, p: &Presence) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO worker_presence
+                (worker_id, replica, conn_id, connected_at, running, slots, remote_addr)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (worker_id) DO UPDATE SET replica = excluded.replica,
+                conn_id = excluded.conn_id, connected_at = excluded.connected_at,
+                running = excluded.running, slots = excluded.slots,
+                remote_addr = excluded.remote_addr",
+            &[
+                &p.worker.as_str(),
+                &p.replica,
+                &i64::try_from(p.conn_id).unwrap_or(i64::MAX),
+                &p.connected_at.unix_millis(),
+                &i32::try_from(p.running).unwrap_or(i32::MAX),
+                &i32::try_from(p.slots).unwrap_or(i32::MAX),
+                &p.remote_addr,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn drop_presence(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+    ) -> StoreResult<bool> {
+        let n = self.execute(
+            "DELETE FROM worker_presence WHERE worker_id = $1 AND replica = $2 AND conn_id = $3",
+            &[
+                &worker.as_str(),
+                &replica,
+                &i64::try_from(conn_id).unwrap_or(i64::MAX),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn presence_of(&mut self, worker: &WorkerId) -> StoreResult<Option<Presence>> {
+        let rows = self.query(
+            &format!("SELECT {PRESENCE_COLUMNS} FROM worker_presence WHERE worker_id = $1"),
+            &[&worker.as_str()],
+        )?;
+        rows.first().map(presence_from_row).transpose()
+    }
+
+    fn all_presence(&mut self) -> StoreResult<Vec<Presence>> {
+        let rows = self.query(
+            &format!("SELECT {PRESENCE_COLUMNS} FROM worker_presence"),
+            &[],
+        )?;
+        rows.iter().map(presence_from_row).collect()
+    }
+
+    fn set_presence_running(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+        running: u32,
+    ) -> StoreResult<()> {
+        self.execute(
+            "UPDATE worker_presence SET running = $4
+             WHERE worker_id = $1 AND replica = $2 AND conn_id = $3",
+            &[
+                &worker.as_str(),
+                &replica,
+                &i64::try_from(conn_id).unwrap_or(i64::MAX),
+                &i32::try_from(running).unwrap_or(i32::MAX),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn drop_replica_presence(&mut self, replica: &str) -> StoreResult<u64> {
+        self.execute(
+            "DELETE FROM worker_presence WHERE replica = $1",
+            &[&replica],
+        )
+    }
+
+    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<bool> {
+        let renewed = self.execute(
+            "UPDATE replicas SET heartbeat_at = $2 WHERE id = $1",
+            &[&replica, &at.unix_millis()],
+        )?;
+        if renewed == 1 {
+            return Ok(true);
+        }
+        // Two beats of one replica never race (one task beats), so no conflict to handle.
+        self.execute(
+            "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            &[&replica, &at.unix_millis()],
+        )?;
+        Ok(false)
+    }
+
+    fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>> {
+        let rows = self.query(
+            "SELECT id FROM replicas WHERE heartbeat_at < $1 ORDER BY id",
+            &[&before.unix_millis()],
+        )?;
+        rows.iter().map(|row| col::<String>(row, 0)).collect()
+    }
+
+    fn drop_replica(&mut self, replica: &str, before: Timestamp) -> StoreResult<bool> {
+        let n = self.execute(
+            "DELETE FROM replicas WHERE id = $1 AND heartbeat_at < $2",
+            &[&replica, &before.unix_millis()],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn transfer_jobs(&mut self, from: &str, to: &str) -> StoreResult<u64> {
+        self.execute(
+            "UPDATE jobs SET dispatcher = $2 WHERE state = 'running' AND dispatcher = $1",
+            &[&from, &to],
+        )
+    }
+
     fn append_audit(&mut self, e: &AuditEvent) -> StoreResult<i64> {
         let e = e.clone().bounded();
         let row = self.query_opt(
@@ -710,4 +886,20 @@ impl Tx for PgTx<'_> {
         )?;
         Ok(())
     }
+}
+
+const PRESENCE_COLUMNS: &str =
+    "worker_id, replica, conn_id, connected_at, running, slots, remote_addr";
+
+fn presence_from_row(row: &Row) -> StoreResult<Presence> {
+    let worker: String = col(row, 0)?;
+    Ok(Presence {
+        worker: WorkerId::parse(&worker).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?,
+        replica: col(row, 1)?,
+        conn_id: u64::try_from(col::<i64>(row, 2)?).unwrap_or(0),
+        connected_at: Timestamp::from_unix_millis(col(row, 3)?),
+        running: u32::try_from(col::<i32>(row, 4)?).unwrap_or(0),
+        slots: u32::try_from(col::<i32>(row, 5)?).unwrap_or(0),
+        remote_addr: col(row, 6)?,
+    })
 }

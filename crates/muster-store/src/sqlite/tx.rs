@@ -23,7 +23,8 @@ use crate::rows::{
     TokenColumns, WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
-    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, Scope, Tx, Webhook,
+    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
+    Presence, Scope, Tx, Webhook,
 };
 
 impl SqliteTx<'_> {
@@ -411,6 +412,63 @@ impl Tx for SqliteTx<'_> {
         Ok(n == 1)
     }
 
+    fn end_held_job(&mut self, id: &JobId, dispatcher: &str, end: &JobEnd) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET state = ?3, finished_at = ?4, exit_code = ?5, reason = ?6,
+                 ending = ?7, signal = ?8
+                 WHERE id = ?1 AND state = 'running' AND dispatcher = ?2",
+            )?
+            .execute(params![
+                id.as_str(),
+                dispatcher,
+                end.state.as_str(),
+                end.at.unix_millis(),
+                end.exit_code,
+                end.reason,
+                end.ending.as_str(),
+                end.ending.signal()
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn running_jobs_of(&mut self, worker: &WorkerId) -> StoreResult<Vec<Job>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' AND worker_id = ?1
+             ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([worker.as_str()], read_job_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(JobColumns::into_job).collect()
+    }
+
+    fn adopt_job(&mut self, id: &JobId, worker: &WorkerId, dispatcher: &str) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET dispatcher = ?3
+                 WHERE id = ?1 AND state = 'running' AND worker_id = ?2",
+            )?
+            .execute(params![id.as_str(), worker.as_str(), dispatcher])?;
+        Ok(n == 1)
+    }
+
+    fn output_position(&mut self, id: &JobId) -> StoreResult<OutputPosition> {
+        let (last, bytes): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(MAX(seq), 0), COALESCE(SUM(length(data)), 0)
+                 FROM job_output WHERE job_id = ?1",
+            )?
+            .query_row([id.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(OutputPosition {
+            last_seq: u64::try_from(last).unwrap_or(0),
+            stored_bytes: u64::try_from(bytes).unwrap_or(0),
+        })
+    }
+
     fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()> {
         self.conn
             .prepare_cached(
@@ -457,6 +515,139 @@ impl Tx for SqliteTx<'_> {
             )?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    fn put_presence(&mut self, p: &Presence) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO worker_presence
+                    (worker_id, replica, conn_id, connected_at, running, slots, remote_addr)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (worker_id) DO UPDATE SET replica = excluded.replica,
+                    conn_id = excluded.conn_id, connected_at = excluded.connected_at,
+                    running = excluded.running, slots = excluded.slots,
+                    remote_addr = excluded.remote_addr",
+            )?
+            .execute(params![
+                p.worker.as_str(),
+                p.replica,
+                i64::try_from(p.conn_id).unwrap_or(i64::MAX),
+                p.connected_at.unix_millis(),
+                p.running,
+                p.slots,
+                p.remote_addr
+            ])?;
+        Ok(())
+    }
+
+    fn drop_presence(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+    ) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM worker_presence WHERE worker_id = ?1 AND replica = ?2 AND conn_id = ?3",
+            )?
+            .execute(params![
+                worker.as_str(),
+                replica,
+                i64::try_from(conn_id).unwrap_or(i64::MAX)
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn presence_of(&mut self, worker: &WorkerId) -> StoreResult<Option<Presence>> {
+        self.first_row(
+            &format!("SELECT {PRESENCE_COLUMNS} FROM worker_presence WHERE worker_id = ?1"),
+            [worker.as_str()],
+            |row| read_presence(row)?,
+        )
+    }
+
+    fn all_presence(&mut self) -> StoreResult<Vec<Presence>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {PRESENCE_COLUMNS} FROM worker_presence"))?;
+        let rows = stmt
+            .query_map([], read_presence)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().collect()
+    }
+
+    fn set_presence_running(
+        &mut self,
+        worker: &WorkerId,
+        replica: &str,
+        conn_id: u64,
+        running: u32,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE worker_presence SET running = ?4
+                 WHERE worker_id = ?1 AND replica = ?2 AND conn_id = ?3",
+            )?
+            .execute(params![
+                worker.as_str(),
+                replica,
+                i64::try_from(conn_id).unwrap_or(i64::MAX),
+                running
+            ])?;
+        Ok(())
+    }
+
+    fn drop_replica_presence(&mut self, replica: &str) -> StoreResult<u64> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM worker_presence WHERE replica = ?1")?
+            .execute([replica])?;
+        Ok(n as u64)
+    }
+
+    fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<bool> {
+        let renewed = self
+            .conn
+            .prepare_cached("UPDATE replicas SET heartbeat_at = ?2 WHERE id = ?1")?
+            .execute(params![replica, at.unix_millis()])?;
+        if renewed == 1 {
+            return Ok(true);
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO replicas (id, started_at, heartbeat_at) VALUES (?1, ?2, ?2)",
+            )?
+            .execute(params![replica, at.unix_millis()])?;
+        Ok(false)
+    }
+
+    fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM replicas WHERE heartbeat_at < ?1 ORDER BY id")?;
+        let rows = stmt
+            .query_map([before.unix_millis()], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn drop_replica(&mut self, replica: &str, before: Timestamp) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM replicas WHERE id = ?1 AND heartbeat_at < ?2")?
+            .execute(params![replica, before.unix_millis()])?;
+        Ok(n == 1)
+    }
+
+    fn transfer_jobs(&mut self, from: &str, to: &str) -> StoreResult<u64> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET dispatcher = ?2 WHERE state = 'running' AND dispatcher = ?1",
+            )?
+            .execute(params![from, to])?;
+        Ok(n as u64)
     }
 
     fn append_audit(&mut self, e: &AuditEvent) -> StoreResult<i64> {
@@ -702,4 +893,25 @@ impl Tx for SqliteTx<'_> {
             .execute(params![key, value])?;
         Ok(())
     }
+}
+
+const PRESENCE_COLUMNS: &str =
+    "worker_id, replica, conn_id, connected_at, running, slots, remote_addr";
+
+fn read_presence(row: &Row<'_>) -> rusqlite::Result<StoreResult<Presence>> {
+    let worker: String = row.get(0)?;
+    let conn_id: i64 = row.get(2)?;
+    let (running, slots): (i64, i64) = (row.get(4)?, row.get(5)?);
+    let (replica, connected_at, remote_addr) = (row.get(1)?, row.get(3)?, row.get(6)?);
+    Ok(WorkerId::parse(&worker)
+        .map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+        .map(|worker| Presence {
+            worker,
+            replica,
+            conn_id: u64::try_from(conn_id).unwrap_or(0),
+            connected_at: Timestamp::from_unix_millis(connected_at),
+            running: u32::try_from(running).unwrap_or(0),
+            slots: u32::try_from(slots).unwrap_or(0),
+            remote_addr,
+        }))
 }

@@ -149,12 +149,29 @@ pub async fn jobs_start_once_end_once_and_recover(store: Store) {
         .expect("cancel");
     assert!(matches!(c, jobs::Cancel::AlreadyEnded(_)), "{c:?}");
 
-    // Restart of replica a: its running job is lost; replica b's is not.
-    let lost = store
-        .write(|tx| jobs::lose_running(tx, "replica-a", at(70)))
+    // Restart of replica a: it holds its running job again (the worker may still run it);
+    // replica b's is not its own.
+    let held = store
+        .write(|tx| jobs::held_by(tx, "replica-a"))
         .await
         .expect("recover");
-    assert_eq!(lost, std::slice::from_ref(&a3));
+    assert_eq!(
+        held.iter().map(|h| h.job.id.clone()).collect::<Vec<_>>(),
+        std::slice::from_ref(&a3)
+    );
+    // Its worker never came back: lost, but only by the replica that holds it.
+    let id = a3.clone();
+    let not_b = store
+        .write(move |tx| jobs::lose_held(tx, &id, "replica-b", "gone", at(65)))
+        .await
+        .expect("lose");
+    assert_eq!(not_b, None, "only the holder writes a job off");
+    let id = a3.clone();
+    store
+        .write(move |tx| jobs::lose_held(tx, &id, "replica-a", "the worker restarted", at(70)))
+        .await
+        .expect("lose")
+        .expect("lost");
     let j3 = store
         .read(move |tx| tx.get_job(&a3))
         .await
@@ -243,4 +260,95 @@ pub async fn job_output_is_stored_in_order(store: Store) {
         .expect("get")
         .expect("exists");
     assert_eq!((j.output_bytes, j.truncated), (35, true));
+}
+
+/// A worker that comes back reports the jobs it holds: the reporting replica takes over those
+/// still running on it (with where their output stands), the ones it did not report are lost,
+/// and the ones that are not running on it any more are named so the worker stops them.
+pub async fn a_reporting_worker_takes_its_jobs_over_and_loses_the_rest(store: Store) {
+    let ids = [
+        "00000000000000c1",
+        "00000000000000c2",
+        "00000000000000c3",
+        "00000000000000c4",
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        submit_job(&store, job(id, i as i64)).await;
+    }
+    let w = precreated("runner");
+    let (wid, wname) = (w.id.clone(), w.name.clone());
+    let id = |n: usize| JobId::parse(ids[n]).expect("id");
+    let starts: Vec<jobs::Assignment> = (0..3)
+        .map(|n| jobs::Assignment {
+            job: id(n),
+            worker: wid.clone(),
+            worker_name: wname.clone(),
+            dispatcher: "replica-a".into(),
+        })
+        .collect();
+    let c1 = id(0);
+    store
+        .write(move |tx| {
+            jobs::start_many(tx, &starts, at(10))?;
+            tx.append_output(&c1, 1, 1, b"hello ")?;
+            tx.append_output(&c1, 2, 1, b"world")
+        })
+        .await
+        .expect("start");
+
+    // It reports c1 (running) and c4 (never started), not c2 or c3; c3 was placed on the new
+    // connection after the report was written, so the caller keeps it.
+    let (w2, keep3) = (wid.clone(), id(2));
+    let reported = vec![id(0), id(3)];
+    let resumed = store
+        .write(move |tx| jobs::resume(tx, &w2, "replica-b", &reported, &|j| *j == keep3, at(20)))
+        .await
+        .expect("resume");
+    assert_eq!(resumed.adopted.len(), 1);
+    let adopted = &resumed.adopted[0];
+    assert_eq!(adopted.job.id, id(0));
+    assert_eq!(adopted.job.dispatcher.as_deref(), Some("replica-b"));
+    assert_eq!(
+        adopted.output,
+        position(2, 11),
+        "the next chunk follows the stored ones"
+    );
+    assert_eq!(
+        resumed
+            .lost
+            .iter()
+            .map(|j| (j.id.clone(), j.state))
+            .collect::<Vec<_>>(),
+        [(id(1), JobState::Lost)]
+    );
+    assert_eq!(resumed.unknown, [id(3)]);
+
+    // The old holder can no longer write it off; the new one holds it.
+    let c1 = id(0);
+    let stale = store
+        .write(move |tx| jobs::lose_held(tx, &c1, "replica-a", "gone", at(30)))
+        .await
+        .expect("lose");
+    assert_eq!(stale, None);
+    let c1 = id(0);
+    let running = store
+        .read(move |tx| tx.get_job(&c1))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(running.state, JobState::Running);
+    let c3 = id(2);
+    let kept = store
+        .read(move |tx| tx.get_job(&c3))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(kept.state, JobState::Running, "kept by the caller");
+}
+
+fn position(last_seq: u64, stored_bytes: u64) -> crate::OutputPosition {
+    crate::OutputPosition {
+        last_seq,
+        stored_bytes,
+    }
 }

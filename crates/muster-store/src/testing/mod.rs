@@ -10,6 +10,7 @@ mod fixtures;
 pub mod identity;
 pub mod jobs;
 pub mod license;
+pub mod replicas;
 pub mod retention;
 pub mod secret_enrollment;
 pub mod token_enrollment;
@@ -66,9 +67,13 @@ macro_rules! conformance_tests {
             jobs {
                 jobs_start_once_end_once_and_recover,
                 job_output_is_stored_in_order,
+                a_reporting_worker_takes_its_jobs_over_and_loses_the_rest,
             }
             audit {
                 audit_filters,
+            }
+            replicas {
+                presence_follows_the_newest_connection_and_lapsed_replicas_are_taken_over_once,
             }
             retention {
                 audit_is_pruned_oldest_first_in_batches,

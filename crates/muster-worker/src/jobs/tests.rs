@@ -38,7 +38,7 @@ async fn collect(rx: &mut mpsc::Receiver<Message>) -> (Vec<u8>, Vec<u8>, JobExit
             Message::Text(t) => {
                 match serde_json::from_str::<WorkerMessage>(t.as_str()).expect("message") {
                     WorkerMessage::JobFinished { exit, .. } => return (out, err, exit),
-                    WorkerMessage::TicketSaved { .. } => {}
+                    WorkerMessage::TicketSaved { .. } | WorkerMessage::Resume { .. } => {}
                 }
             }
             other => panic!("unexpected {other:?}"),
@@ -157,4 +157,77 @@ async fn a_job_directory_is_deleted_when_the_job_ends_and_leftovers_at_start() {
         job_dir.display()
     );
     assert!(!job_dir.exists(), "deleted before the end was reported");
+}
+
+/// The report a new channel starts with.
+fn report(jobs: &mut JobManager) -> (Vec<String>, Vec<String>, Vec<Message>) {
+    let mut first = jobs.resume();
+    let Message::Text(text) = first.remove(0) else {
+        panic!("the report comes first")
+    };
+    match serde_json::from_str::<WorkerMessage>(text.as_str()).expect("report") {
+        WorkerMessage::Resume { running, ended } => {
+            (running, ended.into_iter().map(|e| e.id).collect(), first)
+        }
+        other => panic!("not a report: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_on_without_a_channel_and_is_reported_until_its_end_went_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut jobs, mut rx) = JobManager::new(dir.path().to_path_buf(), JobOptions::unconfined());
+    jobs.message(ServerMessage::JobStart(start(
+        "00000000000000d1",
+        &["sh", "-c", "echo one; sleep 0.3; echo two"],
+        None,
+    )));
+    // The channel goes: the job carries on.
+    jobs.lost();
+    let (running, ended, _) = report(&mut jobs);
+    assert_eq!(running, ["00000000000000d1"]);
+    assert!(ended.is_empty());
+
+    let mut frames = Vec::new();
+    let exit = loop {
+        let message = rx.recv().await.expect("frame");
+        frames.push(message.clone());
+        if let Message::Text(t) = &message
+            && let Ok(WorkerMessage::JobFinished { exit, .. }) = serde_json::from_str(t.as_str())
+        {
+            break exit;
+        }
+    };
+    assert_eq!(exit, JobExit::Exited { code: 0 }, "it ran to its end");
+    // Its end is queued but not sent: still reported running.
+    assert_eq!(report(&mut jobs).0, ["00000000000000d1"]);
+    // The channel died under the end: it is kept for the next channel, after the report.
+    let end = frames.pop().unwrap();
+    jobs.unsent(end.clone());
+    let (running, _, again) = report(&mut jobs);
+    assert_eq!(running, ["00000000000000d1"]);
+    assert_eq!(again, std::slice::from_ref(&end));
+    // It went out: from now on the report repeats the ending instead.
+    jobs.sent(&end);
+    let (running, ended, again) = report(&mut jobs);
+    assert!(running.is_empty());
+    assert_eq!(ended, ["00000000000000d1"]);
+    assert!(again.is_empty());
+}
+
+#[tokio::test]
+async fn stopping_the_worker_stops_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut jobs, _rx) = JobManager::new(dir.path().to_path_buf(), JobOptions::unconfined());
+    jobs.message(ServerMessage::JobStart(start(
+        "00000000000000d2",
+        &["sleep", "30"],
+        None,
+    )));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    jobs.lost();
+    assert_eq!(jobs.running(), 1, "a lost channel stops nothing");
+    jobs.stop_all();
+    jobs.wait_stopped(Duration::from_secs(10)).await;
+    assert_eq!(jobs.running(), 0);
 }

@@ -16,9 +16,11 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::control::registry::{Command, Registry, Session};
 use crate::jobs::state::Phase;
-use crate::jobs::{DEFAULT_OUTPUT_CAP, Jobs};
+use crate::jobs::{DEFAULT_OUTPUT_CAP, Departure, Jobs};
 
 pub const SERVER_ID: &str = "replica-test";
+/// How long a job waits for its worker in these tests.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Fixture {
     pub jobs: Arc<Jobs>,
@@ -45,6 +47,7 @@ pub fn fixture_with_cap(output_cap: u64) -> Fixture {
         clock,
         output_cap,
         SERVER_ID.into(),
+        GRACE,
     );
     Fixture {
         jobs,
@@ -119,11 +122,33 @@ impl Fixture {
         session
     }
 
-    /// Ends a worker's session, as a connection that ends does.
+    /// The same worker connecting again (a new session, the same identity).
+    pub fn reconnect(&self, old: &Session) -> Arc<Session> {
+        let session = Arc::new(Session::new(
+            self.registry.next_conn_id(),
+            old.worker_id.clone(),
+            old.name.clone(),
+            None,
+            self.clock.now(),
+            old.slots,
+            old.labels.clone(),
+        ));
+        self.registry.insert(Arc::clone(&session));
+        self.jobs.kick();
+        session
+    }
+
+    /// Ends a worker's session, as a connection that drops does: the worker may come back.
     pub async fn disconnect(&self, session: &Session) {
         self.registry.remove(&session.worker_id, session.conn_id);
+        self.jobs.session_ended(session, Departure::MayReturn).await;
+    }
+
+    /// Ends a worker's session because it was cut off (revoked, say).
+    pub async fn cut_off(&self, session: &Session, reason: &'static str) {
+        self.registry.remove(&session.worker_id, session.conn_id);
         self.jobs
-            .session_ended(session, "the worker disconnected")
+            .session_ended(session, Departure::CutOff(reason))
             .await;
     }
 

@@ -15,10 +15,12 @@ use muster_core::job::{JobState, Selector};
 use muster_proto::control::{JobExit, WorkerMessage, frame};
 use muster_store::flows::jobs::{self, Cancel};
 
-use super::LiveEvent;
 use super::state::Phase;
+use super::{DEFAULT_OUTPUT_CAP, Jobs, LiveEvent};
+use crate::control::registry::Command;
 use crate::control::session::Inbound;
 use fixture::{SERVER_ID, fixture, fixture_with_cap, labels, named, settle, starts, told_to_start};
+use muster_proto::control::ServerMessage;
 
 const WAIT: Duration = Duration::from_secs(600);
 
@@ -200,22 +202,177 @@ async fn a_job_submitted_while_a_round_writes_its_starts_waits_for_the_next_roun
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_session_that_ends_loses_its_jobs_but_not_the_queued_ones() {
+async fn a_worker_cut_off_loses_its_jobs_at_once_but_not_the_queued_ones() {
     let f = fixture();
     let w = f.connect("w", 1, "");
     let running = f.submit(f.job(Selector::default(), WAIT)).await;
     let queued = f.submit(f.job(Selector::default(), WAIT)).await;
     assert_eq!(queued.state, JobState::Queued, "w is full");
 
-    f.disconnect(&w).await;
+    f.cut_off(&w, "the worker was revoked while the job ran")
+        .await;
     let lost = f.stored(&running.id).await;
     assert_eq!(lost.state, JobState::Lost);
-    assert_eq!(lost.reason.as_deref(), Some("the worker disconnected"));
+    assert_eq!(
+        lost.reason.as_deref(),
+        Some("the worker was revoked while the job ran")
+    );
     assert_eq!(w.running(), 0);
     assert!(f.jobs.subscribe(&running.id).is_none(), "forgotten");
     assert_eq!(f.stored(&queued.id).await.state, JobState::Queued);
     assert_eq!(f.jobs.state().phase(&queued.id), Some(Phase::Queued));
     f.jobs.state().check();
+}
+
+/// An output frame of `job`, as a worker sends it.
+fn output(job: &muster_core::job::JobId, text: &'static str) -> Bytes {
+    Bytes::from(frame::encode(
+        frame::STDOUT,
+        job.to_bytes(),
+        text.as_bytes(),
+    ))
+}
+
+fn resume(running: &[&muster_core::job::JobId]) -> WorkerMessage {
+    WorkerMessage::Resume {
+        running: running.iter().map(|id| id.to_string()).collect(),
+        ended: Vec::new(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_waits_for_its_worker_and_goes_on_when_the_worker_reports_it() {
+    let f = fixture();
+    let w = f.connect("w", 1, "");
+    let job = f.submit(f.job(Selector::default(), WAIT)).await;
+    assert_eq!(job.state, JobState::Running);
+    f.jobs.output(&w, output(&job.id, "before ")).await;
+
+    f.disconnect(&w).await;
+    tokio::time::advance(fixture::GRACE / 2).await;
+    f.jobs.reap().await;
+    assert_eq!(
+        f.stored(&job.id).await.state,
+        JobState::Running,
+        "it waits for its worker"
+    );
+    // Output sent to the old session after it ended is not taken.
+    f.jobs.output(&w, output(&job.id, "stale")).await;
+
+    let back = f.reconnect(&w);
+    f.jobs.message(&back, resume(&[&job.id])).await;
+    assert!(back.holds(&job.id), "the new session holds it");
+    f.jobs.output(&back, output(&job.id, "after")).await;
+    tokio::time::advance(fixture::GRACE).await;
+    f.jobs.reap().await;
+    let done = WorkerMessage::JobFinished {
+        id: job.id.to_string(),
+        exit: JobExit::Exited { code: 0 },
+    };
+    f.jobs.message(&back, done).await;
+    let stored = f.stored(&job.id).await;
+    assert_eq!(stored.state, JobState::Succeeded, "{stored:?}");
+    let id = job.id.clone();
+    let chunks = f
+        .store
+        .read(move |tx| tx.read_output(&id, 0, 10))
+        .await
+        .unwrap();
+    let text: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    assert_eq!(text, b"before after");
+    assert_eq!(stored.output_bytes, 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_whose_worker_stays_away_is_lost_after_the_grace_period_and_stopped_if_it_returns() {
+    let f = fixture();
+    let w = f.connect("w", 1, "");
+    let job = f.submit(f.job(Selector::default(), WAIT)).await;
+    f.disconnect(&w).await;
+    tokio::time::advance(fixture::GRACE).await;
+    f.jobs.reap().await;
+    let lost = f.stored(&job.id).await;
+    assert_eq!(lost.state, JobState::Lost);
+    assert!(
+        lost.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("did not come back"),
+        "{lost:?}"
+    );
+    assert!(f.jobs.subscribe(&job.id).is_none(), "forgotten");
+
+    // The worker comes back with it after all: it must stop it, not run it on.
+    let back = f.reconnect(&w);
+    f.jobs.message(&back, resume(&[&job.id])).await;
+    assert!(!back.holds(&job.id));
+    let told: Vec<Command> = back.inbox.drain();
+    assert_eq!(
+        told,
+        [Command::Send(ServerMessage::JobCancel {
+            id: job.id.to_string()
+        })]
+    );
+    assert_eq!(f.stored(&job.id).await.state, JobState::Lost);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_comes_back_without_its_job_loses_it_at_once() {
+    let f = fixture();
+    let w = f.connect("w", 2, "");
+    let job = f.submit(f.job(Selector::default(), WAIT)).await;
+    f.disconnect(&w).await;
+    let back = f.reconnect(&w);
+    // Placed on the new connection before its report arrived: kept.
+    let placed = f.submit(f.job(Selector::default(), WAIT)).await;
+    assert!(back.holds(&placed.id));
+    f.jobs.message(&back, resume(&[])).await;
+    let lost = f.stored(&job.id).await;
+    assert_eq!(lost.state, JobState::Lost);
+    assert!(
+        lost.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("came back without"),
+        "{lost:?}"
+    );
+    assert_eq!(f.stored(&placed.id).await.state, JobState::Running);
+    assert!(back.holds(&placed.id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_the_jobs_the_replica_held_wait_for_their_workers() {
+    let f = fixture();
+    let w = f.connect("w", 1, "");
+    let job = f.submit(f.job(Selector::default(), WAIT)).await;
+    f.jobs.output(&w, output(&job.id, "one ")).await;
+    // A new scheduler on the same store: the server restarted.
+    let again = Jobs::new(
+        f.store.clone(),
+        Arc::new(crate::control::registry::Registry::new()),
+        f.clock,
+        DEFAULT_OUTPUT_CAP,
+        SERVER_ID.into(),
+        fixture::GRACE,
+    );
+    again.recover().await.unwrap();
+    assert_eq!(f.stored(&job.id).await.state, JobState::Running);
+    let back = f.reconnect(&w);
+    again.message(&back, resume(&[&job.id])).await;
+    again.output(&back, output(&job.id, "two")).await;
+    let done = WorkerMessage::JobFinished {
+        id: job.id.to_string(),
+        exit: JobExit::Exited { code: 0 },
+    };
+    again.message(&back, done).await;
+    assert_eq!(f.stored(&job.id).await.state, JobState::Succeeded);
+    let id = job.id.clone();
+    let chunks = f
+        .store
+        .read(move |tx| tx.read_output(&id, 0, 10))
+        .await
+        .unwrap();
+    assert_eq!(chunks.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_job_ending.sql")),
     (6, include_str!("migrations/0006_worker_identity.sql")),
     (7, include_str!("migrations/0007_retention.sql")),
+    (9, include_str!("migrations/0009_list_indexes.sql")),
 ];
 
 /// The advisory lock that serializes migrations: "muster" in ASCII. Advisory locks are per

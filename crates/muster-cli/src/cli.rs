@@ -426,8 +426,13 @@ pub enum TokenCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// List tokens with their effective state.
+    /// List tokens with their effective state, oldest first (every page).
     List {
+        /// Only tokens in this effective state: unused, enrolled, expired, revoked.
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        shape: ListShape,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -445,10 +450,33 @@ pub enum TokenCommand {
     },
 }
 
+/// How a list is printed, beside `--json`.
+#[derive(Debug, Clone, Args)]
+pub struct ListShape {
+    /// Print only the names, one a line (for `xargs` and loops).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Print the table without its header line.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum WorkersCommand {
-    /// List the fleet.
+    /// List the fleet in name order (every page; the server sends at most 5,000 at a time).
     List {
+        /// Only workers with this status: connected, disconnected, revoked, expired, suspended.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only workers carrying this label: `key` (any value) or `key=value`; repeat for all of
+        /// several.
+        #[arg(long = "label", value_name = "KEY[=VALUE]")]
+        labels: Vec<String>,
+        /// Only workers whose name contains this text.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        shape: ListShape,
         #[command(flatten)]
         admin: AdminArgs,
     },

@@ -3,20 +3,34 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::{Extension, Json};
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 
 use crate::api::extract::{Admin, ApiJson};
 use crate::api::license::PreparesWorker;
+use crate::api::page::ListQuery;
 use crate::error::AppError;
 use crate::ops;
+use crate::ops::page::{Cursor, CursorKind};
 use crate::state::AppState;
 
+/// One page of the fleet in name order: `status`, `label` (`k` or `k=v`, repeatable), `name`
+/// (a substring), `limit`, `cursor`.
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,
-) -> Result<Json<Vec<WorkerView>>, AppError> {
-    Ok(Json(ops::workers::list(&app).await?))
+    query: ListQuery,
+) -> Result<Response, AppError> {
+    query.only(&["status", "label", "name", "limit", "cursor"])?;
+    let filter =
+        ops::workers::Filter::parse(query.one("status"), query.all("label"), query.one("name"))?;
+    let after = match query.cursor(CursorKind::Worker)? {
+        Some(Cursor::Worker(name)) => Some(name),
+        _ => None,
+    };
+    let page = ops::workers::page(&app, &filter, after, query.limit()?).await?;
+    Ok(query.respond(page))
 }
 
 pub async fn show(

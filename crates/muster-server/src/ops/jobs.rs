@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use muster_core::audit::Outcome;
+use muster_core::Timestamp;
 use muster_core::job::{Job, JobId, JobState, Selector};
 use muster_proto::ErrorCode;
 use muster_proto::api::{JobView, SubmitJobRequest};
@@ -13,6 +14,7 @@ use rand::rngs::OsRng;
 use crate::error::AppError;
 use crate::events::ReplicaEvent;
 use crate::jobs::follow;
+use crate::ops::page::{self, Cursor, Page};
 use crate::ops::{Actor, workers};
 use crate::state::AppState;
 use crate::{validate, views};
@@ -81,31 +83,55 @@ pub async fn submit(
     Ok(views::job(&job))
 }
 
-/// Recent jobs, newest first. Empty filters mean "any".
-pub async fn list(
+/// Reads a job state filter (`state=`): empty means any.
+pub fn state_filter(given: Option<&str>) -> Result<Option<JobState>, AppError> {
+    match given.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => Ok(Some(JobState::parse(s).ok_or_else(|| {
+            AppError::bad_request(
+                ErrorCode::BadRequest,
+                format!("unknown job state `{}`", page::shown(s)),
+            )
+            .with_hint("states are queued, running, succeeded, failed, cancelled, lost")
+        })?)),
+    }
+}
+
+/// One page of jobs, newest first, after the job `before` names. Empty filters mean "any".
+pub async fn page(
     app: &AppState,
-    state: Option<&str>,
+    state: Option<JobState>,
     worker: Option<&str>,
-    limit: Option<u32>,
-) -> Result<Vec<JobView>, AppError> {
-    let state = match state {
-        None | Some("") => None,
-        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-            AppError::bad_request(ErrorCode::BadRequest, format!("unknown job state `{s}`"))
-                .with_hint("states are queued, running, succeeded, failed, cancelled, lost")
-        })?),
-    };
+    before: Option<(Timestamp, JobId)>,
+    limit: u32,
+) -> Result<Page<JobView>, AppError> {
     let worker = worker
+        .map(str::trim)
         .filter(|w| !w.is_empty())
         .map(validate::name)
         .transpose()?;
     let filter = JobFilter {
         state,
         worker,
-        limit: limit.unwrap_or(50).clamp(1, 1000),
+        before,
+        limit: limit + 1,
     };
     let jobs = app.store.read(move |tx| tx.list_jobs(&filter)).await?;
-    Ok(jobs.iter().map(views::job).collect())
+    Ok(Page::cut(jobs, limit, views::job, |j| {
+        Cursor::Job(j.created_at, j.id.clone())
+    }))
+}
+
+/// Recent jobs, newest first (the first page). Empty filters mean "any".
+pub async fn list(
+    app: &AppState,
+    state: Option<&str>,
+    worker: Option<&str>,
+    limit: Option<u32>,
+) -> Result<Vec<JobView>, AppError> {
+    let state = state_filter(state)?;
+    let limit = limit.unwrap_or(50).clamp(1, page::MAX_LIMIT);
+    Ok(page(app, state, worker, None, limit).await?.items)
 }
 
 pub async fn show(app: &AppState, id: &str) -> Result<JobView, AppError> {

@@ -15,6 +15,7 @@ pub mod enroll;
 pub mod enrollment;
 pub mod jobs;
 pub mod license;
+pub mod page;
 pub mod tokens;
 pub mod workers;
 

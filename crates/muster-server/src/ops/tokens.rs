@@ -1,16 +1,18 @@
 //! Creating and revoking enrollment tokens.
 
 use muster_core::audit::Outcome;
-use muster_core::{Name, Token, TokenSecret};
+use muster_core::{Name, Timestamp, Token, TokenSecret, TokenState};
 use muster_proto::ErrorCode;
 use muster_proto::api::{CreateTokenRequest, CreatedToken, TokenView};
 use muster_proto::control::CloseCode;
+use muster_store::TokenPage;
 use muster_store::flows::tokens::{self, CreateTokenRefusal, RevokeTokenRefusal};
 use rand::rngs::OsRng;
 
 use crate::error::AppError;
 use crate::ops::Actor;
 use crate::ops::cut::{self, Cut};
+use crate::ops::page::{self, Cursor, Page};
 use crate::state::AppState;
 use crate::{validate, views};
 
@@ -84,6 +86,63 @@ pub fn server_url(app: &AppState, host: Option<&str>) -> String {
         .unwrap_or("SERVER:7443");
     let scheme = if app.tls { "https" } else { "http" };
     format!("{scheme}://{host}")
+}
+
+/// Reads a token state filter (`state=`): empty means any.
+pub fn state_filter(given: Option<&str>) -> Result<Option<TokenState>, AppError> {
+    match given.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(word) => TokenState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == word)
+            .map(Some)
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    ErrorCode::BadRequest,
+                    format!("unknown token state `{}`", page::shown(word)),
+                )
+                .with_hint("states are unused, enrolled, expired, revoked")
+            }),
+    }
+}
+
+/// One page of tokens, oldest first, in their effective state at `now`, each with the worker it
+/// enrolled, if any.
+pub async fn page(
+    app: &AppState,
+    state: Option<TokenState>,
+    after: Option<(Timestamp, Name)>,
+    limit: u32,
+) -> Result<Page<TokenView>, AppError> {
+    let now = app.clock.now();
+    let query = TokenPage {
+        after,
+        state,
+        now,
+        limit: limit + 1,
+    };
+    let rows = app
+        .store
+        .read(move |tx| {
+            let tokens = tx.page_tokens(&query)?;
+            let mut rows = Vec::with_capacity(tokens.len());
+            for token in tokens {
+                // Only a token a machine bound can have a worker.
+                let worker = match token.bound_machine {
+                    Some(_) => tx.get_worker_by_token(&token.name)?,
+                    None => None,
+                };
+                rows.push((token, worker));
+            }
+            Ok(rows)
+        })
+        .await?;
+    Ok(Page::cut(
+        rows,
+        limit,
+        |(t, w)| views::token(t, now, w.as_ref()),
+        |(t, _)| Cursor::Token(t.created_at, t.name.clone()),
+    ))
 }
 
 /// Every token with its effective state and the worker it enrolled, if any.

@@ -3,18 +3,195 @@
 
 use muster_core::audit::Outcome;
 use muster_core::credentials::generate_id;
-use muster_core::{ApiKey, EnrolledVia, Name, Worker, WorkerId};
+use muster_core::worker::WorkerStatus;
+use muster_core::{ApiKey, EnrolledVia, Labels, Name, Worker, WorkerId};
 use muster_proto::ErrorCode;
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 use muster_proto::control::CloseCode;
 use muster_store::flows::workers::{self, CreateWorkerRefusal, WorkerRefusal};
+use muster_store::{LabelMatch, StoredStatus, WorkerPage};
 use rand::rngs::OsRng;
 
 use crate::error::AppError;
 use crate::ops::Actor;
 use crate::ops::cut::{self, Cut};
+use crate::ops::page::{self, Cursor, Page};
 use crate::state::AppState;
 use crate::{validate, views};
+
+/// Which workers a page lists. Every filter given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Option<WorkerStatus>,
+    pub labels: Vec<LabelMatch>,
+    /// Only names containing this text.
+    pub name: Option<String>,
+}
+
+/// The most `label` filters one request may give.
+pub const MAX_LABEL_FILTERS: usize = 16;
+
+impl Filter {
+    /// Reads the filters of `GET /api/v1/workers` (and the pages that share them): `status`,
+    /// `label` (`k` or `k=v`, repeatable) and `name` (a substring). Empty values mean "any".
+    pub fn parse<'a>(
+        status: Option<&str>,
+        labels: impl IntoIterator<Item = &'a str>,
+        name: Option<&str>,
+    ) -> Result<Self, AppError> {
+        let status = match status.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(word) => Some(
+                WorkerStatus::ALL
+                    .into_iter()
+                    .find(|s| s.as_str() == word)
+                    .ok_or_else(|| {
+                        AppError::bad_request(
+                            ErrorCode::BadRequest,
+                            format!("unknown worker status `{}`", page::shown(word)),
+                        )
+                        .with_hint(
+                            "statuses are connected, disconnected, revoked, expired, suspended",
+                        )
+                    })?,
+            ),
+        };
+        let mut matches = Vec::new();
+        for given in labels.into_iter().map(str::trim).filter(|l| !l.is_empty()) {
+            if matches.len() == MAX_LABEL_FILTERS {
+                return Err(AppError::bad_request(
+                    ErrorCode::BadRequest,
+                    format!("more than {MAX_LABEL_FILTERS} `label` filters"),
+                )
+                .with_hint("a worker must carry every label given; narrow the list with fewer"));
+            }
+            let label = match given.split_once('=') {
+                Some(_) => Labels::parse_pair(given).map(|(key, value)| LabelMatch {
+                    key,
+                    value: Some(value),
+                }),
+                None => Labels::check_key(given).map(|()| LabelMatch {
+                    key: given.to_owned(),
+                    value: None,
+                }),
+            }
+            .map_err(|e| {
+                AppError::bad_request(ErrorCode::InvalidLabel, e)
+                    .with_hint("filter on a label with `key` or `key=value`, like `pool=gpu`")
+            })?;
+            matches.push(label);
+        }
+        let name = match name.map(str::trim).filter(|n| !n.is_empty()) {
+            None => None,
+            Some(n) if n.chars().count() <= muster_core::name::MAX_NAME_LEN => Some(n.to_owned()),
+            Some(n) => {
+                return Err(AppError::bad_request(
+                    ErrorCode::InvalidName,
+                    format!("`name` filter `{}` is longer than a name can be", page::shown(n)),
+                )
+                .with_hint("names are at most 63 characters; give part of one"));
+            }
+        };
+        Ok(Self {
+            status,
+            labels: matches,
+            name,
+        })
+    }
+
+    fn stored(&self) -> Option<StoredStatus> {
+        self.status.map(|s| match s {
+            WorkerStatus::Connected | WorkerStatus::Disconnected => StoredStatus::Live,
+            WorkerStatus::Revoked => StoredStatus::Revoked,
+            WorkerStatus::Expired => StoredStatus::Expired,
+            WorkerStatus::Suspended => StoredStatus::Suspended,
+        })
+    }
+
+    /// Whether a stored worker passes every filter (for rows not fetched through the store's
+    /// filters: the connected workers, which only the registry knows).
+    fn admits(&self, w: &Worker, status: WorkerStatus) -> bool {
+        self.status.is_none_or(|s| s == status)
+            && self.name.as_deref().is_none_or(|n| w.name.as_str().contains(n))
+            && self.labels.iter().all(|l| match (w.labels.get(&l.key), &l.value) {
+                (Some(_), None) => true,
+                (Some(have), Some(want)) => have == want,
+                (None, _) => false,
+            })
+    }
+}
+
+/// One page of the fleet in name order: at most `limit` workers after `after` that pass
+/// `filter`, with their live status (from the registry).
+///
+/// Whether a worker is connected lives only in the registry, so the two statuses that depend on
+/// it are found differently: `connected` walks the registry's workers (fewer than the fleet, and
+/// already in memory) and reads their records by id; `disconnected` pages through the store's
+/// live workers and leaves out the connected ones. Every other filter is the store's, on an
+/// index.
+pub async fn page(
+    app: &AppState,
+    filter: &Filter,
+    after: Option<Name>,
+    limit: u32,
+) -> Result<Page<WorkerView>, AppError> {
+    let now = app.clock.now();
+    let want = limit as usize + 1;
+    let mut found: Vec<Worker> = Vec::with_capacity(want);
+    if filter.status == Some(WorkerStatus::Connected) {
+        let mut connected: Vec<(Name, WorkerId)> = app
+            .registry
+            .all()
+            .iter()
+            .filter(|s| after.as_ref().is_none_or(|a| s.name > *a))
+            .filter(|s| filter.name.as_deref().is_none_or(|n| s.name.as_str().contains(n)))
+            .map(|s| (s.name.clone(), s.worker_id.clone()))
+            .collect();
+        connected.sort_by(|a, b| a.0.cmp(&b.0));
+        for chunk in connected.chunks(want) {
+            let ids: Vec<WorkerId> = chunk.iter().map(|(_, id)| id.clone()).collect();
+            let records = app
+                .store
+                .read(move |tx| ids.iter().map(|id| tx.get_worker(id)).collect::<Result<Vec<_>, _>>())
+                .await?;
+            found.extend(records.into_iter().flatten().filter(|w| {
+                let status = w.status(app.registry.is_connected(&w.id), now);
+                filter.admits(w, status)
+            }));
+            if found.len() >= want {
+                break;
+            }
+        }
+    } else {
+        let mut query = WorkerPage {
+            after,
+            name_contains: filter.name.clone(),
+            labels: filter.labels.clone(),
+            status: filter.stored(),
+            now,
+            limit: limit + 1,
+        };
+        loop {
+            let q = query.clone();
+            let rows = app.store.read(move |tx| tx.page_workers(&q)).await?;
+            let last_page = rows.len() < want;
+            query.after = rows.last().map(|w| w.name.clone());
+            found.extend(rows.into_iter().filter(|w| {
+                filter.status != Some(WorkerStatus::Disconnected)
+                    || !app.registry.is_connected(&w.id)
+            }));
+            if last_page || found.len() >= want {
+                break;
+            }
+        }
+    }
+    Ok(Page::cut(
+        found,
+        limit,
+        |w| views::worker(w, now, &app.registry),
+        |w| Cursor::Worker(w.name.clone()),
+    ))
+}
 
 /// Every worker with its live status (from the registry) and stored record.
 pub async fn list(app: &AppState) -> Result<Vec<WorkerView>, AppError> {

@@ -262,6 +262,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "MUSTER_LISTEN", default_value = "127.0.0.1:7443")]
     pub listen: String,
+    /// The URL workers and admins on other machines reach this server by (a host name, a load
+    /// balancer), e.g. `https://muster.example.com:7443`: every command line the server prints
+    /// for pasting elsewhere names it.
+    #[arg(long, env = "MUSTER_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// TLS certificate chain (PEM). Without it a self-signed certificate is made in the data dir.
     #[arg(long, env = "MUSTER_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -38,7 +38,48 @@ struct Prepared {
     state: StateDir,
     labels: Labels,
     credential: Credential,
+    /// Beside a cached identity: an enrollment credential for the same worker that is not the
+    /// one the identity came from (freshly given). If the server refuses the cached identity
+    /// for good, the worker enrolls with it, which is evidently what its operator wants.
+    fresh: Option<Credential>,
     max_jobs: u32,
+}
+
+/// The configured enrollment credential, if any: the worker name it is for (a token's name, or
+/// the configured name with the secret), its text, and the credential.
+fn configured_enrollment(config: &WorkerConfig) -> Option<(String, String, Credential)> {
+    match (&config.token, &config.enrollment_key, &config.name) {
+        (Some(token), _, _) => Some((
+            token.split('.').next().unwrap_or_default().to_owned(),
+            token.clone(),
+            Credential::Token(token.clone()),
+        )),
+        (None, Some(key), Some(name)) => Some((
+            name.clone(),
+            key.clone(),
+            Credential::Secret {
+                name: name.clone(),
+                key: key.clone(),
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// The state dir holds one worker, the configuration names another: never pick one silently.
+fn identity_conflict(state: &StateDir, cached: &CachedIdentity, configured: &str, what: &str) -> WorkerError {
+    WorkerError::config(
+        format!(
+            "the state dir `{}` holds worker `{}`, but {what} is for `{configured}`",
+            state.root().display(),
+            cached.name
+        ),
+        format!(
+            "to run `{configured}` on this machine, give it its own `--state-dir` (or delete `{}`); to keep running `{}`, remove {what} from the configuration",
+            state.identity_path().display(),
+            cached.name
+        ),
+    )
 }
 
 fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
@@ -96,17 +137,41 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
     }
     let state = StateDir::open(&config.state_dir)?;
     let cached = state.load_identity()?;
+    let mut fresh = None;
     let credential = if let (Some(worker_id), Some(api_key)) = (&config.worker_id, &config.api_key)
     {
+        if let Some(identity) = cached.as_ref().filter(|c| c.worker_id != *worker_id) {
+            return Err(identity_conflict(
+                &state,
+                identity,
+                worker_id,
+                "the configured pre-created worker id",
+            ));
+        }
         Credential::Precreated {
             worker_id: worker_id.clone(),
             api_key: api_key.clone(),
         }
     } else if let Some(identity) = cached {
-        if config.token.is_some() || config.enrollment_key.is_some() {
-            tracing::info!(
-                "using the identity cached in the state dir; the configured enrollment credential is not needed and can be removed"
-            );
+        if let Some((wanted, given, credential)) = configured_enrollment(config) {
+            if wanted != identity.name {
+                let what = match credential {
+                    Credential::Token(_) => "the configured enrollment token",
+                    _ => "the configured worker name",
+                };
+                return Err(identity_conflict(&state, &identity, &wanted, what));
+            }
+            let mark = CachedIdentity::credential_mark(&state.machine_id().to_string(), &given);
+            if identity.credential.as_deref() == Some(mark.as_str()) {
+                tracing::info!(
+                    "using the identity cached in the state dir; the configured enrollment credential is not needed and can be removed"
+                );
+            } else {
+                tracing::info!(
+                    "using the identity cached in the state dir; the configured enrollment credential is kept in case the server refuses it"
+                );
+                fresh = Some(credential);
+            }
         }
         Credential::Cached(identity)
     } else if let Some(token) = &config.token {
@@ -150,6 +215,7 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
         state,
         labels,
         credential,
+        fresh,
         max_jobs: max_jobs.max(1),
     })
 }
@@ -167,10 +233,6 @@ pub async fn run(
         prepared.state.root(),
     )
     .await?;
-    let cached_identity = matches!(prepared.credential, Credential::Cached(_));
-    let Some(identity) = obtain_identity(&prepared, &mut shutdown).await? else {
-        return Ok(());
-    };
     let options = ChannelOptions {
         labels: prepared.labels.to_string(),
         max_jobs: prepared.max_jobs,
@@ -178,24 +240,84 @@ pub async fn run(
         confinement: Some(job_setup.confinement),
     };
     let (mut jobs, mut outbound) = JobManager::new(prepared.state.jobs_dir(), job_setup.options);
-    let result = maintain(
-        &prepared.endpoint,
-        &identity,
-        &options,
-        config.reconnect,
-        &mut shutdown,
-        &mut jobs,
-        Some(&mut outbound),
-    )
-    .await;
-    // The channel is gone for good and every job was told to stop: let them finish dying.
-    jobs.wait_stopped(JOBS_STOP_WITHIN).await;
-    result.map_err(|error| match error.cause() {
-        Cause::Refused(ErrorCode::UnknownIdentity) if cached_identity => {
-            unknown_cached_identity(&prepared.state)
+    let mut credential = &prepared.credential;
+    let mut fresh = prepared.fresh.as_ref();
+    loop {
+        let Some(identity) = obtain_identity(&prepared, credential, &mut shutdown).await? else {
+            return Ok(());
+        };
+        // An identity from a token or the secret is cached in the state dir by now.
+        let cached = match credential {
+            Credential::Cached(c) => Some(c.name.clone()),
+            Credential::Precreated { .. } => None,
+            Credential::Token(_) | Credential::Secret { .. } => {
+                prepared.state.load_identity()?.map(|c| c.name)
+            }
+        };
+        let result = maintain(
+            &prepared.endpoint,
+            &identity,
+            &options,
+            config.reconnect,
+            &mut shutdown,
+            &mut jobs,
+            Some(&mut outbound),
+        )
+        .await;
+        // The channel is gone for good and every job was told to stop: let them finish dying.
+        jobs.wait_stopped(JOBS_STOP_WITHIN).await;
+        let (error, name) = match (result, cached) {
+            (Err(error), Some(name)) if refuses_identity(error.cause()) => (error, name),
+            (result, _) => return result,
+        };
+        // The server refused the cached identity for good. With a freshly given credential for
+        // the same worker, enroll with it (replacing the cached identity); else say which state
+        // dir holds the refused identity and how to go on.
+        match fresh.take() {
+            Some(next) => {
+                tracing::warn!(
+                    worker = %name,
+                    "the server refused the cached identity ({}); enrolling with the configured credential",
+                    error.message()
+                );
+                credential = next;
+            }
+            None => return Err(cached_identity_refused(&prepared.state, &name, &error)),
         }
-        _ => error,
-    })
+    }
+}
+
+/// Whether a failure means the server will never again take this identity.
+fn refuses_identity(cause: Cause) -> bool {
+    use muster_proto::control::CloseCode;
+    matches!(
+        cause,
+        Cause::Refused(
+            ErrorCode::UnknownIdentity
+                | ErrorCode::WorkerRevoked
+                | ErrorCode::WorkerExpired
+                | ErrorCode::TokenRevoked
+                | ErrorCode::TokenExpired
+        ) | Cause::Closed(
+            CloseCode::Revoked | CloseCode::Expired | CloseCode::Removed | CloseCode::Superseded
+        )
+    )
+}
+
+/// The server refused the cached identity of `name` for good and no fresh credential is
+/// configured: the same failure (and exit code), with the state dir and the way on.
+fn cached_identity_refused(state: &StateDir, name: &str, error: &WorkerError) -> WorkerError {
+    if error.cause() == Cause::Refused(ErrorCode::UnknownIdentity) {
+        return unknown_cached_identity(state);
+    }
+    WorkerError::new(
+        error.cause(),
+        error.message().to_owned(),
+        format!(
+            "`{}` holds this identity of `{name}`; to join again, start with a new enrollment token or the auto-enrollment secret (the worker enrolls with it and replaces the cached identity), or with a fresh `--state-dir`",
+            state.identity_path().display()
+        ),
+    )
 }
 
 /// The server does not know the identity this worker cached: say which file holds it.
@@ -213,6 +335,7 @@ fn unknown_cached_identity(state: &StateDir) -> WorkerError {
 /// The identity to connect with, or `None` if the worker was stopped while enrolling.
 async fn obtain_identity(
     prepared: &Prepared,
+    credential: &Credential,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Identity>, WorkerError> {
     let machine_id = prepared.state.machine_id().to_string();
@@ -220,7 +343,7 @@ async fn obtain_identity(
         std::sync::Arc::clone(prepared.state.key()),
         std::sync::Arc::new(FileTickets::open(prepared.state.ticket_path())),
     );
-    let (token, name, key) = match &prepared.credential {
+    let (token, name, key) = match credential {
         Credential::Cached(c) => {
             tracing::info!(worker = %c.name, "using the cached identity");
             return Ok(Some(Identity {
@@ -269,7 +392,13 @@ async fn obtain_identity(
     } else {
         EnrolledVia::Secret
     };
+    let given = request
+        .token
+        .as_deref()
+        .or(request.enrollment_key.as_deref())
+        .unwrap_or_default();
     let cached = CachedIdentity {
+        credential: Some(CachedIdentity::credential_mark(&machine_id, given)),
         server_url: prepared.endpoint.base_url.clone(),
         worker_id: enrolled.worker_id.clone(),
         name: enrolled.name.clone(),

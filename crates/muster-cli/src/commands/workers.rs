@@ -71,7 +71,9 @@ pub async fn run(command: WorkersCommand) -> Result<(), CliError> {
                 println!("  MUSTER_WORKER_ID={}", created.id);
                 println!("  MUSTER_WORKER_API_KEY={}", created.api_key);
                 println!();
-                println!("Start the worker with both set (and MUSTER_URL): `muster worker`.");
+                println!("Start the worker on its machine with:");
+                println!();
+                println!("  {}", created.worker_command);
             }
             Ok(())
         }

@@ -2,12 +2,12 @@
 //! [`crate::ops::workers`], shared with the web UI.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 
-use crate::api::extract::{Admin, ApiJson};
+use crate::api::extract::{Admin, ApiJson, host};
 use crate::api::license::PreparesWorker;
 use crate::api::page::ListQuery;
 use crate::error::AppError;
@@ -45,9 +45,10 @@ pub async fn show(
 pub async fn create(
     State(app): State<AppState>,
     Admin(actor): Admin,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateWorkerRequest>,
 ) -> Result<(StatusCode, Extension<PreparesWorker>, Json<CreatedWorker>), AppError> {
-    let created = ops::workers::create(&app, &actor, &req).await?;
+    let created = ops::workers::create(&app, &actor, host(&headers), &req).await?;
     Ok((
         StatusCode::CREATED,
         Extension(PreparesWorker),

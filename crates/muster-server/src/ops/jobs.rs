@@ -6,7 +6,8 @@ use muster_core::audit::Outcome;
 use muster_core::Timestamp;
 use muster_core::job::{Job, JobId, JobState, Selector};
 use muster_proto::ErrorCode;
-use muster_proto::api::{JobView, SubmitJobRequest};
+use muster_core::WorkerStatus;
+use muster_proto::api::{JobView, Placement, SubmitJobRequest};
 use muster_store::flows::jobs::{self, Cancel};
 use muster_store::{JobFilter, OutputChunk};
 use rand::rngs::OsRng;
@@ -51,10 +52,25 @@ pub async fn submit(
         .map(validate::duration)
         .transpose()?
         .unwrap_or(DEFAULT_QUEUE_TIMEOUT);
-    // A job for a named worker is refused at once if there is no such worker.
+    // A job for a named worker is refused at once if there is no such worker, or if it can
+    // never run there: the worker is revoked, expired or suspended (waiting would only end in
+    // the queue timeout).
     let named = match &worker {
         Some(name) => match workers::find(app, name).await? {
-            Some(record) => Some(record.id),
+            Some(record) => {
+                let status = record.status(app.registry.is_connected(&record.id), app.clock.now());
+                if !matches!(status, WorkerStatus::Connected | WorkerStatus::Disconnected) {
+                    return Err(AppError::conflict(
+                        ErrorCode::Conflict,
+                        format!(
+                            "worker `{name}` is {}: a job for it would never run",
+                            status.as_str()
+                        ),
+                    )
+                    .with_hint("`muster workers list --status connected` shows the workers that can run it"));
+                }
+                Some(record.id)
+            }
             None => return Err(workers::no_such_worker(name)),
         },
         None => None,
@@ -79,8 +95,22 @@ pub async fn submit(
         Outcome::Ok,
         detail,
     );
+    let selector = job.selector.clone();
     let job = app.jobs.submit(job, event, named.as_ref()).await?;
-    Ok(views::job(&job))
+    let mut view = views::job(&job);
+    // Who could take it now, so `job run` can say at once that it waits, and for what.
+    let sessions = app.registry.all();
+    view.placement = Some(Placement {
+        connected: u32::try_from(sessions.len()).unwrap_or(u32::MAX),
+        matching: u32::try_from(
+            sessions
+                .iter()
+                .filter(|s| selector.matches(&s.name, &s.labels))
+                .count(),
+        )
+        .unwrap_or(u32::MAX),
+    });
+    Ok(view)
 }
 
 /// Reads a job state filter (`state=`): empty means any.

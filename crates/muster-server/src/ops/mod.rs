@@ -16,6 +16,7 @@ pub mod enrollment;
 pub mod jobs;
 pub mod license;
 pub mod page;
+pub mod paste;
 pub mod tokens;
 pub mod workers;
 

@@ -54,38 +54,13 @@ pub async fn create(
         })?;
     tracing::info!(token = %name, expires_at = %expires_at, "enrollment token created");
     let plaintext = secret.expose();
-    let worker_command = worker_command(app, host, &plaintext);
+    let worker_command = crate::ops::paste::with_token(app, host, &plaintext);
     Ok(CreatedToken {
         name: name.to_string(),
         token: plaintext,
         expires_at: expires_at.to_rfc3339(),
         worker_command,
     })
-}
-
-/// A command line that starts a worker against this server, as the admin reached it.
-pub fn worker_command(app: &AppState, host: Option<&str>, token: &str) -> String {
-    let mut command = format!(
-        "muster worker --url {} --token {token}",
-        server_url(app, host)
-    );
-    if let Some(fp) = &app.pin_fingerprint {
-        command.push_str(&format!(" --ca-fingerprint {fp}"));
-    }
-    command
-}
-
-/// This server's URL as the admin reached it (its `Host`). A `Host` with anything but host-name
-/// characters is not echoed into a command someone will paste.
-pub fn server_url(app: &AppState, host: Option<&str>) -> String {
-    let host = host
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
-        })
-        .unwrap_or("SERVER:7443");
-    let scheme = if app.tls { "https" } else { "http" };
-    format!("{scheme}://{host}")
 }
 
 /// Reads a token state filter (`state=`): empty means any.

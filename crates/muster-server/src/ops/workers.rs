@@ -270,6 +270,7 @@ pub async fn revoke(app: &AppState, actor: &Actor, name: &str) -> Result<WorkerV
 pub async fn create(
     app: &AppState,
     actor: &Actor,
+    host: Option<&str>,
     req: &CreateWorkerRequest,
 ) -> Result<CreatedWorker, AppError> {
     let name = validate::name(&req.name)?;
@@ -308,6 +309,7 @@ pub async fn create(
             }
         })?;
     Ok(CreatedWorker {
+        worker_command: crate::ops::paste::precreated(app, host, id.as_str(), key.expose()),
         id: id.to_string(),
         name: name.to_string(),
         api_key: key.expose().to_owned(),

@@ -37,7 +37,7 @@ fn a_token_for_another_worker_than_the_cached_one_stops_with_the_choice() {
 }
 
 #[test]
-fn a_fresh_secret_takes_over_a_revoked_identity_and_the_old_one_does_not() {
+fn a_fresh_secret_takes_over_a_refused_identity_and_the_old_one_does_not() {
     let server = Server::start(ServerOpts::default());
     enable(&server, SECRET_1, &[]);
     let mut worker = server.worker("machine").secret("edge-01", SECRET_1).start();
@@ -55,10 +55,15 @@ fn a_fresh_secret_takes_over_a_revoked_identity_and_the_old_one_does_not() {
     let mut again = server.worker("machine").secret("edge-01", SECRET_1).start();
     assert_eq!(again.wait_exit(STARTUP), 5, "{}", again.stderr());
 
-    // A new secret, freshly given: the worker enrolls with it and replaces the cached identity.
+    // The admin removes the worker and rotates the secret; the new secret, freshly given, is
+    // used once the server refuses the cached identity: the worker enrolls with it and
+    // replaces the cached identity.
+    server.cli_ok(&["workers", "remove", "edge-01"]);
     let file = crate::enrollment::secret_file(&server, SECRET_2);
     server.cli_ok(&["enrollment", "rotate", "--secret-file", file.to_str().unwrap()]);
     let _fresh = server.worker("machine").secret("edge-01", SECRET_2).start();
     let w = server.wait_status("edge-01", "connected", STARTUP);
     assert_eq!(w["enrolled_via"], "secret");
+    let cached = std::fs::read_to_string(&identity).expect("identity.json");
+    assert!(cached.contains(w["id"].as_str().unwrap()), "the new identity replaced the old");
 }

@@ -57,7 +57,9 @@ pub fn print_table(rendered: &str, no_headers: bool) {
 /// The page size lists are fetched with, when `MUSTER_PAGE_SIZE` sets one (the server's default,
 /// 500, otherwise; at most 5,000). Only how many requests a long list takes depends on it.
 pub fn page_size() -> Option<String> {
-    std::env::var("MUSTER_PAGE_SIZE").ok().filter(|s| !s.is_empty())
+    std::env::var("MUSTER_PAGE_SIZE")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// A rendered table without its header line (`--no-headers`).

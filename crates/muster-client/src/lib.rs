@@ -309,7 +309,8 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| self.transport_error(e))?;
-        let rows = serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let rows =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok((rows, next))
     }
 

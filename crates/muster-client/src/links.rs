@@ -9,7 +9,10 @@ pub fn next(header: &str) -> Option<String> {
             let p = p.trim();
             p.strip_prefix("rel=")
                 .map(|rel| rel.trim_matches('"'))
-                .is_some_and(|rel| rel.split_whitespace().any(|r| r.eq_ignore_ascii_case("next")))
+                .is_some_and(|rel| {
+                    rel.split_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+                })
         });
         (is_next && target.starts_with("/api/v1/")).then(|| target.to_owned())
     })

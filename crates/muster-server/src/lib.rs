@@ -70,7 +70,8 @@ pub fn router(app: AppState, ui: Arc<ui::UiState>) -> Router {
 /// hundred kilobytes as JSON and a tenth of that compressed. A body that streams as it happens
 /// (a job's followed output, server-sent events) is left alone, since compressing it would hold
 /// lines back until a compressor's block fills; so is anything too small to gain.
-fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+fn compression()
+-> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
     use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
     tower_http::compression::CompressionLayer::new()
         .gzip(true)

@@ -168,7 +168,10 @@ pub(crate) fn tokens(page: &TokenPage, dialect: Dialect) -> Statement {
 }
 
 pub(crate) fn jobs(filter: &JobFilter, dialect: Dialect) -> Statement {
-    let mut s = Statement::new(dialect, format!("SELECT {JOB_COLUMNS} FROM jobs WHERE TRUE"));
+    let mut s = Statement::new(
+        dialect,
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE TRUE"),
+    );
     if let Some(state) = filter.state {
         let p = s.text(JobState::as_str(state));
         s.and(&format!("state = {p}"));
@@ -209,7 +212,11 @@ mod tests {
     #[test]
     fn a_bare_page_has_no_filter() {
         let s = workers(&page(), Dialect::Sqlite);
-        assert!(s.sql.ends_with("WHERE TRUE ORDER BY name LIMIT ?1"), "{}", s.sql);
+        assert!(
+            s.sql.ends_with("WHERE TRUE ORDER BY name LIMIT ?1"),
+            "{}",
+            s.sql
+        );
         assert_eq!(s.params, vec![Param::Int(10)]);
     }
 

@@ -67,7 +67,12 @@ fn configured_enrollment(config: &WorkerConfig) -> Option<(String, String, Crede
 }
 
 /// The state dir holds one worker, the configuration names another: never pick one silently.
-fn identity_conflict(state: &StateDir, cached: &CachedIdentity, configured: &str, what: &str) -> WorkerError {
+fn identity_conflict(
+    state: &StateDir,
+    cached: &CachedIdentity,
+    configured: &str,
+    what: &str,
+) -> WorkerError {
     WorkerError::config(
         format!(
             "the state dir `{}` holds worker `{}`, but {what} is for `{configured}`",

@@ -205,7 +205,11 @@ impl Waiting {
         if job.state != JobState::Queued || placement.matching > 0 {
             return None;
         }
-        let workers = if placement.connected == 1 { "worker" } else { "workers" };
+        let workers = if placement.connected == 1 {
+            "worker"
+        } else {
+            "workers"
+        };
         eprintln!(
             "muster: no connected worker matches {} ({} {workers} connected); job {} waits for one, up to {}",
             job.selector,
@@ -222,7 +226,11 @@ impl Waiting {
                     tick.tick().await;
                     let secs = start.elapsed().as_secs();
                     let mut err = std::io::stderr().lock();
-                    let _ = write!(err, "\r\x1b[Kwaiting for a matching worker… {}", muster_core::format_duration(std::time::Duration::from_secs(secs)));
+                    let _ = write!(
+                        err,
+                        "\r\x1b[Kwaiting for a matching worker… {}",
+                        muster_core::format_duration(std::time::Duration::from_secs(secs))
+                    );
                     let _ = err.flush();
                 }
             })

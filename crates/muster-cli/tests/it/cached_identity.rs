@@ -3,8 +3,8 @@
 //! same worker takes over once the server refuses the cached identity for good; and a refused
 //! identity with nothing fresh configured exits naming the state dir and the fix.
 
-use crate::harness::{STARTUP, Server, ServerOpts, error_line};
 use crate::enrollment::enable;
+use crate::harness::{STARTUP, Server, ServerOpts, error_line};
 
 const SECRET_1: &str = "first-secret-with-at-least-32-characters";
 const SECRET_2: &str = "second-secret-with-at-least-32-characters";
@@ -50,7 +50,10 @@ fn a_fresh_secret_takes_over_a_refused_identity_and_the_old_one_does_not() {
     assert_eq!(code, 5, "{}", worker.stderr());
     let line = error_line(&worker.stderr());
     let identity = server.path("machine").join("identity.json");
-    assert!(line.contains(&format!("`{}`", identity.display())), "{line}");
+    assert!(
+        line.contains(&format!("`{}`", identity.display())),
+        "{line}"
+    );
     assert!(line.contains("fresh `--state-dir`"), "{line}");
     let mut again = server.worker("machine").secret("edge-01", SECRET_1).start();
     assert_eq!(again.wait_exit(STARTUP), 5, "{}", again.stderr());
@@ -60,10 +63,18 @@ fn a_fresh_secret_takes_over_a_refused_identity_and_the_old_one_does_not() {
     // replaces the cached identity.
     server.cli_ok(&["workers", "remove", "edge-01"]);
     let file = crate::enrollment::secret_file(&server, SECRET_2);
-    server.cli_ok(&["enrollment", "rotate", "--secret-file", file.to_str().unwrap()]);
+    server.cli_ok(&[
+        "enrollment",
+        "rotate",
+        "--secret-file",
+        file.to_str().unwrap(),
+    ]);
     let _fresh = server.worker("machine").secret("edge-01", SECRET_2).start();
     let w = server.wait_status("edge-01", "connected", STARTUP);
     assert_eq!(w["enrolled_via"], "secret");
     let cached = std::fs::read_to_string(&identity).expect("identity.json");
-    assert!(cached.contains(w["id"].as_str().unwrap()), "the new identity replaced the old");
+    assert!(
+        cached.contains(w["id"].as_str().unwrap()),
+        "the new identity replaced the old"
+    );
 }

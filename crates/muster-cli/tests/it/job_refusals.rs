@@ -38,7 +38,9 @@ fn a_job_nobody_connected_matches_says_so_at_once() {
     assert_eq!(out.status.code(), Some(125), "{stderr}");
     let first = stderr.lines().next().unwrap_or_default();
     assert!(
-        first.contains("no connected worker matches a worker with labels pool=nowhere (0 workers connected)"),
+        first.contains(
+            "no connected worker matches a worker with labels pool=nowhere (0 workers connected)"
+        ),
         "the first line says why it waits: {stderr}"
     );
     assert!(first.contains("up to 2s"), "{first}");

@@ -38,7 +38,13 @@ fn workers_list_follows_pages_and_takes_the_filters() {
         ("cpu-2", "cpu"),
         ("edge-1", "edge"),
     ] {
-        server.cli_ok(&["workers", "create", name, "--label", &format!("pool={pool}")]);
+        server.cli_ok(&[
+            "workers",
+            "create",
+            name,
+            "--label",
+            &format!("pool={pool}"),
+        ]);
     }
     server.wait_status("builtin", "connected", STARTUP);
 
@@ -52,7 +58,10 @@ fn workers_list_follows_pages_and_takes_the_filters() {
         ["gpu-1", "gpu-2"]
     );
     assert_eq!(
-        small_pages(&server, &["workers", "list", "-q", "--label", "pool", "--name", "2"]),
+        small_pages(
+            &server,
+            &["workers", "list", "-q", "--label", "pool", "--name", "2"]
+        ),
         ["cpu-2", "gpu-2"]
     );
     assert_eq!(
@@ -60,10 +69,21 @@ fn workers_list_follows_pages_and_takes_the_filters() {
         ["builtin"]
     );
     assert_eq!(
-        small_pages(&server, &["workers", "list", "-q", "--status", "disconnected"]).len(),
+        small_pages(
+            &server,
+            &["workers", "list", "-q", "--status", "disconnected"]
+        )
+        .len(),
         5
     );
-    let json = server.cli_json(&["workers", "list", "--status", "disconnected", "--label", "pool=cpu"]);
+    let json = server.cli_json(&[
+        "workers",
+        "list",
+        "--status",
+        "disconnected",
+        "--label",
+        "pool=cpu",
+    ]);
     let names: Vec<_> = array(json)
         .iter()
         .map(|w| w["name"].as_str().unwrap().to_owned())
@@ -80,7 +100,13 @@ fn workers_list_follows_pages_and_takes_the_filters() {
         small_pages(&server, &["workers", "list", "--name", "nothing-like-it"]),
         ["No workers match."]
     );
-    assert!(small_pages(&server, &["workers", "list", "--name", "zzz", "--no-headers"]).is_empty());
+    assert!(
+        small_pages(
+            &server,
+            &["workers", "list", "--name", "zzz", "--no-headers"]
+        )
+        .is_empty()
+    );
 
     let (code, line) = server.cli_err(&["workers", "list", "--status", "asleep"]);
     assert_ne!(code, 0);
@@ -94,12 +120,18 @@ fn token_list_follows_pages_and_filters_by_state() {
         server.create_token(name, "1h");
     }
     server.cli_ok(&["token", "revoke", "t2"]);
-    assert_eq!(small_pages(&server, &["token", "list", "-q"]), ["t1", "t2", "t3"]);
+    assert_eq!(
+        small_pages(&server, &["token", "list", "-q"]),
+        ["t1", "t2", "t3"]
+    );
     assert_eq!(
         small_pages(&server, &["token", "list", "-q", "--state", "unused"]),
         ["t1", "t3"]
     );
-    let rows = small_pages(&server, &["token", "list", "--no-headers", "--state", "revoked"]);
+    let rows = small_pages(
+        &server,
+        &["token", "list", "--no-headers", "--state", "revoked"],
+    );
     assert_eq!(rows.len(), 1);
     assert!(rows[0].trim_start().starts_with("t2"), "{rows:?}");
 }
@@ -135,7 +167,10 @@ fn workers_list_pages_past_five_thousand() {
     assert_eq!(names.len(), FLEET, "every worker, across the pages");
     assert_eq!(names[0], "w-00000");
     assert_eq!(names[FLEET - 1], "w-05000");
-    assert!(names.windows(2).all(|w| w[0] < w[1]), "in name order, each once");
+    assert!(
+        names.windows(2).all(|w| w[0] < w[1]),
+        "in name order, each once"
+    );
 
     let (status, body) = block_on({
         let (client, base, token) = (server.http(), server.url(), server.admin_token());

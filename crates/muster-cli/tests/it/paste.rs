@@ -111,10 +111,16 @@ fn printed_commands_name_the_public_url_and_work_as_pasted() {
     let out = server.cli_ok(&["enrollment", "enable", "--generate"]);
     let line = command_line(&out, "MUSTER_AUTO_ENROLLMENT_KEY=");
     expect_complete(line);
-    let host = String::from_utf8(Command::new("hostname").arg("-s").output().expect("hostname").stdout)
-        .expect("utf-8")
-        .trim()
-        .to_lowercase();
+    let host = String::from_utf8(
+        Command::new("hostname")
+            .arg("-s")
+            .output()
+            .expect("hostname")
+            .stdout,
+    )
+    .expect("utf-8")
+    .trim()
+    .to_lowercase();
     let _secret_worker = Pasted::run(line, &server.path("home-secret"));
     server.wait_status(&host, "connected", STARTUP);
 
@@ -127,11 +133,25 @@ fn printed_commands_name_the_public_url_and_work_as_pasted() {
 fn a_public_url_that_is_not_a_url_is_refused_at_start() {
     let home = tempfile::tempdir().expect("temp");
     let out = crate::harness::muster(home.path())
-        .args(["serve", "--listen", "127.0.0.1:0", "--public-url", "muster.example.com"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--public-url",
+            "muster.example.com",
+        ])
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("`--public-url` `muster.example.com` is not a server URL"), "{stderr}");
+    assert!(
+        stderr.contains("`--public-url` `muster.example.com` is not a server URL"),
+        "{stderr}"
+    );
     assert!(stderr.contains("hint:"), "{stderr}");
 }

@@ -32,10 +32,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
         let OriginalUri(uri) = OriginalUri::from_request_parts(parts, state)
             .await
             .unwrap_or_else(|e| match e {});
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .take(MAX_PARAMS + 1)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .take(MAX_PARAMS + 1)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
         if pairs.len() > MAX_PARAMS {
             return Err(AppError::bad_request(
                 ErrorCode::BadRequest,
@@ -52,7 +53,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 impl ListQuery {
     /// Refuses a parameter this list does not take (a typo would otherwise list everything).
     pub fn only(&self, known: &[&str]) -> Result<(), AppError> {
-        match self.pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        match self
+            .pairs
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
             None => Ok(()),
             Some((k, _)) => Err(AppError::bad_request(
                 ErrorCode::BadRequest,

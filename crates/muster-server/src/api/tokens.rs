@@ -3,8 +3,8 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::{Extension, Json};
 use axum::response::Response;
+use axum::{Extension, Json};
 use muster_proto::api::{CreateTokenRequest, CreatedToken, TokenView};
 
 use crate::api::extract::{Admin, ApiJson};

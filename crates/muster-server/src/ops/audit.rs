@@ -29,7 +29,10 @@ pub struct Filter<'a> {
 /// One page of the audit log, newest first, after the record `filter.before` names.
 pub async fn page(app: &AppState, filter: Filter<'_>) -> Result<Page<AuditEntry>, AppError> {
     let text = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
-    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, page::MAX_LIMIT);
+    let limit = filter
+        .limit
+        .unwrap_or(DEFAULT_LIMIT)
+        .clamp(1, page::MAX_LIMIT);
     let stored = AuditFilter {
         before_seq: filter.before,
         action_prefix: text(filter.action),
@@ -40,7 +43,9 @@ pub async fn page(app: &AppState, filter: Filter<'_>) -> Result<Page<AuditEntry>
         .store
         .read(move |tx| muster_store::flows::audit::list(tx, &stored))
         .await?;
-    Ok(Page::cut(records, limit, views::audit, |r| Cursor::Audit(r.seq)))
+    Ok(Page::cut(records, limit, views::audit, |r| {
+        Cursor::Audit(r.seq)
+    }))
 }
 
 pub async fn list(app: &AppState, filter: Filter<'_>) -> Result<Vec<AuditEntry>, AppError> {

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use muster_core::audit::Outcome;
 use muster_core::Timestamp;
+use muster_core::WorkerStatus;
+use muster_core::audit::Outcome;
 use muster_core::job::{Job, JobId, JobState, Selector};
 use muster_proto::ErrorCode;
-use muster_core::WorkerStatus;
 use muster_proto::api::{JobView, Placement, SubmitJobRequest};
 use muster_store::flows::jobs::{self, Cancel};
 use muster_store::{JobFilter, OutputChunk};

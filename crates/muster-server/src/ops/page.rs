@@ -32,7 +32,12 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// The page of `limit` from `rows`, fetched one past the limit to tell whether there is a
     /// next page: the cursor is then the position of the page's last row.
-    pub fn cut<R>(mut rows: Vec<R>, limit: u32, view: impl Fn(&R) -> T, key: impl Fn(&R) -> Cursor) -> Self {
+    pub fn cut<R>(
+        mut rows: Vec<R>,
+        limit: u32,
+        view: impl Fn(&R) -> T,
+        key: impl Fn(&R) -> Cursor,
+    ) -> Self {
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         Self {
@@ -79,7 +84,9 @@ impl Cursor {
                 ErrorCode::BadRequest,
                 format!("`cursor` is not one the {} list gave out", like.list()),
             )
-            .with_hint("follow the `Link: <…>; rel=\"next\"` header, or start again without `cursor`")
+            .with_hint(
+                "follow the `Link: <…>; rel=\"next\"` header, or start again without `cursor`",
+            )
         };
         if input.len() > MAX_CURSOR_LEN {
             return Err(bad());
@@ -92,11 +99,17 @@ impl Cursor {
             ("w1", CursorKind::Worker) => Cursor::Worker(Name::parse(rest).map_err(|_| bad())?),
             ("t1", CursorKind::Token) => {
                 let (ms, name) = rest.split_once(':').ok_or_else(bad)?;
-                Cursor::Token(at(ms).ok_or_else(bad)?, Name::parse(name).map_err(|_| bad())?)
+                Cursor::Token(
+                    at(ms).ok_or_else(bad)?,
+                    Name::parse(name).map_err(|_| bad())?,
+                )
             }
             ("j1", CursorKind::Job) => {
                 let (ms, id) = rest.split_once(':').ok_or_else(bad)?;
-                Cursor::Job(at(ms).ok_or_else(bad)?, JobId::parse(id).map_err(|_| bad())?)
+                Cursor::Job(
+                    at(ms).ok_or_else(bad)?,
+                    JobId::parse(id).map_err(|_| bad())?,
+                )
             }
             ("a1", CursorKind::Audit) => Cursor::Audit(rest.parse().map_err(|_| bad())?),
             _ => return Err(bad()),
@@ -164,13 +177,19 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_stay_in_their_list() {
         let cases = [
-            (Cursor::Worker(Name::parse("w-01").unwrap()), CursorKind::Worker),
+            (
+                Cursor::Worker(Name::parse("w-01").unwrap()),
+                CursorKind::Worker,
+            ),
             (
                 Cursor::Token(Timestamp::from_unix_millis(7), Name::parse("t_1").unwrap()),
                 CursorKind::Token,
             ),
             (
-                Cursor::Job(Timestamp::from_unix_millis(-1), JobId::parse("00000000000000a1").unwrap()),
+                Cursor::Job(
+                    Timestamp::from_unix_millis(-1),
+                    JobId::parse("00000000000000a1").unwrap(),
+                ),
                 CursorKind::Job,
             ),
             (Cursor::Audit(42), CursorKind::Audit),
@@ -179,7 +198,10 @@ mod tests {
             let word = cursor.encode();
             assert_eq!(&Cursor::decode(&word, *kind).unwrap(), cursor);
             for (_, other) in cases.iter().filter(|(_, k)| k != kind) {
-                assert!(Cursor::decode(&word, *other).is_err(), "{word} is not a {other:?} cursor");
+                assert!(
+                    Cursor::decode(&word, *other).is_err(),
+                    "{word} is not a {other:?} cursor"
+                );
             }
         }
         for junk in ["", "!!", "dzE6", &"a".repeat(300), "dzE6QUJD"] {

@@ -87,7 +87,10 @@ impl Filter {
             Some(n) => {
                 return Err(AppError::bad_request(
                     ErrorCode::InvalidName,
-                    format!("`name` filter `{}` is longer than a name can be", page::shown(n)),
+                    format!(
+                        "`name` filter `{}` is longer than a name can be",
+                        page::shown(n)
+                    ),
                 )
                 .with_hint("names are at most 63 characters; give part of one"));
             }
@@ -112,12 +115,18 @@ impl Filter {
     /// filters: the connected workers, which only the registry knows).
     fn admits(&self, w: &Worker, status: WorkerStatus) -> bool {
         self.status.is_none_or(|s| s == status)
-            && self.name.as_deref().is_none_or(|n| w.name.as_str().contains(n))
-            && self.labels.iter().all(|l| match (w.labels.get(&l.key), &l.value) {
-                (Some(_), None) => true,
-                (Some(have), Some(want)) => have == want,
-                (None, _) => false,
-            })
+            && self
+                .name
+                .as_deref()
+                .is_none_or(|n| w.name.as_str().contains(n))
+            && self
+                .labels
+                .iter()
+                .all(|l| match (w.labels.get(&l.key), &l.value) {
+                    (Some(_), None) => true,
+                    (Some(have), Some(want)) => have == want,
+                    (None, _) => false,
+                })
     }
 }
 
@@ -144,7 +153,12 @@ pub async fn page(
             .all()
             .iter()
             .filter(|s| after.as_ref().is_none_or(|a| s.name > *a))
-            .filter(|s| filter.name.as_deref().is_none_or(|n| s.name.as_str().contains(n)))
+            .filter(|s| {
+                filter
+                    .name
+                    .as_deref()
+                    .is_none_or(|n| s.name.as_str().contains(n))
+            })
             .map(|s| (s.name.clone(), s.worker_id.clone()))
             .collect();
         connected.sort_by(|a, b| a.0.cmp(&b.0));
@@ -152,7 +166,11 @@ pub async fn page(
             let ids: Vec<WorkerId> = chunk.iter().map(|(_, id)| id.clone()).collect();
             let records = app
                 .store
-                .read(move |tx| ids.iter().map(|id| tx.get_worker(id)).collect::<Result<Vec<_>, _>>())
+                .read(move |tx| {
+                    ids.iter()
+                        .map(|id| tx.get_worker(id))
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .await?;
             found.extend(records.into_iter().flatten().filter(|w| {
                 let status = w.status(app.registry.is_connected(&w.id), now);

@@ -18,10 +18,10 @@ use postgres::Row;
 use super::transaction::{PgTx, col};
 use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
+use crate::pages::{self, Dialect, Param, Statement};
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::pages::{self, Dialect, Param, Statement};
 use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, TokenPage, Tx, WorkerPage};
 
 impl PgTx<'_> {

@@ -17,10 +17,10 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::transaction::SqliteTx;
 use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
+use crate::pages::{self, Dialect, Param, Statement};
 use crate::rows::{
     self, AUDIT_COLUMNS, TOKEN_COLUMNS, TokenColumns, WORKER_COLUMNS, WorkerColumns,
 };
-use crate::pages::{self, Dialect, Param, Statement};
 use crate::tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, Scope, TokenPage, Tx, WorkerPage};
 
 impl rusqlite::ToSql for Param {
@@ -39,9 +39,9 @@ impl SqliteTx<'_> {
         self.conn
             .prepare_cached("DELETE FROM worker_labels WHERE worker_id = ?1")?
             .execute([id])?;
-        let mut insert = self
-            .conn
-            .prepare_cached("INSERT INTO worker_labels (worker_id, key, value) VALUES (?1, ?2, ?3)")?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO worker_labels (worker_id, key, value) VALUES (?1, ?2, ?3)",
+        )?;
         for (key, value) in labels.iter() {
             insert.execute(params![id, key, value])?;
         }

@@ -38,8 +38,14 @@ async fn walk(store: &Store, mut query: WorkerPage) -> Vec<String> {
     let mut names = Vec::new();
     loop {
         let q = query.clone();
-        let page = store.read(move |tx| tx.page_workers(&q)).await.expect("page");
-        assert!(page.len() <= query.limit as usize, "a page holds at most its limit");
+        let page = store
+            .read(move |tx| tx.page_workers(&q))
+            .await
+            .expect("page");
+        assert!(
+            page.len() <= query.limit as usize,
+            "a page holds at most its limit"
+        );
         names.extend(page.iter().map(|w| w.name.to_string()));
         if page.len() < query.limit as usize {
             return names;
@@ -106,9 +112,15 @@ pub async fn workers_page_in_name_order_with_every_filter(store: Store) {
 
     let mut q = page(2);
     q.name_contains = Some("w1".into());
-    assert_eq!(walk(&store, q.clone()).await, names(&|i| (10..20).contains(&i)));
+    assert_eq!(
+        walk(&store, q.clone()).await,
+        names(&|i| (10..20).contains(&i))
+    );
     q.name_contains = Some("_".into());
-    assert!(walk(&store, q).await.is_empty(), "`_` is text, not a pattern");
+    assert!(
+        walk(&store, q).await.is_empty(),
+        "`_` is text, not a pattern"
+    );
 
     let by_status = |status| {
         let mut q = page(3);
@@ -194,7 +206,10 @@ pub async fn tokens_page_oldest_first_by_effective_state(store: Store) {
             let mut names = Vec::new();
             loop {
                 let q = query.clone();
-                let page = store.read(move |tx| tx.page_tokens(&q)).await.expect("page");
+                let page = store
+                    .read(move |tx| tx.page_tokens(&q))
+                    .await
+                    .expect("page");
                 names.extend(page.iter().map(|t| t.name.to_string()));
                 if page.len() < limit as usize {
                     return names;
@@ -249,13 +264,20 @@ pub async fn jobs_page_newest_first_past_ties(store: Store) {
         filter.before = Some((last.created_at, last.id.clone()));
         seen.extend(page.iter().map(|j| j.id.to_string()));
     }
-    assert_eq!(seen, ["00000000000000c3", "00000000000000c2", "00000000000000c1"]);
+    assert_eq!(
+        seen,
+        ["00000000000000c3", "00000000000000c2", "00000000000000c1"]
+    );
     filter.before = None;
     filter.limit = 10;
     filter.state = Some(muster_core::job::JobState::Queued);
     let f = filter.clone();
     assert_eq!(
-        store.read(move |tx| tx.list_jobs(&f)).await.expect("list").len(),
+        store
+            .read(move |tx| tx.list_jobs(&f))
+            .await
+            .expect("list")
+            .len(),
         3
     );
     filter.state = Some(muster_core::job::JobState::Running);

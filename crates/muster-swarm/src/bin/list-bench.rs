@@ -78,30 +78,34 @@ async fn main() -> anyhow::Result<()> {
 /// Writes `count` pre-created workers, in batches of one transaction each.
 async fn fill(data: &Path, count: usize) -> anyhow::Result<()> {
     let store = Store::open_sqlite(&data.join("muster.db"))?;
-    let now = Timestamp::from_unix_millis(
-        i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_millis(),
-        )?,
-    );
+    let now = Timestamp::from_unix_millis(i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?);
     let key = SecretHash::of("mk_list-bench");
     for start in (0..count).step_by(2_000) {
         let batch: Vec<Worker> = (start..count.min(start + 2_000))
             .map(|i| -> anyhow::Result<Worker> {
                 let pool = if i % 100 == 0 { "gpu" } else { "cpu" };
                 Ok(Worker {
-                    id: WorkerId::parse(&format!("{i:032x}"))?,
+                    // Random ids and machine ids, as a real fleet has: they are most of what
+                    // gzip cannot shrink.
+                    id: WorkerId::parse(&muster_core::credentials::generate_id(
+                        &mut rand::thread_rng(),
+                    ))?,
                     name: Name::parse(&format!("w-{i:06}"))?,
                     enrolled_via: EnrolledVia::Precreated,
                     token_name: None,
-                    machine_id: None,
+                    machine_id: Some(muster_core::MachineId::parse(
+                        &muster_core::credentials::generate_id(&mut rand::thread_rng()),
+                    )?),
                     labels: Labels::parse_list(&format!("pool={pool},zone=z{}", i % 10))?,
                     key_hash: key.clone(),
                     created_at: now,
                     expires_at: None,
                     revoked_at: None,
-                    last_seen_at: None,
+                    last_seen_at: Some(now),
                     identity: Default::default(),
                 })
             })
@@ -128,7 +132,9 @@ fn client(data: &Path) -> anyhow::Result<(reqwest::Client, String, String)> {
         .no_gzip()
         .timeout(Duration::from_secs(60))
         .build()?;
-    let token = local.admin_token.context("no admin credential in the data dir")?;
+    let token = local
+        .admin_token
+        .context("no admin credential in the data dir")?;
     Ok((http, local.url, token))
 }
 
@@ -205,7 +211,9 @@ async fn measure(data: &Path, args: &Args) -> anyhow::Result<()> {
         let answer = get(&http, &base, &token, &url, true).await?;
         seen += 5_000;
         match answer.next {
-            Some(next) if seen >= args.workers / 2 => break Some(next.replace("limit=5000", "limit=100")),
+            Some(next) if seen >= args.workers / 2 => {
+                break Some(next.replace("limit=5000", "limit=100"));
+            }
             Some(next) => url = next,
             None => break None,
         }
@@ -214,23 +222,50 @@ async fn measure(data: &Path, args: &Args) -> anyhow::Result<()> {
         "GET /api/v1/workers with {} workers in the store, {} requests each (ms; bytes of one answer)",
         args.workers, args.requests
     );
-    println!("{:<44} {:>8} {:>8} {:>8} {:>10}", "page", "p50", "p99", "max", "bytes");
+    println!(
+        "{:<44} {:>8} {:>8} {:>8} {:>10}",
+        "page", "p50", "p99", "max", "bytes"
+    );
     let n = args.requests;
     let cases: Vec<(&str, String, bool)> = vec![
         ("limit=100, gzip", "/api/v1/workers?limit=100".into(), true),
-        ("limit=100, uncompressed", "/api/v1/workers?limit=100".into(), false),
+        (
+            "limit=100, uncompressed",
+            "/api/v1/workers?limit=100".into(),
+            false,
+        ),
         (
             "limit=100 halfway (cursor), gzip",
             middle.unwrap_or_else(|| "/api/v1/workers?limit=100".into()),
             true,
         ),
-        ("label=pool=gpu (1%), limit=100, gzip", "/api/v1/workers?limit=100&label=pool%3Dgpu".into(), true),
-        ("status=disconnected, limit=100, gzip", "/api/v1/workers?limit=100&status=disconnected".into(), true),
-        ("name=w-01 (substring), limit=100, gzip", "/api/v1/workers?limit=100&name=w-01".into(), true),
-        ("limit=5000, gzip", "/api/v1/workers?limit=5000".into(), true),
+        (
+            "label=pool=gpu (1%), limit=100, gzip",
+            "/api/v1/workers?limit=100&label=pool%3Dgpu".into(),
+            true,
+        ),
+        (
+            "status=disconnected, limit=100, gzip",
+            "/api/v1/workers?limit=100&status=disconnected".into(),
+            true,
+        ),
+        (
+            "name=w-01 (substring), limit=100, gzip",
+            "/api/v1/workers?limit=100&name=w-01".into(),
+            true,
+        ),
+        (
+            "limit=5000, gzip",
+            "/api/v1/workers?limit=5000".into(),
+            true,
+        ),
     ];
     for (label, path, gzip) in cases {
-        let requests = if path.contains("limit=5000") { n.min(20) } else { n };
+        let requests = if path.contains("limit=5000") {
+            n.min(20)
+        } else {
+            n
+        };
         figure(&http, &base, &token, label, &path, gzip, requests).await?;
     }
     // The whole fleet, as `muster workers list` reads it.

@@ -28,7 +28,11 @@ async fn walk(api: &Api, first: &str, key: &str) -> (Vec<String>, usize) {
                 .as_array()
                 .expect("a page is a JSON array")
                 .iter()
-                .map(|r| r[key].as_str().map_or_else(|| r[key].to_string(), str::to_owned)),
+                .map(|r| {
+                    r[key]
+                        .as_str()
+                        .map_or_else(|| r[key].to_string(), str::to_owned)
+                }),
         );
         url = next(reply.link.as_deref());
         assert!(pages < 100, "the pages never end");
@@ -69,7 +73,10 @@ async fn workers_page_by_name_with_a_link_to_the_next_page_that_keeps_the_filter
         .expect(StatusCode::OK);
     let link = next(first.link.as_deref()).expect("a next page");
     assert!(link.starts_with("/api/v1/workers?"), "{link}");
-    assert!(link.contains("label=pool%3Dgpu") && link.contains("name=w-") && link.contains("limit=1"), "{link}");
+    assert!(
+        link.contains("label=pool%3Dgpu") && link.contains("name=w-") && link.contains("limit=1"),
+        "{link}"
+    );
     let (gpu, _) = walk(&api, "/api/v1/workers?limit=1&label=pool%3Dgpu", "name").await;
     assert_eq!(gpu, ["w-a", "w-c", "w-e"]);
     let (with_pool, _) = walk(&api, "/api/v1/workers?label=pool&name=-", "name").await;
@@ -95,7 +102,12 @@ async fn connected_and_disconnected_come_from_the_registry() {
     let (on, pages) = walk(&api, "/api/v1/workers?status=connected&limit=1", "name").await;
     assert_eq!(on, ["w-b", "w-e", "x-d"]);
     assert_eq!(pages, 3);
-    let (on_gpu, _) = walk(&api, "/api/v1/workers?status=connected&label=pool%3Dgpu", "name").await;
+    let (on_gpu, _) = walk(
+        &api,
+        "/api/v1/workers?status=connected&label=pool%3Dgpu",
+        "name",
+    )
+    .await;
     assert_eq!(on_gpu, ["w-e"]);
     let (off, _) = walk(&api, "/api/v1/workers?status=disconnected&limit=1", "name").await;
     assert_eq!(off, ["w-a", "w-c"]);
@@ -116,7 +128,11 @@ async fn bad_limits_cursors_and_filters_are_refused_with_the_fix() {
         let reply = api
             .get(&format!("/api/v1/workers?limit={limit}"))
             .await
-            .refused(StatusCode::BAD_REQUEST, "bad_request", "`limit` must be a whole number from 1 to 5000");
+            .refused(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "`limit` must be a whole number from 1 to 5000",
+            );
         assert!(reply.hint().contains("Link"), "{}", reply.hint());
     }
     for path in ["workers", "tokens", "jobs", "audit"] {
@@ -125,38 +141,57 @@ async fn bad_limits_cursors_and_filters_are_refused_with_the_fix() {
             .expect(StatusCode::OK);
         api.get(&format!("/api/v1/{path}?cursor=bm90LWEtY3Vyc29y"))
             .await
-            .refused(StatusCode::BAD_REQUEST, "bad_request", "`cursor` is not one");
+            .refused(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "`cursor` is not one",
+            );
     }
     // A cursor from one list is not one of another's.
     let tokens_cursor = {
         api.token("t1").await;
         api.token("t2").await;
-        let reply = api.get("/api/v1/tokens?limit=1").await.expect(StatusCode::OK);
+        let reply = api
+            .get("/api/v1/tokens?limit=1")
+            .await
+            .expect(StatusCode::OK);
         next(reply.link.as_deref()).unwrap()
     };
     let cursor = tokens_cursor.split("cursor=").nth(1).unwrap().to_owned();
     api.get(&format!("/api/v1/workers?cursor={cursor}"))
         .await
         .refused(StatusCode::BAD_REQUEST, "bad_request", "workers list");
-    api.get("/api/v1/workers?status=sleeping")
-        .await
-        .refused(StatusCode::BAD_REQUEST, "bad_request", "unknown worker status `sleeping`");
-    api.get("/api/v1/workers?label=Bad%20Key")
-        .await
-        .refused(StatusCode::BAD_REQUEST, "invalid_label", "");
-    api.get("/api/v1/workers?colour=red")
-        .await
-        .refused(StatusCode::BAD_REQUEST, "bad_request", "unknown query parameter `colour`");
+    api.get("/api/v1/workers?status=sleeping").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown worker status `sleeping`",
+    );
+    api.get("/api/v1/workers?label=Bad%20Key").await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_label",
+        "",
+    );
+    api.get("/api/v1/workers?colour=red").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown query parameter `colour`",
+    );
     let many: String = (0..17).map(|i| format!("label=k{i}&")).collect();
-    api.get(&format!("/api/v1/workers?{many}"))
-        .await
-        .refused(StatusCode::BAD_REQUEST, "bad_request", "more than 16 `label` filters");
-    api.get("/api/v1/tokens?state=asleep")
-        .await
-        .refused(StatusCode::BAD_REQUEST, "bad_request", "unknown token state `asleep`");
-    api.get("/api/v1/jobs?state=asleep")
-        .await
-        .refused(StatusCode::BAD_REQUEST, "bad_request", "unknown job state `asleep`");
+    api.get(&format!("/api/v1/workers?{many}")).await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "more than 16 `label` filters",
+    );
+    api.get("/api/v1/tokens?state=asleep").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown token state `asleep`",
+    );
+    api.get("/api/v1/jobs?state=asleep").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown job state `asleep`",
+    );
 }
 
 #[tokio::test]
@@ -216,5 +251,10 @@ async fn lists_are_gzipped_for_a_client_that_accepts_it() {
     assert!(plain.body.is_array());
     let gzipped = api.send_raw(request(Some("gzip"))).await;
     assert_eq!(gzipped.0.get(header::CONTENT_ENCODING).unwrap(), "gzip");
-    assert!(gzipped.1.len() < plain.text.len(), "{} < {}", gzipped.1.len(), plain.text.len());
+    assert!(
+        gzipped.1.len() < plain.text.len(),
+        "{} < {}",
+        gzipped.1.len(),
+        plain.text.len()
+    );
 }

@@ -167,7 +167,10 @@ impl Api {
             .await
             .unwrap();
         let headers = response.headers().clone();
-        (headers, response.into_body().collect().await.unwrap().to_bytes())
+        (
+            headers,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
     }
 
     async fn get(&self, path: &str) -> Reply {

@@ -357,6 +357,14 @@ async fn a_database_from_schema_v7_keeps_tokens_workers_and_keys_working() {
             .unwrap(),
         Err(TokenEnrollRefusal::Token(Refusal::BoundToAnotherMachine(_)))
     ));
+    // A database from before editions is Community Edition: what joined stays (above), and a
+    // new machine joins once a license (here the trial) is there.
+    let ev = audit("license.changed", "license");
+    store
+        .write(move |tx| muster_store::flows::license::start_trial(tx, now, &ev))
+        .await
+        .unwrap()
+        .expect("the trial starts");
     // The unused one enrolls a new machine.
     let fresh = WorkerKey::from_seed([5; 32]);
     let (request, _) = token_enrollment(&p.unused_token, "new-machine-0001", &fresh, now);

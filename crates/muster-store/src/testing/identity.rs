@@ -140,6 +140,7 @@ pub async fn a_key_is_bound_once_and_tickets_tell_a_copy_from_a_restart(store: S
 /// After a restore the database's tickets may be older than the worker's: once forgotten, the
 /// worker's newer ticket is taken as its own, and the old one (a copy's) is refused after that.
 pub async fn forgotten_tickets_let_a_restored_database_take_newer_ones(store: Store) {
+    super::licensed(&store).await;
     let worker = create_precreated(&store, "restored").await;
     let (c, t1) = connection(&worker, "machine-a", None);
     assert!(matches!(open(&store, c).await, Ok(Opened::Admitted { .. })));

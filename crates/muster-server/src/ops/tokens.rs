@@ -120,22 +120,19 @@ pub async fn page(
     ))
 }
 
-/// Every token with its effective state and the worker it enrolled, if any.
+/// Every token with its effective state and the worker it enrolled, if any, oldest first
+/// (every page; each token's worker found through its index, not by scanning the fleet).
 pub async fn list(app: &AppState) -> Result<Vec<TokenView>, AppError> {
-    let (tokens, workers) = app
-        .store
-        .read(|tx| Ok((tx.list_tokens()?, tx.list_workers()?)))
-        .await?;
-    let now = app.clock.now();
-    Ok(tokens
-        .iter()
-        .map(|t| {
-            let worker = workers
-                .iter()
-                .find(|w| w.token_name.as_ref() == Some(&t.name));
-            views::token(t, now, worker)
-        })
-        .collect())
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = page(app, None, after, page::MAX_LIMIT).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(Cursor::Token(at, name)) => after = Some((at, name)),
+            _ => return Ok(all),
+        }
+    }
 }
 
 pub async fn show(app: &AppState, name: &str) -> Result<TokenView, AppError> {

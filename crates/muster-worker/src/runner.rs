@@ -1,11 +1,13 @@
 //! `muster worker` from start to exit: check the configuration, open the state dir, obtain an
 //! identity (cached, pre-created, or by enrolling), then keep the control channel up.
+//!
+//! Over 400 lines because it is the worker's whole life in order (prepare, run, enroll,
+//! maintain), each step short; which identity to run as is in `runner/credentials.rs`.
 
 use std::time::Duration;
 
 use muster_client::{Client, Trust};
 use muster_core::{Labels, Name};
-use muster_proto::ErrorCode;
 use muster_proto::api::{EnrollRequest, EnrollResponse, EnrolledVia};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -19,17 +21,14 @@ use crate::identity::{FileTickets, Prover};
 use crate::jobs::JobManager;
 use crate::state_dir::{CachedIdentity, StateDir};
 
+mod credentials;
+use credentials::{
+    Credential, cached_identity_refused, configured_enrollment, identity_conflict, refuses_identity,
+};
+
 /// How long an exiting worker waits for its jobs' process groups to be killed (TERM, a grace
 /// period, then KILL).
 const JOBS_STOP_WITHIN: Duration = Duration::from_secs(6);
-
-/// How this worker will prove who it is.
-enum Credential {
-    Cached(CachedIdentity),
-    Precreated { worker_id: String, api_key: String },
-    Token(String),
-    Secret { name: String, key: String },
-}
 
 /// Everything checked, before any network call.
 struct Prepared {
@@ -43,48 +42,6 @@ struct Prepared {
     /// for good, the worker enrolls with it, which is evidently what its operator wants.
     fresh: Option<Credential>,
     max_jobs: u32,
-}
-
-/// The configured enrollment credential, if any: the worker name it is for (a token's name, or
-/// the configured name with the secret), its text, and the credential.
-fn configured_enrollment(config: &WorkerConfig) -> Option<(String, String, Credential)> {
-    match (&config.token, &config.enrollment_key, &config.name) {
-        (Some(token), _, _) => Some((
-            token.split('.').next().unwrap_or_default().to_owned(),
-            token.clone(),
-            Credential::Token(token.clone()),
-        )),
-        (None, Some(key), Some(name)) => Some((
-            name.clone(),
-            key.clone(),
-            Credential::Secret {
-                name: name.clone(),
-                key: key.clone(),
-            },
-        )),
-        _ => None,
-    }
-}
-
-/// The state dir holds one worker, the configuration names another: never pick one silently.
-fn identity_conflict(
-    state: &StateDir,
-    cached: &CachedIdentity,
-    configured: &str,
-    what: &str,
-) -> WorkerError {
-    WorkerError::config(
-        format!(
-            "the state dir `{}` holds worker `{}`, but {what} is for `{configured}`",
-            state.root().display(),
-            cached.name
-        ),
-        format!(
-            "to run `{configured}` on this machine, give it its own `--state-dir` (or delete `{}`); to keep running `{}`, remove {what} from the configuration",
-            state.identity_path().display(),
-            cached.name
-        ),
-    )
 }
 
 fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
@@ -290,51 +247,6 @@ pub async fn run(
             None => return Err(cached_identity_refused(&prepared.state, &name, &error)),
         }
     }
-}
-
-/// Whether a failure means the server will never again take this identity.
-fn refuses_identity(cause: Cause) -> bool {
-    use muster_proto::control::CloseCode;
-    matches!(
-        cause,
-        Cause::Refused(
-            ErrorCode::UnknownIdentity
-                | ErrorCode::WorkerRevoked
-                | ErrorCode::WorkerExpired
-                | ErrorCode::TokenRevoked
-                | ErrorCode::TokenExpired
-        ) | Cause::Closed(
-            CloseCode::Revoked | CloseCode::Expired | CloseCode::Removed | CloseCode::Superseded
-        )
-    )
-}
-
-/// The server refused the cached identity of `name` for good and no fresh credential is
-/// configured: the same failure (and exit code), with the state dir and the way on.
-fn cached_identity_refused(state: &StateDir, name: &str, error: &WorkerError) -> WorkerError {
-    if error.cause() == Cause::Refused(ErrorCode::UnknownIdentity) {
-        return unknown_cached_identity(state);
-    }
-    WorkerError::new(
-        error.cause(),
-        error.message().to_owned(),
-        format!(
-            "`{}` holds this identity of `{name}`; to join again, start with a new enrollment token or the auto-enrollment secret (the worker enrolls with it and replaces the cached identity), or with a fresh `--state-dir`",
-            state.identity_path().display()
-        ),
-    )
-}
-
-/// The server does not know the identity this worker cached: say which file holds it.
-fn unknown_cached_identity(state: &StateDir) -> WorkerError {
-    WorkerError::new(
-        Cause::Refused(ErrorCode::UnknownIdentity),
-        format!(
-            "the server does not know the identity cached in `{}`",
-            state.identity_path().display()
-        ),
-        "the worker was removed or superseded, or the state dir belongs to another server; start with a fresh `--state-dir` (or delete that file) to enroll again",
-    )
 }
 
 /// The identity to connect with, or `None` if the worker was stopped while enrolling.

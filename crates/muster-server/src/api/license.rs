@@ -79,12 +79,19 @@ pub async fn warnings(State(app): State<AppState>, mut request: Request, next: N
         .store
         .read(move |tx| {
             let grant = muster_store::flows::license::grant(tx)?;
-            // Counted only where it can matter: the seats left for the worker just prepared.
-            let used = if prepares {
-                tx.count_seated_workers(now, u64::MAX)?
-            } else {
-                0
+            // Counted only where it can matter: the seats left for the worker just prepared,
+            // under a license that has a limit. A count that reaches the limit is the one the
+            // warning names, so only then is the fleet counted whole; otherwise counting stops
+            // at the limit (a whole-fleet count per `workers create` made minting a large
+            // fleet quadratic).
+            let limit = match muster_core::license::may_join(grant.as_ref(), now) {
+                Ok(Some(limit)) if prepares => limit,
+                _ => return Ok((grant, 0)),
             };
+            let mut used = tx.count_seated_workers(now, limit)?;
+            if used >= limit {
+                used = tx.count_seated_workers(now, u64::MAX)?;
+            }
             Ok((grant, used))
         })
         .await;

@@ -42,6 +42,9 @@ pub struct ServeConfig {
     pub license_issuer_keys: Vec<PathBuf>,
     /// Where `/livez`, `/readyz` and `/metrics` are served.
     pub diag_listen: crate::diag::DiagListen,
+    /// `--public-url`: the URL others reach this server by (a load balancer, a host name), for
+    /// every command line the server prints. `None`: the address the admin reached it at.
+    pub public_url: Option<String>,
 }
 
 /// A year of audit records: long enough to answer "who did this, and when" at the next yearly
@@ -77,6 +80,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("job_retention", &self.job_retention)
             .field("license_issuer_keys", &self.license_issuer_keys)
             .field("diag_listen", &self.diag_listen)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -100,6 +104,7 @@ impl ServeConfig {
             job_retention: DEFAULT_JOB_RETENTION,
             license_issuer_keys: Vec::new(),
             diag_listen: crate::diag::DiagListen::Default,
+            public_url: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod backend;
 mod codec;
 pub mod error;
 pub mod flows;
+mod pages;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -26,7 +27,10 @@ use std::sync::Arc;
 
 pub use backend::{Backend, CommitObserver, EventHandler, Heard, StoreStats, Work, WorkOutcome};
 pub use error::{StoreError, StoreResult};
-pub use tx::{AuditFilter, JobEnd, JobFilter, OutputChunk, OutputPosition, Presence, Scope, Tx};
+pub use tx::{
+    AuditFilter, JobEnd, JobFilter, LabelMatch, OutputChunk, OutputPosition, Presence, Scope,
+    StoredStatus, TokenPage, Tx, WorkerPage,
+};
 
 /// A cheap-to-clone handle to the durable state.
 #[derive(Clone)]

@@ -9,8 +9,10 @@ use muster_proto::api::{JobView, SubmitJobRequest};
 use serde::Deserialize;
 
 use crate::api::extract::{Admin, ApiJson, ApiQuery};
+use crate::api::page::ListQuery;
 use crate::error::AppError;
 use crate::ops;
+use crate::ops::page::{Cursor, CursorKind};
 use crate::state::AppState;
 
 pub async fn submit(
@@ -22,26 +24,20 @@ pub async fn submit(
     Ok((StatusCode::CREATED, Json(job)))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    pub state: Option<String>,
-    pub worker: Option<String>,
-    pub limit: Option<u32>,
-}
-
+/// One page of jobs, newest first: `state`, `worker`, `limit`, `cursor`.
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<JobView>>, AppError> {
-    let jobs = ops::jobs::list(
-        &app,
-        query.state.as_deref(),
-        query.worker.as_deref(),
-        query.limit,
-    )
-    .await?;
-    Ok(Json(jobs))
+    query: ListQuery,
+) -> Result<Response, AppError> {
+    query.only(&["state", "worker", "limit", "cursor"])?;
+    let state = ops::jobs::state_filter(query.one("state"))?;
+    let before = match query.cursor(CursorKind::Job)? {
+        Some(Cursor::Job(at, id)) => Some((at, id)),
+        _ => None,
+    };
+    let page = ops::jobs::page(&app, state, query.one("worker"), before, query.limit()?).await?;
+    Ok(query.respond(page))
 }
 
 pub async fn show(

@@ -6,6 +6,7 @@ pub mod enrollment;
 pub mod extract;
 pub mod jobs;
 pub mod license;
+pub mod page;
 pub mod tokens;
 pub mod workers;
 

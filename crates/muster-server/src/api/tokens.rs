@@ -3,13 +3,16 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::{Extension, Json};
 use muster_proto::api::{CreateTokenRequest, CreatedToken, TokenView};
 
 use crate::api::extract::{Admin, ApiJson};
 use crate::api::license::PreparesWorker;
+use crate::api::page::ListQuery;
 use crate::error::AppError;
 use crate::ops;
+use crate::ops::page::{Cursor, CursorKind};
 use crate::state::AppState;
 
 pub async fn create(
@@ -27,8 +30,20 @@ pub async fn create(
     ))
 }
 
-pub async fn list(State(app): State<AppState>, _: Admin) -> Result<Json<Vec<TokenView>>, AppError> {
-    Ok(Json(ops::tokens::list(&app).await?))
+/// One page of tokens, oldest first: `state`, `limit`, `cursor`.
+pub async fn list(
+    State(app): State<AppState>,
+    _: Admin,
+    query: ListQuery,
+) -> Result<Response, AppError> {
+    query.only(&["state", "limit", "cursor"])?;
+    let state = ops::tokens::state_filter(query.one("state"))?;
+    let after = match query.cursor(CursorKind::Token)? {
+        Some(Cursor::Token(at, name)) => Some((at, name)),
+        _ => None,
+    };
+    let page = ops::tokens::page(&app, state, after, query.limit()?).await?;
+    Ok(query.respond(page))
 }
 
 pub async fn show(

@@ -127,6 +127,7 @@ fn describe(window: &Window, secret_changed: bool) -> String {
 pub async fn enable(
     app: &AppState,
     actor: &Actor,
+    host: Option<&str>,
     req: &EnableEnrollmentRequest,
 ) -> Result<EnableEnrollmentResponse, AppError> {
     let window = window(app, req)?;
@@ -145,6 +146,7 @@ pub async fn enable(
     tracing::info!("auto-enrollment enabled");
     Ok(EnableEnrollmentResponse {
         status: views::enrollment(&status, app.clock.now()),
+        worker_command: crate::ops::paste::with_secret(app, host, generated.as_deref()),
         generated_secret: generated,
     })
 }
@@ -153,6 +155,7 @@ pub async fn enable(
 pub async fn rotate(
     app: &AppState,
     actor: &Actor,
+    host: Option<&str>,
     req: &EnableEnrollmentRequest,
 ) -> Result<EnableEnrollmentResponse, AppError> {
     if req.window.is_some() || req.max_enrollments.is_some() || req.name_pattern.is_some() {
@@ -185,6 +188,7 @@ pub async fn rotate(
     tracing::info!("auto-enrollment secret rotated");
     Ok(EnableEnrollmentResponse {
         status: views::enrollment(&status, app.clock.now()),
+        worker_command: crate::ops::paste::with_secret(app, host, generated.as_deref()),
         generated_secret: generated,
     })
 }

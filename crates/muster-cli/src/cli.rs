@@ -314,6 +314,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "MUSTER_LISTEN", default_value = "127.0.0.1:7443")]
     pub listen: String,
+    /// The URL workers and admins on other machines reach this server by (a host name, a load
+    /// balancer), e.g. `https://muster.example.com:7443`: every command line the server prints
+    /// for pasting elsewhere names it.
+    #[arg(long, env = "MUSTER_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// TLS certificate chain (PEM). Without it a self-signed certificate is made in the data dir.
     #[arg(long, env = "MUSTER_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -488,8 +493,13 @@ pub enum TokenCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// List tokens with their effective state.
+    /// List tokens with their effective state, oldest first (every page).
     List {
+        /// Only tokens in this effective state: unused, enrolled, expired, revoked.
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        shape: ListShape,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -507,10 +517,33 @@ pub enum TokenCommand {
     },
 }
 
+/// How a list is printed, beside `--json`.
+#[derive(Debug, Clone, Args)]
+pub struct ListShape {
+    /// Print only the names, one a line (for `xargs` and loops).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Print the table without its header line.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum WorkersCommand {
-    /// List the fleet.
+    /// List the fleet in name order (every page; the server sends at most 5,000 at a time).
     List {
+        /// Only workers with this status: connected, disconnected, revoked, expired, suspended.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only workers carrying this label: `key` (any value) or `key=value`; repeat for all of
+        /// several.
+        #[arg(long = "label", value_name = "KEY[=VALUE]")]
+        labels: Vec<String>,
+        /// Only workers whose name contains this text.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        shape: ListShape,
         #[command(flatten)]
         admin: AdminArgs,
     },

@@ -42,6 +42,31 @@ pub fn render(table: &Table) -> String {
         .join("\n")
 }
 
+/// Prints a rendered table, with or without its header line.
+pub fn print_table(rendered: &str, no_headers: bool) {
+    if no_headers {
+        let rows = without_header(rendered);
+        if !rows.is_empty() {
+            println!("{rows}");
+        }
+    } else {
+        println!("{rendered}");
+    }
+}
+
+/// The page size lists are fetched with, when `MUSTER_PAGE_SIZE` sets one (the server's default,
+/// 500, otherwise; at most 5,000). Only how many requests a long list takes depends on it.
+pub fn page_size() -> Option<String> {
+    std::env::var("MUSTER_PAGE_SIZE")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A rendered table without its header line (`--no-headers`).
+pub fn without_header(rendered: &str) -> String {
+    rendered.lines().skip(1).collect::<Vec<_>>().join("\n")
+}
+
 /// Now, for the relative times tables show.
 pub fn now() -> Timestamp {
     let millis = std::time::SystemTime::now()

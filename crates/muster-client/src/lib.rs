@@ -6,6 +6,7 @@
 //! splitting the methods by resource would only spread one `impl Client` over several files.
 
 pub mod lines;
+pub mod links;
 pub mod local;
 pub mod trust;
 
@@ -83,6 +84,10 @@ pub fn normalize_url(url: &str) -> Result<String, ClientError> {
     }
     Ok(url.trim_end_matches('/').to_owned())
 }
+
+/// More pages than a list of 100,000 rows has at its smallest page size of interest: a server
+/// that keeps naming another page is not listing anything.
+const MAX_PAGES: usize = 100_000;
 
 /// Called with each warning the server sends an admin (a license near its end, a worker
 /// prepared that cannot join), decoded.
@@ -259,8 +264,54 @@ impl Client {
         self.call(Method::POST, "/api/v1/tokens", Some(req)).await
     }
 
+    /// Every token (`state` and other filters in `query`), following the pages.
     pub async fn list_tokens(&self) -> Result<Vec<TokenView>, ClientError> {
-        self.get("/api/v1/tokens").await
+        self.list_all("/api/v1/tokens", &[]).await
+    }
+
+    /// `GET path?query`, then every page its `Link: <…>; rel="next"` headers name, in order.
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, ClientError> {
+        let mut all = Vec::new();
+        let mut next = Some(with_query(path, query));
+        let mut pages = 0usize;
+        while let Some(url) = next.take() {
+            let (rows, link) = self.list_page::<T>(&url).await?;
+            all.extend(rows);
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(ClientError::Protocol(format!(
+                    "`{path}` named more than {MAX_PAGES} pages"
+                )));
+            }
+            // A next page that names the one just read would never end.
+            next = link.filter(|l| *l != url);
+        }
+        Ok(all)
+    }
+
+    /// One page of a list at `path_and_query`, and the path of the next page, if there is one.
+    pub async fn list_page<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<(Vec<T>, Option<String>), ClientError> {
+        let response = self.send(Method::GET, path_and_query, None::<&()>).await?;
+        let next = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(links::next);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let rows =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok((rows, next))
     }
 
     pub async fn show_token(&self, name: &str) -> Result<TokenView, ClientError> {
@@ -273,8 +324,17 @@ impl Client {
             .await
     }
 
+    /// The whole fleet, following the pages. `query` takes the list's filters (`status`,
+    /// `label`, `name`) and `limit`, the page size.
+    pub async fn list_workers_where(
+        &self,
+        query: &[(&str, String)],
+    ) -> Result<Vec<WorkerView>, ClientError> {
+        self.list_all("/api/v1/workers", query).await
+    }
+
     pub async fn list_workers(&self) -> Result<Vec<WorkerView>, ClientError> {
-        self.get("/api/v1/workers").await
+        self.list_workers_where(&[]).await
     }
 
     pub async fn show_worker(&self, name: &str) -> Result<WorkerView, ClientError> {

@@ -77,6 +77,11 @@ fn validate_value(key: &str, value: &str) -> Result<(), LabelError> {
 }
 
 impl Labels {
+    /// Checks a label key alone (a filter on the key, whatever its value).
+    pub fn check_key(key: &str) -> Result<(), LabelError> {
+        validate_key(key, key)
+    }
+
     pub fn new() -> Self {
         Self::default()
     }

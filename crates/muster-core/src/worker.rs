@@ -86,6 +86,14 @@ pub enum WorkerStatus {
 }
 
 impl WorkerStatus {
+    pub const ALL: [WorkerStatus; 5] = [
+        WorkerStatus::Connected,
+        WorkerStatus::Disconnected,
+        WorkerStatus::Revoked,
+        WorkerStatus::Expired,
+        WorkerStatus::Suspended,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             WorkerStatus::Connected => "connected",

@@ -117,6 +117,9 @@ pub struct CreatedWorker {
     pub id: String,
     pub name: String,
     pub api_key: String,
+    /// A worker command line for this server with this identity, ready to paste.
+    #[serde(default)]
+    pub worker_command: String,
 }
 
 // ---- license ----
@@ -277,6 +280,10 @@ pub struct EnableEnrollmentResponse {
     /// Present only when the server generated the secret: shown this once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated_secret: Option<String>,
+    /// A worker command line for this server, ready to paste: with the generated secret when
+    /// there is one, else with `SECRET` to replace.
+    #[serde(default)]
+    pub worker_command: String,
 }
 
 // ---- audit ----
@@ -486,6 +493,20 @@ pub struct JobView {
     pub timeout_ms: Option<u64>,
     pub output_bytes: u64,
     pub output_truncated: bool,
+    /// Only on the answer to a submission: who could take the job at that moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// Who could take a job when it was submitted (as this server replica sees the fleet).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Placement {
+    /// Workers connected.
+    pub connected: u32,
+    /// Of those, the ones the job's selector matches (busy or not): 0 means it waits for a
+    /// matching worker to connect.
+    pub matching: u32,
 }
 
 /// One line of `GET /api/v1/jobs/{id}/output` (newline-delimited JSON).
@@ -552,6 +573,7 @@ mod tests {
             timeout_ms: None,
             output_bytes: 0,
             output_truncated: false,
+            placement: None,
         }
     }
 

@@ -44,6 +44,9 @@ pub struct ServeConfig {
     pub diag_listen: crate::diag::DiagListen,
     /// The wait after a webhook delivery's first failed attempt; it doubles from there.
     pub webhook_first_retry: Duration,
+    /// `--public-url`: the URL others reach this server by (a load balancer, a host name), for
+    /// every command line the server prints. `None`: the address the admin reached it at.
+    pub public_url: Option<String>,
 }
 
 /// A year of audit records: long enough to answer "who did this, and when" at the next yearly
@@ -80,6 +83,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("license_issuer_keys", &self.license_issuer_keys)
             .field("diag_listen", &self.diag_listen)
             .field("webhook_first_retry", &self.webhook_first_retry)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -104,6 +108,7 @@ impl ServeConfig {
             license_issuer_keys: Vec::new(),
             diag_listen: crate::diag::DiagListen::Default,
             webhook_first_retry: muster_core::events::FIRST_RETRY,
+            public_url: None,
         }
     }
 }

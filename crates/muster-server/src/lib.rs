@@ -63,8 +63,23 @@ pub fn router(app: AppState, ui: Arc<ui::UiState>) -> Router {
                 .with_state(app.clone()),
         )
         .merge(ui::routes().with_state(ui::UiApp::new(app, ui)))
+        .layer(compression())
         .layer(middleware::from_fn(deadline))
         .layer(middleware::from_fn(diag::http::track))
+}
+
+/// Answers compressed with gzip when the client accepts it: a page of 5,000 workers is a few
+/// hundred kilobytes as JSON and a tenth of that compressed. A body that streams as it happens
+/// (a job's followed output, server-sent events) is left alone, since compressing it would hold
+/// lines back until a compressor's block fills; so is anything too small to gain.
+fn compression()
+-> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+    tower_http::compression::CompressionLayer::new()
+        .gzip(true)
+        .compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson")),
+        )
 }
 
 /// How long a request may take to be answered (its response headers; a streamed body such as

@@ -26,6 +26,9 @@ pub struct Inner {
     pub pin_fingerprint: Option<String>,
     /// Whether the server is reached over TLS (for the worker command line it prints).
     pub tls: bool,
+    /// `--public-url`: the URL workers and admins elsewhere reach this server by, for the
+    /// command lines it prints (see [`crate::ops::paste`]). Normalized: no trailing slash.
+    pub public_url: Option<String>,
     pub verifier: crate::secrets::SecretVerifier,
     pub limiter: crate::ratelimit::FailureLimiter,
     /// Refused unauthenticated attempts, counted by kind and source (see [`crate::audit`]).
@@ -102,6 +105,12 @@ impl AppState {
 
 #[cfg(test)]
 impl AppState {
+    /// The state's fields, to change one in a test (only while no other handle exists).
+    #[cfg(test)]
+    pub fn inner_mut(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.0).expect("no other handle to the state")
+    }
+
     /// The admin token a state from [`AppState::for_tests`] accepts.
     pub const TEST_ADMIN_TOKEN: &'static str = "ma_test-admin-token";
 
@@ -129,6 +138,7 @@ impl AppState {
             idle_timeout: Duration::from_secs(15),
             pin_fingerprint: None,
             tls: false,
+            public_url: None,
             verifier: crate::secrets::SecretVerifier::new(),
             limiter: crate::ratelimit::FailureLimiter::default(),
             refusals: Arc::default(),

@@ -192,6 +192,7 @@ pub fn job(job: &Job) -> JobView {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         output_bytes: job.output_bytes,
         output_truncated: job.truncated,
+        placement: None,
     }
 }
 

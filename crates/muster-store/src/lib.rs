@@ -12,6 +12,7 @@ pub mod backend;
 mod codec;
 pub mod error;
 pub mod flows;
+mod pages;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -28,7 +29,8 @@ pub use backend::{Backend, CommitObserver, EventHandler, Heard, StoreStats, Work
 pub use error::{StoreError, StoreResult};
 pub use tx::{
     Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, JobEnd, JobFilter,
-    OutputChunk, OutputPosition, Presence, Scope, Tx, Webhook,
+    LabelMatch, OutputChunk, OutputPosition, Presence, Scope, StoredStatus, TokenPage, Tx, Webhook,
+    WorkerPage,
 };
 
 /// A cheap-to-clone handle to the durable state.

@@ -13,6 +13,7 @@ use muster_core::events::EventType;
 use muster_core::identity::PublicKey;
 use muster_core::job::{EndingKind, Job, JobId, JobState};
 use muster_core::tickets::TicketLedger;
+use muster_core::token::TokenState;
 use muster_core::{EnrolledVia, MachineId, Name, SecretHash, Timestamp, Token, Worker, WorkerId};
 
 use crate::error::StoreResult;
@@ -34,6 +35,54 @@ pub struct AuditFilter {
 pub struct JobFilter {
     pub state: Option<JobState>,
     pub worker: Option<Name>,
+    /// Only jobs after this one in the order (created before it, or at the same instant with a
+    /// smaller id): the last job of the previous page.
+    pub before: Option<(Timestamp, JobId)>,
+    pub limit: u32,
+}
+
+/// A worker's status as far as the store can tell. Whether a live worker is connected is known
+/// only to the server's registry, so `connected` and `disconnected` are both [`Self::Live`] here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredStatus {
+    Revoked,
+    /// Not revoked, and suspended (a cloned identity).
+    Suspended,
+    /// Neither revoked nor suspended, and past its deadline.
+    Expired,
+    /// None of the above: connected or disconnected.
+    Live,
+}
+
+/// One label a worker must carry: the key, and the value when one is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelMatch {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+/// One page of workers in name order. Every filter given must hold.
+#[derive(Debug, Clone)]
+pub struct WorkerPage {
+    /// Only workers whose name sorts after this one (the last of the previous page).
+    pub after: Option<Name>,
+    /// Only names containing this text.
+    pub name_contains: Option<String>,
+    pub labels: Vec<LabelMatch>,
+    pub status: Option<StoredStatus>,
+    /// The instant `expired` is judged at.
+    pub now: Timestamp,
+    pub limit: u32,
+}
+
+/// One page of tokens, oldest first (created_at, then name).
+#[derive(Debug, Clone)]
+pub struct TokenPage {
+    /// Only tokens after this one in the order (the last of the previous page).
+    pub after: Option<(Timestamp, Name)>,
+    /// Only tokens in this effective state at `now`.
+    pub state: Option<TokenState>,
+    pub now: Timestamp,
     pub limit: u32,
 }
 
@@ -211,6 +260,8 @@ pub trait Tx {
         until: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<Token>>;
+    /// One page of tokens (keyset paging: the cost of a page does not grow with its depth).
+    fn page_tokens(&mut self, page: &TokenPage) -> StoreResult<Vec<Token>>;
     /// Binds an unused token: applies only if the token is still unbound and unrevoked. Returns
     /// whether it applied. This conditional update is what makes single use atomic.
     fn bind_token(&mut self, name: &Name, machine: &MachineId, at: Timestamp) -> StoreResult<bool>;
@@ -223,6 +274,8 @@ pub trait Tx {
     fn get_worker_by_name(&mut self, name: &Name) -> StoreResult<Option<Worker>>;
     fn get_worker_by_token(&mut self, token: &Name) -> StoreResult<Option<Worker>>;
     fn list_workers(&mut self) -> StoreResult<Vec<Worker>>;
+    /// One page of workers in name order (keyset paging).
+    fn page_workers(&mut self, page: &WorkerPage) -> StoreResult<Vec<Worker>>;
     fn set_worker_key(&mut self, id: &WorkerId, key: &SecretHash) -> StoreResult<bool>;
     fn set_worker_labels(
         &mut self,

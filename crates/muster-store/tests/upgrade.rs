@@ -269,6 +269,29 @@ async fn a_database_from_schema_v7_keeps_tokens_workers_and_keys_working() {
     assert_eq!(state("fixture-used"), TokenState::Enrolled);
     assert_eq!(state("fixture-unused"), TokenState::Unused);
 
+    // Migration 0009 copied the workers' labels into the rows the `label` filter reads.
+    let labelled = store
+        .read(move |tx| {
+            tx.page_workers(&muster_store::WorkerPage {
+                after: None,
+                name_contains: None,
+                labels: vec![muster_store::LabelMatch {
+                    key: "os".into(),
+                    value: Some("linux".into()),
+                }],
+                status: None,
+                now,
+                limit: 10,
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        labelled.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+        ["fixture-used"],
+        "the label filter finds the worker labelled before the upgrade"
+    );
+
     // The enrolled worker connects with its API key, its key pair and the ticket it holds.
     let key = key_from_seed(&p.worker_key_seed);
     let ticket = Ticket::parse(&p.worker_ticket).unwrap();

@@ -1,11 +1,13 @@
 //! `muster worker` from start to exit: check the configuration, open the state dir, obtain an
 //! identity (cached, pre-created, or by enrolling), then keep the control channel up.
+//!
+//! Over 400 lines because it is the worker's whole life in order (prepare, run, enroll,
+//! maintain), each step short; which identity to run as is in `runner/credentials.rs`.
 
 use std::time::Duration;
 
 use muster_client::{Client, Trust};
 use muster_core::{Labels, Name};
-use muster_proto::ErrorCode;
 use muster_proto::api::{EnrollRequest, EnrollResponse, EnrolledVia};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -19,17 +21,14 @@ use crate::identity::{FileTickets, Prover};
 use crate::jobs::JobManager;
 use crate::state_dir::{CachedIdentity, StateDir};
 
+mod credentials;
+use credentials::{
+    Credential, cached_identity_refused, configured_enrollment, identity_conflict, refuses_identity,
+};
+
 /// How long an exiting worker waits for its jobs' process groups to be killed (TERM, a grace
 /// period, then KILL).
 const JOBS_STOP_WITHIN: Duration = Duration::from_secs(6);
-
-/// How this worker will prove who it is.
-enum Credential {
-    Cached(CachedIdentity),
-    Precreated { worker_id: String, api_key: String },
-    Token(String),
-    Secret { name: String, key: String },
-}
 
 /// Everything checked, before any network call.
 struct Prepared {
@@ -41,6 +40,10 @@ struct Prepared {
     state: StateDir,
     labels: Labels,
     credential: Credential,
+    /// Beside a cached identity: an enrollment credential for the same worker that is not the
+    /// one the identity came from (freshly given). If the server refuses the cached identity
+    /// for good, the worker enrolls with it, which is evidently what its operator wants.
+    fresh: Option<Credential>,
     max_jobs: u32,
 }
 
@@ -109,17 +112,41 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
     }
     let state = StateDir::open(&config.state_dir)?;
     let cached = state.load_identity()?;
+    let mut fresh = None;
     let credential = if let (Some(worker_id), Some(api_key)) = (&config.worker_id, &config.api_key)
     {
+        if let Some(identity) = cached.as_ref().filter(|c| c.worker_id != *worker_id) {
+            return Err(identity_conflict(
+                &state,
+                identity,
+                worker_id,
+                "the configured pre-created worker id",
+            ));
+        }
         Credential::Precreated {
             worker_id: worker_id.clone(),
             api_key: api_key.clone(),
         }
     } else if let Some(identity) = cached {
-        if config.token.is_some() || config.enrollment_key.is_some() {
-            tracing::info!(
-                "using the identity cached in the state dir; the configured enrollment credential is not needed and can be removed"
-            );
+        if let Some((wanted, given, credential)) = configured_enrollment(config) {
+            if wanted != identity.name {
+                let what = match credential {
+                    Credential::Token(_) => "the configured enrollment token",
+                    _ => "the configured worker name",
+                };
+                return Err(identity_conflict(&state, &identity, &wanted, what));
+            }
+            let mark = CachedIdentity::credential_mark(&state.machine_id().to_string(), &given);
+            if identity.credential.as_deref() == Some(mark.as_str()) {
+                tracing::info!(
+                    "using the identity cached in the state dir; the configured enrollment credential is not needed and can be removed"
+                );
+            } else {
+                tracing::info!(
+                    "using the identity cached in the state dir; the configured enrollment credential is kept in case the server refuses it"
+                );
+                fresh = Some(credential);
+            }
         }
         Credential::Cached(identity)
     } else if let Some(token) = &config.token {
@@ -164,6 +191,7 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
         state,
         labels,
         credential,
+        fresh,
         max_jobs: max_jobs.max(1),
     })
 }
@@ -181,10 +209,6 @@ pub async fn run(
         prepared.state.root(),
     )
     .await?;
-    let cached_identity = matches!(prepared.credential, Credential::Cached(_));
-    let Some(identity) = obtain_identity(&prepared, &mut shutdown).await? else {
-        return Ok(());
-    };
     let options = ChannelOptions {
         labels: prepared.labels.to_string(),
         max_jobs: prepared.max_jobs,
@@ -192,42 +216,58 @@ pub async fn run(
         confinement: Some(job_setup.confinement),
     };
     let (mut jobs, mut outbound) = JobManager::new(prepared.state.jobs_dir(), job_setup.options);
-    let result = maintain_any(
-        &prepared.endpoints,
-        &identity,
-        &options,
-        config.reconnect,
-        &mut shutdown,
-        &mut jobs,
-        Some(&mut outbound),
-    )
-    .await;
-    // The channel is gone for good: stop every job and let them finish dying.
-    jobs.stop_all();
-    jobs.wait_stopped(JOBS_STOP_WITHIN).await;
-    result.map_err(|error| match error.cause() {
-        Cause::Refused(ErrorCode::UnknownIdentity) if cached_identity => {
-            unknown_cached_identity(&prepared.state)
+    let mut credential = &prepared.credential;
+    let mut fresh = prepared.fresh.as_ref();
+    loop {
+        let Some(identity) = obtain_identity(&prepared, credential, &mut shutdown).await? else {
+            return Ok(());
+        };
+        // An identity from a token or the secret is cached in the state dir by now.
+        let cached = match credential {
+            Credential::Cached(c) => Some(c.name.clone()),
+            Credential::Precreated { .. } => None,
+            Credential::Token(_) | Credential::Secret { .. } => {
+                prepared.state.load_identity()?.map(|c| c.name)
+            }
+        };
+        let result = maintain_any(
+            &prepared.endpoints,
+            &identity,
+            &options,
+            config.reconnect,
+            &mut shutdown,
+            &mut jobs,
+            Some(&mut outbound),
+        )
+        .await;
+        // The channel is gone for good: stop every job and let them finish dying.
+        jobs.stop_all();
+        jobs.wait_stopped(JOBS_STOP_WITHIN).await;
+        let (error, name) = match (result, cached) {
+            (Err(error), Some(name)) if refuses_identity(error.cause()) => (error, name),
+            (result, _) => return result,
+        };
+        // The server refused the cached identity for good. With a freshly given credential for
+        // the same worker, enroll with it (replacing the cached identity); else say which state
+        // dir holds the refused identity and how to go on.
+        match fresh.take() {
+            Some(next) => {
+                tracing::warn!(
+                    worker = %name,
+                    "the server refused the cached identity ({}); enrolling with the configured credential",
+                    error.message()
+                );
+                credential = next;
+            }
+            None => return Err(cached_identity_refused(&prepared.state, &name, &error)),
         }
-        _ => error,
-    })
-}
-
-/// The server does not know the identity this worker cached: say which file holds it.
-fn unknown_cached_identity(state: &StateDir) -> WorkerError {
-    WorkerError::new(
-        Cause::Refused(ErrorCode::UnknownIdentity),
-        format!(
-            "the server does not know the identity cached in `{}`",
-            state.identity_path().display()
-        ),
-        "the worker was removed or superseded, or the state dir belongs to another server; start with a fresh `--state-dir` (or delete that file) to enroll again",
-    )
+    }
 }
 
 /// The identity to connect with, or `None` if the worker was stopped while enrolling.
 async fn obtain_identity(
     prepared: &Prepared,
+    credential: &Credential,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Identity>, WorkerError> {
     let machine_id = prepared.state.machine_id().to_string();
@@ -235,7 +275,7 @@ async fn obtain_identity(
         std::sync::Arc::clone(prepared.state.key()),
         std::sync::Arc::new(FileTickets::open(prepared.state.ticket_path())),
     );
-    let (token, name, key) = match &prepared.credential {
+    let (token, name, key) = match credential {
         Credential::Cached(c) => {
             tracing::info!(worker = %c.name, "using the cached identity");
             return Ok(Some(Identity {
@@ -284,7 +324,13 @@ async fn obtain_identity(
     } else {
         EnrolledVia::Secret
     };
+    let given = request
+        .token
+        .as_deref()
+        .or(request.enrollment_key.as_deref())
+        .unwrap_or_default();
     let cached = CachedIdentity {
+        credential: Some(CachedIdentity::credential_mark(&machine_id, given)),
         server_url: prepared.endpoint.base_url.clone(),
         worker_id: enrolled.worker_id.clone(),
         name: enrolled.name.clone(),

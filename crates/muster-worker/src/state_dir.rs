@@ -33,6 +33,19 @@ pub struct CachedIdentity {
     pub enrolled_via: EnrolledVia,
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// A keyed hash of the enrollment credential (token or secret) this identity came from, to
+    /// tell that credential, still configured, from a freshly given one (see
+    /// [`crate::runner`]). Absent in identities cached by older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl CachedIdentity {
+    /// The value [`Self::credential`] holds for `credential` on the machine `machine_id`.
+    pub fn credential_mark(machine_id: &str, credential: &str) -> String {
+        muster_core::SecretHash::of(&format!("muster-enrolled-with:{machine_id}:{credential}"))
+            .to_hex()
+    }
 }
 
 impl std::fmt::Debug for CachedIdentity {
@@ -190,6 +203,7 @@ mod tests {
             & 0o777;
         assert_eq!(key_mode, 0o600);
         let identity = CachedIdentity {
+            credential: None,
             server_url: "https://h".into(),
             worker_id: "w".into(),
             name: "n".into(),

@@ -107,13 +107,18 @@ fn print_answer(answer: &EnableEnrollmentResponse, json: bool, headline: &str) {
         println!();
         println!("  {secret}");
         println!();
-        println!("This secret is shown only this once. Give it to new workers with their name:");
-        println!();
         println!(
-            "  MUSTER_URL=… MUSTER_WORKER_NAME=… MUSTER_AUTO_ENROLLMENT_KEY='{secret}' muster worker"
+            "This secret is shown only this once. Start a worker with it (named after its host):"
         );
         println!();
+        println!("  {}", answer.worker_command);
+        println!();
         println!("Once a worker has enrolled, remove the secret from its configuration.");
+    } else if !answer.worker_command.is_empty() {
+        println!();
+        println!("Start a worker with the secret (replace SECRET; it is named after its host):");
+        println!();
+        println!("  {}", answer.worker_command);
     }
     println!();
     print_status(&answer.status);

@@ -40,7 +40,7 @@ pub async fn run(command: JobCommand) -> Result<(), CliError> {
                 labels: parse_labels(&labels)?,
                 env: parse_env(&env)?,
                 timeout,
-                queue_timeout,
+                queue_timeout: queue_timeout.clone(),
             };
             let client = admin::client(&admin)?;
             let job = client.submit_job(&request).await?;
@@ -48,7 +48,8 @@ pub async fn run(command: JobCommand) -> Result<(), CliError> {
                 print_job(&job, admin.json);
                 return Ok(());
             }
-            let end = follow(&client, &job.id, !admin.json, true).await?;
+            let waiting = Waiting::announce(&job, queue_timeout.as_deref());
+            let end = follow(&client, &job.id, !admin.json, true, waiting).await?;
             if admin.json {
                 print_json(&end);
             }
@@ -88,7 +89,7 @@ pub async fn run(command: JobCommand) -> Result<(), CliError> {
             admin,
         } => {
             let client = admin::client(&admin)?;
-            follow(&client, &id, true, keep_following).await?;
+            follow(&client, &id, true, keep_following, None).await?;
             Ok(())
         }
         JobCommand::Cancel { id, admin } => {
@@ -137,13 +138,21 @@ async fn follow(
     id: &str,
     print: bool,
     keep_following: bool,
+    mut waiting: Option<Waiting>,
 ) -> Result<JobView, CliError> {
     let mut events = client.job_output(id, 0, keep_following).await?;
     let mut cancelled = false;
     let mut after = 0u64;
     loop {
         let event = tokio::select! {
-            event = events.next() => event,
+            event = events.next() => {
+                // Whatever comes first (output, the end, or a broken stream) means the wait
+                // is over.
+                if let Some(w) = waiting.take() {
+                    w.stop();
+                }
+                event
+            }
             _ = tokio::signal::ctrl_c() => {
                 if cancelled {
                     return Err(CliError::StoppedFollowing { job: id.to_owned() });
@@ -217,6 +226,62 @@ async fn follow_again(client: &Client, id: &str, after: u64) -> Option<muster_cl
         }
     }
     None
+}
+
+/// What `job run` says while its job waits for a worker: one line at once when no connected
+/// worker matches, then (on a terminal) a line that counts the seconds until the job starts.
+struct Waiting {
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Waiting {
+    fn announce(job: &JobView, queue_timeout: Option<&str>) -> Option<Self> {
+        let placement = job.placement?;
+        if job.state != JobState::Queued || placement.matching > 0 {
+            return None;
+        }
+        let workers = if placement.connected == 1 {
+            "worker"
+        } else {
+            "workers"
+        };
+        eprintln!(
+            "muster: no connected worker matches {} ({} {workers} connected); job {} waits for one, up to {}",
+            job.selector,
+            placement.connected,
+            job.id,
+            queue_timeout.unwrap_or("10m"),
+        );
+        use std::io::IsTerminal;
+        let ticker = std::io::stderr().is_terminal().then(|| {
+            tokio::spawn(async {
+                let start = tokio::time::Instant::now();
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let secs = start.elapsed().as_secs();
+                    let mut err = std::io::stderr().lock();
+                    let _ = write!(
+                        err,
+                        "\r\x1b[Kwaiting for a matching worker… {}",
+                        muster_core::format_duration(std::time::Duration::from_secs(secs))
+                    );
+                    let _ = err.flush();
+                }
+            })
+        });
+        Some(Self { ticker })
+    }
+
+    /// Ends the waiting line (and clears it from the terminal).
+    fn stop(self) {
+        if let Some(ticker) = self.ticker {
+            ticker.abort();
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K");
+            let _ = err.flush();
+        }
+    }
 }
 
 /// Exits as the job did.

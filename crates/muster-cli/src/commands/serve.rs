@@ -6,9 +6,25 @@ use muster_server::{ServeConfig, TlsMode};
 use crate::cli::{ServeArgs, default_data_dir};
 use crate::error::CliError;
 
+/// Checks `--public-url`: an `http(s)://host[:port]` base URL, without a query or credentials.
+fn public_url(given: &str) -> Result<String, CliError> {
+    muster_client::normalize_url(given).map_err(|_| {
+        CliError::usage(
+            format!("`--public-url` `{given}` is not a server URL"),
+            "give the URL others reach this server by, like `https://muster.example.com:7443`",
+        )
+    })
+}
+
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut config = ServeConfig::new(args.data_dir.unwrap_or_else(default_data_dir));
     config.listen = args.listen;
+    config.public_url = args
+        .public_url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .map(public_url)
+        .transpose()?;
     config.tls = match (args.no_tls, args.tls_cert, args.tls_key) {
         (true, _, _) => TlsMode::Disabled,
         (false, Some(cert), Some(key)) => TlsMode::Files { cert, key },
@@ -36,8 +52,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         ));
     }
     let data_dir = config.data_dir.clone();
+    let public = config.public_url.clone();
     muster_server::run(config, shutdown_signal(), |started| {
         println!("muster {} listening on {}", crate::VERSION, started.url);
+        if let Some(public) = &public {
+            println!("public URL: {public} (named in every command printed for another machine)");
+        }
         println!("data dir: {}", data_dir.display());
         if let (Some(fp), Some(cert)) = (&started.tls_fingerprint, &started.cert_file) {
             let origin = if started.generated_cert {

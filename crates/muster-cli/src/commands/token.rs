@@ -6,7 +6,7 @@ use crate::admin;
 use crate::cli::TokenCommand;
 use crate::commands::parse_labels;
 use crate::error::CliError;
-use crate::output::{now, print_json, when};
+use crate::output::{now, page_size, print_json, print_table, when};
 use crate::tables;
 
 pub async fn run(command: TokenCommand) -> Result<(), CliError> {
@@ -53,16 +53,33 @@ pub async fn run(command: TokenCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
-        TokenCommand::List { admin } => {
-            let tokens = admin::client(&admin)?.list_tokens().await?;
+        TokenCommand::List {
+            state,
+            shape,
+            admin,
+        } => {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            query.extend(state.clone().map(|s| ("state", s)));
+            query.extend(page_size().map(|n| ("limit", n)));
+            let tokens: Vec<TokenView> = admin::client(&admin)?
+                .list_all("/api/v1/tokens", &query)
+                .await?;
             if admin.json {
                 print_json(&tokens);
-            } else if tokens.is_empty() {
-                println!(
-                    "No enrollment tokens. Mint one with `muster token create NAME --duration 24h`."
-                );
-            } else {
-                println!("{}", tables::tokens(&tokens, now()));
+            } else if shape.quiet {
+                for t in &tokens {
+                    println!("{}", t.name);
+                }
+            } else if tokens.is_empty() && !shape.no_headers {
+                if state.is_some() {
+                    println!("No enrollment tokens match.");
+                } else {
+                    println!(
+                        "No enrollment tokens. Mint one with `muster token create NAME --duration 24h`."
+                    );
+                }
+            } else if !tokens.is_empty() {
+                print_table(&tables::tokens(&tokens, now()), shape.no_headers);
             }
             Ok(())
         }

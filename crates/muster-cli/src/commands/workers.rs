@@ -6,19 +6,41 @@ use crate::admin;
 use crate::cli::WorkersCommand;
 use crate::commands::parse_labels;
 use crate::error::CliError;
-use crate::output::{now, print_json};
+use crate::output::{now, page_size, print_json, print_table};
 use crate::tables;
 
 pub async fn run(command: WorkersCommand) -> Result<(), CliError> {
     match command {
-        WorkersCommand::List { admin } => {
-            let workers = admin::client(&admin)?.list_workers().await?;
+        WorkersCommand::List {
+            status,
+            labels,
+            name,
+            shape,
+            admin,
+        } => {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            query.extend(status.clone().map(|s| ("status", s)));
+            query.extend(labels.iter().map(|l| ("label", l.clone())));
+            query.extend(name.clone().map(|n| ("name", n)));
+            query.extend(page_size().map(|n| ("limit", n)));
+            let filtered = query.iter().any(|(k, _)| *k != "limit");
+            let workers = admin::client(&admin)?.list_workers_where(&query).await?;
             if admin.json {
                 print_json(&workers);
-            } else if workers.is_empty() {
-                println!("No workers yet. Mint an enrollment token with `muster token create`.");
-            } else {
-                println!("{}", tables::workers(&workers, now()));
+            } else if shape.quiet {
+                for w in &workers {
+                    println!("{}", w.name);
+                }
+            } else if workers.is_empty() && !shape.no_headers {
+                if filtered {
+                    println!("No workers match.");
+                } else {
+                    println!(
+                        "No workers yet. Mint an enrollment token with `muster token create`."
+                    );
+                }
+            } else if !workers.is_empty() {
+                print_table(&tables::workers(&workers, now()), shape.no_headers);
             }
             Ok(())
         }
@@ -49,7 +71,9 @@ pub async fn run(command: WorkersCommand) -> Result<(), CliError> {
                 println!("  MUSTER_WORKER_ID={}", created.id);
                 println!("  MUSTER_WORKER_API_KEY={}", created.api_key);
                 println!();
-                println!("Start the worker with both set (and MUSTER_URL): `muster worker`.");
+                println!("Start the worker on its machine with:");
+                println!();
+                println!("  {}", created.worker_command);
             }
             Ok(())
         }

@@ -25,6 +25,7 @@ fn ended(state: JobState, ending: Option<JobEnding>, reason: Option<&str>) -> Jo
         timeout_ms: None,
         output_bytes: 0,
         output_truncated: false,
+        placement: None,
     }
 }
 

@@ -99,6 +99,7 @@ fn job_view(id: &str, state: JobState) -> JobView {
         timeout_ms: None,
         output_bytes: 0,
         output_truncated: false,
+        placement: None,
     }
 }
 

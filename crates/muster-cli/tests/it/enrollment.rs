@@ -94,9 +94,10 @@ fn count_actions(server: &Server, action: &str, outcome: &str) -> usize {
 /// ready-to-paste worker command line.
 fn printed_secret(out: &str) -> String {
     let from_command = out
-        .split("MUSTER_AUTO_ENROLLMENT_KEY='")
+        .split("MUSTER_AUTO_ENROLLMENT_KEY=")
         .nth(1)
-        .and_then(|rest| rest.split('\'').next())
+        .and_then(|rest| rest.split(' ').next())
+        .map(|word| word.trim_matches('\''))
         .unwrap_or_else(|| panic!("no worker command line with the secret in:\n{out}"))
         .to_owned();
     assert!(

@@ -11,6 +11,7 @@
 mod harness;
 
 mod backup;
+mod cached_identity;
 mod confinement;
 pub mod enrollment;
 mod fleet;
@@ -18,9 +19,12 @@ mod hostile;
 mod http_api;
 mod identity;
 mod install;
+mod job_refusals;
 mod jobs;
 mod license;
+mod lists;
 mod operations;
+mod paste;
 mod precreated;
 mod refusals;
 mod replicas;

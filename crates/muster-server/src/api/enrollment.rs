@@ -2,10 +2,11 @@
 //! guard rails. The work is in [`crate::ops::enrollment`], shared with the web UI.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use muster_proto::api::{EnableEnrollmentRequest, EnableEnrollmentResponse, EnrollmentStatus};
 
-use crate::api::extract::{Admin, ApiJson};
+use crate::api::extract::{Admin, ApiJson, host};
 use crate::api::license::PreparesWorker;
 use crate::error::AppError;
 use crate::ops;
@@ -23,9 +24,10 @@ pub async fn status(
 pub async fn enable(
     State(app): State<AppState>,
     Admin(actor): Admin,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<EnableEnrollmentRequest>,
 ) -> Result<(Extension<PreparesWorker>, Json<EnableEnrollmentResponse>), AppError> {
-    let enabled = ops::enrollment::enable(&app, &actor, &req).await?;
+    let enabled = ops::enrollment::enable(&app, &actor, host(&headers), &req).await?;
     Ok((Extension(PreparesWorker), Json(enabled)))
 }
 
@@ -33,9 +35,12 @@ pub async fn enable(
 pub async fn rotate(
     State(app): State<AppState>,
     Admin(actor): Admin,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<EnableEnrollmentRequest>,
 ) -> Result<Json<EnableEnrollmentResponse>, AppError> {
-    Ok(Json(ops::enrollment::rotate(&app, &actor, &req).await?))
+    Ok(Json(
+        ops::enrollment::rotate(&app, &actor, host(&headers), &req).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/enrollment/disable", responses((status = 200, body = muster_proto::api::EnrollmentStatus), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]

@@ -55,6 +55,14 @@ fn json_error(rejection: JsonRejection) -> AppError {
     .with_hint(hint)
 }
 
+/// The `Host` the caller reached the server at, for the command lines the server prints (see
+/// [`crate::ops::paste`]).
+pub fn host(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+}
+
 /// A query string with errors in the API's shape (`400` with the reason) instead of axum's
 /// plain-text rejection.
 pub struct ApiQuery<T>(pub T);

@@ -9,8 +9,10 @@ use muster_proto::api::{JobView, SubmitJobRequest};
 use serde::Deserialize;
 
 use crate::api::extract::{Admin, ApiJson, ApiQuery};
+use crate::api::page::ListQuery;
 use crate::error::AppError;
 use crate::ops;
+use crate::ops::page::{Cursor, CursorKind};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/api/v1/jobs", request_body = muster_proto::api::SubmitJobRequest, responses((status = 201, body = muster_proto::api::JobView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
@@ -23,27 +25,21 @@ pub async fn submit(
     Ok((StatusCode::CREATED, Json(job)))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    pub state: Option<String>,
-    pub worker: Option<String>,
-    pub limit: Option<u32>,
-}
-
-#[utoipa::path(get, path = "/api/v1/jobs", params(("state" = Option<String>, Query, description = "only jobs in this state"), ("worker" = Option<String>, Query, description = "only jobs on this worker"), ("limit" = Option<u32>, Query, description = "at most this many")), responses((status = 200, body = Vec<muster_proto::api::JobView>), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
+/// One page of jobs, newest first: `state`, `worker`, `limit`, `cursor`.
+#[utoipa::path(get, path = "/api/v1/jobs", params(("state" = Option<String>, Query, description = "only jobs in this state"), ("worker" = Option<String>, Query, description = "only jobs on this worker"), ("limit" = Option<u32>, Query, description = "at most this many (1 to 5,000)"), ("cursor" = Option<String>, Query, description = "where the page starts: from the `Link` header of the page before")), responses((status = 200, body = Vec<muster_proto::api::JobView>, headers(("link" = String, description = "the next page: `<URL>; rel=\"next\"`, absent on the last"))), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<JobView>>, AppError> {
-    let jobs = ops::jobs::list(
-        &app,
-        query.state.as_deref(),
-        query.worker.as_deref(),
-        query.limit,
-    )
-    .await?;
-    Ok(Json(jobs))
+    query: ListQuery,
+) -> Result<Response, AppError> {
+    query.only(&["state", "worker", "limit", "cursor"])?;
+    let state = ops::jobs::state_filter(query.one("state"))?;
+    let before = match query.cursor(CursorKind::Job)? {
+        Some(Cursor::Job(at, id)) => Some((at, id)),
+        _ => None,
+    };
+    let page = ops::jobs::page(&app, state, query.one("worker"), before, query.limit()?).await?;
+    Ok(query.respond(page))
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = String, Path, description = "the id")), responses((status = 200, body = muster_proto::api::JobView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod jobs;
 pub mod license;
 pub mod openapi;
+pub mod page;
 pub mod tokens;
 pub mod webhooks;
 pub mod workers;

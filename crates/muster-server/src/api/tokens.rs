@@ -3,13 +3,16 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::{Extension, Json};
 use muster_proto::api::{CreateTokenRequest, CreatedToken, TokenView};
 
 use crate::api::extract::{Admin, ApiJson};
 use crate::api::license::PreparesWorker;
+use crate::api::page::ListQuery;
 use crate::error::AppError;
 use crate::ops;
+use crate::ops::page::{Cursor, CursorKind};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/api/v1/tokens", request_body = muster_proto::api::CreateTokenRequest, responses((status = 201, body = muster_proto::api::CreatedToken), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 409, description = "a conflict", body = muster_proto::ErrorBody)), security(("admin" = [])))]
@@ -28,9 +31,21 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, body = Vec<muster_proto::api::TokenView>), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
-pub async fn list(State(app): State<AppState>, _: Admin) -> Result<Json<Vec<TokenView>>, AppError> {
-    Ok(Json(ops::tokens::list(&app).await?))
+/// One page of tokens, oldest first: `state`, `limit`, `cursor`.
+#[utoipa::path(get, path = "/api/v1/tokens", params(("state" = Option<String>, Query, description = "only tokens in this state"), ("limit" = Option<u32>, Query, description = "at most this many (1 to 5,000)"), ("cursor" = Option<String>, Query, description = "where the page starts: from the `Link` header of the page before")), responses((status = 200, body = Vec<muster_proto::api::TokenView>, headers(("link" = String, description = "the next page: `<URL>; rel=\"next\"`, absent on the last"))), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
+pub async fn list(
+    State(app): State<AppState>,
+    _: Admin,
+    query: ListQuery,
+) -> Result<Response, AppError> {
+    query.only(&["state", "limit", "cursor"])?;
+    let state = ops::tokens::state_filter(query.one("state"))?;
+    let after = match query.cursor(CursorKind::Token)? {
+        Some(Cursor::Token(at, name)) => Some((at, name)),
+        _ => None,
+    };
+    let page = ops::tokens::page(&app, state, after, query.limit()?).await?;
+    Ok(query.respond(page))
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens/{name}", params(("name" = String, Path, description = "the name")), responses((status = 200, body = muster_proto::api::TokenView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]

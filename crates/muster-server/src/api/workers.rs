@@ -2,22 +2,36 @@
 //! [`crate::ops::workers`], shared with the web UI.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::{Extension, Json};
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 
-use crate::api::extract::{Admin, ApiJson};
+use crate::api::extract::{Admin, ApiJson, host};
 use crate::api::license::PreparesWorker;
+use crate::api::page::ListQuery;
 use crate::error::AppError;
 use crate::ops;
+use crate::ops::page::{Cursor, CursorKind};
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/api/v1/workers", responses((status = 200, body = Vec<muster_proto::api::WorkerView>), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
+/// One page of the fleet in name order: `status`, `label` (`k` or `k=v`, repeatable), `name`
+/// (a substring), `limit`, `cursor`.
+#[utoipa::path(get, path = "/api/v1/workers", params(("status" = Option<String>, Query, description = "only workers with this status"), ("label" = Option<Vec<String>>, Query, description = "`key` or `key=value`, repeatable: every one must hold"), ("name" = Option<String>, Query, description = "only names containing this"), ("limit" = Option<u32>, Query, description = "at most this many (1 to 5,000)"), ("cursor" = Option<String>, Query, description = "where the page starts: from the `Link` header of the page before")), responses((status = 200, body = Vec<muster_proto::api::WorkerView>, headers(("link" = String, description = "the next page: `<URL>; rel=\"next\"`, absent on the last"))), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,
-) -> Result<Json<Vec<WorkerView>>, AppError> {
-    Ok(Json(ops::workers::list(&app).await?))
+    query: ListQuery,
+) -> Result<Response, AppError> {
+    query.only(&["status", "label", "name", "limit", "cursor"])?;
+    let filter =
+        ops::workers::Filter::parse(query.one("status"), query.all("label"), query.one("name"))?;
+    let after = match query.cursor(CursorKind::Worker)? {
+        Some(Cursor::Worker(name)) => Some(name),
+        _ => None,
+    };
+    let page = ops::workers::page(&app, &filter, after, query.limit()?).await?;
+    Ok(query.respond(page))
 }
 
 #[utoipa::path(get, path = "/api/v1/workers/{name}", params(("name" = String, Path, description = "the name")), responses((status = 200, body = muster_proto::api::WorkerView), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody), (status = 404, description = "no such resource", body = muster_proto::ErrorBody)), security(("admin" = [])))]
@@ -34,9 +48,10 @@ pub async fn show(
 pub async fn create(
     State(app): State<AppState>,
     Admin(actor): Admin,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateWorkerRequest>,
 ) -> Result<(StatusCode, Extension<PreparesWorker>, Json<CreatedWorker>), AppError> {
-    let created = ops::workers::create(&app, &actor, &req).await?;
+    let created = ops::workers::create(&app, &actor, host(&headers), &req).await?;
     Ok((
         StatusCode::CREATED,
         Extension(PreparesWorker),

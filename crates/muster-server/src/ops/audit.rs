@@ -4,6 +4,7 @@ use muster_proto::api::AuditEntry;
 use muster_store::AuditFilter;
 
 use crate::error::AppError;
+use crate::ops::page::{self, Cursor, Page};
 use crate::state::AppState;
 use crate::views;
 
@@ -23,6 +24,28 @@ pub struct Filter<'a> {
     pub contains: Option<&'a str>,
     /// At most this many records ([`DEFAULT_LIMIT`] if none, at most [`MAX_LIMIT`]).
     pub limit: Option<u32>,
+}
+
+/// One page of the audit log, newest first, after the record `filter.before` names.
+pub async fn page(app: &AppState, filter: Filter<'_>) -> Result<Page<AuditEntry>, AppError> {
+    let text = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
+    let limit = filter
+        .limit
+        .unwrap_or(DEFAULT_LIMIT)
+        .clamp(1, page::MAX_LIMIT);
+    let stored = AuditFilter {
+        before_seq: filter.before,
+        action_prefix: text(filter.action),
+        contains: text(filter.contains),
+        limit: limit + 1,
+    };
+    let records = app
+        .store
+        .read(move |tx| muster_store::flows::audit::list(tx, &stored))
+        .await?;
+    Ok(Page::cut(records, limit, views::audit, |r| {
+        Cursor::Audit(r.seq)
+    }))
 }
 
 pub async fn list(app: &AppState, filter: Filter<'_>) -> Result<Vec<AuditEntry>, AppError> {

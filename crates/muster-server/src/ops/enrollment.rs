@@ -141,6 +141,7 @@ fn describe(window: &Window, secret_changed: bool) -> String {
 pub async fn enable(
     app: &AppState,
     actor: &Actor,
+    host: Option<&str>,
     req: &EnableEnrollmentRequest,
 ) -> Result<EnableEnrollmentResponse, AppError> {
     let window = window(app, req)?;
@@ -159,6 +160,7 @@ pub async fn enable(
     tracing::info!("auto-enrollment enabled");
     Ok(EnableEnrollmentResponse {
         status: views::enrollment(&status, app.clock.now()),
+        worker_command: crate::ops::paste::with_secret(app, host, generated.as_deref()),
         generated_secret: generated,
     })
 }
@@ -167,6 +169,7 @@ pub async fn enable(
 pub async fn rotate(
     app: &AppState,
     actor: &Actor,
+    host: Option<&str>,
     req: &EnableEnrollmentRequest,
 ) -> Result<EnableEnrollmentResponse, AppError> {
     if req.window.is_some()
@@ -203,6 +206,7 @@ pub async fn rotate(
     tracing::info!("auto-enrollment secret rotated");
     Ok(EnableEnrollmentResponse {
         status: views::enrollment(&status, app.clock.now()),
+        worker_command: crate::ops::paste::with_secret(app, host, generated.as_deref()),
         generated_secret: generated,
     })
 }

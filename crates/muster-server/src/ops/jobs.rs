@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
+use muster_core::Timestamp;
+use muster_core::WorkerStatus;
 use muster_core::audit::Outcome;
 use muster_core::job::{Job, JobId, JobState, Selector};
 use muster_proto::ErrorCode;
-use muster_proto::api::{JobView, SubmitJobRequest};
+use muster_proto::api::{JobView, Placement, SubmitJobRequest};
 use muster_store::flows::jobs::{self, Cancel};
 use muster_store::{JobFilter, OutputChunk};
 use rand::rngs::OsRng;
@@ -13,6 +15,7 @@ use rand::rngs::OsRng;
 use crate::error::AppError;
 use crate::events::ReplicaEvent;
 use crate::jobs::follow;
+use crate::ops::page::{self, Cursor, Page};
 use crate::ops::{Actor, workers};
 use crate::state::AppState;
 use crate::{validate, views};
@@ -49,10 +52,25 @@ pub async fn submit(
         .map(validate::duration)
         .transpose()?
         .unwrap_or(DEFAULT_QUEUE_TIMEOUT);
-    // A job for a named worker is refused at once if there is no such worker.
+    // A job for a named worker is refused at once if there is no such worker, or if it can
+    // never run there: the worker is revoked, expired or suspended (waiting would only end in
+    // the queue timeout).
     let named = match &worker {
         Some(name) => match workers::find(app, name).await? {
-            Some(record) => Some(record.id),
+            Some(record) => {
+                let status = record.status(app.registry.is_connected(&record.id), app.clock.now());
+                if !matches!(status, WorkerStatus::Connected | WorkerStatus::Disconnected) {
+                    return Err(AppError::conflict(
+                        ErrorCode::Conflict,
+                        format!(
+                            "worker `{name}` is {}: a job for it would never run",
+                            status.as_str()
+                        ),
+                    )
+                    .with_hint("`muster workers list --status connected` shows the workers that can run it"));
+                }
+                Some(record.id)
+            }
             None => return Err(workers::no_such_worker(name)),
         },
         None => None,
@@ -77,35 +95,73 @@ pub async fn submit(
         Outcome::Ok,
         detail,
     );
+    let selector = job.selector.clone();
     let job = app.jobs.submit(job, event, named.as_ref()).await?;
-    Ok(views::job(&job))
+    let mut view = views::job(&job);
+    // Who could take it now, so `job run` can say at once that it waits, and for what.
+    let sessions = app.registry.all();
+    view.placement = Some(Placement {
+        connected: u32::try_from(sessions.len()).unwrap_or(u32::MAX),
+        matching: u32::try_from(
+            sessions
+                .iter()
+                .filter(|s| selector.matches(&s.name, &s.labels))
+                .count(),
+        )
+        .unwrap_or(u32::MAX),
+    });
+    Ok(view)
 }
 
-/// Recent jobs, newest first. Empty filters mean "any".
-pub async fn list(
+/// Reads a job state filter (`state=`): empty means any.
+pub fn state_filter(given: Option<&str>) -> Result<Option<JobState>, AppError> {
+    match given.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => Ok(Some(JobState::parse(s).ok_or_else(|| {
+            AppError::bad_request(
+                ErrorCode::BadRequest,
+                format!("unknown job state `{}`", page::shown(s)),
+            )
+            .with_hint("states are queued, running, succeeded, failed, cancelled, lost")
+        })?)),
+    }
+}
+
+/// One page of jobs, newest first, after the job `before` names. Empty filters mean "any".
+pub async fn page(
     app: &AppState,
-    state: Option<&str>,
+    state: Option<JobState>,
     worker: Option<&str>,
-    limit: Option<u32>,
-) -> Result<Vec<JobView>, AppError> {
-    let state = match state {
-        None | Some("") => None,
-        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-            AppError::bad_request(ErrorCode::BadRequest, format!("unknown job state `{s}`"))
-                .with_hint("states are queued, running, succeeded, failed, cancelled, lost")
-        })?),
-    };
+    before: Option<(Timestamp, JobId)>,
+    limit: u32,
+) -> Result<Page<JobView>, AppError> {
     let worker = worker
+        .map(str::trim)
         .filter(|w| !w.is_empty())
         .map(validate::name)
         .transpose()?;
     let filter = JobFilter {
         state,
         worker,
-        limit: limit.unwrap_or(50).clamp(1, 1000),
+        before,
+        limit: limit + 1,
     };
     let jobs = app.store.read(move |tx| tx.list_jobs(&filter)).await?;
-    Ok(jobs.iter().map(views::job).collect())
+    Ok(Page::cut(jobs, limit, views::job, |j| {
+        Cursor::Job(j.created_at, j.id.clone())
+    }))
+}
+
+/// Recent jobs, newest first (the first page). Empty filters mean "any".
+pub async fn list(
+    app: &AppState,
+    state: Option<&str>,
+    worker: Option<&str>,
+    limit: Option<u32>,
+) -> Result<Vec<JobView>, AppError> {
+    let state = state_filter(state)?;
+    let limit = limit.unwrap_or(50).clamp(1, page::MAX_LIMIT);
+    Ok(page(app, state, worker, None, limit).await?.items)
 }
 
 pub async fn show(app: &AppState, id: &str) -> Result<JobView, AppError> {

@@ -15,6 +15,8 @@ pub mod enroll;
 pub mod enrollment;
 pub mod jobs;
 pub mod license;
+pub mod page;
+pub mod paste;
 pub mod tokens;
 pub mod webhooks;
 pub mod workers;

@@ -1,16 +1,18 @@
 //! Creating and revoking enrollment tokens.
 
 use muster_core::audit::Outcome;
-use muster_core::{Name, Token, TokenSecret};
+use muster_core::{Name, Timestamp, Token, TokenSecret, TokenState};
 use muster_proto::ErrorCode;
 use muster_proto::api::{CreateTokenRequest, CreatedToken, TokenView};
 use muster_proto::control::CloseCode;
+use muster_store::TokenPage;
 use muster_store::flows::tokens::{self, CreateTokenRefusal, RevokeTokenRefusal};
 use rand::rngs::OsRng;
 
 use crate::error::AppError;
 use crate::ops::Actor;
 use crate::ops::cut::{self, Cut};
+use crate::ops::page::{self, Cursor, Page};
 use crate::state::AppState;
 use crate::{validate, views};
 
@@ -52,7 +54,7 @@ pub async fn create(
         })?;
     tracing::info!(token = %name, expires_at = %expires_at, "enrollment token created");
     let plaintext = secret.expose();
-    let worker_command = worker_command(app, host, &plaintext);
+    let worker_command = crate::ops::paste::with_token(app, host, &plaintext);
     Ok(CreatedToken {
         name: name.to_string(),
         token: plaintext,
@@ -61,47 +63,76 @@ pub async fn create(
     })
 }
 
-/// A command line that starts a worker against this server, as the admin reached it.
-pub fn worker_command(app: &AppState, host: Option<&str>, token: &str) -> String {
-    let mut command = format!(
-        "muster worker --url {} --token {token}",
-        server_url(app, host)
-    );
-    if let Some(fp) = &app.pin_fingerprint {
-        command.push_str(&format!(" --ca-fingerprint {fp}"));
+/// Reads a token state filter (`state=`): empty means any.
+pub fn state_filter(given: Option<&str>) -> Result<Option<TokenState>, AppError> {
+    match given.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(word) => TokenState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == word)
+            .map(Some)
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    ErrorCode::BadRequest,
+                    format!("unknown token state `{}`", page::shown(word)),
+                )
+                .with_hint("states are unused, enrolled, expired, revoked")
+            }),
     }
-    command
 }
 
-/// This server's URL as the admin reached it (its `Host`). A `Host` with anything but host-name
-/// characters is not echoed into a command someone will paste.
-pub fn server_url(app: &AppState, host: Option<&str>) -> String {
-    let host = host
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
-        })
-        .unwrap_or("SERVER:7443");
-    let scheme = if app.tls { "https" } else { "http" };
-    format!("{scheme}://{host}")
-}
-
-/// Every token with its effective state and the worker it enrolled, if any.
-pub async fn list(app: &AppState) -> Result<Vec<TokenView>, AppError> {
-    let (tokens, workers) = app
-        .store
-        .read(|tx| Ok((tx.list_tokens()?, tx.list_workers()?)))
-        .await?;
+/// One page of tokens, oldest first, in their effective state at `now`, each with the worker it
+/// enrolled, if any.
+pub async fn page(
+    app: &AppState,
+    state: Option<TokenState>,
+    after: Option<(Timestamp, Name)>,
+    limit: u32,
+) -> Result<Page<TokenView>, AppError> {
     let now = app.clock.now();
-    Ok(tokens
-        .iter()
-        .map(|t| {
-            let worker = workers
-                .iter()
-                .find(|w| w.token_name.as_ref() == Some(&t.name));
-            views::token(t, now, worker)
+    let query = TokenPage {
+        after,
+        state,
+        now,
+        limit: limit + 1,
+    };
+    let rows = app
+        .store
+        .read(move |tx| {
+            let tokens = tx.page_tokens(&query)?;
+            let mut rows = Vec::with_capacity(tokens.len());
+            for token in tokens {
+                // Only a token a machine bound can have a worker.
+                let worker = match token.bound_machine {
+                    Some(_) => tx.get_worker_by_token(&token.name)?,
+                    None => None,
+                };
+                rows.push((token, worker));
+            }
+            Ok(rows)
         })
-        .collect())
+        .await?;
+    Ok(Page::cut(
+        rows,
+        limit,
+        |(t, w)| views::token(t, now, w.as_ref()),
+        |(t, _)| Cursor::Token(t.created_at, t.name.clone()),
+    ))
+}
+
+/// Every token with its effective state and the worker it enrolled, if any, oldest first
+/// (every page; each token's worker found through its index, not by scanning the fleet).
+pub async fn list(app: &AppState) -> Result<Vec<TokenView>, AppError> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = page(app, None, after, page::MAX_LIMIT).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(Cursor::Token(at, name)) => after = Some((at, name)),
+            _ => return Ok(all),
+        }
+    }
 }
 
 pub async fn show(app: &AppState, name: &str) -> Result<TokenView, AppError> {

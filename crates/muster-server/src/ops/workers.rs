@@ -1,23 +1,237 @@
 //! The fleet as admins see it: listing and showing workers, creating one by hand, revoking and
 //! removing one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use muster_core::audit::Outcome;
 use muster_core::credentials::generate_id;
-use muster_core::{ApiKey, EnrolledVia, Name, Worker, WorkerId};
+use muster_core::worker::WorkerStatus;
+use muster_core::{ApiKey, EnrolledVia, Labels, Name, Worker, WorkerId};
 use muster_proto::ErrorCode;
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 use muster_proto::control::CloseCode;
 use muster_store::Presence;
 use muster_store::flows::workers::{self, CreateWorkerRefusal, WorkerRefusal};
+use muster_store::{LabelMatch, StoredStatus, WorkerPage};
 use rand::rngs::OsRng;
 
 use crate::error::AppError;
 use crate::ops::Actor;
 use crate::ops::cut::{self, Cut};
+use crate::ops::page::{self, Cursor, Page};
 use crate::state::AppState;
 use crate::{validate, views};
+
+/// Which workers a page lists. Every filter given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Option<WorkerStatus>,
+    pub labels: Vec<LabelMatch>,
+    /// Only names containing this text.
+    pub name: Option<String>,
+}
+
+/// The most `label` filters one request may give.
+pub const MAX_LABEL_FILTERS: usize = 16;
+
+impl Filter {
+    /// Reads the filters of `GET /api/v1/workers` (and the pages that share them): `status`,
+    /// `label` (`k` or `k=v`, repeatable) and `name` (a substring). Empty values mean "any".
+    pub fn parse<'a>(
+        status: Option<&str>,
+        labels: impl IntoIterator<Item = &'a str>,
+        name: Option<&str>,
+    ) -> Result<Self, AppError> {
+        let status = match status.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(word) => Some(
+                WorkerStatus::ALL
+                    .into_iter()
+                    .find(|s| s.as_str() == word)
+                    .ok_or_else(|| {
+                        AppError::bad_request(
+                            ErrorCode::BadRequest,
+                            format!("unknown worker status `{}`", page::shown(word)),
+                        )
+                        .with_hint(
+                            "statuses are connected, disconnected, revoked, expired, suspended",
+                        )
+                    })?,
+            ),
+        };
+        let mut matches = Vec::new();
+        for given in labels.into_iter().map(str::trim).filter(|l| !l.is_empty()) {
+            if matches.len() == MAX_LABEL_FILTERS {
+                return Err(AppError::bad_request(
+                    ErrorCode::BadRequest,
+                    format!("more than {MAX_LABEL_FILTERS} `label` filters"),
+                )
+                .with_hint("a worker must carry every label given; narrow the list with fewer"));
+            }
+            let label = match given.split_once('=') {
+                Some(_) => Labels::parse_pair(given).map(|(key, value)| LabelMatch {
+                    key,
+                    value: Some(value),
+                }),
+                None => Labels::check_key(given).map(|()| LabelMatch {
+                    key: given.to_owned(),
+                    value: None,
+                }),
+            }
+            .map_err(|e| {
+                AppError::bad_request(ErrorCode::InvalidLabel, e)
+                    .with_hint("filter on a label with `key` or `key=value`, like `pool=gpu`")
+            })?;
+            matches.push(label);
+        }
+        let name = match name.map(str::trim).filter(|n| !n.is_empty()) {
+            None => None,
+            Some(n) if n.chars().count() <= muster_core::name::MAX_NAME_LEN => Some(n.to_owned()),
+            Some(n) => {
+                return Err(AppError::bad_request(
+                    ErrorCode::InvalidName,
+                    format!(
+                        "`name` filter `{}` is longer than a name can be",
+                        page::shown(n)
+                    ),
+                )
+                .with_hint("names are at most 63 characters; give part of one"));
+            }
+        };
+        Ok(Self {
+            status,
+            labels: matches,
+            name,
+        })
+    }
+
+    fn stored(&self) -> Option<StoredStatus> {
+        self.status.map(|s| match s {
+            WorkerStatus::Connected | WorkerStatus::Disconnected => StoredStatus::Live,
+            WorkerStatus::Revoked => StoredStatus::Revoked,
+            WorkerStatus::Expired => StoredStatus::Expired,
+            WorkerStatus::Suspended => StoredStatus::Suspended,
+        })
+    }
+
+    /// Whether a stored worker passes every filter (for rows not fetched through the store's
+    /// filters: the connected workers, which only the registry knows).
+    fn admits(&self, w: &Worker, status: WorkerStatus) -> bool {
+        self.status.is_none_or(|s| s == status)
+            && self
+                .name
+                .as_deref()
+                .is_none_or(|n| w.name.as_str().contains(n))
+            && self
+                .labels
+                .iter()
+                .all(|l| match (w.labels.get(&l.key), &l.value) {
+                    (Some(_), None) => true,
+                    (Some(have), Some(want)) => have == want,
+                    (None, _) => false,
+                })
+    }
+}
+
+/// One page of the fleet in name order: at most `limit` workers after `after` that pass
+/// `filter`, with their live status (this replica's sessions and the store's presence rows, so
+/// every replica answers the same).
+///
+/// Whether a worker is connected lives in the registry and the presence rows, not in its
+/// record, so the two statuses that depend on it are found differently: `connected` starts
+/// from the connected workers (fewer than the fleet) and reads their records by id;
+/// `disconnected` pages through the store's live workers and leaves out the connected ones.
+/// Every other filter is the store's, on an index.
+pub async fn page(
+    app: &AppState,
+    filter: &Filter,
+    after: Option<Name>,
+    limit: u32,
+) -> Result<Page<WorkerView>, AppError> {
+    let now = app.clock.now();
+    let want = limit as usize + 1;
+    let mut found: Vec<Worker> = Vec::with_capacity(want);
+    if filter.status == Some(WorkerStatus::Connected) {
+        let mut ids: HashSet<WorkerId> = app
+            .registry
+            .all()
+            .iter()
+            .map(|s| s.worker_id.clone())
+            .collect();
+        let elsewhere = app.store.read(|tx| tx.all_presence()).await?;
+        ids.extend(elsewhere.into_iter().map(|p| p.worker));
+        let ids: Vec<WorkerId> = ids.into_iter().collect();
+        let records = app
+            .store
+            .read(move |tx| {
+                ids.iter()
+                    .map(|id| tx.get_worker(id))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        found.extend(records.into_iter().flatten().filter(|w| {
+            after.as_ref().is_none_or(|a| w.name > *a) && filter.admits(w, w.status(true, now))
+        }));
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found.truncate(want);
+    } else {
+        let disconnected_only = filter.status == Some(WorkerStatus::Disconnected);
+        let mut query = WorkerPage {
+            after,
+            name_contains: filter.name.clone(),
+            labels: filter.labels.clone(),
+            status: filter.stored(),
+            now,
+            limit: limit + 1,
+        };
+        loop {
+            let q = query.clone();
+            let (rows, elsewhere) = app
+                .store
+                .read(move |tx| {
+                    let rows = tx.page_workers(&q)?;
+                    let mut elsewhere = HashSet::new();
+                    if disconnected_only {
+                        for w in &rows {
+                            if tx.presence_of(&w.id)?.is_some() {
+                                elsewhere.insert(w.id.clone());
+                            }
+                        }
+                    }
+                    Ok((rows, elsewhere))
+                })
+                .await?;
+            let last_page = rows.len() < want;
+            query.after = rows.last().map(|w| w.name.clone());
+            found.extend(rows.into_iter().filter(|w| {
+                !disconnected_only
+                    || !(app.registry.is_connected(&w.id) || elsewhere.contains(&w.id))
+            }));
+            if last_page || found.len() >= want {
+                break;
+            }
+        }
+    }
+    let ids: Vec<WorkerId> = found.iter().take(want).map(|w| w.id.clone()).collect();
+    let presence: HashMap<WorkerId, Presence> = app
+        .store
+        .read(move |tx| {
+            let mut rows = HashMap::new();
+            for id in ids {
+                if let Some(row) = tx.presence_of(&id)? {
+                    rows.insert(id, row);
+                }
+            }
+            Ok(rows)
+        })
+        .await?;
+    Ok(Page::cut(
+        found,
+        limit,
+        |w| view(app, w, presence.get(&w.id), now),
+        |w| Cursor::Worker(w.name.clone()),
+    ))
+}
 
 /// Every worker with its live status and stored record. Live status comes from this replica's
 /// own sessions and, for workers other replicas hold, the store's presence rows: every replica
@@ -115,6 +329,7 @@ pub async fn revoke(app: &AppState, actor: &Actor, name: &str) -> Result<WorkerV
 pub async fn create(
     app: &AppState,
     actor: &Actor,
+    host: Option<&str>,
     req: &CreateWorkerRequest,
 ) -> Result<CreatedWorker, AppError> {
     let name = validate::name(&req.name)?;
@@ -153,6 +368,7 @@ pub async fn create(
             }
         })?;
     Ok(CreatedWorker {
+        worker_command: crate::ops::paste::precreated(app, host, id.as_str(), key.expose()),
         id: id.to_string(),
         name: name.to_string(),
         api_key: key.expose().to_owned(),

@@ -323,6 +323,7 @@ async fn app_state(
             None
         },
         tls,
+        public_url: config.public_url.clone(),
         verifier: secrets::SecretVerifier::new(),
         limiter: ratelimit::FailureLimiter::default(),
         refusals: Arc::default(),

@@ -438,6 +438,7 @@ mod tests {
             timeout_ms: None,
             output_bytes: 0,
             output_truncated: false,
+            placement: None,
         };
         assert_eq!(command_line(&job), "sh -c 'echo it'\\''s <b>'");
         job.command = vec!["ls".into(), "-la".into()];

@@ -90,14 +90,14 @@ async fn render(
         Flash::GeneratedSecret(secret) => Some(secret.as_str()),
         _ => None,
     });
-    let url = ops::tokens::server_url(app, headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let csrf = admin.session.csrf.as_str();
     let body = html! {
         p.breadcrumb { "Settings" span aria-hidden="true" { " › " } }
         h1 { "Security" }
         (layout::settings_nav(layout::SettingsPage::Security))
         @if let Some(secret) = generated {
-            (one_time_secret(app, &url, secret))
+            (one_time_secret(app, host, secret))
         }
         section.card aria-labelledby="auto-title" {
             h2 #auto-title { "Auto-enrollment" }
@@ -131,13 +131,8 @@ async fn render(
     ))
 }
 
-fn one_time_secret(app: &UiApp, url: &str, secret: &str) -> Markup {
-    let mut command = format!(
-        "MUSTER_URL={url} MUSTER_WORKER_NAME=NAME MUSTER_AUTO_ENROLLMENT_KEY={secret} muster worker"
-    );
-    if let Some(fp) = &app.pin_fingerprint {
-        command.push_str(&format!(" --ca-fingerprint {fp}"));
-    }
+fn one_time_secret(app: &UiApp, host: Option<&str>, secret: &str) -> Markup {
+    let command = ops::paste::with_secret(app, host, Some(secret));
     html! {
         section.card.secret aria-labelledby="secret-title" {
             h2 #secret-title { "New enrollment secret" }
@@ -451,7 +446,8 @@ pub async fn enable(
             .filter(|p| !p.is_empty())
             .map(str::to_owned),
     };
-    match ops::enrollment::enable(&app, &admin.admin, &request).await {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match ops::enrollment::enable(&app, &admin.admin, host, &request).await {
         Ok(response) => {
             let text = if response.generated_secret.is_some() {
                 "auto-enrollment is on with a new generated secret"
@@ -485,7 +481,8 @@ pub async fn rotate(
         generate,
         ..EnableEnrollmentRequest::default()
     };
-    match ops::enrollment::rotate(&app, &admin.admin, &request).await {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match ops::enrollment::rotate(&app, &admin.admin, host, &request).await {
         Ok(response) => Ok(done(
             &app,
             &admin,

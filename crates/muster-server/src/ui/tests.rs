@@ -576,3 +576,60 @@ async fn sign_out_ends_the_session() {
     );
     assert!(h.ui.sessions.is_empty());
 }
+
+/// The Workers page holds one page of the fleet, filtered on the server, with a link to the next
+/// page that keeps the filters; the live fragment answers for the same page.
+#[tokio::test]
+async fn the_workers_page_pages_and_filters_on_the_server() {
+    let h = harness();
+    let (session, _) = signed_in(&h).await;
+    let actor = crate::ops::Actor {
+        name: "admin".into(),
+        remote: None,
+    };
+    for i in 0..105 {
+        let pool = if i % 5 == 0 { "gpu" } else { "cpu" };
+        crate::ops::workers::create(
+            &h.app,
+            &actor,
+            None,
+            &muster_proto::api::CreateWorkerRequest {
+                name: format!("w-{i:03}"),
+                labels: [("pool".to_owned(), pool.to_owned())].into(),
+            },
+        )
+        .await
+        .expect("created");
+    }
+    let first = send(&h, get("/workers", &session)).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(
+        first.body.contains("w-099") && !first.body.contains("w-100"),
+        "one page of 100"
+    );
+    let next = first
+        .body
+        .split("id=\"next-page\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to the next page")
+        .replace("&amp;", "&");
+    let second = send(&h, get(&next, &session)).await;
+    assert!(
+        second.body.contains("w-104") && !second.body.contains("w-099"),
+        "{}",
+        second.body
+    );
+    assert!(!second.body.contains("id=\"next-page\""), "the last page");
+
+    let gpu = send(
+        &h,
+        get("/workers?label=pool%3Dgpu&status=disconnected", &session),
+    )
+    .await;
+    assert!(gpu.body.contains("w-000") && gpu.body.contains("w-100"));
+    assert!(!gpu.body.contains("w-001"), "filtered on the server");
+    assert!(gpu.body.contains("21 workers shown"), "{}", gpu.body);
+    let none = send(&h, get("/workers?status=connected", &session)).await;
+    assert!(none.body.contains("No worker matches this filter."));
+}

@@ -1,6 +1,9 @@
-//! Workers: the fleet with live status, filters by name and label, and revoking a worker after
-//! a confirmation step. The table refreshes itself (the script polls `/workers/live`, which
-//! answers with the same HTML the page embeds); without JavaScript a reload does the same.
+//! Workers: the fleet with live status, filters by name, label and status, and revoking a worker
+//! after a confirmation step. One page of at most [`PAGE`] workers at a time, filtered and paged
+//! by the server (`ops::workers::page`, the same pages as `GET /api/v1/workers`), so the page
+//! stays small with a fleet of 100,000. The table refreshes itself (the script polls
+//! `/workers/live` with the same filters and cursor, which answers with the same HTML the page
+//! embeds); without JavaScript a reload does the same.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -18,12 +21,20 @@ use crate::ui::fmt;
 use crate::ui::layout::{self, Nav};
 use crate::ui::session::Flash;
 
+/// Workers per page.
+const PAGE: u32 = 100;
+
 #[derive(Debug, Default, Deserialize)]
 pub struct FilterQuery {
     #[serde(default)]
     name: String,
     #[serde(default)]
     label: String,
+    #[serde(default)]
+    status: String,
+    /// Where the page starts: the cursor of the previous page's last worker.
+    #[serde(default)]
+    after: String,
 }
 
 /// A checked filter: what to match, and what was wrong with what was typed.
@@ -68,16 +79,20 @@ impl Filter {
         filter
     }
 
-    fn matches(&self, worker: &WorkerView) -> bool {
-        worker.name.contains(&self.name)
-            && self
+    /// The filter as the store and registry apply it (a rejected part filters nothing).
+    fn to_ops(&self, status: Option<muster_core::WorkerStatus>) -> ops::workers::Filter {
+        ops::workers::Filter {
+            status,
+            labels: self
                 .labels
                 .iter()
-                .all(|(k, v)| match (worker.labels.get(k), v) {
-                    (Some(have), Some(want)) => have == want,
-                    (Some(_), None) => true,
-                    (None, _) => false,
+                .map(|(key, value)| muster_store::LabelMatch {
+                    key: key.clone(),
+                    value: value.clone(),
                 })
+                .collect(),
+            name: Some(self.name.clone()).filter(|n| !n.is_empty()),
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -85,12 +100,37 @@ impl Filter {
     }
 }
 
+/// The status filter as chosen from the list (anything else: any status).
+fn status(query: &FilterQuery) -> Option<muster_core::WorkerStatus> {
+    muster_core::WorkerStatus::ALL
+        .into_iter()
+        .find(|s| s.as_str() == query.status.trim())
+}
+
 fn query_string(query: &FilterQuery) -> String {
     format!(
-        "name={}&label={}",
+        "name={}&label={}&status={}",
         encode_component(query.name.trim()),
-        encode_component(query.label.trim())
+        encode_component(query.label.trim()),
+        encode_component(query.status.trim())
     )
+}
+
+/// The page the query asks for: its workers, and the cursor of the next page.
+async fn fetch(
+    app: &UiApp,
+    query: &FilterQuery,
+    filter: &Filter,
+) -> Result<ops::page::Page<WorkerView>, UiError> {
+    let after = match query.after.trim() {
+        "" => None,
+        word => match ops::page::Cursor::decode(word, ops::page::CursorKind::Worker) {
+            Ok(ops::page::Cursor::Worker(name)) => Some(name),
+            // A stale or mangled link starts again at the first page.
+            _ => None,
+        },
+    };
+    Ok(ops::workers::page(app, &filter.to_ops(status(query)), after, PAGE).await?)
 }
 
 pub async fn page(
@@ -99,12 +139,13 @@ pub async fn page(
     Query(query): Query<FilterQuery>,
 ) -> Result<Html<String>, UiError> {
     let filter = Filter::parse(&query);
-    let workers = ops::workers::list(&app).await?;
+    let page = fetch(&app, &query, &filter).await?;
     let now = app.clock.now();
     let flash = admin.take_flash(&app);
+    let chosen = status(&query);
     let body = html! {
         h1 { "Workers" }
-        p.lede { "The machines in the fleet. New workers appear here by themselves." }
+        p.lede { "The machines in the fleet, in name order. New workers appear here by themselves." }
         form.filters method="get" action="/workers" role="search" aria-label="Filter workers" {
             div.field {
                 label for="filter-name" { "Name contains" }
@@ -123,16 +164,25 @@ pub async fn page(
                 p.help #filter-label-help { code { "key" } " or " code { "key=value" } "; several separated by commas" }
                 (layout::field_error("filter-label", filter.label_error.as_deref()))
             }
+            div.field {
+                label for="filter-status" { "Status" }
+                select #filter-status name="status" {
+                    option value="" selected[chosen.is_none()] { "any" }
+                    @for s in muster_core::WorkerStatus::ALL {
+                        option value=(s.as_str()) selected[chosen == Some(s)] { (s.as_str()) }
+                    }
+                }
+            }
             div.actions {
                 button type="submit" { "Filter" }
-                @if !filter.is_empty() || filter.name_error.is_some() || filter.label_error.is_some() {
+                @if !filter.is_empty() || chosen.is_some() || filter.name_error.is_some() || filter.label_error.is_some() {
                     a.button.quiet href="/workers" { "Clear" }
                 }
             }
         }
         p #fleet-live.visually-hidden aria-live="polite" {}
-        div #fleet data-poll={ "/workers/live?" (query_string(&query)) } {
-            (fleet(now, &workers, &filter))
+        div #fleet data-poll={ "/workers/live?" (query_string(&query)) "&after=" (encode_component(query.after.trim())) } {
+            (fleet(now, &page, &query, app.registry.len(), !filter.is_empty() || chosen.is_some()))
         }
     };
     Ok(layout::page(
@@ -151,37 +201,45 @@ pub async fn live(
     Query(query): Query<FilterQuery>,
 ) -> Result<Html<String>, UiError> {
     let filter = Filter::parse(&query);
-    let workers = ops::workers::list(&app).await?;
+    let page = fetch(&app, &query, &filter).await?;
+    let filtered = !filter.is_empty() || status(&query).is_some();
     Ok(Html(
-        fleet(app.clock.now(), &workers, &filter).into_string(),
+        fleet(app.clock.now(), &page, &query, app.registry.len(), filtered).into_string(),
     ))
 }
 
-fn summary(shown: &[&WorkerView], total: usize) -> String {
+fn summary(shown: &[WorkerView], connected_in_fleet: usize, first_page: bool) -> String {
     let connected = shown
         .iter()
         .filter(|w| w.status == WorkerStatus::Connected)
         .count();
     let busy = shown.iter().filter(|w| w.running_jobs > 0).count();
-    let noun = if total == 1 { "worker" } else { "workers" };
-    if shown.len() == total {
-        format!("{total} {noun}: {connected} connected, {busy} busy")
+    let noun = if shown.len() == 1 {
+        "worker"
     } else {
-        format!(
-            "{} of {total} {noun} match: {connected} connected, {busy} busy",
-            shown.len()
-        )
-    }
+        "workers"
+    };
+    let place = if first_page { "" } else { " (a later page)" };
+    format!(
+        "{} {noun} shown{place}: {connected} connected, {busy} busy; {connected_in_fleet} connected in the whole fleet",
+        shown.len()
+    )
 }
 
-fn fleet(now: Timestamp, workers: &[WorkerView], filter: &Filter) -> Markup {
-    let mut shown: Vec<&WorkerView> = workers.iter().filter(|w| filter.matches(w)).collect();
-    shown.sort_by(|a, b| a.name.cmp(&b.name));
+fn fleet(
+    now: Timestamp,
+    page: &ops::page::Page<WorkerView>,
+    query: &FilterQuery,
+    connected_in_fleet: usize,
+    filtered: bool,
+) -> Markup {
+    let shown = &page.items;
+    let first_page = query.after.trim().is_empty();
     html! {
-        p.summary data-live-summary { (summary(&shown, workers.len())) }
+        p.summary data-live-summary { (summary(shown, connected_in_fleet, first_page)) }
         @if shown.is_empty() {
             div.empty {
-                @if workers.is_empty() {
+                @if !filtered && first_page {
                     p { "No workers yet." }
                     p {
                         "Create an enrollment token on the " a href="/tokens" { "Tokens" } " page, or switch on "
@@ -201,10 +259,21 @@ fn fleet(now: Timestamp, workers: &[WorkerView], filter: &Filter) -> Markup {
                         true,
                     ))
                     tbody {
-                        @for w in &shown {
+                        @for w in shown {
                             (row(now, w))
                         }
                     }
+                }
+            }
+        }
+        @if !first_page || page.next.is_some() {
+            nav.pager aria-label="Pages of workers" {
+                @if !first_page {
+                    a.button.quiet href={ "/workers?" (query_string(query)) } { "First page" }
+                    " "
+                }
+                @if let Some(next) = &page.next {
+                    a.button.quiet #next-page href={ "/workers?" (query_string(query)) "&after=" (encode_component(&next.encode())) } { "Next page" }
                 }
             }
         }
@@ -328,58 +397,42 @@ pub async fn revoke(
 mod tests {
     use super::*;
 
-    fn worker(name: &str, labels: &[(&str, &str)]) -> WorkerView {
-        WorkerView {
-            id: "0".repeat(32),
-            name: name.into(),
-            status: WorkerStatus::Connected,
-            enrolled_via: EnrolledVia::Secret,
-            machine_id: None,
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            last_seen_at: None,
-            created_at: String::new(),
-            expires_at: None,
-            revoked_at: None,
-            token: None,
-            running_jobs: 0,
-            slots: 1,
-            remote_addr: None,
-            confinement: None,
-            replica: None,
-        }
-    }
-
     fn filter(name: &str, label: &str) -> Filter {
         Filter::parse(&FilterQuery {
             name: name.into(),
             label: label.into(),
+            ..FilterQuery::default()
         })
     }
 
     #[test]
-    fn filters_match_names_and_labels() {
-        let eu = worker("edge-eu-1", &[("region", "eu"), ("gpu", "a100")]);
-        let us = worker("edge-us-1", &[("region", "us")]);
-        assert!(filter("EU", "").matches(&eu), "names match without case");
-        assert!(!filter("eu", "").matches(&us));
-        assert!(filter("", "region=eu").matches(&eu));
-        assert!(!filter("", "region=eu").matches(&us));
-        assert!(
-            filter("", "gpu").matches(&eu),
+    fn filters_become_the_store_s_filters() {
+        let f = filter("EU", "region=eu, gpu").to_ops(None);
+        assert_eq!(f.name.as_deref(), Some("eu"), "names match without case");
+        assert_eq!(
+            f.labels,
+            [
+                muster_store::LabelMatch {
+                    key: "region".into(),
+                    value: Some("eu".into())
+                },
+                muster_store::LabelMatch {
+                    key: "gpu".into(),
+                    value: None
+                },
+            ],
             "a bare key matches any value"
         );
-        assert!(!filter("", "gpu").matches(&us));
-        assert!(filter("edge", "region=eu, gpu").matches(&eu));
         let bad = filter("", "Region=eu");
         assert!(
             bad.label_error
                 .as_ref()
                 .is_some_and(|e| e.contains("Region"))
         );
-        assert!(bad.matches(&us), "a rejected filter filters nothing");
+        assert!(
+            bad.to_ops(None).labels.is_empty(),
+            "a rejected filter filters nothing"
+        );
         assert!(filter(&"x".repeat(64), "").name_error.is_some());
     }
 }

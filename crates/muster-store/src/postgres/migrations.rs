@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_worker_identity.sql")),
     (7, include_str!("migrations/0007_retention.sql")),
     (8, include_str!("migrations/0008_replicas.sql")),
+    (9, include_str!("migrations/0009_list_indexes.sql")),
     (10, include_str!("migrations/0010_webhooks.sql")),
 ];
 

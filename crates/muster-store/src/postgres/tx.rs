@@ -19,16 +19,42 @@ use postgres::Row;
 use super::transaction::{PgTx, col};
 use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
+use crate::pages::{self, Dialect, Param, Statement};
 use crate::rows::{
     self, AUDIT_COLUMNS, AttemptColumns, DELIVERY_COLUMNS, TOKEN_COLUMNS, TokenColumns,
     WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
-    Presence, Scope, Tx, Webhook,
+    Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
 };
 
 impl PgTx<'_> {
+    /// Replaces the rows of `worker_labels` for this worker with `labels` (the index behind the
+    /// `label` filter; the worker row's JSON stays the record).
+    fn write_label_rows(&mut self, id: &str, labels: &Labels) -> StoreResult<()> {
+        self.execute("DELETE FROM worker_labels WHERE worker_id = $1", &[&id])?;
+        for (key, value) in labels.iter() {
+            self.execute(
+                "INSERT INTO worker_labels (worker_id, key, value) VALUES ($1, $2, $3)",
+                &[&id, &key, &value],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn page(&mut self, statement: &Statement) -> StoreResult<Vec<Row>> {
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = statement
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Text(t) => t as &(dyn postgres::types::ToSql + Sync),
+                Param::Int(i) => i as &(dyn postgres::types::ToSql + Sync),
+            })
+            .collect();
+        self.query(&statement.sql, &params)
+    }
+
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
         let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE {column} = $1");
         self.query_opt(&sql, &[&key])?
@@ -95,6 +121,13 @@ impl Tx for PgTx<'_> {
         .as_ref()
         .map(rows::read_token)
         .transpose()
+    }
+
+    fn page_tokens(&mut self, page: &TokenPage) -> StoreResult<Vec<Token>> {
+        self.page(&pages::tokens(page, Dialect::Postgres))?
+            .iter()
+            .map(rows::read_token)
+            .collect()
     }
 
     fn list_tokens(&mut self) -> StoreResult<Vec<Token>> {
@@ -174,7 +207,7 @@ impl Tx for PgTx<'_> {
                 &c.suspended_at,
             ],
         )?;
-        Ok(())
+        self.write_label_rows(w.id.as_str(), &w.labels)
     }
 
     fn get_worker(&mut self, id: &WorkerId) -> StoreResult<Option<Worker>> {
@@ -190,6 +223,13 @@ impl Tx for PgTx<'_> {
         // A token's name is its worker's name, so this is the same lock as for either.
         self.lock_name(token)?;
         self.one_worker("token_name", token.as_str())
+    }
+
+    fn page_workers(&mut self, page: &WorkerPage) -> StoreResult<Vec<Worker>> {
+        self.page(&pages::workers(page, Dialect::Postgres))?
+            .iter()
+            .map(rows::read_worker)
+            .collect()
     }
 
     fn list_workers(&mut self) -> StoreResult<Vec<Worker>> {
@@ -215,6 +255,9 @@ impl Tx for PgTx<'_> {
             "UPDATE workers SET labels = $2 WHERE id = $1",
             &[&id.as_str(), &codec::labels_to_json(labels)],
         )?;
+        if n == 1 {
+            self.write_label_rows(id.as_str(), labels)?;
+        }
         Ok(n == 1)
     }
 
@@ -272,6 +315,10 @@ impl Tx for PgTx<'_> {
 
     fn delete_worker(&mut self, id: &WorkerId) -> StoreResult<bool> {
         let n = self.execute("DELETE FROM workers WHERE id = $1", &[&id.as_str()])?;
+        self.execute(
+            "DELETE FROM worker_labels WHERE worker_id = $1",
+            &[&id.as_str()],
+        )?;
         Ok(n == 1)
     }
 
@@ -355,20 +402,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn list_jobs(&mut self, f: &JobFilter) -> StoreResult<Vec<Job>> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs
-             WHERE ($1::TEXT IS NULL OR state = $1) AND ($2::TEXT IS NULL OR worker_name = $2)
-             ORDER BY created_at DESC, id DESC LIMIT $3"
-        );
-        let rows = self.query(
-            &sql,
-            &[
-                &f.state.map(JobState::as_str),
-                &f.worker.as_ref().map(Name::as_str),
-                &i64::from(f.limit),
-            ],
-        )?;
-        rows.iter().map(job_from_row).collect()
+        self.page(&pages::jobs(f, Dialect::Postgres))?
+            .iter()
+            .map(job_from_row)
+            .collect()
     }
 
     fn jobs_in_state(&mut self, state: JobState) -> StoreResult<Vec<Job>> {

@@ -18,16 +18,52 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::transaction::SqliteTx;
 use crate::codec::{self, JOB_COLUMNS, JobColumns};
 use crate::error::StoreResult;
+use crate::pages::{self, Dialect, Param, Statement};
 use crate::rows::{
     self, AUDIT_COLUMNS, AttemptColumns, ColumnSource, DELIVERY_COLUMNS, TOKEN_COLUMNS,
     TokenColumns, WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
-    Presence, Scope, Tx, Webhook,
+    Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
 };
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Param::Text(t) => t.to_sql(),
+            Param::Int(i) => i.to_sql(),
+        }
+    }
+}
 
 impl SqliteTx<'_> {
+    /// Replaces the rows of `worker_labels` for this worker with `labels` (the index behind the
+    /// `label` filter; the worker row's JSON stays the record).
+    fn write_label_rows(&mut self, id: &str, labels: &Labels) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM worker_labels WHERE worker_id = ?1")?
+            .execute([id])?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO worker_labels (worker_id, key, value) VALUES (?1, ?2, ?3)",
+        )?;
+        for (key, value) in labels.iter() {
+            insert.execute(params![id, key, value])?;
+        }
+        Ok(())
+    }
+
+    fn page<T>(
+        &mut self,
+        statement: Statement,
+        decode: impl Fn(&Row<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        self.rows(
+            &statement.sql,
+            rusqlite::params_from_iter(statement.params.iter()),
+            decode,
+        )
+    }
+
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
         let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE {column} = ?1");
         self.first_row(&sql, [key], |row| rows::read_worker(row))
@@ -107,6 +143,12 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
+    fn page_tokens(&mut self, page: &TokenPage) -> StoreResult<Vec<Token>> {
+        self.page(pages::tokens(page, Dialect::Sqlite), |row| {
+            rows::read_token(row)
+        })
+    }
+
     fn bind_token(&mut self, name: &Name, machine: &MachineId, at: Timestamp) -> StoreResult<bool> {
         let n = self
             .conn
@@ -153,7 +195,7 @@ impl Tx for SqliteTx<'_> {
                 c.ticket_remote,
                 c.suspended_at,
             ])?;
-        Ok(())
+        self.write_label_rows(w.id.as_str(), &w.labels)
     }
 
     fn get_worker(&mut self, id: &WorkerId) -> StoreResult<Option<Worker>> {
@@ -173,6 +215,12 @@ impl Tx for SqliteTx<'_> {
         self.rows(&sql, [], |row| rows::read_worker(row))
     }
 
+    fn page_workers(&mut self, page: &WorkerPage) -> StoreResult<Vec<Worker>> {
+        self.page(pages::workers(page, Dialect::Sqlite), |row| {
+            rows::read_worker(row)
+        })
+    }
+
     fn set_worker_key(&mut self, id: &WorkerId, key: &SecretHash) -> StoreResult<bool> {
         let n = self
             .conn
@@ -186,6 +234,9 @@ impl Tx for SqliteTx<'_> {
             .conn
             .prepare_cached("UPDATE workers SET labels = ?2 WHERE id = ?1")?
             .execute(params![id.as_str(), codec::labels_to_json(labels)])?;
+        if n == 1 {
+            self.write_label_rows(id.as_str(), labels)?;
+        }
         Ok(n == 1)
     }
 
@@ -254,6 +305,9 @@ impl Tx for SqliteTx<'_> {
         let n = self
             .conn
             .prepare_cached("DELETE FROM workers WHERE id = ?1")?
+            .execute([id.as_str()])?;
+        self.conn
+            .prepare_cached("DELETE FROM worker_labels WHERE worker_id = ?1")?
             .execute([id.as_str()])?;
         Ok(n == 1)
     }
@@ -338,18 +392,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn list_jobs(&mut self, f: &JobFilter) -> StoreResult<Vec<Job>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs
-             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR worker_name = ?2)
-             ORDER BY created_at DESC, id DESC LIMIT ?3"
-        ))?;
+        let statement = pages::jobs(f, Dialect::Sqlite);
+        let mut stmt = self.conn.prepare_cached(&statement.sql)?;
         let rows = stmt
             .query_map(
-                params![
-                    f.state.map(JobState::as_str),
-                    f.worker.as_ref().map(Name::as_str),
-                    i64::from(f.limit)
-                ],
+                rusqlite::params_from_iter(statement.params.iter()),
                 read_job_row,
             )?
             .collect::<Result<Vec<_>, _>>()?;

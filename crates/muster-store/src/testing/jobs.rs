@@ -206,6 +206,7 @@ pub async fn jobs_start_once_end_once_and_recover(store: Store) {
             tx.list_jobs(&JobFilter {
                 state: None,
                 worker: None,
+                before: None,
                 limit: 2,
             })
         })
@@ -220,6 +221,7 @@ pub async fn jobs_start_once_end_once_and_recover(store: Store) {
             tx.list_jobs(&JobFilter {
                 state: Some(JobState::Lost),
                 worker: Some(wname),
+                before: None,
                 limit: 10,
             })
         })

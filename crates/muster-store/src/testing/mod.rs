@@ -10,6 +10,7 @@ mod fixtures;
 pub mod identity;
 pub mod jobs;
 pub mod license;
+pub mod pages;
 pub mod replicas;
 pub mod retention;
 pub mod secret_enrollment;
@@ -74,6 +75,11 @@ macro_rules! conformance_tests {
             }
             replicas {
                 presence_follows_the_newest_connection_and_lapsed_replicas_are_taken_over_once,
+            }
+            pages {
+                workers_page_in_name_order_with_every_filter,
+                tokens_page_oldest_first_by_effective_state,
+                jobs_page_newest_first_past_ties,
             }
             retention {
                 audit_is_pruned_oldest_first_in_batches,

@@ -1,6 +1,7 @@
 //! Every configuration the worker refuses before any network call, and the words of its other
 //! stops, as the operator reads them.
 
+use super::credentials::unknown_cached_identity;
 use super::*;
 
 const FINGERPRINT: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";

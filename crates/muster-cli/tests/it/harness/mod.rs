@@ -246,6 +246,8 @@ pub struct ServerOpts {
     /// Where the test's temp dir (data dir, state dirs, logs) goes; the system's temp dir by
     /// default. Confinement tests keep it out of `/tmp`, which jobs may write.
     pub temp_in: Option<PathBuf>,
+    /// `--listen` for the first start; `127.0.0.1:0` by default.
+    pub listen: Option<String>,
 }
 
 /// The edition a test's server starts with. Every server trusts the tests' issuer
@@ -271,6 +273,7 @@ impl Default for ServerOpts {
             diag_listen: Some("127.0.0.1:0"),
             env: Vec::new(),
             temp_in: None,
+            listen: None,
         }
     }
 }
@@ -327,7 +330,12 @@ impl Server {
             format!("{}\n", license::issuer().public().to_paserk()),
         )
         .expect("write the tests' issuer key");
-        server.spawn("127.0.0.1:0");
+        let listen = server
+            .opts
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:0".into());
+        server.spawn(&listen);
         if server.opts.edition == Edition::Licensed {
             server.install_license(&license::sign(None, -1, 365));
         }

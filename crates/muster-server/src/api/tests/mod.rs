@@ -7,6 +7,7 @@ mod enroll;
 mod enrollment;
 mod jobs;
 mod license;
+mod lists;
 mod misc;
 mod tokens;
 mod webhooks;
@@ -54,6 +55,8 @@ struct Reply {
     body: Value,
     /// The license warning for the admin (`muster-warning`), decoded.
     warning: Option<String>,
+    /// The `Link` header, when the reply has one (the next page of a list).
+    link: Option<String>,
 }
 
 impl Reply {
@@ -138,6 +141,10 @@ impl Api {
             .headers()
             .get(muster_proto::api::WARNING_HEADER)
             .map(|v| muster_proto::api::decode_warning(v.to_str().unwrap()));
+        let link = response
+            .headers()
+            .get(header::LINK)
+            .map(|v| v.to_str().unwrap().to_owned());
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -147,7 +154,24 @@ impl Api {
             text,
             body,
             warning,
+            link,
         }
+    }
+
+    /// Sends a request and returns the answer's headers and body bytes as they came.
+    async fn send_raw(&self, mut request: Request<Body>) -> (axum::http::HeaderMap, bytes::Bytes) {
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(REMOTE)));
+        let response = crate::router(self.app.clone(), Arc::clone(&self.ui))
+            .oneshot(request)
+            .await
+            .unwrap();
+        let headers = response.headers().clone();
+        (
+            headers,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
     }
 
     async fn get(&self, path: &str) -> Reply {

@@ -1,0 +1,260 @@
+//! Paged lists: `limit`, filters, opaque cursors and the `Link` header on `GET /api/v1/workers`,
+//! `/tokens`, `/jobs` and `/audit`; their refusals; compressed answers.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::json;
+
+use super::Api;
+
+/// The target of a `Link: <…>; rel="next"` header.
+fn next(link: Option<&str>) -> Option<String> {
+    let link = link?;
+    assert!(link.ends_with(r#">; rel="next""#), "{link}");
+    Some(link.trim_start_matches('<').split('>').next()?.to_owned())
+}
+
+/// Every row of a list, following its pages from `first`, and how many pages it took.
+async fn walk(api: &Api, first: &str, key: &str) -> (Vec<String>, usize) {
+    let mut rows = Vec::new();
+    let mut pages = 0;
+    let mut url = Some(first.to_owned());
+    while let Some(u) = url {
+        let reply = api.get(&u).await.expect(StatusCode::OK);
+        pages += 1;
+        rows.extend(
+            reply
+                .body
+                .as_array()
+                .expect("a page is a JSON array")
+                .iter()
+                .map(|r| {
+                    r[key]
+                        .as_str()
+                        .map_or_else(|| r[key].to_string(), str::to_owned)
+                }),
+        );
+        url = next(reply.link.as_deref());
+        assert!(pages < 100, "the pages never end");
+    }
+    (rows, pages)
+}
+
+async fn fleet(api: &Api) {
+    for (name, pool) in [
+        ("w-a", "gpu"),
+        ("w-b", "cpu"),
+        ("w-c", "gpu"),
+        ("x-d", "cpu"),
+        ("w-e", "gpu"),
+    ] {
+        api.post(
+            "/api/v1/workers",
+            json!({"name": name, "labels": {"pool": pool}}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    }
+}
+
+#[tokio::test]
+async fn workers_page_by_name_with_a_link_to_the_next_page_that_keeps_the_filters() {
+    let api = Api::new();
+    fleet(&api).await;
+    let (names, pages) = walk(&api, "/api/v1/workers?limit=2", "name").await;
+    assert_eq!(names, ["w-a", "w-b", "w-c", "w-e", "x-d"]);
+    assert_eq!(pages, 3);
+    // An exact fit names no empty page after it.
+    assert_eq!(walk(&api, "/api/v1/workers?limit=5", "name").await.1, 1);
+
+    let first = api
+        .get("/api/v1/workers?limit=1&label=pool%3Dgpu&name=w-")
+        .await
+        .expect(StatusCode::OK);
+    let link = next(first.link.as_deref()).expect("a next page");
+    assert!(link.starts_with("/api/v1/workers?"), "{link}");
+    assert!(
+        link.contains("label=pool%3Dgpu") && link.contains("name=w-") && link.contains("limit=1"),
+        "{link}"
+    );
+    let (gpu, _) = walk(&api, "/api/v1/workers?limit=1&label=pool%3Dgpu", "name").await;
+    assert_eq!(gpu, ["w-a", "w-c", "w-e"]);
+    let (with_pool, _) = walk(&api, "/api/v1/workers?label=pool&name=-", "name").await;
+    assert_eq!(with_pool.len(), 5);
+    let (both, _) = walk(&api, "/api/v1/workers?label=pool%3Dcpu&label=pool", "name").await;
+    assert_eq!(both, ["w-b", "x-d"]);
+    let (x, _) = walk(&api, "/api/v1/workers?name=x", "name").await;
+    assert_eq!(x, ["x-d"]);
+}
+
+#[tokio::test]
+async fn connected_and_disconnected_come_from_the_registry() {
+    let api = Api::new();
+    fleet(&api).await;
+    let listed = api.get("/api/v1/workers").await.expect(StatusCode::OK);
+    for w in listed.body.as_array().unwrap() {
+        let name = w["name"].as_str().unwrap();
+        if ["w-b", "w-e", "x-d"].contains(&name) {
+            let id = muster_core::WorkerId::parse(w["id"].as_str().unwrap()).unwrap();
+            api.connect(&id, name, 1);
+        }
+    }
+    let (on, pages) = walk(&api, "/api/v1/workers?status=connected&limit=1", "name").await;
+    assert_eq!(on, ["w-b", "w-e", "x-d"]);
+    assert_eq!(pages, 3);
+    let (on_gpu, _) = walk(
+        &api,
+        "/api/v1/workers?status=connected&label=pool%3Dgpu",
+        "name",
+    )
+    .await;
+    assert_eq!(on_gpu, ["w-e"]);
+    let (off, _) = walk(&api, "/api/v1/workers?status=disconnected&limit=1", "name").await;
+    assert_eq!(off, ["w-a", "w-c"]);
+    api.post("/api/v1/workers/w-a/revoke", json!({}))
+        .await
+        .expect(StatusCode::OK);
+    let (revoked, _) = walk(&api, "/api/v1/workers?status=revoked", "name").await;
+    assert_eq!(revoked, ["w-a"]);
+    let (off, _) = walk(&api, "/api/v1/workers?status=disconnected", "name").await;
+    assert_eq!(off, ["w-c"]);
+}
+
+#[tokio::test]
+async fn bad_limits_cursors_and_filters_are_refused_with_the_fix() {
+    let api = Api::new();
+    fleet(&api).await;
+    for limit in ["0", "5001", "-3", "many"] {
+        let reply = api
+            .get(&format!("/api/v1/workers?limit={limit}"))
+            .await
+            .refused(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "`limit` must be a whole number from 1 to 5000",
+            );
+        assert!(reply.hint().contains("Link"), "{}", reply.hint());
+    }
+    for path in ["workers", "tokens", "jobs", "audit"] {
+        api.get(&format!("/api/v1/{path}?limit=5000"))
+            .await
+            .expect(StatusCode::OK);
+        api.get(&format!("/api/v1/{path}?cursor=bm90LWEtY3Vyc29y"))
+            .await
+            .refused(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "`cursor` is not one",
+            );
+    }
+    // A cursor from one list is not one of another's.
+    let tokens_cursor = {
+        api.token("t1").await;
+        api.token("t2").await;
+        let reply = api
+            .get("/api/v1/tokens?limit=1")
+            .await
+            .expect(StatusCode::OK);
+        next(reply.link.as_deref()).unwrap()
+    };
+    let cursor = tokens_cursor.split("cursor=").nth(1).unwrap().to_owned();
+    api.get(&format!("/api/v1/workers?cursor={cursor}"))
+        .await
+        .refused(StatusCode::BAD_REQUEST, "bad_request", "workers list");
+    api.get("/api/v1/workers?status=sleeping").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown worker status `sleeping`",
+    );
+    api.get("/api/v1/workers?label=Bad%20Key").await.refused(
+        StatusCode::BAD_REQUEST,
+        "invalid_label",
+        "",
+    );
+    api.get("/api/v1/workers?colour=red").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown query parameter `colour`",
+    );
+    let many: String = (0..17).map(|i| format!("label=k{i}&")).collect();
+    api.get(&format!("/api/v1/workers?{many}")).await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "more than 16 `label` filters",
+    );
+    api.get("/api/v1/tokens?state=asleep").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown token state `asleep`",
+    );
+    api.get("/api/v1/jobs?state=asleep").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown job state `asleep`",
+    );
+}
+
+#[tokio::test]
+async fn tokens_jobs_and_audit_page_too() {
+    let api = Api::new();
+    for n in ["t1", "t2", "t3"] {
+        api.token(n).await;
+    }
+    api.post("/api/v1/tokens/t2/revoke", json!({}))
+        .await
+        .expect(StatusCode::OK);
+    let (tokens, pages) = walk(&api, "/api/v1/tokens?limit=1", "name").await;
+    assert_eq!(tokens, ["t1", "t2", "t3"]);
+    assert_eq!(pages, 3);
+    let (unused, _) = walk(&api, "/api/v1/tokens?limit=1&state=unused", "name").await;
+    assert_eq!(unused, ["t1", "t3"]);
+
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let job = api
+            .post(
+                "/api/v1/jobs",
+                json!({"command": ["true"], "labels": {"pool": "none"}}),
+            )
+            .await
+            .expect(StatusCode::CREATED);
+        ids.push(job.body["id"].as_str().unwrap().to_owned());
+    }
+    let (jobs, pages) = walk(&api, "/api/v1/jobs?limit=2&state=queued", "id").await;
+    assert_eq!(pages, 2);
+    let mut sorted = jobs.clone();
+    sorted.sort();
+    ids.sort();
+    assert_eq!(sorted, ids, "every job once");
+
+    let (all, _) = walk(&api, "/api/v1/audit?limit=500", "seq").await;
+    let (paged, pages) = walk(&api, "/api/v1/audit?limit=2", "seq").await;
+    assert_eq!(paged, all);
+    assert_eq!(pages, all.len().div_ceil(2));
+}
+
+#[tokio::test]
+async fn lists_are_gzipped_for_a_client_that_accepts_it() {
+    let api = Api::new();
+    fleet(&api).await;
+    let request = |encoding: Option<&str>| {
+        let mut r = Request::builder().uri("/api/v1/workers").header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", crate::state::AppState::TEST_ADMIN_TOKEN),
+        );
+        if let Some(e) = encoding {
+            r = r.header(header::ACCEPT_ENCODING, e);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let plain = api.send(request(None)).await.expect(StatusCode::OK);
+    assert!(plain.body.is_array());
+    let gzipped = api.send_raw(request(Some("gzip"))).await;
+    assert_eq!(gzipped.0.get(header::CONTENT_ENCODING).unwrap(), "gzip");
+    assert!(
+        gzipped.1.len() < plain.text.len(),
+        "{} < {}",
+        gzipped.1.len(),
+        plain.text.len()
+    );
+}

@@ -1,0 +1,249 @@
+//! The SQL of one page of a list, written once for both backends.
+//!
+//! Every list pages by a keyset: the page after a row is "rows past it in the order", a range on
+//! an index, so page 200 costs what page 1 does (an `OFFSET` would read and throw away every row
+//! before it). Only the filters a caller gave appear in the statement, so each shape uses the
+//! index made for it (migration 0009), and the number of shapes stays small (label filters are
+//! bounded by the server, keys first, then pairs), which keeps the prepared-statement caches small.
+
+use muster_core::job::JobState;
+use muster_core::token::TokenState;
+
+use crate::codec::JOB_COLUMNS;
+use crate::rows::{TOKEN_COLUMNS, WORKER_COLUMNS};
+use crate::tx::{JobFilter, StoredStatus, TokenPage, WorkerPage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// A statement and the values of its placeholders, in order.
+#[derive(Debug)]
+pub(crate) struct Statement {
+    pub sql: String,
+    pub params: Vec<Param>,
+    dialect: Dialect,
+}
+
+impl Statement {
+    fn new(dialect: Dialect, select: String) -> Self {
+        Self {
+            sql: select,
+            params: Vec::new(),
+            dialect,
+        }
+    }
+
+    /// Binds `value` and returns its placeholder.
+    fn bind(&mut self, value: Param) -> String {
+        self.params.push(value);
+        match self.dialect {
+            Dialect::Sqlite => format!("?{}", self.params.len()),
+            Dialect::Postgres => format!("${}", self.params.len()),
+        }
+    }
+
+    fn text(&mut self, value: &str) -> String {
+        self.bind(Param::Text(value.to_owned()))
+    }
+
+    fn int(&mut self, value: i64) -> String {
+        self.bind(Param::Int(value))
+    }
+
+    fn and(&mut self, condition: &str) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(condition);
+    }
+
+    /// `column` contains `needle` (plain text: no pattern characters to escape).
+    fn contains(&mut self, column: &str, needle: &str) -> String {
+        let p = self.text(needle);
+        match self.dialect {
+            Dialect::Sqlite => format!("instr({column}, {p}) > 0"),
+            Dialect::Postgres => format!("strpos({column}, {p}) > 0"),
+        }
+    }
+}
+
+pub(crate) fn workers(page: &WorkerPage, dialect: Dialect) -> Statement {
+    let mut s = Statement::new(
+        dialect,
+        format!("SELECT {WORKER_COLUMNS} FROM workers WHERE TRUE"),
+    );
+    if let Some(after) = &page.after {
+        let p = s.text(after.as_str());
+        s.and(&format!("name > {p}"));
+    }
+    if let Some(needle) = &page.name_contains {
+        let c = s.contains("name", needle);
+        s.and(&c);
+    }
+    let now = page.now.unix_millis();
+    match page.status {
+        None => {}
+        Some(StoredStatus::Revoked) => s.and("revoked_at IS NOT NULL"),
+        Some(StoredStatus::Suspended) => {
+            s.and("revoked_at IS NULL AND suspended_at IS NOT NULL");
+        }
+        Some(StoredStatus::Expired) => {
+            let p = s.int(now);
+            s.and(&format!(
+                "revoked_at IS NULL AND suspended_at IS NULL AND expires_at IS NOT NULL AND expires_at <= {p}"
+            ));
+        }
+        Some(StoredStatus::Live) => {
+            let p = s.int(now);
+            s.and(&format!(
+                "revoked_at IS NULL AND suspended_at IS NULL AND (expires_at IS NULL OR expires_at > {p})"
+            ));
+        }
+    }
+    // Keys alone first, then pairs: the statement's shape depends only on how many of each.
+    let mut labels: Vec<_> = page.labels.iter().collect();
+    labels.sort_by_key(|l| l.value.is_some());
+    for label in labels {
+        let k = s.text(&label.key);
+        let condition = match &label.value {
+            None => format!("id IN (SELECT worker_id FROM worker_labels WHERE key = {k})"),
+            Some(value) => {
+                let v = s.text(value);
+                format!(
+                    "id IN (SELECT worker_id FROM worker_labels WHERE key = {k} AND value = {v})"
+                )
+            }
+        };
+        s.and(&condition);
+    }
+    let limit = s.int(i64::from(page.limit));
+    s.sql.push_str(&format!(" ORDER BY name LIMIT {limit}"));
+    s
+}
+
+pub(crate) fn tokens(page: &TokenPage, dialect: Dialect) -> Statement {
+    let mut s = Statement::new(
+        dialect,
+        format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE TRUE"),
+    );
+    if let Some((at, name)) = &page.after {
+        let a = s.int(at.unix_millis());
+        let n = s.text(name.as_str());
+        s.and(&format!("(created_at, name) > ({a}, {n})"));
+    }
+    // The effective state, as `Token::state_at` decides it: revoked first, then expired.
+    let now = page.now.unix_millis();
+    match page.state {
+        None => {}
+        Some(TokenState::Revoked) => s.and("revoked_at IS NOT NULL"),
+        Some(TokenState::Expired) => {
+            let p = s.int(now);
+            s.and(&format!("revoked_at IS NULL AND expires_at <= {p}"));
+        }
+        Some(TokenState::Enrolled) => {
+            let p = s.int(now);
+            s.and(&format!(
+                "revoked_at IS NULL AND expires_at > {p} AND bound_machine IS NOT NULL"
+            ));
+        }
+        Some(TokenState::Unused) => {
+            let p = s.int(now);
+            s.and(&format!(
+                "revoked_at IS NULL AND expires_at > {p} AND bound_machine IS NULL"
+            ));
+        }
+    }
+    let limit = s.int(i64::from(page.limit));
+    s.sql
+        .push_str(&format!(" ORDER BY created_at, name LIMIT {limit}"));
+    s
+}
+
+pub(crate) fn jobs(filter: &JobFilter, dialect: Dialect) -> Statement {
+    let mut s = Statement::new(
+        dialect,
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE TRUE"),
+    );
+    if let Some(state) = filter.state {
+        let p = s.text(JobState::as_str(state));
+        s.and(&format!("state = {p}"));
+    }
+    if let Some(worker) = &filter.worker {
+        let p = s.text(worker.as_str());
+        s.and(&format!("worker_name = {p}"));
+    }
+    if let Some((at, id)) = &filter.before {
+        let a = s.int(at.unix_millis());
+        let i = s.text(id.as_str());
+        s.and(&format!("(created_at, id) < ({a}, {i})"));
+    }
+    let limit = s.int(i64::from(filter.limit));
+    s.sql
+        .push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {limit}"));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use muster_core::{Name, Timestamp};
+
+    use super::*;
+    use crate::tx::LabelMatch;
+
+    fn page() -> WorkerPage {
+        WorkerPage {
+            after: None,
+            name_contains: None,
+            labels: Vec::new(),
+            status: None,
+            now: Timestamp::from_unix_millis(5),
+            limit: 10,
+        }
+    }
+
+    #[test]
+    fn a_bare_page_has_no_filter() {
+        let s = workers(&page(), Dialect::Sqlite);
+        assert!(
+            s.sql.ends_with("WHERE TRUE ORDER BY name LIMIT ?1"),
+            "{}",
+            s.sql
+        );
+        assert_eq!(s.params, vec![Param::Int(10)]);
+    }
+
+    #[test]
+    fn label_keys_come_before_pairs_whatever_the_order_given() {
+        let mut a = page();
+        a.labels = vec![
+            LabelMatch {
+                key: "pool".into(),
+                value: Some("gpu".into()),
+            },
+            LabelMatch {
+                key: "zone".into(),
+                value: None,
+            },
+        ];
+        let mut b = a.clone();
+        b.labels.reverse();
+        a.after = Some(Name::parse("w1").unwrap());
+        b.after = Some(Name::parse("w1").unwrap());
+        let (sa, sb) = (
+            workers(&a, Dialect::Postgres),
+            workers(&b, Dialect::Postgres),
+        );
+        assert_eq!(sa.sql, sb.sql);
+        assert_eq!(sa.params, sb.params);
+        assert!(sa.sql.contains("name > $1"), "{}", sa.sql);
+        assert_eq!(sa.params[1], Param::Text("zone".into()));
+    }
+}

@@ -1,0 +1,291 @@
+//! Pages of lists: keyset paging that visits every row once in a stable order, and each filter
+//! (a worker's labels, name, status; a token's effective state; a job's state) answered the same
+//! by every backend.
+
+use muster_core::job::{Job, JobId, Selector};
+use muster_core::{Labels, Name, Token, TokenState, Worker};
+
+use super::{at, audit, name, precreated};
+use crate::tx::{JobFilter, LabelMatch, StoredStatus, TokenPage, WorkerPage};
+use crate::{Store, flows};
+
+fn labelled(worker_name: &str, labels: &str) -> Worker {
+    let mut w = precreated(worker_name);
+    w.labels = Labels::parse_list(labels).expect("labels");
+    w
+}
+
+fn page(limit: u32) -> WorkerPage {
+    WorkerPage {
+        after: None,
+        name_contains: None,
+        labels: Vec::new(),
+        status: None,
+        now: at(1_000),
+        limit,
+    }
+}
+
+fn label(key: &str, value: Option<&str>) -> LabelMatch {
+    LabelMatch {
+        key: key.into(),
+        value: value.map(Into::into),
+    }
+}
+
+/// Every worker the query matches, walking the pages `limit` at a time.
+async fn walk(store: &Store, mut query: WorkerPage) -> Vec<String> {
+    let mut names = Vec::new();
+    loop {
+        let q = query.clone();
+        let page = store
+            .read(move |tx| tx.page_workers(&q))
+            .await
+            .expect("page");
+        assert!(
+            page.len() <= query.limit as usize,
+            "a page holds at most its limit"
+        );
+        names.extend(page.iter().map(|w| w.name.to_string()));
+        if page.len() < query.limit as usize {
+            return names;
+        }
+        query.after = page.last().map(|w| w.name.clone());
+    }
+}
+
+pub async fn workers_page_in_name_order_with_every_filter(store: Store) {
+    let mut workers = Vec::new();
+    for i in 0..23 {
+        let labels = match i % 3 {
+            0 => "pool=gpu,zone=eu",
+            1 => "pool=cpu,zone=eu",
+            _ => "pool=cpu",
+        };
+        let mut w = labelled(&format!("w{i:02}"), labels);
+        if i == 4 {
+            w.revoked_at = Some(at(10));
+        }
+        if i == 5 {
+            w.identity.suspended_at = Some(at(10));
+        }
+        if i == 6 {
+            w.expires_at = Some(at(500));
+        }
+        if i == 7 {
+            w.expires_at = Some(at(5_000));
+        }
+        workers.push(w);
+    }
+    let stored = workers.clone();
+    store
+        .write(move |tx| {
+            for w in &stored {
+                tx.insert_worker(w)?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("insert");
+    let all: Vec<String> = workers.iter().map(|w| w.name.to_string()).collect();
+
+    // Any page size visits every worker once, in name order.
+    for limit in [1, 4, 23, 100] {
+        assert_eq!(walk(&store, page(limit)).await, all, "limit {limit}");
+    }
+
+    let names = |pick: &dyn Fn(usize) -> bool| -> Vec<String> {
+        (0..23)
+            .filter(|i| pick(*i))
+            .map(|i| format!("w{i:02}"))
+            .collect()
+    };
+    let mut q = page(4);
+    q.labels = vec![label("pool", Some("gpu"))];
+    assert_eq!(walk(&store, q.clone()).await, names(&|i| i % 3 == 0));
+    q.labels = vec![label("zone", None)];
+    assert_eq!(walk(&store, q.clone()).await, names(&|i| i % 3 != 2));
+    q.labels = vec![label("zone", None), label("pool", Some("cpu"))];
+    assert_eq!(walk(&store, q.clone()).await, names(&|i| i % 3 == 1));
+    q.labels = vec![label("pool", Some("tpu"))];
+    assert!(walk(&store, q.clone()).await.is_empty());
+
+    let mut q = page(2);
+    q.name_contains = Some("w1".into());
+    assert_eq!(
+        walk(&store, q.clone()).await,
+        names(&|i| (10..20).contains(&i))
+    );
+    q.name_contains = Some("_".into());
+    assert!(
+        walk(&store, q).await.is_empty(),
+        "`_` is text, not a pattern"
+    );
+
+    let by_status = |status| {
+        let mut q = page(3);
+        q.status = Some(status);
+        walk(&store, q)
+    };
+    assert_eq!(by_status(StoredStatus::Revoked).await, ["w04"]);
+    assert_eq!(by_status(StoredStatus::Suspended).await, ["w05"]);
+    assert_eq!(by_status(StoredStatus::Expired).await, ["w06"]);
+    assert_eq!(
+        by_status(StoredStatus::Live).await,
+        names(&|i| ![4, 5, 6].contains(&i))
+    );
+
+    // The label filter follows every write of labels, and a removed worker leaves no trace.
+    let (w00, w01) = (workers[0].id.clone(), workers[1].id.clone());
+    store
+        .write(move |tx| {
+            tx.set_worker_labels(&w01, &Labels::parse_list("pool=gpu").expect("labels"))?;
+            tx.delete_worker(&w00)
+        })
+        .await
+        .expect("write");
+    let mut q = page(50);
+    q.labels = vec![label("pool", Some("gpu"))];
+    let gpu = walk(&store, q.clone()).await;
+    assert_eq!(gpu[..2], ["w01".to_owned(), "w03".to_owned()]);
+    q.labels = vec![label("zone", Some("eu")), label("pool", Some("gpu"))];
+    assert_eq!(
+        walk(&store, q).await,
+        names(&|i| i % 3 == 0 && i != 0),
+        "w01 lost its zone label"
+    );
+}
+
+async fn add_token(store: &Store, token_name: &str, created: i64, lifetime: u64) {
+    let token = Token::new(
+        name(token_name),
+        muster_core::SecretHash::of(token_name),
+        Labels::new(),
+        at(created),
+        std::time::Duration::from_millis(lifetime),
+    );
+    let ev = audit("token.create", token_name);
+    store
+        .write(move |tx| flows::tokens::create(tx, &token, &ev))
+        .await
+        .expect("store")
+        .expect("created");
+}
+
+pub async fn tokens_page_oldest_first_by_effective_state(store: Store) {
+    // Several tokens share a creation instant: the name orders them.
+    for (n, created, lifetime) in [
+        ("t-c", 0, 100_000),
+        ("t-a", 0, 100_000),
+        ("t-b", 0, 10),
+        ("t-d", 5, 100_000),
+        ("t-e", 7, 100_000),
+    ] {
+        add_token(&store, n, created, lifetime).await;
+    }
+    store
+        .write(|tx| {
+            tx.bind_token(
+                &name("t-d"),
+                &muster_core::MachineId::parse("machine-d").expect("machine"),
+                at(8),
+            )?;
+            tx.revoke_token(&name("t-e"), at(9))
+        })
+        .await
+        .expect("write");
+    let walk = |state: Option<TokenState>, limit: u32| {
+        let store = store.clone();
+        async move {
+            let mut query = TokenPage {
+                after: None,
+                state,
+                now: at(1_000),
+                limit,
+            };
+            let mut names = Vec::new();
+            loop {
+                let q = query.clone();
+                let page = store
+                    .read(move |tx| tx.page_tokens(&q))
+                    .await
+                    .expect("page");
+                names.extend(page.iter().map(|t| t.name.to_string()));
+                if page.len() < limit as usize {
+                    return names;
+                }
+                query.after = page.last().map(|t| (t.created_at, t.name.clone()));
+            }
+        }
+    };
+    for limit in [1, 2, 5, 10] {
+        assert_eq!(
+            walk(None, limit).await,
+            ["t-a", "t-b", "t-c", "t-d", "t-e"],
+            "limit {limit}"
+        );
+    }
+    assert_eq!(walk(Some(TokenState::Unused), 1).await, ["t-a", "t-c"]);
+    assert_eq!(walk(Some(TokenState::Expired), 1).await, ["t-b"]);
+    assert_eq!(walk(Some(TokenState::Enrolled), 1).await, ["t-d"]);
+    assert_eq!(walk(Some(TokenState::Revoked), 1).await, ["t-e"]);
+}
+
+pub async fn jobs_page_newest_first_past_ties(store: Store) {
+    let ids = ["00000000000000c1", "00000000000000c2", "00000000000000c3"];
+    for (i, id) in ids.iter().enumerate() {
+        // Two jobs submitted in the same millisecond: the id breaks the tie.
+        let created = if i < 2 { 5 } else { 9 };
+        let job = Job::queued(
+            JobId::parse(id).expect("id"),
+            vec!["true".into()],
+            Selector {
+                worker: Some(Name::parse("w").expect("name")),
+                labels: Labels::new(),
+            },
+            at(created),
+            at(created + 600_000),
+        );
+        let ev = audit("job.submit", id);
+        store
+            .write(move |tx| flows::jobs::submit(tx, &job, &ev))
+            .await
+            .expect("submitted");
+    }
+    let mut filter = JobFilter {
+        limit: 1,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let f = filter.clone();
+        let page = store.read(move |tx| tx.list_jobs(&f)).await.expect("page");
+        let Some(last) = page.last() else { break };
+        filter.before = Some((last.created_at, last.id.clone()));
+        seen.extend(page.iter().map(|j| j.id.to_string()));
+    }
+    assert_eq!(
+        seen,
+        ["00000000000000c3", "00000000000000c2", "00000000000000c1"]
+    );
+    filter.before = None;
+    filter.limit = 10;
+    filter.state = Some(muster_core::job::JobState::Queued);
+    let f = filter.clone();
+    assert_eq!(
+        store
+            .read(move |tx| tx.list_jobs(&f))
+            .await
+            .expect("list")
+            .len(),
+        3
+    );
+    filter.state = Some(muster_core::job::JobState::Running);
+    assert!(
+        store
+            .read(move |tx| tx.list_jobs(&filter))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}

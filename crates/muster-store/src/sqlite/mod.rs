@@ -162,20 +162,19 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Work>, counters: &Counter
                 Err(_) => break,
             }
         }
-        let size = batch.len() as u64;
-        let began = std::time::Instant::now();
-        if commit_batch(&conn, batch) {
-            counters.committed(size, began.elapsed());
-        }
+        commit_batch(&conn, batch, counters);
     }
 }
 
-/// Runs one group of work in one transaction. Returns whether it committed.
-fn commit_batch(conn: &Connection, batch: Vec<Work>) -> bool {
+/// Runs one group of work in one transaction, counts it if it committed, then answers its
+/// callers (counted first, so a caller that got its answer sees its write in the stats).
+fn commit_batch(conn: &Connection, batch: Vec<Work>, counters: &Counters) {
+    let size = batch.len() as u64;
+    let began = std::time::Instant::now();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "cannot begin a write transaction");
         // Dropping the work tells its callers the store failed.
-        return false;
+        return;
     }
     let mut outcomes = Vec::with_capacity(batch.len());
     for work in batch {
@@ -204,11 +203,12 @@ fn commit_batch(conn: &Connection, batch: Vec<Work>) -> bool {
         let _ = conn.execute_batch("ROLLBACK");
         StoreError::from(e)
     });
-    let committed = commit_error.is_none();
+    if commit_error.is_none() {
+        counters.committed(size, began.elapsed());
+    }
     for outcome in outcomes {
         outcome.deliver(commit_error.clone());
     }
-    committed
 }
 
 fn reader_loop(conn: Connection, queue: Arc<Mutex<mpsc::Receiver<Work>>>) {

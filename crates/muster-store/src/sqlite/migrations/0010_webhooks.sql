@@ -34,8 +34,8 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_at
 CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries(webhook_id, id);
 CREATE INDEX webhook_deliveries_by_created ON webhook_deliveries(created_at);
 
--- The `token.expired` events are written by a sweep over tokens whose lifetime just ended.
-CREATE INDEX tokens_by_expiry ON tokens(expires_at);
+-- The `token.expired` sweep over tokens whose lifetime just ended uses `tokens_by_expiry`
+-- (migration 0009).
 
 -- On an enrollment through the secret while an expected-name pattern is set: whether the name
 -- matched it (`worker.enrolled` carries it, so an unfamiliar worker can raise an alert).

@@ -112,11 +112,15 @@ pub fn audit(record: &AuditRecord) -> AuditEntry {
         action: e.action.clone(),
         target: e.target.clone(),
         remote_addr: e.remote_addr.clone(),
-        outcome: match e.outcome {
-            Outcome::Ok => wire::AuditOutcome::Ok,
-            Outcome::Refused => wire::AuditOutcome::Refused,
-        },
+        outcome: outcome(e.outcome),
         detail: e.detail.clone(),
+    }
+}
+
+fn outcome(outcome: Outcome) -> wire::AuditOutcome {
+    match outcome {
+        Outcome::Ok => wire::AuditOutcome::Ok,
+        Outcome::Refused => wire::AuditOutcome::Refused,
     }
 }
 
@@ -137,10 +141,7 @@ pub fn event(record: &AuditRecord) -> wire::Event {
         action: e.action.clone(),
         target: e.target.clone(),
         remote_addr: e.remote_addr.clone(),
-        outcome: match e.outcome {
-            Outcome::Ok => wire::AuditOutcome::Ok,
-            Outcome::Refused => wire::AuditOutcome::Refused,
-        },
+        outcome: outcome(e.outcome),
         detail: e.detail.clone(),
         expected: e.expected,
     }

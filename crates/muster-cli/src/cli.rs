@@ -38,7 +38,7 @@ pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
     /// Run a worker: enroll (once), then keep a live control channel to the server.
-    Worker(WorkerArgs),
+    Worker(WorkerCli),
     /// Mint, list, show and revoke enrollment tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -375,6 +375,41 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub license_issuer_keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerCli {
+    #[command(subcommand)]
+    pub action: Option<WorkerAction>,
+    #[command(flatten)]
+    pub args: WorkerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerAction {
+    /// Check this worker's configuration against its server, one line per check with a verdict
+    /// and the fix: the URL, reachability, TLS trust, the clock, the state dir, the cached
+    /// identity, the edition and licence, auto-enrollment. Exits 1 when a check fails.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+    /// Print a JSON array of `{check, verdict, detail, fix}` instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// For tests only: pretend this machine's clock is off by this many seconds (negative:
+    /// behind), since a test cannot move the system clock. Changes nothing but the clock row.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "SECONDS",
+        allow_negative_numbers = true,
+        default_value_t = 0.0
+    )]
+    pub clock_offset: f64,
 }
 
 #[derive(Debug, Args)]

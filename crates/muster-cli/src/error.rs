@@ -39,6 +39,8 @@ pub enum CliError {
     JobEnded(Box<JobView>),
     /// `muster job run`: a second Ctrl-C left the job running.
     StoppedFollowing { job: String },
+    /// `muster worker doctor`: this many checks failed (each printed with its fix).
+    DoctorFailed { failed: usize },
 }
 
 /// What `muster job run` exits with once its job has ended, decided from the job's typed ending
@@ -125,6 +127,8 @@ impl CliError {
             CliError::StoppedFollowing { job } => {
                 format!("stopped following job {job}; it may still be running")
             }
+            CliError::DoctorFailed { failed: 1 } => "1 check failed".to_owned(),
+            CliError::DoctorFailed { failed } => format!("{failed} checks failed"),
         })
     }
 
@@ -143,6 +147,9 @@ impl CliError {
             CliError::StoppedFollowing { job } => Some(format!(
                 "`muster job logs --follow {job}` picks it up again"
             )),
+            CliError::DoctorFailed { .. } => Some(
+                "fix what each FAIL line says, then run `muster worker doctor` again".into(),
+            ),
         }
     }
 
@@ -154,7 +161,8 @@ impl CliError {
             CliError::Client(_)
             | CliError::Failed { .. }
             | CliError::Discover(_)
-            | CliError::Serve { .. } => code::FAILED,
+            | CliError::Serve { .. }
+            | CliError::DoctorFailed { .. } => code::FAILED,
             CliError::Worker(error) => error.exit_code(),
             CliError::JobEnded(job) => match JobExit::of(job) {
                 JobExit::Success => 0,

@@ -59,6 +59,10 @@ fn init_tracing(command: &cli::Command, format: cli::LogFormat) {
     use tracing_subscriber::EnvFilter;
 
     let default = match command {
+        cli::Command::Worker(cli::WorkerCli {
+            action: Some(cli::WorkerAction::Doctor(_)),
+            ..
+        }) => COMMAND_FILTER,
         cli::Command::Serve(_) | cli::Command::Worker(_) => SERVICE_FILTER,
         _ => COMMAND_FILTER,
     };

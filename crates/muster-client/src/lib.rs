@@ -257,6 +257,11 @@ impl Client {
             .await
     }
 
+    /// What a worker checks before it joins: the server's clock, edition and auto-enrollment.
+    pub async fn preflight(&self) -> Result<muster_proto::api::Preflight, ClientError> {
+        self.get(muster_proto::paths::PREFLIGHT).await
+    }
+
     pub async fn create_token(
         &self,
         req: &CreateTokenRequest,

@@ -120,24 +120,53 @@ impl Trust {
                 }
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
-            Trust::Fingerprint(digest) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
-                    digest: *digest,
-                    provider: provider(),
-                }))
-                .with_no_client_auth(),
+            Trust::Fingerprint(digest) => pinned(builder, Some(*digest), None),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 }
 
-/// Trusts exactly one certificate, by fingerprint, whatever names it carries. The handshake
-/// signature is still verified against that certificate's key, so only its holder passes.
+fn pinned(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>,
+    digest: Option<[u8; 32]>,
+    seen: Option<Presented>,
+) -> ClientConfig {
+    builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+            digest,
+            seen,
+            provider: provider(),
+        }))
+        .with_no_client_auth()
+}
+
+/// Where [`recording_config`] leaves the fingerprint of the certificate a server presented.
+pub type Presented = Arc<std::sync::Mutex<Option<[u8; 32]>>>;
+
+/// A TLS configuration that trusts no certificate at all and records the fingerprint of the one
+/// the server presents: for saying which certificate a server presented after it failed a trust
+/// check (`muster worker doctor`). Every handshake through it fails, so nothing is ever sent on
+/// a connection it looked at.
+pub fn recording_config() -> Result<(Arc<ClientConfig>, Presented), TrustError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TrustError::Config(e.to_string()))?;
+    let seen = Presented::default();
+    let mut config = pinned(builder, None, Some(Arc::clone(&seen)));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((Arc::new(config), seen))
+}
+
+/// Trusts exactly one certificate, by fingerprint, whatever names it carries (none, without a
+/// fingerprint). The handshake signature is still verified against that certificate's key, so
+/// only its holder passes.
 #[derive(Debug)]
 struct PinnedCertificate {
-    digest: [u8; 32],
+    digest: Option<[u8; 32]>,
+    /// Where the presented certificate's fingerprint is recorded, if anywhere.
+    seen: Option<Presented>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -151,7 +180,10 @@ impl ServerCertVerifier for PinnedCertificate {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let presented: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if presented == self.digest {
+        if let Some(seen) = &self.seen {
+            *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(presented);
+        }
+        if self.digest == Some(presented) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(

@@ -28,6 +28,25 @@ pub struct Challenge {
     pub nonce: String,
 }
 
+/// `GET /api/v1/preflight`, unauthenticated: what a worker checks before it joins (`muster
+/// worker doctor`). Nothing here is secret: an enrollment attempt already tells anyone whether
+/// the edition lets external workers join and whether auto-enrollment is on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Preflight {
+    pub version: String,
+    /// The server's clock (RFC 3339, UTC, milliseconds): the clock that decides expiry.
+    pub server_time: String,
+    pub edition: Edition,
+    /// Whether the edition and the licence let external workers join now (seats are counted
+    /// only when one joins).
+    pub joining_open: bool,
+    /// Whether auto-enrollment with the shared secret is on: enabled, with a secret, and its
+    /// window (if any) not closed by time. A limit of enrollments is checked only when a
+    /// worker enrolls.
+    pub auto_enrollment: bool,
+}
+
 // ---- tokens ----
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

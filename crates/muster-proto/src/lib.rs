@@ -48,4 +48,5 @@ pub mod paths {
     pub const CONNECT: &str = "/api/v1/connect";
     pub const HEALTH: &str = "/api/v1/health";
     pub const CHALLENGE: &str = "/api/v1/challenge";
+    pub const PREFLIGHT: &str = "/api/v1/preflight";
 }

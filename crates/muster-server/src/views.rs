@@ -264,8 +264,18 @@ fn ending(kind: EndingKind) -> JobEnding {
 }
 
 /// The edition and the license in force, as `muster license show` prints them.
+/// The edition `grant` makes this server run.
+pub fn edition(grant: Option<&muster_core::license::Grant>) -> wire::Edition {
+    use muster_core::license::Edition;
+    match Edition::of(grant) {
+        Edition::Community => wire::Edition::Community,
+        Edition::Trial => wire::Edition::Trial,
+        Edition::Licensed => wire::Edition::Licensed,
+    }
+}
+
 pub fn license(status: &muster_store::flows::license::Status, now: Timestamp) -> wire::LicenseView {
-    use muster_core::license::{self as rules, Edition, Grant, LicenseState};
+    use muster_core::license::{self as rules, Grant, LicenseState};
     let grant = status.grant.as_ref();
     let licensed = match grant {
         Some(Grant::Licensed(l)) => Some(l),
@@ -281,11 +291,7 @@ pub fn license(status: &muster_store::flows::license::Status, now: Timestamp) ->
             .or_else(|| rules::prepare_warning(Some(g), status.workers_used, now))
     });
     wire::LicenseView {
-        edition: match Edition::of(grant) {
-            Edition::Community => wire::Edition::Community,
-            Edition::Trial => wire::Edition::Trial,
-            Edition::Licensed => wire::Edition::Licensed,
-        },
+        edition: edition(grant),
         state: match grant.map_or(LicenseState::Valid, |g| g.state_at(now)) {
             LicenseState::Valid => wire::LicenseState::Valid,
             LicenseState::Expiring => wire::LicenseState::Expiring,

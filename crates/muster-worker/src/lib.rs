@@ -10,6 +10,7 @@ pub mod channel;
 pub mod classify;
 pub mod config;
 pub mod confine;
+pub mod doctor;
 pub mod error;
 pub mod identity;
 pub mod jobs;

@@ -21,7 +21,7 @@ use crate::identity::{FileTickets, Prover};
 use crate::jobs::JobManager;
 use crate::state_dir::{CachedIdentity, StateDir};
 
-mod credentials;
+pub(crate) mod credentials;
 use credentials::{
     Credential, cached_identity_refused, configured_enrollment, identity_conflict, refuses_identity,
 };
@@ -69,12 +69,7 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
     for url in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
         let endpoint = Endpoint::new(url, &trust)?;
         if !config.allow_plaintext && !endpoint.is_safe_without_tls() {
-            return Err(WorkerError::config(
-                format!(
-                    "`{url}` is a plain http:// URL to another host: the worker's credentials would cross the network in clear text"
-                ),
-                "use the server's https:// URL, or pass `--allow-plaintext` if a trusted network or a TLS proxy protects the way",
-            ));
+            return Err(plaintext_refused(url));
         }
         endpoints.push(endpoint);
     }
@@ -194,6 +189,16 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
         fresh,
         max_jobs: max_jobs.max(1),
     })
+}
+
+/// A plain `http://` URL to another host, without `--allow-plaintext`.
+pub(crate) fn plaintext_refused(url: &str) -> WorkerError {
+    WorkerError::config(
+        format!(
+            "`{url}` is a plain http:// URL to another host: the worker's credentials would cross the network in clear text"
+        ),
+        "use the server's https:// URL, or pass `--allow-plaintext` if a trusted network or a TLS proxy protects the way",
+    )
 }
 
 /// Runs the worker until it is stopped (`Ok`) or fails for good. Never returns early for a

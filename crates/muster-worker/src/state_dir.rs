@@ -23,6 +23,9 @@ const TICKET_FILE: &str = "ticket";
 const IDENTITY_FILE: &str = "identity.json";
 const LOCK_FILE: &str = "worker.lock";
 
+/// The files of a state dir that hold its key, credentials or identity: owner-only.
+pub const CREDENTIAL_FILES: [&str; 4] = [KEY_FILE, IDENTITY_FILE, TICKET_FILE, MACHINE_ID_FILE];
+
 /// What the worker remembers after enrolling: enough to reconnect with no enrollment secret.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CachedIdentity {
@@ -100,6 +103,38 @@ fn load_or_create_key(path: &Path) -> Result<WorkerKey, WorkerError> {
     Ok(key)
 }
 
+/// The identity cached in the state dir at `root`, read without opening (or creating, or
+/// locking) the state dir.
+pub fn read_identity(root: &Path) -> Result<Option<CachedIdentity>, WorkerError> {
+    let path = root.join(IDENTITY_FILE);
+    let Some(text) = muster_fs::read_optional(&path).map_err(fs_error)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        WorkerError::config(
+            format!(
+                "the cached identity `{}` is unreadable: {e}",
+                path.display()
+            ),
+            "delete it to enroll this worker again",
+        )
+    })
+}
+
+/// Whether the existing state dir at `root` has its key and machine id (a state dir from before
+/// keys gains one at the worker's next start).
+pub fn has_key(root: &Path) -> bool {
+    root.join(KEY_FILE).is_file() && root.join(MACHINE_ID_FILE).is_file()
+}
+
+/// The pid a running worker wrote in the lock of the state dir at `root`, if one holds it.
+pub fn lock_holder(root: &Path) -> Option<String> {
+    match DirLock::acquire(root, LOCK_FILE) {
+        Err(FsError::Locked { holder, .. }) => Some(holder),
+        _ => None,
+    }
+}
+
 impl StateDir {
     /// Creates (owner-only) and locks the state dir, and reads or creates the key and the
     /// machine id. A new state dir's machine id is derived from its key; one made before keys
@@ -155,19 +190,7 @@ impl StateDir {
     }
 
     pub fn load_identity(&self) -> Result<Option<CachedIdentity>, WorkerError> {
-        let path = self.identity_path();
-        let Some(text) = muster_fs::read_optional(&path).map_err(fs_error)? else {
-            return Ok(None);
-        };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
-            WorkerError::config(
-                format!(
-                    "the cached identity `{}` is unreadable: {e}",
-                    path.display()
-                ),
-                "delete it to enroll this worker again",
-            )
-        })
+        read_identity(&self.root)
     }
 
     /// Caches the identity: on disk, whole, before the worker uses it.

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use muster_proto::api::{Challenge, EnrollRequest, EnrollResponse};
+use muster_proto::api::{Challenge, EnrollRequest, EnrollResponse, Preflight};
 
 use crate::api::extract::ApiJson;
 use crate::error::AppError;
@@ -26,4 +26,10 @@ pub async fn challenge(State(app): State<AppState>) -> Json<Challenge> {
     Json(Challenge {
         nonce: app.nonce_key.issue(app.clock.now()),
     })
+}
+
+/// `GET /api/v1/preflight`: what `muster worker doctor` checks before a worker joins.
+#[utoipa::path(get, path = "/api/v1/preflight", responses((status = 200, body = muster_proto::api::Preflight), (status = 503, body = muster_proto::ErrorBody)))]
+pub async fn preflight(State(app): State<AppState>) -> Result<Json<Preflight>, AppError> {
+    Ok(Json(ops::enroll::preflight(&app).await?))
 }

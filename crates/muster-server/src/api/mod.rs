@@ -62,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/enroll", post(enroll::enroll))
         .route("/challenge", get(enroll::challenge))
+        .route("/preflight", get(enroll::preflight))
         .route("/connect", get(connect::connect))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -26,7 +26,7 @@ use crate::control::connect;
         enrollment::status, enrollment::enable, enrollment::rotate, enrollment::disable,
         jobs::submit, jobs::list, jobs::show, jobs::output, jobs::cancel,
         license::show, license::install, license::remove, license::trial,
-        enroll::enroll, enroll::challenge, connect::connect,
+        enroll::enroll, enroll::challenge, enroll::preflight, connect::connect,
         events::stream,
         webhooks::create, webhooks::list, webhooks::remove, webhooks::test, webhooks::deliveries,
     ),

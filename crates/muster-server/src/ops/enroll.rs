@@ -29,6 +29,36 @@ use crate::secrets::Verdict;
 use crate::state::AppState;
 use crate::validate;
 
+/// What a worker may learn before it joins (`GET /api/v1/preflight`): the server's clock, the
+/// edition and whether it lets external workers join, and whether auto-enrollment is on. Two
+/// settings read, nothing written, audited or logged: an anonymous caller learns nothing an
+/// enrollment attempt would not tell it, and cannot make the server write.
+pub async fn preflight(app: &AppState) -> Result<muster_proto::api::Preflight, AppError> {
+    let (settings, grant) = app
+        .store
+        .read(|tx| {
+            Ok((
+                enrollment::load(tx)?,
+                muster_store::flows::license::grant(tx)?,
+            ))
+        })
+        .await?;
+    let now = app.clock.now();
+    // The count of a window's enrollments is left out (it is a count over workers): zero
+    // here means only the switch, the secret and the window's end are judged.
+    let auto_enrollment = !matches!(
+        settings.check_open(now, 0),
+        Err(AutoRefusal::Disabled | AutoRefusal::WindowClosed(_))
+    );
+    Ok(muster_proto::api::Preflight {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        server_time: now.to_rfc3339(),
+        edition: crate::views::edition(grant.as_ref()),
+        joining_open: muster_core::license::may_join(grant.as_ref(), now).is_ok(),
+        auto_enrollment,
+    })
+}
+
 /// Enrolls the machine that sent `req` from `remote`, or says why not. Counted in
 /// `muster_enrollments_total`.
 pub async fn enroll(

@@ -85,6 +85,20 @@ impl Endpoint {
         })
     }
 
+    /// The host the URL names (without brackets around an IPv6 address) and its port.
+    pub fn host_port(&self) -> (&str, u16) {
+        (&self.host, self.port)
+    }
+
+    /// The TLS configuration of an `https://` URL, with the trust the worker was given.
+    pub fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
+
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
     /// Whether credentials may travel to this server as they are: over TLS, or in clear text
     /// to this machine only (a loopback address or `localhost`).
     pub fn is_safe_without_tls(&self) -> bool {

@@ -97,7 +97,7 @@ pub(super) fn cached_identity_refused(
 }
 
 /// The server does not know the identity this worker cached: say which file holds it.
-pub(super) fn unknown_cached_identity(state: &StateDir) -> WorkerError {
+pub(crate) fn unknown_cached_identity(state: &StateDir) -> WorkerError {
     WorkerError::new(
         Cause::Refused(ErrorCode::UnknownIdentity),
         format!(

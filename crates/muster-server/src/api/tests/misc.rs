@@ -95,6 +95,43 @@ async fn health_answers_without_a_credential() {
 }
 
 #[tokio::test]
+async fn preflight_says_the_clock_the_edition_and_auto_enrollment_without_a_credential() {
+    let api = Api::new();
+    let preflight = async || {
+        api.call(Method::GET, "/api/v1/preflight", Auth::Missing, None)
+            .await
+            .expect(StatusCode::OK)
+            .body
+    };
+    let before = preflight().await;
+    assert_eq!(before["edition"], "community");
+    assert_eq!(before["joining_open"], false);
+    assert_eq!(before["auto_enrollment"], false);
+    let time = before["server_time"].as_str().unwrap();
+    let told = muster_core::Timestamp::parse_rfc3339(time).expect("RFC 3339");
+    let now = api.app.clock.now();
+    assert!(
+        told <= now && told.until(now) < std::time::Duration::from_secs(60),
+        "the server's own clock: told {time}, now {now}"
+    );
+    api.post("/api/v1/license/trial", json!({}))
+        .await
+        .expect(StatusCode::OK);
+    api.post("/api/v1/enrollment/enable", json!({"generate": true}))
+        .await
+        .expect(StatusCode::OK);
+    let after = preflight().await;
+    assert_eq!(after["edition"], "trial");
+    assert_eq!(after["joining_open"], true);
+    assert_eq!(after["auto_enrollment"], true);
+    let audited = api.get("/api/v1/audit").await.expect(StatusCode::OK).body;
+    assert!(
+        !audited.to_string().contains("preflight"),
+        "a preflight writes no audit record: {audited:#}"
+    );
+}
+
+#[tokio::test]
 async fn unknown_endpoints_methods_and_oversized_bodies_get_json_errors() {
     let api = Api::new();
     api.get("/api/v1/nope").await.refused(

@@ -13,6 +13,7 @@ mod harness;
 mod backup;
 mod cached_identity;
 mod confinement;
+mod doctor;
 pub mod enrollment;
 mod fleet;
 mod hostile;

@@ -466,7 +466,13 @@ fn clock(preflight: &Preflight, before: i64, after: i64) -> Finding {
     } else if skew.saturating_sub(margin) > SKEW_WARN {
         Finding::warn(Check::Clock, detail, fix)
     } else {
-        Finding::ok(Check::Clock, detail)
+        Finding::ok(
+            Check::Clock,
+            format!(
+                "this machine's clock is within {} s of the server's",
+                SKEW_WARN.as_secs()
+            ),
+        )
     }
 }
 
@@ -474,7 +480,10 @@ fn clock(preflight: &Preflight, before: i64, after: i64) -> Finding {
 /// licence says (a licence gates joining, never staying), so for it a closed fleet is a warning.
 pub(super) fn license(reached: Option<&Reached>, has_identity: bool) -> Finding {
     let Some(preflight) = reached.and_then(|r| r.preflight.as_ref()) else {
-        return Finding::skip(Check::License, "not checked: the server did not say");
+        return Finding::skip(
+            Check::License,
+            "not checked: the server did not answer (see above)",
+        );
     };
     let edition = preflight.edition;
     if preflight.joining_open {
@@ -526,7 +535,10 @@ pub(super) fn auto_enrollment(
         );
     }
     let Some(preflight) = reached.and_then(|r| r.preflight.as_ref()) else {
-        return Finding::skip(Check::AutoEnrollment, "not checked: the server did not say");
+        return Finding::skip(
+            Check::AutoEnrollment,
+            "not checked: the server did not answer (see above)",
+        );
     };
     match (preflight.auto_enrollment, has_identity) {
         (true, false) => Finding::ok(

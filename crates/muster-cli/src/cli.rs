@@ -390,7 +390,7 @@ pub enum WorkerAction {
     /// Check this worker's configuration against its server, one line per check with a verdict
     /// and the fix: the URL, reachability, TLS trust, the clock, the state dir, the cached
     /// identity, the edition and licence, auto-enrollment. Exits 1 when a check fails.
-    Doctor(DoctorArgs),
+    Doctor(Box<DoctorArgs>),
 }
 
 #[derive(Debug, Args)]

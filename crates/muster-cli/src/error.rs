@@ -147,9 +147,9 @@ impl CliError {
             CliError::StoppedFollowing { job } => Some(format!(
                 "`muster job logs --follow {job}` picks it up again"
             )),
-            CliError::DoctorFailed { .. } => Some(
-                "fix what each FAIL line says, then run `muster worker doctor` again".into(),
-            ),
+            CliError::DoctorFailed { .. } => {
+                Some("fix what each FAIL line says, then run `muster worker doctor` again".into())
+            }
         }
     }
 

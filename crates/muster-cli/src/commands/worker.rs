@@ -10,7 +10,7 @@ use crate::output::print_json;
 
 pub async fn run(cli: WorkerCli) -> Result<(), CliError> {
     match cli.action {
-        Some(WorkerAction::Doctor(args)) => self::doctor(args).await,
+        Some(WorkerAction::Doctor(args)) => self::doctor(*args).await,
         None => worker(cli.args).await,
     }
 }

@@ -31,7 +31,11 @@ impl Run {
             .find(|l| l.split_whitespace().nth(1) == Some(check))
             .unwrap_or_else(|| panic!("no `{check}` row in:\n{}", self.stdout))
             .to_owned();
-        let verdict = line.split_whitespace().next().unwrap_or_default().to_owned();
+        let verdict = line
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         (verdict, line)
     }
 
@@ -39,7 +43,11 @@ impl Run {
     #[track_caller]
     fn expect(&self, check: &str, verdict: &str, words: &[&str]) -> String {
         let (found, line) = self.row(check);
-        assert_eq!(found, verdict, "{line}\n\nall:\n{}{}", self.stdout, self.stderr);
+        assert_eq!(
+            found, verdict,
+            "{line}\n\nall:\n{}{}",
+            self.stdout, self.stderr
+        );
         for word in words {
             assert!(line.contains(word), "`{word}` missing from: {line}");
         }
@@ -177,7 +185,11 @@ fn an_unreachable_host_fails_reachability() {
     let run = doctor_in(home.path(), &["--url", &url]);
     run.expect_exit(1);
     run.expect("url", "ok", &[]);
-    run.expect("reachability", "FAIL", &["refused the connection", "--listen"]);
+    run.expect(
+        "reachability",
+        "FAIL",
+        &["refused the connection", "--listen"],
+    );
     run.expect("tls", "skip", &["cannot be reached"]);
 }
 
@@ -202,7 +214,11 @@ fn an_untrusted_certificate_fails_tls_and_says_which_trust_and_what_it_presents(
     run.expect(
         "tls",
         "FAIL",
-        &["pinned fingerprint", "another certificate than the pinned one", &presented],
+        &[
+            "pinned fingerprint",
+            "another certificate than the pinned one",
+            &presented,
+        ],
     );
 }
 
@@ -242,7 +258,10 @@ fn an_unsafe_state_dir_fails_with_the_chmod_that_fixes_it() {
     run.expect(
         "state-dir",
         "FAIL",
-        &["other users can write", &format!("`chmod 700 {}`", state.display())],
+        &[
+            "other users can write",
+            &format!("`chmod 700 {}`", state.display()),
+        ],
     );
     run.expect("identity", "skip", &["cannot use this state dir"]);
 }
@@ -298,6 +317,10 @@ fn community_edition_fails_the_license_row_with_trial_and_install() {
     run.expect(
         "license",
         "FAIL",
-        &["Community Edition", "muster license trial", "muster license install"],
+        &[
+            "Community Edition",
+            "muster license trial",
+            "muster license install",
+        ],
     );
 }

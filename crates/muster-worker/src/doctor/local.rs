@@ -31,7 +31,9 @@ pub(super) fn check_state_dir(config: &WorkerConfig) -> StateDirReport {
         return report(
             Finding::ok(
                 Check::StateDir,
-                format!("`{shown}` does not exist yet: the worker creates it, owner-only, at its first start"),
+                format!(
+                    "`{shown}` does not exist yet: the worker creates it, owner-only, at its first start"
+                ),
             ),
             false,
             true,

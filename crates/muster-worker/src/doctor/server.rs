@@ -69,19 +69,23 @@ pub(super) async fn check(
     let endpoint = match Endpoint::new(&endpoint.base_url, &trust) {
         Ok(endpoint) => endpoint,
         Err(error) => {
-            findings.push(Finding::from_error(Check::Tls, super::Verdict::Fail, &error));
+            findings.push(Finding::from_error(
+                Check::Tls,
+                super::Verdict::Fail,
+                &error,
+            ));
             not_checked(findings, &[Check::Clock], "TLS is not set up");
             return None;
         }
     };
     match tls(&endpoint, stream).await {
-        Tls::Trusted(finding) => findings.push(finding),
-        Tls::Failed(finding) => {
+        TlsOutcome::Trusted(finding) => findings.push(finding),
+        TlsOutcome::Failed(finding) => {
             findings.push(finding);
             not_checked(findings, &[Check::Clock], "TLS failed");
             return None;
         }
-        Tls::NotTls => {
+        TlsOutcome::Plaintext => {
             replace(findings, wrong_scheme(&endpoint.base_url, "http://"));
             findings.push(Finding::skip(
                 Check::Tls,
@@ -94,7 +98,11 @@ pub(super) async fn check(
     let client = match endpoint.client() {
         Ok(client) => client,
         Err(error) => {
-            findings.push(Finding::from_error(Check::Clock, super::Verdict::Fail, &error));
+            findings.push(Finding::from_error(
+                Check::Clock,
+                super::Verdict::Fail,
+                &error,
+            ));
             return None;
         }
     };
@@ -129,10 +137,7 @@ pub(super) async fn check(
             None
         }
         Ok(Err(error)) => {
-            findings.push(Finding::skip(
-                Check::Clock,
-                format!("not checked: {error}"),
-            ));
+            findings.push(Finding::skip(Check::Clock, format!("not checked: {error}")));
             None
         }
     };
@@ -186,7 +191,11 @@ fn url(config: &WorkerConfig) -> Result<(Endpoint, Finding), Finding> {
         .map_err(|e| Finding::from_error(Check::Url, super::Verdict::Fail, &e))?;
     if !config.allow_plaintext && !endpoint.is_safe_without_tls() {
         let error = crate::runner::plaintext_refused(first);
-        return Err(Finding::from_error(Check::Url, super::Verdict::Fail, &error));
+        return Err(Finding::from_error(
+            Check::Url,
+            super::Verdict::Fail,
+            &error,
+        ));
     }
     let mut detail = if endpoint.tls().is_some() {
         format!("`{}`: HTTPS", endpoint.base_url)
@@ -220,7 +229,8 @@ fn wrong_scheme(url: &str, should_be: &str) -> Finding {
 /// for the TLS check.
 async fn reachability(endpoint: &Endpoint) -> (Finding, Option<TcpStream>) {
     let (host, port) = endpoint.host_port();
-    let fail = |detail: String, fix: String| (Finding::fail(Check::Reachability, detail, fix), None);
+    let fail =
+        |detail: String, fix: String| (Finding::fail(Check::Reachability, detail, fix), None);
     let resolved = tokio::time::timeout(STEP_TIMEOUT, tokio::net::lookup_host((host, port))).await;
     let addr = match resolved {
         Ok(Ok(mut addrs)) => match addrs.next() {
@@ -240,7 +250,10 @@ async fn reachability(endpoint: &Endpoint) -> (Finding, Option<TcpStream>) {
         }
         Err(_) => {
             return fail(
-                format!("resolving `{host}` took more than {} s", STEP_TIMEOUT.as_secs()),
+                format!(
+                    "resolving `{host}` took more than {} s",
+                    STEP_TIMEOUT.as_secs()
+                ),
                 "check this machine's DNS configuration".into(),
             );
         }
@@ -261,10 +274,7 @@ async fn reachability(endpoint: &Endpoint) -> (Finding, Option<TcpStream>) {
             format!("check the network between this machine and `{host}`"),
         ),
         Err(_) => fail(
-            format!(
-                "{addr} did not answer within {} s",
-                STEP_TIMEOUT.as_secs()
-            ),
+            format!("{addr} did not answer within {} s", STEP_TIMEOUT.as_secs()),
             format!(
                 "a firewall may drop the packets: allow TCP port {port} from this machine to `{host}`"
             ),
@@ -283,17 +293,17 @@ fn trust(config: &WorkerConfig) -> Result<Trust, Finding> {
     })
 }
 
-enum Tls {
+enum TlsOutcome {
     Trusted(Finding),
     Failed(Finding),
     /// The server answered, but not with TLS.
-    NotTls,
+    Plaintext,
 }
 
 /// The TLS handshake on `stream`, with the worker's trust; for a plain-HTTP URL, nothing to do.
-async fn tls(endpoint: &Endpoint, stream: TcpStream) -> Tls {
+async fn tls(endpoint: &Endpoint, stream: TcpStream) -> TlsOutcome {
     let Some(config) = endpoint.tls() else {
-        return Tls::Trusted(Finding::skip(
+        return TlsOutcome::Trusted(Finding::skip(
             Check::Tls,
             "not checked: a plain http:// URL has no TLS",
         ));
@@ -307,11 +317,11 @@ async fn tls(endpoint: &Endpoint, stream: TcpStream) -> Tls {
         ),
     };
     match handshake(endpoint, config, stream).await {
-        Ok(()) => Tls::Trusted(Finding::ok(
+        Ok(()) => TlsOutcome::Trusted(Finding::ok(
             Check::Tls,
             format!("the server's certificate is trusted by {trusted_by}"),
         )),
-        Err(Handshake::TimedOut) => Tls::Failed(Finding::fail(
+        Err(Handshake::TimedOut) => TlsOutcome::Failed(Finding::fail(
             Check::Tls,
             format!(
                 "the server accepted the connection but did not complete a TLS handshake within {} s",
@@ -319,12 +329,14 @@ async fn tls(endpoint: &Endpoint, stream: TcpStream) -> Tls {
             ),
             "check that `--url` names muster's port and not another service's",
         )),
-        Err(Handshake::Failed(error)) if muster_client::trust::is_not_tls(&error) => Tls::NotTls,
+        Err(Handshake::Failed(error)) if muster_client::trust::is_not_tls(&error) => {
+            TlsOutcome::Plaintext
+        }
         Err(Handshake::Failed(error)) if muster_client::trust::is_untrusted_certificate(&error) => {
             let presented = presented_fingerprint(endpoint).await;
-            Tls::Failed(untrusted(endpoint, &trusted_by, &error, presented))
+            TlsOutcome::Failed(untrusted(endpoint, &trusted_by, &error, presented))
         }
-        Err(Handshake::Failed(error)) => Tls::Failed(Finding::fail(
+        Err(Handshake::Failed(error)) => TlsOutcome::Failed(Finding::fail(
             Check::Tls,
             format!("the TLS handshake failed: {error}"),
             "check that `--url` names muster's port, and that no proxy between here and the server changes TLS",
@@ -381,9 +393,7 @@ fn untrusted(
         .as_deref()
         .map(|fp| format!("; it presents `{fp}`"))
         .unwrap_or_default();
-    let detail = format!(
-        "the server's certificate is not trusted by {trusted_by}{why}{shown}"
-    );
+    let detail = format!("the server's certificate is not trusted by {trusted_by}{why}{shown}");
     let compare = "compare with the `sha256:` fingerprint `muster serve` printed at its start (also in `server.json` in its data dir), never with one read over the network alone";
     let fix = match endpoint.trust() {
         Trust::Fingerprint(_) => format!(

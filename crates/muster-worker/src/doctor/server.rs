@@ -571,3 +571,65 @@ pub(super) fn auto_enrollment(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::Verdict;
+
+    fn preflight_at(millis: i64) -> Preflight {
+        Preflight {
+            version: "0".into(),
+            server_time: Timestamp::from_unix_millis(millis).to_rfc3339(),
+            edition: Edition::Licensed,
+            joining_open: true,
+            auto_enrollment: false,
+        }
+    }
+
+    #[test]
+    fn the_clock_row_judges_the_skew_beyond_the_request_time() {
+        let base = 1_800_000_000_000;
+        let verdict = |server: i64, before: i64, after: i64| {
+            clock(&preflight_at(base + server), base + before, base + after).verdict
+        };
+        assert_eq!(verdict(0, 0, 0), Verdict::Ok);
+        assert_eq!(verdict(4_000, 0, 0), Verdict::Ok);
+        assert_eq!(verdict(6_000, 0, 0), Verdict::Warn);
+        assert_eq!(verdict(-6_000, 0, 0), Verdict::Warn);
+        assert_eq!(verdict(61_000, 0, 0), Verdict::Fail);
+        assert_eq!(verdict(-61_000, 0, 0), Verdict::Fail);
+        // A slow answer widens the margin: 8 s apart within a 10 s round trip proves nothing.
+        assert_eq!(verdict(8_000, -5_000, 5_000), Verdict::Ok);
+        let row = clock(&preflight_at(base + 90_000), base, base);
+        assert!(row.detail.contains("90.0 s behind"), "{}", row.detail);
+        assert!(row.fix.is_some_and(|f| f.contains("set-ntp")));
+        let garbled = Preflight {
+            server_time: "yesterday".into(),
+            ..preflight_at(0)
+        };
+        assert_eq!(clock(&garbled, base, base).verdict, Verdict::Skip);
+    }
+
+    #[test]
+    fn a_closed_fleet_fails_a_newcomer_and_only_warns_a_worker_with_an_identity() {
+        let closed = |edition| Preflight {
+            edition,
+            joining_open: false,
+            ..preflight_at(0)
+        };
+        let endpoint = Endpoint::new("https://127.0.0.1:1", &Trust::System).unwrap();
+        let reached = |preflight| Reached {
+            endpoint: endpoint.clone(),
+            preflight: Some(preflight),
+        };
+        let community = reached(closed(Edition::Community));
+        let row = license(Some(&community), false);
+        assert_eq!(row.verdict, Verdict::Fail);
+        assert!(row.fix.as_deref().unwrap().contains("muster license trial"));
+        assert_eq!(license(Some(&community), true).verdict, Verdict::Warn);
+        let ended = reached(closed(Edition::Licensed));
+        assert!(license(Some(&ended), false).detail.contains("ended"));
+        assert_eq!(license(None, false).verdict, Verdict::Skip);
+    }
+}

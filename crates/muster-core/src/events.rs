@@ -29,12 +29,13 @@ pub enum EventType {
     LicenseChanged,
     JobSubmitted,
     JobCancelled,
+    JobEnded,
     /// `muster webhooks test`: sent only to the webhook tested, never fanned out.
     WebhookTest,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 18] = [
         EventType::WorkerEnrolled,
         EventType::WorkerConnected,
         EventType::WorkerDisconnected,
@@ -51,6 +52,7 @@ impl EventType {
         EventType::LicenseChanged,
         EventType::JobSubmitted,
         EventType::JobCancelled,
+        EventType::JobEnded,
         EventType::WebhookTest,
     ];
 
@@ -72,6 +74,7 @@ impl EventType {
             EventType::LicenseChanged => "license.changed",
             EventType::JobSubmitted => "job.submitted",
             EventType::JobCancelled => "job.cancelled",
+            EventType::JobEnded => "job.ended",
             EventType::WebhookTest => "webhook.test",
         }
     }
@@ -103,6 +106,7 @@ impl EventType {
             "license.changed" if ok => EventType::LicenseChanged,
             "job.submit" if ok => EventType::JobSubmitted,
             "job.cancel" if ok => EventType::JobCancelled,
+            "job.end" => EventType::JobEnded,
             "webhook.test" => EventType::WebhookTest,
             _ => return None,
         })

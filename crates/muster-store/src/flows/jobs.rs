@@ -2,7 +2,7 @@
 //! restart or a failover: held again at start, taken over when their worker reports them,
 //! lost when it does not come back.
 
-use muster_core::audit::AuditEvent;
+use muster_core::audit::{AuditEvent, Outcome};
 use muster_core::job::{Ending, Job, JobId, JobState, TransitionError};
 use muster_core::{Name, Timestamp, WorkerId};
 
@@ -98,8 +98,37 @@ pub fn end(
     if !tx.end_job(id, job.state, &end)? {
         return Ok(None);
     }
-    tx.get_job(id)
+    ended(tx, id, at)
 }
+
+/// The job as it ended, with its `job.end` record (the `job.ended` event) in the same
+/// transaction: a webhook hears of every end, once, whichever way the job ended.
+fn ended(tx: &mut dyn Tx, id: &JobId, at: Timestamp) -> StoreResult<Option<Job>> {
+    let Some(job) = tx.get_job(id)? else {
+        return Ok(None);
+    };
+    let mut detail = job.state.to_string();
+    if let Some(code) = job.exit_code {
+        detail.push_str(&format!(", exit code {code}"));
+    }
+    if let Some(reason) = job.reason.as_ref().filter(|r| **r != detail) {
+        detail.push_str(&format!(": {reason}"));
+    }
+    tx.insert_audit(&AuditEvent {
+        at,
+        actor: "server".into(),
+        action: ENDED.into(),
+        target: job.id.to_string(),
+        remote_addr: None,
+        outcome: Outcome::Ok,
+        detail,
+        expected: None,
+    })?;
+    Ok(Some(job))
+}
+
+/// The audit action of a job's end (the event `job.ended`).
+pub const ENDED: &str = "job.end";
 
 /// What cancelling found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +207,7 @@ pub fn lose_held(
     if !tx.end_held_job(id, dispatcher, &end)? {
         return Ok(None);
     }
-    tx.get_job(id)
+    ended(tx, id, at)
 }
 
 /// What a worker's report of the jobs it holds changed.

@@ -105,11 +105,14 @@ async fn a_job_with_no_worker_for_it_waits_queued_and_can_be_cancelled() {
         .get("/api/v1/audit?action=job.")
         .await
         .expect(StatusCode::OK);
-    assert_eq!(audit.body[1]["action"], "job.submit");
+    assert_eq!(audit.body[2]["action"], "job.submit");
     assert_eq!(
-        audit.body[1]["detail"],
+        audit.body[2]["detail"],
         "runs `echo` on a worker with labels gpu=a100"
     );
+    // The cancel and the end it caused, in one transaction (`job.ended` for webhooks).
+    assert_eq!(audit.body[1]["action"], "job.end");
+    assert_eq!(audit.body[1]["detail"], "cancelled");
     assert_eq!(audit.body[0]["action"], "job.cancel");
     assert!(
         !audit.text.contains("s3cr3t"),

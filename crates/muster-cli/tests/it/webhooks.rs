@@ -489,3 +489,50 @@ fn an_unfamiliar_name_is_flagged_on_its_enrolled_event() {
     assert_eq!(expected_of("rogue"), false, "the unfamiliar one is flagged");
     assert!(got.iter().all(|r| r.signature_ok));
 }
+
+#[test]
+fn every_end_of_a_job_is_a_job_ended_event() {
+    let receiver = Receiver::start();
+    let server = Server::start_default();
+    let secret_file = server.path("webhook.secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    server.cli_json(&[
+        "webhooks",
+        "add",
+        &receiver.url(),
+        "--event",
+        "job.ended",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+    ]);
+    let (token, _) = server.create_token("runner", "1h");
+    let _worker = server.worker("runner").token(&token).start();
+    server.wait_status("runner", "connected", crate::harness::STARTUP);
+
+    let out = server.cli(&["job", "run", "--worker", "runner", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // A job no worker matches, cancelled while queued.
+    let queued = server.cli_json(&[
+        "job", "run", "--detach", "--label", "pool=none", "--", "true",
+    ]);
+    let queued_id = queued["id"].as_str().unwrap().to_owned();
+    server.cli_ok(&["job", "cancel", &queued_id]);
+
+    let got = wait_until("two job.ended events", Duration::from_secs(30), || {
+        let got = receiver.of_type("job.ended");
+        ((got.len() >= 2).then(|| got.clone()), format!("{got:?}"))
+    });
+    assert_eq!(got.len(), 2, "one event per end: {got:?}");
+    assert!(got.iter().all(|r| r.signature_ok));
+    let failed = got
+        .iter()
+        .find(|r| r.body["target"] != queued_id.as_str())
+        .expect("the failed job's event");
+    assert_eq!(failed.body["detail"], "failed, exit code 3", "{failed:?}");
+    assert_eq!(failed.body["action"], "job.end");
+    let cancelled = got
+        .iter()
+        .find(|r| r.body["target"] == queued_id.as_str())
+        .expect("the cancelled job's event");
+    assert_eq!(cancelled.body["detail"], "cancelled", "{cancelled:?}");
+}

@@ -509,11 +509,19 @@ fn every_end_of_a_job_is_a_job_ended_event() {
     let _worker = server.worker("runner").token(&token).start();
     server.wait_status("runner", "connected", crate::harness::STARTUP);
 
-    let out = server.cli(&["job", "run", "--worker", "runner", "--", "sh", "-c", "exit 3"]);
+    let out = server.cli(&[
+        "job", "run", "--worker", "runner", "--", "sh", "-c", "exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     // A job no worker matches, cancelled while queued.
     let queued = server.cli_json(&[
-        "job", "run", "--detach", "--label", "pool=none", "--", "true",
+        "job",
+        "run",
+        "--detach",
+        "--label",
+        "pool=none",
+        "--",
+        "true",
     ]);
     let queued_id = queued["id"].as_str().unwrap().to_owned();
     server.cli_ok(&["job", "cancel", &queued_id]);

@@ -324,3 +324,26 @@ fn community_edition_fails_the_license_row_with_trial_and_install() {
         ],
     );
 }
+
+#[test]
+fn a_job_waiting_for_the_worker_is_not_sent_to_the_doctors_connection() {
+    let server = Server::start(ServerOpts::default());
+    enrolled(&server, "machine", "edge-01");
+    let queued = server.cli_json(&[
+        "job", "run", "--detach", "--worker", "edge-01", "--", "true",
+    ]);
+    let id = queued["id"].as_str().unwrap().to_owned();
+    let run = doctor(&server, "machine", &[]);
+    run.expect_exit(0);
+    run.expect("identity", "ok", &[]);
+    let shown = server.cli_json(&["job", "show", &id]);
+    assert_eq!(shown["state"], "queued", "{shown:#}");
+    let _worker = server.worker("machine").start();
+    crate::harness::wait_until("the job to succeed", STARTUP, || {
+        let shown = server.cli_json(&["job", "show", &id]);
+        (
+            (shown["state"] == "succeeded").then_some(()),
+            format!("{shown:#}"),
+        )
+    });
+}

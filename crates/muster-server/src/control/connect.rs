@@ -104,10 +104,12 @@ fn credentials(headers: &HeaderMap) -> Result<Credentials, AppError> {
         .ok_or_else(|| missing("API key"))?
         .trim()
         .to_owned();
+    // Zero slots: a connection that takes no jobs, such as `muster worker doctor` checking the
+    // identity with a short connection that a job sent to it would be lost on.
     let slots = header(headers, headers::MAX_JOBS)
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
-        .clamp(1, 1024);
+        .clamp(0, 1024);
     let labels = Labels::parse_list(header(headers, headers::LABELS).unwrap_or_default())
         .map_err(|e| AppError::bad_request(ErrorCode::InvalidLabel, e))?;
     let proof = if protocol == Some(PROTOCOL_VERSION) {

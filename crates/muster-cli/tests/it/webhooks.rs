@@ -440,11 +440,8 @@ fn the_event_stream_carries_audit_records_and_resumes_from_the_last_id() {
     assert_eq!(status, 401);
 }
 
-#[test]
-fn an_unfamiliar_name_is_flagged_on_its_enrolled_event() {
-    const ENROLL_SECRET: &str = "it-expect-secret-0f1e2d3c4b5a69788796a5b4c3d2e1f0";
-    let receiver = Receiver::start();
-    let server = Server::start_default();
+/// `muster webhooks add` for `receiver`, with the tests' secret, for events of type `event`.
+fn subscribe(server: &Server, receiver: &Receiver, event: &str) {
     let secret_file = server.path("webhook.secret");
     std::fs::write(&secret_file, SECRET).unwrap();
     server.cli_json(&[
@@ -452,10 +449,18 @@ fn an_unfamiliar_name_is_flagged_on_its_enrolled_event() {
         "add",
         &receiver.url(),
         "--event",
-        "worker.enrolled",
+        event,
         "--secret-file",
         secret_file.to_str().unwrap(),
     ]);
+}
+
+#[test]
+fn an_unfamiliar_name_is_flagged_on_its_enrolled_event() {
+    const ENROLL_SECRET: &str = "it-expect-secret-0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let receiver = Receiver::start();
+    let server = Server::start_default();
+    subscribe(&server, &receiver, "worker.enrolled");
     let (_, line) = server.cli_err(&["enrollment", "enable", "--generate", "--expect", "Edge-*"]);
     assert!(line.contains("malformed"), "{line}");
     let answer = crate::enrollment::enable(&server, ENROLL_SECRET, &["--expect", "edge-*"]);
@@ -494,17 +499,7 @@ fn an_unfamiliar_name_is_flagged_on_its_enrolled_event() {
 fn every_end_of_a_job_is_a_job_ended_event() {
     let receiver = Receiver::start();
     let server = Server::start_default();
-    let secret_file = server.path("webhook.secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
-    server.cli_json(&[
-        "webhooks",
-        "add",
-        &receiver.url(),
-        "--event",
-        "job.ended",
-        "--secret-file",
-        secret_file.to_str().unwrap(),
-    ]);
+    subscribe(&server, &receiver, "job.ended");
     let (token, _) = server.create_token("runner", "1h");
     let _worker = server.worker("runner").token(&token).start();
     server.wait_status("runner", "connected", crate::harness::STARTUP);

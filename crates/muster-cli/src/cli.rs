@@ -440,6 +440,19 @@ pub struct WorkerArgs {
     pub job_writable: Vec<PathBuf>,
 }
 
+/// Whether `--json` was given to the command (or to one of its subcommands).
+pub fn json_requested(matches: &clap::ArgMatches) -> bool {
+    matches
+        .try_get_one::<bool>("json")
+        .ok()
+        .flatten()
+        .copied()
+        .unwrap_or(false)
+        || matches
+            .subcommand()
+            .is_some_and(|(_, sub)| json_requested(sub))
+}
+
 /// The default state dir of a worker: `$XDG_DATA_HOME/muster-worker`.
 pub fn default_state_dir() -> PathBuf {
     dirs::data_local_dir()

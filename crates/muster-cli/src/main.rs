@@ -6,6 +6,9 @@ mod commands;
 mod error;
 mod job_lines;
 mod output;
+/// The generated reference pages (`docs/reference/`), checked by its tests.
+#[cfg(test)]
+mod reference;
 mod tables;
 
 use std::process::ExitCode;

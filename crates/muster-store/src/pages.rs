@@ -31,6 +31,12 @@ pub(crate) enum Param {
 pub(crate) struct Statement {
     pub sql: String,
     pub params: Vec<Param>,
+    /// Plan it with its values each time rather than once for all (PostgreSQL): a name
+    /// substring is best served by the trigram index when it is rare and by walking the name
+    /// index when it is common, which a plan made without the value cannot tell. At 100,000
+    /// workers a substring nobody has takes 2.6 ms through the trigram index and 29 ms along
+    /// the name index, a common one 1.6 ms along the name index.
+    pub plan_each_time: bool,
     dialect: Dialect,
 }
 
@@ -39,6 +45,7 @@ impl Statement {
         Self {
             sql: select,
             params: Vec::new(),
+            plan_each_time: false,
             dialect,
         }
     }
@@ -76,6 +83,7 @@ impl Statement {
             }
             Dialect::Postgres => {
                 let p = self.text(&like_pattern(needle));
+                self.plan_each_time = true;
                 format!("{column} LIKE {p}")
             }
         }

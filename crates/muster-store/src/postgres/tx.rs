@@ -52,7 +52,11 @@ impl PgTx<'_> {
                 Param::Int(i) => i as &(dyn postgres::types::ToSql + Sync),
             })
             .collect();
-        self.query(&statement.sql, &params)
+        if statement.plan_each_time {
+            self.query_planned_each_time(&statement.sql, &params)
+        } else {
+            self.query(&statement.sql, &params)
+        }
     }
 
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {

@@ -35,12 +35,19 @@ pub struct OutputLine {
 pub enum Record<'a> {
     Output(&'a OutputLine),
     /// This many pieces of live output were skipped: the reader fell behind.
-    Skipped { chunks: u64 },
+    Skipped {
+        chunks: u64,
+    },
     /// The server stored only this much of the job's output.
-    Truncated { kept_bytes: u64 },
+    Truncated {
+        kept_bytes: u64,
+    },
     /// The job as it ended (or as it is, for `job logs` without `--follow` on a job that runs),
     /// and the code `muster job run` exits with for it (`None` while it has not ended).
-    End { exit: Option<u8>, job: &'a JobView },
+    End {
+        exit: Option<u8>,
+        job: &'a JobView,
+    },
 }
 
 impl Record<'_> {
@@ -152,7 +159,10 @@ mod tests {
         assert_eq!(texts(&err), [("oops", false)]);
         assert_eq!(err[0].stream, OutputStream::Stderr);
         let out = lines.push(OutputStream::Stdout, b"lo\nworld\n\nno newline", T2);
-        assert_eq!(texts(&out), [("hello", false), ("world", false), ("", false)]);
+        assert_eq!(
+            texts(&out),
+            [("hello", false), ("world", false), ("", false)]
+        );
         assert_eq!(out[0].at.as_deref(), T1, "when the line began");
         assert_eq!(out[1].at.as_deref(), T2);
         let rest = lines.finish();

@@ -120,7 +120,10 @@ fn command_section(
     for arg in args {
         let shown = match arg.get_long() {
             Some(long) => {
-                let short = arg.get_short().map(|s| format!("-{s}, ")).unwrap_or_default();
+                let short = arg
+                    .get_short()
+                    .map(|s| format!("-{s}, "))
+                    .unwrap_or_default();
                 let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values())
                     && !matches!(
                         arg.get_action(),

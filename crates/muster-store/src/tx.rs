@@ -124,7 +124,13 @@ pub struct OutputChunk {
     pub seq: u64,
     pub stream: u8,
     pub data: Vec<u8>,
-    /// When the server received it (`None` for output stored before migration 0012).
+}
+
+/// A stored chunk of output and when the server received it (`None` for output stored before
+/// migration 0012).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedChunk {
+    pub chunk: OutputChunk,
     pub at: Option<Timestamp>,
 }
 
@@ -349,8 +355,22 @@ pub trait Tx {
         at: Timestamp,
     ) -> StoreResult<()>;
     fn set_output_stats(&mut self, id: &JobId, bytes: u64, truncated: bool) -> StoreResult<()>;
-    /// Stored output chunks with `seq > after`, in order, at most `limit`.
-    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>>;
+    /// Stored output chunks with `seq > after`, in order, at most `limit`, each with when it
+    /// was received.
+    fn read_timed_output(
+        &mut self,
+        id: &JobId,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<TimedChunk>>;
+    /// The same without the times.
+    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>> {
+        Ok(self
+            .read_timed_output(id, after, limit)?
+            .into_iter()
+            .map(|t| t.chunk)
+            .collect())
+    }
 
     // ---- presence and replicas ----
     /// Records a worker's live channel, replacing any row it had (the newest connection holds

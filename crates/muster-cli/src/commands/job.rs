@@ -12,10 +12,10 @@ use muster_client::Client;
 use muster_proto::api::{JobEvent, JobState, JobView, OutputStream, SubmitJobRequest};
 
 use crate::admin;
-use crate::job_lines::{self, Lines, OutputLine, Record};
 use crate::cli::JobCommand;
 use crate::commands::parse_labels;
 use crate::error::{CliError, JobExit};
+use crate::job_lines::{self, Lines, OutputLine, Record};
 use crate::output::{now, print_json};
 use crate::tables;
 

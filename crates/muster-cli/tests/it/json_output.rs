@@ -90,7 +90,11 @@ fn job_logs_are_json_lines_job_run_keeps_the_output_and_failures_are_json_object
         );
     };
     // Refused by the server: its code.
-    error(&["job", "show", "--json", "ffffffffffffffff"], 1, "not_found");
+    error(
+        &["job", "show", "--json", "ffffffffffffffff"],
+        1,
+        "not_found",
+    );
     error(&["workers", "show", "nobody", "--json"], 1, "not_found");
     // Refused before anything is sent, by muster or by the command-line parser.
     error(

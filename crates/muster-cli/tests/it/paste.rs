@@ -209,7 +209,16 @@ impl Netns {
         let host_cidr = format!("{}/30", net.host_ip);
         let peer_cidr = format!("{peer_ip}/30");
         let steps: [Vec<&str>; 7] = [
-            vec!["link", "add", &net.host_link, "type", "veth", "peer", "name", &peer_link],
+            vec![
+                "link",
+                "add",
+                &net.host_link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer_link,
+            ],
             vec!["link", "set", &peer_link, "netns", &ns],
             vec!["addr", "add", &host_cidr, "dev", &net.host_link],
             vec!["link", "set", &net.host_link, "up"],

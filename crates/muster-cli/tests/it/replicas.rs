@@ -177,7 +177,9 @@ fn job_run_through_one_replica_counts_the_workers_the_others_hold() {
     assert_eq!(out.status.code(), Some(125), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("{waits} a worker with labels pool=cpu (1 worker connected)")),
+        stderr.contains(&format!(
+            "{waits} a worker with labels pool=cpu (1 worker connected)"
+        )),
         "the worker B holds is counted: {stderr}"
     );
 }

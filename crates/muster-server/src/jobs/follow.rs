@@ -114,13 +114,14 @@ where
         let (job, after) = (id.clone(), *last);
         let chunks = app
             .store
-            .read(move |t| t.read_output(&job, after, PAGE))
+            .read(move |t| t.read_timed_output(&job, after, PAGE))
             .await
             .map_err(|e| e.to_string())?;
         let full_page = chunks.len() == PAGE as usize;
-        for chunk in chunks {
+        for timed in chunks {
+            let chunk = timed.chunk;
             *last = chunk.seq;
-            send(output_line(chunk.seq, chunk.stream, &chunk.data, chunk.at)).await?;
+            send(output_line(chunk.seq, chunk.stream, &chunk.data, timed.at)).await?;
         }
         if !full_page {
             return Ok(());

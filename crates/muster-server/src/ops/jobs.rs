@@ -134,10 +134,7 @@ async fn placement(
         .read(move |tx| {
             let elsewhere = tx.count_present_elsewhere(&replica, &[])?;
             let matching = match &named {
-                Some(id) => u64::from(
-                    tx.presence_of(id)?
-                        .is_some_and(|p| p.replica != replica),
-                ),
+                Some(id) => u64::from(tx.presence_of(id)?.is_some_and(|p| p.replica != replica)),
                 None => tx.count_present_elsewhere(&replica, &labels)?,
             };
             Ok((elsewhere, matching))

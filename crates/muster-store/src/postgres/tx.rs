@@ -26,7 +26,7 @@ use crate::rows::{
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
-    Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
+    Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
 };
 
 impl PgTx<'_> {
@@ -547,17 +547,24 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>> {
+    fn read_timed_output(
+        &mut self,
+        id: &JobId,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<TimedChunk>> {
         let rows = self.query(
             "SELECT seq, stream, data, at FROM job_output WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             &[&id.as_str(), &i64::try_from(after).unwrap_or(i64::MAX), &i64::from(limit)],
         )?;
         rows.iter()
             .map(|row| {
-                Ok(OutputChunk {
-                    seq: u64::try_from(col::<i64>(row, 0)?).unwrap_or(0),
-                    stream: u8::try_from(col::<i16>(row, 1)?).unwrap_or(1),
-                    data: col(row, 2)?,
+                Ok(TimedChunk {
+                    chunk: OutputChunk {
+                        seq: u64::try_from(col::<i64>(row, 0)?).unwrap_or(0),
+                        stream: u8::try_from(col::<i16>(row, 1)?).unwrap_or(1),
+                        data: col(row, 2)?,
+                    },
                     at: col::<Option<i64>>(row, 3)?.map(Timestamp::from_unix_millis),
                 })
             })

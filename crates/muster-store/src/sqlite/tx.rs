@@ -25,7 +25,7 @@ use crate::rows::{
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
-    Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
+    Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
 };
 impl rusqlite::ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -549,7 +549,12 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>> {
+    fn read_timed_output(
+        &mut self,
+        id: &JobId,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<TimedChunk>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, stream, data, at FROM job_output WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
@@ -561,10 +566,12 @@ impl Tx for SqliteTx<'_> {
                     i64::from(limit)
                 ],
                 |row| {
-                    Ok(OutputChunk {
-                        seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
-                        stream: row.get(1)?,
-                        data: row.get(2)?,
+                    Ok(TimedChunk {
+                        chunk: OutputChunk {
+                            seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                            stream: row.get(1)?,
+                            data: row.get(2)?,
+                        },
                         at: row
                             .get::<_, Option<i64>>(3)?
                             .map(Timestamp::from_unix_millis),

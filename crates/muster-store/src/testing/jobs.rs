@@ -257,7 +257,13 @@ pub async fn job_output_is_stored_in_order(store: Store) {
     assert_eq!(chunks.iter().map(|c| c.seq).collect::<Vec<_>>(), [3, 4]);
     assert_eq!(chunks[1].stream, 2);
     assert_eq!(chunks[0].data, b"chunk3\0", "binary-safe");
-    assert_eq!(chunks[1].at, Some(at(104)), "when it was received");
+    let jid = id.clone();
+    let timed = store
+        .read(move |tx| tx.read_timed_output(&jid, 3, 1))
+        .await
+        .expect("read");
+    assert_eq!(timed[0].chunk, chunks[1]);
+    assert_eq!(timed[0].at, Some(at(104)), "when it was received");
     let j = store
         .read(move |tx| tx.get_job(&id))
         .await

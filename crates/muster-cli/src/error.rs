@@ -199,15 +199,18 @@ impl CliError {
             CliError::Discover(_) => Code::Cli(LocalCode::NoLocalServer),
             CliError::JobEnded(_) => Code::Cli(LocalCode::JobFailed),
             CliError::StoppedFollowing { .. } => Code::Cli(LocalCode::StoppedFollowing),
+            CliError::DoctorFailed { .. } => Code::Cli(LocalCode::Failed),
         }
     }
 
     /// The failure as scripts read it with `--json`, on stdout: `{"error": {"code", "message",
     /// "hint"}}`, the shape of the API's error body. `None` when it is passed on silently, or
     /// when the command already printed what it is about (`job run --json` prints the job as
-    /// it ended, which says how).
+    /// it ended, which says how; `worker doctor --json`, its rows).
     pub fn json(&self) -> Option<serde_json::Value> {
-        if matches!(self, CliError::JobEnded(_)) {
+        // The array `worker doctor --json` printed says which checks failed, and stdout must
+        // stay one JSON document.
+        if matches!(self, CliError::JobEnded(_) | CliError::DoctorFailed { .. }) {
             return None;
         }
         let message = self.message()?;

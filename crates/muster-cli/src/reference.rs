@@ -71,6 +71,9 @@ time, `127` could not be started, `130` cancelled (or a second Ctrl-C stopped fo
 `2` configuration error, `3` enrollment refused, `4` identity mismatch, `5` revoked, `6` \
 expired, `7` the server's certificate is not trusted, `8` suspended (its identity was used from \
 two places at once).
+
+`muster worker doctor`: `0` no check failed (some may warn), `1` at least one check failed. With \
+`--json` its rows are the output either way; no error object follows them.
 ";
 
 /// Every visible command under `cmd`, depth first, with its full name (`muster token create`).
@@ -83,10 +86,13 @@ fn walk<'a>(cmd: &'a Command, out: &mut Vec<(String, &'a Command)>) {
         let path = sub
             .get_bin_name()
             .map_or_else(|| format!("muster {}", sub.get_name()), str::to_owned);
+        // A group that also runs by itself (`muster worker`, beside `muster worker doctor`)
+        // has a section of its own.
+        if !sub.has_subcommands() || !sub.is_subcommand_required_set() {
+            out.push((path, sub));
+        }
         if sub.has_subcommands() {
             walk(sub, out);
-        } else {
-            out.push((path, sub));
         }
     }
 }

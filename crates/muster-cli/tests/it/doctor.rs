@@ -191,6 +191,17 @@ fn an_unreachable_host_fails_reachability() {
         &["refused the connection", "--listen"],
     );
     run.expect("tls", "skip", &["cannot be reached"]);
+
+    // With `--json`, stdout is the array alone, failures included.
+    let run = doctor_in(home.path(), &["--url", &url, "--json"]);
+    run.expect_exit(1);
+    let rows = array(serde_json::from_str::<Value>(&run.stdout).expect("one JSON document"));
+    let reach = rows.iter().find(|r| r["check"] == "reachability").unwrap();
+    assert_eq!(reach["verdict"], "fail", "{reach:#}");
+    assert!(
+        reach["fix"].as_str().unwrap().contains("--listen"),
+        "{reach:#}"
+    );
 }
 
 #[test]

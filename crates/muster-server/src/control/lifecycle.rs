@@ -267,7 +267,7 @@ async fn open_session(
 ) -> (
     Arc<Session>,
     Option<muster_core::Timestamp>,
-    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Receiver<()>,
 ) {
     save_new_labels(app, worker, &labels).await;
     let mut session = Session::new(
@@ -327,7 +327,10 @@ async fn open_session(
         Outcome::Ok,
         format!("connected from {}", address(remote)),
     );
-    let recorded = tokio::spawn(async move {
+    // The session waits on a oneshot, not on the task's JoinHandle: a handle keeps the finished
+    // task's whole allocation (sized for this future) alive for the life of every connection.
+    let (done, recorded) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
         let written = store
             .write(move |tx| {
                 workers::touch_many(tx, &seen)?;
@@ -338,6 +341,7 @@ async fn open_session(
         if let Err(e) = written {
             tracing::warn!(error = %e, "cannot record when a worker connected");
         }
+        let _ = done.send(());
     });
     tracing::info!(
         remote = remote.map(tracing::field::display),

@@ -484,7 +484,11 @@ fn jobs_start_through_the_workers_launch_service_which_ends_with_the_worker() {
     let job = EscapingJob::start(&server, &[]);
     // The job's shell ← its launcher ← the launch service ← the worker.
     let launcher = parent_of(job.pids[0].0).expect("the job's launcher");
-    assert!(cmdline_of(launcher).contains("__job-exec"), "{}", cmdline_of(launcher));
+    assert!(
+        cmdline_of(launcher).contains("__job-exec"),
+        "{}",
+        cmdline_of(launcher)
+    );
     let service = parent_of(launcher).expect("the launch service");
     assert!(
         cmdline_of(service).contains("__job-exec --serve"),

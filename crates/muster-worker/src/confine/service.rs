@@ -185,7 +185,10 @@ pub fn serve() -> u8 {
             // The worker closed its end: it is stopping.
             return 0;
         }
-        let reply = match (serde_json::from_slice::<Request>(&buf[..bytes]), <[OwnedFd; 3]>::try_from(fds)) {
+        let reply = match (
+            serde_json::from_slice::<Request>(&buf[..bytes]),
+            <[OwnedFd; 3]>::try_from(fds),
+        ) {
             (Ok(request), Ok(fds)) => {
                 if nix::unistd::getppid().as_raw() != request.worker_pid as i32 {
                     // The worker is gone: nobody would ever stop what we start.

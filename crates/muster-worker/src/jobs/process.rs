@@ -248,7 +248,11 @@ async fn spawn_launcher(
                 (Some(child), (None, None), None)
             }
         },
-        None => (Some(exec_launcher(start, launcher, theirs)?), (None, None), None),
+        None => (
+            Some(exec_launcher(start, launcher, theirs)?),
+            (None, None),
+            None,
+        ),
     };
     let spec = LaunchSpec {
         worker_pid: std::process::id(),

@@ -270,7 +270,10 @@ async fn small_answers_go_uncompressed_even_to_a_client_that_accepts_gzip() {
         .body(Body::empty())
         .unwrap();
     let (headers, body) = api.send_raw(request).await;
-    assert!(headers.get(header::CONTENT_ENCODING).is_none(), "{headers:?}");
+    assert!(
+        headers.get(header::CONTENT_ENCODING).is_none(),
+        "{headers:?}"
+    );
     let challenge: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert!(challenge["nonce"].is_string(), "{challenge}");
 }

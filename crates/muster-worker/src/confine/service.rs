@@ -22,6 +22,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{SigHandler, Signal};
 use nix::sys::socket::{
@@ -32,6 +33,19 @@ use serde::{Deserialize, Serialize};
 
 /// The largest request (the job's environment, as JSON) the service takes.
 const MAX_REQUEST: usize = 128 * 1024;
+/// How long the worker waits for the service to say it forked: a fork takes a millisecond; a
+/// service that stopped answering must not hold every later job up.
+const ANSWER_WITHIN_S: i64 = 10;
+
+/// Why a job's launcher was not forked by the service.
+#[derive(Debug)]
+pub enum LaunchError {
+    /// No launcher was forked: the worker may start one itself.
+    NotForked(String),
+    /// The service did not say whether it forked one: no second launcher may be started on the
+    /// same control socket, so the job fails to start. The service is not asked again.
+    Unknown(String),
+}
 
 /// One job for the service to fork a launcher for. The descriptors travel beside it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,6 +68,8 @@ enum Reply {
 pub struct LaunchService {
     /// The worker's end of the service's socket. Requests are one at a time.
     socket: Mutex<OwnedFd>,
+    /// Set once the service failed to answer: from then on jobs start the launcher anew.
+    broken: AtomicBool,
     /// Killed when the worker lets go of the service.
     _process: tokio::process::Child,
 }
@@ -76,6 +92,12 @@ impl LaunchService {
             SockFlag::SOCK_CLOEXEC,
         )
         .ok()?;
+        nix::sys::socket::setsockopt(
+            &ours,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(ANSWER_WITHIN_S, 0),
+        )
+        .ok()?;
         let mut command = tokio::process::Command::new(exe);
         command
             .arg(super::SUBCOMMAND)
@@ -92,6 +114,7 @@ impl LaunchService {
         let process = command.spawn().ok()?;
         Some(Self {
             socket: Mutex::new(ours),
+            broken: AtomicBool::new(false),
             _process: process,
         })
     }
@@ -99,16 +122,31 @@ impl LaunchService {
     /// Has the service fork a launcher for a job, handing it `fds` (its control socket, the
     /// write ends of stdout and stderr) and `env`. Blocking (a send and a short wait for the
     /// fork): call it off the runtime. Returns the launcher's pid.
-    pub fn launch(&self, env: Vec<(String, String)>, fds: [OwnedFd; 3]) -> Result<u32, String> {
+    pub fn launch(
+        &self,
+        env: Vec<(String, String)>,
+        fds: [OwnedFd; 3],
+    ) -> Result<u32, LaunchError> {
         let request = serde_json::to_vec(&Request {
             worker_pid: std::process::id(),
             env,
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| LaunchError::NotForked(e.to_string()))?;
         if request.len() > MAX_REQUEST {
-            return Err("the job's environment is too large for the launch service".into());
+            return Err(LaunchError::NotForked(
+                "the job's environment is too large for the launch service".into(),
+            ));
         }
         let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(LaunchError::NotForked(
+                "the launch service stopped answering earlier".into(),
+            ));
+        }
+        let lost = |why: String| {
+            self.broken.store(true, Ordering::SeqCst);
+            LaunchError::Unknown(why)
+        };
         let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         sendmsg::<()>(
             socket.as_raw_fd(),
@@ -117,21 +155,25 @@ impl LaunchService {
             MsgFlags::MSG_NOSIGNAL,
             None,
         )
-        .map_err(|e| format!("the launch service is gone ({e})"))?;
+        .map_err(|e| {
+            // Nothing was delivered: nothing was forked.
+            self.broken.store(true, Ordering::SeqCst);
+            LaunchError::NotForked(format!("the launch service is gone ({e})"))
+        })?;
         // Ours are closed now: the launcher holds its own copies.
         drop(fds);
         let mut buf = [0u8; 1024];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let got = recvmsg::<()>(socket.as_raw_fd(), &mut iov, None, MsgFlags::empty())
-            .map_err(|e| format!("the launch service did not answer ({e})"))?
+            .map_err(|e| lost(format!("the launch service did not answer ({e})")))?
             .bytes;
         if got == 0 {
-            return Err("the launch service is gone".into());
+            return Err(lost("the launch service is gone".into()));
         }
         match serde_json::from_slice(&buf[..got]) {
             Ok(Reply::Forked(pid)) => Ok(pid),
-            Ok(Reply::Failed(why)) => Err(why),
-            Err(e) => Err(format!("the launch service answered nonsense ({e})")),
+            Ok(Reply::Failed(why)) => Err(LaunchError::NotForked(why)),
+            Err(e) => Err(lost(format!("the launch service answered nonsense ({e})"))),
         }
     }
 }

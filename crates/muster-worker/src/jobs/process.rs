@@ -241,7 +241,7 @@ async fn spawn_launcher(
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| format!("cannot make the launcher's control socket: {e}"))?;
     let (child, pipes, forked) = match &launcher.service {
-        Some(service) => match fork_from_service(service, start, theirs).await {
+        Some(service) => match fork_from_service(service, start, theirs).await? {
             Ok((pid, pipes)) => (None, pipes, Some(pid)),
             Err(theirs) => {
                 let child = exec_launcher(start, launcher, theirs)?;
@@ -292,17 +292,21 @@ async fn spawn_launcher(
     })
 }
 
-/// Has the launch service fork the job's launcher, with fresh output pipes. Gives the launcher's
-/// end of the control socket back when the service cannot: the caller starts the launcher itself.
+/// What the launch service did for a job: forked its launcher (its pid, the output pipes), or
+/// not (the launcher's end of the control socket back, for the caller to start the launcher
+/// itself). `Err`: whether it forked one is unknown, and the job fails to start.
+type Forked = Result<(Pid, (Option<Pipe>, Option<Pipe>)), std::os::unix::net::UnixStream>;
+
+/// Has the launch service fork the job's launcher, with fresh output pipes.
 async fn fork_from_service(
     service: &std::sync::Arc<crate::confine::LaunchService>,
     start: &JobStart,
     theirs: std::os::unix::net::UnixStream,
-) -> Result<(Pid, (Option<Pipe>, Option<Pipe>)), std::os::unix::net::UnixStream> {
+) -> Result<Forked, String> {
     let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
     let (Ok((out_r, out_w)), Ok((err_r, err_w)), Ok(keep)) = (pipe(), pipe(), theirs.try_clone())
     else {
-        return Err(theirs);
+        return Ok(Err(theirs));
     };
     let mut env: Vec<(String, String)> = start
         .env
@@ -315,21 +319,27 @@ async fn fork_from_service(
     let forked = tokio::task::spawn_blocking(move || service.launch(env, fds)).await;
     let pid = match forked {
         Ok(Ok(pid)) => pid,
-        Ok(Err(why)) => {
+        Ok(Err(crate::confine::service::LaunchError::NotForked(why))) => {
             tracing::warn!("the launch service failed ({why}); starting the job's launcher anew");
-            return Err(keep);
+            return Ok(Err(keep));
         }
-        Err(_) => return Err(keep),
+        Ok(Err(crate::confine::service::LaunchError::Unknown(why))) => {
+            tracing::warn!(
+                "the launch service failed ({why}); later jobs start their launcher anew"
+            );
+            return Err(format!("cannot start the job launcher: {why}"));
+        }
+        Err(e) => return Err(format!("cannot start the job launcher: {e}")),
     };
     let reader = |fd: OwnedFd| {
         tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
             .ok()
             .map(|r| Box::new(r) as Pipe)
     };
-    Ok((
+    Ok(Ok((
         Pid::from_raw(i32::try_from(pid).unwrap_or(0)),
         (reader(out_r), reader(err_r)),
-    ))
+    )))
 }
 
 /// Starts `muster __job-exec` for one job, its control socket on stdin.

@@ -157,6 +157,9 @@ pub struct JobExecArgs {
     /// Confine this process as a job would be and print the result.
     #[arg(long)]
     pub probe: bool,
+    /// Serve the worker as its launch service: fork a launcher per job it sends.
+    #[arg(long, conflicts_with = "probe")]
+    pub serve: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -71,16 +71,27 @@ pub fn router(app: AppState, ui: Arc<ui::UiState>) -> Router {
 /// Answers compressed with gzip when the client accepts it: a page of 5,000 workers is a few
 /// hundred kilobytes as JSON and a tenth of that compressed. A body that streams as it happens
 /// (a job's followed output, server-sent events) is left alone, since compressing it would hold
-/// lines back until a compressor's block fills; so is anything too small to gain.
+/// lines back until a compressor's block fills; so is anything too small to gain
+/// ([`COMPRESS_ABOVE`]).
 fn compression()
 -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
-    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
     tower_http::compression::CompressionLayer::new()
         .gzip(true)
         .compress_when(
-            DefaultPredicate::new().and(NotForContentType::const_new("application/x-ndjson")),
+            SizeAbove::new(COMPRESS_ABOVE)
+                .and(NotForContentType::GRPC)
+                .and(NotForContentType::IMAGES)
+                .and(NotForContentType::SSE)
+                .and(NotForContentType::const_new("application/x-ndjson")),
         )
 }
+
+/// Bodies up to this size go uncompressed. Gzip saves a few dozen bytes on the small answers
+/// workers get (a challenge, an enrollment, a job's state), and each compressed answer costs a
+/// compressor's setup, hundreds of kilobytes allocated and cleared: measured, that was a large
+/// part of an enrollment's CPU.
+const COMPRESS_ABOVE: u16 = 1024;
 
 /// How long a request may take to be answered (its response headers; a streamed body such as
 /// a job's followed output goes on after): a client that trickles its request body, or a

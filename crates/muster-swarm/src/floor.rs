@@ -3,6 +3,10 @@
 //! makes), HTTP/1.1 ALPN, tungstenite with a 4 KiB read buffer and no write buffer. It sends
 //! one welcome (so a simulated worker counts itself connected), then only reads, which answers
 //! the worker's pings. muster's server memory per worker is judged against this.
+//!
+//! Without TLS a worker has no exporter value to sign and first asks for a nonce
+//! (`GET /api/v1/challenge`); the plaintext floor answers that one request with a fixed nonce
+//! (it checks no proof) and closes, so the same worker code connects to it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +97,7 @@ pub async fn serve(listen: &str, tls: bool, on_ready: impl FnOnce(&Ready)) -> an
         let acceptor = acceptor.clone();
         let welcome = Arc::clone(&welcome);
         tokio::spawn(async move {
+            let mut stream = stream;
             let _ = stream.set_nodelay(true);
             match acceptor {
                 Some(acceptor) => {
@@ -102,10 +107,61 @@ pub async fn serve(listen: &str, tls: bool, on_ready: impl FnOnce(&Ready)) -> an
                         hold(tls, &welcome).await;
                     }
                 }
-                None => hold(stream, &welcome).await,
+                None => {
+                    if !answered_challenge(&mut stream).await {
+                        hold(stream, &welcome).await;
+                    }
+                }
             }
         });
     }
+}
+
+/// The longest request head the floor reads when answering a challenge request.
+const MAX_HEAD: usize = 2 * 1024;
+
+/// If the connection's request is `GET /api/v1/challenge`, answers it (a fixed nonce) and says
+/// so; anything else is left unread, for the WebSocket handshake.
+async fn answered_challenge(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let wanted = format!("GET {} ", muster_proto::paths::CHALLENGE);
+    let mut head = vec![0u8; MAX_HEAD];
+    let peeked = async {
+        loop {
+            let n = stream.peek(&mut head).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            let seen = &head[..n];
+            if seen.len() >= wanted.len() && !seen.starts_with(wanted.as_bytes()) {
+                return Some(None);
+            }
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Some(Some(end + 4));
+            }
+            if n == MAX_HEAD {
+                return None;
+            }
+            // Not all of the head is here yet: wait for more rather than spin on the same bytes.
+            stream.readable().await.ok()?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    let Ok(Some(found)) = tokio::time::timeout(Duration::from_secs(10), peeked).await else {
+        return false;
+    };
+    let Some(len) = found else {
+        return false;
+    };
+    let body = serde_json::json!({ "nonce": "floor" }).to_string();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut sink = vec![0u8; len];
+    let _ = tokio::io::AsyncReadExt::read_exact(stream, &mut sink).await;
+    let _ = stream.write_all(response.as_bytes()).await;
+    true
 }
 
 /// Upgrades, welcomes, and reads until the client goes.

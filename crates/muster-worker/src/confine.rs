@@ -10,9 +10,11 @@ pub mod launcher;
 pub mod plan;
 mod reaper;
 pub mod sandbox;
+pub mod service;
 pub mod setup;
 mod spec;
 
+pub use service::LaunchService;
 pub use setup::JobSetup;
 pub use spec::{JobUser, LaunchSpec, Protection};
 

@@ -35,6 +35,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::channel::Events;
 use crate::confine::{JobUser, Protection};
+pub(crate) use process::CREDENTIAL_VARS;
 use process::JobProcess;
 
 /// Bytes read from a pipe at a time (and so the largest output frame).
@@ -83,6 +84,8 @@ pub struct Launcher {
     pub protection: Option<Protection>,
     /// Run jobs as this user (the worker runs as root).
     pub user: Option<JobUser>,
+    /// The long-lived launcher that forks one per job; `None`: `exe` is started per job.
+    pub service: Option<Arc<crate::confine::LaunchService>>,
 }
 
 impl JobLauncher {

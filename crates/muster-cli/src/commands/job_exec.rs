@@ -9,6 +9,8 @@ use crate::cli::JobExecArgs;
 pub fn run(args: &JobExecArgs) -> u8 {
     if args.probe {
         launcher::probe()
+    } else if args.serve {
+        muster_worker::confine::service::serve()
     } else {
         launcher::main()
     }

@@ -465,6 +465,43 @@ fn kill_9_of_the_worker_ends_every_process_of_the_job_and_a_restart_sweeps_its_d
     });
 }
 
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cmdline_of(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn jobs_start_through_the_workers_launch_service_which_ends_with_the_worker() {
+    let server = server(false);
+    let mut worker = start_worker(&server, "tree-service", &[]);
+    let job = EscapingJob::start(&server, &[]);
+    // The job's shell ← its launcher ← the launch service ← the worker.
+    let launcher = parent_of(job.pids[0].0).expect("the job's launcher");
+    assert!(
+        cmdline_of(launcher).contains("__job-exec"),
+        "{}",
+        cmdline_of(launcher)
+    );
+    let service = parent_of(launcher).expect("the launch service");
+    assert!(
+        cmdline_of(service).contains("__job-exec --serve"),
+        "{}",
+        cmdline_of(service)
+    );
+    assert_eq!(parent_of(service), Some(worker.pid()));
+    worker.kill9();
+    job.wait_all_gone(ALL_GONE_WITHIN);
+    wait_dead(launcher, "the job's launcher", ALL_GONE_WITHIN);
+    wait_dead(service, "the launch service", ALL_GONE_WITHIN);
+}
+
 // ---- the job user ----
 
 fn running_as_root() -> bool {

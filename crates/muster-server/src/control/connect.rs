@@ -269,14 +269,8 @@ pub async fn connect(
             ));
         }
     };
-    // Every log line of the session carries the worker. Not a child of the request's span: the
-    // session outlives the request that opened it.
-    let span = tracing::info_span!(
-        parent: None,
-        "session",
-        worker = %worker.name,
-        worker_id = %worker.id
-    );
+    // Every log line of the session carries the worker (see `lifecycle::span_of`).
+    let span = lifecycle::span_of(&worker.name, &worker.id);
     let admitted = Admitted {
         decision,
         labels,

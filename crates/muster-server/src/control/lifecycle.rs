@@ -108,17 +108,28 @@ pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) 
         ticket: issued.as_ref().map(Ticket::encode),
     };
     // The session lives in a task of its own, holding only the loop; this one, with the
-    // upgrade's state, ends here.
-    tokio::spawn(
-        async move {
-            let inbound = SessionInbound { app: app.clone() };
-            let ended = session::run(socket, Arc::clone(&session), params, &inbound).await;
-            // The connection's presence row is written before it is cleared.
-            let _ = recorded.await;
-            Box::pin(close_session(app, session, ended)).await;
-        }
-        .in_current_span(),
-    );
+    // upgrade's state, ends here. The idle loop holds no span: a span lives in the subscriber's
+    // registry as long as anything holds it, hundreds of bytes for every connection. What the
+    // session does (a message, output, its end) runs in a `session` span made for it.
+    tokio::spawn(async move {
+        let inbound = SessionInbound { app: app.clone() };
+        let ended = session::run(socket, Arc::clone(&session), params, &inbound).await;
+        // The connection's presence row is written before it is cleared.
+        let _ = recorded.await;
+        let span = session_span(&session);
+        Box::pin(close_session(app, session, ended).instrument(span)).await;
+    });
+}
+
+/// The span a session's work runs in: every log line of it carries the worker.
+pub(super) fn session_span(session: &Session) -> tracing::Span {
+    span_of(&session.name, &session.worker_id)
+}
+
+/// The `session` span for a worker. Not a child of the request's span: the session outlives the
+/// request that opened it.
+pub(super) fn span_of(name: &muster_core::Name, id: &muster_core::WorkerId) -> tracing::Span {
+    tracing::info_span!(parent: None, "session", worker = %name, worker_id = %id)
 }
 
 const SUSPENDED_REASON: &str = "this worker's identity was used from two places at once";
@@ -267,7 +278,7 @@ async fn open_session(
 ) -> (
     Arc<Session>,
     Option<muster_core::Timestamp>,
-    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Receiver<()>,
 ) {
     save_new_labels(app, worker, &labels).await;
     let mut session = Session::new(
@@ -327,7 +338,10 @@ async fn open_session(
         Outcome::Ok,
         format!("connected from {}", address(remote)),
     );
-    let recorded = tokio::spawn(async move {
+    // The session waits on a oneshot, not on the task's JoinHandle: a handle keeps the finished
+    // task's whole allocation (sized for this future) alive for the life of every connection.
+    let (done, recorded) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
         let written = store
             .write(move |tx| {
                 workers::touch_many(tx, &seen)?;
@@ -338,6 +352,7 @@ async fn open_session(
         if let Err(e) = written {
             tracing::warn!(error = %e, "cannot record when a worker connected");
         }
+        let _ = done.send(());
     });
     tracing::info!(
         remote = remote.map(tracing::field::display),
@@ -359,14 +374,22 @@ impl Inbound for SessionInbound {
         session: &'a Arc<Session>,
         message: WorkerMessage,
     ) -> BoxFuture<'a, ()> {
+        let span = session_span(session);
         match message {
-            WorkerMessage::TicketSaved { seq } => Box::pin(confirm_ticket(&self.app, session, seq)),
-            other => self.app.jobs.message(session, other),
+            WorkerMessage::TicketSaved { seq } => {
+                Box::pin(confirm_ticket(&self.app, session, seq).instrument(span))
+            }
+            other => Box::pin(self.app.jobs.message(session, other).instrument(span)),
         }
     }
 
     fn output<'a>(&'a self, session: &'a Arc<Session>, frame: bytes::Bytes) -> BoxFuture<'a, ()> {
-        self.app.jobs.output(session, frame)
+        Box::pin(
+            self.app
+                .jobs
+                .output(session, frame)
+                .instrument(session_span(session)),
+        )
     }
 }
 

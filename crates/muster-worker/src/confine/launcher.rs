@@ -38,7 +38,13 @@ const STOP_SIGNALS: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGH
 /// Runs one job (the spec arrives on stdin) and returns the launcher's exit code: the command's
 /// own code, 128 + the signal that killed it, or 127 if it never started.
 pub fn main() -> u8 {
-    match launch() {
+    run(None)
+}
+
+/// [`main`], in a launcher the launch service forked ([`super::service`]): its parent is the
+/// service, `service_pid`, not the worker.
+pub(super) fn run(service_pid: Option<u32>) -> u8 {
+    match launch(service_pid) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("muster: the job launcher failed: {message}");
@@ -47,7 +53,7 @@ pub fn main() -> u8 {
     }
 }
 
-fn launch() -> Result<u8, String> {
+fn launch(service_pid: Option<u32>) -> Result<u8, String> {
     // Blocked before anything can arrive, so no stop request is lost: they are read from the
     // signalfd in the loop below.
     let mut mask = SigSet::empty();
@@ -65,8 +71,10 @@ fn launch() -> Result<u8, String> {
     let control = control_socket()?;
     let spec = read_spec(&control)?;
     // The worker may have died before the parent-death signal was set: then nobody would ever
-    // tell us to stop, so run nothing.
-    if nix::unistd::getppid().as_raw() != spec.worker_pid as i32 {
+    // tell us to stop, so run nothing. (A forked launcher's parent is the launch service, which
+    // dies with the worker.)
+    let parent = service_pid.unwrap_or(spec.worker_pid);
+    if nix::unistd::getppid().as_raw() != parent as i32 {
         return Err("the worker is gone".into());
     }
     nix::sys::prctl::set_child_subreaper(true)

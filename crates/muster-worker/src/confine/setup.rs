@@ -4,6 +4,7 @@
 //! server with every connection.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use muster_proto::confinement::Confinement;
@@ -97,12 +98,17 @@ impl JobSetup {
         if let Some(user) = &user {
             tracing::info!(user = %user.name, uid = user.uid, "jobs run as the job user");
         }
+        let service = super::LaunchService::start(&exe, crate::jobs::CREDENTIAL_VARS).map(Arc::new);
+        if service.is_none() {
+            tracing::debug!("no launch service: each job starts the launcher anew");
+        }
         Self {
             options: JobOptions {
                 launcher: JobLauncher::Confined(Launcher {
                     exe,
                     protection,
                     user,
+                    service,
                 }),
             },
             confinement,

@@ -258,3 +258,22 @@ async fn lists_are_gzipped_for_a_client_that_accepts_it() {
         plain.text.len()
     );
 }
+
+#[tokio::test]
+async fn small_answers_go_uncompressed_even_to_a_client_that_accepts_gzip() {
+    let api = Api::new();
+    // A worker's challenge: a few dozen bytes, where a compressor's setup would cost more than
+    // it saves.
+    let request = Request::builder()
+        .uri("/api/v1/challenge")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Body::empty())
+        .unwrap();
+    let (headers, body) = api.send_raw(request).await;
+    assert!(
+        headers.get(header::CONTENT_ENCODING).is_none(),
+        "{headers:?}"
+    );
+    let challenge: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(challenge["nonce"].is_string(), "{challenge}");
+}

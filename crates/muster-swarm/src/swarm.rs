@@ -2,7 +2,7 @@
 //! configuration) and one enrollment client.
 //!
 //! Each task runs the worker's own code: `muster_worker::enroll` (for a token) and then
-//! `muster_worker::maintain`, the reconnect loop `muster worker` runs, with its channel, heartbeats,
+//! `muster_worker::maintain_any`, the reconnect loop `muster worker` runs, with its channel, heartbeats,
 //! backoff and close-code handling. A `Recorder` plugged into the worker's `Events` hooks reports
 //! every step (welcome, close frame, end of a channel, retry) as an event.
 

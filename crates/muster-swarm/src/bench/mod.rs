@@ -434,9 +434,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         Err(e) => report.error(format!("job throughput: {e:#}")),
     }
 
-    let (gave_up, reasons) = fleet
-        .tracker
-        .with(|s| (s.gave_up, fleet::top_reasons(s, 5)));
+    record_gave_up(&mut report, &fleet.tracker);
+    fleet.stop().await;
+    server.stop().await;
+    record_log_lines(&mut report, &[work.join("server.log")]);
+    finish(report, started)
+}
+
+/// Workers that stopped for good over the whole run, and why attempts failed most often.
+fn record_gave_up(report: &mut Report, tracker: &fleet::Tracker) {
+    let (gave_up, reasons) = tracker.with(|s| (s.gave_up, fleet::top_reasons(s, 5)));
     report.num("fleet_gave_up_total", gave_up as f64);
     report.set(
         "retry_reasons",
@@ -445,18 +452,22 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             .map(|(r, c)| format!("{c}x {r}"))
             .collect::<Vec<_>>(),
     );
-    fleet.stop().await;
-    server.stop().await;
-    let log = std::fs::read_to_string(work.join("server.log")).unwrap_or_default();
+}
+
+/// Warning and error lines in the servers' logs.
+fn record_log_lines(report: &mut Report, logs: &[PathBuf]) {
+    let text: String = logs
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
     report.num(
         "server_log_warnings",
-        log.lines().filter(|l| l.contains("WARN")).count() as f64,
+        text.lines().filter(|l| l.contains("WARN")).count() as f64,
     );
     report.num(
         "server_log_errors",
-        log.lines().filter(|l| l.contains("ERROR")).count() as f64,
+        text.lines().filter(|l| l.contains("ERROR")).count() as f64,
     );
-    finish(report, started)
 }
 
 /// What every run records first: the commit, the date and the machine.

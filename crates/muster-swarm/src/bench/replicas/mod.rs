@@ -28,7 +28,9 @@ use muster_proto::api::JobState;
 use super::fleet::{Fleet, Target, Tracker};
 use super::procs::Server;
 use super::report::{REPLICAS, Report};
-use super::{Options, cpu_of, finish, mint, mint_population, revoke, stamp};
+use super::{
+    Options, cpu_of, finish, mint, mint_population, record_gave_up, record_log_lines, revoke, stamp,
+};
 use crate::clock::now_us;
 use crate::creds;
 use cluster::Cluster;
@@ -249,15 +251,7 @@ async fn run_on(
         report.error(format!("failover: {e:#}"));
     }
 
-    let (gave_up, reasons) = tracker.with(|s| (s.gave_up, super::fleet::top_reasons(s, 5)));
-    report.num("fleet_gave_up_total", gave_up as f64);
-    report.set(
-        "retry_reasons",
-        reasons
-            .into_iter()
-            .map(|(r, c)| format!("{c}x {r}"))
-            .collect::<Vec<_>>(),
-    );
+    record_gave_up(report, &tracker);
     for fleet in fleets.into_iter().flatten().flatten() {
         fleet.stop().await;
     }
@@ -267,18 +261,7 @@ async fn run_on(
         .map(|x| x.server.log.clone())
         .collect();
     cluster.stop().await;
-    let text: String = logs
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-        .collect();
-    report.num(
-        "server_log_warnings",
-        text.lines().filter(|l| l.contains("WARN")).count() as f64,
-    );
-    report.num(
-        "server_log_errors",
-        text.lines().filter(|l| l.contains("ERROR")).count() as f64,
-    );
+    record_log_lines(report, &logs);
     Ok(())
 }
 

@@ -12,8 +12,14 @@ pub enum Event {
     Enrolled { w: String, t: u64 },
     /// TCP, TLS and the WebSocket upgrade succeeded.
     Connected { w: String, t: u64 },
-    /// The server's welcome arrived: the server counts this worker as connected.
-    Welcome { w: String, t: u64 },
+    /// The server's welcome arrived: the server counts this worker as connected. `url` names
+    /// the server (replica) that welcomed it, when the swarm was given several.
+    Welcome {
+        w: String,
+        t: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+    },
     /// The server sent a close frame (the moment the worker learned it was cut off).
     CloseFrame {
         w: String,

@@ -2,7 +2,7 @@
 //! configuration) and one enrollment client.
 //!
 //! Each task runs the worker's own code: `muster_worker::enroll` (for a token) and then
-//! `muster_worker::maintain`, the reconnect loop `muster worker` runs, with its channel, heartbeats,
+//! `muster_worker::maintain_any`, the reconnect loop `muster worker` runs, with its channel, heartbeats,
 //! backoff and close-code handling. A `Recorder` plugged into the worker's `Events` hooks reports
 //! every step (welcome, close frame, end of a channel, retry) as an event.
 
@@ -27,7 +27,8 @@ use crate::events::{Event, Sink};
 
 /// What every simulated worker shares.
 pub struct Shared {
-    pub endpoint: Endpoint,
+    /// The servers to connect to, in the order tried: replicas, when there are several.
+    pub endpoints: Vec<Endpoint>,
     /// For workers that enroll with a token first.
     pub client: Option<Client>,
     pub sources: Option<Sources>,
@@ -67,6 +68,7 @@ pub async fn worker(
         welcomed: false,
         permit,
         jobs,
+        server: None,
     };
     // Each simulated worker holds a key of its own; its tickets live in memory (it never
     // restarts).
@@ -133,8 +135,8 @@ pub async fn worker(
         confinement: None,
     };
     // The reconnect loop of `muster worker` itself, observed through the recorder.
-    let result = muster_worker::maintain(
-        &shared.endpoint,
+    let result = muster_worker::maintain_any(
+        &shared.endpoints,
         &identity,
         &options,
         true,
@@ -177,6 +179,8 @@ struct Recorder<'a> {
     permit: Option<tokio::sync::SemaphorePermit<'a>>,
     /// The worker's job runner, when this swarm runs jobs.
     jobs: Option<JobManager>,
+    /// The server of the current attempt, reported with the welcome when there are several.
+    server: Option<String>,
 }
 
 impl Events for Recorder<'_> {
@@ -184,7 +188,14 @@ impl Events for Recorder<'_> {
         self.permit = None;
         self.welcomed = true;
         self.shared.connected.fetch_add(1, Ordering::Relaxed);
-        emit(self.shared, |w, t| Event::Welcome { w, t }, self.name);
+        let url = self.server.clone();
+        emit(self.shared, |w, t| Event::Welcome { w, t, url }, self.name);
+    }
+
+    fn connecting(&mut self, endpoint: &Endpoint) {
+        if self.shared.endpoints.len() > 1 {
+            self.server = Some(endpoint.base_url.clone());
+        }
     }
 
     fn message(&mut self, message: ServerMessage) {

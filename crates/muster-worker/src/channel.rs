@@ -48,8 +48,8 @@ pub trait Events: Send {
     fn lost(&mut self) {}
     /// The server sent a close frame with this code and reason (the moment it was read).
     fn closed_by_server(&mut self, _code: CloseCode, _reason: &str) {}
-    /// The reconnect loop starts a connection attempt.
-    fn connecting(&mut self) {}
+    /// The reconnect loop starts a connection attempt to `endpoint` (one of several replicas).
+    fn connecting(&mut self, _endpoint: &Endpoint) {}
     /// The reconnect loop saw an open channel end, as `end` says.
     fn ended(&mut self, _end: &ChannelEnd) {}
     /// An attempt (to enroll or to connect) failed for a reason that may pass; the next one

@@ -453,7 +453,7 @@ pub async fn maintain_any(
             return Ok(());
         };
         next = next.wrapping_add(1);
-        events.connecting();
+        events.connecting(endpoint);
         let connected = tokio::select! {
             result = channel::connect(endpoint, identity, options) => result,
             _ = shutdown.changed() => return Ok(()),

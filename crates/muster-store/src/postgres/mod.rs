@@ -31,6 +31,10 @@ use conn::Connector;
 /// default `max_connections` of 100.
 const POOL_SIZE: usize = 8;
 
+/// PostgreSQL connections one server (replica) holds: its pool and the connection that listens
+/// for the other replicas' notifications. Replicas × this must fit under `max_connections`.
+pub const CONNECTIONS_PER_STORE: usize = POOL_SIZE + 1;
+
 pub struct PostgresBackend {
     queue: Mutex<Option<mpsc::Sender<Task>>>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,

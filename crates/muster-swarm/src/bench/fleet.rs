@@ -5,7 +5,7 @@
 //! whether it gave up, and why attempts failed.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +22,9 @@ use crate::events::Event;
 pub struct Rec {
     pub connected: bool,
     pub last_welcome: Option<u64>,
+    /// The server that welcomed it last, as an index into [`State::servers`] (only when its
+    /// swarm was given several servers).
+    pub server: Option<u8>,
     /// Close code and time of the last close frame.
     pub close_frame: Option<(CloseCode, u64)>,
     /// Exit code, time and reason, if the worker stopped for good.
@@ -35,6 +38,24 @@ pub struct State {
     pub gave_up: usize,
     /// Why attempts failed, by reason, to say what limited a run.
     pub retry_reasons: HashMap<String, usize>,
+    /// The servers named in welcomes, in the order first seen.
+    pub servers: Vec<String>,
+}
+
+impl State {
+    /// The index of `url` in [`State::servers`], if a worker was welcomed there.
+    pub fn server_index(&self, url: &str) -> Option<u8> {
+        let i = self.servers.iter().position(|s| s == url)?;
+        u8::try_from(i).ok()
+    }
+
+    fn intern_server(&mut self, url: String) -> Option<u8> {
+        if let Some(i) = self.server_index(&url) {
+            return Some(i);
+        }
+        self.servers.push(url);
+        u8::try_from(self.servers.len() - 1).ok()
+    }
 }
 
 #[derive(Default)]
@@ -46,9 +67,11 @@ impl Tracker {
     pub fn apply(&self, event: Event) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match event {
-            Event::Welcome { w, t } => {
+            Event::Welcome { w, t, url } => {
+                let server = url.and_then(|u| s.intern_server(u));
                 let rec = s.workers.entry(w).or_default();
                 rec.last_welcome = Some(t);
+                rec.server = server;
                 let newly = !rec.connected;
                 rec.connected = true;
                 if newly {
@@ -156,6 +179,17 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// No process yet; every process spawned reports to `tracker` (which several fleets may
+    /// share).
+    pub fn new(tracker: Arc<Tracker>) -> Self {
+        Self {
+            children: Vec::new(),
+            tracker,
+        }
+    }
+
+    /// `processes` swarm processes sharing the credentials in `creds`, with a tracker of their
+    /// own.
     pub fn start(
         swarm_bin: &Path,
         creds: &Path,
@@ -165,52 +199,72 @@ impl Fleet {
         label: &str,
         extra_args: &[String],
     ) -> anyhow::Result<Self> {
-        let tracker = Arc::new(Tracker::default());
-        let mut children = Vec::new();
+        let mut fleet = Self::new(Arc::default());
         for index in 0..processes {
-            let log: PathBuf = log_dir.join(format!("swarm-{label}-{index}.log"));
-            let mut command = Command::new(swarm_bin);
-            command
-                .arg("--creds")
-                .arg(creds)
-                .arg("--index")
-                .arg(index.to_string())
-                .arg("--of")
-                .arg(processes.to_string())
-                .arg("--stop-on-eof")
-                .args(extra_args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(std::fs::File::create(&log)?)
-                .kill_on_drop(true);
-            match &target {
-                Target::DataDir(dir) => {
-                    command.arg("--data-dir").arg(dir);
-                }
-                Target::Url { url, fingerprint } => {
-                    command.arg("--url").arg(url);
-                    if let Some(fp) = fingerprint {
-                        command.arg("--fingerprint").arg(fp);
-                    }
+            let log = log_dir.join(format!("swarm-{label}-{index}.log"));
+            fleet.spawn(
+                swarm_bin,
+                creds,
+                &target,
+                (index, processes),
+                &log,
+                extra_args,
+            )?;
+        }
+        Ok(fleet)
+    }
+
+    /// One more swarm process: share `index` of `of` of the credentials in `creds`.
+    pub fn spawn(
+        &mut self,
+        swarm_bin: &Path,
+        creds: &Path,
+        target: &Target<'_>,
+        (index, of): (usize, usize),
+        log: &Path,
+        extra_args: &[String],
+    ) -> anyhow::Result<()> {
+        let mut command = Command::new(swarm_bin);
+        command
+            .arg("--creds")
+            .arg(creds)
+            .arg("--index")
+            .arg(index.to_string())
+            .arg("--of")
+            .arg(of.to_string())
+            .arg("--stop-on-eof")
+            .args(extra_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .kill_on_drop(true);
+        match target {
+            Target::DataDir(dir) => {
+                command.arg("--data-dir").arg(dir);
+            }
+            Target::Url { url, fingerprint } => {
+                command.arg("--url").arg(url);
+                if let Some(fp) = fingerprint {
+                    command.arg("--fingerprint").arg(fp);
                 }
             }
-            let mut child = command
-                .spawn()
-                .with_context(|| format!("cannot start `{}`", swarm_bin.display()))?;
-            let stdout = child.stdout.take().context("no stdout")?;
-            let stdin = child.stdin.take();
-            let tracker = Arc::clone(&tracker);
-            tokio::spawn(async move {
-                let mut lines = tokio::io::BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Ok(event) = serde_json::from_str::<Event>(&line) {
-                        tracker.apply(event);
-                    }
-                }
-            });
-            children.push((child, stdin));
         }
-        Ok(Self { children, tracker })
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start `{}`", swarm_bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let stdin = child.stdin.take();
+        let tracker = Arc::clone(&self.tracker);
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(event) = serde_json::from_str::<Event>(&line) {
+                    tracker.apply(event);
+                }
+            }
+        });
+        self.children.push((child, stdin));
+        Ok(())
     }
 
     /// Pids of the swarm processes (to read their memory).
@@ -242,7 +296,11 @@ mod tests {
     #[test]
     fn the_connected_count_follows_welcomes_and_closes() {
         let t = Tracker::default();
-        let w = |name: &str, t: u64| Event::Welcome { w: name.into(), t };
+        let w = |name: &str, t: u64| Event::Welcome {
+            w: name.into(),
+            t,
+            url: None,
+        };
         let closed = |name: &str| Event::Closed {
             w: name.into(),
             t: 9,
@@ -261,5 +319,19 @@ mod tests {
         t.apply(w("a", 4));
         assert_eq!(t.with(|s| s.connected), 2);
         assert_eq!(t.with(|s| s.workers["b"].last_welcome), Some(3));
+        t.apply(Event::Welcome {
+            w: "c".into(),
+            t: 5,
+            url: Some("https://127.0.0.1:2".into()),
+        });
+        t.apply(Event::Welcome {
+            w: "a".into(),
+            t: 6,
+            url: Some("https://127.0.0.1:1".into()),
+        });
+        let second = t.with(|s| s.server_index("https://127.0.0.1:1"));
+        assert_eq!(second, Some(1));
+        assert_eq!(t.with(|s| s.workers["a"].server), second);
+        assert_eq!(t.with(|s| s.workers["b"].server), None);
     }
 }

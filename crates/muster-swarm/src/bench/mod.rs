@@ -25,6 +25,7 @@ pub mod fleet;
 pub mod floor_run;
 pub mod mint;
 pub mod procs;
+pub mod replicas;
 pub mod report;
 pub mod revoke;
 pub mod storm;
@@ -65,6 +66,8 @@ pub struct Options {
     /// This run's scratch dir (data dir, logs, credentials).
     pub work_dir: PathBuf,
     pub commit: String,
+    /// The replica run (`--replicas`), when asked for.
+    pub replicas: Option<replicas::ReplicaOptions>,
 }
 
 impl Options {
@@ -85,21 +88,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let run_id = format!("{}", now_us() / 1_000_000 % 100_000_000);
     let mut report = Report::default();
     report.num("workers", n as f64);
-    report.set("commit", opts.commit.clone());
-    report.set(
-        "date",
-        muster_core::Timestamp::from_unix_millis(i64::try_from(now_us() / 1000).unwrap_or(0))
-            .to_rfc3339(),
-    );
-    report.num(
-        "machine_nproc",
-        std::thread::available_parallelism().map_or(0.0, |n| n.get() as f64),
-    );
-    report.num(
-        "machine_mem_total_bytes",
-        crate::sys::mem_total_bytes().map(|b| b as f64),
-    );
-    report.num("machine_loadavg_start", crate::sys::loadavg());
+    stamp(&mut report, opts);
     let processes = opts.swarm_processes(n);
     report.num("swarm_processes", processes as f64);
 
@@ -173,18 +162,26 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let rss_start = server.rss();
     report.num("server_rss_start_bytes", rss_start.map(|b| b as f64));
     let revocations = opts.revocations.min(n / 2);
-    let mut population =
-        match mint_population(&admin, n, revocations, &run_id, opts.concurrency).await {
-            Ok((creds, rate)) => {
-                report.num("mint_workers_per_s", rate);
-                creds
-            }
-            Err(e) => {
-                report.error(format!("minting: {e:#}"));
-                server.stop().await;
-                return finish(report, started);
-            }
-        };
+    let mut population = match mint_population(
+        &admin,
+        n,
+        revocations,
+        ("w", "r"),
+        &run_id,
+        opts.concurrency,
+    )
+    .await
+    {
+        Ok((creds, rate)) => {
+            report.num("mint_workers_per_s", rate);
+            creds
+        }
+        Err(e) => {
+            report.error(format!("minting: {e:#}"));
+            server.stop().await;
+            return finish(report, started);
+        }
+    };
     let creds_path = work.join("creds-fleet.jsonl");
     creds::write(&creds_path, &population)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -322,26 +319,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         .filter(|c| matches!(c.how, creds::How::Token { .. }))
         .map(|c| c.name.clone())
         .collect();
-    let r = revoke::measure(&admin, &fleet.tracker, &victims).await;
-    let s = summarize(&r.cutoff_ms);
-    report.num("revoke_p50_ms", s.map(|s| s.p50));
-    report.num("revoke_p99_ms", s.map(|s| s.p99));
-    report.num("revoke_max_ms", s.map(|s| s.max));
-    report.num("revoke_samples", r.cutoff_ms.len() as f64);
-    report.num("revoke_missed", r.missed as f64);
-    report.num(
-        "revoke_api_p50_ms",
-        crate::stats::percentile(&r.api_ms, 50.0),
-    );
-    if r.wrong_code > 0 {
-        report.error(format!(
-            "revocation: {} close frames were not 4001",
-            r.wrong_code
-        ));
-    }
-    for e in r.errors.iter().take(3) {
-        report.error(format!("revocation: {e}"));
-    }
+    let pairs: Vec<(&Client, String)> = victims.iter().map(|v| (&admin, v.clone())).collect();
+    revoke::measure(&fleet.tracker, &pairs)
+        .await
+        .record(&mut report, "revoke");
     population.retain(|c| !victims.contains(&c.name));
 
     eprintln!(
@@ -453,9 +434,16 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         Err(e) => report.error(format!("job throughput: {e:#}")),
     }
 
-    let (gave_up, reasons) = fleet
-        .tracker
-        .with(|s| (s.gave_up, fleet::top_reasons(s, 5)));
+    record_gave_up(&mut report, &fleet.tracker);
+    fleet.stop().await;
+    server.stop().await;
+    record_log_lines(&mut report, &[work.join("server.log")]);
+    finish(report, started)
+}
+
+/// Workers that stopped for good over the whole run, and why attempts failed most often.
+fn record_gave_up(report: &mut Report, tracker: &fleet::Tracker) {
+    let (gave_up, reasons) = tracker.with(|s| (s.gave_up, fleet::top_reasons(s, 5)));
     report.num("fleet_gave_up_total", gave_up as f64);
     report.set(
         "retry_reasons",
@@ -464,18 +452,41 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             .map(|(r, c)| format!("{c}x {r}"))
             .collect::<Vec<_>>(),
     );
-    fleet.stop().await;
-    server.stop().await;
-    let log = std::fs::read_to_string(work.join("server.log")).unwrap_or_default();
+}
+
+/// Warning and error lines in the servers' logs.
+fn record_log_lines(report: &mut Report, logs: &[PathBuf]) {
+    let text: String = logs
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
     report.num(
         "server_log_warnings",
-        log.lines().filter(|l| l.contains("WARN")).count() as f64,
+        text.lines().filter(|l| l.contains("WARN")).count() as f64,
     );
     report.num(
         "server_log_errors",
-        log.lines().filter(|l| l.contains("ERROR")).count() as f64,
+        text.lines().filter(|l| l.contains("ERROR")).count() as f64,
     );
-    finish(report, started)
+}
+
+/// What every run records first: the commit, the date and the machine.
+fn stamp(report: &mut Report, opts: &Options) {
+    report.set("commit", opts.commit.clone());
+    report.set(
+        "date",
+        muster_core::Timestamp::from_unix_millis(i64::try_from(now_us() / 1000).unwrap_or(0))
+            .to_rfc3339(),
+    );
+    report.num(
+        "machine_nproc",
+        std::thread::available_parallelism().map_or(0.0, |n| n.get() as f64),
+    );
+    report.num(
+        "machine_mem_total_bytes",
+        crate::sys::mem_total_bytes().map(|b| b as f64),
+    );
+    report.num("machine_loadavg_start", crate::sys::loadavg());
 }
 
 /// CPU seconds used so far by these processes together.
@@ -492,25 +503,31 @@ fn finish(mut report: Report, started: Instant) -> anyhow::Result<Report> {
 }
 
 /// N workers: all pre-created except `tokens` enrolled by token (the revocation victims, since
-/// revocation is measured through `POST /api/v1/tokens/NAME/revoke`).
+/// revocation is measured through `POST /api/v1/tokens/NAME/revoke`). Their names start with
+/// `prefixes` (pre-created, token).
 async fn mint_population(
     admin: &Client,
     n: usize,
     tokens: usize,
+    prefixes: (&str, &str),
     run_id: &str,
     concurrency: usize,
 ) -> anyhow::Result<(Vec<creds::Credential>, f64)> {
     let (mut all, rate) = mint::workers(
         admin,
-        mint::names("w", n - tokens),
+        mint::names(prefixes.0, n - tokens),
         run_id,
         concurrency,
         &Default::default(),
     )
     .await?;
-    let minted = mint::tokens(admin, mint::names("r", tokens), run_id, concurrency, || {
-        "24h".into()
-    })
+    let minted = mint::tokens(
+        admin,
+        mint::names(prefixes.1, tokens),
+        run_id,
+        concurrency,
+        || "24h".into(),
+    )
     .await?;
     // Interleave victims through the list so they land in every swarm process.
     let step = (n / tokens.max(1)).max(1);

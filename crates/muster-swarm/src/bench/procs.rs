@@ -32,6 +32,15 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub port: u16,
     pub log: PathBuf,
+    extra: ServeOptions,
+}
+
+/// What a server gets besides the benchmark's defaults: more flags, and environment variables
+/// (a database URL goes there, so no process listing shows it).
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -42,7 +51,18 @@ impl Server {
         port: u16,
         log: &Path,
     ) -> anyhow::Result<Self> {
-        let child = spawn_serve(muster, data_dir, port, log)?;
+        Self::start_with(muster, data_dir, port, log, ServeOptions::default()).await
+    }
+
+    /// [`Server::start`] with more flags and environment.
+    pub async fn start_with(
+        muster: &Path,
+        data_dir: &Path,
+        port: u16,
+        log: &Path,
+        extra: ServeOptions,
+    ) -> anyhow::Result<Self> {
+        let child = spawn_serve(muster, data_dir, port, log, &extra)?;
         let pid = child.id().context("the server exited at once")?;
         let mut server = Self {
             child,
@@ -51,6 +71,7 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             port,
             log: log.to_path_buf(),
+            extra,
         };
         server.wait_ready(Duration::from_secs(60)).await?;
         Ok(server)
@@ -94,7 +115,13 @@ impl Server {
 
     /// Starts the server again on the same data dir and port, without waiting for it.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.child = spawn_serve(&self.muster, &self.data_dir, self.port, &self.log)?;
+        self.child = spawn_serve(
+            &self.muster,
+            &self.data_dir,
+            self.port,
+            &self.log,
+            &self.extra,
+        )?;
         self.pid = self.child.id().context("the server exited at once")?;
         Ok(())
     }
@@ -139,7 +166,13 @@ impl Server {
     }
 }
 
-fn spawn_serve(muster: &Path, data_dir: &Path, port: u16, log: &Path) -> anyhow::Result<Child> {
+fn spawn_serve(
+    muster: &Path,
+    data_dir: &Path,
+    port: u16,
+    log: &Path,
+    extra: &ServeOptions,
+) -> anyhow::Result<Child> {
     let out = log_file(log)?;
     Command::new(muster)
         .arg("serve")
@@ -148,6 +181,8 @@ fn spawn_serve(muster: &Path, data_dir: &Path, port: u16, log: &Path) -> anyhow:
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--no-builtin-worker")
+        .args(&extra.args)
+        .envs(extra.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)

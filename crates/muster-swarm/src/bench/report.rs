@@ -3,11 +3,58 @@
 
 use serde_json::{Map, Value};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Report {
     values: Map<String, Value>,
     pub errors: Vec<String>,
+    layout: &'static Layout,
 }
+
+impl Default for Report {
+    fn default() -> Self {
+        Self::new(&SINGLE)
+    }
+}
+
+/// Which figures a kind of run prints, in order, with their targets, and which keys start its
+/// row in README.md's results table (after the date and the commit).
+#[derive(Debug)]
+pub struct Layout {
+    pub lead: &'static [&'static str],
+    pub columns: &'static [(&'static str, &'static str)],
+}
+
+/// `bench/run`: one server.
+pub const SINGLE: Layout = Layout {
+    lead: &["workers"],
+    columns: COLUMNS,
+};
+
+/// `bench/run --replicas R`: R servers on one PostgreSQL database.
+pub const REPLICAS: Layout = Layout {
+    lead: &["replicas", "workers_per_replica"],
+    columns: REPLICA_COLUMNS,
+};
+
+/// The figures with targets of a replica run, in the order README.md's replica table uses.
+pub const REPLICA_COLUMNS: &[(&str, &str)] = &[
+    ("connected_workers", "= R x N"),
+    ("connected_min_by_replica", "= R x N on every replica"),
+    ("server_rss_per_worker_max_bytes", ""),
+    ("single_rss_per_worker_bytes", ""),
+    ("server_rss_ratio_to_single", "<= 1.10"),
+    ("revoke_cross_p50_ms", ""),
+    ("revoke_cross_p99_ms", "<= 10"),
+    ("failover_s", "<= 15"),
+    ("failover_gave_up", "= 0"),
+    ("failover_jobs_reattached", "= failover_jobs"),
+    ("failover_jobs_lost", "= 0"),
+    ("connect_s", ""),
+    ("connect_cpu_replicas_s", ""),
+    ("connect_cpu_postgres_s", ""),
+    ("failover_cpu_survivors_s", ""),
+    ("failover_cpu_postgres_s", ""),
+];
 
 /// The figures with targets, in the order the table shows them. README.md's results table uses
 /// the same order.
@@ -30,6 +77,14 @@ pub const COLUMNS: &[(&str, &str)] = &[
 ];
 
 impl Report {
+    pub fn new(layout: &'static Layout) -> Self {
+        Self {
+            values: Map::new(),
+            errors: Vec::new(),
+            layout,
+        }
+    }
+
     /// A figure: counts stay integers, other values keep three decimals, and a missing or
     /// non-finite value is `null`.
     pub fn num(&mut self, key: &str, value: impl Into<Option<f64>>) {
@@ -92,6 +147,12 @@ impl Report {
                 v >= 2000.0 && self.get("fsync_ceiling_per_s").is_some_and(|f| v > f)
             }
             "job_dispatch_p50_ms" => v <= 5.0,
+            "connected_min_by_replica" => Some(v) == self.get("workers"),
+            "server_rss_ratio_to_single" => v <= 1.10,
+            "revoke_cross_p99_ms" => v <= 10.0,
+            "failover_s" => v <= 15.0,
+            "failover_gave_up" | "failover_jobs_lost" => v == 0.0,
+            "failover_jobs_reattached" => Some(v) == self.get("failover_jobs"),
             _ => return None,
         })
     }
@@ -102,7 +163,7 @@ impl Report {
             "{:<36} {:>14}  {:<24} {}\n",
             "figure", "value", "target", "verdict"
         ));
-        for (key, target) in COLUMNS {
+        for (key, target) in self.layout.columns {
             let value = self
                 .get(key)
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
@@ -128,11 +189,13 @@ impl Report {
         let mut cells = vec![
             text("date").chars().take(10).collect::<String>(),
             text("commit"),
-            text("workers"),
+        ];
+        cells.extend(self.layout.lead.iter().map(|k| text(k)));
+        cells.push(
             self.get("duration_s")
                 .map_or_else(String::new, |d| format!("{:.0} s", d)),
-        ];
-        for (key, _) in COLUMNS {
+        );
+        for (key, _) in self.layout.columns {
             let value = self.get(key).map_or_else(
                 || "—".to_owned(),
                 |v| {
@@ -171,5 +234,34 @@ mod tests {
         assert_eq!(r.verdict("revoke_p99_ms"), None);
         r.num("revoke_p99_ms", f64::NAN);
         assert_eq!(r.to_json()["revoke_p99_ms"], Value::Null);
+    }
+
+    #[test]
+    fn a_replica_run_has_its_own_columns_and_targets() {
+        let mut r = Report::new(&REPLICAS);
+        r.set("date", "2026-11-30T19:00:00Z");
+        r.set("commit", "abc1234");
+        r.num("replicas", 5.0);
+        r.num("workers_per_replica", 19_000.0);
+        r.num("workers", 95_000.0);
+        r.num("connected_workers", 95_000.0);
+        r.num("connected_min_by_replica", 94_999.0);
+        r.num("server_rss_ratio_to_single", 1.04);
+        r.num("failover_jobs", 20.0);
+        r.num("failover_jobs_reattached", 20.0);
+        r.num("failover_s", 15.5);
+        assert_eq!(r.verdict("connected_min_by_replica"), Some(false));
+        assert_eq!(r.verdict("server_rss_ratio_to_single"), Some(true));
+        assert_eq!(r.verdict("failover_jobs_reattached"), Some(true));
+        assert_eq!(r.verdict("failover_s"), Some(false));
+        let row = r.markdown_row();
+        assert!(
+            row.starts_with("| 2026-11-30 | abc1234 | 5 | 19000 |"),
+            "{row}"
+        );
+        assert!(row.contains("**15.50** ✗"), "{row}");
+        assert_eq!(row.matches(" | ").count(), 4 + REPLICA_COLUMNS.len());
+        assert!(r.table().contains("failover_jobs_lost"));
+        assert!(!r.table().contains("enroll_token_per_s"));
     }
 }

@@ -8,7 +8,9 @@ use muster_client::Client;
 use muster_proto::control::CloseCode;
 
 use super::fleet::Tracker;
+use super::report::Report;
 use crate::clock::{ms_between, now_us};
+use crate::stats::summarize;
 
 #[derive(Debug, Default)]
 pub struct Revocations {
@@ -23,9 +25,36 @@ pub struct Revocations {
     pub errors: Vec<String>,
 }
 
-pub async fn measure(client: &Client, tracker: &Tracker, victims: &[String]) -> Revocations {
+impl Revocations {
+    /// Writes the figures under `PREFIX_p50_ms`, `PREFIX_p99_ms`, … and the failures as errors.
+    pub fn record(&self, report: &mut Report, prefix: &str) {
+        let s = summarize(&self.cutoff_ms);
+        report.num(&format!("{prefix}_p50_ms"), s.map(|s| s.p50));
+        report.num(&format!("{prefix}_p99_ms"), s.map(|s| s.p99));
+        report.num(&format!("{prefix}_max_ms"), s.map(|s| s.max));
+        report.num(&format!("{prefix}_samples"), self.cutoff_ms.len() as f64);
+        report.num(&format!("{prefix}_missed"), self.missed as f64);
+        report.num(
+            &format!("{prefix}_api_p50_ms"),
+            crate::stats::percentile(&self.api_ms, 50.0),
+        );
+        if self.wrong_code > 0 {
+            report.error(format!(
+                "revocation: {} close frames were not 4001",
+                self.wrong_code
+            ));
+        }
+        for e in self.errors.iter().take(3) {
+            report.error(format!("revocation: {e}"));
+        }
+    }
+}
+
+/// Revokes each victim's token through the client paired with it (with replicas, one that does
+/// not hold the victim's channel).
+pub async fn measure(tracker: &Tracker, victims: &[(&Client, String)]) -> Revocations {
     let mut out = Revocations::default();
-    for (i, name) in victims.iter().enumerate() {
+    for (i, (client, name)) in victims.iter().enumerate() {
         if i % 50 == 0 {
             eprintln!("  revoked {i}/{}", victims.len());
         }

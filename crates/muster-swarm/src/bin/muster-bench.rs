@@ -18,7 +18,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run every scenario and write the results.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Only the disk's ceiling for one-at-a-time durable SQLite commits.
     FsyncCeiling {
         /// A directory on the disk to measure.
@@ -31,9 +31,27 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Simulated workers (N).
+    /// Simulated workers (N); with --replicas, N per replica (R × N in all).
     #[arg(long, default_value_t = 19_000)]
     workers: usize,
+    /// Run the replica benchmark instead: R servers on one fresh PostgreSQL database (see
+    /// bench/README.md). Of the flags below it uses --per-swarm, --revocations, --concurrency,
+    /// --connect-timeout and the --postgres and --failover-* flags.
+    #[arg(long, value_name = "R")]
+    replicas: Option<usize>,
+    /// With --replicas: the PostgreSQL server, as a URL naming its maintenance database. The
+    /// run makes a database `muster_bench_<time>` beside it and drops it at the end.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// With --replicas: workers of the replica that is killed that run one long job each.
+    #[arg(long, default_value_t = 20)]
+    failover_jobs: usize,
+    /// With --replicas: how long each of those jobs runs (it must outlast the failover).
+    #[arg(long, default_value = "60s", value_parser = humantime_secs)]
+    failover_job_sleep: Duration,
+    /// With --replicas: how long the killed replica's workers get to reconnect elsewhere.
+    #[arg(long, default_value = "120s", value_parser = humantime_secs)]
+    failover_timeout: Duration,
     /// Most workers per swarm process (each has at most 20,000 open files).
     #[arg(long, default_value_t = 9_500)]
     per_swarm: usize,
@@ -101,7 +119,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::json!({ "fsync_ceiling_per_s": rate }));
             Ok(())
         }
-        Command::Run(a) => runtime.block_on(run(a)),
+        Command::Run(a) => runtime.block_on(run(*a)),
     }
 }
 
@@ -124,11 +142,34 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         bin_dir: a.bin_dir,
         work_dir: a.work_dir,
         commit: a.commit,
+        replicas: a.replicas.map(|replicas| bench::replicas::ReplicaOptions {
+            replicas,
+            postgres: a.postgres,
+            jobs: a.failover_jobs,
+            job_sleep: a.failover_job_sleep,
+            failover_timeout: a.failover_timeout,
+        }),
     };
-    let report = bench::run(&opts).await?;
+    let (report, latest_name, tag, title) = match &opts.replicas {
+        None => (
+            bench::run(&opts).await?,
+            "latest.json",
+            format!("n{}", opts.workers),
+            format!("N = {}", opts.workers),
+        ),
+        Some(ro) => (
+            bench::replicas::run(&opts, ro).await?,
+            "latest-replicas.json",
+            format!("r{}-n{}", ro.replicas, opts.workers),
+            format!(
+                "R = {} replicas, N = {} per replica",
+                ro.replicas, opts.workers
+            ),
+        ),
+    };
     std::fs::create_dir_all(&a.results_dir)?;
     let json = serde_json::to_string_pretty(&report.to_json())?;
-    let latest = a.results_dir.join("latest.json");
+    let latest = a.results_dir.join(latest_name);
     std::fs::write(&latest, format!("{json}\n"))
         .with_context(|| format!("cannot write `{}`", latest.display()))?;
     let date: String = report
@@ -141,11 +182,11 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         .take(15)
         .collect();
     std::fs::write(
-        a.results_dir.join(format!("{date}-n{}.json", opts.workers)),
+        a.results_dir.join(format!("{date}-{tag}.json")),
         format!("{json}\n"),
     )?;
     println!();
-    println!("N = {}, commit {}", opts.workers, opts.commit);
+    println!("{title}, commit {}", opts.commit);
     print!("{}", report.table());
     if !report.errors.is_empty() {
         println!("errors:");

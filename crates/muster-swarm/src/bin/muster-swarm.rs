@@ -35,10 +35,12 @@ struct Args {
     /// Credentials, one JSON object per line.
     #[arg(long)]
     creds: PathBuf,
-    /// The server's base URL (with --fingerprint), unless --data-dir is given.
+    /// The server's base URL (with --fingerprint), unless --data-dir is given. Several,
+    /// comma-separated, for replicas: each worker enrolls with the first and fails over among
+    /// them in this order, as `muster worker --url a,b` does.
     #[arg(long)]
     url: Option<String>,
-    /// Pin the server certificate (`sha256:…`).
+    /// Pin the server certificate (`sha256:…`); replicas share one.
     #[arg(long)]
     fingerprint: Option<String>,
     /// Find the local server (URL and certificate) through its data dir.
@@ -89,16 +91,23 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args, fd_limit: u64) -> anyhow::Result<()> {
-    let (url, trust) = match (&args.data_dir, &args.url) {
+    let (urls, trust) = match (&args.data_dir, &args.url) {
         (Some(dir), _) => {
             let local = muster_client::local::discover(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-            (local.url, local.trust)
+            (vec![local.url], local.trust)
         }
-        (None, Some(url)) => (
-            url.clone(),
+        (None, Some(list)) => (
+            list.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect(),
             Trust::from_options(None, args.fingerprint.as_deref())?,
         ),
         (None, None) => bail!("pass --url (and --fingerprint) or --data-dir"),
+    };
+    let Some(url) = urls.first().cloned() else {
+        bail!("--url names no server");
     };
     let mine = creds::slice(creds::read(&args.creds)?, args.index, args.of);
     // One socket per worker, plus a margin for the enrollment client and stdio.
@@ -108,7 +117,10 @@ async fn run(args: Args, fd_limit: u64) -> anyhow::Result<()> {
             mine.len()
         );
     }
-    let endpoint = Endpoint::new(&url, &trust).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let endpoints = urls
+        .iter()
+        .map(|u| Endpoint::new(u, &trust).map_err(|e| anyhow::anyhow!("{e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let needs_client = mine.iter().any(|(_, c)| matches!(c.how, How::Token { .. }));
     let client = if needs_client {
         Some(Client::new(&url, &trust, None).context("cannot set up the enrollment client")?)
@@ -122,7 +134,7 @@ async fn run(args: Args, fd_limit: u64) -> anyhow::Result<()> {
     };
     let (sink, writer) = events::writer(tokio::io::stdout());
     let shared = Arc::new(Shared {
-        endpoint,
+        endpoints,
         client,
         sources,
         ramp: Semaphore::new(args.ramp.max(1)),

@@ -25,6 +25,7 @@ pub mod fmt;
 pub mod jobs;
 pub mod layout;
 pub mod license;
+pub mod page;
 pub mod session;
 pub mod settings;
 pub mod tokens;
@@ -136,7 +137,7 @@ pub fn routes() -> Router<UiApp> {
             "/settings/license/remove",
             get(license::confirm_remove).post(license::remove),
         )
-        .route("/jobs", get(jobs::list))
+        .route("/jobs", get(jobs::list).post(jobs::submit))
         .route("/jobs/{id}", get(jobs::detail))
         .route("/jobs/{id}/live", get(jobs::live))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -16,9 +16,10 @@ use crate::ops;
 use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::csrf::{CsrfForm, NoFields};
-use crate::ui::error::UiError;
+use crate::ui::error::{UiError, encode_component};
 use crate::ui::fmt;
 use crate::ui::layout::{self, Nav};
+use crate::ui::page;
 use crate::ui::session::Flash;
 
 /// What the create form holds, as typed (kept to show again next to an error).
@@ -57,12 +58,29 @@ fn parse_labels(text: &str) -> Result<LabelMap, String> {
     Ok(map)
 }
 
-pub async fn page(State(app): State<UiApp>, admin: UiAdmin) -> Result<Html<String>, UiError> {
+/// Tokens per page.
+const PAGE: u32 = 100;
+
+/// The list's filter and where its page starts.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    after: String,
+}
+
+pub async fn page(
+    State(app): State<UiApp>,
+    admin: UiAdmin,
+    Query(query): Query<ListQuery>,
+) -> Result<Html<String>, UiError> {
     let flash = admin.take_flash(&app);
     render(
         &app,
         &admin,
         &flash,
+        &query,
         &CreateForm::default(),
         &Errors::default(),
     )
@@ -73,10 +91,19 @@ async fn render(
     app: &UiApp,
     admin: &UiAdmin,
     flash: &[Flash],
+    query: &ListQuery,
     form: &CreateForm,
     errors: &Errors,
 ) -> Result<Html<String>, UiError> {
-    let tokens = ops::tokens::list(app).await?;
+    let (state_error, state) = match ops::tokens::state_filter(Some(&query.state)) {
+        Ok(state) => (None, state),
+        Err(e) => (Some(e.message), None),
+    };
+    let tokens = ops::tokens::page(app, state, page::after_token(&query.after), PAGE).await?;
+    let here = format!(
+        "/tokens?state={}",
+        encode_component(state.map_or("", |s| s.as_str()))
+    );
     let now = app.clock.now();
     let created = flash.iter().find_map(|f| match f {
         Flash::CreatedToken {
@@ -134,7 +161,27 @@ async fn render(
         }
         section aria-labelledby="list-title" {
             h2 #list-title { "All tokens" }
-            (list(now, &tokens))
+            p.help { "Oldest first." }
+            form.filters method="get" action="/tokens" role="search" aria-label="Filter tokens" {
+                div.field {
+                    label for="filter-state" { "State" }
+                    select #filter-state name="state"
+                        aria-invalid=[state_error.is_some().then_some("true")]
+                        aria-describedby=(layout::described_by("filter-state", false, state_error.as_deref())) {
+                        option value="" selected[state.is_none()] { "any" }
+                        @for s in TokenState::KNOWN {
+                            option value=(s) selected[state.map(|x| x.as_str()) == Some(s.as_str())] { (s) }
+                        }
+                    }
+                    (layout::field_error("filter-state", state_error.as_deref()))
+                }
+                div.actions {
+                    button type="submit" { "Filter" }
+                    @if state.is_some() { a.button.quiet href="/tokens" { "Clear" } }
+                }
+            }
+            (list(now, &tokens.items, state.is_some()))
+            (page::pager("Pages of tokens", &here, &query.after, tokens.next.as_ref()))
         }
     };
     Ok(layout::page(
@@ -167,12 +214,10 @@ fn text_field(
     }
 }
 
-fn list(now: Timestamp, tokens: &[TokenView]) -> Markup {
-    let mut tokens: Vec<&TokenView> = tokens.iter().collect();
-    tokens.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+fn list(now: Timestamp, tokens: &[TokenView], filtered: bool) -> Markup {
     html! {
         @if tokens.is_empty() {
-            div.empty { p { "No tokens yet." } }
+            div.empty { p { @if filtered { "No token matches this filter." } @else { "No tokens yet." } } }
         } @else {
             div.table-wrap {
                 table.data {
@@ -190,7 +235,7 @@ fn list(now: Timestamp, tokens: &[TokenView]) -> Markup {
                                 td data-label="Bound machine" { (fmt::short_id(t.bound_machine.as_deref())) }
                                 td data-label="Worker" {
                                     @match &t.worker {
-                                        Some(w) => a href={ "/workers?name=" (w) } { (w) },
+                                        Some(w) => a.name href={ "/workers/" (encode_component(w)) } { (w) },
                                         None => (layout::none()),
                                     }
                                 }
@@ -276,7 +321,15 @@ pub async fn create(
         }
     }
     let flash = admin.take_flash(&app);
-    let page = render(&app, &admin, &flash, &form, &errors).await?;
+    let page = render(
+        &app,
+        &admin,
+        &flash,
+        &ListQuery::default(),
+        &form,
+        &errors,
+    )
+    .await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 

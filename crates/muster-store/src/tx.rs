@@ -75,6 +75,23 @@ pub struct WorkerPage {
     pub limit: u32,
 }
 
+/// The fleet in numbers, for the overview above the Workers page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetOverview {
+    /// Every worker on record.
+    pub total: u64,
+    pub revoked: u64,
+    pub suspended: u64,
+    /// Past their deadline, neither revoked nor suspended.
+    pub expired: u64,
+    /// The most common labels (`key=value`) and how many workers carry each, most first.
+    pub labels: Vec<(String, u64)>,
+    /// Workers created (enrolled or pre-created) in each hour of the window, oldest first.
+    pub enrolled: Vec<u64>,
+    /// Workers revoked or expired in each hour of the window, oldest first.
+    pub cut_off: Vec<u64>,
+}
+
 /// One page of tokens, oldest first (created_at, then name).
 #[derive(Debug, Clone)]
 pub struct TokenPage {
@@ -307,6 +324,8 @@ pub trait Tx {
     /// that is not revoked and has not expired with its token. Counting stops at `at_most`
     /// (`u64::MAX`: count them all).
     fn count_seated_workers(&mut self, now: Timestamp, at_most: u64) -> StoreResult<u64>;
+    /// The fleet in counts at `now`, with the last `hours` hours (at least one) hour by hour.
+    fn fleet_overview(&mut self, now: Timestamp, hours: u32) -> StoreResult<FleetOverview>;
 
     // ---- jobs ----
     fn insert_job(&mut self, job: &Job) -> StoreResult<()>;

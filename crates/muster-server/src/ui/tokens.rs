@@ -47,7 +47,7 @@ impl Errors {
 }
 
 /// One `key=value` per line. Commas are allowed in values, so lines are the only separator.
-fn parse_labels(text: &str) -> Result<LabelMap, String> {
+pub(crate) fn parse_labels(text: &str) -> Result<LabelMap, String> {
     let mut map = LabelMap::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (k, v) = Labels::parse_pair(line).map_err(|e| e.to_string())?;

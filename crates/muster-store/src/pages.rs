@@ -202,7 +202,8 @@ pub(crate) fn tokens(page: &TokenPage, dialect: Dialect) -> Statement {
     if let Some((at, name)) = &page.after {
         let a = s.int(at.unix_millis());
         let n = s.text(name.as_str());
-        s.and(&format!("(created_at, name) > ({a}, {n})"));
+        let past = if page.reverse { "<" } else { ">" };
+        s.and(&format!("(created_at, name) {past} ({a}, {n})"));
     }
     // The effective state, as `Token::state_at` decides it: revoked first, then expired.
     let now = page.now.unix_millis();
@@ -227,8 +228,13 @@ pub(crate) fn tokens(page: &TokenPage, dialect: Dialect) -> Statement {
         }
     }
     let limit = s.int(i64::from(page.limit));
+    let order = if page.reverse {
+        "created_at DESC, name DESC"
+    } else {
+        "created_at, name"
+    };
     s.sql
-        .push_str(&format!(" ORDER BY created_at, name LIMIT {limit}"));
+        .push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     s
 }
 
@@ -248,11 +254,17 @@ pub(crate) fn jobs(filter: &JobFilter, dialect: Dialect) -> Statement {
     if let Some((at, id)) = &filter.before {
         let a = s.int(at.unix_millis());
         let i = s.text(id.as_str());
-        s.and(&format!("(created_at, id) < ({a}, {i})"));
+        let past = if filter.reverse { ">" } else { "<" };
+        s.and(&format!("(created_at, id) {past} ({a}, {i})"));
     }
     let limit = s.int(i64::from(filter.limit));
+    let order = if filter.reverse {
+        "created_at, id"
+    } else {
+        "created_at DESC, id DESC"
+    };
     s.sql
-        .push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {limit}"));
+        .push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     s
 }
 

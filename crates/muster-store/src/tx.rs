@@ -35,10 +35,12 @@ pub struct AuditFilter {
 pub struct JobFilter {
     pub state: Option<JobState>,
     pub worker: Option<Name>,
-    /// Only jobs after this one in the order (created before it, or at the same instant with a
-    /// smaller id): the last job of the previous page.
+    /// Only jobs after this one in the order (newest first: created before it, or at the same
+    /// instant with a smaller id; `reverse` the other way): the last job of the previous page.
     pub before: Option<(Timestamp, JobId)>,
     pub limit: u32,
+    /// Oldest first instead.
+    pub reverse: bool,
 }
 
 /// A worker's status as far as the store can tell. Whether a live worker is connected is known
@@ -92,9 +94,10 @@ pub struct FleetOverview {
     pub cut_off: Vec<u64>,
 }
 
-/// One page of tokens, oldest first (created_at, then name).
+/// One page of tokens, oldest first (created_at, then name), or with `reverse` newest first.
 #[derive(Debug, Clone)]
 pub struct TokenPage {
+    pub reverse: bool,
     /// Only tokens after this one in the order (the last of the previous page).
     pub after: Option<(Timestamp, Name)>,
     /// Only tokens in this effective state at `now`.

@@ -129,7 +129,8 @@ mod tests {
         assert_eq!(span(3_900_000), "1 h 5 min");
         assert_eq!(span(3 * 86_400_000), "3 d");
         assert_eq!(span(86_400_000 - 1), "24 h", "a day less a moment is a day");
-        assert_eq!(span(86_400_000 - 40_000), "24 h");
+        assert_eq!(span(86_400_000 - 20_000), "24 h");
+        assert_eq!(span(86_400_000 - 40_000), "23 h 59 min");
         assert_eq!(span(3_599_700), "1 h", "rounding carries into the next unit");
         assert_eq!(span(59_600), "1 min");
         assert_eq!(span(36 * 3_600_000), "36 h");

@@ -36,6 +36,9 @@ pub struct ListQuery {
     state: String,
     #[serde(default)]
     worker: String,
+    /// `reverse`: oldest first.
+    #[serde(default)]
+    order: String,
     /// Where the page starts: the cursor of the previous page's last job.
     #[serde(default)]
     after: String,
@@ -66,12 +69,13 @@ pub async fn list(
         Err(e) => (Some(e.message), None),
     };
     let after = page::after_job(&query.after);
+    let order = page::order(&query.order);
     let (worker_error, jobs) =
-        match ops::jobs::page(&app, state, Some(worker), after.clone(), PAGE).await {
+        match ops::jobs::page(&app, state, Some(worker), after.clone(), order, PAGE).await {
             Ok(jobs) => (None, jobs),
             Err(e) if e.code == ErrorCode::InvalidName => (
                 Some(e.message),
-                ops::jobs::page(&app, state, None, after, PAGE).await?,
+                ops::jobs::page(&app, state, None, after, order, PAGE).await?,
             ),
             Err(e) => return Err(e.into()),
         };
@@ -79,13 +83,14 @@ pub async fn list(
     let flash = admin.take_flash(&app);
     let filtered = state.is_some() || (!worker.is_empty() && worker_error.is_none());
     let here = format!(
-        "/jobs?state={}&worker={}",
+        "/jobs?state={}&worker={}&order={}",
         encode_component(state.map_or("", |s| s.as_str())),
-        encode_component(worker)
+        encode_component(worker),
+        encode_component(query.order.trim())
     );
     let body = html! {
         h1 { "Jobs" }
-        p.lede { "The most recent jobs, newest first. Submit one below or with " code { "muster job run" } "." }
+        p.lede { "The jobs, newest first unless you choose otherwise. Submit one below or with " code { "muster job run" } "." }
         (submit_form(&admin.session.csrf, &SubmitForm::default(), None))
         form.filters method="get" action="/jobs" role="search" aria-label="Filter jobs" {
             div.field {
@@ -108,9 +113,10 @@ pub async fn list(
                     aria-describedby=(layout::described_by("filter-worker", false, worker_error.as_deref()));
                 (layout::field_error("filter-worker", worker_error.as_deref()))
             }
+            (page::order_field(order, "newest first", "oldest first"))
             div.actions {
                 button type="submit" { "Filter" }
-                @if filtered { a.button.quiet href="/jobs" { "Clear" } }
+                @if filtered || order == ops::page::Order::Reverse { a.button.quiet href="/jobs" { "Clear" } }
             }
         }
         @if jobs.items.is_empty() {

@@ -14,6 +14,7 @@ use axum::response::Html;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use muster_core::Name;
+use muster_core::audit::AuditRecord;
 
 use crate::api::events::records;
 use crate::ui::UiApp;
@@ -27,7 +28,7 @@ const WORKER_ACTIONS: [&str; 2] = ["worker.", "enroll."];
 
 pub async fn events(
     State(app): State<UiApp>,
-    _admin: UiAdmin,
+    admin: UiAdmin,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, UiError> {
     let after = app
         .store
@@ -35,7 +36,16 @@ pub async fn events(
         .await
         .map_err(crate::error::AppError::from)?;
     let app_state: crate::state::AppState = axum::extract::FromRef::from_ref(&app);
-    let changed = records(app_state, after).filter_map(|record| async move {
+    let session = admin.session.id.clone();
+    // The stream ends with the session (sign-out, expiry): the browser then reconnects, is
+    // refused, and stops.
+    let signed_in = move |_: &AuditRecord| {
+        let live = app.ui.sessions.get(&session, false).is_some();
+        async move { live }
+    };
+    let changed = records(app_state, after)
+        .take_while(signed_in)
+        .filter_map(|record| async move {
         let e = &record.event;
         let about_worker = WORKER_ACTIONS.iter().any(|a| e.action.starts_with(a));
         // Only a valid name goes to the page: a refused enrollment may name anything.

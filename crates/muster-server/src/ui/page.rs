@@ -6,7 +6,7 @@ use maud::{Markup, html};
 use muster_core::job::JobId;
 use muster_core::{Name, Timestamp};
 
-use crate::ops::page::{Cursor, CursorKind};
+use crate::ops::page::{Cursor, CursorKind, Order};
 use crate::ui::error::encode_component;
 
 fn decode(word: &str, kind: CursorKind) -> Option<Cursor> {
@@ -41,6 +41,28 @@ pub fn after_audit(word: &str) -> Option<i64> {
     match decode(word, CursorKind::Audit) {
         Some(Cursor::Audit(seq)) => Some(seq),
         _ => None,
+    }
+}
+
+/// The order a list page asks for (`order=reverse`), its own otherwise.
+pub fn order(word: &str) -> Order {
+    match word.trim() {
+        "reverse" => Order::Reverse,
+        _ => Order::Forward,
+    }
+}
+
+/// The `order` field of a filter form: the list's own order or the reverse, named for the
+/// list (`newest first`, `oldest first`).
+pub fn order_field(order: Order, forward: &str, reverse: &str) -> Markup {
+    html! {
+        div.field {
+            label for="filter-order" { "Order" }
+            select #filter-order name="order" {
+                option value="" selected[order == Order::Forward] { (forward) }
+                option value="reverse" selected[order == Order::Reverse] { (reverse) }
+            }
+        }
     }
 }
 

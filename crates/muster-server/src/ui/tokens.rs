@@ -66,6 +66,9 @@ const PAGE: u32 = 100;
 pub struct ListQuery {
     #[serde(default)]
     state: String,
+    /// `reverse`: newest first.
+    #[serde(default)]
+    order: String,
     #[serde(default)]
     after: String,
 }
@@ -99,10 +102,12 @@ async fn render(
         Ok(state) => (None, state),
         Err(e) => (Some(e.message), None),
     };
-    let tokens = ops::tokens::page(app, state, page::after_token(&query.after), PAGE).await?;
+    let order = page::order(&query.order);
+    let tokens = ops::tokens::page(app, state, page::after_token(&query.after), order, PAGE).await?;
     let here = format!(
-        "/tokens?state={}",
-        encode_component(state.map_or("", |s| s.as_str()))
+        "/tokens?state={}&order={}",
+        encode_component(state.map_or("", |s| s.as_str())),
+        encode_component(query.order.trim())
     );
     let now = app.clock.now();
     let created = flash.iter().find_map(|f| match f {
@@ -161,7 +166,6 @@ async fn render(
         }
         section aria-labelledby="list-title" {
             h2 #list-title { "All tokens" }
-            p.help { "Oldest first." }
             form.filters method="get" action="/tokens" role="search" aria-label="Filter tokens" {
                 div.field {
                     label for="filter-state" { "State" }
@@ -175,9 +179,10 @@ async fn render(
                     }
                     (layout::field_error("filter-state", state_error.as_deref()))
                 }
+                (page::order_field(order, "oldest first", "newest first"))
                 div.actions {
                     button type="submit" { "Filter" }
-                    @if state.is_some() { a.button.quiet href="/tokens" { "Clear" } }
+                    @if state.is_some() || order == ops::page::Order::Reverse { a.button.quiet href="/tokens" { "Clear" } }
                 }
             }
             (list(now, &tokens.items, state.is_some()))

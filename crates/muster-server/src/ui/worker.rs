@@ -33,7 +33,14 @@ pub async fn page(
         .as_ref()
         .and_then(|r| r.identity.public_key.as_ref())
         .map(|k| k.fingerprint());
-    let recent = ops::jobs::page(&app, None, Some(&worker.name), None, RECENT).await?;
+    let recent = ops::jobs::page(
+        &app,
+        None,
+        Some(&worker.name),
+        None,
+        ops::page::Order::Forward,
+        RECENT,
+    ).await?;
     // The audit filter matches text; keep the records about this worker, not ones whose names
     // merely contain its name.
     let actor = format!("worker:{}", worker.name);

@@ -275,7 +275,7 @@ pub fn row(now: Timestamp, w: &WorkerView) -> Markup {
     let connected = w.status == WorkerStatus::Connected;
     html! {
         tr data-status=(w.status) data-name=(w.name) {
-            th scope="row" data-label="Name" { a.name href={ "/workers/" (encode_component(&w.name)) } { (w.name) } }
+            th scope="row" data-label="Name" { a.name href={ "/workers/" (encode_component(&w.name)) } title=(w.name) { (w.name) } }
             td data-label="Status" { (fmt::badge(w.status.as_str())) }
             td data-label="Activity" {
                 @if !connected {

@@ -128,7 +128,8 @@ impl Server {
             }
         }
         let child = sh
-            .args(["-c", &format!("exec {command}")])
+            // `env` takes the command's leading `NAME=value` words as `sh` would.
+            .args(["-c", &format!("exec env {command}")])
             .env("PATH", path)
             .env(
                 "MUSTER_STATE_DIR",

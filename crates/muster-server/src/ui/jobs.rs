@@ -93,18 +93,11 @@ pub async fn list(
         p.lede { "The jobs, newest first unless you choose otherwise. Submit one below or with " code { "muster job run" } "." }
         (submit_form(&admin.session.csrf, &SubmitForm::default(), None))
         form.filters method="get" action="/jobs" role="search" aria-label="Filter jobs" {
-            div.field {
-                label for="filter-state" { "State" }
-                select #filter-state name="state"
-                    aria-invalid=[state_error.is_some().then_some("true")]
-                    aria-describedby=(layout::described_by("filter-state", false, state_error.as_deref())) {
-                    option value="" selected[state.is_none()] { "any" }
-                    @for s in JobState::KNOWN {
-                        option value=(s) selected[state.map(|x| x.as_str()) == Some(s.as_str())] { (s) }
-                    }
-                }
-                (layout::field_error("filter-state", state_error.as_deref()))
-            }
+            (page::state_field(
+                &JobState::KNOWN.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                state.map(|s| s.as_str()),
+                state_error.as_deref(),
+            ))
             div.field {
                 label for="filter-worker" { "Worker" }
                 input #filter-worker type="search" name="worker" value=(worker) autocomplete="off"

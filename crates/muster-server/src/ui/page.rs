@@ -8,6 +8,7 @@ use muster_core::{Name, Timestamp};
 
 use crate::ops::page::{Cursor, CursorKind, Order};
 use crate::ui::error::encode_component;
+use crate::ui::layout;
 
 fn decode(word: &str, kind: CursorKind) -> Option<Cursor> {
     match word.trim() {
@@ -62,6 +63,25 @@ pub fn order_field(order: Order, forward: &str, reverse: &str) -> Markup {
                 option value="" selected[order == Order::Forward] { (forward) }
                 option value="reverse" selected[order == Order::Reverse] { (reverse) }
             }
+        }
+    }
+}
+
+/// The `state` field of a filter form: "any" or one of `states`, with the error of a state the
+/// list does not know.
+pub fn state_field(states: &[&str], chosen: Option<&str>, error: Option<&str>) -> Markup {
+    html! {
+        div.field {
+            label for="filter-state" { "State" }
+            select #filter-state name="state"
+                aria-invalid=[error.is_some().then_some("true")]
+                aria-describedby=(layout::described_by("filter-state", false, error)) {
+                option value="" selected[chosen.is_none()] { "any" }
+                @for s in states {
+                    option value=(s) selected[chosen == Some(*s)] { (s) }
+                }
+            }
+            (layout::field_error("filter-state", error))
         }
     }
 }

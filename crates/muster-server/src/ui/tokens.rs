@@ -167,18 +167,11 @@ async fn render(
         section aria-labelledby="list-title" {
             h2 #list-title { "All tokens" }
             form.filters method="get" action="/tokens" role="search" aria-label="Filter tokens" {
-                div.field {
-                    label for="filter-state" { "State" }
-                    select #filter-state name="state"
-                        aria-invalid=[state_error.is_some().then_some("true")]
-                        aria-describedby=(layout::described_by("filter-state", false, state_error.as_deref())) {
-                        option value="" selected[state.is_none()] { "any" }
-                        @for s in TokenState::KNOWN {
-                            option value=(s) selected[state.map(|x| x.as_str()) == Some(s.as_str())] { (s) }
-                        }
-                    }
-                    (layout::field_error("filter-state", state_error.as_deref()))
-                }
+                (page::state_field(
+                    &TokenState::KNOWN.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                    state.map(|s| s.as_str()),
+                    state_error.as_deref(),
+                ))
                 (page::order_field(order, "oldest first", "newest first"))
                 div.actions {
                     button type="submit" { "Filter" }

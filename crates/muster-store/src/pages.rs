@@ -233,8 +233,7 @@ pub(crate) fn tokens(page: &TokenPage, dialect: Dialect) -> Statement {
     } else {
         "created_at, name"
     };
-    s.sql
-        .push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
+    s.sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     s
 }
 
@@ -263,8 +262,7 @@ pub(crate) fn jobs(filter: &JobFilter, dialect: Dialect) -> Statement {
     } else {
         "created_at DESC, id DESC"
     };
-    s.sql
-        .push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
+    s.sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     s
 }
 

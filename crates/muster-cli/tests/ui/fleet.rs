@@ -107,7 +107,10 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
         labels.contains(&format!("region=eu {}", MANY / 2)),
         "{labels}"
     );
-    assert!(browser.has("svg.chart rect.enrolled").await, "the chart has a bar");
+    assert!(
+        browser.has("svg.chart rect.enrolled").await,
+        "the chart has a bar"
+    );
     let legend = browser.find(".legend").await.text().await.unwrap();
     assert!(
         legend.contains(&format!("enrolled {}", MANY + 1)),
@@ -119,33 +122,58 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
     assert_eq!(rows(&browser).await, 100);
     browser.click("#next-page").await;
     browser.wait_url("after=", Duration::from_secs(10)).await;
-    browser.wait_for("#fleet table", Duration::from_secs(10)).await;
+    browser
+        .wait_for("#fleet table", Duration::from_secs(10))
+        .await;
     assert_eq!(rows(&browser).await, MANY + 1 - 100);
     let later = browser.find("#fleet tbody").await.text().await.unwrap();
-    assert!(later.contains("fleet-103") && !later.contains("fleet-000"), "{later}");
+    assert!(
+        later.contains("fleet-103") && !later.contains("fleet-000"),
+        "{later}"
+    );
     assert!(!browser.has("#next-page").await, "the last page");
     browser.screenshot("21-workers-second-page", DESKTOP).await;
 
     // Filters: by label and by name, applied by the server.
     browser
-        .goto(&format!("{}/workers?label=region%3Dus&name=fleet-01", server.url))
+        .goto(&format!(
+            "{}/workers?label=region%3Dus&name=fleet-01",
+            server.url
+        ))
         .await;
-    browser.wait_for("#fleet table", Duration::from_secs(10)).await;
+    browser
+        .wait_for("#fleet table", Duration::from_secs(10))
+        .await;
     let filtered = browser.find("#fleet tbody").await.text().await.unwrap();
-    assert_eq!(rows(&browser).await, 5, "fleet-011, 013, 015, 017, 019: {filtered}");
-    assert!(!filtered.contains("fleet-010") && !filtered.contains("region=eu"), "{filtered}");
+    assert_eq!(
+        rows(&browser).await,
+        5,
+        "fleet-011, 013, 015, 017, 019: {filtered}"
+    );
+    assert!(
+        !filtered.contains("fleet-010") && !filtered.contains("region=eu"),
+        "{filtered}"
+    );
     browser
         .goto(&format!("{}/workers?status=connected", server.url))
         .await;
-    browser.wait_for("#fleet table", Duration::from_secs(10)).await;
-    assert_eq!(rows(&browser).await, 1, "only the built-in worker is connected");
+    browser
+        .wait_for("#fleet table", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        rows(&browser).await,
+        1,
+        "only the built-in worker is connected"
+    );
 
     // Pre-create one more through the form: its page shows the key and a complete command.
     nav(&browser, "Workers").await;
     browser.click("details.create-worker summary").await;
     browser.fill("#worker-name", "edge-live").await;
     browser.fill("#worker-labels", "region=eu\nrack=r7").await;
-    browser.click("details.create-worker button[type=submit]").await;
+    browser
+        .click("details.create-worker button[type=submit]")
+        .await;
     browser
         .wait_for("#created-command", Duration::from_secs(10))
         .await;
@@ -159,7 +187,10 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
         "complete, ready to paste: {command}"
     );
     let facts = browser.find("dl.facts").await.text().await.unwrap();
-    assert!(facts.contains("precreated") && facts.contains("rack=r7"), "{facts}");
+    assert!(
+        facts.contains("precreated") && facts.contains("rack=r7"),
+        "{facts}"
+    );
     browser.screenshot("22-worker-created", DESKTOP).await;
 
     // Live: with the Workers page open, the pasted command connects the worker; its row and the
@@ -168,7 +199,10 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
         .goto(&format!("{}/workers?name=edge", server.url))
         .await;
     browser
-        .wait_for("tr[data-name=edge-live][data-status=disconnected]", Duration::from_secs(10))
+        .wait_for(
+            "tr[data-name=edge-live][data-status=disconnected]",
+            Duration::from_secs(10),
+        )
         .await;
     browser
         .client
@@ -181,12 +215,23 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
         .has("tr[data-name=edge-live][data-status=connected]")
         .await
     {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the row did not turn connected: {}\nworker: {}",
-            browser.find("#fleet").await.text().await.unwrap(),
-            worker.stderr()
-        );
+        if std::time::Instant::now() > deadline {
+            let state = browser
+                .client
+                .execute(
+                    "const f = document.getElementById('fleet');
+                     return [f.getAttribute('data-listened'), f.getAttribute('data-heard'), typeof EventSource];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            panic!(
+                "the row did not turn connected: {}\n(listened, heard, EventSource) {state}\nworker: {}\nserver: {}",
+                browser.find("#fleet").await.text().await.unwrap(),
+                worker.stderr(),
+                server.logs()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let same_page = browser
@@ -197,33 +242,59 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
     assert_eq!(same_page, json!(true), "the row changed without a reload");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while count(&browser, "connected").await != 2 {
-        assert!(std::time::Instant::now() < deadline, "the counts follow: {}", browser.text().await);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the counts follow: {}",
+            browser.text().await
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     browser.screenshot("23-workers-live", DESKTOP).await;
 
     // The worker's page, from the table: its key fingerprint once it connected, its audit trail.
     browser.click("tr[data-name=edge-live] a.name").await;
-    browser.wait_url("/workers/edge-live", Duration::from_secs(10)).await;
-    browser.wait_for("#fingerprint", Duration::from_secs(10)).await;
+    browser
+        .wait_url("/workers/edge-live", Duration::from_secs(10))
+        .await;
+    browser
+        .wait_for("#fingerprint", Duration::from_secs(10))
+        .await;
     let trail = browser.find("ol.trail").await.text().await.unwrap();
-    assert!(trail.contains("worker.connected") && trail.contains("worker.create"), "{trail}");
-    assert!(!browser.has("#remove").await, "a connected worker is revoked before removal");
+    assert!(
+        trail.contains("worker.connected") && trail.contains("worker.create"),
+        "{trail}"
+    );
+    assert!(
+        !browser.has("#remove").await,
+        "a connected worker is revoked before removal"
+    );
 
     // A job for it, from the Jobs page's form: its page opens, and the list shows the full id.
     nav(&browser, "Jobs").await;
     browser.click("details.submit-job summary").await;
-    browser.fill("#job-command", "sh -c 'echo from the form'").await;
+    browser
+        .fill("#job-command", "sh -c 'echo from the form'")
+        .await;
     browser.fill("#job-worker", "edge-live").await;
     browser.screenshot("24-jobs-submit-form", DESKTOP).await;
-    browser.click("details.submit-job button[type=submit]").await;
+    browser
+        .click("details.submit-job button[type=submit]")
+        .await;
     browser.wait_url("/jobs/", Duration::from_secs(10)).await;
     let id = browser.path().await.trim_start_matches("/jobs/").to_owned();
     assert_eq!(id.len(), 16, "{id}");
     browser
         .wait_for("ol.output li.out", Duration::from_secs(30))
         .await;
-    assert!(browser.find("ol.output").await.text().await.unwrap().contains("from the form"));
+    assert!(
+        browser
+            .find("ol.output")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("from the form")
+    );
     nav(&browser, "Jobs").await;
     let jobs = browser.find("table.jobs").await.text().await.unwrap();
     assert!(jobs.contains(&id) && jobs.contains("edge-live"), "{jobs}");
@@ -233,7 +304,9 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
     browser.click("details.submit-job summary").await;
     browser.fill("#job-command", "true").await;
     browser.fill("#job-worker", "no-such-worker").await;
-    browser.click("details.submit-job button[type=submit]").await;
+    browser
+        .click("details.submit-job button[type=submit]")
+        .await;
     let refusal = browser
         .wait_for(".submit-job .notice.error", Duration::from_secs(10))
         .await
@@ -247,20 +320,28 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
         .goto(&format!("{}/workers/fleet-000", server.url))
         .await;
     browser.click("#remove").await;
-    browser.wait_for(".card.confirm", Duration::from_secs(10)).await;
+    browser
+        .wait_for(".card.confirm", Duration::from_secs(10))
+        .await;
     browser.screenshot("26-remove-confirmation", DESKTOP).await;
     browser.click(".card.confirm button.danger").await;
-    browser.wait_for(".notice.ok", Duration::from_secs(10)).await;
+    browser
+        .wait_for(".notice.ok", Duration::from_secs(10))
+        .await;
     assert_eq!(browser.path().await, "/workers");
     let listed = server.admin(&["workers", "list", "--json"]);
     assert!(!String::from_utf8_lossy(&listed.stdout).contains("fleet-000"));
 
     // The audit log pages too (over a hundred records now).
     nav(&browser, "Audit").await;
-    browser.wait_for("#next-page", Duration::from_secs(10)).await;
+    browser
+        .wait_for("#next-page", Duration::from_secs(10))
+        .await;
     browser.click("#next-page").await;
     browser.wait_url("after=", Duration::from_secs(10)).await;
-    browser.wait_for("table.audit", Duration::from_secs(10)).await;
+    browser
+        .wait_for("table.audit", Duration::from_secs(10))
+        .await;
     browser.screenshot("27-audit-second-page", DESKTOP).await;
 
     // Phone size: the overview, a worker's page and Jobs stack without sideways scrolling.

@@ -45,7 +45,8 @@ pub async fn list(
         before,
         ops::page::Order::Forward,
         query.limit()?,
-    ).await?;
+    )
+    .await?;
     Ok(query.respond(page))
 }
 

@@ -131,7 +131,11 @@ mod tests {
         assert_eq!(span(86_400_000 - 1), "24 h", "a day less a moment is a day");
         assert_eq!(span(86_400_000 - 20_000), "24 h");
         assert_eq!(span(86_400_000 - 40_000), "23 h 59 min");
-        assert_eq!(span(3_599_700), "1 h", "rounding carries into the next unit");
+        assert_eq!(
+            span(3_599_700),
+            "1 h",
+            "rounding carries into the next unit"
+        );
         assert_eq!(span(59_600), "1 min");
         assert_eq!(span(36 * 3_600_000), "36 h");
         assert_eq!(exact("2025-01-31T14:05:09.123Z"), "2025-01-31 14:05:09Z");

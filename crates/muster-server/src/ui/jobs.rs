@@ -268,8 +268,8 @@ pub async fn submit(
         h1 { "Submit a job" }
         (submit_form(&admin.session.csrf, &form, Some(&refused)))
     };
-    let mut response = layout::page("Submit a job", Nav::Jobs, &admin.session.csrf, &flash, body)
-        .into_response();
+    let mut response =
+        layout::page("Submit a job", Nav::Jobs, &admin.session.csrf, &flash, body).into_response();
     *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
     Ok(response)
 }

@@ -46,15 +46,15 @@ pub async fn events(
     let changed = records(app_state, after)
         .take_while(signed_in)
         .filter_map(|record| async move {
-        let e = &record.event;
-        let about_worker = WORKER_ACTIONS.iter().any(|a| e.action.starts_with(a));
-        // Only a valid name goes to the page: a refused enrollment may name anything.
-        let name = Name::parse(&e.target).ok().filter(|_| about_worker)?;
-        Some(Ok(Event::default()
-            .id(record.seq.to_string())
-            .event("worker")
-            .data(name.as_str())))
-    });
+            let e = &record.event;
+            let about_worker = WORKER_ACTIONS.iter().any(|a| e.action.starts_with(a));
+            // Only a valid name goes to the page: a refused enrollment may name anything.
+            let name = Name::parse(&e.target).ok().filter(|_| about_worker)?;
+            Some(Ok(Event::default()
+                .id(record.seq.to_string())
+                .event("worker")
+                .data(name.as_str())))
+        });
     Ok(Sse::new(changed).keep_alive(KeepAlive::default()))
 }
 
@@ -66,7 +66,5 @@ pub async fn row(
 ) -> Result<Html<String>, UiError> {
     validate::name(&name)?;
     let worker = ops::workers::show(&app, &name).await?;
-    Ok(Html(
-        workers::row(app.clock.now(), &worker).into_string(),
-    ))
+    Ok(Html(workers::row(app.clock.now(), &worker).into_string()))
 }

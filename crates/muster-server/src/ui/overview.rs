@@ -56,9 +56,7 @@ pub async fn fragment(State(app): State<UiApp>, _admin: UiAdmin) -> Result<Html<
 
 /// Workers in each status, connected ones told by the caller (the registry knows them).
 fn statuses(o: &FleetOverview, connected: u64) -> [(&'static str, u64); 5] {
-    let live = o
-        .total
-        .saturating_sub(o.revoked + o.suspended + o.expired);
+    let live = o.total.saturating_sub(o.revoked + o.suspended + o.expired);
     let connected = connected.min(live);
     [
         ("connected", connected),
@@ -130,7 +128,13 @@ fn chart(enrolled: &[u64], cut: &[u64]) -> Markup {
         .unwrap_or(0)
         .max(1);
     let half = H / 2 - 1;
-    let height = |n: u64| if n == 0 { 0 } else { (n * half).div_ceil(top).max(1) };
+    let height = |n: u64| {
+        if n == 0 {
+            0
+        } else {
+            (n * half).div_ceil(top).max(1)
+        }
+    };
     let description = format!(
         "Workers enrolled per hour: {}. Revoked or expired per hour: {}. Oldest hour first.",
         join(enrolled),

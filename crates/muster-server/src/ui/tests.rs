@@ -674,14 +674,22 @@ async fn the_new_forms_need_the_csrf_token_and_then_work() {
     // A job: a command line split as a shell would, refused with the reason when it cannot run.
     let refused = send(
         &h,
-        post("/jobs", &session, &format!("csrf={csrf}&command=true&worker=nobody")),
+        post(
+            "/jobs",
+            &session,
+            &format!("csrf={csrf}&command=true&worker=nobody"),
+        ),
     )
     .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.body.contains("nobody"), "{}", refused.body);
     let unclosed = send(
         &h,
-        post("/jobs", &session, &format!("csrf={csrf}&command=echo+%27oops")),
+        post(
+            "/jobs",
+            &session,
+            &format!("csrf={csrf}&command=echo+%27oops"),
+        ),
     )
     .await;
     assert!(unclosed.body.contains("unclosed quote"));
@@ -695,7 +703,10 @@ async fn the_new_forms_need_the_csrf_token_and_then_work() {
     )
     .await;
     assert_eq!(job.status, StatusCode::SEE_OTHER);
-    let id = job.header(header::LOCATION).trim_start_matches("/jobs/").to_owned();
+    let id = job
+        .header(header::LOCATION)
+        .trim_start_matches("/jobs/")
+        .to_owned();
     let view = crate::ops::jobs::show(&h.app, &id).await.expect("the job");
     assert_eq!(view.command, ["sh", "-c", "echo a b"]);
 
@@ -712,7 +723,9 @@ async fn the_new_forms_need_the_csrf_token_and_then_work() {
     let total = crate::ops::workers::list(&h.app).await.unwrap().len();
     let overview = send(&h, get("/workers/overview", &session)).await;
     assert!(
-        overview.body.contains(&format!("data-count=\"total\">{total}<")),
+        overview
+            .body
+            .contains(&format!("data-count=\"total\">{total}<")),
         "{}",
         overview.body
     );

@@ -103,7 +103,8 @@ async fn render(
         Err(e) => (Some(e.message), None),
     };
     let order = page::order(&query.order);
-    let tokens = ops::tokens::page(app, state, page::after_token(&query.after), order, PAGE).await?;
+    let tokens =
+        ops::tokens::page(app, state, page::after_token(&query.after), order, PAGE).await?;
     let here = format!(
         "/tokens?state={}&order={}",
         encode_component(state.map_or("", |s| s.as_str())),
@@ -319,15 +320,7 @@ pub async fn create(
         }
     }
     let flash = admin.take_flash(&app);
-    let page = render(
-        &app,
-        &admin,
-        &flash,
-        &ListQuery::default(),
-        &form,
-        &errors,
-    )
-    .await?;
+    let page = render(&app, &admin, &flash, &ListQuery::default(), &form, &errors).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 

@@ -40,7 +40,8 @@ pub async fn page(
         None,
         ops::page::Order::Forward,
         RECENT,
-    ).await?;
+    )
+    .await?;
     // The audit filter matches text; keep the records about this worker, not ones whose names
     // merely contain its name.
     let actor = format!("worker:{}", worker.name);

@@ -19,8 +19,8 @@ use crate::ui::csrf::{CsrfForm, NoFields};
 use crate::ui::error::{UiError, encode_component};
 use crate::ui::fmt;
 use crate::ui::layout::{self, Nav};
-use crate::ui::{overview, page, worker};
 use crate::ui::session::Flash;
+use crate::ui::{overview, page, worker};
 
 /// Workers per page.
 const PAGE: u32 = 100;

@@ -25,8 +25,8 @@ use crate::rows::{
     WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
-    Attempt, FleetOverview, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
-    Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
+    Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
+    OutputPosition, Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
 };
 
 impl PgTx<'_> {

@@ -24,8 +24,8 @@ use crate::rows::{
     TokenColumns, WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
-    Attempt, FleetOverview, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
-    Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
+    Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
+    OutputPosition, Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
 };
 impl rusqlite::ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {

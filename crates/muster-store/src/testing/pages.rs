@@ -326,10 +326,7 @@ pub async fn fleet_overview_counts_statuses_labels_and_hours(store: Store) {
         .read(|tx| tx.fleet_overview(at(5 * HOUR), 6))
         .await
         .expect("overview");
-    assert_eq!(
-        (o.total, o.revoked, o.suspended, o.expired),
-        (4, 1, 1, 1)
-    );
+    assert_eq!((o.total, o.revoked, o.suspended, o.expired), (4, 1, 1, 1));
     assert_eq!(
         o.labels,
         [("pool=gpu".to_owned(), 2), ("pool=cpu".to_owned(), 1)]

@@ -170,32 +170,49 @@
       }).catch(function () {});
     });
 
-    function changed(name) {
-      counts();
-      var row = null;
+    function rowOf(name) {
+      var found = null;
       container.querySelectorAll("tr[data-name]").forEach(function (tr) {
         if (tr.getAttribute("data-name") === name) {
-          row = tr;
+          found = tr;
         }
       });
-      if (!row) {
+      return found;
+    }
+
+    // The newest fetch of each worker's row: an older answer arriving later is dropped.
+    var asked = {};
+    var sequence = 0;
+
+    function changed(name) {
+      counts();
+      if (!rowOf(name)) {
         table();
         return;
       }
+      sequence += 1;
+      var mine = sequence;
+      asked[name] = mine;
       fetchFragment("/workers/" + encodeURIComponent(name) + "/row").then(function (html) {
+        if (asked[name] !== mine) {
+          return;
+        }
+        delete asked[name];
+        var row = rowOf(name);
         var template = document.createElement("template");
         template.innerHTML = html.trim();
         var fresh = template.content.firstElementChild;
+        if (!row || !fresh) {
+          return;
+        }
         // A worker that left the status this page is filtered on: the table decides.
         var filtered = /[?&]status=[a-z]/.test(container.getAttribute("data-poll"));
-        if (fresh && filtered && fresh.getAttribute("data-status") !== row.getAttribute("data-status")) {
+        if (filtered && fresh.getAttribute("data-status") !== row.getAttribute("data-status")) {
           table();
           return;
         }
-        if (fresh && row.parentNode) {
-          fresh.classList.add("changed");
-          row.replaceWith(fresh);
-        }
+        fresh.classList.add("changed");
+        row.replaceWith(fresh);
       }).catch(function () {
         // Removed, or the session ended: the table says which.
         table();
@@ -203,7 +220,11 @@
     }
 
     var source = new EventSource(container.getAttribute("data-events"));
+    var heard = 0;
     source.addEventListener("worker", function (event) {
+      // How many changes the page heard, for whoever inspects it (and the browser tests).
+      heard += 1;
+      container.setAttribute("data-heard", String(heard));
       changed(event.data);
     });
     // After the stream was down, anything may have changed.

@@ -210,7 +210,9 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
         .await
         .unwrap();
     let worker = server.run_pasted(&command, "edge-live");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Generous: the machine running the tests may be busy compiling.
+    let started_worker = std::time::Instant::now();
+    let deadline = started_worker + Duration::from_secs(90);
     while !browser
         .has("tr[data-name=edge-live][data-status=connected]")
         .await
@@ -225,6 +227,17 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
                 )
                 .await
                 .unwrap();
+            let fetched = browser
+                .client
+                .execute_async(
+                    "const done = arguments[arguments.length - 1];
+                     fetch('/workers/edge-live/row', {headers: {'X-Muster-Fragment': '1'}})
+                       .then(r => r.text().then(t => done(r.status + ' ' + t)), e => done(String(e)));",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let state = format!("{state} row: {fetched}");
             panic!(
                 "the row did not turn connected: {}\n(listened, heard, EventSource) {state}\nworker: {}\nserver: {}",
                 browser.find("#fleet").await.text().await.unwrap(),
@@ -234,6 +247,10 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    eprintln!(
+        "the row turned connected {:?} after the worker started",
+        started_worker.elapsed()
+    );
     let same_page = browser
         .client
         .execute("return window.notReloaded === true;", vec![])

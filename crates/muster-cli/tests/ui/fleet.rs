@@ -36,7 +36,7 @@ async fn precreate_many(browser: &Browser) {
             vec![json!(MANY)],
         )
         .await
-        .unwrap();
+        .expect("the page runs the script");
     assert_eq!(done, json!("ok"));
 }
 
@@ -46,9 +46,9 @@ async fn count(browser: &Browser, status: &str) -> u64 {
         .await
         .text()
         .await
-        .unwrap()
+        .expect("a count")
         .parse()
-        .unwrap()
+        .expect("a number")
 }
 
 async fn rows(browser: &Browser) -> usize {
@@ -59,9 +59,10 @@ async fn rows(browser: &Browser) -> usize {
             vec![],
         )
         .await
-        .unwrap()
-        .as_u64()
-        .unwrap() as usize
+        .ok()
+        .and_then(|n| n.as_u64())
+        .and_then(|n| usize::try_from(n).ok())
+        .expect("a number of rows")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

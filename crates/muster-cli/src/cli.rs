@@ -188,7 +188,8 @@ pub enum LicenseCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Run a command on a worker, stream its output, and exit with its exit code.
+    /// Run a command on a worker, stream its output, and exit with its exit code (with `--json`,
+    /// print the job as it ended with its output as lines).
     Run {
         /// Run on this worker.
         #[arg(long, conflicts_with = "labels")]
@@ -238,7 +239,8 @@ pub enum JobCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Print a job's output (stdout to stdout, stderr to stderr).
+    /// Print a job's output (stdout to stdout, stderr to stderr; with `--json`, one JSON object
+    /// a line: each line of output with its stream and time, then the job's end).
     Logs {
         id: String,
         /// Keep printing until the job ends.
@@ -440,6 +442,19 @@ pub struct WorkerArgs {
     pub job_writable: Vec<PathBuf>,
 }
 
+/// Whether `--json` was given to the command (or to one of its subcommands).
+pub fn json_requested(matches: &clap::ArgMatches) -> bool {
+    matches
+        .try_get_one::<bool>("json")
+        .ok()
+        .flatten()
+        .copied()
+        .unwrap_or(false)
+        || matches
+            .subcommand()
+            .is_some_and(|(_, sub)| json_requested(sub))
+}
+
 /// The default state dir of a worker: `$XDG_DATA_HOME/muster-worker`.
 pub fn default_state_dir() -> PathBuf {
     dirs::data_local_dir()
@@ -474,7 +489,8 @@ pub struct AdminArgs {
     /// Trust exactly the certificate with this fingerprint (`sha256:…`).
     #[arg(long, env = "MUSTER_CA_FINGERPRINT", global = true)]
     pub ca_fingerprint: Option<String>,
-    /// Print JSON on stdout instead of a table.
+    /// Print JSON on stdout instead of a table; a failure too, as `{"error": {"code",
+    /// "message", "hint"}}` (with the same exit code).
     #[arg(long, global = true)]
     pub json: bool,
 }

@@ -83,6 +83,15 @@ impl JobExit {
             },
         }
     }
+
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            JobExit::Success => 0,
+            JobExit::Command(code) | JobExit::Muster(code) => code,
+            JobExit::Unclassified => code::FAILED,
+        }
+    }
 }
 
 impl CliError {
@@ -156,14 +165,82 @@ impl CliError {
             | CliError::Discover(_)
             | CliError::Serve { .. } => code::FAILED,
             CliError::Worker(error) => error.exit_code(),
-            CliError::JobEnded(job) => match JobExit::of(job) {
-                JobExit::Success => 0,
-                JobExit::Command(code) | JobExit::Muster(code) => code,
-                JobExit::Unclassified => code::FAILED,
-            },
+            CliError::JobEnded(job) => JobExit::of(job).code(),
             CliError::StoppedFollowing { .. } => code::INTERRUPTED,
         }
     }
+
+    /// What kind of failure this is, for the JSON error object: the server's own code when it
+    /// refused, or one of the CLI's.
+    pub fn code(&self) -> Code {
+        use ClientError as C;
+        match self {
+            CliError::Client(C::Api { detail, .. }) => Code::Server(detail.code),
+            CliError::Client(C::Unreachable { .. }) => Code::Cli(LocalCode::Unreachable),
+            CliError::Client(C::UntrustedCertificate { .. } | C::Trust(_)) => {
+                Code::Cli(LocalCode::UntrustedCertificate)
+            }
+            CliError::Client(C::PlainHttpToHttps { .. } | C::NotTls { .. } | C::BadUrl(_)) => {
+                Code::Cli(LocalCode::BadUrl)
+            }
+            CliError::Client(C::Protocol(_)) => Code::Cli(LocalCode::Protocol),
+            CliError::Usage { .. } => Code::Cli(LocalCode::Usage),
+            CliError::Failed { .. } | CliError::Serve { .. } | CliError::Worker(_) => {
+                Code::Cli(LocalCode::Failed)
+            }
+            CliError::Discover(_) => Code::Cli(LocalCode::NoLocalServer),
+            CliError::JobEnded(_) => Code::Cli(LocalCode::JobFailed),
+            CliError::StoppedFollowing { .. } => Code::Cli(LocalCode::StoppedFollowing),
+        }
+    }
+
+    /// The failure as scripts read it with `--json`, on stdout: `{"error": {"code", "message",
+    /// "hint"}}`, the shape of the API's error body. `None` when it is passed on silently, or
+    /// when the command already printed what it is about (`job run --json` prints the job as
+    /// it ended, which says how).
+    pub fn json(&self) -> Option<serde_json::Value> {
+        if matches!(self, CliError::JobEnded(_)) {
+            return None;
+        }
+        let message = self.message()?;
+        let mut detail = serde_json::json!({ "code": self.code(), "message": message });
+        if let Some(hint) = self.hint() {
+            detail["hint"] = hint.into();
+        }
+        Some(serde_json::json!({ "error": detail }))
+    }
+}
+
+/// The `code` of a JSON error: the server's, or the CLI's for what failed before or without an
+/// answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Code {
+    Server(muster_proto::ErrorCode),
+    Cli(LocalCode),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalCode {
+    /// The command line is wrong; nothing was sent.
+    Usage,
+    /// The server did not answer.
+    Unreachable,
+    /// The server's certificate is not trusted (or the trust flags are malformed).
+    UntrustedCertificate,
+    /// The URL is malformed or names the wrong scheme.
+    BadUrl,
+    /// The server answered something this CLI does not understand.
+    Protocol,
+    /// No local server was found through the data dir.
+    NoLocalServer,
+    /// Something the command needs is missing or broken.
+    Failed,
+    /// The job ended, and not with success.
+    JobFailed,
+    /// A second Ctrl-C left the job running.
+    StoppedFollowing,
 }
 
 impl From<ClientError> for CliError {

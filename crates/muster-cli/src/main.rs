@@ -4,12 +4,16 @@ mod admin;
 mod cli;
 mod commands;
 mod error;
+mod job_lines;
 mod output;
+/// The generated reference pages (`docs/reference/`), checked by its tests.
+#[cfg(test)]
+mod reference;
 mod tables;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 /// The version `muster --version` and the server's banner show: the release and the commit it
 /// was built from (see `build.rs`).
@@ -21,7 +25,13 @@ pub const VERSION: &str = concat!(
 );
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = match cli::Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return ExitCode::from(output::command_line_error(&e)),
+    };
+    // `--json` anywhere in the command: a failure is a JSON object on stdout too.
+    let json = cli::json_requested(&matches);
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // The job launcher must stay single-threaded (it acts between fork and exec), so it runs
     // before the async runtime and its threads exist.
     if let cli::Command::JobExec(args) = &cli.command {
@@ -38,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(commands::dispatch(cli));
+    let code = runtime.block_on(commands::dispatch(cli, json));
     // Do not wait for stray blocking tasks (a stdin reader, say) at exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     ExitCode::from(code)

@@ -18,6 +18,38 @@ pub fn print_warning(message: &str) {
     eprintln!("warning: {}", muster_core::text::escape_controls(message));
 }
 
+/// Handles a command line clap refused (or `--help`, `--version`): printed as clap prints it,
+/// and, when the command line asks for `--json`, also as the JSON error object on stdout.
+/// Returns the exit code.
+pub fn command_line_error(e: &clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    let _ = e.print();
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if json && !informational {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        println!(
+            "{}",
+            serde_json::json!({"error": {
+                "code": crate::error::LocalCode::Usage,
+                "message": message,
+                "hint": "`muster --help` and `muster COMMAND --help` list the commands and flags",
+            }})
+        );
+    }
+    u8::try_from(e.exit_code()).unwrap_or(2)
+}
+
 pub fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),

@@ -93,6 +93,8 @@ pub fn worker(w: &WorkerView, now: Timestamp) -> String {
         ("revoked", when(w.revoked_at.as_deref(), now)),
         ("last seen", when(w.last_seen_at.as_deref(), now)),
         ("address", or_dash(w.remote_addr.as_deref())),
+        // Which server replica holds its channel (every replica names the same one).
+        ("replica", or_dash(w.replica.as_deref())),
         ("confinement", confinement(w.confinement.as_ref())),
     ])
 }

@@ -498,7 +498,9 @@ pub struct JobView {
     pub placement: Option<Placement>,
 }
 
-/// Who could take a job when it was submitted (as this server replica sees the fleet).
+/// Who could take a job when it was submitted. When a worker connected to the replica that
+/// took the request matches, both count that replica's workers (the job does not wait for one
+/// to connect); when none there does, both count the whole fleet, every replica's workers.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Placement {
@@ -519,6 +521,10 @@ pub enum JobEvent {
         seq: u64,
         stream: OutputStream,
         data: String,
+        /// When the server received it (RFC 3339, UTC); absent for output stored by a server
+        /// that did not record it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
     },
     /// The follower fell behind and this many pieces of live output were skipped.
     Skipped { chunks: u64 },
@@ -642,6 +648,7 @@ mod tests {
             seq: 1,
             stream: OutputStream::Stderr,
             data: "aGk=".into(),
+            at: None,
         };
         assert_eq!(
             serde_json::to_string(&event).unwrap(),

@@ -146,6 +146,14 @@ pub struct OutputChunk {
     pub data: Vec<u8>,
 }
 
+/// A stored chunk of output and when the server received it (`None` for output stored before
+/// migration 0012).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedChunk {
+    pub chunk: OutputChunk,
+    pub at: Option<Timestamp>,
+}
+
 /// What [`Tx::serialize`] serializes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -359,10 +367,32 @@ pub trait Tx {
     fn adopt_job(&mut self, id: &JobId, worker: &WorkerId, dispatcher: &str) -> StoreResult<bool>;
     /// Where a job's stored output stands: the last chunk's number and the bytes stored.
     fn output_position(&mut self, id: &JobId) -> StoreResult<OutputPosition>;
-    fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()>;
+    /// Stores a chunk of output, received at `at`.
+    fn append_output(
+        &mut self,
+        id: &JobId,
+        seq: u64,
+        stream: u8,
+        data: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<()>;
     fn set_output_stats(&mut self, id: &JobId, bytes: u64, truncated: bool) -> StoreResult<()>;
-    /// Stored output chunks with `seq > after`, in order, at most `limit`.
-    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>>;
+    /// Stored output chunks with `seq > after`, in order, at most `limit`, each with when it
+    /// was received.
+    fn read_timed_output(
+        &mut self,
+        id: &JobId,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<TimedChunk>>;
+    /// The same without the times.
+    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>> {
+        Ok(self
+            .read_timed_output(id, after, limit)?
+            .into_iter()
+            .map(|t| t.chunk)
+            .collect())
+    }
 
     // ---- presence and replicas ----
     /// Records a worker's live channel, replacing any row it had (the newest connection holds
@@ -377,6 +407,14 @@ pub trait Tx {
     ) -> StoreResult<bool>;
     fn presence_of(&mut self, worker: &WorkerId) -> StoreResult<Option<Presence>>;
     fn all_presence(&mut self) -> StoreResult<Vec<Presence>>;
+    /// How many workers are held by replicas other than `here` and carry every label pair in
+    /// `labels` (every worker held elsewhere when it is empty): what a job's placement sees of
+    /// the rest of the fleet.
+    fn count_present_elsewhere(
+        &mut self,
+        here: &str,
+        labels: &[(String, String)],
+    ) -> StoreResult<u64>;
     /// How many jobs the worker runs now, if the row is still this connection's.
     fn set_presence_running(
         &mut self,

@@ -15,6 +15,7 @@ use crate::admin;
 use crate::cli::JobCommand;
 use crate::commands::parse_labels;
 use crate::error::{CliError, JobExit};
+use crate::job_lines::{self, Lines, OutputLine, Record};
 use crate::output::{now, print_json};
 use crate::tables;
 
@@ -49,9 +50,14 @@ pub async fn run(command: JobCommand) -> Result<(), CliError> {
                 return Ok(());
             }
             let waiting = Waiting::announce(&job, queue_timeout.as_deref());
-            let end = follow(&client, &job.id, !admin.json, true, waiting).await?;
-            if admin.json {
-                print_json(&end);
+            let mut sink = if admin.json {
+                Sink::Kept(Lines::default(), Kept::default())
+            } else {
+                Sink::Terminal
+            };
+            let end = follow(&client, &job.id, &mut sink, true, waiting).await?;
+            if let Sink::Kept(_, kept) = sink {
+                print_json(&kept.with(&end));
             }
             finish(end)
         }
@@ -89,7 +95,12 @@ pub async fn run(command: JobCommand) -> Result<(), CliError> {
             admin,
         } => {
             let client = admin::client(&admin)?;
-            follow(&client, &id, true, keep_following, None).await?;
+            let mut sink = if admin.json {
+                Sink::JsonLines(Lines::default())
+            } else {
+                Sink::Terminal
+            };
+            follow(&client, &id, &mut sink, keep_following, None).await?;
             Ok(())
         }
         JobCommand::Cancel { id, admin } => {
@@ -129,14 +140,114 @@ fn parse_env(inputs: &[String]) -> Result<std::collections::BTreeMap<String, Str
 /// replica that died): the job runs on meanwhile.
 const FOLLOW_AGAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Streams a job's output to our stdout/stderr (when `print`) and returns the job as it ended.
+/// Where a followed job's output goes.
+enum Sink {
+    /// Its bytes to our stdout and stderr, as `ssh` does.
+    Terminal,
+    /// One JSON object a line on stdout, then one for the end (`job logs --json`).
+    JsonLines(Lines),
+    /// Kept, to print with the job as it ended (`job run --json`).
+    Kept(Lines, Kept),
+}
+
+impl Sink {
+    fn output(&mut self, stream: OutputStream, data: &str, at: Option<&str>) {
+        let bytes = STANDARD.decode(data).unwrap_or_default();
+        match self {
+            Sink::Terminal => {
+                if stream == OutputStream::Stderr {
+                    let mut err = std::io::stderr().lock();
+                    let _ = err.write_all(&bytes);
+                    let _ = err.flush();
+                } else {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&bytes);
+                    let _ = out.flush();
+                }
+            }
+            Sink::JsonLines(lines) => {
+                for line in lines.push(stream, &bytes, at) {
+                    Record::Output(&line).print();
+                }
+            }
+            Sink::Kept(lines, kept) => kept.extend(lines.push(stream, &bytes, at)),
+        }
+    }
+
+    /// A notice about the output (pieces skipped, output not stored): a JSON object where
+    /// stdout carries JSON lines, a line on stderr otherwise.
+    fn notice(&mut self, record: Record<'_>, text: String) {
+        match self {
+            Sink::JsonLines(_) => record.print(),
+            Sink::Terminal | Sink::Kept(..) => eprintln!("{text}"),
+        }
+    }
+
+    fn end(&mut self, job: &JobView) {
+        match self {
+            Sink::Terminal => {}
+            Sink::JsonLines(lines) => {
+                for line in lines.finish() {
+                    Record::Output(&line).print();
+                }
+                Record::End {
+                    exit: job_lines::exit_of(job),
+                    job,
+                }
+                .print();
+            }
+            Sink::Kept(lines, kept) => kept.extend(lines.finish()),
+        }
+    }
+}
+
+/// The output `job run --json` keeps: at most [`KEPT_BYTES`] of text, then only a count.
+#[derive(Default)]
+struct Kept {
+    lines: Vec<OutputLine>,
+    bytes: usize,
+    left_out: u64,
+}
+
+/// What `job run --json` keeps of a job's output: the first MiB, what the server stores too.
+const KEPT_BYTES: usize = 1024 * 1024;
+
+impl Kept {
+    fn extend(&mut self, lines: Vec<OutputLine>) {
+        for line in lines {
+            if self.bytes + line.line.len() > KEPT_BYTES {
+                self.left_out += 1;
+            } else {
+                self.bytes += line.line.len();
+                self.lines.push(line);
+            }
+        }
+    }
+
+    /// The job as it ended with its `output` (and `output_lines_left_out`, when some were).
+    fn with(self, job: &JobView) -> serde_json::Value {
+        let mut value = serde_json::to_value(job).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "output".into(),
+                serde_json::to_value(&self.lines).unwrap_or_default(),
+            );
+            if self.left_out > 0 {
+                object.insert("output_lines_left_out".into(), self.left_out.into());
+            }
+        }
+        value
+    }
+}
+
+/// Streams a job's output into `sink` and returns the job as it ended.
 /// The first Ctrl-C cancels the job and keeps following it to its end; a second one leaves. A
 /// stream that breaks before the end (the server restarted) is opened again after the last
 /// piece received, for up to [`FOLLOW_AGAIN_WITHIN`].
 async fn follow(
     client: &Client,
     id: &str,
-    print: bool,
+    sink: &mut Sink,
     keep_following: bool,
     mut waiting: Option<Waiting>,
 ) -> Result<JobView, CliError> {
@@ -179,35 +290,30 @@ async fn follow(
         };
         match event {
             JobEvent::Output {
-                seq, stream, data, ..
+                seq,
+                stream,
+                data,
+                at,
             } => {
                 after = after.max(seq);
-                if print {
-                    let bytes = STANDARD.decode(data).unwrap_or_default();
-                    if stream == OutputStream::Stderr {
-                        let mut err = std::io::stderr().lock();
-                        let _ = err.write_all(&bytes);
-                        let _ = err.flush();
-                    } else {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(&bytes);
-                        let _ = out.flush();
-                    }
-                }
+                sink.output(stream, &data, at.as_deref());
             }
-            JobEvent::Skipped { chunks } => {
-                eprintln!(
+            JobEvent::Skipped { chunks } => sink.notice(
+                Record::Skipped { chunks },
+                format!(
                     "[muster: this terminal fell behind; {chunks} pieces of live output were skipped — `muster job logs {id}` has what was stored]"
-                );
+                ),
+            ),
+            JobEvent::Truncated { kept_bytes } => sink.notice(
+                Record::Truncated { kept_bytes },
+                format!(
+                    "[muster: the server keeps the first {kept_bytes} bytes of a job's output; the rest was streamed live only]"
+                ),
+            ),
+            JobEvent::End { job } => {
+                sink.end(&job);
+                return Ok(*job);
             }
-            JobEvent::Truncated { kept_bytes } => {
-                if print {
-                    eprintln!(
-                        "[muster: the server keeps the first {kept_bytes} bytes of a job's output; the rest was streamed live only]"
-                    );
-                }
-            }
-            JobEvent::End { job } => return Ok(*job),
         }
     }
 }

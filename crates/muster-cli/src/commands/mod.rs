@@ -17,14 +17,18 @@ use crate::cli::{Cli, Command};
 use crate::error::CliError;
 use crate::output::print_error;
 
-/// Runs the command and returns the process exit code.
-pub async fn dispatch(cli: Cli) -> u8 {
+/// Runs the command and returns the process exit code. With `json`, a failure is also printed
+/// as a JSON object on stdout (`CliError::json`), for scripts.
+pub async fn dispatch(cli: Cli, json: bool) -> u8 {
     match run(cli).await {
         Ok(()) => 0,
         Err(error) => {
             // A failure without a message is silent: `job run` passing on a command's exit code.
             if let Some(message) = error.message() {
                 print_error(&message, error.hint().as_deref());
+            }
+            if json && let Some(object) = error.json() {
+                println!("{object}");
             }
             error.exit_code()
         }

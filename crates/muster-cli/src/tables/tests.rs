@@ -70,6 +70,7 @@ fn some_workers() -> Vec<WorkerView> {
     busy.token = Some("ingest-01".into());
     busy.labels = label_map(&[("region", "eu")]);
     busy.remote_addr = Some("10.0.0.7".into());
+    busy.replica = Some("3f9c0a1b7d2e4f60".into());
     busy.expires_at = Some("2026-03-05T10:00:00Z".into());
     busy.confinement = Some(Confinement::Landlock { abi: 7 });
     let mut idle = worker_view("builtin", WorkerStatus::Connected, EnrolledVia::Builtin);

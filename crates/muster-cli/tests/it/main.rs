@@ -21,6 +21,7 @@ mod identity;
 mod install;
 mod job_refusals;
 mod jobs;
+mod json_output;
 mod license;
 mod lists;
 mod operations;

@@ -1,7 +1,9 @@
-//! The command lines muster prints for pasting on another machine work as pasted: a server on a
-//! second loopback address with `--public-url` naming it prints, for `token create`, `workers
+//! The command lines muster prints for pasting on another machine work as pasted: a server with
+//! `--public-url` naming the address others reach it by prints, for `token create`, `workers
 //! create` and `enrollment enable --generate`, a line that a shell runs as it is and that brings
-//! a worker into the fleet.
+//! a worker into the fleet. Pasted on a second loopback address, and in a network namespace of
+//! its own joined to the server's by a veth pair (another host, as far as the network goes;
+//! skipped, saying why, where namespaces cannot be made).
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -17,8 +19,9 @@ struct Pasted {
 
 impl Pasted {
     /// Runs `line` with `sh -c`, as a user pasting it would, in a fresh home (so a fresh default
-    /// state dir) with `muster` on the `PATH` and no `MUSTER_*` variable from the test's own.
-    fn run(line: &str, home: &Path) -> Self {
+    /// state dir) with `muster` on the `PATH` and no `MUSTER_*` variable from the test's own;
+    /// inside network namespace `netns` when one is given.
+    fn run(line: &str, home: &Path, netns: Option<&str>) -> Self {
         std::fs::create_dir_all(home).expect("home");
         let bin_dir = Path::new(muster_bin()).parent().expect("bin dir");
         let path = format!(
@@ -27,7 +30,15 @@ impl Pasted {
             std::env::var("PATH").unwrap_or_default()
         );
         let log = home.join("pasted.log");
-        let mut cmd = Command::new("sh");
+        // `ip netns exec` enters the namespace and execs the shell: one process group still.
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, "sh"]);
+                cmd
+            }
+            None => Command::new("sh"),
+        };
         cmd.arg("-c").arg(line);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("MUSTER_") {
@@ -79,7 +90,20 @@ fn free_port(ip: &str) -> u16 {
 
 #[test]
 fn printed_commands_name_the_public_url_and_work_as_pasted() {
-    let ip = "127.0.0.3";
+    paste_each_printed_command("127.0.0.3", None);
+}
+
+/// The same from another network namespace: the pasted commands run where only the veth
+/// address reaches the server (not its loopback), as on another host.
+#[test]
+fn printed_commands_work_as_pasted_in_another_network_namespace() {
+    let Some(net) = Netns::create() else { return };
+    paste_each_printed_command(&net.host_ip, Some(&net.name));
+}
+
+/// Starts a server on `ip` with `--public-url` naming it, and pastes each printed command line
+/// into a shell (in network namespace `netns`, when given): each must bring its worker in.
+fn paste_each_printed_command(ip: &str, netns: Option<&str>) {
     let port = free_port(ip);
     let public = format!("https://{ip}:{port}");
     let server = Server::start(ServerOpts {
@@ -99,13 +123,13 @@ fn printed_commands_name_the_public_url_and_work_as_pasted() {
     let out = server.cli_ok(&["token", "create", "pasted-t", "--duration", "1h"]);
     let line = command_line(&out, "muster worker");
     expect_complete(line);
-    let _token_worker = Pasted::run(line, &server.path("home-token"));
+    let _token_worker = Pasted::run(line, &server.path("home-token"), netns);
     server.wait_status("pasted-t", "connected", STARTUP);
 
     let out = server.cli_ok(&["workers", "create", "pasted-p"]);
     let line = command_line(&out, "MUSTER_WORKER_ID=");
     expect_complete(line);
-    let _precreated = Pasted::run(line, &server.path("home-precreated"));
+    let _precreated = Pasted::run(line, &server.path("home-precreated"), netns);
     server.wait_status("pasted-p", "connected", STARTUP);
 
     let out = server.cli_ok(&["enrollment", "enable", "--generate"]);
@@ -121,12 +145,107 @@ fn printed_commands_name_the_public_url_and_work_as_pasted() {
     .expect("utf-8")
     .trim()
     .to_lowercase();
-    let _secret_worker = Pasted::run(line, &server.path("home-secret"));
-    server.wait_status(&host, "connected", STARTUP);
+    let _secret_worker = Pasted::run(line, &server.path("home-secret"), netns);
+    let shown = server.wait_status(&host, "connected", STARTUP);
+    if netns.is_some() {
+        // It came from the namespace's side of the veth, not from this host's loopback.
+        let from = shown["remote_addr"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            !from.starts_with("127.") && from != ip && !from.is_empty(),
+            "connected from `{from}`"
+        );
+    }
 
     // A rotated secret comes with its complete line too.
     let out = server.cli_ok(&["enrollment", "rotate", "--generate"]);
     expect_complete(command_line(&out, "MUSTER_AUTO_ENROLLMENT_KEY="));
+}
+
+/// A network namespace joined to this one by a veth pair on a small private subnet of its own,
+/// both deleted when the test ends (deleting the namespace deletes its end of the pair, and
+/// with it the other).
+struct Netns {
+    name: String,
+    host_link: String,
+    /// This side's address: the server listens on it.
+    host_ip: String,
+}
+
+impl Netns {
+    /// `None`, having said why, where namespaces cannot be made (not root, no `ip`, a
+    /// container without the privilege).
+    fn create() -> Option<Self> {
+        let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+        // A /30 of 10.200.0.0/13 picked at random, so parallel runs do not meet.
+        let (b, c) = (200 + rand::random::<u8>() % 8, rand::random::<u8>());
+        let d = (rand::random::<u8>() % 64) * 4;
+        let net = Self {
+            name: format!("muster-it-{tag}"),
+            host_link: format!("mh{tag}"),
+            host_ip: format!("10.{b}.{c}.{}", d + 1),
+        };
+        let peer_link = format!("mp{tag}");
+        let peer_ip = format!("10.{b}.{c}.{}", d + 2);
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run `ip`: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`ip {}`: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        if let Err(why) = ip(&["netns", "add", &net.name]) {
+            eprintln!("skipped: cannot make a network namespace ({why}); this test needs root");
+            return None;
+        }
+        let ns = net.name.clone();
+        let host_cidr = format!("{}/30", net.host_ip);
+        let peer_cidr = format!("{peer_ip}/30");
+        let steps: [Vec<&str>; 7] = [
+            vec![
+                "link",
+                "add",
+                &net.host_link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer_link,
+            ],
+            vec!["link", "set", &peer_link, "netns", &ns],
+            vec!["addr", "add", &host_cidr, "dev", &net.host_link],
+            vec!["link", "set", &net.host_link, "up"],
+            vec!["-n", &ns, "addr", "add", &peer_cidr, "dev", &peer_link],
+            vec!["-n", &ns, "link", "set", &peer_link, "up"],
+            vec!["-n", &ns, "link", "set", "lo", "up"],
+        ];
+        for step in &steps {
+            if let Err(why) = ip(step) {
+                // `net` goes out of scope here and cleans up what was made.
+                eprintln!("skipped: cannot join a network namespace to this one ({why})");
+                return None;
+            }
+        }
+        Some(net)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
 }
 
 #[test]

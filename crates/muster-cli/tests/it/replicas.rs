@@ -135,6 +135,55 @@ fn a_revocation_through_one_replica_cuts_off_a_worker_connected_to_the_other() {
     );
 }
 
+/// `job run` judges "nothing matches" fleet-wide: through a replica with no worker of its own,
+/// a job for a worker another replica holds runs without a word, and one nobody can take says
+/// so at once, counting every replica's workers.
+#[test]
+fn job_run_through_one_replica_counts_the_workers_the_others_hold() {
+    let Some(db) = Database::create() else { return };
+    let a = replica(&db);
+    let b = replica(&db);
+    let (token, _) = a.create_token("gpu-1", "1h");
+    let _worker = b
+        .worker("gpu-1")
+        .token(&token)
+        .arg("--label")
+        .arg("pool=gpu")
+        .start();
+    a.wait_status("gpu-1", "connected", Duration::from_secs(15));
+
+    let waits = "no connected worker matches";
+    for selector in [["--label", "pool=gpu"], ["--worker", "gpu-1"]] {
+        let mut args = vec!["job", "run"];
+        args.extend(selector);
+        args.extend(["--queue-timeout", "20s", "--", "echo", "there"]);
+        let out = a.cli(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "there\n");
+        assert!(!stderr.contains(waits), "B's worker matches: {stderr}");
+    }
+
+    let out = a.cli(&[
+        "job",
+        "run",
+        "--label",
+        "pool=cpu",
+        "--queue-timeout",
+        "1s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{waits} a worker with labels pool=cpu (1 worker connected)"
+        )),
+        "the worker B holds is counted: {stderr}"
+    );
+}
+
 /// Licenses are fleet-wide: installed, removed or a trial started through one replica, it holds
 /// on the other at once; both count the same seats, so a worker joining through one replica
 /// takes the seat the other would have given.

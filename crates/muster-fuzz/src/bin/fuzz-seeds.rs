@@ -216,6 +216,7 @@ fn follow_reader(dir: &Path) -> std::io::Result<()> {
             seq: 1,
             stream: muster_proto::api::OutputStream::Stdout,
             data: "aGVsbG8K".into(),
+            at: Some("2026-01-02T03:04:05.678Z".into()),
         },
         JobEvent::Skipped { chunks: 3 },
         JobEvent::Truncated { kept_bytes: 1024 },

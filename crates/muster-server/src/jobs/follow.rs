@@ -5,6 +5,7 @@ use axum::body::Body;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use muster_core::Timestamp;
 use muster_core::job::JobId;
 use muster_proto::api::JobEvent;
 use muster_proto::control::frame;
@@ -25,11 +26,12 @@ fn line(event: &JobEvent) -> Bytes {
     Bytes::from(text)
 }
 
-fn output_line(seq: u64, stream: u8, data: &[u8]) -> Bytes {
+fn output_line(seq: u64, stream: u8, data: &[u8], at: Option<Timestamp>) -> Bytes {
     line(&JobEvent::Output {
         seq,
         stream: frame::stream(stream),
         data: STANDARD.encode(data),
+        at: at.map(|t| t.to_rfc3339()),
     })
 }
 
@@ -112,13 +114,14 @@ where
         let (job, after) = (id.clone(), *last);
         let chunks = app
             .store
-            .read(move |t| t.read_output(&job, after, PAGE))
+            .read(move |t| t.read_timed_output(&job, after, PAGE))
             .await
             .map_err(|e| e.to_string())?;
         let full_page = chunks.len() == PAGE as usize;
-        for chunk in chunks {
+        for timed in chunks {
+            let chunk = timed.chunk;
             *last = chunk.seq;
-            send(output_line(chunk.seq, chunk.stream, &chunk.data)).await?;
+            send(output_line(chunk.seq, chunk.stream, &chunk.data, timed.at)).await?;
         }
         if !full_page {
             return Ok(());
@@ -137,10 +140,15 @@ where
 {
     loop {
         match receiver.recv().await {
-            Ok(LiveEvent::Output { seq, stream, data }) => {
+            Ok(LiveEvent::Output {
+                seq,
+                stream,
+                data,
+                at,
+            }) => {
                 if seq > *last {
                     *last = seq;
-                    send(output_line(seq, stream, &data)).await?;
+                    send(output_line(seq, stream, &data, Some(at))).await?;
                 }
             }
             Ok(LiveEvent::Ended) | Err(broadcast::error::RecvError::Closed) => return Ok(()),

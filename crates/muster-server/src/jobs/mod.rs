@@ -50,7 +50,13 @@ pub const DEFAULT_JOB_GRACE: std::time::Duration = std::time::Duration::from_sec
 /// What followers of a job hear.
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
-    Output { seq: u64, stream: u8, data: Bytes },
+    /// A piece of output, and when this server received it.
+    Output {
+        seq: u64,
+        stream: u8,
+        data: Bytes,
+        at: muster_core::Timestamp,
+    },
     Ended,
 }
 

@@ -26,12 +26,13 @@ impl Jobs {
         let Some(chunk) = self.state().record_output(&id, &data, self.output_cap) else {
             return;
         };
+        let at = self.clock.now();
         if !chunk.keep.is_empty() {
             let (job_id, seq, keep) = (id.clone(), chunk.seq, chunk.keep);
             // Awaiting the write is the backpressure: a worker cannot outrun the disk.
             if let Err(e) = self
                 .store
-                .write(move |tx| tx.append_output(&job_id, seq, stream, &keep))
+                .write(move |tx| tx.append_output(&job_id, seq, stream, &keep, at))
                 .await
             {
                 tracing::warn!(job = %id, error = %e, "cannot store job output");
@@ -41,6 +42,7 @@ impl Jobs {
             seq: chunk.seq,
             stream,
             data,
+            at,
         };
         self.state().publish(&id, event);
     }

@@ -98,19 +98,53 @@ pub async fn submit(
     let selector = job.selector.clone();
     let job = app.jobs.submit(job, event, named.as_ref()).await?;
     let mut view = views::job(&job);
-    // Who could take it now, so `job run` can say at once that it waits, and for what.
-    let sessions = app.registry.all();
-    view.placement = Some(Placement {
-        connected: u32::try_from(sessions.len()).unwrap_or(u32::MAX),
-        matching: u32::try_from(
-            sessions
-                .iter()
-                .filter(|s| selector.matches(&s.name, &s.labels))
-                .count(),
-        )
-        .unwrap_or(u32::MAX),
-    });
+    view.placement = Some(placement(app, &selector, named).await?);
     Ok(view)
+}
+
+/// Who could take a job now, so `job run` can say at once that it waits, and for what. This
+/// replica's sessions answer first; only when none of them matches are the workers other
+/// replicas hold counted too (their presence rows), so the common case costs no query and the
+/// "nothing matches" line speaks for the whole fleet.
+async fn placement(
+    app: &AppState,
+    selector: &Selector,
+    named: Option<muster_core::WorkerId>,
+) -> Result<Placement, AppError> {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let sessions = app.registry.all();
+    let here = sessions
+        .iter()
+        .filter(|s| selector.matches(&s.name, &s.labels))
+        .count();
+    if here > 0 {
+        return Ok(Placement {
+            connected: count(sessions.len()),
+            matching: count(here),
+        });
+    }
+    let replica = app.jobs.replica().to_owned();
+    let labels: Vec<(String, String)> = selector
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let (elsewhere, matching) = app
+        .store
+        .read(move |tx| {
+            let elsewhere = tx.count_present_elsewhere(&replica, &[])?;
+            let matching = match &named {
+                Some(id) => u64::from(tx.presence_of(id)?.is_some_and(|p| p.replica != replica)),
+                None => tx.count_present_elsewhere(&replica, &labels)?,
+            };
+            Ok((elsewhere, matching))
+        })
+        .await?;
+    let count64 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(Placement {
+        connected: count(sessions.len()).saturating_add(count64(elsewhere)),
+        matching: count64(matching),
+    })
 }
 
 /// Reads a job state filter (`state=`): empty means any.

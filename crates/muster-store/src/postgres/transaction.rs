@@ -88,6 +88,17 @@ impl<'c> PgTx<'c> {
         self.track(rows)
     }
 
+    /// Like [`Self::query`], but planned afresh with these values (an unnamed statement, never
+    /// cached): for a statement whose best plan depends on a value, as a substring's does.
+    pub(super) fn query_planned_each_time(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> StoreResult<Vec<Row>> {
+        let rows = self.conn.client.query(sql, params);
+        self.track(rows)
+    }
+
     pub(super) fn query_opt(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
         let statement = self.statement(sql)?;
         let row = self.conn.client.query_opt(&statement, params);

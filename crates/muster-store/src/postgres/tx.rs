@@ -26,7 +26,7 @@ use crate::rows::{
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
-    OutputPosition, Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
+    OutputPosition, Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
 };
 
 impl PgTx<'_> {
@@ -52,7 +52,11 @@ impl PgTx<'_> {
                 Param::Int(i) => i as &(dyn postgres::types::ToSql + Sync),
             })
             .collect();
-        self.query(&statement.sql, &params)
+        if statement.plan_each_time {
+            self.query_planned_each_time(&statement.sql, &params)
+        } else {
+            self.query(&statement.sql, &params)
+        }
     }
 
     fn one_worker(&mut self, column: &str, key: &str) -> StoreResult<Option<Worker>> {
@@ -521,14 +525,22 @@ impl Tx for PgTx<'_> {
         })
     }
 
-    fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()> {
+    fn append_output(
+        &mut self,
+        id: &JobId,
+        seq: u64,
+        stream: u8,
+        data: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<()> {
         self.execute(
-            "INSERT INTO job_output (job_id, seq, stream, data) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO job_output (job_id, seq, stream, data, at) VALUES ($1, $2, $3, $4, $5)",
             &[
                 &id.as_str(),
                 &i64::try_from(seq).unwrap_or(i64::MAX),
                 &i16::from(stream),
                 &data,
+                &at.unix_millis(),
             ],
         )?;
         Ok(())
@@ -546,17 +558,25 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>> {
+    fn read_timed_output(
+        &mut self,
+        id: &JobId,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<TimedChunk>> {
         let rows = self.query(
-            "SELECT seq, stream, data FROM job_output WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            "SELECT seq, stream, data, at FROM job_output WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             &[&id.as_str(), &i64::try_from(after).unwrap_or(i64::MAX), &i64::from(limit)],
         )?;
         rows.iter()
             .map(|row| {
-                Ok(OutputChunk {
-                    seq: u64::try_from(col::<i64>(row, 0)?).unwrap_or(0),
-                    stream: u8::try_from(col::<i16>(row, 1)?).unwrap_or(1),
-                    data: col(row, 2)?,
+                Ok(TimedChunk {
+                    chunk: OutputChunk {
+                        seq: u64::try_from(col::<i64>(row, 0)?).unwrap_or(0),
+                        stream: u8::try_from(col::<i16>(row, 1)?).unwrap_or(1),
+                        data: col(row, 2)?,
+                    },
+                    at: col::<Option<i64>>(row, 3)?.map(Timestamp::from_unix_millis),
                 })
             })
             .collect()
@@ -792,6 +812,19 @@ impl Tx for PgTx<'_> {
             &[],
         )?;
         rows.iter().map(presence_from_row).collect()
+    }
+
+    fn count_present_elsewhere(
+        &mut self,
+        here: &str,
+        labels: &[(String, String)],
+    ) -> StoreResult<u64> {
+        let rows = self.page(&pages::present_elsewhere(here, labels, Dialect::Postgres))?;
+        let count = match rows.first() {
+            Some(row) => col::<i64>(row, 0)?,
+            None => 0,
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     fn set_presence_running(

@@ -25,7 +25,7 @@ use crate::rows::{
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
-    OutputPosition, Presence, Scope, TokenPage, Tx, Webhook, WorkerPage,
+    OutputPosition, Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
 };
 impl rusqlite::ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -525,16 +525,24 @@ impl Tx for SqliteTx<'_> {
         })
     }
 
-    fn append_output(&mut self, id: &JobId, seq: u64, stream: u8, data: &[u8]) -> StoreResult<()> {
+    fn append_output(
+        &mut self,
+        id: &JobId,
+        seq: u64,
+        stream: u8,
+        data: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO job_output (job_id, seq, stream, data) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO job_output (job_id, seq, stream, data, at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
                 id.as_str(),
                 i64::try_from(seq).unwrap_or(i64::MAX),
                 stream,
-                data
+                data,
+                at.unix_millis()
             ])?;
         Ok(())
     }
@@ -550,9 +558,14 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn read_output(&mut self, id: &JobId, after: u64, limit: u32) -> StoreResult<Vec<OutputChunk>> {
+    fn read_timed_output(
+        &mut self,
+        id: &JobId,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<TimedChunk>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, stream, data FROM job_output WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, stream, data, at FROM job_output WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
         let rows = stmt
             .query_map(
@@ -562,10 +575,15 @@ impl Tx for SqliteTx<'_> {
                     i64::from(limit)
                 ],
                 |row| {
-                    Ok(OutputChunk {
-                        seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
-                        stream: row.get(1)?,
-                        data: row.get(2)?,
+                    Ok(TimedChunk {
+                        chunk: OutputChunk {
+                            seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                            stream: row.get(1)?,
+                            data: row.get(2)?,
+                        },
+                        at: row
+                            .get::<_, Option<i64>>(3)?
+                            .map(Timestamp::from_unix_millis),
                     })
                 },
             )?
@@ -631,6 +649,20 @@ impl Tx for SqliteTx<'_> {
             .query_map([], read_presence)?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter().collect()
+    }
+
+    fn count_present_elsewhere(
+        &mut self,
+        here: &str,
+        labels: &[(String, String)],
+    ) -> StoreResult<u64> {
+        let statement = pages::present_elsewhere(here, labels, Dialect::Sqlite);
+        let count = self.first_row(
+            &statement.sql,
+            rusqlite::params_from_iter(statement.params.iter()),
+            |row| Ok(row.get::<_, i64>(0)?),
+        )?;
+        Ok(u64::try_from(count.unwrap_or(0)).unwrap_or(0))
     }
 
     fn set_presence_running(

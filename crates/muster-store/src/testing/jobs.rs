@@ -244,6 +244,7 @@ pub async fn job_output_is_stored_in_order(store: Store) {
                     seq,
                     if seq % 2 == 0 { 2 } else { 1 },
                     format!("chunk{seq}\0").as_bytes(),
+                    at(100 + i64::try_from(seq).expect("small")),
                 )?;
             }
             tx.set_output_stats(&jid, 35, true)
@@ -258,6 +259,13 @@ pub async fn job_output_is_stored_in_order(store: Store) {
     assert_eq!(chunks.iter().map(|c| c.seq).collect::<Vec<_>>(), [3, 4]);
     assert_eq!(chunks[1].stream, 2);
     assert_eq!(chunks[0].data, b"chunk3\0", "binary-safe");
+    let jid = id.clone();
+    let timed = store
+        .read(move |tx| tx.read_timed_output(&jid, 3, 1))
+        .await
+        .expect("read");
+    assert_eq!(timed[0].chunk, chunks[1]);
+    assert_eq!(timed[0].at, Some(at(104)), "when it was received");
     let j = store
         .read(move |tx| tx.get_job(&id))
         .await
@@ -294,8 +302,8 @@ pub async fn a_reporting_worker_takes_its_jobs_over_and_loses_the_rest(store: St
     store
         .write(move |tx| {
             jobs::start_many(tx, &starts, at(10))?;
-            tx.append_output(&c1, 1, 1, b"hello ")?;
-            tx.append_output(&c1, 2, 1, b"world")
+            tx.append_output(&c1, 1, 1, b"hello ", at(11))?;
+            tx.append_output(&c1, 2, 1, b"world", at(12))
         })
         .await
         .expect("start");

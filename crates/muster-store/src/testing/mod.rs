@@ -75,6 +75,7 @@ macro_rules! conformance_tests {
             }
             replicas {
                 presence_follows_the_newest_connection_and_lapsed_replicas_are_taken_over_once,
+                workers_held_elsewhere_are_counted_by_label,
             }
             pages {
                 workers_page_in_name_order_with_every_filter,

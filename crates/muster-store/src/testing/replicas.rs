@@ -21,6 +21,48 @@ fn presence(worker: &muster_core::WorkerId, replica: &str, conn_id: u64) -> Pres
     }
 }
 
+/// What a job's placement counts of the workers other replicas hold: all of them, or those with
+/// every label pair asked for; the asking replica's own rows are left out (it knows its sessions).
+pub async fn workers_held_elsewhere_are_counted_by_label(store: Store) {
+    let mut labelled = precreated("gpu-2");
+    labelled.labels = muster_core::Labels::parse_all(["pool=gpu", "zone=a"]).expect("labels");
+    let mut plain = precreated("gpu-1");
+    plain.labels = muster_core::Labels::parse_all(["pool=gpu"]).expect("labels");
+    let here = precreated("local");
+    let rows = [
+        (plain.clone(), "replica-b"),
+        (labelled.clone(), "replica-c"),
+        (here.clone(), "replica-a"),
+    ];
+    store
+        .write(move |tx| {
+            for (worker, replica) in &rows {
+                crate::flows::workers::create(tx, worker, at(0), None)?.expect("created");
+                tx.put_presence(&presence(&worker.id, replica, 1))?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("store");
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let count = |labels: Vec<(String, String)>| {
+        store.read(move |tx| tx.count_present_elsewhere("replica-a", &labels))
+    };
+    assert_eq!(
+        count(vec![]).await.expect("count"),
+        2,
+        "all but replica-a's"
+    );
+    assert_eq!(count(vec![pair("pool", "gpu")]).await.expect("count"), 2);
+    assert_eq!(
+        count(vec![pair("pool", "gpu"), pair("zone", "a")])
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(count(vec![pair("pool", "cpu")]).await.expect("count"), 0);
+}
+
 pub async fn presence_follows_the_newest_connection_and_lapsed_replicas_are_taken_over_once(
     store: Store,
 ) {

@@ -73,7 +73,7 @@ pub async fn ended_jobs_are_pruned_with_their_output_and_live_ones_kept(store: S
     let b1 = id("00000000000000b1");
     let out = b1.clone();
     store
-        .write(move |tx| tx.append_output(&out, 1, 1, b"old output"))
+        .write(move |tx| tx.append_output(&out, 1, 1, b"old output", at(6)))
         .await
         .expect("output");
 

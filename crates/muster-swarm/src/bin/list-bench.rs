@@ -254,6 +254,18 @@ async fn measure(data: &Path, args: &Args) -> anyhow::Result<()> {
             "/api/v1/workers?limit=100&name=w-01".into(),
             true,
         ),
+        // A substring has no index on SQLite: one that few or no names have reads the whole
+        // name index to fill its page.
+        (
+            "name=099999 (last name only), limit=100, gzip",
+            "/api/v1/workers?limit=100&name=099999".into(),
+            true,
+        ),
+        (
+            "name=nobody (no name has it), limit=100, gzip",
+            "/api/v1/workers?limit=100&name=nobody".into(),
+            true,
+        ),
         (
             "limit=5000, gzip",
             "/api/v1/workers?limit=5000".into(),

@@ -28,9 +28,9 @@ use std::sync::Arc;
 pub use backend::{Backend, CommitObserver, EventHandler, Heard, StoreStats, Work, WorkOutcome};
 pub use error::{StoreError, StoreResult};
 pub use tx::{
-    Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, JobEnd, JobFilter,
-    LabelMatch, OutputChunk, OutputPosition, Presence, Scope, StoredStatus, TimedChunk, TokenPage,
-    Tx, Webhook, WorkerPage,
+    Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, FleetOverview, JobEnd,
+    JobFilter, LabelMatch, OutputChunk, OutputPosition, Presence, Scope, StoredStatus, TimedChunk,
+    TokenPage, Tx, Webhook, WorkerPage,
 };
 
 /// A cheap-to-clone handle to the durable state.

@@ -11,7 +11,7 @@ use muster_core::token::TokenState;
 
 use crate::codec::JOB_COLUMNS;
 use crate::rows::{TOKEN_COLUMNS, WORKER_COLUMNS};
-use crate::tx::{JobFilter, StoredStatus, TokenPage, WorkerPage};
+use crate::tx::{FleetOverview, JobFilter, StoredStatus, TokenPage, WorkerPage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -88,6 +88,71 @@ impl Statement {
             }
         }
     }
+}
+
+/// Label values the overview names at most.
+const TOP_LABELS: i64 = 8;
+const HOUR_MS: i64 = 3_600_000;
+
+/// The fleet overview in one statement of counts, each on an index (migrations 0009 and 0011):
+/// rows of (part, key, count). Parts: `status` (total, revoked, suspended, expired), `label`
+/// (`key=value`, the most common first), and per hour since `now - hours` (the key is the
+/// hour's number, 0 the oldest) `enrolled`, `revoked` and `expired`.
+pub(crate) fn overview(dialect: Dialect, now: i64, hours: u32) -> Statement {
+    let mut s = Statement::new(dialect, String::new());
+    let now_p = s.int(now);
+    let since = s.int(now - i64::from(hours) * HOUR_MS);
+    let hour = s.int(HOUR_MS);
+    let top = s.int(TOP_LABELS);
+    let bucket = |column: &str| format!("CAST(({column} - {since}) / {hour} AS TEXT)");
+    s.sql = format!(
+        "SELECT 'status', 'total', COUNT(*) FROM workers
+         UNION ALL SELECT 'status', 'revoked', COUNT(*) FROM workers WHERE revoked_at IS NOT NULL
+         UNION ALL SELECT 'status', 'suspended', COUNT(*) FROM workers
+             WHERE suspended_at IS NOT NULL AND revoked_at IS NULL
+         UNION ALL SELECT 'status', 'expired', COUNT(*) FROM workers
+             WHERE expires_at IS NOT NULL AND expires_at <= {now_p} AND revoked_at IS NULL AND suspended_at IS NULL
+         UNION ALL SELECT 'label', pair, n FROM (
+             SELECT key || '=' || value AS pair, COUNT(*) AS n FROM worker_labels
+             GROUP BY key, value ORDER BY n DESC, pair LIMIT {top}) AS top_labels
+         UNION ALL SELECT 'enrolled', {enrolled}, COUNT(*) FROM workers
+             WHERE created_at >= {since} AND created_at <= {now_p} GROUP BY 2
+         UNION ALL SELECT 'revoked', {revoked}, COUNT(*) FROM workers
+             WHERE revoked_at IS NOT NULL AND revoked_at >= {since} AND revoked_at <= {now_p} GROUP BY 2
+         UNION ALL SELECT 'expired', {expired}, COUNT(*) FROM workers
+             WHERE expires_at IS NOT NULL AND expires_at >= {since} AND expires_at <= {now_p} GROUP BY 2",
+        enrolled = bucket("created_at"),
+        revoked = bucket("revoked_at"),
+        expired = bucket("expires_at"),
+    );
+    s
+}
+
+/// Reads the rows of [`overview`].
+pub(crate) fn read_overview(
+    rows: impl IntoIterator<Item = (String, String, i64)>,
+    hours: u32,
+) -> FleetOverview {
+    let mut o = FleetOverview {
+        enrolled: vec![0; hours as usize],
+        cut_off: vec![0; hours as usize],
+        ..FleetOverview::default()
+    };
+    for (part, key, n) in rows {
+        let n = u64::try_from(n).unwrap_or(0);
+        let slot = key.parse::<usize>().ok().map(|h| h.min(hours as usize - 1));
+        match (part.as_str(), key.as_str(), slot) {
+            ("status", "total", _) => o.total = n,
+            ("status", "revoked", _) => o.revoked = n,
+            ("status", "suspended", _) => o.suspended = n,
+            ("status", "expired", _) => o.expired = n,
+            ("label", pair, _) => o.labels.push((pair.to_owned(), n)),
+            ("enrolled", _, Some(h)) => o.enrolled[h] += n,
+            ("revoked" | "expired", _, Some(h)) => o.cut_off[h] += n,
+            _ => {}
+        }
+    }
+    o
 }
 
 /// `%needle%` for `LIKE`, with `\\`, `%` and `_` in the needle escaped (PostgreSQL's default
@@ -190,7 +255,8 @@ pub(crate) fn tokens(page: &TokenPage, dialect: Dialect) -> Statement {
     if let Some((at, name)) = &page.after {
         let a = s.int(at.unix_millis());
         let n = s.text(name.as_str());
-        s.and(&format!("(created_at, name) > ({a}, {n})"));
+        let past = if page.reverse { "<" } else { ">" };
+        s.and(&format!("(created_at, name) {past} ({a}, {n})"));
     }
     // The effective state, as `Token::state_at` decides it: revoked first, then expired.
     let now = page.now.unix_millis();
@@ -215,8 +281,12 @@ pub(crate) fn tokens(page: &TokenPage, dialect: Dialect) -> Statement {
         }
     }
     let limit = s.int(i64::from(page.limit));
-    s.sql
-        .push_str(&format!(" ORDER BY created_at, name LIMIT {limit}"));
+    let order = if page.reverse {
+        "created_at DESC, name DESC"
+    } else {
+        "created_at, name"
+    };
+    s.sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     s
 }
 
@@ -236,11 +306,16 @@ pub(crate) fn jobs(filter: &JobFilter, dialect: Dialect) -> Statement {
     if let Some((at, id)) = &filter.before {
         let a = s.int(at.unix_millis());
         let i = s.text(id.as_str());
-        s.and(&format!("(created_at, id) < ({a}, {i})"));
+        let past = if filter.reverse { ">" } else { "<" };
+        s.and(&format!("(created_at, id) {past} ({a}, {i})"));
     }
     let limit = s.int(i64::from(filter.limit));
-    s.sql
-        .push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {limit}"));
+    let order = if filter.reverse {
+        "created_at, id"
+    } else {
+        "created_at DESC, id DESC"
+    };
+    s.sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     s
 }
 

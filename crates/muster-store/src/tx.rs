@@ -35,10 +35,12 @@ pub struct AuditFilter {
 pub struct JobFilter {
     pub state: Option<JobState>,
     pub worker: Option<Name>,
-    /// Only jobs after this one in the order (created before it, or at the same instant with a
-    /// smaller id): the last job of the previous page.
+    /// Only jobs after this one in the order (newest first: created before it, or at the same
+    /// instant with a smaller id; `reverse` the other way): the last job of the previous page.
     pub before: Option<(Timestamp, JobId)>,
     pub limit: u32,
+    /// Oldest first instead.
+    pub reverse: bool,
 }
 
 /// A worker's status as far as the store can tell. Whether a live worker is connected is known
@@ -75,9 +77,27 @@ pub struct WorkerPage {
     pub limit: u32,
 }
 
-/// One page of tokens, oldest first (created_at, then name).
+/// The fleet in numbers, for the overview above the Workers page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetOverview {
+    /// Every worker on record.
+    pub total: u64,
+    pub revoked: u64,
+    pub suspended: u64,
+    /// Past their deadline, neither revoked nor suspended.
+    pub expired: u64,
+    /// The most common labels (`key=value`) and how many workers carry each, most first.
+    pub labels: Vec<(String, u64)>,
+    /// Workers created (enrolled or pre-created) in each hour of the window, oldest first.
+    pub enrolled: Vec<u64>,
+    /// Workers revoked or expired in each hour of the window, oldest first.
+    pub cut_off: Vec<u64>,
+}
+
+/// One page of tokens, oldest first (created_at, then name), or with `reverse` newest first.
 #[derive(Debug, Clone)]
 pub struct TokenPage {
+    pub reverse: bool,
     /// Only tokens after this one in the order (the last of the previous page).
     pub after: Option<(Timestamp, Name)>,
     /// Only tokens in this effective state at `now`.
@@ -315,6 +335,8 @@ pub trait Tx {
     /// that is not revoked and has not expired with its token. Counting stops at `at_most`
     /// (`u64::MAX`: count them all).
     fn count_seated_workers(&mut self, now: Timestamp, at_most: u64) -> StoreResult<u64>;
+    /// The fleet in counts at `now`, with the last `hours` hours (at least one) hour by hour.
+    fn fleet_overview(&mut self, now: Timestamp, hours: u32) -> StoreResult<FleetOverview>;
 
     // ---- jobs ----
     fn insert_job(&mut self, job: &Job) -> StoreResult<()>;

@@ -111,6 +111,39 @@ impl Server {
         Worker { child, stderr }
     }
 
+    /// Runs a worker command exactly as the UI printed it, in `sh` with `muster` on the `PATH`,
+    /// as an operator pastes it (its own state dir, nothing else from this environment).
+    pub fn run_pasted(&self, command: &str, name: &str) -> Worker {
+        let bin = Path::new(MUSTER).parent().expect("the binary's directory");
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let stderr = self.dir.path().join(format!("worker-{name}.err"));
+        let mut sh = Command::new("sh");
+        for (key, _) in std::env::vars() {
+            if key.starts_with("MUSTER_") {
+                sh.env_remove(key);
+            }
+        }
+        let child = sh
+            // `env` takes the command's leading `NAME=value` words as `sh` would.
+            .args(["-c", &format!("exec env {command}")])
+            .env("PATH", path)
+            .env(
+                "MUSTER_STATE_DIR",
+                self.dir.path().join(format!("worker-{name}")),
+            )
+            .stdout(log_file(self.dir.path(), &format!("worker-{name}.out")))
+            .stderr(Stdio::from(
+                std::fs::File::create(&stderr).expect("a log file"),
+            ))
+            .spawn()
+            .expect("the pasted command starts");
+        Worker { child, stderr }
+    }
+
     /// Runs an admin command against this server (found through its data dir).
     pub fn admin(&self, args: &[&str]) -> std::process::Output {
         muster()

@@ -8,6 +8,7 @@
 //! chromedriver these tests fail and say how to install them; they never pass silently.
 
 mod browser;
+mod fleet;
 mod harness;
 
 use std::time::Duration;

@@ -55,6 +55,20 @@ pub async fn stream(
         Some(seq) => seq.max(0),
         None => app.store.read(|tx| tx.last_audit_seq()).await?,
     };
+    let events = futures_util::StreamExt::map(records(app, after), |record| {
+        let event = views::event(&record);
+        Ok(SseEvent::default()
+            .id(record.seq.to_string())
+            .event(event.kind.clone())
+            .json_data(&event)
+            .unwrap_or_else(|_| SseEvent::default().comment("unencodable event")))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// The audit records written after sequence number `after`, as they are written (the web UI's
+/// live Workers page follows the same records).
+pub(crate) fn records(app: AppState, after: i64) -> impl Stream<Item = AuditRecord> {
     let state = Tail {
         app,
         after,
@@ -63,17 +77,10 @@ pub async fn stream(
         sent: VecDeque::new(),
         queue: VecDeque::new(),
     };
-    let events = futures_util::stream::unfold(state, |mut tail| async move {
+    futures_util::stream::unfold(state, |mut tail| async move {
         let record = tail.next().await;
-        let event = views::event(&record);
-        let sse = SseEvent::default()
-            .id(record.seq.to_string())
-            .event(event.kind.clone())
-            .json_data(&event)
-            .unwrap_or_else(|_| SseEvent::default().comment("unencodable event"));
-        Some((Ok(sse), tail))
-    });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+        Some((record, tail))
+    })
 }
 
 /// Where a stream is in the audit log.

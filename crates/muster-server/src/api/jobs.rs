@@ -38,7 +38,15 @@ pub async fn list(
         Some(Cursor::Job(at, id)) => Some((at, id)),
         _ => None,
     };
-    let page = ops::jobs::page(&app, state, query.one("worker"), before, query.limit()?).await?;
+    let page = ops::jobs::page(
+        &app,
+        state,
+        query.one("worker"),
+        before,
+        ops::page::Order::Forward,
+        query.limit()?,
+    )
+    .await?;
     Ok(query.respond(page))
 }
 

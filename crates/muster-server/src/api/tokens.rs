@@ -44,7 +44,14 @@ pub async fn list(
         Some(Cursor::Token(at, name)) => Some((at, name)),
         _ => None,
     };
-    let page = ops::tokens::page(&app, state, after, query.limit()?).await?;
+    let page = ops::tokens::page(
+        &app,
+        state,
+        after,
+        ops::page::Order::Forward,
+        query.limit()?,
+    )
+    .await?;
     Ok(query.respond(page))
 }
 

@@ -167,6 +167,7 @@ pub async fn page(
     state: Option<JobState>,
     worker: Option<&str>,
     before: Option<(Timestamp, JobId)>,
+    order: page::Order,
     limit: u32,
 ) -> Result<Page<JobView>, AppError> {
     let worker = worker
@@ -179,6 +180,7 @@ pub async fn page(
         worker,
         before,
         limit: limit + 1,
+        reverse: order == page::Order::Reverse,
     };
     let jobs = app.store.read(move |tx| tx.list_jobs(&filter)).await?;
     Ok(Page::cut(jobs, limit, views::job, |j| {
@@ -195,7 +197,9 @@ pub async fn list(
 ) -> Result<Vec<JobView>, AppError> {
     let state = state_filter(state)?;
     let limit = limit.unwrap_or(50).clamp(1, page::MAX_LIMIT);
-    Ok(page(app, state, worker, None, limit).await?.items)
+    Ok(page(app, state, worker, None, page::Order::Forward, limit)
+        .await?
+        .items)
 }
 
 pub async fn show(app: &AppState, id: &str) -> Result<JobView, AppError> {

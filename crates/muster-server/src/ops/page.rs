@@ -119,6 +119,15 @@ impl Cursor {
     }
 }
 
+/// Which way a list runs: its own order (workers by name, tokens oldest first, jobs and audit
+/// newest first) or the reverse. A cursor means "after this row" in the order it was given in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    #[default]
+    Forward,
+    Reverse,
+}
+
 /// Which list a cursor belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CursorKind {

@@ -87,10 +87,12 @@ pub async fn page(
     app: &AppState,
     state: Option<TokenState>,
     after: Option<(Timestamp, Name)>,
+    order: page::Order,
     limit: u32,
 ) -> Result<Page<TokenView>, AppError> {
     let now = app.clock.now();
     let query = TokenPage {
+        reverse: order == page::Order::Reverse,
         after,
         state,
         now,
@@ -126,7 +128,7 @@ pub async fn list(app: &AppState) -> Result<Vec<TokenView>, AppError> {
     let mut all = Vec::new();
     let mut after = None;
     loop {
-        let page = page(app, None, after, page::MAX_LIMIT).await?;
+        let page = page(app, None, after, page::Order::Forward, page::MAX_LIMIT).await?;
         all.extend(page.items);
         match page.next {
             Some(Cursor::Token(at, name)) => after = Some((at, name)),

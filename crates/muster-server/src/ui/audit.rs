@@ -12,6 +12,7 @@ use crate::ui::auth::UiAdmin;
 use crate::ui::error::{UiError, encode_component};
 use crate::ui::fmt;
 use crate::ui::layout::{self, Nav};
+use crate::ui::page;
 
 const PAGE_SIZE: u32 = 100;
 /// Action families, offered as suggestions in the filter.
@@ -31,7 +32,9 @@ pub struct AuditQuery {
     action: String,
     #[serde(default)]
     q: String,
-    before: Option<String>,
+    /// Where the page starts: the cursor of the previous page's last record.
+    #[serde(default)]
+    after: String,
 }
 
 pub async fn page(
@@ -48,25 +51,20 @@ pub async fn page(
     if text.chars().count() > 200 {
         errors.1 = Some("search for at most 200 characters".into());
     }
-    let before = match query.before.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(b) => Some(
-            b.parse::<i64>()
-                .map_err(|_| UiError::bad_request("the page marker `before` must be a number"))?,
-        ),
-    };
     let filter = ops::audit::Filter {
-        before,
+        before: page::after_audit(&query.after),
         action: Some(action.as_str()).filter(|_| errors.0.is_none()),
         contains: Some(text.as_str()).filter(|_| errors.1.is_none()),
         limit: Some(PAGE_SIZE),
     };
-    let entries = ops::audit::list(&app, filter).await?;
+    let entries = ops::audit::page(&app, filter).await?;
     let now = app.clock.now();
     let flash = admin.take_flash(&app);
-    let older = (entries.len() == PAGE_SIZE as usize)
-        .then(|| entries.last().map(|e| e.seq))
-        .flatten();
+    let here = format!(
+        "/audit?action={}&q={}",
+        encode_component(&action),
+        encode_component(&text)
+    );
     let filtered = !action.is_empty() || !text.is_empty();
     let body = html! {
         h1 { "Audit log" }
@@ -92,10 +90,10 @@ pub async fn page(
             }
             div.actions {
                 button type="submit" { "Filter" }
-                @if filtered || before.is_some() { a.button.quiet href="/audit" { "Clear" } }
+                @if filtered || !query.after.trim().is_empty() { a.button.quiet href="/audit" { "Clear" } }
             }
         }
-        @if entries.is_empty() {
+        @if entries.items.is_empty() {
             div.empty { p { @if filtered { "No record matches this filter." } @else { "Nothing recorded yet." } } }
         } @else {
             div.table-wrap {
@@ -106,7 +104,7 @@ pub async fn page(
                         false,
                     ))
                     tbody {
-                        @for e in &entries {
+                        @for e in &entries.items {
                             tr {
                                 td data-label="When" { (fmt::when(now, Some(&e.at), "")) }
                                 td data-label="Actor" { code.wrap { (fmt::text(&e.actor)) } }
@@ -122,14 +120,8 @@ pub async fn page(
                     }
                 }
             }
-            @if let Some(seq) = older {
-                p.pager {
-                    a.button href={ "/audit?action=" (encode_component(&action)) "&q=" (encode_component(&text)) "&before=" (seq) } {
-                        "Older records"
-                    }
-                }
-            }
         }
+        (page::pager("Pages of the audit log", &here, &query.after, entries.next.as_ref()))
     };
     Ok(layout::page(
         "Audit",

@@ -17,32 +17,41 @@ pub fn text(stored: &str) -> Cow<'_, str> {
     muster_core::text::escape_controls(stored)
 }
 
-/// `3 min`, `2 h 5 min`, `4 d`: a coarse length of time for people.
+/// `3 min`, `2 h 5 min`, `4 d`: a coarse length of time for people, rounded to the nearest
+/// unit shown (so 23 h 59 min 59 s reads `24 h`, and a token made for a day says `in 24 h`, not
+/// `in 23 h 59 min`).
 pub fn span(millis: i64) -> String {
-    let secs = millis.unsigned_abs() / 1000;
-    match secs {
-        0..=59 => format!("{secs} s"),
-        60..=3599 => format!("{} min", secs / 60),
-        3600..=86_399 => {
-            let (h, m) = (secs / 3600, (secs % 3600) / 60);
-            if m == 0 {
-                format!("{h} h")
-            } else {
-                format!("{h} h {m} min")
-            }
-        }
-        _ => format!("{} d", secs / 86_400),
+    let secs = (millis.unsigned_abs() + 500) / 1000;
+    if secs < 60 {
+        return format!("{secs} s");
     }
+    let mins = (secs + 30) / 60;
+    if mins < 60 {
+        return format!("{mins} min");
+    }
+    if mins < 24 * 60 {
+        let (h, m) = (mins / 60, mins % 60);
+        return if m == 0 {
+            format!("{h} h")
+        } else {
+            format!("{h} h {m} min")
+        };
+    }
+    let hours = (mins + 30) / 60;
+    if hours < 48 {
+        return format!("{hours} h");
+    }
+    format!("{} d", (hours + 12) / 24)
 }
 
-/// The exact time as people read it: `2025-01-31 14:05:09 UTC`.
+/// The exact time as people read it and as the CLI prints it: `2025-01-31 14:05:09Z`.
 fn exact(rfc3339: &str) -> String {
     rfc3339
         .replacen('T', " ", 1)
         .trim_end_matches('Z')
         .split('.')
         .next()
-        .map(|s| format!("{s} UTC"))
+        .map(|s| format!("{s}Z"))
         .unwrap_or_default()
 }
 
@@ -119,6 +128,16 @@ mod tests {
         assert_eq!(span(3_600_000), "1 h");
         assert_eq!(span(3_900_000), "1 h 5 min");
         assert_eq!(span(3 * 86_400_000), "3 d");
-        assert_eq!(exact("2025-01-31T14:05:09.123Z"), "2025-01-31 14:05:09 UTC");
+        assert_eq!(span(86_400_000 - 1), "24 h", "a day less a moment is a day");
+        assert_eq!(span(86_400_000 - 20_000), "24 h");
+        assert_eq!(span(86_400_000 - 40_000), "23 h 59 min");
+        assert_eq!(
+            span(3_599_700),
+            "1 h",
+            "rounding carries into the next unit"
+        );
+        assert_eq!(span(59_600), "1 min");
+        assert_eq!(span(36 * 3_600_000), "36 h");
+        assert_eq!(exact("2025-01-31T14:05:09.123Z"), "2025-01-31 14:05:09Z");
     }
 }

@@ -6,9 +6,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderValue;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use muster_core::Timestamp;
+use muster_core::{Labels, Timestamp};
 use muster_proto::ErrorCode;
-use muster_proto::api::{JobState, JobView};
+use muster_proto::api::{JobState, JobView, LabelMap, SubmitJobRequest};
 use muster_proto::control::frame;
 use muster_store::OutputChunk;
 use serde::Deserialize;
@@ -20,11 +20,15 @@ use crate::ui::csrf::{CsrfForm, NoFields};
 use crate::ui::error::{UiError, encode_component};
 use crate::ui::fmt;
 use crate::ui::layout::{self, Nav};
+use crate::ui::page;
 use crate::ui::session::Flash;
 
 /// Lines of output a page shows at most (the last ones: that is where a failure explains
 /// itself). `muster job logs` prints everything.
 const MAX_LINES: usize = 5_000;
+
+/// Jobs per page.
+const PAGE: u32 = 100;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -32,6 +36,25 @@ pub struct ListQuery {
     state: String,
     #[serde(default)]
     worker: String,
+    /// `reverse`: oldest first.
+    #[serde(default)]
+    order: String,
+    /// Where the page starts: the cursor of the previous page's last job.
+    #[serde(default)]
+    after: String,
+}
+
+/// The fields of the job form.
+#[derive(Debug, Default, Deserialize)]
+pub struct SubmitForm {
+    #[serde(default)]
+    command: String,
+    #[serde(default)]
+    labels: String,
+    #[serde(default)]
+    worker: String,
+    #[serde(default)]
+    timeout: String,
 }
 
 pub async fn list(
@@ -41,40 +64,40 @@ pub async fn list(
 ) -> Result<Html<String>, UiError> {
     let state = query.state.trim();
     let worker = query.worker.trim();
-    let known = JobState::KNOWN.iter().any(|s| s.as_str() == state);
-    let (state_error, state) = if state.is_empty() || known {
-        (None, state)
-    } else {
-        (Some(format!("unknown job state `{state}`")), "")
+    let (state_error, state) = match ops::jobs::state_filter(Some(state)) {
+        Ok(s) => (None, s),
+        Err(e) => (Some(e.message), None),
     };
+    let after = page::after_job(&query.after);
+    let order = page::order(&query.order);
     let (worker_error, jobs) =
-        match ops::jobs::list(&app, Some(state), Some(worker), Some(100)).await {
+        match ops::jobs::page(&app, state, Some(worker), after.clone(), order, PAGE).await {
             Ok(jobs) => (None, jobs),
             Err(e) if e.code == ErrorCode::InvalidName => (
                 Some(e.message),
-                ops::jobs::list(&app, Some(state), None, Some(100)).await?,
+                ops::jobs::page(&app, state, None, after, order, PAGE).await?,
             ),
             Err(e) => return Err(e.into()),
         };
     let now = app.clock.now();
     let flash = admin.take_flash(&app);
-    let filtered = !state.is_empty() || (!worker.is_empty() && worker_error.is_none());
+    let filtered = state.is_some() || (!worker.is_empty() && worker_error.is_none());
+    let here = format!(
+        "/jobs?state={}&worker={}&order={}",
+        encode_component(state.map_or("", |s| s.as_str())),
+        encode_component(worker),
+        encode_component(query.order.trim())
+    );
     let body = html! {
         h1 { "Jobs" }
-        p.lede { "The most recent jobs, newest first. Submit jobs with " code { "muster job run" } "." }
+        p.lede { "The jobs, newest first unless you choose otherwise. Submit one below or with " code { "muster job run" } "." }
+        (submit_form(&admin.session.csrf, &SubmitForm::default(), None))
         form.filters method="get" action="/jobs" role="search" aria-label="Filter jobs" {
-            div.field {
-                label for="filter-state" { "State" }
-                select #filter-state name="state"
-                    aria-invalid=[state_error.is_some().then_some("true")]
-                    aria-describedby=(layout::described_by("filter-state", false, state_error.as_deref())) {
-                    option value="" selected[state.is_empty()] { "any" }
-                    @for s in JobState::KNOWN {
-                        option value=(s) selected[state == s.as_str()] { (s) }
-                    }
-                }
-                (layout::field_error("filter-state", state_error.as_deref()))
-            }
+            (page::state_field(
+                &JobState::KNOWN.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                state.map(|s| s.as_str()),
+                state_error.as_deref(),
+            ))
             div.field {
                 label for="filter-worker" { "Worker" }
                 input #filter-worker type="search" name="worker" value=(worker) autocomplete="off"
@@ -83,46 +106,21 @@ pub async fn list(
                     aria-describedby=(layout::described_by("filter-worker", false, worker_error.as_deref()));
                 (layout::field_error("filter-worker", worker_error.as_deref()))
             }
+            (page::order_field(order, "newest first", "oldest first"))
             div.actions {
                 button type="submit" { "Filter" }
-                @if filtered { a.button.quiet href="/jobs" { "Clear" } }
+                @if filtered || order == ops::page::Order::Reverse { a.button.quiet href="/jobs" { "Clear" } }
             }
         }
-        @if jobs.is_empty() {
+        @if jobs.items.is_empty() {
             div.empty {
                 @if filtered { p { "No job matches this filter." } }
-                @else { p { "No jobs yet. Run one with " code { "muster job run -- echo hello" } "." } }
+                @else { p { "No jobs yet. Run one with the form above or " code { "muster job run -- echo hello" } "." } }
             }
         } @else {
-            div.table-wrap {
-                table.data {
-                    caption.visually-hidden { "Jobs" }
-                    (layout::table_head(
-                        &["Job", "State", "Command", "Worker", "Created", "Took", "Exit"],
-                        false,
-                    ))
-                    tbody {
-                        @for job in &jobs {
-                            tr {
-                                th scope="row" data-label="Job" {
-                                    a href={ "/jobs/" (job.id) } { code { (short(&job.id)) } }
-                                }
-                                td data-label="State" { (fmt::badge(job.state.as_str())) }
-                                td data-label="Command" { code.command { (fmt::text(&command_line(job))) } }
-                                td data-label="Worker" {
-                                    @match &job.worker { Some(w) => (fmt::text(w)), None => (layout::none()) }
-                                }
-                                td data-label="Created" { (fmt::when(now, Some(&job.created_at), "")) }
-                                td data-label="Took" { (took(now, job)) }
-                                td data-label="Exit" {
-                                    @match job.exit_code { Some(c) => (c), None => (layout::none()) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            (table(now, &jobs.items, true))
         }
+        (page::pager("Pages of jobs", &here, &query.after, jobs.next.as_ref()))
     };
     Ok(layout::page(
         "Jobs",
@@ -133,8 +131,147 @@ pub async fn list(
     ))
 }
 
-fn short(id: &str) -> String {
-    id.chars().take(12).collect()
+/// A table of jobs; `with_worker` adds the worker column (a worker's own page leaves it out).
+pub fn table(now: Timestamp, jobs: &[JobView], with_worker: bool) -> Markup {
+    let mut columns = vec!["Job", "State", "Command"];
+    if with_worker {
+        columns.push("Worker");
+    }
+    columns.extend(["Created", "Took", "Exit"]);
+    html! {
+        div.table-wrap {
+            table.data.jobs {
+                caption.visually-hidden { "Jobs" }
+                (layout::table_head(&columns, false))
+                tbody {
+                    @for job in jobs {
+                        tr data-job=(job.id) {
+                            th scope="row" data-label="Job" {
+                                a href={ "/jobs/" (job.id) } { code.id { (job.id) } }
+                            }
+                            td data-label="State" { (fmt::badge(job.state.as_str())) }
+                            td data-label="Command" { code.command { (fmt::text(&command_line(job))) } }
+                            @if with_worker {
+                                td data-label="Worker" {
+                                    @match &job.worker {
+                                        Some(w) => a.name href={ "/workers/" (encode_component(w)) } { (fmt::text(w)) },
+                                        None => (layout::none()),
+                                    }
+                                }
+                            }
+                            td data-label="Created" { (fmt::when(now, Some(&job.created_at), "")) }
+                            td data-label="Took" { (took(now, job)) }
+                            td data-label="Exit" {
+                                @match job.exit_code { Some(c) => (c), None => (layout::none()) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The form that submits a job: a command line (split as a POSIX shell would, without running
+/// one), and where it runs: labels, a worker, or any worker.
+fn submit_form(csrf: &str, given: &SubmitForm, error: Option<&str>) -> Markup {
+    html! {
+        details.card.submit-job open[error.is_some()] {
+            summary { "Submit a job" }
+            form method="post" action="/jobs" {
+                input type="hidden" name="csrf" value=(csrf);
+                @if let Some(error) = error {
+                    p.notice.error role="alert" { (layout::message(error)) }
+                }
+                div.field.wide {
+                    label for="job-command" { "Command" }
+                    input #job-command type="text" name="command" value=(given.command) required
+                        autocomplete="off" spellcheck="false" placeholder="uname -a"
+                        aria-describedby="job-command-help";
+                    p.help #job-command-help { "Split into arguments as a shell would; no shell runs it. Quote arguments with spaces." }
+                }
+                div.field {
+                    label for="job-labels" { "On workers labelled" }
+                    input #job-labels type="text" name="labels" value=(given.labels)
+                        autocomplete="off" spellcheck="false" placeholder="region=eu"
+                        aria-describedby="job-labels-help";
+                    p.help #job-labels-help { code { "key=value" } ", several separated by commas" }
+                }
+                div.field {
+                    label for="job-worker" { "Or on the worker" }
+                    input #job-worker type="text" name="worker" value=(given.worker)
+                        autocomplete="off" spellcheck="false" placeholder="any";
+                }
+                div.field {
+                    label for="job-timeout" { "Time limit" }
+                    input #job-timeout type="text" name="timeout" value=(given.timeout)
+                        autocomplete="off" spellcheck="false" placeholder="none" aria-describedby="job-timeout-help";
+                    p.help #job-timeout-help { "Like " code { "10m" } " or " code { "1h" } }
+                }
+                div.actions { button type="submit" { "Submit job" } }
+            }
+        }
+    }
+}
+
+/// Reads the job form into the request `POST /api/v1/jobs` takes.
+fn submit_request(form: &SubmitForm) -> Result<SubmitJobRequest, String> {
+    let line = form.command.trim();
+    if line.is_empty() {
+        return Err("give the command to run".into());
+    }
+    let command = shlex::split(line)
+        .filter(|words| !words.is_empty())
+        .ok_or("the command has an unclosed quote")?;
+    let mut labels = LabelMap::new();
+    for part in form
+        .labels
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = Labels::parse_pair(part).map_err(|e| e.to_string())?;
+        labels.insert(key, value);
+    }
+    Ok(SubmitJobRequest {
+        command,
+        worker: Some(form.worker.trim().to_owned()).filter(|w| !w.is_empty()),
+        labels,
+        env: Default::default(),
+        timeout: Some(form.timeout.trim().to_owned()).filter(|t| !t.is_empty()),
+        queue_timeout: None,
+    })
+}
+
+/// `POST /jobs`: submits the job and shows its page, or the form again with what was wrong.
+pub async fn submit(
+    State(app): State<UiApp>,
+    CsrfForm { admin, form }: CsrfForm<SubmitForm>,
+) -> Result<Response, UiError> {
+    let refused = match submit_request(&form) {
+        Ok(request) => match ops::jobs::submit(&app, &admin.admin, request).await {
+            Ok(job) => {
+                admin.flash(&app, Flash::Done(format!("job `{}` was submitted", job.id)));
+                return Ok(Redirect::to(&format!("/jobs/{}", job.id)).into_response());
+            }
+            Err(e) if e.status.is_server_error() => return Err(e.into()),
+            Err(e) => match e.hint {
+                Some(hint) => format!("{}; {hint}", e.message),
+                None => e.message,
+            },
+        },
+        Err(message) => message,
+    };
+    let flash = admin.take_flash(&app);
+    let body = html! {
+        p.breadcrumb { a href="/jobs" { "Jobs" } span aria-hidden="true" { " › " } }
+        h1 { "Submit a job" }
+        (submit_form(&admin.session.csrf, &form, Some(&refused)))
+    };
+    let mut response =
+        layout::page("Submit a job", Nav::Jobs, &admin.session.csrf, &flash, body).into_response();
+    *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(response)
 }
 
 /// The command as one line, arguments quoted where a shell would need it.
@@ -209,7 +346,7 @@ pub async fn detail(
     let active = job.state.is_active();
     let body = html! {
         p.breadcrumb { a href="/jobs" { "Jobs" } span aria-hidden="true" { " › " } }
-        h1 { "Job " code { (short(&job.id)) } }
+        h1 { "Job " code { (job.id) } }
         p.command-line { code { (fmt::text(&command_line(&job))) } }
         @if active {
             div #job-live data-poll={ "/jobs/" (job.id) "/live?stream=" (encode_component(&query.stream)) } { (live) }

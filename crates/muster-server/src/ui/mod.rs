@@ -25,9 +25,13 @@ pub mod fmt;
 pub mod jobs;
 pub mod layout;
 pub mod license;
+pub mod live;
+pub mod overview;
+pub mod page;
 pub mod session;
 pub mod settings;
 pub mod tokens;
+pub mod worker;
 pub mod workers;
 
 #[cfg(test)]
@@ -63,6 +67,8 @@ pub struct UiState {
     /// Argon2 checks of sign-in passwords, one at a time, so a burst of guesses cannot take
     /// every core from the fleet.
     pub password_checks: Semaphore,
+    /// The fleet overview's counts, reused for a few seconds.
+    pub overview: overview::Cache,
 }
 
 impl UiState {
@@ -74,6 +80,7 @@ impl UiState {
             // guesser.
             limiter: FailureLimiter::new(5, 50, Duration::from_secs(60)),
             password_checks: Semaphore::new(1),
+            overview: overview::Cache::default(),
         }
     }
 }
@@ -110,8 +117,16 @@ pub fn routes() -> Router<UiApp> {
         .route("/", get(|| async { Redirect::to("/workers") }))
         .route("/signin", get(auth::signin_page).post(auth::signin))
         .route("/signout", post(auth::signout))
-        .route("/workers", get(workers::page))
+        .route("/workers", get(workers::page).post(worker::create))
         .route("/workers/live", get(workers::live))
+        .route("/workers/events", get(live::events))
+        .route("/workers/overview", get(overview::fragment))
+        .route("/workers/{name}", get(worker::page))
+        .route("/workers/{name}/row", get(live::row))
+        .route(
+            "/workers/{name}/remove",
+            get(worker::confirm_remove).post(worker::remove),
+        )
         .route(
             "/workers/{name}/revoke",
             get(workers::confirm_revoke).post(workers::revoke),
@@ -136,7 +151,7 @@ pub fn routes() -> Router<UiApp> {
             "/settings/license/remove",
             get(license::confirm_remove).post(license::remove),
         )
-        .route("/jobs", get(jobs::list))
+        .route("/jobs", get(jobs::list).post(jobs::submit))
         .route("/jobs/{id}", get(jobs::detail))
         .route("/jobs/{id}/live", get(jobs::live))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

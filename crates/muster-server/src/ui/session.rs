@@ -49,6 +49,12 @@ pub enum Flash {
         expires_at: String,
         command: String,
     },
+    /// A pre-created worker's API key and the command that starts it: shown once.
+    CreatedWorker {
+        name: String,
+        api_key: String,
+        command: String,
+    },
     /// A generated auto-enrollment secret: shown once.
     GeneratedSecret(String),
     /// The license banner, added to a page's notices when it is shown (never stored).
@@ -61,6 +67,7 @@ impl std::fmt::Debug for Flash {
             Flash::Done(text) => write!(f, "Done({text:?})"),
             Flash::Failed(text) => write!(f, "Failed({text:?})"),
             Flash::CreatedToken { name, .. } => write!(f, "CreatedToken({name}, <redacted>)"),
+            Flash::CreatedWorker { name, .. } => write!(f, "CreatedWorker({name}, <redacted>)"),
             Flash::GeneratedSecret(_) => f.write_str("GeneratedSecret(<redacted>)"),
             Flash::License(banner) => write!(f, "License({:?})", banner.text),
         }

@@ -633,3 +633,100 @@ async fn the_workers_page_pages_and_filters_on_the_server() {
     let none = send(&h, get("/workers?status=connected", &session)).await;
     assert!(none.body.contains("No worker matches this filter."));
 }
+
+#[tokio::test]
+async fn the_new_forms_need_the_csrf_token_and_then_work() {
+    let h = harness();
+    let (session, csrf) = signed_in(&h).await;
+    for (path, body) in [
+        ("/workers", "name=edge-02"),
+        ("/jobs", "command=true&worker=builtin"),
+        ("/workers/edge-02/remove", ""),
+    ] {
+        let reply = send(&h, post(path, &session, body)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert!(
+        crate::ops::workers::show(&h.app, "edge-02").await.is_err(),
+        "nothing was created"
+    );
+
+    // Pre-create: the worker's page shows its key and command once.
+    let created = send(
+        &h,
+        post(
+            "/workers",
+            &session,
+            &format!("csrf={csrf}&name=edge-02&labels=region%3Deu"),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER);
+    assert_eq!(created.header(header::LOCATION), "/workers/edge-02");
+    let page = send(&h, get("/workers/edge-02", &session)).await;
+    assert!(page.body.contains("id=\"created-key\""), "{}", page.body);
+    assert!(page.body.contains("MUSTER_WORKER_API_KEY=") && page.body.contains("region=eu"));
+    let again = send(&h, get("/workers/edge-02", &session)).await;
+    assert!(!again.body.contains("created-key"), "shown once");
+    let row = send(&h, get("/workers/edge-02/row", &session)).await;
+    assert!(row.body.starts_with("<tr") && row.body.contains("data-name=\"edge-02\""));
+
+    // A job: a command line split as a shell would, refused with the reason when it cannot run.
+    let refused = send(
+        &h,
+        post(
+            "/jobs",
+            &session,
+            &format!("csrf={csrf}&command=true&worker=nobody"),
+        ),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("nobody"), "{}", refused.body);
+    let unclosed = send(
+        &h,
+        post(
+            "/jobs",
+            &session,
+            &format!("csrf={csrf}&command=echo+%27oops"),
+        ),
+    )
+    .await;
+    assert!(unclosed.body.contains("unclosed quote"));
+    let job = send(
+        &h,
+        post(
+            "/jobs",
+            &session,
+            &format!("csrf={csrf}&command=sh+-c+%27echo+a+b%27&labels=region%3Deu"),
+        ),
+    )
+    .await;
+    assert_eq!(job.status, StatusCode::SEE_OTHER);
+    let id = job
+        .header(header::LOCATION)
+        .trim_start_matches("/jobs/")
+        .to_owned();
+    let view = crate::ops::jobs::show(&h.app, &id).await.expect("the job");
+    assert_eq!(view.command, ["sh", "-c", "echo a b"]);
+
+    // Remove: the worker is gone.
+    let removed = send(
+        &h,
+        post("/workers/edge-02/remove", &session, &format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    assert!(crate::ops::workers::show(&h.app, "edge-02").await.is_err());
+
+    // The overview counts what is there.
+    let total = crate::ops::workers::list(&h.app).await.unwrap().len();
+    let overview = send(&h, get("/workers/overview", &session)).await;
+    assert!(
+        overview
+            .body
+            .contains(&format!("data-count=\"total\">{total}<")),
+        "{}",
+        overview.body
+    );
+}

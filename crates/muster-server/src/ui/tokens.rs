@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -16,9 +16,10 @@ use crate::ops;
 use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::csrf::{CsrfForm, NoFields};
-use crate::ui::error::UiError;
+use crate::ui::error::{UiError, encode_component};
 use crate::ui::fmt;
 use crate::ui::layout::{self, Nav};
+use crate::ui::page;
 use crate::ui::session::Flash;
 
 /// What the create form holds, as typed (kept to show again next to an error).
@@ -46,7 +47,7 @@ impl Errors {
 }
 
 /// One `key=value` per line. Commas are allowed in values, so lines are the only separator.
-fn parse_labels(text: &str) -> Result<LabelMap, String> {
+pub(crate) fn parse_labels(text: &str) -> Result<LabelMap, String> {
     let mut map = LabelMap::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (k, v) = Labels::parse_pair(line).map_err(|e| e.to_string())?;
@@ -57,12 +58,32 @@ fn parse_labels(text: &str) -> Result<LabelMap, String> {
     Ok(map)
 }
 
-pub async fn page(State(app): State<UiApp>, admin: UiAdmin) -> Result<Html<String>, UiError> {
+/// Tokens per page.
+const PAGE: u32 = 100;
+
+/// The list's filter and where its page starts.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    state: String,
+    /// `reverse`: newest first.
+    #[serde(default)]
+    order: String,
+    #[serde(default)]
+    after: String,
+}
+
+pub async fn page(
+    State(app): State<UiApp>,
+    admin: UiAdmin,
+    Query(query): Query<ListQuery>,
+) -> Result<Html<String>, UiError> {
     let flash = admin.take_flash(&app);
     render(
         &app,
         &admin,
         &flash,
+        &query,
         &CreateForm::default(),
         &Errors::default(),
     )
@@ -73,10 +94,22 @@ async fn render(
     app: &UiApp,
     admin: &UiAdmin,
     flash: &[Flash],
+    query: &ListQuery,
     form: &CreateForm,
     errors: &Errors,
 ) -> Result<Html<String>, UiError> {
-    let tokens = ops::tokens::list(app).await?;
+    let (state_error, state) = match ops::tokens::state_filter(Some(&query.state)) {
+        Ok(state) => (None, state),
+        Err(e) => (Some(e.message), None),
+    };
+    let order = page::order(&query.order);
+    let tokens =
+        ops::tokens::page(app, state, page::after_token(&query.after), order, PAGE).await?;
+    let here = format!(
+        "/tokens?state={}&order={}",
+        encode_component(state.map_or("", |s| s.as_str())),
+        encode_component(query.order.trim())
+    );
     let now = app.clock.now();
     let created = flash.iter().find_map(|f| match f {
         Flash::CreatedToken {
@@ -134,7 +167,20 @@ async fn render(
         }
         section aria-labelledby="list-title" {
             h2 #list-title { "All tokens" }
-            (list(now, &tokens))
+            form.filters method="get" action="/tokens" role="search" aria-label="Filter tokens" {
+                (page::state_field(
+                    &TokenState::KNOWN.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                    state.map(|s| s.as_str()),
+                    state_error.as_deref(),
+                ))
+                (page::order_field(order, "oldest first", "newest first"))
+                div.actions {
+                    button type="submit" { "Filter" }
+                    @if state.is_some() || order == ops::page::Order::Reverse { a.button.quiet href="/tokens" { "Clear" } }
+                }
+            }
+            (list(now, &tokens.items, state.is_some()))
+            (page::pager("Pages of tokens", &here, &query.after, tokens.next.as_ref()))
         }
     };
     Ok(layout::page(
@@ -167,12 +213,10 @@ fn text_field(
     }
 }
 
-fn list(now: Timestamp, tokens: &[TokenView]) -> Markup {
-    let mut tokens: Vec<&TokenView> = tokens.iter().collect();
-    tokens.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+fn list(now: Timestamp, tokens: &[TokenView], filtered: bool) -> Markup {
     html! {
         @if tokens.is_empty() {
-            div.empty { p { "No tokens yet." } }
+            div.empty { p { @if filtered { "No token matches this filter." } @else { "No tokens yet." } } }
         } @else {
             div.table-wrap {
                 table.data {
@@ -190,7 +234,7 @@ fn list(now: Timestamp, tokens: &[TokenView]) -> Markup {
                                 td data-label="Bound machine" { (fmt::short_id(t.bound_machine.as_deref())) }
                                 td data-label="Worker" {
                                     @match &t.worker {
-                                        Some(w) => a href={ "/workers?name=" (w) } { (w) },
+                                        Some(w) => a.name href={ "/workers/" (encode_component(w)) } { (w) },
                                         None => (layout::none()),
                                     }
                                 }
@@ -276,7 +320,7 @@ pub async fn create(
         }
     }
     let flash = admin.take_flash(&app);
-    let page = render(&app, &admin, &flash, &form, &errors).await?;
+    let page = render(&app, &admin, &flash, &ListQuery::default(), &form, &errors).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }
 

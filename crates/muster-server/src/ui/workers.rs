@@ -20,6 +20,7 @@ use crate::ui::error::{UiError, encode_component};
 use crate::ui::fmt;
 use crate::ui::layout::{self, Nav};
 use crate::ui::session::Flash;
+use crate::ui::{overview, page, worker};
 
 /// Workers per page.
 const PAGE: u32 = 100;
@@ -122,14 +123,7 @@ async fn fetch(
     query: &FilterQuery,
     filter: &Filter,
 ) -> Result<ops::page::Page<WorkerView>, UiError> {
-    let after = match query.after.trim() {
-        "" => None,
-        word => match ops::page::Cursor::decode(word, ops::page::CursorKind::Worker) {
-            Ok(ops::page::Cursor::Worker(name)) => Some(name),
-            // A stale or mangled link starts again at the first page.
-            _ => None,
-        },
-    };
+    let after = page::after_worker(&query.after);
     Ok(ops::workers::page(app, &filter.to_ops(status(query)), after, PAGE).await?)
 }
 
@@ -140,12 +134,17 @@ pub async fn page(
 ) -> Result<Html<String>, UiError> {
     let filter = Filter::parse(&query);
     let page = fetch(&app, &query, &filter).await?;
+    let counts = overview::counts(&app).await?;
     let now = app.clock.now();
     let flash = admin.take_flash(&app);
     let chosen = status(&query);
     let body = html! {
         h1 { "Workers" }
-        p.lede { "The machines in the fleet, in name order. New workers appear here by themselves." }
+        p.lede { "The machines in the fleet, in name order. Changes appear here by themselves." }
+        div #overview data-refresh="/workers/overview" {
+            (overview::render(&counts, app.registry.len() as u64))
+        }
+        (worker::create_form(&admin.session.csrf))
         form.filters method="get" action="/workers" role="search" aria-label="Filter workers" {
             div.field {
                 label for="filter-name" { "Name contains" }
@@ -181,7 +180,8 @@ pub async fn page(
             }
         }
         p #fleet-live.visually-hidden aria-live="polite" {}
-        div #fleet data-poll={ "/workers/live?" (query_string(&query)) "&after=" (encode_component(query.after.trim())) } {
+        div #fleet data-poll={ "/workers/live?" (query_string(&query)) "&after=" (encode_component(query.after.trim())) }
+            data-events="/workers/events" {
             (fleet(now, &page, &query, app.registry.len(), !filter.is_empty() || chosen.is_some()))
         }
     };
@@ -266,25 +266,16 @@ fn fleet(
                 }
             }
         }
-        @if !first_page || page.next.is_some() {
-            nav.pager aria-label="Pages of workers" {
-                @if !first_page {
-                    a.button.quiet href={ "/workers?" (query_string(query)) } { "First page" }
-                    " "
-                }
-                @if let Some(next) = &page.next {
-                    a.button.quiet #next-page href={ "/workers?" (query_string(query)) "&after=" (encode_component(&next.encode())) } { "Next page" }
-                }
-            }
-        }
+        (page::pager("Pages of workers", &format!("/workers?{}", query_string(query)), &query.after, page.next.as_ref()))
     }
 }
 
-fn row(now: Timestamp, w: &WorkerView) -> Markup {
+/// One worker's row; the live page replaces it by `data-name` when the worker changes.
+pub fn row(now: Timestamp, w: &WorkerView) -> Markup {
     let connected = w.status == WorkerStatus::Connected;
     html! {
-        tr data-status=(w.status) {
-            th scope="row" data-label="Name" { span.name { (w.name) } }
+        tr data-status=(w.status) data-name=(w.name) {
+            th scope="row" data-label="Name" { a.name href={ "/workers/" (encode_component(&w.name)) } title=(w.name) { (w.name) } }
             td data-label="Status" { (fmt::badge(w.status.as_str())) }
             td data-label="Activity" {
                 @if !connected {

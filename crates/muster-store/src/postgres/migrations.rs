@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_replicas.sql")),
     (9, include_str!("migrations/0009_list_indexes.sql")),
     (10, include_str!("migrations/0010_webhooks.sql")),
+    (11, include_str!("migrations/0011_overview.sql")),
     (12, include_str!("migrations/0012_output_times.sql")),
 ];
 

@@ -25,8 +25,8 @@ use crate::rows::{
     WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
-    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
-    Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
+    Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
+    OutputPosition, Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
 };
 
 impl PgTx<'_> {
@@ -345,6 +345,17 @@ impl Tx for PgTx<'_> {
             None => 0,
         };
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn fleet_overview(&mut self, now: Timestamp, hours: u32) -> StoreResult<FleetOverview> {
+        let hours = hours.max(1);
+        let statement = pages::overview(Dialect::Postgres, now.unix_millis(), hours);
+        let rows = self
+            .page(&statement)?
+            .iter()
+            .map(|row| Ok((col(row, 0)?, col(row, 1)?, col(row, 2)?)))
+            .collect::<StoreResult<Vec<(String, String, i64)>>>()?;
+        Ok(pages::read_overview(rows, hours))
     }
 
     fn count_seated_workers(&mut self, now: Timestamp, at_most: u64) -> StoreResult<u64> {

@@ -24,8 +24,8 @@ use crate::rows::{
     TokenColumns, WEBHOOK_COLUMNS, WORKER_COLUMNS, WorkerColumns,
 };
 use crate::tx::{
-    Attempt, AuditFilter, Delivery, DueDelivery, JobEnd, JobFilter, OutputChunk, OutputPosition,
-    Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
+    Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
+    OutputPosition, Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
 };
 impl rusqlite::ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -330,6 +330,15 @@ impl Tx for SqliteTx<'_> {
             )?
             .query_row(params![via.as_str(), since.map(Timestamp::unix_millis)], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn fleet_overview(&mut self, now: Timestamp, hours: u32) -> StoreResult<FleetOverview> {
+        let hours = hours.max(1);
+        let rows = self.page(
+            pages::overview(Dialect::Sqlite, now.unix_millis(), hours),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        Ok(pages::read_overview(rows, hours))
     }
 
     fn count_seated_workers(&mut self, now: Timestamp, at_most: u64) -> StoreResult<u64> {

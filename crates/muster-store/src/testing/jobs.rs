@@ -208,6 +208,7 @@ pub async fn jobs_start_once_end_once_and_recover(store: Store) {
                 worker: None,
                 before: None,
                 limit: 2,
+                reverse: false,
             })
         })
         .await
@@ -223,6 +224,7 @@ pub async fn jobs_start_once_end_once_and_recover(store: Store) {
                 worker: Some(wname),
                 before: None,
                 limit: 10,
+                reverse: false,
             })
         })
         .await

@@ -81,6 +81,7 @@ macro_rules! conformance_tests {
                 workers_page_in_name_order_with_every_filter,
                 tokens_page_oldest_first_by_effective_state,
                 jobs_page_newest_first_past_ties,
+                fleet_overview_counts_statuses_labels_and_hours,
             }
             retention {
                 audit_is_pruned_oldest_first_in_batches,

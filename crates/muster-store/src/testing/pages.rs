@@ -194,10 +194,11 @@ pub async fn tokens_page_oldest_first_by_effective_state(store: Store) {
         })
         .await
         .expect("write");
-    let walk = |state: Option<TokenState>, limit: u32| {
+    let walk_in = |reverse: bool, state: Option<TokenState>, limit: u32| {
         let store = store.clone();
         async move {
             let mut query = TokenPage {
+                reverse,
                 after: None,
                 state,
                 now: at(1_000),
@@ -218,11 +219,17 @@ pub async fn tokens_page_oldest_first_by_effective_state(store: Store) {
             }
         }
     };
+    let walk = |state: Option<TokenState>, limit: u32| walk_in(false, state, limit);
     for limit in [1, 2, 5, 10] {
         assert_eq!(
             walk(None, limit).await,
             ["t-a", "t-b", "t-c", "t-d", "t-e"],
             "limit {limit}"
+        );
+        assert_eq!(
+            walk_in(true, None, limit).await,
+            ["t-e", "t-d", "t-c", "t-b", "t-a"],
+            "newest first, limit {limit}"
         );
     }
     assert_eq!(walk(Some(TokenState::Unused), 1).await, ["t-a", "t-c"]);
@@ -288,4 +295,48 @@ pub async fn jobs_page_newest_first_past_ties(store: Store) {
             .expect("list")
             .is_empty()
     );
+}
+
+pub async fn fleet_overview_counts_statuses_labels_and_hours(store: Store) {
+    const HOUR: i64 = 3_600_000;
+    let mut workers = vec![
+        labelled("ok", "pool=gpu"),
+        labelled("gone", "pool=gpu"),
+        labelled("paused", "pool=cpu"),
+        labelled("late", ""),
+    ];
+    for w in &mut workers {
+        w.created_at = at(0);
+    }
+    workers[1].created_at = at(2 * HOUR);
+    workers[1].revoked_at = Some(at(3 * HOUR));
+    workers[2].identity.suspended_at = Some(at(HOUR));
+    workers[3].expires_at = Some(at(4 * HOUR));
+    store
+        .write(move |tx| {
+            for w in &workers {
+                tx.insert_worker(w)?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("insert");
+    // Six hours up to now: the oldest hour starts an hour before the first worker.
+    let o = store
+        .read(|tx| tx.fleet_overview(at(5 * HOUR), 6))
+        .await
+        .expect("overview");
+    assert_eq!((o.total, o.revoked, o.suspended, o.expired), (4, 1, 1, 1));
+    assert_eq!(
+        o.labels,
+        [("pool=gpu".to_owned(), 2), ("pool=cpu".to_owned(), 1)]
+    );
+    assert_eq!(o.enrolled, [0, 3, 0, 1, 0, 0]);
+    assert_eq!(o.cut_off, [0, 0, 0, 0, 1, 1]);
+    // Nothing falls outside the window, however short.
+    let o = store
+        .read(|tx| tx.fleet_overview(at(5 * HOUR), 1))
+        .await
+        .expect("overview");
+    assert_eq!((o.enrolled.len(), o.cut_off.iter().sum::<u64>()), (1, 1));
 }

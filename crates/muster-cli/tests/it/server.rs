@@ -231,5 +231,9 @@ fn admin_commands_reach_a_server_by_url_admin_token_and_fingerprint() {
     let line = crate::harness::error_line(&String::from_utf8_lossy(&out.stderr));
     assert!(line.contains("certificate"), "{line}");
     assert!(line.contains("--ca-fingerprint"), "{line}");
-    assert!(out.stdout.is_empty(), "nothing on stdout on failure");
+    // Under --json the failure is also one JSON object on stdout, for scripts.
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON error");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("certificate"), "{error}");
+    assert!(error["error"]["hint"].is_string(), "{error}");
 }

@@ -584,7 +584,8 @@ pub struct ListShape {
 
 #[derive(Debug, Subcommand)]
 pub enum WorkersCommand {
-    /// List the fleet in name order (every page; the server sends at most 5,000 at a time).
+    /// List the fleet, in name order unless `--sort` says otherwise (every page; the server
+    /// sends at most 5,000 at a time).
     List {
         /// Only workers with this status: connected, disconnected, revoked, expired, suspended.
         #[arg(long)]
@@ -596,6 +597,10 @@ pub enum WorkersCommand {
         /// Only workers whose name contains this text.
         #[arg(long)]
         name: Option<String>,
+        /// The order: `name`, `created` or `last_seen`; a leading `-` sorts descending (newest
+        /// or most recently seen first: `--sort=-last_seen`).
+        #[arg(long, value_name = "[-]COLUMN", allow_hyphen_values = true)]
+        sort: Option<String>,
         #[command(flatten)]
         shape: ListShape,
         #[command(flatten)]

@@ -3,6 +3,7 @@
 
 use comfy_table::{Table, presets};
 use muster_core::Timestamp;
+use muster_core::span::Span;
 use serde::Serialize;
 
 use crate::error;
@@ -124,14 +125,10 @@ pub fn when(rfc3339: Option<&str>, now: Timestamp) -> String {
     format!("{shown} ({})", relative(delta))
 }
 
+/// `in 2h`, `5m ago`: rounded as the web UI rounds ([`Span`]), so the two read alike and a
+/// day-long token says `in 24h`, not `in 23h`.
 fn relative(delta_ms: i64) -> String {
-    let secs = delta_ms.unsigned_abs() / 1000;
-    let amount = match secs {
-        0..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m", secs / 60),
-        3600..=86_399 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    };
+    let amount = Span::of(delta_ms).compact();
     if delta_ms >= 0 {
         format!("in {amount}")
     } else {
@@ -159,9 +156,12 @@ mod tests {
 
     #[test]
     fn relative_times_read_naturally() {
-        assert_eq!(relative(90_000), "in 1m");
+        assert_eq!(relative(80_000), "in 1m");
+        assert_eq!(relative(90_000), "in 2m", "to the nearest minute, not down");
         assert_eq!(relative(-7_200_000), "2h ago");
         assert_eq!(relative(3 * 86_400_000), "in 3d");
+        assert_eq!(relative(86_400_000 - 1_000), "in 24h", "never `in 23h` for a day");
+        assert_eq!(relative(-(3_600_000 + 5 * 60_000)), "1h5m ago");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod job;
 pub mod labels;
 pub mod license;
 pub mod name;
+pub mod span;
 pub mod text;
 pub mod tickets;
 pub mod time;

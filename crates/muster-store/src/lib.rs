@@ -30,7 +30,7 @@ pub use error::{StoreError, StoreResult};
 pub use tx::{
     Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, FleetOverview, JobEnd,
     JobFilter, LabelMatch, OutputChunk, OutputPosition, Presence, Scope, StoredStatus, TimedChunk,
-    TokenPage, Tx, Webhook, WorkerPage,
+    TokenPage, Tx, Webhook, WorkerPage, WorkerPosition, WorkerSort,
 };
 
 /// A cheap-to-clone handle to the durable state.

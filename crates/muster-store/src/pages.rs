@@ -11,7 +11,7 @@ use muster_core::token::TokenState;
 
 use crate::codec::JOB_COLUMNS;
 use crate::rows::{TOKEN_COLUMNS, WORKER_COLUMNS};
-use crate::tx::{FleetOverview, JobFilter, StoredStatus, TokenPage, WorkerPage};
+use crate::tx::{FleetOverview, JobFilter, StoredStatus, TokenPage, WorkerPage, WorkerSort};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -175,9 +175,26 @@ pub(crate) fn workers(page: &WorkerPage, dialect: Dialect) -> Statement {
         dialect,
         format!("SELECT {WORKER_COLUMNS} FROM workers WHERE TRUE"),
     );
+    // The sort column as its index has it (migration 0013), so the keyset and the order both
+    // walk that index.
+    let column = match page.sort {
+        WorkerSort::Name => None,
+        WorkerSort::Created => Some("created_at"),
+        WorkerSort::LastSeen => Some("COALESCE(last_seen_at, 0)"),
+    };
+    let past = if page.descending { "<" } else { ">" };
     if let Some(after) = &page.after {
-        let p = s.text(after.as_str());
-        s.and(&format!("name > {p}"));
+        match column {
+            None => {
+                let n = s.text(after.name.as_str());
+                s.and(&format!("name {past} {n}"));
+            }
+            Some(column) => {
+                let k = s.int(after.key);
+                let n = s.text(after.name.as_str());
+                s.and(&format!("({column}, name) {past} ({k}, {n})"));
+            }
+        }
     }
     if let Some(needle) = &page.name_contains {
         let c = s.contains("name", needle);
@@ -220,7 +237,12 @@ pub(crate) fn workers(page: &WorkerPage, dialect: Dialect) -> Statement {
         s.and(&condition);
     }
     let limit = s.int(i64::from(page.limit));
-    s.sql.push_str(&format!(" ORDER BY name LIMIT {limit}"));
+    let way = if page.descending { " DESC" } else { "" };
+    let order = match column {
+        None => format!("name{way}"),
+        Some(column) => format!("{column}{way}, name{way}"),
+    };
+    s.sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     s
 }
 
@@ -324,11 +346,13 @@ mod tests {
     use muster_core::{Name, Timestamp};
 
     use super::*;
-    use crate::tx::LabelMatch;
+    use crate::tx::{LabelMatch, WorkerPosition};
 
     fn page() -> WorkerPage {
         WorkerPage {
             after: None,
+            sort: WorkerSort::Name,
+            descending: false,
             name_contains: None,
             labels: Vec::new(),
             status: None,
@@ -363,8 +387,12 @@ mod tests {
         ];
         let mut b = a.clone();
         b.labels.reverse();
-        a.after = Some(Name::parse("w1").unwrap());
-        b.after = Some(Name::parse("w1").unwrap());
+        let w1 = WorkerPosition {
+            key: 0,
+            name: Name::parse("w1").unwrap(),
+        };
+        a.after = Some(w1.clone());
+        b.after = Some(w1);
         let (sa, sb) = (
             workers(&a, Dialect::Postgres),
             workers(&b, Dialect::Postgres),
@@ -373,6 +401,44 @@ mod tests {
         assert_eq!(sa.params, sb.params);
         assert!(sa.sql.contains("name > $1"), "{}", sa.sql);
         assert_eq!(sa.params[1], Param::Text("zone".into()));
+    }
+
+    #[test]
+    fn each_order_pages_by_its_own_keyset_either_way() {
+        let mut q = page();
+        q.after = Some(WorkerPosition {
+            key: 7,
+            name: Name::parse("w1").unwrap(),
+        });
+        q.sort = WorkerSort::LastSeen;
+        q.descending = true;
+        let s = workers(&q, Dialect::Postgres);
+        assert!(
+            s.sql.contains("(COALESCE(last_seen_at, 0), name) < ($1, $2)"),
+            "{}",
+            s.sql
+        );
+        assert!(
+            s.sql
+                .ends_with("ORDER BY COALESCE(last_seen_at, 0) DESC, name DESC LIMIT $3"),
+            "{}",
+            s.sql
+        );
+        assert_eq!(s.params[..2], [Param::Int(7), Param::Text("w1".into())]);
+        q.sort = WorkerSort::Created;
+        q.descending = false;
+        let s = workers(&q, Dialect::Sqlite);
+        assert!(s.sql.contains("(created_at, name) > (?1, ?2)"), "{}", s.sql);
+        assert!(
+            s.sql.ends_with("ORDER BY created_at, name LIMIT ?3"),
+            "{}",
+            s.sql
+        );
+        q.sort = WorkerSort::Name;
+        q.descending = true;
+        let s = workers(&q, Dialect::Sqlite);
+        assert!(s.sql.contains("name < ?1"), "{}", s.sql);
+        assert_eq!(s.params[0], Param::Text("w1".into()), "no key for names");
     }
 
     #[test]

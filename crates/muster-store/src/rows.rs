@@ -361,6 +361,15 @@ pub(crate) fn audit_patterns(filter: &AuditFilter) -> (Option<String>, Option<St
     (prefix, contains)
 }
 
+/// The worker an audit filter is about, as the two columns name it: its name (the target) and
+/// the actor it acts as (`worker:<name>`).
+pub(crate) fn audit_subject(filter: &AuditFilter) -> (Option<String>, Option<String>) {
+    match &filter.worker {
+        Some(name) => (Some(name.clone()), Some(format!("worker:{name}"))),
+        None => (None, None),
+    }
+}
+
 /// Escapes `%`, `_` and `\` so user text in a LIKE pattern matches only itself. Both backends
 /// write their patterns with `ESCAPE '\'`.
 fn escape_like(input: &str) -> String {

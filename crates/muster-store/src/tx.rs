@@ -27,6 +27,9 @@ pub struct AuditFilter {
     pub action_prefix: Option<String>,
     /// Only records whose target, actor or detail contains this text.
     pub contains: Option<String>,
+    /// Only records about the worker of this name: it is the target, or the worker itself acted
+    /// (actor `worker:<name>`). Read along indexes on target and actor, not by text.
+    pub worker: Option<String>,
     pub limit: u32,
 }
 
@@ -66,8 +69,11 @@ pub struct LabelMatch {
 /// One page of workers in name order. Every filter given must hold.
 #[derive(Debug, Clone)]
 pub struct WorkerPage {
-    /// Only workers whose name sorts after this one (the last of the previous page).
-    pub after: Option<Name>,
+    /// Only workers past this one in the order (the last of the previous page).
+    pub after: Option<WorkerPosition>,
+    /// The order: by which column, and which way.
+    pub sort: WorkerSort,
+    pub descending: bool,
     /// Only names containing this text.
     pub name_contains: Option<String>,
     pub labels: Vec<LabelMatch>,
@@ -75,6 +81,58 @@ pub struct WorkerPage {
     /// The instant `expired` is judged at.
     pub now: Timestamp,
     pub limit: u32,
+}
+
+/// What a page of workers is sorted by. The name breaks ties (names are unique), so each order
+/// is total and pages by the keyset (the column, the name); an index serves each (migration
+/// 0013).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WorkerSort {
+    #[default]
+    Name,
+    /// When the record was made (enrolled or pre-created).
+    Created,
+    /// When the worker was last heard from, as stored (connected workers' times are written
+    /// every few seconds); never heard from sorts as the oldest.
+    LastSeen,
+}
+
+impl WorkerSort {
+    pub const ALL: [WorkerSort; 3] = [WorkerSort::Name, WorkerSort::Created, WorkerSort::LastSeen];
+
+    /// The word the API and the UI use for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerSort::Name => "name",
+            WorkerSort::Created => "created",
+            WorkerSort::LastSeen => "last_seen",
+        }
+    }
+
+    /// Where `worker` stands in this order (the name aside): its sort column's value, 0 for the
+    /// name order and for a worker never seen.
+    pub fn key_of(self, worker: &Worker) -> i64 {
+        match self {
+            WorkerSort::Name => 0,
+            WorkerSort::Created => worker.created_at.unix_millis(),
+            WorkerSort::LastSeen => worker.last_seen_at.map_or(0, Timestamp::unix_millis),
+        }
+    }
+
+    /// The position of `worker` in this order, for the next page's start.
+    pub fn position_of(self, worker: &Worker) -> WorkerPosition {
+        WorkerPosition {
+            key: self.key_of(worker),
+            name: worker.name.clone(),
+        }
+    }
+}
+
+/// A worker's place in a [`WorkerSort`] order: its sort column's value and its name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WorkerPosition {
+    pub key: i64,
+    pub name: Name,
 }
 
 /// The fleet in numbers, for the overview above the Workers page.

@@ -274,6 +274,8 @@ async fn a_database_from_schema_v7_keeps_tokens_workers_and_keys_working() {
         .read(move |tx| {
             tx.page_workers(&muster_store::WorkerPage {
                 after: None,
+                sort: muster_store::WorkerSort::Name,
+                descending: false,
                 name_contains: None,
                 labels: vec![muster_store::LabelMatch {
                     key: "os".into(),

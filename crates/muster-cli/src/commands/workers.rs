@@ -15,6 +15,7 @@ pub async fn run(command: WorkersCommand) -> Result<(), CliError> {
             status,
             labels,
             name,
+            sort,
             shape,
             admin,
         } => {
@@ -22,8 +23,9 @@ pub async fn run(command: WorkersCommand) -> Result<(), CliError> {
             query.extend(status.clone().map(|s| ("status", s)));
             query.extend(labels.iter().map(|l| ("label", l.clone())));
             query.extend(name.clone().map(|n| ("name", n)));
+            query.extend(sort.clone().map(|s| ("sort", s)));
             query.extend(page_size().map(|n| ("limit", n)));
-            let filtered = query.iter().any(|(k, _)| *k != "limit");
+            let filtered = query.iter().any(|(k, _)| !matches!(*k, "limit" | "sort"));
             let workers = admin::client(&admin)?.list_workers_where(&query).await?;
             if admin.json {
                 print_json(&workers);

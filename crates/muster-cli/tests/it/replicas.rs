@@ -501,3 +501,90 @@ fn behind_haproxy_a_worker_and_its_job_survive_the_death_of_their_replica() {
     let ran = std::fs::read_to_string(&marker).unwrap();
     assert_eq!(ran.matches("started").count(), 1, "it ran once: {ran}");
 }
+
+/// Signs in to a replica's web UI with the admin password the first replica wrote, and returns
+/// a client and the session cookie.
+fn ui_session(server: &Server, password: &str) -> (reqwest::Client, String) {
+    let digest = muster_client::trust::parse_fingerprint(&server.fingerprint()).expect("fp");
+    let tls = muster_client::Trust::Fingerprint(digest)
+        .client_config()
+        .expect("tls config");
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let base = server.url();
+    let cookie_of = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .and_then(|c| c.split(';').next())
+            .map(str::to_owned)
+    };
+    let session = crate::harness::block_on(async {
+        let form = client
+            .get(format!("{base}/signin"))
+            .send()
+            .await
+            .expect("sign-in page");
+        let signin = cookie_of(&form, "muster_signin").expect("the sign-in cookie");
+        let csrf = signin.trim_start_matches("muster_signin=").to_owned();
+        let signed = client
+            .post(format!("{base}/signin"))
+            .header("cookie", signin)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("user", "admin"),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .expect("sign in");
+        cookie_of(&signed, "muster_session").expect("signed in")
+    });
+    (client, session)
+}
+
+/// The overview above the Workers page counts connected workers fleet-wide: through a replica
+/// that holds none itself, the worker the other replica holds is counted connected, not
+/// disconnected, and the summary under the filters says the same.
+#[test]
+fn the_workers_overview_counts_the_workers_every_replica_holds() {
+    let Some(db) = Database::create() else { return };
+    let a = replica(&db);
+    let b = replica(&db);
+    let (token, _) = a.create_token("edge-1", "1h");
+    a.cli_ok(&["workers", "create", "edge-2"]);
+    let _worker = b.worker("edge-1").token(&token).start();
+    a.wait_status("edge-1", "connected", Duration::from_secs(15));
+    let password = std::fs::read_to_string(a.data_dir().join("admin-password"))
+        .expect("the first replica wrote the admin password");
+    let (client, session) = ui_session(&a, password.trim());
+    let url = format!("{}/workers", a.url());
+    crate::harness::wait_until(
+        "the overview to count the worker B holds",
+        Duration::from_secs(15),
+        || {
+            let page = crate::harness::block_on(async {
+                client
+                    .get(&url)
+                    .header("cookie", &session)
+                    .send()
+                    .await
+                    .expect("the Workers page")
+                    .text()
+                    .await
+                    .expect("a page")
+            });
+            let counted = page.contains(r#"data-count="connected">1<"#)
+                && page.contains(r#"data-count="disconnected">1<"#)
+                && page.contains("1 connected in the whole fleet");
+            (counted.then_some(()), page)
+        },
+    );
+}

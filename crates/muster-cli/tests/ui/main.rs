@@ -9,6 +9,7 @@
 
 mod browser;
 mod fleet;
+mod order;
 mod harness;
 
 use std::time::Duration;

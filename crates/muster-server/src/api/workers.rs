@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
+use muster_proto::ErrorCode;
 use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 
 use crate::api::extract::{Admin, ApiJson, host};
@@ -15,22 +16,35 @@ use crate::ops;
 use crate::ops::page::{Cursor, CursorKind};
 use crate::state::AppState;
 
-/// One page of the fleet in name order: `status`, `label` (`k` or `k=v`, repeatable), `name`
-/// (a substring), `limit`, `cursor`.
-#[utoipa::path(get, path = "/api/v1/workers", params(("status" = Option<String>, Query, description = "only workers with this status"), ("label" = Option<Vec<String>>, Query, description = "`key` or `key=value`, repeatable: every one must hold"), ("name" = Option<String>, Query, description = "only names containing this"), ("limit" = Option<u32>, Query, description = "at most this many (1 to 5,000)"), ("cursor" = Option<String>, Query, description = "where the page starts: from the `Link` header of the page before")), responses((status = 200, body = Vec<muster_proto::api::WorkerView>, headers(("link" = String, description = "the next page: `<URL>; rel=\"next\"`, absent on the last"))), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
+/// One page of the fleet: `status`, `label` (`k` or `k=v`, repeatable), `name` (a substring),
+/// `sort` (`name`, `created` or `last_seen`, a leading `-` for descending; name by default),
+/// `limit`, `cursor` (which belongs to the order it was given in).
+#[utoipa::path(get, path = "/api/v1/workers", params(("status" = Option<String>, Query, description = "only workers with this status"), ("label" = Option<Vec<String>>, Query, description = "`key` or `key=value`, repeatable: every one must hold"), ("name" = Option<String>, Query, description = "only names containing this"), ("sort" = Option<String>, Query, description = "`name` (the default), `created` or `last_seen`; a leading `-` sorts descending"), ("limit" = Option<u32>, Query, description = "at most this many (1 to 5,000)"), ("cursor" = Option<String>, Query, description = "where the page starts: from the `Link` header of the page before")), responses((status = 200, body = Vec<muster_proto::api::WorkerView>, headers(("link" = String, description = "the next page: `<URL>; rel=\"next\"`, absent on the last"))), (status = 400, description = "a malformed request", body = muster_proto::ErrorBody), (status = 401, description = "no or a wrong admin token", body = muster_proto::ErrorBody)), security(("admin" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     _: Admin,
     query: ListQuery,
 ) -> Result<Response, AppError> {
-    query.only(&["status", "label", "name", "limit", "cursor"])?;
+    query.only(&["status", "label", "name", "sort", "limit", "cursor"])?;
     let filter =
         ops::workers::Filter::parse(query.one("status"), query.all("label"), query.one("name"))?;
+    let sort = ops::workers::Sort::parse(query.one("sort"))?;
     let after = match query.cursor(CursorKind::Worker)? {
-        Some(Cursor::Worker(name)) => Some(name),
+        Some(Cursor::Worker(given, at)) if given == sort => Some(at),
+        Some(Cursor::Worker(given, _)) => {
+            return Err(AppError::bad_request(
+                ErrorCode::BadRequest,
+                format!(
+                    "`cursor` belongs to the list sorted by `{}`, not `{}`",
+                    given.word(),
+                    sort.word()
+                ),
+            )
+            .with_hint("follow the `Link: <…>; rel=\"next\"` header, or start again without `cursor`"));
+        }
         _ => None,
     };
-    let page = ops::workers::page(&app, &filter, after, query.limit()?).await?;
+    let page = ops::workers::page(&app, &filter, sort, after, query.limit()?).await?;
     Ok(query.respond(page))
 }
 

@@ -108,6 +108,7 @@ impl Jobs {
         };
         crate::diag::metrics().job(JobState::Running);
         self.state().track_running(job.clone(), session.conn_id);
+        self.busy_changed(&session.name);
         self.tell_worker(&session, &job, "job started at once")
             .await;
         Ok(job)
@@ -267,6 +268,7 @@ impl Jobs {
             }
             crate::diag::metrics().job(JobState::Running);
             self.state().started(p.job.clone(), p.session.conn_id);
+            self.busy_changed(&p.session.name);
             self.tell_worker(&p.session, &p.job, "job dispatched").await;
         }
         Ok(())

@@ -31,7 +31,7 @@ mod tests;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use muster_core::WorkerId;
+use muster_core::{Name, WorkerId};
 use muster_core::job::{Ending, JobId, JobState};
 use muster_proto::control::ServerMessage;
 use muster_store::Store;
@@ -72,7 +72,14 @@ pub struct Jobs {
     /// The queue and every job tracked here. One lock, never held across an `.await`.
     state: Mutex<SchedulerState>,
     wake: Notify,
+    /// The name of each worker whose running jobs here changed (a job started on it or ended),
+    /// for the live Workers page. Nobody listening costs nothing; a listener that falls behind
+    /// skips ahead.
+    activity: broadcast::Sender<Name>,
 }
+
+/// Changes of running jobs remembered for a listener that falls behind.
+const ACTIVITY_BACKLOG: usize = 256;
 
 impl Jobs {
     pub fn new(
@@ -92,7 +99,18 @@ impl Jobs {
             grace,
             state: Mutex::new(SchedulerState::default()),
             wake: Notify::new(),
+            activity: broadcast::channel(ACTIVITY_BACKLOG).0,
         })
+    }
+
+    /// Hears the name of each worker whose running jobs change on this replica, from now on.
+    pub fn activity(&self) -> broadcast::Receiver<Name> {
+        self.activity.subscribe()
+    }
+
+    /// Tells the listeners (if any) that `worker`'s running jobs changed.
+    fn busy_changed(&self, worker: &Name) {
+        let _ = self.activity.send(worker.clone());
     }
 
     /// Now, by the server's clock.
@@ -184,7 +202,12 @@ impl Jobs {
             })
             .await;
         match result {
-            Ok(Some(ended)) => crate::diag::metrics().job(ended.state),
+            Ok(Some(ended)) => {
+                crate::diag::metrics().job(ended.state);
+                if let Some(worker) = &ended.worker_name {
+                    self.busy_changed(worker);
+                }
+            }
             // Ended already (by a cancel, another replica): counted where it ended.
             Ok(None) => {}
             Err(e) => tracing::error!(job = %id, error = %e, "cannot record the end of a job"),

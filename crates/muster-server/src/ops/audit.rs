@@ -22,6 +22,8 @@ pub struct Filter<'a> {
     pub action: Option<&'a str>,
     /// Only records mentioning this text.
     pub contains: Option<&'a str>,
+    /// Only records about the worker of this name (its target or its own actions).
+    pub worker: Option<&'a str>,
     /// At most this many records ([`DEFAULT_LIMIT`] if none, at most [`MAX_LIMIT`]).
     pub limit: Option<u32>,
 }
@@ -37,6 +39,7 @@ pub async fn page(app: &AppState, filter: Filter<'_>) -> Result<Page<AuditEntry>
         before_seq: filter.before,
         action_prefix: text(filter.action),
         contains: text(filter.contains),
+        worker: text(filter.worker),
         limit: limit + 1,
     };
     let records = app
@@ -54,6 +57,7 @@ pub async fn list(app: &AppState, filter: Filter<'_>) -> Result<Vec<AuditEntry>,
         before_seq: filter.before,
         action_prefix: text(filter.action),
         contains: text(filter.contains),
+        worker: text(filter.worker),
         limit: filter.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
     };
     let records = app

@@ -13,7 +13,10 @@ use muster_core::job::JobId;
 use muster_core::{Name, Timestamp};
 use muster_proto::ErrorCode;
 
+use muster_store::{WorkerPosition, WorkerSort};
+
 use crate::error::AppError;
+use crate::ops::workers::Sort;
 
 /// Rows per page unless the caller asks for another count.
 pub const DEFAULT_LIMIT: u32 = 500;
@@ -50,7 +53,8 @@ impl<T> Page<T> {
 /// Where a page starts: after this row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cursor {
-    Worker(Name),
+    /// A worker's position in the order it was listed in (which a page must be asked in again).
+    Worker(Sort, WorkerPosition),
     Token(Timestamp, Name),
     Job(Timestamp, JobId),
     Audit(i64),
@@ -59,7 +63,7 @@ pub enum Cursor {
 impl Cursor {
     fn kind(&self) -> &'static str {
         match self {
-            Cursor::Worker(_) => "workers",
+            Cursor::Worker(..) => "workers",
             Cursor::Token(..) => "tokens",
             Cursor::Job(..) => "jobs",
             Cursor::Audit(_) => "audit",
@@ -69,7 +73,10 @@ impl Cursor {
     /// The opaque word a client passes back as `cursor`.
     pub fn encode(&self) -> String {
         let plain = match self {
-            Cursor::Worker(name) => format!("w1:{name}"),
+            // Name order ascending keeps the first form, so cursors given out before sorting
+            // existed still work.
+            Cursor::Worker(sort, at) if *sort == Sort::default() => format!("w1:{}", at.name),
+            Cursor::Worker(sort, at) => format!("w2:{}:{}:{}", sort.word(), at.key, at.name),
             Cursor::Token(at, name) => format!("t1:{}:{name}", at.unix_millis()),
             Cursor::Job(at, id) => format!("j1:{}:{id}", at.unix_millis()),
             Cursor::Audit(seq) => format!("a1:{seq}"),
@@ -96,7 +103,32 @@ impl Cursor {
         let (tag, rest) = plain.split_once(':').ok_or_else(bad)?;
         let at = |ms: &str| ms.parse::<i64>().ok().map(Timestamp::from_unix_millis);
         let cursor = match (tag, like) {
-            ("w1", CursorKind::Worker) => Cursor::Worker(Name::parse(rest).map_err(|_| bad())?),
+            ("w1", CursorKind::Worker) => Cursor::Worker(
+                Sort::default(),
+                WorkerPosition {
+                    key: 0,
+                    name: Name::parse(rest).map_err(|_| bad())?,
+                },
+            ),
+            ("w2", CursorKind::Worker) => {
+                let mut parts = rest.splitn(3, ':');
+                let (Some(sort), Some(key), Some(name)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(bad());
+                };
+                let sort = Sort::from_word(sort).ok_or_else(bad)?;
+                let key = key.parse::<i64>().map_err(|_| bad())?;
+                if sort.by == WorkerSort::Name && key != 0 {
+                    return Err(bad());
+                }
+                Cursor::Worker(
+                    sort,
+                    WorkerPosition {
+                        key,
+                        name: Name::parse(name).map_err(|_| bad())?,
+                    },
+                )
+            }
             ("t1", CursorKind::Token) => {
                 let (ms, name) = rest.split_once(':').ok_or_else(bad)?;
                 Cursor::Token(
@@ -187,7 +219,26 @@ mod tests {
     fn cursors_round_trip_and_stay_in_their_list() {
         let cases = [
             (
-                Cursor::Worker(Name::parse("w-01").unwrap()),
+                Cursor::Worker(
+                    Sort::default(),
+                    WorkerPosition {
+                        key: 0,
+                        name: Name::parse("w-01").unwrap(),
+                    },
+                ),
+                CursorKind::Worker,
+            ),
+            (
+                Cursor::Worker(
+                    Sort {
+                        by: WorkerSort::LastSeen,
+                        descending: true,
+                    },
+                    WorkerPosition {
+                        key: -5,
+                        name: Name::parse("w-02").unwrap(),
+                    },
+                ),
                 CursorKind::Worker,
             ),
             (

@@ -12,7 +12,7 @@ use muster_proto::api::{CreateWorkerRequest, CreatedWorker, WorkerView};
 use muster_proto::control::CloseCode;
 use muster_store::Presence;
 use muster_store::flows::workers::{self, CreateWorkerRefusal, WorkerRefusal};
-use muster_store::{LabelMatch, StoredStatus, WorkerPage};
+use muster_store::{LabelMatch, StoredStatus, WorkerPage, WorkerPosition, WorkerSort};
 use rand::rngs::OsRng;
 
 use crate::error::AppError;
@@ -29,6 +29,59 @@ pub struct Filter {
     pub labels: Vec<LabelMatch>,
     /// Only names containing this text.
     pub name: Option<String>,
+}
+
+/// The order of a page of workers: by name (the default), creation or last contact, either way
+/// (`sort=created`, `sort=-last_seen`: a leading `-` for descending).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sort {
+    pub by: WorkerSort,
+    pub descending: bool,
+}
+
+impl Sort {
+    /// Reads `sort` as a request gives it; empty means the default, anything unknown is refused.
+    pub fn parse(given: Option<&str>) -> Result<Self, AppError> {
+        match given.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(Self::default()),
+            Some(word) => Self::from_word(word).ok_or_else(|| {
+                AppError::bad_request(
+                    ErrorCode::BadRequest,
+                    format!("unknown worker order `{}`", page::shown(word)),
+                )
+                .with_hint("sort by name, created or last_seen; a leading `-` sorts descending, like `-last_seen`")
+            }),
+        }
+    }
+
+    /// `name`, `-created`…: the word of [`Sort::parse`].
+    pub fn from_word(word: &str) -> Option<Self> {
+        let (descending, column) = match word.strip_prefix('-') {
+            Some(column) => (true, column),
+            None => (false, word),
+        };
+        let by = WorkerSort::ALL.into_iter().find(|s| s.as_str() == column)?;
+        Some(Self { by, descending })
+    }
+
+    pub fn word(self) -> String {
+        let sign = if self.descending { "-" } else { "" };
+        format!("{sign}{}", self.by.as_str())
+    }
+
+    /// The same column the other way.
+    pub fn reversed(self) -> Self {
+        Self {
+            descending: !self.descending,
+            ..self
+        }
+    }
+
+    /// Whether `w` comes after `after` in this order.
+    fn is_past(self, w: &Worker, after: &WorkerPosition) -> bool {
+        let at = self.by.position_of(w);
+        if self.descending { at < *after } else { at > *after }
+    }
 }
 
 /// The most `label` filters one request may give.
@@ -133,7 +186,7 @@ impl Filter {
     }
 }
 
-/// One page of the fleet in name order: at most `limit` workers after `after` that pass
+/// One page of the fleet in the order `sort`: at most `limit` workers after `after` that pass
 /// `filter`, with their live status (this replica's sessions and the store's presence rows, so
 /// every replica answers the same).
 ///
@@ -145,7 +198,8 @@ impl Filter {
 pub async fn page(
     app: &AppState,
     filter: &Filter,
-    after: Option<Name>,
+    sort: Sort,
+    after: Option<WorkerPosition>,
     limit: u32,
 ) -> Result<Page<WorkerView>, AppError> {
     let now = app.clock.now();
@@ -170,14 +224,19 @@ pub async fn page(
             })
             .await?;
         found.extend(records.into_iter().flatten().filter(|w| {
-            after.as_ref().is_none_or(|a| w.name > *a) && filter.admits(w, w.status(true, now))
+            after.as_ref().is_none_or(|a| sort.is_past(w, a)) && filter.admits(w, w.status(true, now))
         }));
-        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found.sort_by_cached_key(|w| sort.by.position_of(w));
+        if sort.descending {
+            found.reverse();
+        }
         found.truncate(want);
     } else {
         let disconnected_only = filter.status == Some(WorkerStatus::Disconnected);
         let mut query = WorkerPage {
             after,
+            sort: sort.by,
+            descending: sort.descending,
             name_contains: filter.name.clone(),
             labels: filter.labels.clone(),
             status: filter.stored(),
@@ -202,7 +261,7 @@ pub async fn page(
                 })
                 .await?;
             let last_page = rows.len() < want;
-            query.after = rows.last().map(|w| w.name.clone());
+            query.after = rows.last().map(|w| sort.by.position_of(w));
             found.extend(rows.into_iter().filter(|w| {
                 !disconnected_only
                     || !(app.registry.is_connected(&w.id) || elsewhere.contains(&w.id))
@@ -229,7 +288,7 @@ pub async fn page(
         found,
         limit,
         |w| view(app, w, presence.get(&w.id), now),
-        |w| Cursor::Worker(w.name.clone()),
+        |w| Cursor::Worker(sort, sort.by.position_of(w)),
     ))
 }
 

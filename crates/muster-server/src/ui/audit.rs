@@ -32,6 +32,9 @@ pub struct AuditQuery {
     action: String,
     #[serde(default)]
     q: String,
+    /// Only records about this worker (from its page's "All its audit records").
+    #[serde(default)]
+    worker: String,
     /// Where the page starts: the cursor of the previous page's last record.
     #[serde(default)]
     after: String,
@@ -44,6 +47,8 @@ pub async fn page(
 ) -> Result<Html<String>, UiError> {
     let action = query.action.trim().to_owned();
     let text = query.q.trim().to_owned();
+    // A worker name that could not be one matches nothing; it is not worth an error message.
+    let worker = query.worker.trim().to_owned();
     let mut errors: (Option<String>, Option<String>) = (None, None);
     if action.chars().count() > 64 {
         errors.0 = Some("an action is at most 64 characters".into());
@@ -55,21 +60,31 @@ pub async fn page(
         before: page::after_audit(&query.after),
         action: Some(action.as_str()).filter(|_| errors.0.is_none()),
         contains: Some(text.as_str()).filter(|_| errors.1.is_none()),
+        worker: Some(worker.as_str()),
         limit: Some(PAGE_SIZE),
     };
     let entries = ops::audit::page(&app, filter).await?;
     let now = app.clock.now();
     let flash = admin.take_flash(&app);
     let here = format!(
-        "/audit?action={}&q={}",
+        "/audit?action={}&q={}&worker={}",
         encode_component(&action),
-        encode_component(&text)
+        encode_component(&text),
+        encode_component(&worker)
     );
-    let filtered = !action.is_empty() || !text.is_empty();
+    let filtered = !action.is_empty() || !text.is_empty() || !worker.is_empty();
     let body = html! {
         h1 { "Audit log" }
-        p.lede { "Every admin action and every enrollment attempt, accepted or refused, newest first." }
+        @if worker.is_empty() {
+            p.lede { "Every admin action and every enrollment attempt, accepted or refused, newest first." }
+        } @else {
+            p.lede #audit-worker {
+                "Records about worker " a.name href={ "/workers/" (encode_component(&worker)) } { (worker) }
+                " (its own actions and those on it), newest first."
+            }
+        }
         form.filters method="get" action="/audit" role="search" aria-label="Filter the audit log" {
+            @if !worker.is_empty() { input type="hidden" name="worker" value=(worker); }
             div.field {
                 label for="filter-action" { "Action starts with" }
                 input #filter-action type="search" name="action" value=(action) list="actions"

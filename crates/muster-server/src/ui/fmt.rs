@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use maud::{Markup, html};
 use muster_core::Timestamp;
+use muster_core::span::Span;
 use muster_proto::api::LabelMap;
 
 use crate::ui::layout;
@@ -17,31 +18,10 @@ pub fn text(stored: &str) -> Cow<'_, str> {
     muster_core::text::escape_controls(stored)
 }
 
-/// `3 min`, `2 h 5 min`, `4 d`: a coarse length of time for people, rounded to the nearest
-/// unit shown (so 23 h 59 min 59 s reads `24 h`, and a token made for a day says `in 24 h`, not
-/// `in 23 h 59 min`).
+/// `3 min`, `2 h 5 min`, `4 d`: a coarse length of time for people, by the rounding the CLI
+/// uses too ([`Span`]: to the nearest unit shown, so a token made for a day says `in 24 h`).
 pub fn span(millis: i64) -> String {
-    let secs = (millis.unsigned_abs() + 500) / 1000;
-    if secs < 60 {
-        return format!("{secs} s");
-    }
-    let mins = (secs + 30) / 60;
-    if mins < 60 {
-        return format!("{mins} min");
-    }
-    if mins < 24 * 60 {
-        let (h, m) = (mins / 60, mins % 60);
-        return if m == 0 {
-            format!("{h} h")
-        } else {
-            format!("{h} h {m} min")
-        };
-    }
-    let hours = (mins + 30) / 60;
-    if hours < 48 {
-        return format!("{hours} h");
-    }
-    format!("{} d", (hours + 12) / 24)
+    Span::of(millis).to_string()
 }
 
 /// The exact time as people read it and as the CLI prints it: `2025-01-31 14:05:09Z`.

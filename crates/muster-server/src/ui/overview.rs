@@ -4,7 +4,9 @@
 //!
 //! The counts come from one statement of counts on indexes ([`muster_store::Tx::fleet_overview`]),
 //! never from loading the fleet, and are kept for a few seconds ([`Cache`]) so a burst of page
-//! loads and live refreshes costs one query. Connected workers are this replica's sessions.
+//! loads and live refreshes costs one query. Connected workers are counted fleet-wide: this
+//! replica's sessions (always current) and the presence rows of every other replica (counted
+//! with the rest, on the presence table's replica index).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,19 +28,41 @@ const FRESH: Duration = Duration::from_secs(5);
 
 /// The last counts and when they were taken.
 #[derive(Default)]
-pub struct Cache(Mutex<Option<(Instant, FleetOverview)>>);
+pub struct Cache(Mutex<Option<(Instant, Counts)>>);
+
+/// The overview's numbers: the store's counts and the workers other replicas hold.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub fleet: FleetOverview,
+    /// Workers connected to other replicas (their presence rows); 0 with one replica.
+    pub elsewhere: u64,
+}
+
+impl Counts {
+    /// Connected workers in the whole fleet: `here` (this replica's sessions, current) and
+    /// those other replicas hold.
+    pub fn connected(&self, here: usize) -> u64 {
+        (here as u64).saturating_add(self.elsewhere)
+    }
+}
 
 /// The counts, at most [`FRESH`] old.
-pub async fn counts(app: &UiApp) -> Result<FleetOverview, AppError> {
+pub async fn counts(app: &UiApp) -> Result<Counts, AppError> {
     if let Some((at, counts)) = app.ui.overview.0.lock().ok().and_then(|c| c.clone())
         && at.elapsed() < FRESH
     {
         return Ok(counts);
     }
     let now = app.clock.now();
+    let replica = app.jobs.replica().to_owned();
     let counts = app
         .store
-        .read(move |tx| tx.fleet_overview(now, HOURS))
+        .read(move |tx| {
+            Ok(Counts {
+                fleet: tx.fleet_overview(now, HOURS)?,
+                elsewhere: tx.count_present_elsewhere(&replica, &[])?,
+            })
+        })
         .await?;
     if let Ok(mut cache) = app.ui.overview.0.lock() {
         *cache = Some((Instant::now(), counts.clone()));
@@ -50,11 +74,11 @@ pub async fn counts(app: &UiApp) -> Result<FleetOverview, AppError> {
 pub async fn fragment(State(app): State<UiApp>, _admin: UiAdmin) -> Result<Html<String>, UiError> {
     let counts = counts(&app).await?;
     Ok(Html(
-        render(&counts, app.registry.len() as u64).into_string(),
+        render(&counts.fleet, counts.connected(app.registry.len())).into_string(),
     ))
 }
 
-/// Workers in each status, connected ones told by the caller (the registry knows them).
+/// Workers in each status, connected ones told by the caller ([`Counts::connected`]).
 fn statuses(o: &FleetOverview, connected: u64) -> [(&'static str, u64); 5] {
     let live = o.total.saturating_sub(o.revoked + o.suspended + o.expired);
     let connected = connected.min(live);

@@ -6,7 +6,10 @@ use maud::{Markup, html};
 use muster_core::job::JobId;
 use muster_core::{Name, Timestamp};
 
+use muster_store::WorkerPosition;
+
 use crate::ops::page::{Cursor, CursorKind, Order};
+use crate::ops::workers::Sort;
 use crate::ui::error::encode_component;
 use crate::ui::layout;
 
@@ -17,9 +20,10 @@ fn decode(word: &str, kind: CursorKind) -> Option<Cursor> {
     }
 }
 
-pub fn after_worker(word: &str) -> Option<Name> {
+/// Where a page of workers in the order `sort` starts; a cursor of another order starts again.
+pub fn after_worker(word: &str, sort: Sort) -> Option<WorkerPosition> {
     match decode(word, CursorKind::Worker) {
-        Some(Cursor::Worker(name)) => Some(name),
+        Some(Cursor::Worker(given, at)) if given == sort => Some(at),
         _ => None,
     }
 }

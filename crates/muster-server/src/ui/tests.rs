@@ -730,3 +730,110 @@ async fn the_new_forms_need_the_csrf_token_and_then_work() {
         overview.body
     );
 }
+
+/// Creates worker `name` through the page's form.
+async fn precreate(h: &Harness, session: &str, csrf: &str, name: &str) {
+    let created = send(
+        h,
+        post("/workers", session, &format!("csrf={csrf}&name={name}")),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+}
+
+/// Writes an audit record with this actor and target.
+async fn record(h: &Harness, actor: &str, action: &str, target: &str) {
+    let event = muster_core::audit::AuditEvent {
+        at: h.app.clock.now(),
+        actor: actor.into(),
+        action: action.into(),
+        target: target.into(),
+        remote_addr: None,
+        outcome: muster_core::audit::Outcome::Ok,
+        detail: format!("about {target}"),
+        expected: None,
+    };
+    h.app
+        .store
+        .write(move |tx| tx.insert_audit(&event))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_page_reads_its_own_audit_trail_and_links_to_the_older_records() {
+    let h = harness();
+    let (session, csrf) = signed_in(&h).await;
+    precreate(&h, &session, &csrf, "edge-9").await;
+    precreate(&h, &session, &csrf, "edge-90").await;
+    // 24 records about edge-9 (its own actions and ones on it), and newer ones that merely
+    // mention its name: another worker's, a detail quoting it.
+    for i in 0..12 {
+        record(&h, "worker:edge-9", "worker.report", &format!("job-{i}")).await;
+        record(&h, "admin", "worker.label", "edge-9").await;
+    }
+    for _ in 0..30 {
+        record(&h, "worker:edge-90", "worker.report", "edge-90").await;
+    }
+    let page = send(&h, get("/workers/edge-9", &session)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let trail = &page.body[page.body.find("ol class=\"trail\"").expect("a trail")..];
+    let trail = &trail[..trail.find("</ol>").unwrap()];
+    assert_eq!(trail.matches("<li>").count(), 20, "the newest 20: {trail}");
+    assert!(!trail.contains("edge-90"), "none about edge-90: {trail}");
+    let start = page.body.find("id=\"audit-more\" href=\"").expect("a link to older records") + 22;
+    let more = page.body[start..][..page.body[start..].find('"').unwrap()].replace("&amp;", "&");
+    assert!(more.starts_with("/audit?worker=edge-9&after="), "{more}");
+    // The rest of its trail: the 4 older records and its creation, nothing about edge-90.
+    let older = send(&h, get(&more, &session)).await;
+    assert_eq!(older.status, StatusCode::OK);
+    let rows = older.body.matches("data-label=\"When\"").count();
+    assert_eq!(rows, 5, "{}", older.body);
+    assert!(older.body.contains("worker.create") && !older.body.contains("edge-90<"));
+    assert!(older.body.contains("id=\"audit-worker\""), "says whose records these are");
+    // The API answers the same question.
+    let api = send(
+        &h,
+        Request::get("/api/v1/audit?worker=edge-9&limit=100")
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let entries: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(entries.as_array().unwrap().len(), 25, "{}", api.body);
+}
+
+#[tokio::test]
+async fn workers_sort_by_the_column_headings_keeping_the_filters() {
+    let h = harness();
+    let (session, csrf) = signed_in(&h).await;
+    for name in ["b-eu", "a-eu", "c-us"] {
+        precreate(&h, &session, &csrf, name).await;
+    }
+    let page = send(&h, get("/workers?name=eu&sort=-name", &session)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let (b, a) = (
+        page.body.find("data-name=\"b-eu\"").unwrap(),
+        page.body.find("data-name=\"a-eu\"").unwrap(),
+    );
+    assert!(b < a, "reverse name order");
+    assert!(!page.body.contains("data-name=\"c-us\""), "the filter holds");
+    // The heading in use says so and links to the other way; the others start newest first;
+    // every link keeps the filter.
+    assert!(page.body.contains("aria-sort=\"descending\""), "{}", page.body);
+    for link in [
+        "href=\"/workers?name=eu&amp;label=&amp;status=&amp;sort=name\"",
+        "href=\"/workers?name=eu&amp;label=&amp;status=&amp;sort=-created\"",
+        "href=\"/workers?name=eu&amp;label=&amp;status=&amp;sort=-last_seen\"",
+    ] {
+        assert!(page.body.contains(link), "{link} in {}", page.body);
+    }
+    assert!(page.body.contains("in reverse name order"));
+    // The live refresh asks for the same order.
+    assert!(page.body.contains("data-poll=\"/workers/live?name=eu&amp;label=&amp;status=&amp;sort=-name"));
+    // An unknown order is the default, not an error page.
+    let odd = send(&h, get("/workers?sort=colour", &session)).await;
+    assert_eq!(odd.status, StatusCode::OK);
+    assert!(odd.body.contains("in name order"));
+}

@@ -42,24 +42,16 @@ pub async fn page(
         RECENT,
     )
     .await?;
-    // The audit filter matches text; keep the records about this worker, not ones whose names
-    // merely contain its name.
-    let actor = format!("worker:{}", worker.name);
+    // Read by worker along the store's indexes (target, actor), not found by text and filtered.
     let trail = ops::audit::page(
         &app,
         ops::audit::Filter {
-            contains: Some(&worker.name),
-            limit: Some(RECENT * 3),
+            worker: Some(&worker.name),
+            limit: Some(RECENT),
             ..Default::default()
         },
     )
     .await?;
-    let trail: Vec<_> = trail
-        .items
-        .into_iter()
-        .filter(|e| e.target == worker.name || e.actor == actor)
-        .take(RECENT as usize)
-        .collect();
     let now = app.clock.now();
     let flash = admin.take_flash(&app);
     let created = flash.iter().find_map(|f| match f {
@@ -93,7 +85,7 @@ pub async fn page(
                 a.button.danger.small #remove href={ "/workers/" (encoded) "/remove" } { "Remove" }
             }
             a.button.quiet.small href={ "/jobs?worker=" (encoded) } { "All its jobs" }
-            a.button.quiet.small href={ "/audit?q=" (encoded) } { "All its audit records" }
+            a.button.quiet.small href={ "/audit?worker=" (encoded) } { "All its audit records" }
         }
         dl.facts.columns {
             div { dt { "Status" } dd { (fmt::badge(worker.status.as_str())) } }
@@ -133,11 +125,11 @@ pub async fn page(
         }
         section aria-labelledby="audit-title" {
             h2 #audit-title { "Audit trail" }
-            @if trail.is_empty() {
+            @if trail.items.is_empty() {
                 p.muted { "Nothing recorded about this worker." }
             } @else {
                 ol.trail {
-                    @for e in &trail {
+                    @for e in &trail.items {
                         li {
                             (fmt::when(now, Some(&e.at), "")) " "
                             code { (fmt::text(&e.action)) } " "
@@ -145,6 +137,10 @@ pub async fn page(
                             span.muted { (layout::ticks(&fmt::text(&e.detail))) }
                         }
                     }
+                }
+                // Older records continue on the Audit page, filtered to this worker, where these end.
+                @if let Some(next) = &trail.next {
+                    p { a #audit-more href={ "/audit?worker=" (encoded) "&after=" (encode_component(&next.encode())) } { "Older records" } }
                 }
             }
         }

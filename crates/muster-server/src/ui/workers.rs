@@ -12,7 +12,10 @@ use muster_core::{Labels, Timestamp};
 use muster_proto::api::{EnrolledVia, WorkerStatus, WorkerView};
 use serde::Deserialize;
 
+use muster_store::WorkerSort;
+
 use crate::ops;
+use crate::ops::workers::Sort;
 use crate::ui::UiApp;
 use crate::ui::auth::UiAdmin;
 use crate::ui::csrf::{CsrfForm, NoFields};
@@ -33,6 +36,9 @@ pub struct FilterQuery {
     label: String,
     #[serde(default)]
     status: String,
+    /// The order (`name`, `created`, `last_seen`, `-` first for descending); name by default.
+    #[serde(default)]
+    sort: String,
     /// Where the page starts: the cursor of the previous page's last worker.
     #[serde(default)]
     after: String,
@@ -108,7 +114,13 @@ fn status(query: &FilterQuery) -> Option<muster_core::WorkerStatus> {
         .find(|s| s.as_str() == query.status.trim())
 }
 
-fn query_string(query: &FilterQuery) -> String {
+/// The order chosen (anything unknown: the default, by name).
+fn sort(query: &FilterQuery) -> Sort {
+    Sort::from_word(query.sort.trim()).unwrap_or_default()
+}
+
+/// The filters alone, for links that change the order.
+fn filters_string(query: &FilterQuery) -> String {
     format!(
         "name={}&label={}&status={}",
         encode_component(query.name.trim()),
@@ -117,14 +129,78 @@ fn query_string(query: &FilterQuery) -> String {
     )
 }
 
+/// The filters and the order: what the pager and the live refresh keep.
+fn query_string(query: &FilterQuery) -> String {
+    format!("{}&sort={}", filters_string(query), sort(query).word())
+}
+
+/// The table's header. The sortable columns link to the same filters in their order (the one in
+/// use the other way; times newest first) and the one in use says so (`aria-sort`, an arrow).
+fn head(query: &FilterQuery) -> Markup {
+    let current = sort(query);
+    let columns = [
+        ("Name", Some(WorkerSort::Name)),
+        ("Status", None),
+        ("Activity", None),
+        ("Enrolled via", None),
+        ("Machine", None),
+        ("Labels", None),
+        ("Created", Some(WorkerSort::Created)),
+        ("Last seen", Some(WorkerSort::LastSeen)),
+    ];
+    let way = |s: Sort| if s.descending { "descending" } else { "ascending" };
+    html! {
+        thead {
+            tr {
+                @for (title, by) in columns {
+                    @if let Some(by) = by {
+                        @let here = current.by == by;
+                        @let next = if here {
+                            current.reversed()
+                        } else {
+                            Sort { by, descending: by != WorkerSort::Name }
+                        };
+                        th scope="col" aria-sort=[here.then(|| way(current))] {
+                            a.sort data-sort=(by.as_str())
+                                href={ "/workers?" (filters_string(query)) "&sort=" (next.word()) }
+                                title={ "Sort by " (title.to_lowercase()) ", " (way(next)) } {
+                                (title)
+                                @if here {
+                                    span.arrow aria-hidden="true" { @if current.descending { " ↓" } @else { " ↑" } }
+                                }
+                            }
+                        }
+                    } @else {
+                        th scope="col" { (title) }
+                    }
+                }
+                th scope="col" { span.visually-hidden { "Actions" } }
+            }
+        }
+    }
+}
+
+/// How the page says its order, after "The machines in the fleet, ".
+fn order_words(sort: Sort) -> &'static str {
+    match (sort.by, sort.descending) {
+        (WorkerSort::Name, false) => "in name order",
+        (WorkerSort::Name, true) => "in reverse name order",
+        (WorkerSort::Created, true) => "newest first",
+        (WorkerSort::Created, false) => "oldest first",
+        (WorkerSort::LastSeen, true) => "most recently seen first",
+        (WorkerSort::LastSeen, false) => "longest unseen first",
+    }
+}
+
 /// The page the query asks for: its workers, and the cursor of the next page.
 async fn fetch(
     app: &UiApp,
     query: &FilterQuery,
     filter: &Filter,
 ) -> Result<ops::page::Page<WorkerView>, UiError> {
-    let after = page::after_worker(&query.after);
-    Ok(ops::workers::page(app, &filter.to_ops(status(query)), after, PAGE).await?)
+    let sort = sort(query);
+    let after = page::after_worker(&query.after, sort);
+    Ok(ops::workers::page(app, &filter.to_ops(status(query)), sort, after, PAGE).await?)
 }
 
 pub async fn page(
@@ -135,14 +211,15 @@ pub async fn page(
     let filter = Filter::parse(&query);
     let page = fetch(&app, &query, &filter).await?;
     let counts = overview::counts(&app).await?;
+    let connected = counts.connected(app.registry.len());
     let now = app.clock.now();
     let flash = admin.take_flash(&app);
     let chosen = status(&query);
     let body = html! {
         h1 { "Workers" }
-        p.lede { "The machines in the fleet, in name order. Changes appear here by themselves." }
+        p.lede { "The machines in the fleet, " (order_words(sort(&query))) ". Changes appear here by themselves." }
         div #overview data-refresh="/workers/overview" {
-            (overview::render(&counts, app.registry.len() as u64))
+            (overview::render(&counts.fleet, connected))
         }
         (worker::create_form(&admin.session.csrf))
         form.filters method="get" action="/workers" role="search" aria-label="Filter workers" {
@@ -172,17 +249,29 @@ pub async fn page(
                     }
                 }
             }
+            // The order, also where the table's headings are hidden (phones) or without a pointer.
+            div.field {
+                label for="filter-sort" { "Order" }
+                select #filter-sort name="sort" {
+                    @for by in WorkerSort::ALL {
+                        @for descending in [false, true] {
+                            @let option = Sort { by, descending };
+                            option value=(option.word()) selected[option == sort(&query)] { (order_words(option)) }
+                        }
+                    }
+                }
+            }
             div.actions {
                 button type="submit" { "Filter" }
                 @if !filter.is_empty() || chosen.is_some() || filter.name_error.is_some() || filter.label_error.is_some() {
-                    a.button.quiet href="/workers" { "Clear" }
+                    a.button.quiet href={ "/workers?sort=" (sort(&query).word()) } { "Clear" }
                 }
             }
         }
         p #fleet-live.visually-hidden aria-live="polite" {}
         div #fleet data-poll={ "/workers/live?" (query_string(&query)) "&after=" (encode_component(query.after.trim())) }
             data-events="/workers/events" {
-            (fleet(now, &page, &query, app.registry.len(), !filter.is_empty() || chosen.is_some()))
+            (fleet(now, &page, &query, connected, !filter.is_empty() || chosen.is_some()))
         }
     };
     Ok(layout::page(
@@ -203,12 +292,13 @@ pub async fn live(
     let filter = Filter::parse(&query);
     let page = fetch(&app, &query, &filter).await?;
     let filtered = !filter.is_empty() || status(&query).is_some();
+    let connected = overview::counts(&app).await?.connected(app.registry.len());
     Ok(Html(
-        fleet(app.clock.now(), &page, &query, app.registry.len(), filtered).into_string(),
+        fleet(app.clock.now(), &page, &query, connected, filtered).into_string(),
     ))
 }
 
-fn summary(shown: &[WorkerView], connected_in_fleet: usize, first_page: bool) -> String {
+fn summary(shown: &[WorkerView], connected_in_fleet: u64, first_page: bool) -> String {
     let connected = shown
         .iter()
         .filter(|w| w.status == WorkerStatus::Connected)
@@ -230,7 +320,7 @@ fn fleet(
     now: Timestamp,
     page: &ops::page::Page<WorkerView>,
     query: &FilterQuery,
-    connected_in_fleet: usize,
+    connected_in_fleet: u64,
     filtered: bool,
 ) -> Markup {
     let shown = &page.items;
@@ -254,10 +344,7 @@ fn fleet(
             div.table-wrap {
                 table.data {
                     caption.visually-hidden { "Workers" }
-                    (layout::table_head(
-                        &["Name", "Status", "Activity", "Enrolled via", "Machine", "Labels", "Last seen"],
-                        true,
-                    ))
+                    (head(query))
                     tbody {
                         @for w in shown {
                             (row(now, w))
@@ -294,6 +381,7 @@ pub fn row(now: Timestamp, w: &WorkerView) -> Markup {
             }
             td data-label="Machine" { (fmt::short_id(w.machine_id.as_deref())) }
             td data-label="Labels" { (fmt::labels(&w.labels)) }
+            td data-label="Created" { (fmt::when(now, Some(&w.created_at), "")) }
             td data-label="Last seen" {
                 @if connected { "now" } @else { (fmt::when(now, w.last_seen_at.as_deref(), "never")) }
             }

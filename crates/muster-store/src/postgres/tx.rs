@@ -936,20 +936,32 @@ impl Tx for PgTx<'_> {
 
     fn list_audit(&mut self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
         let (prefix, like) = rows::audit_patterns(f);
+        let (worker, actor) = rows::audit_subject(f);
         // ILIKE, not LIKE: SQLite's LIKE ignores ASCII case, and both backends must answer the
-        // same. The casts name the parameters' types, which `$1 IS NULL` alone cannot tell.
+        // same. The casts name the parameters' types, which `$1 IS NULL` alone cannot tell. The
+        // worker's condition is in the statement only when given, so its plan reads the target
+        // and actor indexes (a generic plan of `$5 IS NULL OR …` would not).
+        let about = if worker.is_some() {
+            "AND (target = $5::TEXT OR actor = $6::TEXT)"
+        } else {
+            "AND $5::TEXT IS NULL AND $6::TEXT IS NULL"
+        };
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit
              WHERE ($1::BIGINT IS NULL OR seq < $1::BIGINT)
                AND ($2::TEXT IS NULL OR action ILIKE $2::TEXT ESCAPE '\\')
                AND ($3::TEXT IS NULL OR target ILIKE $3::TEXT ESCAPE '\\'
                     OR actor ILIKE $3::TEXT ESCAPE '\\' OR detail ILIKE $3::TEXT ESCAPE '\\')
+               {about}
              ORDER BY seq DESC LIMIT $4"
         );
-        self.query(&sql, &[&f.before_seq, &prefix, &like, &i64::from(f.limit)])?
-            .iter()
-            .map(rows::read_audit)
-            .collect()
+        self.query(
+            &sql,
+            &[&f.before_seq, &prefix, &like, &i64::from(f.limit), &worker, &actor],
+        )?
+        .iter()
+        .map(rows::read_audit)
+        .collect()
     }
 
     fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {

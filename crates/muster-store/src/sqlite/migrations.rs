@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_webhooks.sql")),
     (11, include_str!("migrations/0011_overview.sql")),
     (12, include_str!("migrations/0012_output_times.sql")),
+    (13, include_str!("migrations/0013_worker_orders.sql")),
 ];
 
 /// The schema version this build writes: the last step above.

@@ -776,17 +776,26 @@ impl Tx for SqliteTx<'_> {
 
     fn list_audit(&mut self, f: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
         let (prefix, like) = rows::audit_patterns(f);
+        let (worker, actor) = rows::audit_subject(f);
+        // The worker's condition is in the statement only when given: SQLite reads an OR of
+        // two indexed equalities along both indexes, which `?5 IS NULL OR …` would prevent.
+        let about = if worker.is_some() {
+            "AND (target = ?5 OR actor = ?6)"
+        } else {
+            "AND ?5 IS NULL AND ?6 IS NULL"
+        };
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit
              WHERE (?1 IS NULL OR seq < ?1)
                AND (?2 IS NULL OR action LIKE ?2 ESCAPE '\\')
                AND (?3 IS NULL OR target LIKE ?3 ESCAPE '\\' OR actor LIKE ?3 ESCAPE '\\'
                     OR detail LIKE ?3 ESCAPE '\\')
+               {about}
              ORDER BY seq DESC LIMIT ?4"
         );
         self.rows(
             &sql,
-            params![f.before_seq, prefix, like, i64::from(f.limit)],
+            params![f.before_seq, prefix, like, i64::from(f.limit), worker, actor],
             |row| rows::read_audit(row),
         )
     }

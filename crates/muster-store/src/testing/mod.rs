@@ -72,6 +72,7 @@ macro_rules! conformance_tests {
             }
             audit {
                 audit_filters,
+                audit_by_worker,
             }
             replicas {
                 presence_follows_the_newest_connection_and_lapsed_replicas_are_taken_over_once,
@@ -79,6 +80,7 @@ macro_rules! conformance_tests {
             }
             pages {
                 workers_page_in_name_order_with_every_filter,
+                workers_page_in_every_order_either_way,
                 tokens_page_oldest_first_by_effective_state,
                 jobs_page_newest_first_past_ties,
                 fleet_overview_counts_statuses_labels_and_hours,

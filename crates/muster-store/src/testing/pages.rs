@@ -6,7 +6,7 @@ use muster_core::job::{Job, JobId, Selector};
 use muster_core::{Labels, Name, Token, TokenState, Worker};
 
 use super::{at, audit, name, precreated};
-use crate::tx::{JobFilter, LabelMatch, StoredStatus, TokenPage, WorkerPage};
+use crate::tx::{JobFilter, LabelMatch, StoredStatus, TokenPage, WorkerPage, WorkerSort};
 use crate::{Store, flows};
 
 fn labelled(worker_name: &str, labels: &str) -> Worker {
@@ -18,6 +18,8 @@ fn labelled(worker_name: &str, labels: &str) -> Worker {
 fn page(limit: u32) -> WorkerPage {
     WorkerPage {
         after: None,
+        sort: WorkerSort::Name,
+        descending: false,
         name_contains: None,
         labels: Vec::new(),
         status: None,
@@ -154,6 +156,75 @@ pub async fn workers_page_in_name_order_with_every_filter(store: Store) {
         names(&|i| i % 3 == 0 && i != 0),
         "w01 lost its zone label"
     );
+}
+
+/// Every order (name, creation, last contact; either way) visits each worker once at any page
+/// size, ties on the column broken by the name and never-seen workers as the oldest, with a
+/// filter too; and a worker seen again moves in the last-contact order.
+pub async fn workers_page_in_every_order_either_way(store: Store) {
+    let mut workers = Vec::new();
+    for i in 0..17_i64 {
+        let mut w = labelled(&format!("w{i:02}"), if i % 2 == 0 { "pool=gpu" } else { "" });
+        // Creation instants with ties, not in name order.
+        w.created_at = at((i * 7) % 5);
+        // Some never seen, some seen at the same instant.
+        w.last_seen_at = match i % 4 {
+            0 => None,
+            1 => Some(at(50)),
+            _ => Some(at(100 - i)),
+        };
+        workers.push(w);
+    }
+    let stored = workers.clone();
+    store
+        .write(move |tx| {
+            for w in &stored {
+                tx.insert_worker(w)?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("insert");
+    for sort in WorkerSort::ALL {
+        for descending in [false, true] {
+            let mut expected: Vec<&Worker> = workers.iter().collect();
+            expected.sort_by_key(|w| sort.position_of(w));
+            if descending {
+                expected.reverse();
+            }
+            let expected: Vec<String> = expected.iter().map(|w| w.name.to_string()).collect();
+            for limit in [1, 3, 17, 50] {
+                let mut q = page(limit);
+                q.sort = sort;
+                q.descending = descending;
+                assert_eq!(
+                    walk(&store, q).await,
+                    expected,
+                    "{sort:?} descending {descending} limit {limit}"
+                );
+            }
+            let mut q = page(2);
+            q.sort = sort;
+            q.descending = descending;
+            q.labels = vec![label("pool", Some("gpu"))];
+            let gpu: Vec<String> = expected
+                .iter()
+                .filter(|n| n[1..].parse::<i64>().is_ok_and(|i| i % 2 == 0))
+                .cloned()
+                .collect();
+            assert_eq!(walk(&store, q).await, gpu, "{sort:?} with a filter");
+        }
+    }
+    // Seen now, w00 (never seen) leads the newest-first order of last contact.
+    let w00 = workers[0].id.clone();
+    store
+        .write(move |tx| tx.touch_worker(&w00, at(1_000)))
+        .await
+        .expect("touch");
+    let mut q = page(1);
+    q.sort = WorkerSort::LastSeen;
+    q.descending = true;
+    assert_eq!(walk(&store, q).await[0], "w00");
 }
 
 async fn add_token(store: &Store, token_name: &str, created: i64, lifetime: u64) {

@@ -88,6 +88,72 @@ async fn workers_page_by_name_with_a_link_to_the_next_page_that_keeps_the_filter
 }
 
 #[tokio::test]
+async fn workers_sort_by_name_creation_or_last_contact_either_way_and_page_in_that_order() {
+    let api = Api::new();
+    fleet(&api).await;
+    let (names, _) = walk(&api, "/api/v1/workers?sort=-name&limit=2", "name").await;
+    assert_eq!(names, ["x-d", "w-e", "w-c", "w-b", "w-a"]);
+    // The same order the store gives: creation time (several may share a millisecond), then
+    // the name.
+    let all = api.get("/api/v1/workers").await.expect(StatusCode::OK);
+    let mut by_created: Vec<(String, String)> = all
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let at = muster_core::Timestamp::parse_rfc3339(w["created_at"].as_str().unwrap())
+                .unwrap()
+                .unix_millis();
+            (format!("{at:020}"), w["name"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    by_created.sort();
+    let oldest_first: Vec<String> = by_created.into_iter().map(|(_, n)| n).collect();
+    let (created, pages) = walk(&api, "/api/v1/workers?sort=created&limit=2", "name").await;
+    assert_eq!(created, oldest_first);
+    assert_eq!(pages, 3);
+    let (newest, _) = walk(&api, "/api/v1/workers?sort=-created&limit=3", "name").await;
+    assert_eq!(newest, oldest_first.iter().rev().cloned().collect::<Vec<_>>());
+    // None was ever seen: last contact ties, and the name decides.
+    let (seen, _) = walk(&api, "/api/v1/workers?sort=last_seen&limit=1", "name").await;
+    assert_eq!(seen, ["w-a", "w-b", "w-c", "w-e", "x-d"]);
+
+    // Connected workers (found from the registry, not the store) sort the same way.
+    for w in all.body.as_array().unwrap() {
+        let name = w["name"].as_str().unwrap();
+        if ["w-b", "w-e", "x-d"].contains(&name) {
+            let id = muster_core::WorkerId::parse(w["id"].as_str().unwrap()).unwrap();
+            api.connect(&id, name, 1);
+        }
+    }
+    let (on, _) = walk(&api, "/api/v1/workers?status=connected&sort=-name&limit=1", "name").await;
+    assert_eq!(on, ["x-d", "w-e", "w-b"]);
+
+    // A cursor belongs to its order, and an order must be one of the three.
+    let first = api
+        .get("/api/v1/workers?sort=-created&limit=1")
+        .await
+        .expect(StatusCode::OK);
+    let link = next(first.link.as_deref()).expect("a next page");
+    assert!(link.contains("sort=-created"), "the link keeps the order: {link}");
+    let cursor = link.split("cursor=").nth(1).unwrap().split('&').next().unwrap();
+    api.get(&format!("/api/v1/workers?cursor={cursor}"))
+        .await
+        .refused(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "`cursor` belongs to the list sorted by `-created`, not `name`",
+        );
+    let reply = api.get("/api/v1/workers?sort=status").await.refused(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unknown worker order `status`",
+    );
+    assert!(reply.hint().contains("last_seen"), "{}", reply.hint());
+}
+
+#[tokio::test]
 async fn connected_and_disconnected_come_from_the_registry() {
     let api = Api::new();
     fleet(&api).await;

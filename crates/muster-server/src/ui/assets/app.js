@@ -190,6 +190,17 @@
         table();
         return;
       }
+      refreshRow(name);
+    }
+
+    // A job started or ended on a worker: only its row can change, and only if it is shown.
+    function busy(name) {
+      if (rowOf(name)) {
+        refreshRow(name);
+      }
+    }
+
+    function refreshRow(name) {
       sequence += 1;
       var mine = sequence;
       asked[name] = mine;
@@ -226,6 +237,12 @@
       heard += 1;
       container.setAttribute("data-heard", String(heard));
       changed(event.data);
+    });
+    var busyHeard = 0;
+    source.addEventListener("activity", function (event) {
+      busyHeard += 1;
+      container.setAttribute("data-activity-heard", String(busyHeard));
+      busy(event.data);
     });
     // After the stream was down, anything may have changed.
     source.addEventListener("open", function () {

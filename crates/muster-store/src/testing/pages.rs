@@ -52,7 +52,7 @@ async fn walk(store: &Store, mut query: WorkerPage) -> Vec<String> {
         if page.len() < query.limit as usize {
             return names;
         }
-        query.after = page.last().map(|w| w.name.clone());
+        query.after = page.last().map(|w| query.sort.position_of(w));
     }
 }
 

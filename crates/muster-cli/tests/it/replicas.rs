@@ -502,8 +502,7 @@ fn behind_haproxy_a_worker_and_its_job_survive_the_death_of_their_replica() {
     assert_eq!(ran.matches("started").count(), 1, "it ran once: {ran}");
 }
 
-/// Signs in to a replica's web UI with the admin password the first replica wrote, and returns
-/// a client and the session cookie.
+/// Signs in to a replica's web UI with `password`, and returns a client and the session cookie.
 fn ui_session(server: &Server, password: &str) -> (reqwest::Client, String) {
     let digest = muster_client::trust::parse_fingerprint(&server.fingerprint()).expect("fp");
     let tls = muster_client::Trust::Fingerprint(digest)
@@ -545,7 +544,8 @@ fn ui_session(server: &Server, password: &str) -> (reqwest::Client, String) {
             .send()
             .await
             .expect("sign in");
-        cookie_of(&signed, "muster_session").expect("signed in")
+        // Over TLS the session cookie carries the `__Host-` prefix.
+        cookie_of(&signed, "__Host-muster_session").expect("signed in")
     });
     (client, session)
 }
@@ -562,6 +562,7 @@ fn the_workers_overview_counts_the_workers_every_replica_holds() {
     a.cli_ok(&["workers", "create", "edge-2"]);
     let _worker = b.worker("edge-1").token(&token).start();
     a.wait_status("edge-1", "connected", Duration::from_secs(15));
+    // The first replica generated the password; the others found its hash in the store.
     let password = std::fs::read_to_string(a.data_dir().join("admin-password"))
         .expect("the first replica wrote the admin password");
     let (client, session) = ui_session(&a, password.trim());

@@ -160,7 +160,11 @@ mod tests {
         assert_eq!(relative(90_000), "in 2m", "to the nearest minute, not down");
         assert_eq!(relative(-7_200_000), "2h ago");
         assert_eq!(relative(3 * 86_400_000), "in 3d");
-        assert_eq!(relative(86_400_000 - 1_000), "in 24h", "never `in 23h` for a day");
+        assert_eq!(
+            relative(86_400_000 - 1_000),
+            "in 24h",
+            "never `in 23h` for a day"
+        );
         assert_eq!(relative(-(3_600_000 + 5 * 60_000)), "1h5m ago");
     }
 

@@ -122,6 +122,10 @@ mod tests {
     fn the_sign_does_not_change_the_length() {
         assert_eq!(Span::of(-D + 1), Span::of(D - 1));
         assert_eq!(Span::of(-5 * H - 20 * MIN), Span::HoursMinutes(5, 20));
-        assert_eq!(Span::of(i64::MIN), Span::of(i64::MIN + 1), "no overflow at the extreme");
+        assert_eq!(
+            Span::of(i64::MIN),
+            Span::of(i64::MIN + 1),
+            "no overflow at the extreme"
+        );
     }
 }

@@ -414,7 +414,8 @@ mod tests {
         q.descending = true;
         let s = workers(&q, Dialect::Postgres);
         assert!(
-            s.sql.contains("(COALESCE(last_seen_at, 0), name) < ($1, $2)"),
+            s.sql
+                .contains("(COALESCE(last_seen_at, 0), name) < ($1, $2)"),
             "{}",
             s.sql
         );

@@ -111,6 +111,25 @@ fn workers_list_follows_pages_and_takes_the_filters() {
     let (code, line) = server.cli_err(&["workers", "list", "--status", "asleep"]);
     assert_ne!(code, 0);
     assert!(line.contains("unknown worker status `asleep`"), "{line}");
+
+    // `--sort` pages in the server's order: reverse names, and newest first (created one
+    // after the other above, the built-in worker first of all).
+    assert_eq!(
+        small_pages(&server, &["workers", "list", "-q", "--sort=-name"]),
+        ["gpu-2", "gpu-1", "edge-1", "cpu-2", "cpu-1", "builtin"]
+    );
+    assert_eq!(
+        small_pages(
+            &server,
+            &[
+                "workers", "list", "-q", "--sort", "-created", "--label", "pool"
+            ]
+        ),
+        ["edge-1", "cpu-2", "gpu-2", "cpu-1", "gpu-1"]
+    );
+    let (code, line) = server.cli_err(&["workers", "list", "--sort", "status"]);
+    assert_ne!(code, 0);
+    assert!(line.contains("unknown worker order `status`"), "{line}");
 }
 
 #[test]

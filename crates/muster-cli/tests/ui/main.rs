@@ -9,8 +9,8 @@
 
 mod browser;
 mod fleet;
-mod order;
 mod harness;
+mod order;
 
 use std::time::Duration;
 

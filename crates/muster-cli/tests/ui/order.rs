@@ -40,7 +40,12 @@ async fn sort_by(browser: &Browser, column: &str, sort: &str) {
 }
 
 async fn attribute(browser: &Browser, css: &str, name: &str) -> Option<String> {
-    browser.find(css).await.attr(name).await.expect("an attribute")
+    browser
+        .find(css)
+        .await
+        .attr(name)
+        .await
+        .expect("an attribute")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +95,9 @@ async fn workers_sort_by_heading_and_running_jobs_change_live() {
         browser.text().await.contains("newest first"),
         "the page says its order"
     );
-    browser.screenshot("40-workers-sorted-newest", DESKTOP).await;
+    browser
+        .screenshot("40-workers-sorted-newest", DESKTOP)
+        .await;
     sort_by(&browser, "created", "created").await;
     assert_eq!(names(&browser).await, ["m-second", "a-third", "z-fourth"]);
 
@@ -134,7 +141,10 @@ async fn workers_sort_by_heading_and_running_jobs_change_live() {
         .await;
     // The stream is open before the job starts.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while attribute(&browser, "#fleet", "data-listened").await.is_none() {
+    while attribute(&browser, "#fleet", "data-listened")
+        .await
+        .is_none()
+    {
         assert!(std::time::Instant::now() < deadline, "the stream opens");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -145,10 +155,7 @@ async fn workers_sort_by_heading_and_running_jobs_change_live() {
         .unwrap();
     assert!(!browser.has("tr[data-name=builtin] .activity.busy").await);
     let marker = server.dir.path().join("job-may-end");
-    let script = format!(
-        "while [ ! -e {} ]; do sleep 0.1; done",
-        marker.display()
-    );
+    let script = format!("while [ ! -e {} ]; do sleep 0.1; done", marker.display());
     let run = server.admin(&[
         "job", "run", "--detach", "--worker", "builtin", "--", "sh", "-c", &script,
     ]);
@@ -193,9 +200,7 @@ async fn workers_sort_by_heading_and_running_jobs_change_live() {
     browser
         .goto(&format!("{}/workers/builtin", server.url))
         .await;
-    browser
-        .wait_for("ol.trail", Duration::from_secs(10))
-        .await;
+    browser.wait_for("ol.trail", Duration::from_secs(10)).await;
     browser.screenshot("42-worker-page", DESKTOP).await;
     browser
         .goto(&format!("{}/audit?worker=m-second", server.url))
@@ -248,7 +253,9 @@ async fn workers_sort_by_heading_and_running_jobs_change_live() {
         .await
         .unwrap();
     assert_eq!(overflow, json!(false), "the Workers page fits a phone");
-    browser.goto(&format!("{}/workers/builtin", server.url)).await;
+    browser
+        .goto(&format!("{}/workers/builtin", server.url))
+        .await;
     browser.wait_for("main h1", Duration::from_secs(10)).await;
     browser.screenshot("45-phone-worker-page", PHONE).await;
     browser.close().await;

@@ -40,7 +40,9 @@ pub async fn list(
                     sort.word()
                 ),
             )
-            .with_hint("follow the `Link: <…>; rel=\"next\"` header, or start again without `cursor`"));
+            .with_hint(
+                "follow the `Link: <…>; rel=\"next\"` header, or start again without `cursor`",
+            ));
         }
         _ => None,
     };

@@ -31,8 +31,8 @@ mod tests;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use muster_core::{Name, WorkerId};
 use muster_core::job::{Ending, JobId, JobState};
+use muster_core::{Name, WorkerId};
 use muster_proto::control::ServerMessage;
 use muster_store::Store;
 use muster_store::flows::jobs;

@@ -112,7 +112,8 @@ impl Cursor {
             ),
             ("w2", CursorKind::Worker) => {
                 let mut parts = rest.splitn(3, ':');
-                let (Some(sort), Some(key), Some(name)) = (parts.next(), parts.next(), parts.next())
+                let (Some(sort), Some(key), Some(name)) =
+                    (parts.next(), parts.next(), parts.next())
                 else {
                     return Err(bad());
                 };

@@ -80,7 +80,11 @@ impl Sort {
     /// Whether `w` comes after `after` in this order.
     fn is_past(self, w: &Worker, after: &WorkerPosition) -> bool {
         let at = self.by.position_of(w);
-        if self.descending { at < *after } else { at > *after }
+        if self.descending {
+            at < *after
+        } else {
+            at > *after
+        }
     }
 }
 
@@ -224,7 +228,8 @@ pub async fn page(
             })
             .await?;
         found.extend(records.into_iter().flatten().filter(|w| {
-            after.as_ref().is_none_or(|a| sort.is_past(w, a)) && filter.admits(w, w.status(true, now))
+            after.as_ref().is_none_or(|a| sort.is_past(w, a))
+                && filter.admits(w, w.status(true, now))
         }));
         found.sort_by_cached_key(|w| sort.by.position_of(w));
         if sort.descending {

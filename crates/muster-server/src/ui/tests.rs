@@ -781,7 +781,11 @@ async fn a_worker_page_reads_its_own_audit_trail_and_links_to_the_older_records(
     let trail = &trail[..trail.find("</ol>").unwrap()];
     assert_eq!(trail.matches("<li>").count(), 20, "the newest 20: {trail}");
     assert!(!trail.contains("edge-90"), "none about edge-90: {trail}");
-    let start = page.body.find("id=\"audit-more\" href=\"").expect("a link to older records") + 22;
+    let start = page
+        .body
+        .find("id=\"audit-more\" href=\"")
+        .expect("a link to older records")
+        + 22;
     let more = page.body[start..][..page.body[start..].find('"').unwrap()].replace("&amp;", "&");
     assert!(more.starts_with("/audit?worker=edge-9&after="), "{more}");
     // The rest of its trail: the 4 older records and its creation, nothing about edge-90.
@@ -790,7 +794,10 @@ async fn a_worker_page_reads_its_own_audit_trail_and_links_to_the_older_records(
     let rows = older.body.matches("data-label=\"When\"").count();
     assert_eq!(rows, 5, "{}", older.body);
     assert!(older.body.contains("worker.create") && !older.body.contains("edge-90<"));
-    assert!(older.body.contains("id=\"audit-worker\""), "says whose records these are");
+    assert!(
+        older.body.contains("id=\"audit-worker\""),
+        "says whose records these are"
+    );
     // The API answers the same question.
     let api = send(
         &h,
@@ -818,10 +825,17 @@ async fn workers_sort_by_the_column_headings_keeping_the_filters() {
         page.body.find("data-name=\"a-eu\"").unwrap(),
     );
     assert!(b < a, "reverse name order");
-    assert!(!page.body.contains("data-name=\"c-us\""), "the filter holds");
+    assert!(
+        !page.body.contains("data-name=\"c-us\""),
+        "the filter holds"
+    );
     // The heading in use says so and links to the other way; the others start newest first;
     // every link keeps the filter.
-    assert!(page.body.contains("aria-sort=\"descending\""), "{}", page.body);
+    assert!(
+        page.body.contains("aria-sort=\"descending\""),
+        "{}",
+        page.body
+    );
     for link in [
         "href=\"/workers?name=eu&amp;label=&amp;status=&amp;sort=name\"",
         "href=\"/workers?name=eu&amp;label=&amp;status=&amp;sort=-created\"",
@@ -831,7 +845,10 @@ async fn workers_sort_by_the_column_headings_keeping_the_filters() {
     }
     assert!(page.body.contains("in reverse name order"));
     // The live refresh asks for the same order.
-    assert!(page.body.contains("data-poll=\"/workers/live?name=eu&amp;label=&amp;status=&amp;sort=-name"));
+    assert!(
+        page.body
+            .contains("data-poll=\"/workers/live?name=eu&amp;label=&amp;status=&amp;sort=-name")
+    );
     // An unknown order is the default, not an error page.
     let odd = send(&h, get("/workers?sort=colour", &session)).await;
     assert_eq!(odd.status, StatusCode::OK);

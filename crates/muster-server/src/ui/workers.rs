@@ -148,7 +148,13 @@ fn head(query: &FilterQuery) -> Markup {
         ("Created", Some(WorkerSort::Created)),
         ("Last seen", Some(WorkerSort::LastSeen)),
     ];
-    let way = |s: Sort| if s.descending { "descending" } else { "ascending" };
+    let way = |s: Sort| {
+        if s.descending {
+            "descending"
+        } else {
+            "ascending"
+        }
+    };
     html! {
         thead {
             tr {

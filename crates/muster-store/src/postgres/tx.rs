@@ -957,7 +957,14 @@ impl Tx for PgTx<'_> {
         );
         self.query(
             &sql,
-            &[&f.before_seq, &prefix, &like, &i64::from(f.limit), &worker, &actor],
+            &[
+                &f.before_seq,
+                &prefix,
+                &like,
+                &i64::from(f.limit),
+                &worker,
+                &actor,
+            ],
         )?
         .iter()
         .map(rows::read_audit)

@@ -795,7 +795,14 @@ impl Tx for SqliteTx<'_> {
         );
         self.rows(
             &sql,
-            params![f.before_seq, prefix, like, i64::from(f.limit), worker, actor],
+            params![
+                f.before_seq,
+                prefix,
+                like,
+                i64::from(f.limit),
+                worker,
+                actor
+            ],
             |row| rows::read_audit(row),
         )
     }

@@ -164,7 +164,10 @@ pub async fn workers_page_in_name_order_with_every_filter(store: Store) {
 pub async fn workers_page_in_every_order_either_way(store: Store) {
     let mut workers = Vec::new();
     for i in 0..17_i64 {
-        let mut w = labelled(&format!("w{i:02}"), if i % 2 == 0 { "pool=gpu" } else { "" });
+        let mut w = labelled(
+            &format!("w{i:02}"),
+            if i % 2 == 0 { "pool=gpu" } else { "" },
+        );
         // Creation instants with ties, not in name order.
         w.created_at = at((i * 7) % 5);
         // Some never seen, some seen at the same instant.

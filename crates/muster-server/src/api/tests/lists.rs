@@ -114,7 +114,10 @@ async fn workers_sort_by_name_creation_or_last_contact_either_way_and_page_in_th
     assert_eq!(created, oldest_first);
     assert_eq!(pages, 3);
     let (newest, _) = walk(&api, "/api/v1/workers?sort=-created&limit=3", "name").await;
-    assert_eq!(newest, oldest_first.iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(
+        newest,
+        oldest_first.iter().rev().cloned().collect::<Vec<_>>()
+    );
     // None was ever seen: last contact ties, and the name decides.
     let (seen, _) = walk(&api, "/api/v1/workers?sort=last_seen&limit=1", "name").await;
     assert_eq!(seen, ["w-a", "w-b", "w-c", "w-e", "x-d"]);
@@ -127,7 +130,12 @@ async fn workers_sort_by_name_creation_or_last_contact_either_way_and_page_in_th
             api.connect(&id, name, 1);
         }
     }
-    let (on, _) = walk(&api, "/api/v1/workers?status=connected&sort=-name&limit=1", "name").await;
+    let (on, _) = walk(
+        &api,
+        "/api/v1/workers?status=connected&sort=-name&limit=1",
+        "name",
+    )
+    .await;
     assert_eq!(on, ["x-d", "w-e", "w-b"]);
 
     // A cursor belongs to its order, and an order must be one of the three.
@@ -136,8 +144,17 @@ async fn workers_sort_by_name_creation_or_last_contact_either_way_and_page_in_th
         .await
         .expect(StatusCode::OK);
     let link = next(first.link.as_deref()).expect("a next page");
-    assert!(link.contains("sort=-created"), "the link keeps the order: {link}");
-    let cursor = link.split("cursor=").nth(1).unwrap().split('&').next().unwrap();
+    assert!(
+        link.contains("sort=-created"),
+        "the link keeps the order: {link}"
+    );
+    let cursor = link
+        .split("cursor=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
     api.get(&format!("/api/v1/workers?cursor={cursor}"))
         .await
         .refused(

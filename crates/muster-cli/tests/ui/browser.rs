@@ -211,6 +211,27 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// The text of the first element matching `css`, waiting for it to appear.
+    pub async fn wait_text(&self, css: &str, within: Duration) -> String {
+        self.wait_for(css, within)
+            .await
+            .text()
+            .await
+            .expect("the element has text")
+    }
+
+    /// Whether the page is wider than the window (it would scroll sideways).
+    pub async fn overflows_sideways(&self) -> bool {
+        self.client
+            .execute(
+                "return document.documentElement.scrollWidth > window.innerWidth;",
+                vec![],
+            )
+            .await
+            .expect("the page runs a script")
+            == serde_json::json!(true)
+    }
+
     /// Saves a screenshot of the whole page (the window grows to the page's height for it) as
     /// `target/ui-screenshots/NAME.png`.
     ///

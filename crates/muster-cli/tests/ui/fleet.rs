@@ -372,15 +372,7 @@ async fn fleet_overview_paging_filters_worker_page_live_status_and_forms() {
         browser.goto(&format!("{}{path}", server.url)).await;
         browser.wait_for("main h1", Duration::from_secs(10)).await;
         browser.screenshot(shot, PHONE).await;
-        let overflow = browser
-            .client
-            .execute(
-                "return document.documentElement.scrollWidth > window.innerWidth;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert_eq!(overflow, json!(false), "{path} fits a phone");
+        assert!(!browser.overflows_sideways().await, "{path} fits a phone");
     }
 
     drop(worker);

@@ -206,11 +206,8 @@ async fn workers_sort_by_heading_and_running_jobs_change_live() {
         .goto(&format!("{}/audit?worker=m-second", server.url))
         .await;
     let lede = browser
-        .wait_for("#audit-worker", Duration::from_secs(10))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .wait_text("#audit-worker", Duration::from_secs(10))
+        .await;
     assert!(lede.contains("m-second"), "{lede}");
     let table = browser.find("table.audit").await.text().await.unwrap();
     assert!(
@@ -244,15 +241,10 @@ async fn workers_sort_by_heading_and_running_jobs_change_live() {
         .await;
     assert_eq!(names(&browser).await, ["z-fourth", "m-second", "a-third"]);
     browser.screenshot("44-phone-workers-sorted", PHONE).await;
-    let overflow = browser
-        .client
-        .execute(
-            "return document.documentElement.scrollWidth > window.innerWidth;",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(overflow, json!(false), "the Workers page fits a phone");
+    assert!(
+        !browser.overflows_sideways().await,
+        "the Workers page fits a phone"
+    );
     browser
         .goto(&format!("{}/workers/builtin", server.url))
         .await;

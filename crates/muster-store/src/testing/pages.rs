@@ -35,6 +35,19 @@ fn label(key: &str, value: Option<&str>) -> LabelMatch {
     }
 }
 
+async fn insert_all(store: &Store, workers: &[Worker]) {
+    let stored = workers.to_vec();
+    store
+        .write(move |tx| {
+            for w in &stored {
+                tx.insert_worker(w)?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("insert");
+}
+
 /// Every worker the query matches, walking the pages `limit` at a time.
 async fn walk(store: &Store, mut query: WorkerPage) -> Vec<String> {
     let mut names = Vec::new();
@@ -79,16 +92,7 @@ pub async fn workers_page_in_name_order_with_every_filter(store: Store) {
         }
         workers.push(w);
     }
-    let stored = workers.clone();
-    store
-        .write(move |tx| {
-            for w in &stored {
-                tx.insert_worker(w)?;
-            }
-            Ok(())
-        })
-        .await
-        .expect("insert");
+    insert_all(&store, &workers).await;
     let all: Vec<String> = workers.iter().map(|w| w.name.to_string()).collect();
 
     // Any page size visits every worker once, in name order.
@@ -178,16 +182,7 @@ pub async fn workers_page_in_every_order_either_way(store: Store) {
         };
         workers.push(w);
     }
-    let stored = workers.clone();
-    store
-        .write(move |tx| {
-            for w in &stored {
-                tx.insert_worker(w)?;
-            }
-            Ok(())
-        })
-        .await
-        .expect("insert");
+    insert_all(&store, &workers).await;
     for sort in WorkerSort::ALL {
         for descending in [false, true] {
             let mut expected: Vec<&Worker> = workers.iter().collect();

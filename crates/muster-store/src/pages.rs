@@ -192,7 +192,11 @@ pub(crate) fn workers(page: &WorkerPage, dialect: Dialect) -> Statement {
             Some(column) => {
                 let k = s.int(after.key);
                 let n = s.text(after.name.as_str());
-                s.and(&format!("({column}, name) {past} ({k}, {n})"));
+                // The bound on the column alone is implied by the pair's, but SQLite seeks an
+                // expression index only with it (without, it walks the index from the start).
+                s.and(&format!(
+                    "{column} {past}= {k} AND ({column}, name) {past} ({k}, {n})"
+                ));
             }
         }
     }

@@ -62,22 +62,27 @@ const res = performance.getEntriesByType('resource');
 return [res.length, res.reduce((n, r) => n + r.transferSize, 0)];";
 
 /// Gives the browser the signed-in session without loading any page that could fill its cache:
-/// a cookie can only be set on a document of its site, and the answer for an unknown asset is a
-/// few bytes of plain text.
+/// a cookie can only be set on a document of its site, and the health check is a few bytes of
+/// JSON that the Workers page never asks for. (Not a 404: Chromium replaces a short error
+/// answer with a page of its own, on which no cookie can be set.)
 pub async fn sign_in(browser: &Browser, base: &str, session: &Auth) -> anyhow::Result<()> {
     let Auth::Cookie(pair) = session else {
         bail!("the browser needs a session cookie");
     };
-    let (name, value) = pair.split_once('=').context("a cookie `name=value`")?;
     browser
         .client
-        .goto(&format!("{base}/ui/assets/none"))
+        .goto(&format!("{base}/api/v1/health"))
         .await?;
-    let mut cookie = fantoccini::cookies::Cookie::new(name.to_owned(), value.to_owned());
-    cookie.set_path("/");
-    cookie.set_secure(true);
-    cookie.set_http_only(true);
-    browser.client.add_cookie(cookie).await?;
+    // Set by the page's script: chromedriver's own cookie command refuses a cookie for an IP
+    // address ("invalid 'domain'"). The server reads only the value; `__Host-` cookies need
+    // `Secure` and `Path=/`, which a script on an https page may set.
+    browser
+        .client
+        .execute(
+            "document.cookie = arguments[0] + '; Path=/; Secure; SameSite=Strict';",
+            vec![serde_json::Value::String(pair.clone())],
+        )
+        .await?;
     Ok(())
 }
 

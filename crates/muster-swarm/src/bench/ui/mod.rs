@@ -232,7 +232,7 @@ async fn browser_figures(
         report.num("page_resources", cold.resources as f64);
         report.num("page_rows", cold.rows as f64);
         report.num("page_dom_nodes", cold.dom_nodes as f64);
-        report.set("page_first_row_in_viewport", cold.first_row_in_viewport);
+        report.num("page_first_row_top_px", cold.first_row_top_px);
         if cold.first_contentful_paint_ms.is_some_and(|p| p < cold.response_end_ms) {
             report.error(
                 "the first paint came before the whole document: it may not show the rows",

@@ -4,8 +4,8 @@
 //! Time to first render is the page's First Contentful Paint (`performance.getEntriesByType
 //! ('paint')`), measured from navigation start. The table is rendered by the server, so the first
 //! paint after the whole document has arrived shows the rows: the load records the navigation's
-//! `responseEnd` (it must come before the paint), the number of rows and whether the first lies
-//! in the viewport. Bytes are counted two ways: the browser's own Resource Timing (`transferSize`
+//! `responseEnd` (it must come before the paint), the number of rows and where the first one is
+//! on the page (whether the first screen shows it). Bytes are counted two ways: the browser's own Resource Timing (`transferSize`
 //! of the navigation and of every resource: headers and bodies as received, never the live
 //! stream, whose entry only appears when it ends) and the counting proxy the browser reaches the
 //! server through (TLS bytes on the wire, every connection, the live stream included).
@@ -32,7 +32,9 @@ pub struct Load {
     pub navigation_decoded_bytes: f64,
     pub resources: u64,
     pub rows: u64,
-    pub first_row_in_viewport: bool,
+    /// Where the first row's top is, in CSS pixels from the top of the page (the window is 900
+    /// high).
+    pub first_row_top_px: Option<f64>,
     pub dom_nodes: u64,
 }
 
@@ -52,7 +54,7 @@ return {
   navigation_decoded_bytes: nav.decodedBodySize,
   resources: res.length,
   rows: document.querySelectorAll('#fleet tbody tr').length,
-  first_row_in_viewport: row ? row.getBoundingClientRect().top < window.innerHeight : false,
+  first_row_top_px: row ? row.getBoundingClientRect().top + window.scrollY : null,
   dom_nodes: document.getElementsByTagName('*').length,
 };";
 

@@ -233,22 +233,27 @@ async fn browser_figures(
         report.num("page_rows", cold.rows as f64);
         report.num("page_dom_nodes", cold.dom_nodes as f64);
         report.num("page_first_row_top_px", cold.first_row_top_px);
-        if cold.first_contentful_paint_ms.is_some_and(|p| p < cold.response_end_ms) {
-            report.error(
-                "the first paint came before the whole document: it may not show the rows",
-            );
+        if cold
+            .first_contentful_paint_ms
+            .is_some_and(|p| p < cold.response_end_ms)
+        {
+            report
+                .error("the first paint came before the whole document: it may not show the rows");
         }
 
         let open = page::live(&browser, &proxy, live).await?;
         let per_min = 60.0 / live.as_secs_f64().max(1.0);
-        eprintln!(
-            "  live: wire {:?}, {} requests",
-            open.wire, open.requests
-        );
+        eprintln!("  live: wire {:?}, {} requests", open.wire, open.requests);
         report.num("page_live_bytes_per_min", open.wire.down as f64 * per_min);
-        report.num("page_live_sent_bytes_per_min", open.wire.up as f64 * per_min);
+        report.num(
+            "page_live_sent_bytes_per_min",
+            open.wire.up as f64 * per_min,
+        );
         report.num("page_live_requests", open.requests as f64);
-        report.num("page_live_request_transfer_bytes", open.request_transfer_bytes);
+        report.num(
+            "page_live_request_transfer_bytes",
+            open.request_transfer_bytes,
+        );
 
         let (warm, wire) = page::load(&browser, &proxy, &url, settle).await?;
         report.num("page_warm_render_ms", warm.first_contentful_paint_ms);

@@ -163,7 +163,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             job_sleep: a.failover_job_sleep,
             failover_timeout: a.failover_timeout,
         }),
-        ui: a.ui.then(|| bench::ui::UiOptions {
+        ui: a.ui.then_some(bench::ui::UiOptions {
             store_workers: a.store_workers,
             requests: a.requests,
             live: a.live,

@@ -267,6 +267,28 @@ mod tests {
     }
 
     #[test]
+    fn a_ui_run_judges_issue_14s_goals_in_kib() {
+        let mut r = Report::new(&UI);
+        r.num("workers_in_store", 100_000.0);
+        r.num("workers", 19_000.0);
+        r.num("connected_workers", 19_000.0);
+        r.num("list_limit100_p99_ms", 50.5);
+        r.num("list_limit100_bytes", 51_200.0);
+        r.num("page_first_render_ms", 316.0);
+        r.num("page_first_load_bytes", 307_201.0);
+        r.num("page_live_bytes_per_min", 120.0);
+        assert_eq!(r.verdict("connected_workers"), Some(true));
+        assert_eq!(r.verdict("list_limit100_p99_ms"), Some(false));
+        assert_eq!(r.verdict("list_limit100_bytes"), Some(true));
+        assert_eq!(r.verdict("page_first_render_ms"), Some(true));
+        assert_eq!(r.verdict("page_first_load_bytes"), Some(false));
+        assert_eq!(r.verdict("page_live_bytes_per_min"), Some(true));
+        assert_eq!(r.verdict("overview_query_p99_ms"), None);
+        assert!(r.table().contains("page_live_bytes_per_min"));
+        assert!(!r.table().contains("revoke_p99_ms"));
+    }
+
+    #[test]
     fn a_replica_run_has_its_own_columns_and_targets() {
         let mut r = Report::new(&REPLICAS);
         r.set("date", "2026-11-30T19:00:00Z");

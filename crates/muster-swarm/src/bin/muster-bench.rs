@@ -138,6 +138,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<()> {
+    if a.ui && a.replicas.is_some() {
+        anyhow::bail!("--ui and --replicas are two different runs: give one of them");
+    }
     let opts = Options {
         workers: a.workers,
         per_swarm: a.per_swarm,
@@ -170,7 +173,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         }),
     };
     let (report, latest_name, tag, title) = match (&opts.replicas, &opts.ui) {
-        (None, Some(ui)) => (
+        (_, Some(ui)) => (
             bench::ui::run(&opts, ui).await?,
             "latest-ui.json",
             format!("ui-s{}-n{}", ui.store_workers, opts.workers),
@@ -185,7 +188,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             format!("n{}", opts.workers),
             format!("N = {}", opts.workers),
         ),
-        (Some(ro), _) => (
+        (Some(ro), None) => (
             bench::replicas::run(&opts, ro).await?,
             "latest-replicas.json",
             format!("r{}-n{}", ro.replicas, opts.workers),

@@ -25,7 +25,7 @@ use anyhow::bail;
 use muster_client::Client;
 use muster_proto::api::JobState;
 
-use super::fleet::{Fleet, Target, Tracker};
+use super::fleet::{self, Fleet, Target, Tracker};
 use super::procs::Server;
 use super::report::{REPLICAS, Report};
 use super::{
@@ -439,6 +439,7 @@ async fn failover(
         cpu_of(&fleet_pids(fleets)),
     );
     let victim_url = cluster.replicas[victim].url.clone();
+    let reasons_before = tracker.with(|s| s.retry_reasons.clone());
     let f = failover::kill_and_wait(
         &mut cluster.replicas[victim].server,
         &victim_url,
@@ -460,6 +461,10 @@ async fn failover(
         cpu_of(&fleet_pids(fleets))
             .zip(cpu_before.2)
             .map(|(a, b)| a - b),
+    );
+    report.set(
+        "failover_retry_reasons",
+        tracker.with(|s| fleet::reasons_since(s, &reasons_before, 6)),
     );
     report.num("failover_workers", f.workers as f64);
     report.num("failover_moved", f.moved as f64);

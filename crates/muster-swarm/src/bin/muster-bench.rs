@@ -52,6 +52,10 @@ struct RunArgs {
     /// With --replicas: how long the killed replica's workers get to reconnect elsewhere.
     #[arg(long, default_value = "120s", value_parser = humantime_secs)]
     failover_timeout: Duration,
+    /// With --replicas: loopback source addresses the swarms spread their workers over
+    /// (127.0.0.2 on). Fewer sources put more workers behind each, as behind a NAT.
+    #[arg(long, default_value_t = 32)]
+    sources: u32,
     /// Most workers per swarm process (each has at most 20,000 open files).
     #[arg(long, default_value_t = 9_500)]
     per_swarm: usize,
@@ -148,6 +152,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             jobs: a.failover_jobs,
             job_sleep: a.failover_job_sleep,
             failover_timeout: a.failover_timeout,
+            sources: a.sources,
         }),
     };
     let (report, latest_name, tag, title) = match &opts.replicas {

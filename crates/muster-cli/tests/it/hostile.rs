@@ -792,7 +792,7 @@ async fn tls_from(
 
 /// Before: a `POST /api/v1/enroll` trickling one byte a second stayed open indefinitely, and
 /// enough of them filled the connection cap. Now a request must be answered within 30 s, and
-/// a source has at most 64 connections still sending their first request.
+/// a source has at most 64 connections waiting for their first answer.
 #[test]
 fn slow_requests_are_bounded_in_time_and_in_number_per_source() {
     use tokio::io::AsyncReadExt;

@@ -131,16 +131,15 @@ pub struct Listener {
     /// Whether the accept loop runs (for readiness).
     accepting: Arc<AtomicBool>,
     gate: Arc<HandshakeGate>,
-    /// Connections of one source whose first request is not in yet: the phase before anyone
-    /// is authenticated, where a slow client could otherwise pile up connections until the
-    /// cap.
+    /// Connections of one source that have not had their first request answered yet: the
+    /// phase before anyone is authenticated, where a slow client could otherwise pile up
+    /// connections until the cap.
     first_requests: Arc<PerSource>,
 }
 
-/// Connections of one source still sending their first request (after the TLS handshake): its
-/// headers, and the body of a request that has one, until answered. An honest client sends a
-/// request in one write, so even a fleet behind one address has few here at once; a request
-/// without a body leaves as soon as it is read, however long the server takes to answer it.
+/// Connections of one source waiting for their first request to be answered (after the TLS
+/// handshake). An honest worker's upgrade is answered within milliseconds, so even a fleet
+/// behind one address has few here at once.
 const FIRST_REQUESTS_PER_SOURCE: u32 = 64;
 /// How long a client has to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -269,12 +268,12 @@ impl Listener {
         }
     }
 
-    /// A place among the source's connections still sending their first request, or `None`
-    /// (the connection is dropped) when it has too many.
+    /// A place among the source's connections waiting for their first answer, or `None` (the
+    /// connection is dropped) when it has too many.
     fn first_request_slot(&self, remote: SocketAddr) -> Option<SourceGuard> {
         let slot = self.first_requests.try_enter(remote.ip());
         if slot.is_none() {
-            tracing::debug!(%remote, "too many connections from one source still sending their first request");
+            tracing::debug!(%remote, "too many connections from one source waiting for their first answer");
         }
         slot
     }
@@ -307,11 +306,17 @@ impl Listener {
             return;
         };
         let source = remote.ip();
-        let hello_slot = match self.gate.hello_slot(source) {
-            Ok(slot) => slot,
-            Err(refused) => {
-                tracing::debug!(%remote, "connection refused: {refused}");
-                return;
+        // A connection whose ClientHello is all here waits for nothing from its client: it
+        // takes no place among its source's connections still sending theirs.
+        let hello_slot = if gate::hello_arrived(&stream) {
+            None
+        } else {
+            match self.gate.hello_slot(source) {
+                Ok(slot) => Some(slot),
+                Err(refused) => {
+                    tracing::debug!(%remote, "connection refused: {refused}");
+                    return;
+                }
             }
         };
         let mut stream = stream;
@@ -407,8 +412,8 @@ async fn refuse_plain_http(mut stream: TcpStream) {
 
 /// Serves HTTP on one connection. Every request carries the peer's address and, over TLS 1.3,
 /// the connection's [`ChannelBinding`] (as request extensions).
-/// `first` holds the connection's place among its source's connections still sending a first
-/// request; it is given up once that request is all in (a request without a body) or answered.
+/// `first` holds the connection's place among its source's connections waiting for a first
+/// answer; it is given up once the first request is answered.
 async fn serve_http<I>(
     io: TokioIo<I>,
     remote: SocketAddr,
@@ -425,19 +430,11 @@ async fn serve_http<I>(
         if let Some(binding) = binding {
             request.extensions_mut().insert(binding);
         }
-        // A request without a body is all in: from here on the connection waits for the
-        // server, not the client, so it no longer counts against its source. (A worker's
-        // connect request waits for admission in a database transaction; after a replica's
-        // death thousands arrive at once, and holding their places until answered closed
-        // honest reconnects that had already paid for their TLS handshake.)
-        if hyper::body::Body::is_end_stream(request.body()) {
-            release(&first);
-        }
         let answered = app.clone().oneshot(request);
         let first = Arc::clone(&first);
         async move {
             let response = answered.await;
-            release(&first);
+            first.lock().unwrap_or_else(|e| e.into_inner()).take();
             response
         }
     });
@@ -459,11 +456,6 @@ async fn serve_http<I>(
             let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
         }
     }
-}
-
-/// Gives up a connection's place among its source's connections still sending a first request.
-fn release(first: &std::sync::Mutex<Option<SourceGuard>>) {
-    first.lock().unwrap_or_else(|e| e.into_inner()).take();
 }
 
 fn busy_router() -> Router {

@@ -11,7 +11,10 @@ async fn a_client_that_gave_up_is_seen_to_have_left() {
         .await
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
-    assert!(!super::client_left(&server).await, "a client that waits has not left");
+    assert!(
+        !super::client_left(&server).await,
+        "a client that waits has not left"
+    );
     drop(client);
     // The end of stream arrives when the kernel delivers it; no deadline here.
     while !super::client_left(&server).await {

@@ -53,8 +53,11 @@ struct RunArgs {
     #[arg(long, default_value = "120s", value_parser = humantime_secs)]
     failover_timeout: Duration,
     /// With --replicas: loopback source addresses the swarms spread their workers over
-    /// (127.0.0.2 on). Fewer sources put more workers behind each, as behind a NAT.
-    #[arg(long, default_value_t = 32)]
+    /// (127.0.0.2 on). Fewer sources put more workers behind each, as behind a NAT. 128, not
+    /// the swarm's own 32: one swarm process plays thousands of machines on one core, so in a
+    /// failover its ClientHellos leave late, and hundreds per address still sending theirs are
+    /// what the handshake gate closes (bench/README.md, "Replicas").
+    #[arg(long, default_value_t = 128)]
     sources: u32,
     /// Most workers per swarm process (each has at most 20,000 open files).
     #[arg(long, default_value_t = 9_500)]

@@ -18,11 +18,13 @@
 //! one after another, sharing the server, the fleet and the report. Each scenario's work is in its
 //! own module; what stays here is the sequence and what each records.
 
+pub mod bigfleet;
 pub mod dispatch;
 pub mod enroll;
 pub mod expiry;
 pub mod fleet;
 pub mod floor_run;
+pub mod http;
 pub mod mint;
 pub mod procs;
 pub mod replicas;
@@ -30,6 +32,7 @@ pub mod report;
 pub mod revoke;
 pub mod storm;
 pub mod throughput;
+pub mod ui;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -68,6 +71,8 @@ pub struct Options {
     pub commit: String,
     /// The replica run (`--replicas`), when asked for.
     pub replicas: Option<replicas::ReplicaOptions>,
+    /// The list and Workers page run (`--ui`), when asked for.
+    pub ui: Option<ui::UiOptions>,
 }
 
 impl Options {

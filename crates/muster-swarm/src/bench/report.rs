@@ -36,6 +36,32 @@ pub const REPLICAS: Layout = Layout {
     columns: REPLICA_COLUMNS,
 };
 
+/// `bench/run --ui`: the list API and the Workers page with a large fleet in the store.
+pub const UI: Layout = Layout {
+    lead: &["workers_in_store", "workers"],
+    columns: UI_COLUMNS,
+};
+
+/// The figures of a `--ui` run, in the order README.md's table uses. Issue 14's goals: KB are
+/// 1,024 bytes.
+pub const UI_COLUMNS: &[(&str, &str)] = &[
+    ("connected_workers", "= N"),
+    ("list_limit100_p50_ms", ""),
+    ("list_limit100_p99_ms", "<= 50"),
+    ("list_limit100_bytes", "<= 51200 (gzip)"),
+    ("list_connected_limit100_p99_ms", ""),
+    ("overview_query_p50_ms", ""),
+    ("overview_query_p99_ms", ""),
+    ("overview_fragment_p99_ms", ""),
+    ("page_html_p50_ms", ""),
+    ("page_html_p99_ms", ""),
+    ("page_first_render_ms", "<= 500"),
+    ("page_first_load_bytes", "<= 307200"),
+    ("page_first_load_transfer_bytes", ""),
+    ("page_live_bytes_per_min", "<= 51200"),
+    ("page_warm_render_ms", ""),
+];
+
 /// The figures with targets of a replica run, in the order README.md's replica table uses.
 pub const REPLICA_COLUMNS: &[(&str, &str)] = &[
     ("connected_workers", "= R x N"),
@@ -153,6 +179,10 @@ impl Report {
             "failover_s" => v <= 15.0,
             "failover_gave_up" | "failover_jobs_lost" => v == 0.0,
             "failover_jobs_reattached" => Some(v) == self.get("failover_jobs"),
+            "list_limit100_p99_ms" => v <= 50.0,
+            "list_limit100_bytes" | "page_live_bytes_per_min" => v <= 51_200.0,
+            "page_first_render_ms" => v <= 500.0,
+            "page_first_load_bytes" => v <= 307_200.0,
             _ => return None,
         })
     }
@@ -234,6 +264,28 @@ mod tests {
         assert_eq!(r.verdict("revoke_p99_ms"), None);
         r.num("revoke_p99_ms", f64::NAN);
         assert_eq!(r.to_json()["revoke_p99_ms"], Value::Null);
+    }
+
+    #[test]
+    fn a_ui_run_judges_issue_14s_goals_in_kib() {
+        let mut r = Report::new(&UI);
+        r.num("workers_in_store", 100_000.0);
+        r.num("workers", 19_000.0);
+        r.num("connected_workers", 19_000.0);
+        r.num("list_limit100_p99_ms", 50.5);
+        r.num("list_limit100_bytes", 51_200.0);
+        r.num("page_first_render_ms", 316.0);
+        r.num("page_first_load_bytes", 307_201.0);
+        r.num("page_live_bytes_per_min", 120.0);
+        assert_eq!(r.verdict("connected_workers"), Some(true));
+        assert_eq!(r.verdict("list_limit100_p99_ms"), Some(false));
+        assert_eq!(r.verdict("list_limit100_bytes"), Some(true));
+        assert_eq!(r.verdict("page_first_render_ms"), Some(true));
+        assert_eq!(r.verdict("page_first_load_bytes"), Some(false));
+        assert_eq!(r.verdict("page_live_bytes_per_min"), Some(true));
+        assert_eq!(r.verdict("overview_query_p99_ms"), None);
+        assert!(r.table().contains("page_live_bytes_per_min"));
+        assert!(!r.table().contains("revoke_p99_ms"));
     }
 
     #[test]

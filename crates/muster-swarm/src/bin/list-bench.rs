@@ -14,12 +14,12 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
-use muster_core::{EnrolledVia, Labels, Name, SecretHash, Timestamp, Worker, WorkerId};
-use muster_store::Store;
+use muster_swarm::bench::bigfleet;
+use muster_swarm::bench::http::Http;
 use muster_swarm::bench::procs::{self, Server};
 
 #[derive(Parser)]
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let server = Server::start(&muster, &data, port, &log).await?;
     server.stop().await;
     let started = Instant::now();
-    fill(&data, args.workers).await?;
+    bigfleet::fill(&data, args.workers, 0, "list").await?;
     eprintln!(
         "wrote {} workers into the store in {:.1} s",
         args.workers,
@@ -75,140 +75,29 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-/// Writes `count` pre-created workers, in batches of one transaction each.
-async fn fill(data: &Path, count: usize) -> anyhow::Result<()> {
-    let store = Store::open_sqlite(&data.join("muster.db"))?;
-    let now = Timestamp::from_unix_millis(i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis(),
-    )?);
-    let key = SecretHash::of("mk_list-bench");
-    for start in (0..count).step_by(2_000) {
-        let batch: Vec<Worker> = (start..count.min(start + 2_000))
-            .map(|i| -> anyhow::Result<Worker> {
-                let pool = if i % 100 == 0 { "gpu" } else { "cpu" };
-                Ok(Worker {
-                    // Random ids and machine ids, as a real fleet has: they are most of what
-                    // gzip cannot shrink.
-                    id: WorkerId::parse(&muster_core::credentials::generate_id(
-                        &mut rand::thread_rng(),
-                    ))?,
-                    name: Name::parse(&format!("w-{i:06}"))?,
-                    enrolled_via: EnrolledVia::Precreated,
-                    token_name: None,
-                    machine_id: Some(muster_core::MachineId::parse(
-                        &muster_core::credentials::generate_id(&mut rand::thread_rng()),
-                    )?),
-                    labels: Labels::parse_list(&format!("pool={pool},zone=z{}", i % 10))?,
-                    key_hash: key.clone(),
-                    created_at: now,
-                    expires_at: None,
-                    revoked_at: None,
-                    last_seen_at: Some(now),
-                    identity: Default::default(),
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        store
-            .write(move |tx| {
-                for w in &batch {
-                    tx.insert_worker(w)?;
-                }
-                Ok(())
-            })
-            .await?;
-    }
-    Ok(())
-}
-
-/// An HTTP client that trusts the server and leaves compression to each request, so the bytes
-/// counted are the bytes sent.
-fn client(data: &Path) -> anyhow::Result<(reqwest::Client, String, String)> {
-    let local = muster_client::local::discover(data).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tls = local.trust.client_config()?;
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls((*tls).clone())
-        .no_gzip()
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    let token = local
-        .admin_token
-        .context("no admin credential in the data dir")?;
-    Ok((http, local.url, token))
-}
-
-struct Answer {
-    bytes: usize,
-    next: Option<String>,
-}
-
-async fn get(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    path: &str,
-    gzip: bool,
-) -> anyhow::Result<Answer> {
-    let mut request = http.get(format!("{base}{path}")).bearer_auth(token);
-    if gzip {
-        request = request.header(reqwest::header::ACCEPT_ENCODING, "gzip");
-    }
-    let response = request.send().await?;
-    if !response.status().is_success() {
-        bail!("`{path}` answered {}", response.status());
-    }
-    let next = response
-        .headers()
-        .get(reqwest::header::LINK)
-        .and_then(|v| v.to_str().ok())
-        .and_then(muster_client::links::next);
-    let bytes = response.bytes().await?.len();
-    Ok(Answer { bytes, next })
-}
-
 /// `requests` timed GETs of `path` after a warm-up: p50, p99, max (ms) and the bytes of one.
 async fn figure(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
+    http: &Http,
     label: &str,
     path: &str,
     gzip: bool,
     requests: usize,
 ) -> anyhow::Result<()> {
-    for _ in 0..5 {
-        get(http, base, token, path, gzip).await?;
-    }
-    let mut times = Vec::with_capacity(requests);
-    let mut bytes = 0;
-    for _ in 0..requests {
-        let start = Instant::now();
-        bytes = get(http, base, token, path, gzip).await?.bytes;
-        times.push(start.elapsed());
-    }
-    times.sort();
-    let at = |q: f64| {
-        let i = ((times.len() as f64 - 1.0) * q).round() as usize;
-        times[i].as_secs_f64() * 1000.0
-    };
+    let t = http.timed(path, &http.admin, gzip, requests).await?;
     println!(
         "{label:<44} {:>8.1} {:>8.1} {:>8.1} {:>10}",
-        at(0.5),
-        at(0.99),
-        at(1.0),
-        bytes
+        t.ms.p50, t.ms.p99, t.ms.max, t.bytes
     );
     Ok(())
 }
 
 async fn measure(data: &Path, args: &Args) -> anyhow::Result<()> {
-    let (http, base, token) = client(data)?;
+    let http = Http::for_data_dir(data)?;
     // A cursor halfway through the fleet: walk there with the largest pages.
     let mut url = "/api/v1/workers?limit=5000".to_owned();
     let mut seen = 0;
     let middle = loop {
-        let answer = get(&http, &base, &token, &url, true).await?;
+        let answer = http.get(&url, &http.admin, true).await?;
         seen += 5_000;
         match answer.next {
             Some(next) if seen >= args.workers / 2 => {
@@ -278,14 +167,14 @@ async fn measure(data: &Path, args: &Args) -> anyhow::Result<()> {
         } else {
             n
         };
-        figure(&http, &base, &token, label, &path, gzip, requests).await?;
+        figure(&http, label, &path, gzip, requests).await?;
     }
     // The whole fleet, as `muster workers list` reads it.
     let start = Instant::now();
     let (mut pages, mut bytes) = (0, 0);
     let mut next = Some("/api/v1/workers?limit=5000".to_owned());
     while let Some(path) = next {
-        let answer = get(&http, &base, &token, &path, true).await?;
+        let answer = http.get(&path, &http.admin, true).await?;
         pages += 1;
         bytes += answer.bytes;
         next = answer.next;

@@ -59,6 +59,20 @@ struct RunArgs {
     /// what the handshake gate closes (bench/README.md, "Replicas").
     #[arg(long, default_value_t = 128)]
     sources: u32,
+    /// Run the list and Workers page benchmark instead (issue 14; see bench/README.md): a fleet
+    /// of --store-workers in the store, N (--workers) of them connected. Of the flags above it
+    /// uses --per-swarm and --connect-timeout.
+    #[arg(long)]
+    ui: bool,
+    /// With --ui: workers written into the store.
+    #[arg(long, default_value_t = 100_000)]
+    store_workers: usize,
+    /// With --ui: requests timed per HTTP figure.
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
+    /// With --ui: how long the Workers page stays open with the fleet idle.
+    #[arg(long, default_value = "60s", value_parser = humantime_secs)]
+    live: Duration,
     /// Most workers per swarm process (each has at most 20,000 open files).
     #[arg(long, default_value_t = 9_500)]
     per_swarm: usize,
@@ -131,6 +145,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<()> {
+    if a.ui && a.replicas.is_some() {
+        anyhow::bail!("--ui and --replicas are two different runs: give one of them");
+    }
     let opts = Options {
         workers: a.workers,
         per_swarm: a.per_swarm,
@@ -157,15 +174,29 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             failover_timeout: a.failover_timeout,
             sources: a.sources,
         }),
+        ui: a.ui.then_some(bench::ui::UiOptions {
+            store_workers: a.store_workers,
+            requests: a.requests,
+            live: a.live,
+        }),
     };
-    let (report, latest_name, tag, title) = match &opts.replicas {
-        None => (
+    let (report, latest_name, tag, title) = match (&opts.replicas, &opts.ui) {
+        (_, Some(ui)) => (
+            bench::ui::run(&opts, ui).await?,
+            "latest-ui.json",
+            format!("ui-s{}-n{}", ui.store_workers, opts.workers),
+            format!(
+                "Workers page and list API: {} in the store, N = {} connected",
+                ui.store_workers, opts.workers
+            ),
+        ),
+        (None, None) => (
             bench::run(&opts).await?,
             "latest.json",
             format!("n{}", opts.workers),
             format!("N = {}", opts.workers),
         ),
-        Some(ro) => (
+        (Some(ro), None) => (
             bench::replicas::run(&opts, ro).await?,
             "latest-replicas.json",
             format!("r{}-n{}", ro.replicas, opts.workers),

@@ -64,6 +64,8 @@ pub struct Options {
     pub storm_timeout: Duration,
     pub fsync_seconds: f64,
     pub skip_floor: bool,
+    /// Loopback source addresses the swarms spread their workers over (127.0.0.2 on).
+    pub sources: u32,
     /// Where `muster`, `muster-swarm` and `ws-floor` are.
     pub bin_dir: PathBuf,
     /// This run's scratch dir (data dir, logs, credentials).
@@ -80,6 +82,11 @@ impl Options {
         self.bin_dir.join(name)
     }
 
+    /// The swarm's arguments that spread its workers over [`Options::sources`] addresses.
+    fn sources_args(&self) -> Vec<String> {
+        vec!["--sources".to_owned(), self.sources.to_string()]
+    }
+
     fn swarm_processes(&self, workers: usize) -> usize {
         workers.div_ceil(self.per_swarm.max(1)).max(1)
     }
@@ -93,6 +100,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let run_id = format!("{}", now_us() / 1_000_000 % 100_000_000);
     let mut report = Report::default();
     report.num("workers", n as f64);
+    report.num("sources", f64::from(opts.sources));
     stamp(&mut report, opts);
     let processes = opts.swarm_processes(n);
     report.num("swarm_processes", processes as f64);
@@ -201,7 +209,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         processes,
         work,
         "fleet",
-        &[],
+        &opts.sources_args(),
     )?;
     let (connected, all) = fleet
         .tracker

@@ -48,8 +48,6 @@ pub struct ReplicaOptions {
     /// How long each of those jobs runs (`sleep`): longer than the failover.
     pub job_sleep: Duration,
     pub failover_timeout: Duration,
-    /// Loopback source addresses the swarms spread their workers over.
-    pub sources: u32,
 }
 
 pub async fn run(opts: &Options, ro: &ReplicaOptions) -> anyhow::Result<Report> {
@@ -61,7 +59,7 @@ pub async fn run(opts: &Options, ro: &ReplicaOptions) -> anyhow::Result<Report> 
     report.num("replicas", ro.replicas as f64);
     report.num("workers_per_replica", opts.workers as f64);
     report.num("workers", (ro.replicas * opts.workers) as f64);
-    report.num("sources", f64::from(ro.sources));
+    report.num("sources", f64::from(opts.sources));
     stamp(&mut report, opts);
     std::fs::create_dir_all(&opts.work_dir)?;
 
@@ -170,7 +168,7 @@ async fn run_on(
                 },
                 (j, split.processes),
                 &work.join(format!("swarm-replica-{k}-{j}.log")),
-                &["--sources".to_owned(), ro.sources.to_string()],
+                &opts.sources_args(),
             )?;
             mine.push(Some(fleet));
         }

@@ -358,6 +358,15 @@ impl Registry {
         self.read().values().cloned().collect()
     }
 
+    /// How many sessions there are, and how many of them `accepts` takes: counted under the
+    /// read lock, without the snapshot [`Registry::all`] makes (at 19,000 connected, that is
+    /// 19,000 reference counts raised and dropped and a 150 KB vector, for two numbers).
+    pub fn count(&self, accepts: impl Fn(&Session) -> bool) -> (usize, usize) {
+        let sessions = self.read();
+        let matching = sessions.values().filter(|s| accepts(s)).count();
+        (sessions.len(), matching)
+    }
+
     pub fn len(&self) -> usize {
         self.read().len()
     }
@@ -409,6 +418,17 @@ mod tests {
             1,
             Labels::new(),
         ))
+    }
+
+    #[test]
+    fn count_gives_the_sessions_and_those_accepted() {
+        let registry = Registry::new();
+        assert_eq!(registry.count(|_| true), (0, 0));
+        for (conn, worker) in [(1, "aa"), (2, "bb"), (3, "cc")] {
+            registry.insert(session(conn, worker));
+        }
+        assert_eq!(registry.count(|s| s.conn_id != 2), (3, 2));
+        assert_eq!(registry.count(|_| false), (3, 0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,9 +2,10 @@
 //!
 //! 1. **ClientHello first, on its own short deadline.** The client's first record is read in
 //!    full before anything else is spent on it, within [`CLIENT_HELLO_TIMEOUT`]; a source may
-//!    have at most [`HELLOS_PER_SOURCE`] connections at this stage (more are closed at once). A
-//!    client that sends one byte and stalls holds a descriptor for a few seconds and nothing
-//!    else.
+//!    have at most [`HELLOS_PER_SOURCE`] connections still waiting for theirs (more are closed
+//!    at once; one whose ClientHello is all here already waits for nothing and is not counted,
+//!    see [`hello_arrived`]). A client that sends one byte and stalls holds a descriptor for a
+//!    few seconds and nothing else.
 //! 2. **A permit to handshake.** At most [`CONCURRENT_HANDSHAKES`] handshakes run at once, so a
 //!    reconnect storm is worked through quickly instead of all handshakes crawling together;
 //!    and one source (an IPv4 address or an IPv6 /64) holds at most [`PERMITS_PER_SOURCE`] of
@@ -112,6 +113,44 @@ impl HandshakeGate {
     pub fn available(&self) -> usize {
         self.permits.available_permits()
     }
+}
+
+/// Whether the client's whole first record — a TLS handshake record, its ClientHello — is
+/// already in the socket's receive queue, seen without waiting and without the runtime's
+/// readiness. Such a connection waits for nothing from its client, so it needs no place among
+/// its source's connections still sending their ClientHello (step 1). A fleet's reconnect storm
+/// showed why: every worker sends its ClientHello with its first packet, but the server reaches
+/// a fresh connection late (and its readiness a runtime turn later still), so hundreds of
+/// connections of one busy source sat in step 1 with their ClientHello already there, and every
+/// one past the 64th was closed. A connection that has sent only part of its record (or
+/// nothing) still needs a place, so the bound on stalled ClientHellos is unchanged.
+pub fn hello_arrived(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let mut header = [0u8; RECORD_HEADER];
+    // SAFETY: recv writes at most `header.len()` bytes into a buffer we own; MSG_PEEK leaves
+    // them queued and MSG_DONTWAIT never blocks.
+    #[allow(unsafe_code)]
+    let peeked = unsafe {
+        libc::recv(
+            fd,
+            header.as_mut_ptr().cast(),
+            header.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if usize::try_from(peeked) != Ok(RECORD_HEADER) || header[0] != HANDSHAKE_RECORD {
+        return false;
+    }
+    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if len > MAX_RECORD {
+        return false;
+    }
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int, the bytes waiting in the receive queue.
+    #[allow(unsafe_code)]
+    let asked = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+    asked == 0 && usize::try_from(queued).is_ok_and(|q| q >= RECORD_HEADER + len)
 }
 
 /// Reads the client's first record (its ClientHello) in full, within [`CLIENT_HELLO_TIMEOUT`].
@@ -223,6 +262,48 @@ mod tests {
             gate.shares.lock().is_empty(),
             "no entry is left for sources with nothing in progress"
         );
+    }
+
+    /// Only a whole handshake record counts as arrived: one byte, a header, or a record short
+    /// of its stated length (what a stalling client sends) does not, and neither does plain
+    /// HTTP.
+    #[tokio::test]
+    async fn only_a_whole_client_hello_record_has_arrived() {
+        use tokio::io::AsyncWriteExt;
+        async fn pair() -> (TcpStream, TcpStream) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            (client, listener.accept().await.unwrap().0)
+        }
+        let record = |len: u16| {
+            let mut r = vec![HANDSHAKE_RECORD, 3, 1];
+            r.extend_from_slice(&len.to_be_bytes());
+            r
+        };
+
+        let (mut client, server) = pair().await;
+        assert!(!hello_arrived(&server), "nothing sent yet");
+        client.write_all(&record(300)).await.unwrap();
+        client.write_all(&[1; 299]).await.unwrap();
+        assert!(!hello_arrived(&server), "one byte short of the record");
+        client.write_all(&[1]).await.unwrap();
+        // Loopback delivers at once, but no deadline is assumed: wait until it is there.
+        while !hello_arrived(&server) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        let (mut client, server) = pair().await;
+        client.write_all(&[HANDSHAKE_RECORD]).await.unwrap();
+        assert!(!hello_arrived(&server), "the one-byte stall");
+
+        let (mut client, server) = pair().await;
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(!hello_arrived(&server), "plain HTTP");
     }
 
     #[test]

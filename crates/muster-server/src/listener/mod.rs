@@ -306,11 +306,17 @@ impl Listener {
             return;
         };
         let source = remote.ip();
-        let hello_slot = match self.gate.hello_slot(source) {
-            Ok(slot) => slot,
-            Err(refused) => {
-                tracing::debug!(%remote, "connection refused: {refused}");
-                return;
+        // A connection whose ClientHello is all here waits for nothing from its client: it
+        // takes no place among its source's connections still sending theirs.
+        let hello_slot = if gate::hello_arrived(&stream) {
+            None
+        } else {
+            match self.gate.hello_slot(source) {
+                Ok(slot) => Some(slot),
+                Err(refused) => {
+                    tracing::debug!(%remote, "connection refused: {refused}");
+                    return;
+                }
             }
         };
         let mut stream = stream;
@@ -334,6 +340,10 @@ impl Listener {
                 return;
             }
         };
+        if client_left(&stream).await {
+            tracing::debug!(%remote, "the client gave up while its handshake waited for a permit");
+            return;
+        }
         let stream = Counted {
             stream,
             _guard: guard,
@@ -365,6 +375,20 @@ async fn speaks_plain_http(stream: &TcpStream) -> bool {
     matches!(
         tokio::time::timeout(gate::CLIENT_HELLO_TIMEOUT, stream.peek(&mut first)).await,
         Ok(Ok(1)) if first[0].is_ascii_uppercase()
+    )
+}
+
+/// Whether the client has closed its side. In a reconnect storm a client may give up (its own
+/// handshake timeout) while its connection waits for a permit; a handshake then would spend a
+/// permit and the CPU of a signature on nobody. Nothing is read: after its ClientHello, a TLS
+/// client sends nothing until the server answers, so only an end of stream (or an error) can
+/// be waiting.
+async fn client_left(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    // A zero timeout still polls the peek once: it answers at once whatever is there.
+    matches!(
+        tokio::time::timeout(Duration::ZERO, stream.peek(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
     )
 }
 
@@ -448,3 +472,6 @@ fn busy_router() -> Router {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -112,14 +112,23 @@ async fn placement(
     named: Option<muster_core::WorkerId>,
 ) -> Result<Placement, AppError> {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let sessions = app.registry.all();
-    let here = sessions
-        .iter()
-        .filter(|s| selector.matches(&s.name, &s.labels))
-        .count();
+    // Answered on every submission, after the job went to its worker but while the worker
+    // starts it: a job for a named worker looks at that worker's session alone, and any other
+    // counts under the registry's lock instead of copying the fleet's sessions.
+    let (connected, here) = match &named {
+        Some(id) => (
+            app.registry.len(),
+            usize::from(
+                app.registry
+                    .get(id)
+                    .is_some_and(|s| selector.matches(&s.name, &s.labels)),
+            ),
+        ),
+        None => app.registry.count(|s| selector.matches(&s.name, &s.labels)),
+    };
     if here > 0 {
         return Ok(Placement {
-            connected: count(sessions.len()),
+            connected: count(connected),
             matching: count(here),
         });
     }
@@ -142,7 +151,7 @@ async fn placement(
         .await?;
     let count64 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     Ok(Placement {
-        connected: count(sessions.len()).saturating_add(count64(elsewhere)),
+        connected: count(connected).saturating_add(count64(elsewhere)),
         matching: count64(matching),
     })
 }

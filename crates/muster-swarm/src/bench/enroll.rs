@@ -19,6 +19,9 @@ pub struct Enrollments {
     pub ok: usize,
     pub errors: usize,
     pub first_error: Option<String>,
+    /// The server's CPU (user + system) per enrollment, in ms, over the timed part: a figure
+    /// that, unlike the rate, hardly depends on what else the machine runs.
+    pub server_cpu_ms: Option<f64>,
 }
 
 async fn enroll_all(
@@ -27,12 +30,14 @@ async fn enroll_all(
     requests: Vec<EnrollRequest>,
     concurrency: usize,
     label: &str,
+    server_pid: u32,
 ) -> anyhow::Result<Enrollments> {
     // A client of its own: no admin credential, a fresh connection pool, as machines would.
     let client = Client::new(url, trust, None)?;
     let client = &client;
     let total = requests.len();
     let start = Instant::now();
+    let cpu_before = crate::sys::cpu_seconds(server_pid);
     let results: Vec<Result<(), String>> = futures_util::stream::iter(requests)
         .map(|r| async move {
             // As a worker does: a key of its own, and a signature over a fresh nonce.
@@ -67,7 +72,13 @@ async fn enroll_all(
         .collect()
         .await;
     let elapsed = start.elapsed().as_secs_f64();
-    let mut out = Enrollments::default();
+    let cpu = crate::sys::cpu_seconds(server_pid)
+        .zip(cpu_before)
+        .map(|(a, b)| a - b);
+    let mut out = Enrollments {
+        server_cpu_ms: cpu.map(|c| 1000.0 * c / total.max(1) as f64),
+        ..Enrollments::default()
+    };
     for r in results {
         match r {
             Ok(()) => out.ok += 1,
@@ -92,6 +103,7 @@ pub async fn tokens(
     run_id: &str,
     count: usize,
     concurrency: usize,
+    server_pid: u32,
 ) -> anyhow::Result<Enrollments> {
     let minted = mint::tokens(admin, mint::names("e", count), run_id, concurrency, || {
         "1h".into()
@@ -116,7 +128,15 @@ pub async fn tokens(
             }
         })
         .collect();
-    enroll_all(url, trust, requests, concurrency, "token enrollments").await
+    enroll_all(
+        url,
+        trust,
+        requests,
+        concurrency,
+        "token enrollments",
+        server_pid,
+    )
+    .await
 }
 
 /// Enables auto-enrollment with `muster enrollment enable --secret-file`, then enrolls.
@@ -130,6 +150,7 @@ pub async fn secret(
     run_id: &str,
     count: usize,
     concurrency: usize,
+    server_pid: u32,
 ) -> anyhow::Result<Enrollments> {
     let secret: String = {
         use rand::Rng;
@@ -165,5 +186,13 @@ pub async fn secret(
             nonce: None,
         })
         .collect();
-    enroll_all(url, trust, requests, concurrency, "secret enrollments").await
+    enroll_all(
+        url,
+        trust,
+        requests,
+        concurrency,
+        "secret enrollments",
+        server_pid,
+    )
+    .await
 }

@@ -163,6 +163,22 @@ pub fn top_reasons(s: &State, n: usize) -> Vec<(String, usize)> {
     all
 }
 
+/// The most frequent retry reasons since `before` (an earlier copy of
+/// [`State::retry_reasons`]), as `COUNTx reason`: what a window such as a failover ran into.
+pub fn reasons_since(s: &State, before: &HashMap<String, usize>, n: usize) -> Vec<String> {
+    let mut all: Vec<(String, usize)> = s
+        .retry_reasons
+        .iter()
+        .map(|(r, c)| (r.clone(), c - before.get(r).copied().unwrap_or(0)))
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    all.sort_by_key(|b| std::cmp::Reverse(b.1));
+    all.into_iter()
+        .take(n)
+        .map(|(r, c)| format!("{c}x {r}"))
+        .collect()
+}
+
 /// Where a swarm connects.
 pub enum Target<'a> {
     DataDir(&'a Path),

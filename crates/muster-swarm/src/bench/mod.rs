@@ -265,8 +265,18 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         "[4/9] job dispatch: {} jobs to a real `muster worker`",
         opts.jobs
     );
+    let server_cpu_before = server.cpu();
     match dispatch::measure(&opts.bin("muster"), &admin, &data_dir, work, opts.jobs).await {
         Ok(d) => {
+            // The server's CPU per job dispatched (with the job worker's connection and the
+            // fleet's heartbeats meanwhile).
+            report.num(
+                "job_dispatch_cpu_server_ms",
+                server
+                    .cpu()
+                    .zip(server_cpu_before)
+                    .map(|(a, b)| 1000.0 * (a - b) / opts.jobs.max(1) as f64),
+            );
             let s = summarize(&d.start_ms);
             report.num("job_dispatch_p50_ms", s.map(|s| s.p50));
             report.num("job_dispatch_p99_ms", s.map(|s| s.p99));
@@ -372,11 +382,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         &run_id,
         opts.enrollments,
         opts.concurrency,
+        server.pid,
     )
     .await
     {
         Ok(e) => {
             report.num("enroll_token_per_s", e.per_s);
+            report.num("enroll_token_cpu_server_ms", e.server_cpu_ms);
             report.failures(
                 "enroll_token_errors",
                 "token enrollment",
@@ -395,11 +407,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         &run_id,
         opts.enrollments,
         opts.concurrency,
+        server.pid,
     )
     .await
     {
         Ok(e) => {
             report.num("enroll_secret_per_s", e.per_s);
+            report.num("enroll_secret_cpu_server_ms", e.server_cpu_ms);
             report.failures(
                 "enroll_secret_errors",
                 "secret enrollment",

@@ -52,6 +52,13 @@ struct RunArgs {
     /// With --replicas: how long the killed replica's workers get to reconnect elsewhere.
     #[arg(long, default_value = "120s", value_parser = humantime_secs)]
     failover_timeout: Duration,
+    /// With --replicas: loopback source addresses the swarms spread their workers over
+    /// (127.0.0.2 on). Fewer sources put more workers behind each, as behind a NAT. 128, not
+    /// the swarm's own 32: one swarm process plays thousands of machines on one core, so in a
+    /// failover its ClientHellos leave late, and hundreds per address still sending theirs are
+    /// what the handshake gate closes (bench/README.md, "Replicas").
+    #[arg(long, default_value_t = 128)]
+    sources: u32,
     /// Run the list and Workers page benchmark instead (issue 14; see bench/README.md): a fleet
     /// of --store-workers in the store, N (--workers) of them connected. Of the flags above it
     /// uses --per-swarm and --connect-timeout.
@@ -165,6 +172,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             jobs: a.failover_jobs,
             job_sleep: a.failover_job_sleep,
             failover_timeout: a.failover_timeout,
+            sources: a.sources,
         }),
         ui: a.ui.then_some(bench::ui::UiOptions {
             store_workers: a.store_workers,

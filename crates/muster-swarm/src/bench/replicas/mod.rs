@@ -25,7 +25,7 @@ use anyhow::bail;
 use muster_client::Client;
 use muster_proto::api::JobState;
 
-use super::fleet::{Fleet, Target, Tracker};
+use super::fleet::{self, Fleet, Target, Tracker};
 use super::procs::Server;
 use super::report::{REPLICAS, Report};
 use super::{
@@ -48,6 +48,8 @@ pub struct ReplicaOptions {
     /// How long each of those jobs runs (`sleep`): longer than the failover.
     pub job_sleep: Duration,
     pub failover_timeout: Duration,
+    /// Loopback source addresses the swarms spread their workers over.
+    pub sources: u32,
 }
 
 pub async fn run(opts: &Options, ro: &ReplicaOptions) -> anyhow::Result<Report> {
@@ -59,6 +61,7 @@ pub async fn run(opts: &Options, ro: &ReplicaOptions) -> anyhow::Result<Report> 
     report.num("replicas", ro.replicas as f64);
     report.num("workers_per_replica", opts.workers as f64);
     report.num("workers", (ro.replicas * opts.workers) as f64);
+    report.num("sources", f64::from(ro.sources));
     stamp(&mut report, opts);
     std::fs::create_dir_all(&opts.work_dir)?;
 
@@ -167,7 +170,7 @@ async fn run_on(
                 },
                 (j, split.processes),
                 &work.join(format!("swarm-replica-{k}-{j}.log")),
-                &[],
+                &["--sources".to_owned(), ro.sources.to_string()],
             )?;
             mine.push(Some(fleet));
         }
@@ -439,6 +442,7 @@ async fn failover(
         cpu_of(&fleet_pids(fleets)),
     );
     let victim_url = cluster.replicas[victim].url.clone();
+    let reasons_before = tracker.with(|s| s.retry_reasons.clone());
     let f = failover::kill_and_wait(
         &mut cluster.replicas[victim].server,
         &victim_url,
@@ -460,6 +464,10 @@ async fn failover(
         cpu_of(&fleet_pids(fleets))
             .zip(cpu_before.2)
             .map(|(a, b)| a - b),
+    );
+    report.set(
+        "failover_retry_reasons",
+        tracker.with(|s| fleet::reasons_since(s, &reasons_before, 6)),
     );
     report.num("failover_workers", f.workers as f64);
     report.num("failover_moved", f.moved as f64);

@@ -206,6 +206,8 @@ async fn connected_and_disconnected_come_from_the_registry() {
 /// `status=connected` joins three sources: workers held by another replica (presence rows),
 /// this replica's sessions with a row, and this replica's sessions whose row is not written yet.
 /// Each page must hold the right ones in every order, none dropped or repeated at a page edge.
+/// Nine connected is more than `ops::workers::FEW` in tests: the store's page path, not the
+/// few-by-id one (which `connected_and_disconnected_come_from_the_registry` takes).
 #[tokio::test]
 async fn connected_pages_merge_other_replicas_and_sessions_with_and_without_a_row() {
     let api = Api::new();

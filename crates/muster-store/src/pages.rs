@@ -224,6 +224,10 @@ pub(crate) fn workers(page: &WorkerPage, dialect: Dialect) -> Statement {
             ));
         }
     }
+    if page.present {
+        // One probe of the presence table's key per row walked along the order's index.
+        s.and("EXISTS (SELECT 1 FROM worker_presence p WHERE p.worker_id = workers.id)");
+    }
     // Keys alone first, then pairs: the statement's shape depends only on how many of each.
     let mut labels: Vec<_> = page.labels.iter().collect();
     labels.sort_by_key(|l| l.value.is_some());
@@ -360,6 +364,7 @@ mod tests {
             name_contains: None,
             labels: Vec::new(),
             status: None,
+            present: false,
             now: Timestamp::from_unix_millis(5),
             limit: 10,
         }

@@ -78,6 +78,10 @@ pub struct WorkerPage {
     pub name_contains: Option<String>,
     pub labels: Vec<LabelMatch>,
     pub status: Option<StoredStatus>,
+    /// Only workers with a presence row (connected to some replica, as the store knows): the
+    /// `connected` filter, answered on the page's own index rather than by reading every
+    /// connected worker's record.
+    pub present: bool,
     /// The instant `expired` is judged at.
     pub now: Timestamp,
     pub limit: u32,

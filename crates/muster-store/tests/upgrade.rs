@@ -282,6 +282,7 @@ async fn a_database_from_schema_v7_keeps_tokens_workers_and_keys_working() {
                     value: Some("linux".into()),
                 }],
                 status: None,
+                present: false,
                 now,
                 limit: 10,
             })

@@ -6,7 +6,7 @@ use muster_core::job::{Job, JobId, Selector};
 use muster_core::{Labels, Name, Token, TokenState, Worker};
 
 use super::{at, audit, name, precreated};
-use crate::tx::{JobFilter, LabelMatch, StoredStatus, TokenPage, WorkerPage, WorkerSort};
+use crate::tx::{JobFilter, LabelMatch, Presence, StoredStatus, TokenPage, WorkerPage, WorkerSort};
 use crate::{Store, flows};
 
 fn labelled(worker_name: &str, labels: &str) -> Worker {
@@ -23,6 +23,7 @@ fn page(limit: u32) -> WorkerPage {
         name_contains: None,
         labels: Vec::new(),
         status: None,
+        present: false,
         now: at(1_000),
         limit,
     }
@@ -213,6 +214,7 @@ pub async fn workers_page_in_every_order_either_way(store: Store) {
             assert_eq!(walk(&store, q).await, gpu, "{sort:?} with a filter");
         }
     }
+    connected_workers_page_in_every_order(&store, &workers).await;
     // Seen now, w00 (never seen) leads the newest-first order of last contact.
     let w00 = workers[0].id.clone();
     store
@@ -223,6 +225,81 @@ pub async fn workers_page_in_every_order_either_way(store: Store) {
     q.sort = WorkerSort::LastSeen;
     q.descending = true;
     assert_eq!(walk(&store, q).await[0], "w00");
+}
+
+/// Only workers with a presence row (held by any replica), in every order, with a filter, and
+/// none of them lost or repeated across pages; a row dropped takes its worker off the list.
+async fn connected_workers_page_in_every_order(store: &Store, workers: &[Worker]) {
+    let held: Vec<(muster_core::WorkerId, &str)> = workers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 1)
+        .map(|(i, w)| {
+            (
+                w.id.clone(),
+                if i % 2 == 0 { "replica-a" } else { "replica-b" },
+            )
+        })
+        .collect();
+    let rows: Vec<Presence> = held
+        .iter()
+        .zip(1..)
+        .map(|((worker, replica), conn_id)| Presence {
+            worker: worker.clone(),
+            replica: (*replica).to_owned(),
+            conn_id,
+            connected_at: at(1),
+            running: 0,
+            slots: 1,
+            remote_addr: None,
+        })
+        .collect();
+    store
+        .write(move |tx| rows.iter().try_for_each(|p| tx.put_presence(p)))
+        .await
+        .expect("presence");
+    let is_held =
+        |w: &Worker, held: &[(muster_core::WorkerId, &str)]| held.iter().any(|(id, _)| *id == w.id);
+    for sort in WorkerSort::ALL {
+        for descending in [false, true] {
+            let mut expected: Vec<&Worker> = workers.iter().filter(|w| is_held(w, &held)).collect();
+            expected.sort_by_key(|w| sort.position_of(w));
+            if descending {
+                expected.reverse();
+            }
+            for limit in [1, 4, 50] {
+                let mut q = page(limit);
+                q.sort = sort;
+                q.descending = descending;
+                q.present = true;
+                q.status = Some(StoredStatus::Live);
+                let names: Vec<String> = expected.iter().map(|w| w.name.to_string()).collect();
+                assert_eq!(
+                    walk(store, q.clone()).await,
+                    names,
+                    "{sort:?} {descending} {limit}"
+                );
+                q.labels = vec![label("pool", Some("gpu"))];
+                let gpu: Vec<String> = expected
+                    .iter()
+                    .filter(|w| w.labels.get("pool").is_some_and(|p| p == "gpu"))
+                    .map(|w| w.name.to_string())
+                    .collect();
+                assert_eq!(walk(store, q).await, gpu, "{sort:?} {descending} gpu");
+            }
+        }
+    }
+    let (gone, replica) = held[0].clone();
+    let replica = replica.to_owned();
+    store
+        .write(move |tx| tx.drop_presence(&gone, &replica, 1))
+        .await
+        .expect("drop");
+    let mut q = page(3);
+    q.present = true;
+    let names = walk(store, q).await;
+    assert_eq!(names.len(), held.len() - 1);
+    assert!(!names.contains(&workers[0].name.to_string()), "{names:?}");
 }
 
 async fn add_token(store: &Store, token_name: &str, created: i64, lifetime: u64) {

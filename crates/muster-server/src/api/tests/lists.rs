@@ -203,6 +203,112 @@ async fn connected_and_disconnected_come_from_the_registry() {
     assert_eq!(off, ["w-c"]);
 }
 
+/// `status=connected` joins three sources: workers held by another replica (presence rows),
+/// this replica's sessions with a row, and this replica's sessions whose row is not written yet.
+/// Each page must hold the right ones in every order, none dropped or repeated at a page edge.
+/// Nine connected is more than `ops::workers::FEW` in tests: the store's page path, not the
+/// few-by-id one (which `connected_and_disconnected_come_from_the_registry` takes).
+#[tokio::test]
+async fn connected_pages_merge_other_replicas_and_sessions_with_and_without_a_row() {
+    let api = Api::new();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let name = format!("n{:02}", (i * 5) % 12);
+        let pool = if i % 2 == 0 { "gpu" } else { "cpu" };
+        let reply = api
+            .post(
+                "/api/v1/workers",
+                json!({"name": name, "labels": {"pool": pool}}),
+            )
+            .await
+            .expect(StatusCode::CREATED);
+        let id = muster_core::WorkerId::parse(reply.body["id"].as_str().unwrap()).unwrap();
+        ids.push((id, name));
+    }
+    let mut connected = Vec::new();
+    let mut rows = Vec::new();
+    for (i, (id, name)) in ids.iter().enumerate() {
+        match i % 4 {
+            // Held elsewhere: only the row says so.
+            0 => rows.push(muster_store::Presence {
+                worker: id.clone(),
+                replica: "replica-elsewhere".into(),
+                conn_id: 9,
+                connected_at: api.app.clock.now(),
+                running: 0,
+                slots: 1,
+                remote_addr: None,
+            }),
+            // Here, with the row written.
+            1 => {
+                let session = api.connect(id, name, 1);
+                rows.push(crate::replica::presence(&api.app, &session));
+            }
+            // Here, the row not written yet.
+            2 => {
+                api.connect(id, name, 1);
+            }
+            _ => continue,
+        }
+        connected.push(name.clone());
+    }
+    api.app
+        .store
+        .write(move |tx| rows.iter().try_for_each(|p| tx.put_presence(p)))
+        .await
+        .unwrap();
+    let all = api.get("/api/v1/workers").await.expect(StatusCode::OK);
+    let created: std::collections::HashMap<String, i64> = all
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let name = w["name"].as_str().unwrap().to_owned();
+            let at = muster_core::Timestamp::parse_rfc3339(w["created_at"].as_str().unwrap());
+            (name, at.unwrap().unix_millis())
+        })
+        .collect();
+    connected.sort();
+    for (sort, key) in [("name", None), ("created", Some(&created))] {
+        let mut expected = connected.clone();
+        if let Some(at) = key {
+            expected.sort_by_key(|n| (at[n], n.clone()));
+        }
+        for descending in [false, true] {
+            let mut want = expected.clone();
+            if descending {
+                want.reverse();
+            }
+            let sign = if descending { "-" } else { "" };
+            for limit in [1, 2, 5, 50] {
+                let (got, _) = walk(
+                    &api,
+                    &format!("/api/v1/workers?status=connected&sort={sign}{sort}&limit={limit}"),
+                    "name",
+                )
+                .await;
+                assert_eq!(got, want, "sort={sign}{sort} limit={limit}");
+            }
+        }
+    }
+    let (gpu, _) = walk(
+        &api,
+        "/api/v1/workers?status=connected&label=pool%3Dgpu&limit=1",
+        "name",
+    )
+    .await;
+    let want: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0 && i % 4 != 3)
+        .map(|(_, (_, n))| n.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(gpu, want);
+}
+
 #[tokio::test]
 async fn bad_limits_cursors_and_filters_are_refused_with_the_fix() {
     let api = Api::new();

@@ -104,8 +104,7 @@ fn confirm_tickets(tx: &mut dyn Tx, records: &[SessionRecord]) -> StoreResult<Ve
         .collect();
     asked.sort_unstable();
     asked.dedup();
-    let mut ledgers: HashMap<WorkerId, (TicketLedger, Option<String>, bool)> = if asked.is_empty()
-    {
+    let mut ledgers: HashMap<WorkerId, (TicketLedger, Option<String>, bool)> = if asked.is_empty() {
         HashMap::new()
     } else {
         tx.get_workers(&asked)?

@@ -81,8 +81,7 @@ impl PgTx<'_> {
 
     pub(super) fn put_presence_many(&mut self, rows: &[Presence]) -> StoreResult<()> {
         // The later row of one worker holds (ON CONFLICT cannot touch one row twice).
-        let last: BTreeMap<&str, &Presence> =
-            rows.iter().map(|p| (p.worker.as_str(), p)).collect();
+        let last: BTreeMap<&str, &Presence> = rows.iter().map(|p| (p.worker.as_str(), p)).collect();
         if last.is_empty() {
             return Ok(());
         }

@@ -78,6 +78,19 @@ impl Store {
         result.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Like [`Store::write`], for a replica's lease: on a path of its own, never queued behind
+    /// other writes (see [`Backend::run_lease`]). Only the lease goes there: anything slow on
+    /// it would delay the lease it exists to protect.
+    pub async fn write_lease<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.backend.run_lease(Work::new(f, done));
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Runs `f` in a read-only transaction (a consistent snapshot).
     pub async fn read<R, F>(&self, f: F) -> StoreResult<R>
     where

@@ -525,15 +525,23 @@ async fn the_lease_is_renewed_while_every_pooled_connection_is_busy() {
         async move { store.write(|tx| tx.put_setting("queued", "1")).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!queued.is_finished(), "an ordinary write should wait for the full pool");
+    assert!(
+        !queued.is_finished(),
+        "an ordinary write should wait for the full pool"
+    );
 
-    let lease = store.write_lease(|tx| replicas::beat_on_store_clock(tx, "replica-a", at(0), Duration::from_secs(5)));
+    let lease = store.write_lease(|tx| {
+        replicas::beat_on_store_clock(tx, "replica-a", at(0), Duration::from_secs(5))
+    });
     let renewed = tokio::time::timeout(Duration::from_secs(20), lease)
         .await
         .expect("the lease waited behind the pool's writes")
         .expect("lease");
     assert!(renewed.dead.is_empty());
-    assert!(!queued.is_finished(), "the pool was still full while the lease was renewed");
+    assert!(
+        !queued.is_finished(),
+        "the pool was still full while the lease was renewed"
+    );
 
     drop(held);
     for blocker in blockers {

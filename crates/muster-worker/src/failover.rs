@@ -66,7 +66,10 @@ mod tests {
         let mut counts = vec![vec![0usize; len]; len];
         for failed in 0..len {
             for _ in 0..draws {
-                let mut rotation = Rotation { len, current: failed };
+                let mut rotation = Rotation {
+                    len,
+                    current: failed,
+                };
                 let next = rotation.after_failure(&mut rng);
                 assert_ne!(next, failed, "went back to the URL that just failed");
                 assert_eq!(rotation.current(), next);

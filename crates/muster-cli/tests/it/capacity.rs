@@ -96,9 +96,7 @@ fn workers_filling_the_cap_leave_room_for_the_api_and_a_flood_never_fails_accept
     // They fill the places workers may take, and the rest are turned away.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let turned_away = server
-            .all_output()
-            .contains("turning a worker away");
+        let turned_away = server.all_output().contains("turning a worker away");
         let connected = server
             .workers()
             .iter()
@@ -118,7 +116,10 @@ fn workers_filling_the_cap_leave_room_for_the_api_and_a_flood_never_fails_accept
 
     // An operator's commands get through, on the places kept for them.
     let listed = server.cli_json(&["workers", "list"]);
-    assert!(listed.as_array().is_some_and(|l| l.len() == WORKERS), "{listed}");
+    assert!(
+        listed.as_array().is_some_and(|l| l.len() == WORKERS),
+        "{listed}"
+    );
     server.create_token("after-the-fill", "1h");
 
     // A flood from several sources: connections that send nothing, far more than the
@@ -168,7 +169,10 @@ fn workers_filling_the_cap_leave_room_for_the_api_and_a_flood_never_fails_accept
         .iter()
         .filter(|w| w["status"] == "connected")
         .count();
-    assert!(connected + 2 >= WORKER_CAP, "{connected} workers connected after the flood");
+    assert!(
+        connected + 2 >= WORKER_CAP,
+        "{connected} workers connected after the flood"
+    );
     stop.send_replace(true);
     runtime.shutdown_timeout(Duration::from_secs(5));
 }

@@ -558,12 +558,15 @@ fn busy_router() -> Router {
 /// The `503` of a server with no place for the client, saying when to come back: a random wait,
 /// so the turned-away do not all return at once.
 pub fn full(message: &str) -> AppError {
-    AppError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServerBusy, message)
-        .with_hint("the worker retries by itself; add server capacity if this persists")
-        .with_retry_after(Duration::from_millis(
-            BUSY_RETRY_MIN_MS
-                + rand::Rng::gen_range(&mut rand::thread_rng(), 0..BUSY_RETRY_SPREAD_MS),
-        ))
+    AppError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerBusy,
+        message,
+    )
+    .with_hint("the worker retries by itself; add server capacity if this persists")
+    .with_retry_after(Duration::from_millis(
+        BUSY_RETRY_MIN_MS + rand::Rng::gen_range(&mut rand::thread_rng(), 0..BUSY_RETRY_SPREAD_MS),
+    ))
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ pub fn muster(home: &Path) -> Command {
 /// process (prlimit sets its own limit and execs), so its pid is muster's.
 pub fn muster_with_nofile(home: &Path, nofile: u64) -> Command {
     let mut cmd = Command::new("prlimit");
-    cmd.arg(format!("--nofile={nofile}:{nofile}")).arg(muster_bin());
+    cmd.arg(format!("--nofile={nofile}:{nofile}"))
+        .arg(muster_bin());
     muster_in(cmd, home)
 }
 

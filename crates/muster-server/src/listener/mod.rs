@@ -1,15 +1,13 @@
 //! Accepting connections: TLS, HTTP/1.1 with upgrades, a connection cap below the process's
 //! open-file limit, and graceful shutdown.
 //!
-//! Near the open-file limit the server still accepts, answers `503` with a `retry_after_ms`, and
-//! closes: a worker learns why and when to come back, and the connections already held are never
-//! put at risk by running out of descriptors. Descriptors are budgeted so that `accept` itself
-//! never fails: the cap is the open-file limit less a reserve for the server's own files
-//! ([`FD_RESERVE`]), and the connections being turned away at once, which hold a descriptor
-//! each until answered, are bounded ([`TURNING_AWAY_AT_ONCE`]): past that, a connection is
-//! closed at accept, unanswered. Workers' control channels stop short of the cap
-//! ([`Occupancy`]): the last [`api_reserve`] places are kept for API calls, so an operator's
-//! command still gets through when workers fill the server. Before a TLS handshake starts, a connection passes
+//! Near the open-file limit the connections already held are never put at risk by running out
+//! of descriptors, and `accept` itself never fails for want of one. The cap is the open-file
+//! limit less a reserve for the server's own files ([`FD_RESERVE`]); a connection past it is
+//! closed as soon as it is accepted. Workers' control channels stop short of the cap
+//! ([`Occupancy`]): past the cap less [`api_reserve`] a worker is answered `503` with a
+//! `retry_after_ms` (it learns why and when to come back), while API calls are still served
+//! there, so an operator's command gets through when workers fill the server. Before a TLS handshake starts, a connection passes
 //! the [`gate`]: its ClientHello on a short deadline, then a permit shared fairly among sources.
 
 mod gate;
@@ -58,18 +56,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Remote {
     }
 }
 
-/// Descriptors kept free beyond the connection cap: connections being turned away (at most
-/// [`TURNING_AWAY_AT_ONCE`]), and the server's own files — standard streams, the listeners, the
-/// runtime's epoll and eventfds, SQLite's database, WAL and shared-memory files or PostgreSQL's
-/// connections (a pool, the lease's, the listener's), log files, outgoing webhook and backup
-/// connections: a few dozen in all.
+/// Descriptors kept free beyond the connection cap, for the server's own files: standard
+/// streams, the listeners, the runtime's epoll and eventfds, SQLite's database, WAL and
+/// shared-memory files or PostgreSQL's connections (a pool, the lease's, the listener's), log
+/// files, outgoing webhook and backup connections — a few dozen in all. Connections never eat
+/// into it: every accepted connection counts against the cap from its accept until its socket
+/// is dropped, whatever becomes of it. (Connections past the cap used to be held through a TLS
+/// handshake and a polite `503`, seconds each in a reconnect storm, unbounded: they ate this
+/// reserve and `accept` failed with "Too many open files".)
 const FD_RESERVE: usize = 256;
-/// Connections beyond the cap that are being turned away politely (a TLS handshake and a `503`)
-/// at once. Each holds a descriptor until it is answered, which in a reconnect storm can take
-/// seconds (the handshake gate's waits); unbounded, they ate the reserve and `accept` failed with
-/// "Too many open files". Past this many, a connection is closed as soon as it is accepted: its
-/// client sees the connection end and retries (a worker goes to another replica).
-const TURNING_AWAY_AT_ONCE: usize = 64;
 /// A worker turned away because the server is full is told to come back after a random wait in
 /// this range, so the turned-away do not all return at the same instant.
 const BUSY_RETRY_MIN_MS: u64 = 5_000;
@@ -122,11 +117,12 @@ pub fn connection_cap() -> usize {
 }
 
 /// Of a connection cap of `cap`, the places workers' control channels may not take: kept for
-/// API calls (an operator's `muster job run`, `workers list`, enrollments), which come and go.
-/// A sixteenth of the cap, at least 4 and at most 128: at the usual 20,000 files, 19,616 control
-/// channels and 128 places for the API.
+/// API calls (an operator's `muster job run`, `workers list`, enrollments), which come and go,
+/// and for the connections of workers being turned away (each holds a place through its TLS
+/// handshake and `503`). A sixteenth of the cap, at least 4 and at most 512: at the usual
+/// 20,000 files, 19,232 control channels.
 pub fn api_reserve(cap: usize) -> usize {
-    (cap / 16).clamp(4, 128).min(cap / 2)
+    (cap / 16).clamp(4, 512).min(cap / 2)
 }
 
 /// How full the listener is, as a request sees it (a request extension): a worker's control
@@ -307,19 +303,19 @@ impl Listener {
             };
             let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
             let guard = OpenGuard(Arc::clone(&self.open));
-            if open > self.cap + TURNING_AWAY_AT_ONCE {
-                // Even a polite refusal would spend a descriptor the reserve needs: close now.
-                tracing::warn!(%remote, cap = self.cap, "connection cap reached and {TURNING_AWAY_AT_ONCE} clients already being turned away; closing a connection unanswered");
+            if open > self.cap {
+                // Even a polite refusal would hold a descriptor (through a TLS handshake, seconds
+                // in a storm) that the server's own files need: close now. Workers were already
+                // answered `503` from the cap less the API's places on.
+                tracing::warn!(%remote, cap = self.cap, "connection cap reached; closing a connection unanswered");
                 drop((stream, guard));
                 continue;
             }
-            let full = open > self.cap;
             let this = self.clone();
             let app = app.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                this.handle(stream, guard, remote, app, full, shutdown)
-                    .await;
+                this.handle(stream, guard, remote, app, shutdown).await;
             });
         }
     }
@@ -347,16 +343,9 @@ impl Listener {
         guard: OpenGuard,
         remote: SocketAddr,
         app: Router,
-        full: bool,
         shutdown: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
-        let app = if full {
-            tracing::warn!(%remote, cap = self.cap, "connection cap reached; turning a client away");
-            busy_router()
-        } else {
-            app
-        };
         let Some(config) = &self.tls else {
             let stream = Counted {
                 stream,
@@ -549,10 +538,6 @@ async fn serve_http<I>(
             let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
         }
     }
-}
-
-fn busy_router() -> Router {
-    Router::new().fallback(|| async { full("the server holds as many connections as it can") })
 }
 
 /// The `503` of a server with no place for the client, saying when to come back: a random wait,

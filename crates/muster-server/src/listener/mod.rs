@@ -7,8 +7,9 @@
 //! closed as soon as it is accepted. Workers' control channels stop short of the cap
 //! ([`Occupancy`]): past the cap less [`api_reserve`] a worker is answered `503` with a
 //! `retry_after_ms` (it learns why and when to come back), while API calls are still served
-//! there, so an operator's command gets through when workers fill the server. Before a TLS handshake starts, a connection passes
-//! the [`gate`]: its ClientHello on a short deadline, then a permit shared fairly among sources.
+//! there, so an operator's command gets through when workers fill the server. Before a TLS
+//! handshake starts, a connection passes the [`gate`]: its ClientHello on a short deadline, then
+//! a permit shared fairly among sources.
 
 mod gate;
 mod health;
@@ -167,7 +168,7 @@ pub fn raise_fd_limit() {
 #[derive(Clone)]
 pub struct Listener {
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Connections served at all; past it they are turned away.
+    /// Connections held at most; one past it is closed as soon as it is accepted.
     pub cap: usize,
     /// Connections that may be workers' control channels (the cap less [`api_reserve`]).
     pub worker_cap: usize,

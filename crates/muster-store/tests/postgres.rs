@@ -496,9 +496,8 @@ async fn the_lease_is_renewed_while_every_pooled_connection_is_busy() {
         return;
     };
     let store = schema.open();
-    // Held by the test: each blocking write waits for it inside its transaction.
-    let gate = Arc::new(std::sync::RwLock::new(()));
-    let held = gate.write().expect("gate");
+    // Closed until the test opens it: each blocking write waits for it inside its transaction.
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let inside = Arc::new(AtomicUsize::new(0));
     let blockers: Vec<_> = (0..POOL_SIZE)
         .map(|i| {
@@ -507,7 +506,12 @@ async fn the_lease_is_renewed_while_every_pooled_connection_is_busy() {
                 store
                     .write(move |tx| {
                         inside.fetch_add(1, Ordering::SeqCst);
-                        drop(gate.read().expect("gate"));
+                        let (open, opened) = &*gate;
+                        let mut open = open.lock().expect("gate");
+                        while !*open {
+                            open = opened.wait(open).expect("gate");
+                        }
+                        drop(open);
                         tx.put_setting(&format!("slow-{i}"), "1")
                     })
                     .await
@@ -543,7 +547,8 @@ async fn the_lease_is_renewed_while_every_pooled_connection_is_busy() {
         "the pool was still full while the lease was renewed"
     );
 
-    drop(held);
+    *gate.0.lock().expect("gate") = true;
+    gate.1.notify_all();
     for blocker in blockers {
         blocker.await.expect("task").expect("slow write");
     }

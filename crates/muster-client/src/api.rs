@@ -16,8 +16,8 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{lines, links, trust};
 use crate::trust::{Trust, TrustError};
+use crate::{lines, links, trust};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

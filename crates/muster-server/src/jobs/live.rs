@@ -215,7 +215,12 @@ mod tests {
         let mut idle = followers.subscribe(1);
         let mut full = followers.subscribe(1);
         for seq in 1..=QUEUE as u64 {
-            deliver(followers.to_deliver()[1..].to_vec(), output(seq), Pace::Offer).await;
+            deliver(
+                followers.to_deliver()[1..].to_vec(),
+                output(seq),
+                Pace::Offer,
+            )
+            .await;
         }
         followers.end();
         assert!(matches!(idle.recv().await, Some(LiveEvent::Ended)));

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use muster_core::Timestamp;
 use muster_core::job::{Job, JobId};
 use muster_store::flows::jobs::{Assignment, Held};
+
 use super::live::{Follower, Followers, Subscription};
 
 /// Where a tracked job is in its life on this replica.

@@ -4,11 +4,9 @@ use axum::http::StatusCode;
 use http_body_util::BodyExt;
 use muster_proto::control::ServerMessage;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use super::Api;
 use crate::control::registry::Command;
-use crate::state::AppState;
 
 /// The messages a session was sent (not its close commands).
 fn sent(session: &crate::control::registry::Session) -> Vec<ServerMessage> {
@@ -266,23 +264,9 @@ async fn a_follower_that_falls_behind_gets_what_the_store_keeps_in_full() {
         ))
     };
 
-    let mut request = axum::http::Request::builder()
-        .uri(format!("/api/v1/jobs/{job}/output?follow=true"))
-        .header(
-            axum::http::header::AUTHORIZATION,
-            format!("Bearer {}", AppState::TEST_ADMIN_TOKEN),
-        )
-        .body(axum::body::Body::empty())
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from(
-            super::REMOTE,
-        )));
-    let response = crate::router(api.app.clone(), std::sync::Arc::clone(&api.ui))
-        .oneshot(request)
-        .await
-        .unwrap();
+    let response = api
+        .open(&format!("/api/v1/jobs/{job}/output?follow=true"))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     // The first chunk read back means the follower has subscribed (it does before reading the

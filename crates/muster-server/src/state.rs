@@ -34,6 +34,8 @@ pub struct Inner {
     /// Refused unauthenticated attempts, counted by kind and source (see [`crate::audit`]).
     pub refusals: Arc<crate::audit::Refusals>,
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// What sessions record as they open and close, written in groups.
+    pub records: Arc<crate::control::records::Records>,
     /// Whether this replica is behind on events it missed (it admits no worker until not).
     pub catch_up: Arc<crate::replica::CatchUp>,
     /// Makes and checks the nonces workers sign where there is no TLS exporter to bind to.
@@ -130,6 +132,7 @@ impl AppState {
             crate::jobs::DEFAULT_JOB_GRACE,
         );
         let app = AppState::new(Inner {
+            records: crate::control::records::Records::new(store.clone()),
             store,
             clock,
             registry,

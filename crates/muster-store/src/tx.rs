@@ -391,6 +391,35 @@ pub trait Tx {
     fn revoke_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<bool>;
     fn delete_worker(&mut self, id: &WorkerId) -> StoreResult<bool>;
     fn touch_worker(&mut self, id: &WorkerId, at: Timestamp) -> StoreResult<()>;
+    /// The workers of these ids that exist, in no particular order. One statement on
+    /// PostgreSQL.
+    fn get_workers(&mut self, ids: &[WorkerId]) -> StoreResult<Vec<Worker>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.get_worker(id)?);
+        }
+        Ok(found)
+    }
+    /// [`Tx::set_worker_tickets`] for several workers, one entry each. One statement on
+    /// PostgreSQL.
+    fn set_workers_tickets(
+        &mut self,
+        changes: &[(WorkerId, TicketLedger, Option<String>)],
+    ) -> StoreResult<()> {
+        for (id, tickets, remote) in changes {
+            self.set_worker_tickets(id, tickets, remote.as_deref())?;
+        }
+        Ok(())
+    }
+    /// [`Tx::touch_worker`] for several workers (a worker may appear more than once: its latest
+    /// time counts). PostgreSQL does it in one statement, which matters when a fleet's worth of
+    /// last-seen times is written at once.
+    fn touch_workers(&mut self, seen: &[(WorkerId, Timestamp)]) -> StoreResult<()> {
+        for (id, at) in seen {
+            self.touch_worker(id, *at)?;
+        }
+        Ok(())
+    }
     /// How many workers enrolled this way (created at or after `since`, when given).
     fn count_workers(&mut self, via: EnrolledVia, since: Option<Timestamp>) -> StoreResult<u64>;
     /// External workers that hold a license seat at `now`: every worker but the built-in one
@@ -467,6 +496,23 @@ pub trait Tx {
         replica: &str,
         conn_id: u64,
     ) -> StoreResult<bool>;
+    /// [`Tx::put_presence`] for several rows, applied in order (of two rows for one worker the
+    /// later holds). One statement on PostgreSQL.
+    fn put_presences(&mut self, rows: &[Presence]) -> StoreResult<()> {
+        for row in rows {
+            self.put_presence(row)?;
+        }
+        Ok(())
+    }
+    /// [`Tx::drop_presence`] for several connections of one replica. Returns how many rows it
+    /// cleared. One statement on PostgreSQL.
+    fn drop_presences(&mut self, replica: &str, conns: &[(WorkerId, u64)]) -> StoreResult<u64> {
+        let mut dropped = 0;
+        for (worker, conn_id) in conns {
+            dropped += u64::from(self.drop_presence(worker, replica, *conn_id)?);
+        }
+        Ok(dropped)
+    }
     fn presence_of(&mut self, worker: &WorkerId) -> StoreResult<Option<Presence>>;
     fn all_presence(&mut self) -> StoreResult<Vec<Presence>>;
     /// How many workers are held by replicas other than `here` and carry every label pair in
@@ -515,6 +561,11 @@ pub trait Tx {
     }
     /// Writes an audit record and nothing else; returns its `seq`. Use [`Tx::insert_audit`].
     fn append_audit(&mut self, event: &AuditEvent) -> StoreResult<i64>;
+    /// [`Tx::append_audit`] for several records, written in order; returns their `seq`s in the
+    /// same order. One statement on PostgreSQL. Use [`crate::flows::audit::append_many`].
+    fn append_audits(&mut self, events: &[AuditEvent]) -> StoreResult<Vec<i64>> {
+        events.iter().map(|e| self.append_audit(e)).collect()
+    }
     /// Records with `seq > after`, oldest first, at most `limit`: the event stream's source.
     fn audit_after(&mut self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
     /// The newest record's `seq` (0 with none).

@@ -24,7 +24,7 @@ use muster_core::tickets::Ticket;
 use muster_core::{EnrolledVia, Labels, Worker, WorkerStatus};
 use muster_proto::control::{CloseCode, WorkerMessage};
 use muster_store::flows::identity;
-use muster_store::flows::workers;
+use muster_store::flows::sessions::SessionRecord;
 use tracing::Instrument;
 
 use crate::control::connect::{Decision, address};
@@ -326,10 +326,9 @@ async fn open_session(
     // connects and then loses the server to a crash before the periodic flush is listed as never
     // seen. (touch only ever moves last_seen_at forward, so the order of writes does not matter.)
     // With it, the presence row every replica reads and the `worker.connected` event: one
-    // transaction.
-    let store = app.store.clone();
-    let seen = vec![(worker.id.clone(), session.connected_at)];
-    let row = crate::replica::presence(app, &session);
+    // record, committed with whatever other sessions record meanwhile (`records`).
+    let records = Arc::clone(&app.records);
+    let presence = crate::replica::presence(app, &session);
     let event = app.audit_event(
         &format!("worker:{}", worker.name),
         "worker.connected",
@@ -342,12 +341,8 @@ async fn open_session(
     // task's whole allocation (sized for this future) alive for the life of every connection.
     let (done, recorded) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let written = store
-            .write(move |tx| {
-                workers::touch_many(tx, &seen)?;
-                tx.put_presence(&row)?;
-                tx.insert_audit(&event)
-            })
+        let written = records
+            .write(SessionRecord::Opened { presence, event })
             .await;
         if let Err(e) = written {
             tracing::warn!(error = %e, "cannot record when a worker connected");
@@ -398,15 +393,12 @@ async fn confirm_ticket(app: &AppState, session: &Session, seq: u64) {
     let Some(issued) = session.take_issued_ticket() else {
         return;
     };
-    let (id, remote) = (
-        session.worker_id.clone(),
-        session.remote_addr.map(|a| a.ip().to_string()),
-    );
-    match app
-        .store
-        .write(move |tx| identity::confirm_ticket(tx, &id, &issued, remote.as_deref()))
-        .await
-    {
+    let record = SessionRecord::TicketSaved {
+        worker: session.worker_id.clone(),
+        ticket: issued,
+        remote: session.remote_addr.map(|a| a.ip().to_string()),
+    };
+    match app.records.write(record).await {
         Ok(true) => tracing::debug!(seq, "the worker saved its ticket"),
         Ok(false) => tracing::debug!(seq, "a saved ticket was settled already"),
         Err(e) => tracing::warn!(error = %e, "cannot confirm a worker's ticket"),
@@ -418,7 +410,6 @@ async fn confirm_ticket(app: &AppState, session: &Session, seq: u64) {
 async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
     app.registry.remove(&session.worker_id, session.conn_id);
     app.jobs.session_ended(&session, departure(&ended)).await;
-    let seen = vec![(session.worker_id.clone(), session.last_seen())];
     let event = app.audit_event(
         &format!("worker:{}", session.name),
         "worker.disconnected",
@@ -427,21 +418,16 @@ async fn close_session(app: AppState, session: Arc<Session>, ended: Ended) {
         Outcome::Ok,
         format!("disconnected: {ended}"),
     );
-    let (worker, me, conn) = (
-        session.worker_id.clone(),
-        app.jobs.replica().to_owned(),
-        session.conn_id,
-    );
-    if let Err(e) = app
-        .store
-        .write(move |tx| {
-            workers::touch_many(tx, &seen)?;
-            // Only this connection's row: a newer one (here or elsewhere) keeps its own.
-            tx.drop_presence(&worker, &me, conn)?;
-            tx.insert_audit(&event)
-        })
-        .await
-    {
+    // Only this connection's presence row is cleared: a newer one (here or elsewhere) keeps
+    // its own.
+    let record = SessionRecord::Closed {
+        worker: session.worker_id.clone(),
+        replica: app.jobs.replica().to_owned(),
+        conn_id: session.conn_id,
+        last_seen: session.last_seen(),
+        event,
+    };
+    if let Err(e) = app.records.write(record).await {
         tracing::warn!(error = %e, "cannot record when a worker was last seen");
     }
     tracing::info!(how = %ended, "worker disconnected");

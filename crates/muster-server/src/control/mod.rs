@@ -7,5 +7,6 @@
 
 pub mod connect;
 pub mod lifecycle;
+pub mod records;
 pub mod registry;
 pub mod session;

@@ -311,6 +311,7 @@ async fn app_state(
     let self_signed = matches!(config.tls, TlsMode::SelfSigned);
     let licensing = crate::license::Licensing::new(license_issuers(config)?);
     Ok(AppState::new(Inner {
+        records: crate::control::records::Records::new(store.clone()),
         store,
         clock,
         registry,

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod license;
 pub mod replicas;
 pub mod retention;
+pub mod sessions;
 pub mod tokens;
 pub mod webhooks;
 pub mod workers;

@@ -12,18 +12,34 @@ use crate::tx::{DueDelivery, Tx, Webhook};
 
 /// Queues the audit record `seq` for every webhook that wants it, if it is an event.
 pub fn fan_out<T: Tx + ?Sized>(tx: &mut T, seq: i64, event: &AuditEvent) -> StoreResult<()> {
-    let Some(kind) = EventType::of(&event.action, event.outcome) else {
-        return Ok(());
-    };
-    if !kind.fans_out() {
+    if fan_out_kind(event).is_none() {
         return Ok(());
     }
-    for webhook in tx.list_webhooks()? {
+    let webhooks = tx.list_webhooks()?;
+    fan_out_to(tx, &webhooks, seq, event)
+}
+
+/// [`fan_out`] to `webhooks`, read once for several records.
+pub fn fan_out_to<T: Tx + ?Sized>(
+    tx: &mut T,
+    webhooks: &[Webhook],
+    seq: i64,
+    event: &AuditEvent,
+) -> StoreResult<()> {
+    let Some(kind) = fan_out_kind(event) else {
+        return Ok(());
+    };
+    for webhook in webhooks {
         if webhook.wants(kind) {
             tx.insert_delivery(&webhook.id, seq, kind, event.at)?;
         }
     }
     Ok(())
+}
+
+/// The event type a record is delivered to webhooks as, if it is one that fans out.
+fn fan_out_kind(event: &AuditEvent) -> Option<EventType> {
+    EventType::of(&event.action, event.outcome).filter(|kind| kind.fans_out())
 }
 
 /// Adds a webhook, audited.

@@ -160,8 +160,5 @@ fn changeable(tx: &mut dyn Tx, name: &Name) -> StoreResult<Result<Worker, Worker
 
 /// Records when workers were last seen, in one transaction for many workers.
 pub fn touch_many(tx: &mut dyn Tx, seen: &[(WorkerId, Timestamp)]) -> StoreResult<()> {
-    for (id, at) in seen {
-        tx.touch_worker(id, *at)?;
-    }
-    Ok(())
+    tx.touch_workers(seen)
 }

@@ -14,6 +14,7 @@
 
 mod conn;
 mod events;
+mod many;
 mod migrations;
 mod pool;
 mod transaction;

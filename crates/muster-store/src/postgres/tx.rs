@@ -335,6 +335,28 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    fn touch_workers(&mut self, seen: &[(WorkerId, Timestamp)]) -> StoreResult<()> {
+        self.touch_many(seen)
+    }
+
+    fn get_workers(&mut self, ids: &[WorkerId]) -> StoreResult<Vec<Worker>> {
+        let ids: Vec<&str> = ids.iter().map(WorkerId::as_str).collect();
+        self.query(
+            &format!("SELECT {WORKER_COLUMNS} FROM workers WHERE id = ANY($1)"),
+            &[&ids],
+        )?
+        .iter()
+        .map(rows::read_worker)
+        .collect()
+    }
+
+    fn set_workers_tickets(
+        &mut self,
+        changes: &[(WorkerId, TicketLedger, Option<String>)],
+    ) -> StoreResult<()> {
+        self.set_tickets_many(changes)
+    }
+
     fn count_workers(&mut self, via: EnrolledVia, since: Option<Timestamp>) -> StoreResult<u64> {
         let row = self.query_opt(
             "SELECT COUNT(*) FROM workers WHERE enrolled_via = $1 AND ($2::BIGINT IS NULL OR created_at >= $2)",
@@ -798,6 +820,14 @@ impl Tx for PgTx<'_> {
         Ok(n == 1)
     }
 
+    fn put_presences(&mut self, rows: &[Presence]) -> StoreResult<()> {
+        self.put_presence_many(rows)
+    }
+
+    fn drop_presences(&mut self, replica: &str, conns: &[(WorkerId, u64)]) -> StoreResult<u64> {
+        self.drop_presence_many(replica, conns)
+    }
+
     fn presence_of(&mut self, worker: &WorkerId) -> StoreResult<Option<Presence>> {
         let rows = self.query(
             &format!("SELECT {PRESENCE_COLUMNS} FROM worker_presence WHERE worker_id = $1"),
@@ -928,6 +958,10 @@ impl Tx for PgTx<'_> {
             .map(|row| col(row, 0))
             .transpose()?
             .ok_or_else(|| crate::StoreError::Corrupt("an insert returned no seq".into()))
+    }
+
+    fn append_audits(&mut self, events: &[AuditEvent]) -> StoreResult<Vec<i64>> {
+        self.append_audit_many(events)
     }
 
     fn audit_after(&mut self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {

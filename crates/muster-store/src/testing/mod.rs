@@ -14,6 +14,7 @@ pub mod pages;
 pub mod replicas;
 pub mod retention;
 pub mod secret_enrollment;
+pub mod sessions;
 pub mod token_enrollment;
 pub mod tokens;
 pub mod transactions;
@@ -77,6 +78,9 @@ macro_rules! conformance_tests {
             replicas {
                 presence_follows_the_newest_connection_and_lapsed_replicas_are_taken_over_once,
                 workers_held_elsewhere_are_counted_by_label,
+            }
+            sessions {
+                a_group_of_session_records_writes_what_each_alone_would,
             }
             pages {
                 workers_page_in_name_order_with_every_filter,

@@ -509,3 +509,95 @@ proptest! {
         });
     }
 }
+
+/// A server config as `tls.rs` builds it for `certified`, with session tickets under the keys
+/// kept at `keys` (opened afresh: a new config is a restarted server).
+fn resuming_server_config(
+    certified: &rcgen::CertifiedKey,
+    keys: &std::path::Path,
+    versions: Versions,
+) -> Arc<rustls::ServerConfig> {
+    let cert = certified.cert.der().clone();
+    let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+    let mut server = rustls::ServerConfig::builder_with_provider(muster_client::trust::crypto_provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    server.key_log = Arc::new(binding::ExporterSecretLog);
+    let ticketer =
+        crate::tls::tickets::PersistentTicketer::open(keys, &crate::tls::fingerprint(&cert))
+            .unwrap();
+    server.ticketer = Arc::new(crate::tls::tickets::Tickets(Arc::new(ticketer)));
+    server.send_tls13_tickets = 1;
+    Arc::new(server)
+}
+
+/// One connection through `server`: how the client's handshake went, the client's exporter
+/// value and the binding the server derived.
+async fn one_connection(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+) -> (rustls::HandshakeKind, Option<[u8; 32]>, Option<ChannelBinding>) {
+    let (client_io, server_io) = tokio::io::duplex(1 << 16);
+    let echo = echo_server(server_io, server, 5);
+    let mut tls = connect(client, client_io).await.unwrap();
+    let kind = tls.get_ref().1.handshake_kind().unwrap();
+    let exported = tls
+        .get_ref()
+        .1
+        .export_keying_material([0u8; 32], binding::EXPORTER_LABEL, None)
+        .ok();
+    // Reading the echo also reads the session ticket that followed the handshake.
+    tls = echo_through(tls, b"hello".to_vec()).await;
+    tls.shutdown().await.unwrap();
+    (kind, exported, echo.await.unwrap().0)
+}
+
+#[tokio::test]
+async fn a_resumed_connection_has_its_own_binding_also_after_a_restart() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("ticket-keys");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    // One client config: one session store, as a worker's endpoint has.
+    let client = client_config(certified.cert.der().clone(), TLS13);
+    let server = resuming_server_config(&certified, &keys, TLS13);
+
+    let mut bindings = Vec::new();
+    for (round, server, expected) in [
+        ("first", Arc::clone(&server), Full),
+        ("second", Arc::clone(&server), Resumed),
+        // A restarted server: the ticket keys come back from the file.
+        ("after a restart", resuming_server_config(&certified, &keys, TLS13), Resumed),
+        ("again", resuming_server_config(&certified, &keys, TLS13), Resumed),
+    ] {
+        let (kind, exported, binding) = one_connection(server, Arc::clone(&client)).await;
+        assert_eq!(kind, expected, "{round} connection");
+        let binding = binding.expect("TLS 1.3 has a binding, resumed or not");
+        assert_eq!(Some(binding.0), exported, "{round}: the client's own exporter value");
+        assert!(
+            !bindings.contains(&binding),
+            "{round}: a resumed connection's binding is its own, so a proof signed for another connection fails on it"
+        );
+        bindings.push(binding);
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&keys).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn tls12_is_never_given_a_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("ticket-keys");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let client = client_config(certified.cert.der().clone(), TLS12);
+    for _ in 0..2 {
+        // A server restarted each time: only a ticket could resume (its session cache is new).
+        let server = resuming_server_config(&certified, &keys, BOTH);
+        let (kind, _, binding) = one_connection(server, Arc::clone(&client)).await;
+        assert_eq!(kind, rustls::HandshakeKind::Full);
+        assert_eq!(binding, None);
+    }
+}

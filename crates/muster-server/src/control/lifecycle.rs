@@ -38,6 +38,10 @@ use crate::state::AppState;
 const LIVE_SESSION_ANSWERS_WITHIN: Duration = Duration::from_secs(3);
 /// How long a connection whose ticket says "copy" has to show it is alive.
 const PRESENTER_ANSWERS_WITHIN: Duration = Duration::from_secs(5);
+/// How long a connection's first record waits for the worker to say it saved its ticket, to
+/// write the confirmation with it. A worker says so within a round trip and an fsync; one that
+/// takes longer gets its record now and its confirmation in a write of its own.
+const CONFIRMATION_JOINS_RECORD_WITHIN: Duration = Duration::from_secs(2);
 
 /// What admission let through, carried over the upgrade.
 pub(super) struct Admitted {
@@ -114,7 +118,9 @@ pub(super) async fn serve(app: AppState, admitted: Admitted, socket: WebSocket) 
     tokio::spawn(async move {
         let inbound = SessionInbound { app: app.clone() };
         let ended = session::run(socket, Arc::clone(&session), params, &inbound).await;
-        // The connection's presence row is written before it is cleared.
+        // The connection's presence row is written before it is cleared (at once, if it still
+        // waited for a ticket's confirmation that will not come now).
+        drop(session.take_record_waiter());
         let _ = recorded.await;
         let span = session_span(&session);
         Box::pin(close_session(app, session, ended).instrument(span)).await;
@@ -294,9 +300,17 @@ async fn open_session(
         session = session.with_identity(process, issued.map(Ticket::hash));
     }
     // A worker pings every heartbeat: silent for two, it is not handed new jobs.
-    let session = session
+    let mut session = session
         .with_staleness(app.heartbeat * 2)
         .with_confinement(confinement);
+    // With a ticket issued, the connection's first record waits for the worker to say it saved
+    // it, so the confirmation is written in the same transaction (see below).
+    let mut saved = None;
+    if issued.is_some() {
+        let (waiter, receiver) = tokio::sync::oneshot::channel();
+        session = session.with_record_waiter(waiter);
+        saved = Some(receiver);
+    }
     let session = Arc::new(session);
     if let Some(old) = app.registry.insert(Arc::clone(&session)) {
         old.close(
@@ -326,10 +340,14 @@ async fn open_session(
     // connects and then loses the server to a crash before the periodic flush is listed as never
     // seen. (touch only ever moves last_seen_at forward, so the order of writes does not matter.)
     // With it, the presence row every replica reads and the `worker.connected` event: one
-    // transaction.
-    let store = app.store.clone();
-    let seen = vec![(worker.id.clone(), session.connected_at)];
-    let row = crate::replica::presence(app, &session);
+    // transaction. A worker that was issued a ticket says it saved it one round trip after the
+    // welcome; the record waits for that (at most `CONFIRMATION_JOINS_RECORD_WITHIN`) so the
+    // ticket's confirmation is in the same transaction: one durable write per connection after
+    // admission's, not two. The confirmation is what it was on its own — written when the worker
+    // said it saved the ticket, by `identity::confirm_ticket` — so the ticket rules (ARCHITECTURE.md,
+    // "Worker identity") see the same states; if this transaction fails, the ticket stays pending,
+    // which the worker's next connection confirms, as after a crash.
+    let (app2, session2) = (app.clone(), Arc::clone(&session));
     let event = app.audit_event(
         &format!("worker:{}", worker.name),
         "worker.connected",
@@ -342,11 +360,29 @@ async fn open_session(
     // task's whole allocation (sized for this future) alive for the life of every connection.
     let (done, recorded) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let written = store
+        let confirmed = match saved {
+            Some(saved) => tokio::time::timeout(CONFIRMATION_JOINS_RECORD_WITHIN, saved)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        let (app, session) = (app2, session2);
+        // Made now, not before the wait: the row carries the session's running count as it is.
+        let row = crate::replica::presence(&app, &session);
+        let seen = vec![(session.worker_id.clone(), session.connected_at)];
+        let ticket_remote = session.remote_addr.map(|a| a.ip().to_string());
+        drop(session);
+        let written = app
+            .store
             .write(move |tx| {
                 workers::touch_many(tx, &seen)?;
                 tx.put_presence(&row)?;
-                tx.insert_audit(&event)
+                tx.insert_audit(&event)?;
+                if let Some(saved) = &confirmed {
+                    identity::confirm_ticket(tx, &row.worker, saved, ticket_remote.as_deref())?;
+                }
+                Ok(())
             })
             .await;
         if let Err(e) = written {
@@ -393,10 +429,20 @@ impl Inbound for SessionInbound {
     }
 }
 
-/// The worker saved the ticket this connection was issued: confirm it.
+/// The worker saved the ticket this connection was issued: confirm it, with the connection's
+/// first record if that still waits for it, or on its own.
 async fn confirm_ticket(app: &AppState, session: &Session, seq: u64) {
     let Some(issued) = session.take_issued_ticket() else {
         return;
+    };
+    let issued = match session.take_record_waiter().map(|waiter| waiter.send(issued)) {
+        Some(Ok(())) => {
+            tracing::debug!(seq, "the worker saved its ticket (confirmed with its connection's record)");
+            return;
+        }
+        // The record was written already (it waited long enough): on its own, as before.
+        Some(Err(issued)) => issued,
+        None => issued,
     };
     let (id, remote) = (
         session.worker_id.clone(),

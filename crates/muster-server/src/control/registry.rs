@@ -115,6 +115,9 @@ pub struct Session {
     pub process: Option<ProcessNonce>,
     /// The ticket issued to this connection, until the worker says it saved it.
     pub issued_ticket: Mutex<Option<TicketHash>>,
+    /// While the connection's first record (presence row, `worker.connected`) waits to be
+    /// written: where the saved ticket's confirmation goes, to be written with it.
+    record_waiter: Mutex<Option<tokio::sync::oneshot::Sender<TicketHash>>>,
     /// Woken whenever a frame arrives from the worker (see [`Command::Probe`]).
     pub heard: Notify,
     /// Set the moment the session is told to close: from then on it takes no job, and what was
@@ -152,6 +155,7 @@ impl Session {
             inbox: Inbox::default(),
             process: None,
             issued_ticket: Mutex::new(None),
+            record_waiter: Mutex::new(None),
             heard: Notify::new(),
             closing: AtomicBool::new(false),
             written_running: std::sync::atomic::AtomicU32::new(0),
@@ -187,6 +191,22 @@ impl Session {
         self.process = Some(process);
         self.issued_ticket = Mutex::new(issued);
         self
+    }
+
+    /// Hands the saved ticket's confirmation to the connection's first record (see
+    /// `control::lifecycle`) while that has not been written.
+    pub fn with_record_waiter(self, waiter: tokio::sync::oneshot::Sender<TicketHash>) -> Self {
+        *self.record_waiter.lock().unwrap_or_else(|e| e.into_inner()) = Some(waiter);
+        self
+    }
+
+    /// Where a saved ticket's confirmation goes if the connection's first record still waits
+    /// for it; taken, so it is handed over once (dropping it lets the record go without).
+    pub fn take_record_waiter(&self) -> Option<tokio::sync::oneshot::Sender<TicketHash>> {
+        self.record_waiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// The ticket issued to this connection, taken (it is confirmed once).

@@ -15,7 +15,7 @@ use std::time::Duration;
 use muster_core::identity::{Binding, WorkerKey};
 use muster_proto::{PROTOCOL_VERSION, headers};
 use muster_worker::channel::Endpoint;
-use muster_worker::identity::{FileTickets, Prover, TicketStore};
+use muster_worker::identity::{FileTickets, Prover};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -35,9 +35,8 @@ impl Holder {
         let identity: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(state.join("identity.json")).unwrap())
                 .unwrap();
-        let key =
-            WorkerKey::from_file(&std::fs::read_to_string(state.join("worker-key")).unwrap())
-                .unwrap();
+        let key = WorkerKey::from_file(&std::fs::read_to_string(state.join("worker-key")).unwrap())
+            .unwrap();
         Self {
             worker_id: identity["worker_id"].as_str().unwrap().to_owned(),
             api_key: identity["api_key"].as_str().unwrap().to_owned(),
@@ -187,9 +186,13 @@ fn a_resumed_connection_still_proves_the_key_and_a_relayed_proof_fails_on_it() {
     server.wait_status("resumer", "connected", STARTUP);
     server.kill9();
     server.restart();
-    wait_until("the worker reconnects through a resumed handshake", STARTUP, || {
-        let resumed = resumed_handshakes(&server);
-        ((resumed >= 1.0).then_some(()), format!("{resumed} resumed"))
-    });
+    wait_until(
+        "the worker reconnects through a resumed handshake",
+        STARTUP,
+        || {
+            let resumed = resumed_handshakes(&server);
+            ((resumed >= 1.0).then_some(()), format!("{resumed} resumed"))
+        },
+    );
     server.wait_status("resumer", "connected", STARTUP);
 }

@@ -435,9 +435,15 @@ async fn confirm_ticket(app: &AppState, session: &Session, seq: u64) {
     let Some(issued) = session.take_issued_ticket() else {
         return;
     };
-    let issued = match session.take_record_waiter().map(|waiter| waiter.send(issued)) {
+    let issued = match session
+        .take_record_waiter()
+        .map(|waiter| waiter.send(issued))
+    {
         Some(Ok(())) => {
-            tracing::debug!(seq, "the worker saved its ticket (confirmed with its connection's record)");
+            tracing::debug!(
+                seq,
+                "the worker saved its ticket (confirmed with its connection's record)"
+            );
             return;
         }
         // The record was written already (it waited long enough): on its own, as before.

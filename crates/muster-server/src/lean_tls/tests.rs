@@ -519,12 +519,13 @@ fn resuming_server_config(
 ) -> Arc<rustls::ServerConfig> {
     let cert = certified.cert.der().clone();
     let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
-    let mut server = rustls::ServerConfig::builder_with_provider(muster_client::trust::crypto_provider())
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
+    let mut server =
+        rustls::ServerConfig::builder_with_provider(muster_client::trust::crypto_provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
     server.key_log = Arc::new(binding::ExporterSecretLog);
     let ticketer =
         crate::tls::tickets::PersistentTicketer::open(keys, &crate::tls::fingerprint(&cert))
@@ -539,7 +540,11 @@ fn resuming_server_config(
 async fn one_connection(
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
-) -> (rustls::HandshakeKind, Option<[u8; 32]>, Option<ChannelBinding>) {
+) -> (
+    rustls::HandshakeKind,
+    Option<[u8; 32]>,
+    Option<ChannelBinding>,
+) {
     let (client_io, server_io) = tokio::io::duplex(1 << 16);
     let echo = echo_server(server_io, server, 5);
     let mut tls = connect(client, client_io).await.unwrap();
@@ -570,20 +575,33 @@ async fn a_resumed_connection_has_its_own_binding_also_after_a_restart() {
         ("first", Arc::clone(&server), Full),
         ("second", Arc::clone(&server), Resumed),
         // A restarted server: the ticket keys come back from the file.
-        ("after a restart", resuming_server_config(&certified, &keys, TLS13), Resumed),
-        ("again", resuming_server_config(&certified, &keys, TLS13), Resumed),
+        (
+            "after a restart",
+            resuming_server_config(&certified, &keys, TLS13),
+            Resumed,
+        ),
+        (
+            "again",
+            resuming_server_config(&certified, &keys, TLS13),
+            Resumed,
+        ),
     ] {
         let (kind, exported, binding) = one_connection(server, Arc::clone(&client)).await;
         assert_eq!(kind, expected, "{round} connection");
         let binding = binding.expect("TLS 1.3 has a binding, resumed or not");
-        assert_eq!(Some(binding.0), exported, "{round}: the client's own exporter value");
+        assert_eq!(
+            Some(binding.0),
+            exported,
+            "{round}: the client's own exporter value"
+        );
         assert!(
             !bindings.contains(&binding),
             "{round}: a resumed connection's binding is its own, so a proof signed for another connection fails on it"
         );
         bindings.push(binding);
     }
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&keys).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&keys).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
 }
 

@@ -277,7 +277,8 @@ fn roll(keys: &mut Vec<Key>, rng: &SystemRandom, now: u64) -> Result<bool, Ticke
 }
 
 fn rotation_due(keys: &[Key]) -> u64 {
-    keys.first().map_or(0, |k| k.created + ROTATE_EVERY.as_secs())
+    keys.first()
+        .map_or(0, |k| k.created + ROTATE_EVERY.as_secs())
 }
 
 fn encode(certificate: &str, keys: &[Key]) -> String {

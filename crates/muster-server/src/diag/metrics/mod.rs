@@ -157,8 +157,8 @@ impl Metrics {
             tls_handshakes_in_flight.clone(),
         );
         let handshake_family = Family::<KindLabel, Counter>::default();
-        let tls_handshakes =
-            ["full", "resumed"].map(|kind| handshake_family.get_or_create_owned(&KindLabel { kind }));
+        let tls_handshakes = ["full", "resumed"]
+            .map(|kind| handshake_family.get_or_create_owned(&KindLabel { kind }));
         registry.register(
             "muster_tls_handshakes",
             "TLS handshakes this replica completed, full or resumed (a resumed one skips the certificate and its signature)",

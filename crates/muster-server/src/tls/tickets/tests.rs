@@ -109,7 +109,9 @@ fn keys_rotate_daily_and_are_erased_once_their_tickets_expired() {
     assert_eq!(later.decrypt(&old_ticket), None);
     let file: KeyFile = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(
-        file.keys.iter().all(|k| k.name != hex::encode(&old_ticket[..NAME_LEN])),
+        file.keys
+            .iter()
+            .all(|k| k.name != hex::encode(&old_ticket[..NAME_LEN])),
         "the erased key is not in the file"
     );
 }
@@ -158,6 +160,9 @@ fn nothing_secret_shows_in_debug_output() {
     let file: KeyFile = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let shown = format!("{tickets:?}");
     for key in &file.keys {
-        assert!(!shown.contains(&key.secret) && !shown.contains(&key.name), "{shown}");
+        assert!(
+            !shown.contains(&key.secret) && !shown.contains(&key.name),
+            "{shown}"
+        );
     }
 }

@@ -164,12 +164,16 @@ impl Server {
         let text =
             std::fs::read_to_string(self.data_dir.join(muster_proto::local::SERVER_FILE)).ok()?;
         let file: muster_proto::local::ServerFile = serde_json::from_str(&text).ok()?;
-        let metrics = reqwest::get(format!("{}/metrics", file.diag_url?))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        // Plain HTTP on loopback, by hand: no TLS provider to set up for one GET.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = file.diag_url?.strip_prefix("http://")?.to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
+        let request =
+            format!("GET /metrics HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        let metrics = String::from_utf8_lossy(&answer).into_owned();
         let count = |kind: &str| {
             let series = format!("muster_tls_handshakes_total{{kind=\"{kind}\"}} ");
             metrics

@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use arbitrary::Unstructured;
-use muster_server::lean_tls::LeanTls;
+use muster_lean_tls::LeanTls;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// What the connection may hold (its buffers and rustls's state) however long the stream: the

@@ -545,7 +545,8 @@ pub enum JobEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at: Option<String>,
     },
-    /// The follower fell behind and this many pieces of live output were skipped.
+    /// The follower stopped reading for a while and was skipped ahead past this many pieces of
+    /// live output the server does not keep (what it keeps a follower always gets).
     Skipped { chunks: u64 },
     /// Stored output stops here: the job printed more than the server keeps.
     Truncated { kept_bytes: u64 },

@@ -7,7 +7,10 @@
 //!   agree, and "name in use by a connected worker" is judged on them in the enrollment's
 //!   transaction.
 //! - **The lease**: every [`BEAT`] this replica renews its row in `replicas`, and takes over any
-//!   replica whose lease is older than [`LEASE`] (killed, frozen, cut from the database): one
+//!   replica whose lease is older than [`LEASE`] (killed, frozen, cut from the database), both
+//!   judged on the database's clock read inside the transaction, on a path of its own (its own
+//!   task, and with PostgreSQL its own connection: `Store::write_lease`), so a storm of
+//!   admissions cannot starve the lease of a live replica: one
 //!   transaction, won by exactly one replica, that clears the dead one's presence rows and takes
 //!   its running jobs, which then wait for their workers for the grace period as after a
 //!   restart. A replica that finds its own lease was taken (it was thought dead: a long pause,
@@ -56,10 +59,13 @@ pub fn presence(app: &AppState, session: &Session) -> Presence {
 /// At start, before anyone connects: rows this replica left behind (a crash) are cleared, and
 /// its lease taken.
 pub async fn start(app: &AppState) -> Result<(), StoreError> {
-    let (me, now) = (app.jobs.replica().to_owned(), app.clock.now());
+    let (me, clock) = (app.jobs.replica().to_owned(), app.clock);
     let stale = app
         .store
-        .write(move |tx| replicas::start(tx, &me, now))
+        .write_lease(move |tx| {
+            let now = replicas::lease_clock(tx, clock.now())?;
+            replicas::start(tx, &me, now)
+        })
         .await?;
     if stale > 0 {
         tracing::info!(
@@ -70,9 +76,37 @@ pub async fn start(app: &AppState) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Renews the lease, takes over dead replicas and writes changed running counts, every
-/// [`BEAT`], until told to stop.
-pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
+/// Renews the lease and takes over dead replicas, and writes changed running counts, every
+/// [`BEAT`], until told to stop. The lease runs in a task of its own on the store's lease path
+/// (`Store::write_lease`: its own database connection), so neither the running counts nor a
+/// storm of admissions queued for the store can hold it up past [`LEASE`].
+pub async fn run(app: AppState, stop: watch::Receiver<bool>) {
+    let lease = tokio::spawn(keep_lease(app.clone(), stop.clone()));
+    every_beat(stop, || async {
+        if let Err(e) = write_running_counts(&app).await {
+            tracing::warn!(error = %e, "cannot record how many jobs workers run");
+        }
+    })
+    .await;
+    let _ = lease.await;
+}
+
+async fn keep_lease(app: AppState, stop: watch::Receiver<bool>) {
+    every_beat(stop, || async {
+        if let Err(e) = beat(&app).await {
+            tracing::warn!(error = %e, "cannot renew this replica's lease");
+        }
+    })
+    .await;
+}
+
+/// Runs `step` every [`BEAT`] (a late step delays the next rather than bunching them) until
+/// `stop` turns true.
+async fn every_beat<F, Fut>(mut stop: watch::Receiver<bool>, mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut tick = tokio::time::interval(BEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -80,21 +114,17 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        if let Err(e) = beat(&app).await {
-            tracing::warn!(error = %e, "cannot renew this replica's lease");
-        }
-        if let Err(e) = write_running_counts(&app).await {
-            tracing::warn!(error = %e, "cannot record how many jobs workers run");
-        }
+        step().await;
     }
 }
 
 async fn beat(app: &AppState) -> Result<(), StoreError> {
-    let (me, now) = (app.jobs.replica().to_owned(), app.clock.now());
-    let before = now.saturating_sub(LEASE);
+    // The instant is read inside the transaction, on the database's clock when there is one:
+    // never one taken before waiting for a connection, nor one replica's skewed clock.
+    let (me, clock) = (app.jobs.replica().to_owned(), app.clock);
     let taken = app
         .store
-        .write(move |tx| replicas::beat_and_take_over(tx, &me, now, before))
+        .write_lease(move |tx| replicas::beat_on_store_clock(tx, &me, clock.now(), LEASE))
         .await?;
     for dead in &taken.dead {
         tracing::warn!(
@@ -107,7 +137,14 @@ async fn beat(app: &AppState) -> Result<(), StoreError> {
         app.jobs.hold_taken_over(taken.jobs);
     }
     if taken.was_taken_over {
-        reassert(app).await?;
+        // On the ordinary write path (it may be large), in a task of its own: the next beats
+        // must not wait for it. The beat just now took the lease back, so this runs once.
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = reassert(&app).await {
+                tracing::warn!(error = %e, "cannot record this replica's workers and jobs again");
+            }
+        });
     }
     Ok(())
 }

@@ -141,6 +141,12 @@ pub trait Backend: Send + Sync + 'static {
     fn stats(&self) -> StoreStats;
     fn run_write(&self, work: Work);
     fn run_read(&self, work: Work);
+    /// Runs a write for a replica's lease: on a path of its own where the backend has one
+    /// (PostgreSQL: its own connection and thread), so that no queue of other writes can delay
+    /// it past the lease. Backends with one replica run it as any write.
+    fn run_lease(&self, work: Work) {
+        self.run_write(work);
+    }
     fn close(&self);
     /// Calls `observer` with the duration of every write transaction committed from now on.
     fn observe_commits(&self, observer: CommitObserver);

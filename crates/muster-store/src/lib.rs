@@ -73,9 +73,20 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
     {
-        let (done, result) = tokio::sync::oneshot::channel();
-        self.backend.run_write(Work::new(f, done));
-        result.await.map_err(|_| StoreError::Closed)?
+        self.submit(f, |backend, work| backend.run_write(work))
+            .await
+    }
+
+    /// Like [`Store::write`], for a replica's lease: on a path of its own, never queued behind
+    /// other writes (see [`Backend::run_lease`]). Only the lease goes there: anything slow on
+    /// it would delay the lease it exists to protect.
+    pub async fn write_lease<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
+    {
+        self.submit(f, |backend, work| backend.run_lease(work))
+            .await
     }
 
     /// Runs `f` in a read-only transaction (a consistent snapshot).
@@ -84,8 +95,17 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
     {
+        self.submit(f, |backend, work| backend.run_read(work)).await
+    }
+
+    /// Hands `f` to the backend through `to` (which path it takes) and waits for its result.
+    async fn submit<R, F>(&self, f: F, to: fn(&dyn Backend, Work)) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> StoreResult<R> + Send + 'static,
+    {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.backend.run_read(Work::new(f, done));
+        to(self.backend.as_ref(), Work::new(f, done));
         result.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -490,6 +490,14 @@ pub trait Tx {
     /// Renews a replica's lease, creating it if it is not there. Returns whether it was there
     /// (false: never taken, or taken over by another replica that thought this one dead).
     fn beat_replica(&mut self, replica: &str, at: Timestamp) -> StoreResult<bool>;
+    /// The database's own clock, where several replicas share one database (PostgreSQL's
+    /// `clock_timestamp()`), read now, inside this transaction. Leases are written and judged
+    /// on it, so one replica's clock skew, or a wait for a connection between reading a clock
+    /// and running the statement, can never make a live replica look dead. `None` when the
+    /// store has no clock of its own to offer (SQLite: one replica, the server's clock).
+    fn store_clock(&mut self) -> StoreResult<Option<Timestamp>> {
+        Ok(None)
+    }
     /// Replicas whose last heartbeat is older than `before`.
     fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>>;
     /// Deletes a replica's lease if it is still older than `before`: of several replicas that

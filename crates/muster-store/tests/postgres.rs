@@ -480,3 +480,121 @@ async fn jobs_ended_before_ending_kinds_get_theirs_at_upgrade() {
     let store = schema.open();
     upgrades::assert_ending_kinds_derived(&store).await;
 }
+
+/// A replica's lease must be renewed while every connection of its pool is busy (a storm of
+/// admissions, slow writes): `write_lease` runs on a connection of its own. The pool is filled
+/// with writes that wait for the test, so an ordinary write provably queues; the lease write
+/// must still commit. Before the lease had its own path it queued behind them, and this test
+/// timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_renewed_while_every_pooled_connection_is_busy() {
+    use muster_store::flows::replicas;
+    use muster_store::postgres::POOL_SIZE;
+    use std::sync::atomic::AtomicUsize;
+
+    let Some(schema) = TestSchema::new(1).await else {
+        return;
+    };
+    let store = schema.open();
+    // Closed until the test opens it: each blocking write waits for it inside its transaction.
+    let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let blockers: Vec<_> = (0..POOL_SIZE)
+        .map(|i| {
+            let (store, gate, inside) = (store.clone(), Arc::clone(&gate), Arc::clone(&inside));
+            tokio::spawn(async move {
+                store
+                    .write(move |tx| {
+                        inside.fetch_add(1, Ordering::SeqCst);
+                        let (open, opened) = &*gate;
+                        let mut open = open.lock().expect("gate");
+                        while !*open {
+                            open = opened.wait(open).expect("gate");
+                        }
+                        drop(open);
+                        tx.put_setting(&format!("slow-{i}"), "1")
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inside.load(Ordering::SeqCst) < POOL_SIZE {
+        assert!(Instant::now() < deadline, "the pool never filled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The pool is full: an ordinary write waits.
+    let queued = tokio::spawn({
+        let store = store.clone();
+        async move { store.write(|tx| tx.put_setting("queued", "1")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !queued.is_finished(),
+        "an ordinary write should wait for the full pool"
+    );
+
+    let lease = store.write_lease(|tx| {
+        replicas::beat_on_store_clock(tx, "replica-a", at(0), Duration::from_secs(5))
+    });
+    let renewed = tokio::time::timeout(Duration::from_secs(20), lease)
+        .await
+        .expect("the lease waited behind the pool's writes")
+        .expect("lease");
+    assert!(renewed.dead.is_empty());
+    assert!(
+        !queued.is_finished(),
+        "the pool was still full while the lease was renewed"
+    );
+
+    *gate.0.lock().expect("gate") = true;
+    gate.1.notify_all();
+    for blocker in blockers {
+        blocker.await.expect("task").expect("slow write");
+    }
+    queued.await.expect("task").expect("queued write");
+}
+
+/// Leases are written and judged on the database's clock, read in the transaction: a replica
+/// whose own clock runs an hour ahead (or that read its clock before waiting for a connection)
+/// must not take over a live replica. Judged on the replicas' own clocks, replica b would find
+/// a's heartbeat an hour old and take it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_a_clock_ahead_does_not_take_over_a_live_one() {
+    use muster_store::flows::replicas;
+
+    let Some(schema) = TestSchema::new(2).await else {
+        return;
+    };
+    let (a, b) = (schema.open(), schema.open());
+    let system_now = || {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis();
+        muster_core::Timestamp::from_unix_millis(i64::try_from(ms).expect("ms"))
+    };
+    let lease = Duration::from_secs(5);
+    let now = system_now();
+    a.write_lease(move |tx| replicas::beat_on_store_clock(tx, "replica-a", now, lease))
+        .await
+        .expect("a beats");
+    let ahead = system_now().saturating_add(Duration::from_secs(3600));
+    let taken = b
+        .write_lease(move |tx| replicas::beat_on_store_clock(tx, "replica-b", ahead, lease))
+        .await
+        .expect("b beats");
+    assert!(
+        taken.dead.is_empty(),
+        "b took over a live replica on its own clock: {:?}",
+        taken.dead
+    );
+    // The database's clock is what was used: close to the real time, not b's.
+    let clock = b
+        .read(|tx| tx.store_clock())
+        .await
+        .expect("clock")
+        .expect("PostgreSQL has a clock");
+    assert!(system_now().until(clock) < Duration::from_secs(60));
+    assert!(clock.until(system_now()) < Duration::from_secs(60));
+}

@@ -12,6 +12,7 @@ pub mod config;
 pub mod confine;
 pub mod doctor;
 pub mod error;
+pub mod failover;
 pub mod identity;
 pub mod jobs;
 pub mod runner;

@@ -17,6 +17,7 @@ use crate::channel::{self, ChannelEnd, ChannelOptions, Endpoint, Events, Identit
 use crate::classify::{self, Failure};
 use crate::config::WorkerConfig;
 use crate::error::{Cause, WorkerError};
+use crate::failover::Rotation;
 use crate::identity::{FileTickets, Prover};
 use crate::jobs::JobManager;
 use crate::state_dir::{CachedIdentity, StateDir};
@@ -429,9 +430,10 @@ pub async fn maintain(
     .await
 }
 
-/// [`maintain`] over several servers (replicas): after a failed attempt or a lost channel the
-/// next attempt goes to the next URL, so a dead replica's workers move to the others; a channel
-/// that works stays where it is.
+/// [`maintain`] over several servers (replicas): the first attempt goes to the first URL; after
+/// a failed attempt or a lost channel the next attempt goes to one of the *other* URLs chosen at
+/// random (see [`crate::failover`]), so a dead replica's workers spread evenly over the others
+/// even when every worker has the same list; a channel that works stays where it is.
 pub async fn maintain_any(
     endpoints: &[Endpoint],
     identity: &Identity,
@@ -442,17 +444,16 @@ pub async fn maintain_any(
     mut outbound: Option<&mut mpsc::Receiver<Message>>,
 ) -> Result<(), WorkerError> {
     let mut backoff = Backoff::default();
-    let mut next = 0usize;
+    let mut rotation = Rotation::new(endpoints.len());
     // Attempts since a channel last worked: each server gets one quick try before backing off.
     let mut tried = 0usize;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let Some(endpoint) = endpoints.get(next % endpoints.len().max(1)) else {
+        let Some(endpoint) = endpoints.get(rotation.current()) else {
             return Ok(());
         };
-        next = next.wrapping_add(1);
         events.connecting(endpoint);
         let connected = tokio::select! {
             result = channel::connect(endpoint, identity, options) => result,
@@ -493,7 +494,8 @@ pub async fn maintain_any(
             return Err(channel_closed(&reason));
         }
         tried += 1;
-        // With other servers to try, the first retry goes to the next one at once: a replica
+        rotation.after_failure(&mut rand::thread_rng());
+        // With other servers to try, the first retries go to another one at once: a replica
         // that died should not keep its workers waiting out a backoff.
         let delay = match (after, endpoints.len() > 1 && tried < endpoints.len()) {
             (Some(after), _) => after,

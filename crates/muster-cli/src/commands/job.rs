@@ -301,7 +301,7 @@ async fn follow(
             JobEvent::Skipped { chunks } => sink.notice(
                 Record::Skipped { chunks },
                 format!(
-                    "[muster: this terminal fell behind; {chunks} pieces of live output were skipped — `muster job logs {id}` has what was stored]"
+                    "[muster: this terminal fell behind; {chunks} pieces of live output past what the server keeps were skipped]"
                 ),
             ),
             JobEvent::Truncated { kept_bytes } => sink.notice(

@@ -12,6 +12,7 @@ mod harness;
 
 mod backup;
 mod cached_identity;
+mod capacity;
 mod confinement;
 mod doctor;
 pub mod enrollment;

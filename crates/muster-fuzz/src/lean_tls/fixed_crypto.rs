@@ -67,7 +67,7 @@ fn build() -> Arc<ServerConfig> {
     // As `muster_server::tls` sets them.
     config.ignore_client_order = true;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.key_log = Arc::new(muster_server::lean_tls::binding::ExporterSecretLog);
+    config.key_log = Arc::new(muster_lean_tls::binding::ExporterSecretLog);
     // No state from one run may change the next.
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Arc::new(config)

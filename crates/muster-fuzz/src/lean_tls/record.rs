@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use muster_server::lean_tls::LeanTls;
+use muster_lean_tls::LeanTls;
 use rustls::SupportedProtocolVersion;
 use rustls::crypto::SupportedKxGroup;
 use rustls::pki_types::ServerName;

@@ -194,9 +194,23 @@ pub async fn connect(
     State(app): State<AppState>,
     Remote(remote): Remote,
     binding: Option<axum::Extension<ChannelBinding>>,
+    occupancy: Option<axum::Extension<crate::listener::Occupancy>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
+    if let Some(axum::Extension(occupancy)) = occupancy
+        && occupancy.workers_full()
+    {
+        // The last places are kept for API calls: an operator's command must get through when
+        // workers fill the server. Nothing is read or written for a refused channel.
+        tracing::warn!(
+            worker_cap = occupancy.worker_cap(),
+            "control channels fill the connection cap less the places kept for API calls; turning a worker away"
+        );
+        return Err(crate::listener::full(
+            "the server holds as many worker connections as it can",
+        ));
+    }
     let creds = match credentials(&headers) {
         Ok(creds) => creds,
         Err(error) => {

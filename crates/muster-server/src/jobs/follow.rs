@@ -9,9 +9,10 @@ use muster_core::Timestamp;
 use muster_core::job::JobId;
 use muster_proto::api::JobEvent;
 use muster_proto::control::frame;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::jobs::LiveEvent;
+use crate::jobs::live::Subscription;
 use crate::state::AppState;
 use crate::views;
 
@@ -79,7 +80,7 @@ async fn produce(
         match live.as_mut() {
             // This replica runs (or queues) the job: its output arrives live.
             Some(receiver) => {
-                follow_live(receiver, &mut last, &send).await?;
+                follow_live(app, id, receiver, &mut last, &send).await?;
                 live = None;
             }
             // Another replica runs it: what it stores is all this one can see.
@@ -129,8 +130,13 @@ where
     }
 }
 
+/// Sends the live output until the job ends here. A gap in the numbers means this follower fell
+/// behind and was skipped ahead (`live.rs`): what the store kept of the gap is sent first, and a
+/// notice counts the rest.
 async fn follow_live<F, Fut>(
-    receiver: &mut broadcast::Receiver<LiveEvent>,
+    app: &AppState,
+    id: &JobId,
+    subscription: &mut Subscription,
     last: &mut u64,
     send: &F,
 ) -> Result<(), String>
@@ -138,23 +144,29 @@ where
     F: Fn(Bytes) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    loop {
-        match receiver.recv().await {
-            Ok(LiveEvent::Output {
-                seq,
-                stream,
-                data,
-                at,
-            }) => {
-                if seq > *last {
-                    *last = seq;
-                    send(output_line(seq, stream, &data, Some(at))).await?;
-                }
-            }
-            Ok(LiveEvent::Ended) | Err(broadcast::error::RecvError::Closed) => return Ok(()),
-            Err(broadcast::error::RecvError::Lagged(chunks)) => {
-                send(line(&JobEvent::Skipped { chunks })).await?;
+    // Chunks before this one went by before this follower subscribed: never missed.
+    let missable_after = subscription.first_seq.saturating_sub(1);
+    while let Some(event) = subscription.recv().await {
+        let LiveEvent::Output {
+            seq,
+            stream,
+            data,
+            at,
+        } = event
+        else {
+            return Ok(());
+        };
+        if seq > *last + 1 {
+            send_stored(app, id, last, send).await?;
+            let missed = seq.saturating_sub(1 + (*last).max(missable_after));
+            if missed > 0 {
+                send(line(&JobEvent::Skipped { chunks: missed })).await?;
             }
         }
+        if seq > *last {
+            *last = seq;
+            send(output_line(seq, stream, &data, Some(at))).await?;
+        }
     }
+    Ok(())
 }

@@ -16,12 +16,14 @@
 //! - `output.rs`: what workers send about their jobs (output frames and results);
 //! - `away.rs`: jobs whose worker is away: held at start, detached at a session's end, taken
 //!   over when a worker reports them, lost past the grace period;
+//! - `live.rs`: a job's live followers, each with its own queue, and how output waits for them;
 //! - `follow.rs`: a job's output streamed to a client.
 
 mod away;
 pub use away::Departure;
 mod dispatch;
 pub mod follow;
+pub(crate) mod live;
 mod output;
 mod placement;
 mod state;
@@ -183,7 +185,7 @@ impl Jobs {
         self.state().queued().count()
     }
 
-    pub fn subscribe(&self, id: &JobId) -> Option<broadcast::Receiver<LiveEvent>> {
+    pub fn subscribe(&self, id: &JobId) -> Option<live::Subscription> {
         self.state().subscribe(id)
     }
 

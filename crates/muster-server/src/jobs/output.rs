@@ -8,6 +8,7 @@ use std::sync::Arc;
 use muster_core::job::JobId;
 use muster_proto::control::{WorkerMessage, frame};
 
+use super::live::{self, Pace};
 use super::{Jobs, LiveEvent};
 use crate::control::registry::Session;
 use crate::control::session::Inbound;
@@ -27,6 +28,12 @@ impl Jobs {
             return;
         };
         let at = self.clock.now();
+        // Past the cap the live stream is the only copy: it waits for followers still reading.
+        let pace = if chunk.keep.len() < data.len() {
+            Pace::Wait
+        } else {
+            Pace::Offer
+        };
         if !chunk.keep.is_empty() {
             let (job_id, seq, keep) = (id.clone(), chunk.seq, chunk.keep);
             // Awaiting the write is the backpressure: a worker cannot outrun the disk.
@@ -44,7 +51,8 @@ impl Jobs {
             data,
             at,
         };
-        self.state().publish(&id, event);
+        let followers = self.state().followers(&id);
+        live::deliver(followers, event, pace).await;
     }
 
     async fn on_message(&self, session: &Arc<Session>, message: WorkerMessage) {

@@ -21,12 +21,8 @@ use bytes::Bytes;
 use muster_core::Timestamp;
 use muster_core::job::{Job, JobId};
 use muster_store::flows::jobs::{Assignment, Held};
-use tokio::sync::broadcast;
 
-use super::LiveEvent;
-
-/// Live events buffered per follower before it is told it skipped some.
-const FOLLOW_BUFFER: usize = 256;
+use super::live::{Follower, Followers, Subscription};
 
 /// Where a tracked job is in its life on this replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +57,7 @@ struct Tracked {
     /// An admin cancelled it while its worker was away: the worker is told when it is back.
     cancel_on_return: bool,
     output: Output,
-    events: broadcast::Sender<LiveEvent>,
+    followers: Followers,
 }
 
 /// Counts of a job's output, for numbering chunks and for the per-job cap.
@@ -89,14 +85,13 @@ pub struct SchedulerState {
 
 impl SchedulerState {
     fn track(&mut self, job: Job, phase: Phase, holder: Holder) {
-        let (events, _) = broadcast::channel(FOLLOW_BUFFER);
         let tracked = Tracked {
             job,
             phase,
             holder,
             cancel_on_return: false,
             output: Output::default(),
-            events,
+            followers: Followers::default(),
         };
         self.jobs.insert(tracked.job.id.clone(), tracked);
     }
@@ -282,12 +277,14 @@ impl SchedulerState {
         if tracked.phase == Phase::Queued {
             self.queue.retain(|queued| queued != id);
         }
-        let _ = tracked.events.send(LiveEvent::Ended);
+        tracked.followers.end();
         true
     }
 
-    pub fn subscribe(&self, id: &JobId) -> Option<broadcast::Receiver<LiveEvent>> {
-        self.jobs.get(id).map(|t| t.events.subscribe())
+    /// A new follower of a tracked job's live output, from its next chunk on.
+    pub fn subscribe(&mut self, id: &JobId) -> Option<Subscription> {
+        let tracked = self.jobs.get_mut(id)?;
+        Some(tracked.followers.subscribe(tracked.output.next_seq + 1))
     }
 
     /// Numbers an output chunk of a tracked job and keeps what fits under `cap` bytes stored.
@@ -307,11 +304,12 @@ impl SchedulerState {
         })
     }
 
-    /// Tells a tracked job's followers here.
-    pub fn publish(&self, id: &JobId, event: LiveEvent) {
-        if let Some(tracked) = self.jobs.get(id) {
-            let _ = tracked.events.send(event);
-        }
+    /// A tracked job's followers here, to deliver its output to outside the lock.
+    pub fn followers(&self, id: &JobId) -> Vec<Follower> {
+        self.jobs
+            .get(id)
+            .map(|t| t.followers.to_deliver())
+            .unwrap_or_default()
     }
 
     /// All the output a tracked job sent, and whether some was not stored.
@@ -369,10 +367,12 @@ impl SchedulerState {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
     use muster_core::job::{JobState, Selector};
     use muster_core::{Name, WorkerId};
 
     use super::*;
+    use crate::jobs::LiveEvent;
 
     fn job(n: u8) -> Job {
         Job::queued(
@@ -476,7 +476,10 @@ mod tests {
         let mut state = queued(3);
         let mut events = state.subscribe(&id(2)).unwrap();
         assert!(state.forget(&id(2)));
-        assert!(matches!(events.try_recv(), Ok(LiveEvent::Ended)));
+        assert!(matches!(
+            events.recv().now_or_never(),
+            Some(Some(LiveEvent::Ended))
+        ));
         assert!(!state.forget(&id(2)));
         assert!(state.subscribe(&id(2)).is_none());
         state.check();

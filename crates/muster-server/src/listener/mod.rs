@@ -1,10 +1,15 @@
 //! Accepting connections: TLS, HTTP/1.1 with upgrades, a connection cap below the process's
 //! open-file limit, and graceful shutdown.
 //!
-//! Near the open-file limit the server still accepts, answers `503` with a `retry_after_ms`, and
-//! closes: a worker learns why and when to come back, and the connections already held are never
-//! put at risk by running out of descriptors. Before a TLS handshake starts, a connection passes
-//! the [`gate`]: its ClientHello on a short deadline, then a permit shared fairly among sources.
+//! Near the open-file limit the connections already held are never put at risk by running out
+//! of descriptors, and `accept` itself never fails for want of one. The cap is the open-file
+//! limit less a reserve for the server's own files ([`FD_RESERVE`]); a connection past it is
+//! closed as soon as it is accepted. Workers' control channels stop short of the cap
+//! ([`Occupancy`]): past the cap less [`api_reserve`] a worker is answered `503` with a
+//! `retry_after_ms` (it learns why and when to come back), while API calls are still served
+//! there, so an operator's command gets through when workers fill the server. Before a TLS
+//! handshake starts, a connection passes the [`gate`]: its ClientHello on a short deadline, then
+//! a permit shared fairly among sources.
 
 mod gate;
 mod health;
@@ -52,7 +57,14 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Remote {
     }
 }
 
-/// Descriptors kept free for the database, log files, job processes and the like.
+/// Descriptors kept free beyond the connection cap, for the server's own files: standard
+/// streams, the listeners, the runtime's epoll and eventfds, SQLite's database, WAL and
+/// shared-memory files or PostgreSQL's connections (a pool, the lease's, the listener's), log
+/// files, outgoing webhook and backup connections — a few dozen in all. Connections never eat
+/// into it: every accepted connection counts against the cap from its accept until its socket
+/// is dropped, whatever becomes of it. (Connections past the cap used to be held through a TLS
+/// handshake and a polite `503`, seconds each in a reconnect storm, unbounded: they ate this
+/// reserve and `accept` failed with "Too many open files".)
 const FD_RESERVE: usize = 256;
 /// A worker turned away because the server is full is told to come back after a random wait in
 /// this range, so the turned-away do not all return at the same instant.
@@ -105,6 +117,36 @@ pub fn connection_cap() -> usize {
     soft.saturating_sub(FD_RESERVE).max(16)
 }
 
+/// Of a connection cap of `cap`, the places workers' control channels may not take: kept for
+/// API calls (an operator's `muster job run`, `workers list`, enrollments), which come and go,
+/// and for the connections of workers being turned away (each holds a place through its TLS
+/// handshake and `503`). A sixteenth of the cap, at least 4 and at most 512: at the usual
+/// 20,000 files, 19,232 control channels.
+pub fn api_reserve(cap: usize) -> usize {
+    (cap / 16).clamp(4, 512).min(cap / 2)
+}
+
+/// How full the listener is, as a request sees it (a request extension): a worker's control
+/// channel is refused once connections reach the cap less the [`api_reserve`], so API calls
+/// always find a place.
+#[derive(Clone)]
+pub struct Occupancy {
+    open: Arc<AtomicUsize>,
+    worker_cap: usize,
+}
+
+impl Occupancy {
+    /// Whether a new control channel would take one of the places kept for API calls. The
+    /// count includes the asking connection itself.
+    pub fn workers_full(&self) -> bool {
+        self.open.load(Ordering::Relaxed) > self.worker_cap
+    }
+
+    pub fn worker_cap(&self) -> usize {
+        self.worker_cap
+    }
+}
+
 /// Raises the soft open-file limit to the hard limit: the default soft limit (often 1024) would
 /// cap the fleet long before the machine does.
 pub fn raise_fd_limit() {
@@ -126,7 +168,10 @@ pub fn raise_fd_limit() {
 #[derive(Clone)]
 pub struct Listener {
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connections held at most; one past it is closed as soon as it is accepted.
     pub cap: usize,
+    /// Connections that may be workers' control channels (the cap less [`api_reserve`]).
+    pub worker_cap: usize,
     pub open: Arc<AtomicUsize>,
     /// Whether the accept loop runs (for readiness).
     accepting: Arc<AtomicBool>,
@@ -146,9 +191,11 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Listener {
     pub fn new(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let cap = connection_cap();
         Self {
             tls,
-            cap: connection_cap(),
+            cap,
+            worker_cap: cap - api_reserve(cap),
             open: Arc::new(AtomicUsize::new(0)),
             accepting: Arc::new(AtomicBool::new(false)),
             gate: Arc::new(HandshakeGate::default()),
@@ -257,14 +304,27 @@ impl Listener {
             };
             let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
             let guard = OpenGuard(Arc::clone(&self.open));
-            let full = open > self.cap;
+            if open > self.cap {
+                // Even a polite refusal would hold a descriptor (through a TLS handshake, seconds
+                // in a storm) that the server's own files need: close now. Workers were already
+                // answered `503` from the cap less the API's places on.
+                tracing::warn!(%remote, cap = self.cap, "connection cap reached; closing a connection unanswered");
+                drop((stream, guard));
+                continue;
+            }
             let this = self.clone();
             let app = app.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                this.handle(stream, guard, remote, app, full, shutdown)
-                    .await;
+                this.handle(stream, guard, remote, app, shutdown).await;
             });
+        }
+    }
+
+    fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            open: Arc::clone(&self.open),
+            worker_cap: self.worker_cap,
         }
     }
 
@@ -284,16 +344,9 @@ impl Listener {
         guard: OpenGuard,
         remote: SocketAddr,
         app: Router,
-        full: bool,
         shutdown: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
-        let app = if full {
-            tracing::warn!(%remote, cap = self.cap, "connection cap reached; turning a client away");
-            busy_router()
-        } else {
-            app
-        };
         let Some(config) = &self.tls else {
             let stream = Counted {
                 stream,
@@ -302,7 +355,19 @@ impl Listener {
             let Some(first) = self.first_request_slot(remote) else {
                 return;
             };
-            serve_http(TokioIo::new(stream), remote, None, first, app, shutdown).await;
+            let occupancy = self.occupancy();
+            serve_http(
+                TokioIo::new(stream),
+                Peer {
+                    remote,
+                    binding: None,
+                    occupancy,
+                },
+                first,
+                app,
+                shutdown,
+            )
+            .await;
             return;
         };
         let source = remote.ip();
@@ -362,7 +427,12 @@ impl Listener {
                 let Some(first) = self.first_request_slot(remote) else {
                     return;
                 };
-                serve_http(TokioIo::new(tls), remote, binding, first, app, shutdown).await
+                let peer = Peer {
+                    remote,
+                    binding,
+                    occupancy: self.occupancy(),
+                };
+                serve_http(TokioIo::new(tls), peer, first, app, shutdown).await
             }
             Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
@@ -411,23 +481,36 @@ async fn refuse_plain_http(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-/// Serves HTTP on one connection. Every request carries the peer's address and, over TLS 1.3,
-/// the connection's [`ChannelBinding`] (as request extensions).
+/// What every request on one connection carries (as request extensions).
+struct Peer {
+    remote: SocketAddr,
+    /// Over TLS 1.3, the connection's [`ChannelBinding`].
+    binding: Option<ChannelBinding>,
+    occupancy: Occupancy,
+}
+
+/// Serves HTTP on one connection. Every request carries the peer's address, the listener's
+/// [`Occupancy`] and, over TLS 1.3, the connection's [`ChannelBinding`] (as request extensions).
 /// `first` holds the connection's place among its source's connections waiting for a first
 /// answer; it is given up once the first request is answered.
 async fn serve_http<I>(
     io: TokioIo<I>,
-    remote: SocketAddr,
-    binding: Option<ChannelBinding>,
+    peer: Peer,
     first: SourceGuard,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Peer {
+        remote,
+        binding,
+        occupancy,
+    } = peer;
     let first = Arc::new(std::sync::Mutex::new(Some(first)));
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
+        request.extensions_mut().insert(occupancy.clone());
         if let Some(binding) = binding {
             request.extensions_mut().insert(binding);
         }
@@ -459,19 +542,18 @@ async fn serve_http<I>(
     }
 }
 
-fn busy_router() -> Router {
-    Router::new().fallback(|| async {
-        AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServerBusy,
-            "the server holds as many connections as it can",
-        )
-        .with_hint("the worker retries by itself; add server capacity if this persists")
-        .with_retry_after(Duration::from_millis(
-            BUSY_RETRY_MIN_MS
-                + rand::Rng::gen_range(&mut rand::thread_rng(), 0..BUSY_RETRY_SPREAD_MS),
-        ))
-    })
+/// The `503` of a server with no place for the client, saying when to come back: a random wait,
+/// so the turned-away do not all return at once.
+pub fn full(message: &str) -> AppError {
+    AppError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerBusy,
+        message,
+    )
+    .with_hint("the worker retries by itself; add server capacity if this persists")
+    .with_retry_after(Duration::from_millis(
+        BUSY_RETRY_MIN_MS + rand::Rng::gen_range(&mut rand::thread_rng(), 0..BUSY_RETRY_SPREAD_MS),
+    ))
 }
 
 #[cfg(test)]

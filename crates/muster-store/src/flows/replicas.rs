@@ -21,6 +21,24 @@ pub fn start(tx: &mut dyn Tx, replica: &str, at: Timestamp) -> StoreResult<u64> 
     Ok(stale)
 }
 
+/// The instant leases are written and judged at: the store's own clock when it has one (see
+/// [`Tx::store_clock`]), else `fallback` (the server's clock, read by the caller).
+pub fn lease_clock(tx: &mut dyn Tx, fallback: Timestamp) -> StoreResult<Timestamp> {
+    Ok(tx.store_clock()?.unwrap_or(fallback))
+}
+
+/// Renews `me`'s lease and takes over every replica silent for longer than `lease`, both on the
+/// store's clock (see [`lease_clock`]), read inside the transaction.
+pub fn beat_on_store_clock(
+    tx: &mut dyn Tx,
+    me: &str,
+    fallback: Timestamp,
+    lease: std::time::Duration,
+) -> StoreResult<TakenOver> {
+    let now = lease_clock(tx, fallback)?;
+    beat_and_take_over(tx, me, now, now.saturating_sub(lease))
+}
+
 /// What taking over dead replicas changed.
 #[derive(Debug, Default)]
 pub struct TakenOver {

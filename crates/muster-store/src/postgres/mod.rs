@@ -2,7 +2,8 @@
 //!
 //! A small pool of dedicated OS threads each owns one connection (the synchronous `postgres`
 //! client, which must not run inside the server's async runtime) and takes work, reads and writes
-//! alike, from one shared queue. Each unit of work runs in its own transaction and is delivered
+//! alike, from one shared queue. One more thread, on a connection of its own, serves the
+//! replica's lease alone ([`Backend::run_lease`]), so a storm of admissions cannot starve it. Each unit of work runs in its own transaction and is delivered
 //! after its COMMIT returned. Concurrent commits from the pool, and from other replicas, are
 //! grouped into one WAL flush by PostgreSQL itself.
 //!
@@ -29,14 +30,18 @@ use conn::Connector;
 /// Connections (and threads) per store. Enough to keep PostgreSQL's commit grouping busy under a
 /// burst of enrollments. Small enough that a handful of replicas stay far below the server's
 /// default `max_connections` of 100.
-const POOL_SIZE: usize = 8;
+pub const POOL_SIZE: usize = 8;
 
-/// PostgreSQL connections one server (replica) holds: its pool and the connection that listens
-/// for the other replicas' notifications. Replicas × this must fit under `max_connections`.
-pub const CONNECTIONS_PER_STORE: usize = POOL_SIZE + 1;
+/// PostgreSQL connections one server (replica) holds: its pool, the lease's own connection (see
+/// [`Backend::run_lease`]) and the connection that listens for the other replicas'
+/// notifications. Replicas × this must fit under `max_connections`.
+pub const CONNECTIONS_PER_STORE: usize = POOL_SIZE + 2;
 
 pub struct PostgresBackend {
     queue: Mutex<Option<mpsc::Sender<Task>>>,
+    /// The lease's own queue, served by one thread on its own connection: a replica's lease
+    /// renewal never waits behind admissions and other writes queued for the pool.
+    lease: Mutex<Option<mpsc::Sender<Task>>>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
     connector: Arc<Connector>,
@@ -114,8 +119,10 @@ impl PostgresBackend {
         })?;
         // From here on, returning early drops `backend`, which closes the queue and joins every
         // thread started so far.
+        let (lease, lease_rx) = mpsc::channel::<Task>();
         let backend = Self {
             queue: Mutex::new(Some(queue)),
+            lease: Mutex::new(Some(lease)),
             threads: Mutex::new(vec![first]),
             counters: Arc::clone(&counters),
             connector: Arc::clone(&connector),
@@ -137,20 +144,41 @@ impl PostgresBackend {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(thread);
         }
+        let (c, k) = (Arc::clone(&connector), Arc::clone(&counters));
+        let lease_rx = Mutex::new(lease_rx);
+        let thread = spawn_named("store-pg-lease".into(), move || {
+            pool::serve(&c, None, &lease_rx, &k)
+        })?;
+        backend
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(thread);
         Ok(backend)
     }
 }
 
 fn spawn(i: usize, body: impl FnOnce() + Send + 'static) -> StoreResult<thread::JoinHandle<()>> {
+    spawn_named(format!("store-pg-{i}"), body)
+}
+
+fn spawn_named(
+    name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> StoreResult<thread::JoinHandle<()>> {
     thread::Builder::new()
-        .name(format!("store-pg-{i}"))
+        .name(name)
         .spawn(body)
         .map_err(|e| StoreError::Backend(format!("cannot start a PostgreSQL thread: {e}")))
 }
 
 impl PostgresBackend {
     fn send(&self, mode: Mode, work: Work) {
-        let guard = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        Self::send_to(&self.queue, mode, work);
+    }
+
+    fn send_to(queue: &Mutex<Option<mpsc::Sender<Task>>>, mode: Mode, work: Work) {
+        let guard = queue.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
             // If the threads are gone the work is dropped, and its caller sees
             // `StoreError::Closed`.
@@ -177,6 +205,10 @@ impl Backend for PostgresBackend {
         self.send(Mode::Read, work);
     }
 
+    fn run_lease(&self, work: Work) {
+        Self::send_to(&self.lease, Mode::Write, work);
+    }
+
     fn observe_commits(&self, observer: CommitObserver) {
         self.counters.observe(observer);
     }
@@ -201,6 +233,7 @@ impl Backend for PostgresBackend {
         self.stop.store(true, Ordering::Relaxed);
         // Closing the queue lets each thread finish the work already queued and then stop.
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.lease.lock().unwrap_or_else(|e| e.into_inner()).take();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();

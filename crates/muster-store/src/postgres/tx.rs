@@ -871,6 +871,19 @@ impl Tx for PgTx<'_> {
         Ok(false)
     }
 
+    fn store_clock(&mut self) -> StoreResult<Option<Timestamp>> {
+        // `clock_timestamp()`, not `now()`: the latter is the transaction's start, and the
+        // point is the instant the lease is written.
+        let row = self.query_opt(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+            &[],
+        )?;
+        Ok(row
+            .map(|row| col::<i64>(&row, 0))
+            .transpose()?
+            .map(Timestamp::from_unix_millis))
+    }
+
     fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>> {
         let rows = self.query(
             "SELECT id FROM replicas WHERE heartbeat_at < $1 ORDER BY id",

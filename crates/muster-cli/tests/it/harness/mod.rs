@@ -35,7 +35,19 @@ pub fn muster_bin() -> &'static str {
 /// A `muster` command with a clean environment: no `MUSTER_*` variable from the caller's shell
 /// leaks in, and the default data and state dirs point into `home`, never into the real home.
 pub fn muster(home: &Path) -> Command {
-    let mut cmd = Command::new(muster_bin());
+    muster_in(Command::new(muster_bin()), home)
+}
+
+/// [`muster`] run by `prlimit` with an open-file limit of `nofile` (soft and hard): the same
+/// process (prlimit sets its own limit and execs), so its pid is muster's.
+pub fn muster_with_nofile(home: &Path, nofile: u64) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={nofile}:{nofile}"))
+        .arg(muster_bin());
+    muster_in(cmd, home)
+}
+
+fn muster_in(mut cmd: Command, home: &Path) -> Command {
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
         if key_text.starts_with("MUSTER_") || key_text == "RUST_LOG" {
@@ -248,6 +260,9 @@ pub struct ServerOpts {
     pub temp_in: Option<PathBuf>,
     /// `--listen` for the first start; `127.0.0.1:0` by default.
     pub listen: Option<String>,
+    /// The server's open-file limit (soft and hard), for tests of the connection cap; the
+    /// test's own by default.
+    pub nofile: Option<u64>,
 }
 
 /// The edition a test's server starts with. Every server trusts the tests' issuer
@@ -274,6 +289,7 @@ impl Default for ServerOpts {
             env: Vec::new(),
             temp_in: None,
             listen: None,
+            nofile: None,
         }
     }
 }
@@ -366,7 +382,10 @@ impl Server {
     fn spawn(&mut self, listen: &str) {
         assert!(self.child.is_none(), "the server is already running");
         let logs = Logs::new(self.root.path(), "serve");
-        let mut cmd = muster(self.root.path());
+        let mut cmd = match self.opts.nofile {
+            Some(nofile) => muster_with_nofile(self.root.path(), nofile),
+            None => muster(self.root.path()),
+        };
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)

@@ -1,6 +1,7 @@
 //! `/api/v1/jobs`.
 
 use axum::http::StatusCode;
+use http_body_util::BodyExt;
 use muster_proto::control::ServerMessage;
 use serde_json::{Value, json};
 
@@ -232,4 +233,75 @@ async fn job_lookups_refuse_bad_ids_and_unknown_jobs() {
         .await
         .refused(StatusCode::BAD_REQUEST, "bad_request", "after");
     assert_eq!(api.everything().await, before);
+}
+
+/// A follower that reads nothing while its job writes three times its queue, all of it under the
+/// cap: it is skipped ahead while it does not read, and fills the gap from the store once it does,
+/// so it gets every chunk, in order, and no `skipped` notice.
+#[tokio::test]
+async fn a_follower_that_falls_behind_gets_what_the_store_keeps_in_full() {
+    use crate::control::session::Inbound;
+    use muster_core::job::JobId;
+    use muster_proto::control::{JobExit, WorkerMessage, frame};
+
+    let api = Api::new();
+    let worker = api.worker("w1").await;
+    let session = api.connect(&worker, "w1", 1);
+    let job = api
+        .post("/api/v1/jobs", json!({"command": ["true"], "worker": "w1"}))
+        .await
+        .expect(StatusCode::CREATED)
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job_id = JobId::parse(&job).unwrap();
+    let output = |n: usize| {
+        bytes::Bytes::from(frame::encode(
+            frame::STDOUT,
+            job_id.to_bytes(),
+            format!("{n}\n").as_bytes(),
+        ))
+    };
+
+    let response = api
+        .open(&format!("/api/v1/jobs/{job}/output?follow=true"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    // The first chunk read back means the follower has subscribed (it does before reading the
+    // store); from here on it reads nothing until the job has ended.
+    api.app.jobs.output(&session, output(1)).await;
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    const CHUNKS: usize = 3 * crate::jobs::live::QUEUE;
+    for n in 2..=CHUNKS {
+        api.app.jobs.output(&session, output(n)).await;
+    }
+    let done = WorkerMessage::JobFinished {
+        id: job.clone(),
+        exit: JobExit::Exited { code: 0 },
+    };
+    api.app.jobs.message(&session, done).await;
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(60), body.collect())
+        .await
+        .expect("the stream ends with the job")
+        .unwrap()
+        .to_bytes();
+
+    let text = String::from_utf8([&first[..], &rest[..]].concat()).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let seqs: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "output")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=CHUNKS as u64).collect::<Vec<_>>());
+    assert!(
+        !events.iter().any(|e| e["type"] == "skipped"),
+        "nothing was lost, so nothing is said to be: {text}"
+    );
+    assert_eq!(events.last().unwrap()["type"], "end");
 }

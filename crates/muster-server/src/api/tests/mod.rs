@@ -122,14 +122,33 @@ impl Api {
         self.send(request.body(body).unwrap()).await
     }
 
-    async fn send(&self, mut request: Request<Body>) -> Reply {
+    /// Sends a request from [`REMOTE`] and returns the answer with its body not read yet.
+    async fn respond(&self, mut request: Request<Body>) -> axum::response::Response {
         request
             .extensions_mut()
             .insert(ConnectInfo(SocketAddr::from(REMOTE)));
-        let response = crate::router(self.app.clone(), Arc::clone(&self.ui))
+        crate::router(self.app.clone(), Arc::clone(&self.ui))
             .oneshot(request)
             .await
+            .unwrap()
+    }
+
+    /// An admin's `GET` of `path`, its body not read yet (a stream that ends when the server
+    /// ends it).
+    async fn open(&self, path: &str) -> axum::response::Response {
+        let request = Request::builder()
+            .uri(path)
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", AppState::TEST_ADMIN_TOKEN),
+            )
+            .body(Body::empty())
             .unwrap();
+        self.respond(request).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.respond(request).await;
         let status = response.status();
         let content_type = response
             .headers()
@@ -159,14 +178,8 @@ impl Api {
     }
 
     /// Sends a request and returns the answer's headers and body bytes as they came.
-    async fn send_raw(&self, mut request: Request<Body>) -> (axum::http::HeaderMap, bytes::Bytes) {
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(REMOTE)));
-        let response = crate::router(self.app.clone(), Arc::clone(&self.ui))
-            .oneshot(request)
-            .await
-            .unwrap();
+    async fn send_raw(&self, request: Request<Body>) -> (axum::http::HeaderMap, bytes::Bytes) {
+        let response = self.respond(request).await;
         let headers = response.headers().clone();
         (
             headers,

@@ -113,7 +113,7 @@ async fn a_job_nobody_takes_fails_exactly_at_its_queue_deadline() {
     assert_eq!(f.jobs.state().phase(&job.id), Some(Phase::Queued));
 
     tokio::time::advance(Duration::from_millis(1)).await;
-    assert!(matches!(events.recv().await, Ok(LiveEvent::Ended)));
+    assert!(matches!(events.recv().await, Some(LiveEvent::Ended)));
     let stored = f.stored(&job.id).await;
     assert_eq!(stored.state, JobState::Failed);
     assert_eq!(
@@ -412,7 +412,7 @@ async fn cancelling_a_queued_job_takes_it_out_of_the_queue() {
         .unwrap();
     assert!(matches!(cancelled, Cancel::Dequeued(_)), "{cancelled:?}");
     f.jobs.dequeued(&job.id);
-    assert!(matches!(events.recv().await, Ok(LiveEvent::Ended)));
+    assert!(matches!(events.recv().await, Some(LiveEvent::Ended)));
     f.jobs.state().check();
     assert!(!f.jobs.state().has_queued());
 
@@ -439,7 +439,7 @@ async fn output_is_numbered_stored_up_to_the_cap_and_passed_on_whole() {
     f.jobs.output(&w, output(" world")).await;
     for (seq, text) in [(1, "hello"), (2, " world")] {
         match events.recv().await {
-            Ok(LiveEvent::Output { seq: s, data, .. }) => {
+            Some(LiveEvent::Output { seq: s, data, .. }) => {
                 assert_eq!((s, &data[..]), (seq, text.as_bytes()));
             }
             other => panic!("expected output, got {other:?}"),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, bail};
-use muster_store::postgres::CONNECTIONS_PER_STORE;
+use muster_store::postgres::{CONNECTIONS_PER_STORE, POOL_SIZE};
 use tokio_postgres::{Client, NoTls};
 
 /// An admin connection to the PostgreSQL server (to its maintenance database, never the run's).
@@ -39,14 +39,13 @@ impl Capacity {
         bail!(
             "PostgreSQL takes {} more connections (max_connections {}, {} reserved for superusers, \
              {} in use) but {replicas} replicas hold {needed} ({CONNECTIONS_PER_STORE} each: a pool \
-             of {} and one listening for the others); raise max_connections to at least {} \
+             of {POOL_SIZE}, one for the lease and one listening for the others); raise max_connections to at least {} \
              (`ALTER SYSTEM SET max_connections = …` and restart PostgreSQL), stop what holds the \
              others, or run fewer replicas",
             self.free(),
             self.max_connections,
             self.reserved,
             self.in_use,
-            CONNECTIONS_PER_STORE - 1,
             self.reserved + self.in_use + needed,
         )
     }

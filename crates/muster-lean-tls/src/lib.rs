@@ -18,6 +18,9 @@
 //! Over 400 lines: the stream is one state machine (handshake, reads, writes, close) over one
 //! set of buffers; split, each part would need the others' invariants about who may hold which
 //! buffer. Its tests are in `tests.rs`.
+//!
+//! Its own crate (the server re-exports it as `muster_server::lean_tls`) so the `lean_tls` fuzz
+//! target builds it, with the sanitizer, without the rest of the server.
 
 pub mod binding;
 #[cfg(test)]

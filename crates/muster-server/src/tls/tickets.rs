@@ -389,3 +389,6 @@ impl rustls::server::ProducesTickets for Tickets {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod handshakes;

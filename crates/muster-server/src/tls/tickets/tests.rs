@@ -1,7 +1,7 @@
 //! The ticket key file: owner-only, kept across restarts for the same certificate, rotated and
 //! erased on schedule, refused when others could read it. Tickets themselves: sealed under the
 //! newest key, opened under any kept key, and nothing else opens. Real handshakes through these
-//! tickets (TLS 1.3 resumed across a restart, TLS 1.2 never given one) are in `lean_tls`'s tests.
+//! tickets (TLS 1.3 resumed across a restart, TLS 1.2 never given one) are in `handshakes.rs`.
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use muster_lean_tls::{ChannelBinding, LeanTls, binding};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, HandshakeKind, SignatureScheme};
+use rustls::HandshakeKind;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type Versions = &'static [&'static rustls::SupportedProtocolVersion];
@@ -38,61 +38,13 @@ fn server_config(
     Arc::new(server)
 }
 
-/// Trusts exactly the test certificate, checking the handshake signature with it.
-#[derive(Debug)]
-struct TrustOne(CertificateDer<'static>, Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for TrustOne {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        (end_entity.as_ref() == self.0.as_ref())
-            .then(ServerCertVerified::assertion)
-            .ok_or_else(|| rustls::Error::General("not the test certificate".into()))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.1.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.1.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.1.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// One client config: one session store, as a worker's endpoint has.
-fn client_config(cert: CertificateDer<'static>, versions: Versions) -> Arc<rustls::ClientConfig> {
-    let provider = muster_client::trust::crypto_provider();
-    let verifier = Arc::new(TrustOne(cert, Arc::clone(&provider)));
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth(),
-    )
+/// One client config, pinned to the test certificate as a worker pins its server's: one
+/// session store, as a worker's endpoint has.
+fn client_config(cert: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let digest: [u8; 32] = sha2::Sha256::digest(cert.as_ref()).into();
+    muster_client::Trust::Fingerprint(digest)
+        .client_config()
+        .unwrap()
 }
 
 /// One connection: how the client's handshake went, its exporter value, the server's binding.
@@ -135,7 +87,7 @@ async fn a_resumed_connection_has_its_own_binding_also_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("ticket-keys");
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let client = client_config(certified.cert.der().clone(), TLS13);
+    let client = client_config(certified.cert.der());
     let server = server_config(&certified, &keys, TLS13);
     let mut bindings = Vec::new();
     for (round, server, expected) in [
@@ -173,10 +125,10 @@ async fn tls12_is_never_given_a_ticket() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("ticket-keys");
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let client = client_config(certified.cert.der().clone(), TLS12);
+    let client = client_config(certified.cert.der());
     for _ in 0..2 {
         // A server restarted each time: only a ticket could resume (its session cache is new).
-        let server = server_config(&certified, &keys, rustls::DEFAULT_VERSIONS);
+        let server = server_config(&certified, &keys, TLS12);
         let (kind, _, binding) = one_connection(server, Arc::clone(&client)).await;
         assert_eq!(kind, HandshakeKind::Full);
         assert_eq!(binding, None);

@@ -196,6 +196,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> LeanTls<IO> {
         )
     }
 
+    /// Whether the handshake resumed a session from a ticket (no certificate was sent).
+    pub fn resumed(&self) -> bool {
+        self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    }
+
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             let next = match self.process() {

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use muster_fs::{DirLock, FsError};
 use muster_proto::local::{self, ServerFile};
 
+/// `<data-dir>/tls/ticket-keys`: the server's own, never read by another command.
+const TICKET_KEYS_FILE: &str = "tls/ticket-keys";
+
 pub struct DataDir {
     root: PathBuf,
     _lock: DirLock,
@@ -45,6 +48,12 @@ impl DataDir {
 
     pub fn key_path(&self) -> PathBuf {
         self.root.join(local::SELF_SIGNED_KEY_FILE)
+    }
+
+    /// The TLS session ticket keys (owner-only; see `tls::tickets`). Never archived by a backup:
+    /// a restored server makes new ones, and its workers do one full handshake each.
+    pub fn ticket_keys_path(&self) -> PathBuf {
+        self.root.join(TICKET_KEYS_FILE)
     }
 
     /// This server's stable identity among replicas sharing a database: made at first start and

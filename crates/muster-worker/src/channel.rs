@@ -240,7 +240,14 @@ async fn save_ticket(prover: &Prover, encoded: &str) -> Option<Message> {
     };
     let seq = ticket.seq;
     let tickets = std::sync::Arc::clone(&prover.tickets);
-    match tokio::task::spawn_blocking(move || tickets.save(&ticket)).await {
+    // A store in memory (a load generator's simulated workers) saves at once: a blocking
+    // thread's hand-off would cost more than the save.
+    let saved = if tickets.saves_to_disk() {
+        tokio::task::spawn_blocking(move || tickets.save(&ticket)).await
+    } else {
+        Ok(tickets.save(&ticket))
+    };
+    match saved {
         Ok(Ok(())) => {
             let saved = muster_proto::control::WorkerMessage::TicketSaved { seq };
             serde_json::to_string(&saved)

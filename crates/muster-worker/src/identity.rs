@@ -15,6 +15,10 @@ pub trait TicketStore: Send + Sync {
     /// Keeps `ticket` in place of the current one. For a real worker it is on disk, whole and
     /// durable, when this returns `Ok`: only then may the server be told it was saved.
     fn save(&self, ticket: &Ticket) -> Result<(), String>;
+    /// Whether [`TicketStore::save`] waits on the disk (then it runs off the async threads).
+    fn saves_to_disk(&self) -> bool {
+        true
+    }
 }
 
 /// A ticket in a file of the state dir, written atomically (temp file, fsync, rename, fsync).
@@ -66,6 +70,10 @@ impl TicketStore for MemoryTickets {
     fn save(&self, ticket: &Ticket) -> Result<(), String> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(ticket.clone());
         Ok(())
+    }
+
+    fn saves_to_disk(&self) -> bool {
+        false
     }
 }
 

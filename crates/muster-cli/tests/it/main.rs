@@ -34,5 +34,6 @@ mod replicas;
 mod restarts;
 mod scenarios;
 mod server;
+mod tls_resumption;
 mod tokens;
 mod webhooks;

@@ -423,6 +423,7 @@ impl Listener {
         drop(in_flight);
         match result {
             Ok(Ok((tls, binding))) => {
+                crate::diag::metrics().tls_handshake_done(tls.resumed());
                 let Some(first) = self.first_request_slot(remote) else {
                     return;
                 };

@@ -205,11 +205,12 @@ fn load_tls(config: &ServeConfig, dir: &DataDir) -> Result<Option<LoadedTls>, Se
         .rsplit_once(':')
         .map(|(h, _)| h.to_owned())
         .unwrap_or_default();
-    Ok(match &config.tls {
-        TlsMode::Disabled => None,
-        TlsMode::SelfSigned => Some(tls::load_or_generate(dir, &listen_host)?),
-        TlsMode::Files { cert, key } => Some(tls::load_files(cert, key)?),
-    })
+    let loaded = match &config.tls {
+        TlsMode::Disabled => return Ok(None),
+        TlsMode::SelfSigned => tls::load_or_generate(dir, &listen_host)?,
+        TlsMode::Files { cert, key } => tls::load_files(cert, key)?,
+    };
+    Ok(Some(loaded.with_resumption(&dir.ticket_keys_path())?))
 }
 
 impl Started {

@@ -330,6 +330,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         }
         Err(e) => report.error(format!("reconnect storm: {e:#}")),
     }
+    // How the restarted server's handshakes went (retries included): resumed ones skipped the
+    // certificate's signature.
+    if let Some((full, resumed)) = server.tls_handshakes().await {
+        report.num("storm_tls_full", Some(full));
+        report.num("storm_tls_resumed", Some(resumed));
+    }
     report.num(
         "server_rss_after_storm_bytes",
         server.rss().map(|b| b as f64),

@@ -158,6 +158,32 @@ impl Server {
         }
     }
 
+    /// The TLS handshakes this run of the server completed, `(full, resumed)`, from its
+    /// metrics (`muster_tls_handshakes_total`); `None` if they cannot be read.
+    pub async fn tls_handshakes(&self) -> Option<(f64, f64)> {
+        let text =
+            std::fs::read_to_string(self.data_dir.join(muster_proto::local::SERVER_FILE)).ok()?;
+        let file: muster_proto::local::ServerFile = serde_json::from_str(&text).ok()?;
+        // Plain HTTP on loopback, by hand: no TLS provider to set up for one GET.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = file.diag_url?.strip_prefix("http://")?.to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
+        let request =
+            format!("GET /metrics HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        let metrics = String::from_utf8_lossy(&answer).into_owned();
+        let count = |kind: &str| {
+            let series = format!("muster_tls_handshakes_total{{kind=\"{kind}\"}} ");
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(&series))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        Some((count("full")?, count("resumed")?))
+    }
+
     /// An admin client, found through the data dir as `muster` admin commands find it.
     pub fn admin(&self) -> anyhow::Result<Client> {
         let local =
@@ -181,6 +207,9 @@ fn spawn_serve(
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--no-builtin-worker")
+        // Its own free port (the default one may be another server's): `tls_handshakes` reads it.
+        .arg("--diag-listen")
+        .arg("127.0.0.1:0")
         .args(&extra.args)
         .envs(extra.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

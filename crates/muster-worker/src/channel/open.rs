@@ -27,6 +27,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// can accept the TCP connection and then never answer, and without a bound the worker would
 /// wait on that one attempt forever instead of retrying.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Server names a store made by [`Endpoint::with_own_sessions`] keeps sessions for: an endpoint
+/// is one server.
+const SESSIONS_KEPT: usize = 1;
 
 /// Where the server is and how to trust it: parsed and set up once, shared by every connection
 /// (a swarm shares one across thousands of simulated workers).
@@ -83,6 +86,24 @@ impl Endpoint {
             tls,
             trust: trust.clone(),
         })
+    }
+
+    /// The same server with a TLS session store of its own. Every `Endpoint` made by
+    /// [`Endpoint::new`] keeps one (rustls's, in memory, by server name), so a worker's next
+    /// connection to this server resumes its TLS session: no certificate to send, sign or check,
+    /// while the proof of possession still signs the new connection's own exporter value. A
+    /// session is only ever stored after a handshake that passed this endpoint's trust (its
+    /// pinned fingerprint or CA), and offered only to the same server name. A load generator
+    /// that plays many workers over one `Endpoint` gives each its own store with this, as each
+    /// real worker process has.
+    pub fn with_own_sessions(&self) -> Self {
+        let mut copy = self.clone();
+        if let Some(config) = &self.tls {
+            let mut config = (**config).clone();
+            config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_KEPT);
+            copy.tls = Some(Arc::new(config));
+        }
+        copy
     }
 
     /// The host the URL names (without brackets around an IPv6 address) and its port.

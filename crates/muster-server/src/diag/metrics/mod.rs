@@ -22,7 +22,7 @@ use prometheus_client::registry::Registry;
 mod labels;
 
 pub use labels::{CutReason, EnrollMethod, EnrollOutcome, count_enrollment};
-use labels::{EnrollmentLabels, HttpLabels, OutcomeLabel, ReasonLabel, StateLabel};
+use labels::{EnrollmentLabels, HttpLabels, KindLabel, OutcomeLabel, ReasonLabel, StateLabel};
 
 /// What became of a webhook delivery attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,8 @@ pub struct Metrics {
     jobs: [Counter; JobState::ALL.len()],
     store_commit_seconds: Histogram,
     tls_handshakes_in_flight: Gauge,
+    /// Completed TLS handshakes: `[full, resumed]`.
+    tls_handshakes: [Counter; 2],
     http_requests: Family<HttpLabels, Counter>,
     /// `http_requests{route="/api/v1/connect",status="101"}`: a worker's channel opened.
     connects_upgraded: Counter,
@@ -154,6 +156,14 @@ impl Metrics {
             "TLS handshakes under way: waiting for a permit or running",
             tls_handshakes_in_flight.clone(),
         );
+        let handshake_family = Family::<KindLabel, Counter>::default();
+        let tls_handshakes = ["full", "resumed"]
+            .map(|kind| handshake_family.get_or_create_owned(&KindLabel { kind }));
+        registry.register(
+            "muster_tls_handshakes",
+            "TLS handshakes this replica completed, full or resumed (a resumed one skips the certificate and its signature)",
+            handshake_family,
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
         let connects_upgraded = http_requests.get_or_create_owned(&HttpLabels {
             route: CONNECT_ROUTE.to_owned(),
@@ -183,6 +193,7 @@ impl Metrics {
             jobs,
             store_commit_seconds,
             tls_handshakes_in_flight,
+            tls_handshakes,
             http_requests,
             connects_upgraded,
             webhook_attempts,
@@ -235,6 +246,11 @@ impl Metrics {
     pub fn tls_handshake(&self) -> HandshakeInFlight {
         self.tls_handshakes_in_flight.inc();
         HandshakeInFlight(self.tls_handshakes_in_flight.clone())
+    }
+
+    /// A TLS handshake completed, resumed from a session ticket or not.
+    pub fn tls_handshake_done(&self, resumed: bool) {
+        self.tls_handshakes[usize::from(resumed)].inc();
     }
 
     /// An answered request. The worker's channel (`101` on the connect route) is counted

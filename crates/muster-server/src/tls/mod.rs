@@ -1,4 +1,7 @@
-//! TLS for the server: a certificate from files, or a self-signed one made at first start.
+//! TLS for the server: a certificate from files, or a self-signed one made at first start, and
+//! session tickets whose keys survive a restart ([`tickets`]).
+
+pub mod tickets;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +29,8 @@ pub enum TlsError {
     Config(String),
     #[error(transparent)]
     Fs(#[from] muster_fs::FsError),
+    #[error(transparent)]
+    TicketKeys(#[from] tickets::TicketKeyError),
 }
 
 pub struct LoadedTls {
@@ -34,6 +39,20 @@ pub struct LoadedTls {
     pub fingerprint: String,
     pub cert_file: String,
     pub generated: bool,
+}
+
+impl LoadedTls {
+    /// Lets clients resume their TLS 1.3 sessions, also across a restart, with the ticket keys
+    /// kept at `keys` in the data dir (see [`tickets`]). One ticket per connection: a worker
+    /// holds one connection at a time and uses one ticket to make the next.
+    pub fn with_resumption(mut self, keys: &Path) -> Result<Self, TlsError> {
+        let ticketer = tickets::PersistentTicketer::open(keys, &self.fingerprint)?;
+        let mut config = (*self.config).clone();
+        config.ticketer = Arc::new(tickets::Tickets(Arc::new(ticketer)));
+        config.send_tls13_tickets = 1;
+        self.config = Arc::new(config);
+        Ok(self)
+    }
 }
 
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {

@@ -244,16 +244,23 @@ mod tests {
 
     #[test]
     fn capacity_counts_the_replicas_connections() {
+        // Exactly five replicas' connections free: five fit, six do not.
+        let in_use = 97 - 5 * CONNECTIONS_PER_STORE;
         let c = Capacity {
             max_connections: 100,
             reserved: 3,
-            in_use: 50,
+            in_use,
         };
-        assert_eq!(c.free(), 47);
+        assert_eq!(c.free(), 5 * CONNECTIONS_PER_STORE);
         assert!(c.check(5).is_ok());
         let err = c.check(6).unwrap_err().to_string();
-        assert!(err.contains("6 replicas hold 54"), "{err}");
-        assert!(err.contains("max_connections to at least 107"), "{err}");
+        let six = 6 * CONNECTIONS_PER_STORE;
+        assert!(err.contains(&format!("6 replicas hold {six}")), "{err}");
+        let least = six + 3 + in_use;
+        assert!(
+            err.contains(&format!("max_connections to at least {least}")),
+            "{err}"
+        );
     }
 
     #[test]

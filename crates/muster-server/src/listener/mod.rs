@@ -120,10 +120,11 @@ pub fn connection_cap() -> usize {
 /// Of a connection cap of `cap`, the places workers' control channels may not take: kept for
 /// API calls (an operator's `muster job run`, `workers list`, enrollments), which come and go,
 /// and for the connections of workers being turned away (each holds a place through its TLS
-/// handshake and `503`). A sixteenth of the cap, at least 4 and at most 512: at the usual
-/// 20,000 files, 19,232 control channels.
+/// handshake and `503`, at most the handshake gate's 64 at a time). A 128th of the cap, at
+/// least 4 and at most 256: at the usual 20,000 files, 19,590 control channels. (A sixteenth
+/// cost a full server 512 workers' places, and the fleet benchmark's 19,500 no longer fit.)
 pub fn api_reserve(cap: usize) -> usize {
-    (cap / 16).clamp(4, 512).min(cap / 2)
+    (cap / 128).clamp(4, 256).min(cap / 2)
 }
 
 /// How full the listener is, as a request sees it (a request extension): a worker's control

@@ -13,6 +13,9 @@ use super::mint;
 use crate::clock::{ms_between, now_us};
 use crate::creds;
 
+/// How long before the first expiry the connected workers are counted.
+const SNAPSHOT_MARGIN: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Default)]
 pub struct Expiries {
     pub lateness_ms: Vec<f64>,
@@ -34,6 +37,7 @@ pub async fn measure(
     count: usize,
     lead: Duration,
     concurrency: usize,
+    swarm_args: &[String],
 ) -> anyhow::Result<Expiries> {
     let target_us = now_us() + u64::try_from(lead.as_micros()).unwrap_or(u64::MAX);
     let minted = mint::tokens(client, mint::names("x", count), run_id, concurrency, || {
@@ -55,12 +59,15 @@ pub async fn measure(
         1,
         work,
         "expiry",
-        &[],
+        swarm_args,
     )?;
-    let until_expiry = Duration::from_micros(first.saturating_sub(now_us()));
+    // Who is connected is read a little before the first expiry: read at the instant itself, a
+    // server that cuts workers off within milliseconds would already have closed them all.
+    let until_snapshot =
+        Duration::from_micros(first.saturating_sub(now_us())).saturating_sub(SNAPSHOT_MARGIN);
     fleet
         .tracker
-        .wait_for("expiry workers connected", count, until_expiry, |s| {
+        .wait_for("expiry workers connected", count, until_snapshot, |s| {
             s.connected
         })
         .await;

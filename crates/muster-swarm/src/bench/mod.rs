@@ -368,6 +368,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         opts.expiries,
         opts.expiry_lead,
         opts.concurrency,
+        &opts.sources_args(),
     )
     .await
     {

@@ -60,9 +60,8 @@ impl Cluster {
                     cert.display().to_string(),
                     "--tls-key".into(),
                     key.display().to_string(),
-                    // Each replica would otherwise want the same diagnostics port.
-                    "--diag-listen".into(),
-                    "off".into(),
+                    // Diagnostics: every server the benchmark starts has a free port of its own
+                    // (`procs::spawn_serve`), so replicas never want the same one.
                 ],
                 env: vec![("MUSTER_DATABASE_URL".into(), database_url.to_owned())],
             };

@@ -1,0 +1,145 @@
+//! A connection's place among its source's connections waiting for their first answer, taken
+//! when its first request begins to arrive and given up once that request is answered.
+//!
+//! The bound is on requests in progress before anyone is authenticated (a client that trickles
+//! half a request holds a descriptor, and a place, until the request deadline), not on idle
+//! connections: a connection that has sent nothing since its handshake is no different from a
+//! kept-alive one that has sent nothing since its last answer, and hyper's header deadline
+//! closes both. Taking the place at the end of the handshake, as before, counted the spare
+//! connections an ordinary HTTP client's pool opens (hyper's pool keeps a connection it started
+//! for a request that another freed connection then served): a pool that kept its concurrency
+//! at the bound still passed it, and the connection past it was closed just after its handshake,
+//! without a word ("peer closed connection without sending TLS close_notify"), one or two of
+//! every 2,000 enrollments of the fleet benchmark.
+
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::sources::{PerSource, SourceGuard};
+
+/// Where a connection stands with its first request.
+enum Phase {
+    /// Nothing received since the handshake.
+    Idle,
+    /// The first request is arriving or being answered: the connection holds a place.
+    Waiting { _place: SourceGuard },
+    /// The first request was answered; later requests take no place.
+    Answered,
+}
+
+/// Shared by a connection's reads (which take the place) and its service (which gives it up).
+pub struct FirstAnswer {
+    sources: Arc<PerSource>,
+    source: IpAddr,
+    phase: Mutex<Phase>,
+}
+
+impl FirstAnswer {
+    pub fn new(sources: &Arc<PerSource>, source: IpAddr) -> Arc<Self> {
+        Arc::new(Self {
+            sources: Arc::clone(sources),
+            source,
+            phase: Mutex::new(Phase::Idle),
+        })
+    }
+
+    /// The first request has begun to arrive: take a place, or say there is none.
+    fn arriving(&self) -> io::Result<()> {
+        let mut phase = self.lock();
+        if matches!(*phase, Phase::Idle) {
+            let Some(guard) = self.sources.try_enter(self.source) else {
+                tracing::debug!(source = %self.source, "too many connections from one source waiting for their first answer");
+                return Err(io::Error::other(
+                    "too many connections from this source are waiting for their first answer",
+                ));
+            };
+            *phase = Phase::Waiting { _place: guard };
+        }
+        Ok(())
+    }
+
+    /// The first request was answered: give the place up.
+    pub fn answered(&self) {
+        *self.lock() = Phase::Answered;
+    }
+
+    fn is_answered(&self) -> bool {
+        matches!(*self.lock(), Phase::Answered)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A connection's stream that takes its [`FirstAnswer`] place when the first bytes arrive. Once
+/// the first answer is given it lets go of the shared state (an upgraded control channel keeps
+/// this wrapper for its whole life: a pointer, not the state).
+pub struct FirstRead<IO> {
+    io: IO,
+    first: Option<Arc<FirstAnswer>>,
+}
+
+impl<IO> FirstRead<IO> {
+    pub fn new(io: IO, first: Arc<FirstAnswer>) -> Self {
+        Self {
+            io,
+            first: Some(first),
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for FirstRead<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Some(first) = &this.first {
+            if first.is_answered() {
+                this.first = None;
+            } else if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                first.arriving()?;
+            }
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstRead<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

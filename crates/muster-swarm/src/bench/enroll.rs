@@ -1,6 +1,6 @@
 //! Enrollment throughput: many concurrent `POST /api/v1/enroll` calls, each a durable write
-//! (the server answers after COMMIT). Tokens are minted before the clock starts; secret
-//! enrollments each use a distinct worker name.
+//! (the server answers after COMMIT). Tokens are minted and worker keys made before the clock
+//! starts; secret enrollments each use a distinct worker name.
 
 use std::path::Path;
 use std::time::Instant;

@@ -143,3 +143,49 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstRead<IO> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Connections that have sent nothing hold no place; one whose request arrives takes one
+    /// (and past the bound is refused), and gives it up once answered.
+    #[tokio::test]
+    async fn only_a_request_arriving_takes_a_place_until_it_is_answered() {
+        let sources = PerSource::new(1);
+        let source: IpAddr = "10.0.0.9".parse().unwrap();
+        let open = |sources: &Arc<PerSource>| {
+            let (client, server) = tokio::io::duplex(64);
+            let first = FirstAnswer::new(sources, source);
+            (client, FirstRead::new(server, Arc::clone(&first)), first)
+        };
+        // Idle spares: nothing received, no place taken.
+        let spares: Vec<_> = (0..3).map(|_| open(&sources)).collect();
+        assert_eq!(sources.sources(), 0);
+
+        let (mut client, mut server, first) = open(&sources);
+        client.write_all(b"GET /").await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 5);
+        assert_eq!(sources.sources(), 1, "the arriving request holds a place");
+
+        // The bound is 1: a second request of the same source, past it, is refused.
+        let (mut other, mut other_server, _other_first) = open(&sources);
+        other.write_all(b"GET /").await.unwrap();
+        assert!(other_server.read(&mut buf).await.is_err());
+
+        first.answered();
+        assert_eq!(
+            sources.sources(),
+            0,
+            "an answered request gives its place up"
+        );
+        // Later requests on the answered connection take none.
+        client.write_all(b"GET /").await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 5);
+        assert!(server.first.is_none(), "the shared state is let go");
+        assert_eq!(sources.sources(), 0);
+        drop(spares);
+    }
+}

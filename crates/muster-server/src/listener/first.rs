@@ -11,6 +11,12 @@
 //! at the bound still passed it, and the connection past it was closed just after its handshake,
 //! without a word ("peer closed connection without sending TLS close_notify"), one or two of
 //! every 2,000 enrollments of the fleet benchmark.
+//!
+//! Idle connections are still bounded per source, by a wider bound of their own
+//! ([`super::UNANSWERED_PER_SOURCE`]) held from the handshake until the first answer: hyper's
+//! deadline closes one after 10 s, but a single source that can finish thousands of handshakes
+//! in those 10 s could otherwise hold every place up to the server's cap with connections that
+//! never send a byte.
 
 use std::io;
 use std::net::IpAddr;
@@ -24,10 +30,14 @@ use crate::sources::{PerSource, SourceGuard};
 
 /// Where a connection stands with its first request.
 enum Phase {
-    /// Nothing received since the handshake.
-    Idle,
-    /// The first request is arriving or being answered: the connection holds a place.
-    Waiting { _place: SourceGuard },
+    /// Nothing received since the handshake: a place among its source's unanswered connections.
+    Idle { unanswered: SourceGuard },
+    /// The first request is arriving or being answered: the connection also holds a place
+    /// among its source's requests in progress.
+    Waiting {
+        _unanswered: SourceGuard,
+        _place: SourceGuard,
+    },
     /// The first request was answered; later requests take no place.
     Answered,
 }
@@ -40,25 +50,42 @@ pub struct FirstAnswer {
 }
 
 impl FirstAnswer {
-    pub fn new(sources: &Arc<PerSource>, source: IpAddr) -> Arc<Self> {
-        Arc::new(Self {
-            sources: Arc::clone(sources),
+    /// A connection whose handshake just ended: a place among its source's `unanswered`
+    /// connections, or `None` (the connection is dropped) when the source has too many.
+    /// `requests` bounds those whose first request is in progress.
+    pub fn new(
+        unanswered: &Arc<PerSource>,
+        requests: &Arc<PerSource>,
+        source: IpAddr,
+    ) -> Option<Arc<Self>> {
+        let Some(unanswered) = unanswered.try_enter(source) else {
+            tracing::debug!(%source, "too many connections from one source that have not had a first answer");
+            return None;
+        };
+        Some(Arc::new(Self {
+            sources: Arc::clone(requests),
             source,
-            phase: Mutex::new(Phase::Idle),
-        })
+            phase: Mutex::new(Phase::Idle { unanswered }),
+        }))
     }
 
     /// The first request has begun to arrive: take a place, or say there is none.
     fn arriving(&self) -> io::Result<()> {
         let mut phase = self.lock();
-        if matches!(*phase, Phase::Idle) {
+        if matches!(*phase, Phase::Idle { .. }) {
             let Some(guard) = self.sources.try_enter(self.source) else {
                 tracing::debug!(source = %self.source, "too many connections from one source waiting for their first answer");
                 return Err(io::Error::other(
                     "too many connections from this source are waiting for their first answer",
                 ));
             };
-            *phase = Phase::Waiting { _place: guard };
+            let Phase::Idle { unanswered } = std::mem::replace(&mut *phase, Phase::Answered) else {
+                unreachable!("matched Idle above, under the same lock")
+            };
+            *phase = Phase::Waiting {
+                _unanswered: unanswered,
+                _place: guard,
+            };
         }
         Ok(())
     }
@@ -154,10 +181,11 @@ mod tests {
     #[tokio::test]
     async fn only_a_request_arriving_takes_a_place_until_it_is_answered() {
         let sources = PerSource::new(1);
+        let unanswered = PerSource::new(100);
         let source: IpAddr = "10.0.0.9".parse().unwrap();
         let open = |sources: &Arc<PerSource>| {
             let (client, server) = tokio::io::duplex(64);
-            let first = FirstAnswer::new(sources, source);
+            let first = FirstAnswer::new(&unanswered, sources, source).unwrap();
             (client, FirstRead::new(server, Arc::clone(&first)), first)
         };
         // Idle spares: nothing received, no place taken.
@@ -187,5 +215,30 @@ mod tests {
         assert!(server.first.is_none(), "the shared state is let go");
         assert_eq!(sources.sources(), 0);
         drop(spares);
+    }
+
+    /// Idle connections have a bound of their own per source, and give their place up when
+    /// answered (or dropped).
+    #[test]
+    fn idle_connections_are_bounded_per_source() {
+        let (unanswered, requests) = (PerSource::new(3), PerSource::new(1));
+        let (one, other): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let held: Vec<_> = (0..3)
+            .map(|_| FirstAnswer::new(&unanswered, &requests, one).expect("under the bound"))
+            .collect();
+        assert!(
+            FirstAnswer::new(&unanswered, &requests, one).is_none(),
+            "a fourth idle connection of one source"
+        );
+        assert!(
+            FirstAnswer::new(&unanswered, &requests, other).is_some(),
+            "another source is not affected"
+        );
+        held[0].answered();
+        assert!(
+            FirstAnswer::new(&unanswered, &requests, one).is_some(),
+            "an answered connection gave its place up"
+        );
     }
 }

@@ -183,12 +183,19 @@ pub struct Listener {
     /// yet: the phase before anyone is authenticated, where a slow client could otherwise pile
     /// up connections until the cap (see [`first`]).
     first_requests: Arc<PerSource>,
+    /// Connections of one source from the end of their handshake to their first answer, idle
+    /// ones included (see [`first`]).
+    unanswered: Arc<PerSource>,
 }
 
 /// Connections of one source whose first request is arriving or waiting for its answer. An
 /// honest worker's upgrade is answered within milliseconds, so even a fleet behind one address
 /// has few here at once.
 const FIRST_REQUESTS_PER_SOURCE: u32 = 64;
+/// Connections of one source that have not had their first answer, idle or not: room for an
+/// HTTP client pool's spare connections beside its requests, and a bound on what one source can
+/// hold open without ever sending a byte (hyper closes each after [`HEADER_READ_TIMEOUT`]).
+pub(crate) const UNANSWERED_PER_SOURCE: u32 = 256;
 /// How long a client has to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -203,6 +210,7 @@ impl Listener {
             accepting: Arc::new(AtomicBool::new(false)),
             gate: Arc::new(HandshakeGate::default()),
             first_requests: PerSource::new(FIRST_REQUESTS_PER_SOURCE),
+            unanswered: PerSource::new(UNANSWERED_PER_SOURCE),
         }
     }
 
@@ -331,10 +339,11 @@ impl Listener {
         }
     }
 
-    /// The connection's place among its source's connections waiting for their first answer,
-    /// taken when its first request begins to arrive.
-    fn first_answer(&self, remote: SocketAddr) -> Arc<FirstAnswer> {
-        FirstAnswer::new(&self.first_requests, remote.ip())
+    /// The connection's place among its source's connections without a first answer, or `None`
+    /// (the connection is dropped) when the source has too many; its place among the requests
+    /// in progress is taken when its first request begins to arrive.
+    fn first_answer(&self, remote: SocketAddr) -> Option<Arc<FirstAnswer>> {
+        FirstAnswer::new(&self.unanswered, &self.first_requests, remote.ip())
     }
 
     async fn handle(
@@ -351,7 +360,9 @@ impl Listener {
                 stream,
                 _guard: guard,
             };
-            let first = self.first_answer(remote);
+            let Some(first) = self.first_answer(remote) else {
+                return;
+            };
             let occupancy = self.occupancy();
             serve_http(
                 stream,
@@ -421,7 +432,9 @@ impl Listener {
         match result {
             Ok(Ok((tls, binding))) => {
                 crate::diag::metrics().tls_handshake_done(tls.resumed());
-                let first = self.first_answer(remote);
+                let Some(first) = self.first_answer(remote) else {
+                    return;
+                };
                 let peer = Peer {
                     remote,
                     binding,

@@ -630,6 +630,15 @@ pub trait Tx {
     /// transactions one at a time, so there it does nothing.
     fn serialize(&mut self, scope: Scope) -> StoreResult<()>;
 
+    /// Opens a savepoint, so that one unit of a group written in one transaction can be undone
+    /// without the others ([`crate::flows::group`]). Savepoints do not nest: each is closed
+    /// with [`Tx::close_savepoint`] before the next is opened.
+    fn open_savepoint(&mut self) -> StoreResult<()>;
+
+    /// Closes the savepoint: `keep` keeps what was written since it was opened, otherwise that
+    /// is undone (and on PostgreSQL the transaction is usable again after a failed statement).
+    fn close_savepoint(&mut self, keep: bool) -> StoreResult<()>;
+
     // ---- settings: small named values (JSON text) ----
     fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>>;
     fn put_setting(&mut self, key: &str, value: &str) -> StoreResult<()>;

@@ -781,6 +781,14 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    fn open_savepoint(&mut self) -> StoreResult<()> {
+        self.savepoint()
+    }
+
+    fn close_savepoint(&mut self, keep: bool) -> StoreResult<()> {
+        self.end_savepoint(keep)
+    }
+
     fn put_presence(&mut self, p: &Presence) -> StoreResult<()> {
         self.execute(
             "INSERT INTO worker_presence

@@ -127,3 +127,56 @@ impl<B: Batch> Grouped<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings written in groups; an item named `bad` makes its whole group fail, as a record
+    /// PostgreSQL refuses or a deadlock would.
+    struct Settings;
+
+    impl Batch for Settings {
+        type Item = &'static str;
+        type Answer = ();
+        const MAX_GROUP: usize = 64;
+        const IN_FLIGHT: usize = 1;
+
+        fn write(tx: &mut dyn Tx, items: &[&'static str]) -> StoreResult<Vec<()>> {
+            for item in items {
+                if *item == "bad" {
+                    return Err(StoreError::Backend("refused".into()));
+                }
+                tx.put_setting(item, "1")?;
+            }
+            Ok(vec![(); items.len()])
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_group_costs_no_other_item_its_write() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open_sqlite(&dir.path().join("db")).expect("store");
+        let grouped = Grouped::<Settings>::new(store.clone());
+        // One group holding them all, as a storm would queue them.
+        let (group, answers): (Vec<_>, Vec<_>) = ["a", "b", "bad", "c", "d"]
+            .into_iter()
+            .map(|item| {
+                let (done, answer) = oneshot::channel();
+                ((item, done), (item, answer))
+            })
+            .unzip();
+        grouped.write_group(group).await;
+        for (item, answer) in answers {
+            let result = answer.await.expect("answered");
+            assert_eq!(result.is_ok(), item != "bad", "{item}: {result:?}");
+        }
+        for key in ["a", "b", "c", "d"] {
+            let stored = store
+                .read(move |tx| tx.get_setting(key))
+                .await
+                .expect("read");
+            assert_eq!(stored.as_deref(), Some("1"), "{key}");
+        }
+    }
+}

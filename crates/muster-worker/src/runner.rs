@@ -481,6 +481,7 @@ pub async fn maintain_any(
                     } => {
                         if welcomed {
                             backoff.reset();
+                            rotation.welcomed();
                             tried = 0;
                         }
                         (reason, after)

@@ -54,17 +54,16 @@ pub fn open_session(
     tx: &mut dyn Tx,
     c: &Connection,
 ) -> StoreResult<Result<Opened, ConnectRefusal>> {
-    match admit(tx, c, true)? {
-        Admit::Done(opened) => Ok(opened),
-        // Allowed to lock, admission never defers: a bug if it did.
-        Admit::Alone => Err(crate::StoreError::Backend(
-            "an admission allowed to lock was deferred".into(),
-        )),
-    }
+    // Allowed to lock, admission never defers: a bug if it did.
+    admit(tx, c, true)?.ok_or_else(|| {
+        crate::StoreError::Backend("an admission allowed to lock was deferred".into())
+    })
 }
 
-/// One admission's outcome in a group ([`open_sessions`]).
+/// One admission's outcome in a group ([`open_sessions`]). Its size does not matter: each lives
+/// only until its caller takes it.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum GroupedOpen {
     /// Decided and, if admitted, written: committed with the group.
     Done(Result<Opened, ConnectRefusal>),
@@ -88,8 +87,8 @@ pub fn open_sessions(tx: &mut dyn Tx, connections: &[Connection]) -> StoreResult
     let mut answers: Vec<Option<GroupedOpen>> = connections.iter().map(|_| None).collect();
     for i in order {
         let answer = match super::group::isolated(tx, |tx| admit(tx, &connections[i], false))? {
-            Ok(Admit::Done(opened)) => GroupedOpen::Done(opened),
-            Ok(Admit::Alone) => GroupedOpen::Alone,
+            Ok(Some(opened)) => GroupedOpen::Done(opened),
+            Ok(None) => GroupedOpen::Alone,
             Err(e) => GroupedOpen::Failed(e),
         };
         answers[i] = Some(answer);
@@ -100,14 +99,14 @@ pub fn open_sessions(tx: &mut dyn Tx, connections: &[Connection]) -> StoreResult
         .collect())
 }
 
-enum Admit {
-    Done(Result<Opened, ConnectRefusal>),
-    /// `may_lock` was false and the admission needs a lock; nothing was written.
-    Alone,
-}
-
-fn admit(tx: &mut dyn Tx, c: &Connection, may_lock: bool) -> StoreResult<Admit> {
-    let done = |opened| Ok(Admit::Done(opened));
+/// The admission's outcome, or `None` when `may_lock` is false and it needs a lock (nothing was
+/// written then).
+fn admit(
+    tx: &mut dyn Tx,
+    c: &Connection,
+    may_lock: bool,
+) -> StoreResult<Option<Result<Opened, ConnectRefusal>>> {
+    let done = |opened| Ok(Some(opened));
     let Some(mut worker) = tx.get_worker(&c.worker)? else {
         return done(Err(ConnectRefusal::Admit(AdmitRefusal::UnknownIdentity)));
     };
@@ -128,7 +127,7 @@ fn admit(tx: &mut dyn Tx, c: &Connection, may_lock: bool) -> StoreResult<Admit> 
     }
     if admission == Admission::AdmitAndBind {
         if !may_lock {
-            return Ok(Admit::Alone);
+            return Ok(None);
         }
         // A pre-created worker's first connection is its joining.
         if let Err(refusal) = license::check_joining_worker(tx, &worker, c.now)? {

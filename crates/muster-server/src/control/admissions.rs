@@ -16,9 +16,11 @@ pub struct AdmissionBatch;
 impl Batch for AdmissionBatch {
     type Item = Connection;
     type Answer = GroupedOpen;
-    /// A group of admissions takes a few milliseconds per hundred on PostgreSQL: the first to
-    /// arrive never waits long for the last.
-    const MAX_GROUP: usize = 256;
+    /// PostgreSQL keeps at most 64 subtransactions of a transaction in shared memory (each
+    /// admission that writes is one, its savepoint); past that every other session's snapshot
+    /// must look them up on disk (`pg_subtrans`), which would slow the whole database for as long
+    /// as the group runs. A group of 64 also keeps the first admission's wait short.
+    const MAX_GROUP: usize = 64;
     /// Several groups at once, on as many of the pool's connections (eight): one group's round
     /// trips do not hold up the next, and the others stay free for the rest of the server.
     const IN_FLIGHT: usize = 3;

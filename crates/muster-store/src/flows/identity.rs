@@ -107,7 +107,8 @@ fn admit(
     may_lock: bool,
 ) -> StoreResult<Option<Result<Opened, ConnectRefusal>>> {
     let done = |opened| Ok(Some(opened));
-    let Some(mut worker) = tx.get_worker(&c.worker)? else {
+    // Locked: the ledger read here is written back below (see `Tx::get_worker_for_update`).
+    let Some(mut worker) = tx.get_worker_for_update(&c.worker)? else {
         return done(Err(ConnectRefusal::Admit(AdmitRefusal::UnknownIdentity)));
     };
     let admission = match worker.admit(&c.api_key, &c.machine, c.now) {
@@ -163,7 +164,7 @@ pub fn confirm_ticket(
     saved: &TicketHash,
     remote: Option<&str>,
 ) -> StoreResult<bool> {
-    let Some(record) = tx.get_worker(worker)? else {
+    let Some(record) = tx.get_worker_for_update(worker)? else {
         return Ok(false);
     };
     let mut tickets = record.identity.tickets;

@@ -353,3 +353,50 @@ pub async fn concurrent_groups_of_admissions_all_commit(store: Store) {
         "{answers:?}"
     );
 }
+
+/// The old session's ticket confirmation racing the worker's next admission (its channel dropped
+/// just after it saved the ticket, and it reconnected at once, to another replica or through
+/// another pooled connection): each reads the worker's ledger and writes it back. On
+/// PostgreSQL, without a row lock taken by the read, the confirmation read the ledger before the
+/// admission committed and wrote it back after, erasing the ticket the admission had just given
+/// out, so the worker's next connection, presenting that ticket, was taken for a copy: a
+/// false clone verdict. Here the admission holds its transaction open 400 ms after writing, and
+/// the confirmation starts 100 ms into it.
+pub async fn a_confirmation_racing_the_next_admission_erases_no_ticket(store: Store) {
+    super::licensed(&store).await;
+    let (worker, t0) = bound_workers(&store, "racing", 1).await.remove(0);
+    // Connected with t0, given t1, which it saved: TicketSaved is on its way.
+    let (c1, t1) = connection(&worker, "machine-a", Some(&t0));
+    assert!(matches!(
+        open(&store, c1).await,
+        Ok(Opened::Admitted { .. })
+    ));
+    // The next connection presents t1 and is given t2, in a transaction held open a while.
+    let (c2, t2) = connection(&worker, "machine-a", Some(&t1));
+    let admission = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |tx| {
+                    let opened = identity::open_session(tx, &c2)?;
+                    std::thread::sleep(std::time::Duration::from_millis(400));
+                    Ok(opened)
+                })
+                .await
+                .expect("store")
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    confirm(&store, &worker.id, &t1).await;
+    assert!(matches!(
+        admission.await.expect("task"),
+        Ok(Opened::Admitted { .. })
+    ));
+    // The worker saved t2; its next connection presents it and is itself, not a copy.
+    let (c3, _) = connection(&worker, "machine-a", Some(&t2));
+    let next = open(&store, c3).await;
+    assert!(
+        matches!(next, Ok(Opened::Admitted { .. })),
+        "the ticket the admission gave out was erased by the racing confirmation: {next:?}"
+    );
+}

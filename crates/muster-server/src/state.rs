@@ -36,6 +36,8 @@ pub struct Inner {
     pub jobs: Arc<crate::jobs::Jobs>,
     /// What sessions record as they open and close, written in groups.
     pub records: Arc<crate::control::records::Records>,
+    /// Admissions of workers' control channels, written in groups.
+    pub admissions: Arc<crate::control::admissions::Admissions>,
     /// Whether this replica is behind on events it missed (it admits no worker until not).
     pub catch_up: Arc<crate::replica::CatchUp>,
     /// Makes and checks the nonces workers sign where there is no TLS exporter to bind to.
@@ -133,6 +135,7 @@ impl AppState {
         );
         let app = AppState::new(Inner {
             records: crate::control::records::Records::new(store.clone()),
+            admissions: crate::control::admissions::Admissions::new(store.clone()),
             store,
             clock,
             registry,

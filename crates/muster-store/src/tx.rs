@@ -361,6 +361,14 @@ pub trait Tx {
     // ---- workers ----
     fn insert_worker(&mut self, worker: &Worker) -> StoreResult<()>;
     fn get_worker(&mut self, id: &WorkerId) -> StoreResult<Option<Worker>>;
+    /// [`Tx::get_worker`] for a read that the transaction writes back (the worker's ticket
+    /// ledger): on PostgreSQL the row stays locked until the transaction ends (`FOR UPDATE`), so
+    /// a concurrent transaction doing the same waits and then reads what this one wrote, instead
+    /// of writing back what it read before and erasing it. SQLite's one writer already runs
+    /// write transactions one at a time.
+    fn get_worker_for_update(&mut self, id: &WorkerId) -> StoreResult<Option<Worker>> {
+        self.get_worker(id)
+    }
     fn get_worker_by_name(&mut self, name: &Name) -> StoreResult<Option<Worker>>;
     fn get_worker_by_token(&mut self, token: &Name) -> StoreResult<Option<Worker>>;
     fn list_workers(&mut self) -> StoreResult<Vec<Worker>>;
@@ -399,6 +407,11 @@ pub trait Tx {
             found.extend(self.get_worker(id)?);
         }
         Ok(found)
+    }
+    /// [`Tx::get_workers`] locked as [`Tx::get_worker_for_update`] locks one, in id order (every
+    /// transaction that locks several workers locks them in that order, so none deadlocks).
+    fn get_workers_for_update(&mut self, ids: &[WorkerId]) -> StoreResult<Vec<Worker>> {
+        self.get_workers(ids)
     }
     /// [`Tx::set_worker_tickets`] for several workers, one entry each. One statement on
     /// PostgreSQL.
@@ -629,6 +642,15 @@ pub trait Tx {
     /// true until it commits, across every replica. SQLite's single writer already runs write
     /// transactions one at a time, so there it does nothing.
     fn serialize(&mut self, scope: Scope) -> StoreResult<()>;
+
+    /// Opens a savepoint, so that one unit of a group written in one transaction can be undone
+    /// without the others ([`crate::flows::group`]). Savepoints do not nest: each is closed
+    /// with [`Tx::close_savepoint`] before the next is opened.
+    fn open_savepoint(&mut self) -> StoreResult<()>;
+
+    /// Closes the savepoint: `keep` keeps what was written since it was opened, otherwise that
+    /// is undone (and on PostgreSQL the transaction is usable again after a failed statement).
+    fn close_savepoint(&mut self, keep: bool) -> StoreResult<()>;
 
     // ---- settings: small named values (JSON text) ----
     fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>>;

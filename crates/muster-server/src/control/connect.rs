@@ -3,8 +3,8 @@
 //! Everything is checked before the WebSocket upgrade, so a refused worker gets an ordinary HTTP
 //! error with a code it maps to an exit status: the API key and machine (as before keys), the
 //! proof that the worker holds its key on this very connection (`proof`), and its ticket, judged
-//! and replaced in one transaction (`muster_store::flows::identity`). What happens after the
-//! upgrade — the verdict on a copied state dir, a live session of the same identity, the session
+//! and replaced in one transaction (`muster_store::flows::identity`), shared with the admissions
+//! that arrive meanwhile (`super::admissions`). What happens after the upgrade — the verdict on a copied state dir, a live session of the same identity, the session
 //! itself — is in [`super::lifecycle`].
 
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use muster_core::worker::AdmitRefusal;
 use muster_core::{Labels, MachineId, Worker, WorkerId};
 use muster_proto::confinement::{self, Confinement};
 use muster_proto::{ErrorCode, LEGACY_PROTOCOL_VERSION, PROTOCOL_VERSION, headers};
-use muster_store::flows::identity::{self, ConnectRefusal, Connection, Opened};
+use muster_store::flows::identity::{self, ConnectRefusal, Connection, GroupedOpen, Opened};
 use muster_store::flows::workers;
 use tracing::Instrument;
 
@@ -345,10 +345,16 @@ async fn decide(
         issued: issued.hash(),
         now,
     };
-    let opened = app
-        .store
-        .write(move |tx| identity::open_session(tx, &connection))
-        .await?;
+    let opened = match app.admissions.write(connection.clone()).await? {
+        GroupedOpen::Done(opened) => opened,
+        // Undone in its group (a deadlock's victim), or it takes a lock no group may hold: its
+        // own transaction. Nothing of it was written, so running it again applies it once.
+        GroupedOpen::Failed(_) | GroupedOpen::Alone => {
+            app.store
+                .write(move |tx| identity::open_session(tx, &connection))
+                .await?
+        }
+    };
     Ok(match opened {
         Ok(Opened::Admitted { worker, key_bound }) => Ok(Decision::Proven {
             worker,

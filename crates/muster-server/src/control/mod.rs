@@ -5,7 +5,9 @@
 //! in the [`registry::Registry`] and drops a command in its inbox; the session's own task wakes at
 //! once and closes the socket. Expiry is a timer owned by each session.
 
+pub mod admissions;
 pub mod connect;
+pub mod group;
 pub mod lifecycle;
 pub mod records;
 pub mod registry;

@@ -313,6 +313,7 @@ async fn app_state(
     let licensing = crate::license::Licensing::new(license_issuers(config)?);
     Ok(AppState::new(Inner {
         records: crate::control::records::Records::new(store.clone()),
+        admissions: crate::control::admissions::Admissions::new(store.clone()),
         store,
         clock,
         registry,

@@ -54,31 +54,88 @@ pub fn open_session(
     tx: &mut dyn Tx,
     c: &Connection,
 ) -> StoreResult<Result<Opened, ConnectRefusal>> {
-    let Some(mut worker) = tx.get_worker(&c.worker)? else {
-        return Ok(Err(ConnectRefusal::Admit(AdmitRefusal::UnknownIdentity)));
+    // Allowed to lock, admission never defers: a bug if it did.
+    admit(tx, c, true)?.ok_or_else(|| {
+        crate::StoreError::Backend("an admission allowed to lock was deferred".into())
+    })
+}
+
+/// One admission's outcome in a group ([`open_sessions`]). Its size does not matter: each lives
+/// only until its caller takes it.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum GroupedOpen {
+    /// Decided and, if admitted, written: committed with the group.
+    Done(Result<Opened, ConnectRefusal>),
+    /// Needs a transaction of its own ([`open_session`]): the first connection of a pre-created
+    /// worker counts licence seats under a lock. Nothing was written.
+    Alone,
+    /// Failed and undone (a deadlock's victim, say); the others were not. Worth trying alone.
+    Failed(crate::StoreError),
+}
+
+/// [`open_session`] for many connections in one transaction (a reconnect storm), each in a
+/// savepoint ([`crate::flows::group`]), taken in the order of their worker ids: every group
+/// locks worker rows in one order, so two groups (of this replica or another) cannot deadlock.
+/// Answers in the order given. A group of one is [`open_session`] itself.
+pub fn open_sessions(tx: &mut dyn Tx, connections: &[Connection]) -> StoreResult<Vec<GroupedOpen>> {
+    if let [c] = connections {
+        return Ok(vec![GroupedOpen::Done(open_session(tx, c)?)]);
+    }
+    let mut order: Vec<usize> = (0..connections.len()).collect();
+    order.sort_by(|&a, &b| connections[a].worker.cmp(&connections[b].worker));
+    let mut answers: Vec<Option<GroupedOpen>> = connections.iter().map(|_| None).collect();
+    for i in order {
+        let answer = match super::group::isolated(tx, |tx| admit(tx, &connections[i], false))? {
+            Ok(Some(opened)) => GroupedOpen::Done(opened),
+            Ok(None) => GroupedOpen::Alone,
+            Err(e) => GroupedOpen::Failed(e),
+        };
+        answers[i] = Some(answer);
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| a.unwrap_or(GroupedOpen::Alone))
+        .collect())
+}
+
+/// The admission's outcome, or `None` when `may_lock` is false and it needs a lock (nothing was
+/// written then).
+fn admit(
+    tx: &mut dyn Tx,
+    c: &Connection,
+    may_lock: bool,
+) -> StoreResult<Option<Result<Opened, ConnectRefusal>>> {
+    let done = |opened| Ok(Some(opened));
+    // Locked: the ledger read here is written back below (see `Tx::get_worker_for_update`).
+    let Some(mut worker) = tx.get_worker_for_update(&c.worker)? else {
+        return done(Err(ConnectRefusal::Admit(AdmitRefusal::UnknownIdentity)));
     };
     let admission = match worker.admit(&c.api_key, &c.machine, c.now) {
         Ok(admission) => admission,
-        Err(refusal) => return Ok(Err(ConnectRefusal::Admit(refusal))),
+        Err(refusal) => return done(Err(ConnectRefusal::Admit(refusal))),
     };
     if worker
         .identity
         .public_key
         .is_some_and(|k| k != c.public_key)
     {
-        return Ok(Err(ConnectRefusal::OtherKey(worker.name.clone())));
+        return done(Err(ConnectRefusal::OtherKey(worker.name.clone())));
     }
     let mut tickets = worker.identity.tickets.clone();
     if tickets.present(c.presented.as_ref()) == Presented::Copied {
-        return Ok(Ok(Opened::Copied { worker }));
+        return done(Ok(Opened::Copied { worker }));
     }
     if admission == Admission::AdmitAndBind {
+        if !may_lock {
+            return Ok(None);
+        }
         // A pre-created worker's first connection is its joining.
         if let Err(refusal) = license::check_joining_worker(tx, &worker, c.now)? {
-            return Ok(Err(ConnectRefusal::Admit(refusal)));
+            return done(Err(ConnectRefusal::Admit(refusal)));
         }
         if !tx.bind_worker_machine(&c.worker, &c.machine)? {
-            return Ok(Err(ConnectRefusal::Admit(AdmitRefusal::OtherMachine(
+            return done(Err(ConnectRefusal::Admit(AdmitRefusal::OtherMachine(
                 worker.name.clone(),
             ))));
         }
@@ -88,14 +145,14 @@ pub fn open_session(
     if key_bound {
         if !tx.set_worker_public_key(&c.worker, &c.public_key)? {
             // Another connection bound a key first: decide on what it bound.
-            return Ok(Err(ConnectRefusal::OtherKey(worker.name.clone())));
+            return done(Err(ConnectRefusal::OtherKey(worker.name.clone())));
         }
         worker.identity.public_key = Some(c.public_key);
     }
     tickets.issue(c.issued);
     tx.set_worker_tickets(&c.worker, &tickets, None)?;
     worker.identity.tickets = tickets;
-    Ok(Ok(Opened::Admitted { worker, key_bound }))
+    done(Ok(Opened::Admitted { worker, key_bound }))
 }
 
 /// The worker saved the ticket it was given: it becomes the confirmed one, if still pending.
@@ -107,7 +164,7 @@ pub fn confirm_ticket(
     saved: &TicketHash,
     remote: Option<&str>,
 ) -> StoreResult<bool> {
-    let Some(record) = tx.get_worker(worker)? else {
+    let Some(record) = tx.get_worker_for_update(worker)? else {
         return Ok(false);
     };
     let mut tickets = record.identity.tickets;

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod enrollment;
+pub mod group;
 pub mod identity;
 pub mod jobs;
 pub mod license;

@@ -107,7 +107,9 @@ fn confirm_tickets(tx: &mut dyn Tx, records: &[SessionRecord]) -> StoreResult<Ve
     let mut ledgers: HashMap<WorkerId, (TicketLedger, Option<String>, bool)> = if asked.is_empty() {
         HashMap::new()
     } else {
-        tx.get_workers(&asked)?
+        // Locked (in id order): the ledgers are written back below, and an admission of one of
+        // these workers may be running beside this group (see `Tx::get_worker_for_update`).
+        tx.get_workers_for_update(&asked)?
             .into_iter()
             .map(|w| (w.id, (w.identity.tickets, None, false)))
             .collect()

@@ -4,6 +4,9 @@
 //!
 //! There is no batching here, unlike SQLite's writer. Each thread commits its own transactions,
 //! and PostgreSQL groups concurrent commits from many connections into one WAL flush by itself.
+//! A caller that writes many like units at once groups them itself, in one unit of work with a
+//! savepoint each (`flows::group`): it knows which units take no advisory lock and in which
+//! order their rows are locked, which this queue does not.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, mpsc};

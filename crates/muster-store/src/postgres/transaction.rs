@@ -39,6 +39,10 @@ pub(super) struct PgTx<'c> {
     /// COMMIT then quietly rolls back. So if the work swallowed the error and returned success,
     /// the backend must report a failure, not a commit.
     failed: Option<StoreError>,
+    /// While a savepoint is open: what to go back to if it is rolled back (whether a statement
+    /// had failed before it, and the name locks held then; a rollback to a savepoint releases
+    /// the locks taken since).
+    savepoint: Option<(bool, HashSet<i32>)>,
 }
 
 impl<'c> PgTx<'c> {
@@ -48,6 +52,7 @@ impl<'c> PgTx<'c> {
             write,
             locked: HashSet::new(),
             failed: None,
+            savepoint: None,
         }
     }
 
@@ -67,6 +72,49 @@ impl<'c> PgTx<'c> {
             self.failed.get_or_insert_with(|| e.clone());
             e
         })
+    }
+
+    fn simple(&mut self, sql: &str) -> StoreResult<()> {
+        let done = self.conn.client.batch_execute(sql);
+        self.track(done)
+    }
+
+    /// Opens the savepoint one unit of a group runs in ([`crate::Tx::open_savepoint`]).
+    pub(super) fn savepoint(&mut self) -> StoreResult<()> {
+        if self.savepoint.is_some() {
+            return Err(StoreError::Backend("a savepoint is already open".into()));
+        }
+        self.simple("SAVEPOINT unit")?;
+        self.savepoint = Some((self.failed.is_some(), self.locked.clone()));
+        Ok(())
+    }
+
+    /// Keeps or undoes what the unit wrote. Undone, a failed statement of the unit no longer
+    /// aborts the transaction, so it is forgotten (unless one had failed before the savepoint).
+    pub(super) fn end_savepoint(&mut self, keep: bool) -> StoreResult<()> {
+        let Some((failed_before, locked)) = self.savepoint.take() else {
+            return Err(StoreError::Backend("no savepoint is open".into()));
+        };
+        if keep && self.failed.is_none() {
+            return self.simple("RELEASE SAVEPOINT unit");
+        }
+        let undone = self
+            .conn
+            .client
+            .batch_execute("ROLLBACK TO SAVEPOINT unit; RELEASE SAVEPOINT unit");
+        if undone.is_ok() && !failed_before {
+            self.failed = None;
+        }
+        self.locked = locked;
+        self.track(undone)?;
+        if keep {
+            // The unit went on after a failed statement: what it wrote is gone, so it must not
+            // be told it was kept.
+            return Err(StoreError::Backend(
+                "a statement of this unit failed; its changes were rolled back".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Prepares `sql` once per connection. This saves a round trip on every later use.

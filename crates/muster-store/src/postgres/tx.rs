@@ -218,6 +218,14 @@ impl Tx for PgTx<'_> {
         self.one_worker("id", id.as_str())
     }
 
+    fn get_worker_for_update(&mut self, id: &WorkerId) -> StoreResult<Option<Worker>> {
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers WHERE id = $1 FOR UPDATE");
+        self.query_opt(&sql, &[&id.as_str()])?
+            .as_ref()
+            .map(rows::read_worker)
+            .transpose()
+    }
+
     fn get_worker_by_name(&mut self, name: &Name) -> StoreResult<Option<Worker>> {
         self.lock_name(name)?;
         self.one_worker("name", name.as_str())
@@ -337,6 +345,19 @@ impl Tx for PgTx<'_> {
 
     fn touch_workers(&mut self, seen: &[(WorkerId, Timestamp)]) -> StoreResult<()> {
         self.touch_many(seen)
+    }
+
+    fn get_workers_for_update(&mut self, ids: &[WorkerId]) -> StoreResult<Vec<Worker>> {
+        let ids: Vec<&str> = ids.iter().map(WorkerId::as_str).collect();
+        self.query(
+            &format!(
+                "SELECT {WORKER_COLUMNS} FROM workers WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            ),
+            &[&ids],
+        )?
+        .iter()
+        .map(rows::read_worker)
+        .collect()
     }
 
     fn get_workers(&mut self, ids: &[WorkerId]) -> StoreResult<Vec<Worker>> {
@@ -779,6 +800,14 @@ impl Tx for PgTx<'_> {
         // Released by COMMIT or ROLLBACK, so a crashed transaction never leaves it held.
         self.execute("SELECT pg_advisory_xact_lock($1)", &[&scope.lock_key()])?;
         Ok(())
+    }
+
+    fn open_savepoint(&mut self) -> StoreResult<()> {
+        self.savepoint()
+    }
+
+    fn close_savepoint(&mut self, keep: bool) -> StoreResult<()> {
+        self.end_savepoint(keep)
     }
 
     fn put_presence(&mut self, p: &Presence) -> StoreResult<()> {

@@ -980,6 +980,20 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn open_savepoint(&mut self) -> StoreResult<()> {
+        // Inside the writer's own savepoint for this unit of work (SQLite nests them).
+        Ok(self.conn.execute_batch("SAVEPOINT unit")?)
+    }
+
+    fn close_savepoint(&mut self, keep: bool) -> StoreResult<()> {
+        let end = if keep {
+            "RELEASE unit"
+        } else {
+            "ROLLBACK TO unit; RELEASE unit"
+        };
+        Ok(self.conn.execute_batch(end)?)
+    }
+
     fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {
         Ok(self
             .conn

@@ -8,7 +8,8 @@ use rand::rngs::OsRng;
 
 use super::{at, audit, create_precreated, machine, machine_key};
 use crate::Store;
-use crate::flows::identity::{self, ConnectRefusal, Connection, Opened};
+use crate::flows::group;
+use crate::flows::identity::{self, ConnectRefusal, Connection, GroupedOpen, Opened};
 
 pub(super) fn connection(
     worker: &muster_core::Worker,
@@ -175,5 +176,227 @@ pub async fn forgotten_tickets_let_a_restored_database_take_newer_ones(store: St
     assert!(
         matches!(open(&store, c).await, Ok(Opened::Copied { .. })),
         "the older ticket is a copy's once the newer one was taken"
+    );
+}
+
+/// Bound workers, each with its first ticket issued and confirmed, and the ticket.
+async fn bound_workers(
+    store: &Store,
+    prefix: &str,
+    n: usize,
+) -> Vec<(muster_core::Worker, Ticket)> {
+    let mut bound = Vec::new();
+    for i in 0..n {
+        let worker = create_precreated(store, &format!("{prefix}-{i}")).await;
+        let (c, t) = connection(&worker, "machine-a", None);
+        assert!(matches!(open(store, c).await, Ok(Opened::Admitted { .. })));
+        assert!(confirm(store, &worker.id, &t).await);
+        bound.push((worker, t));
+    }
+    bound
+}
+
+async fn open_group(store: &Store, group: Vec<Connection>) -> Vec<GroupedOpen> {
+    store
+        .write(move |tx| identity::open_sessions(tx, &group))
+        .await
+        .expect("store")
+}
+
+/// A unit of a group that fails is undone alone: what it wrote before failing is gone, the
+/// units before and after it commit, and the transaction goes on (on PostgreSQL a failed
+/// statement aborts the whole transaction unless it is rolled back to the unit's savepoint).
+pub async fn a_failed_unit_of_a_group_is_undone_alone(store: Store) {
+    let existing = create_precreated(&store, "existing").await;
+    let results = store
+        .write(move |tx| {
+            let a = group::isolated(tx, |tx| tx.put_setting("unit.a", "1"))?;
+            let b = group::isolated(tx, |tx| {
+                tx.put_setting("unit.b", "1")?;
+                // The same id again: the database refuses the statement.
+                tx.insert_worker(&existing)
+            })?;
+            let c = group::isolated(tx, |tx| tx.put_setting("unit.c", "1"))?;
+            Ok((a.is_ok(), b.is_ok(), c.is_ok()))
+        })
+        .await
+        .expect("the group commits");
+    assert_eq!(results, (true, false, true));
+    let settings = store
+        .read(|tx| {
+            Ok((
+                tx.get_setting("unit.a")?,
+                tx.get_setting("unit.b")?,
+                tx.get_setting("unit.c")?,
+            ))
+        })
+        .await
+        .expect("read");
+    assert_eq!(
+        settings,
+        (Some("1".to_owned()), None, Some("1".to_owned())),
+        "the failed unit's own write is undone, the others' kept"
+    );
+}
+
+/// Admissions written in one group answer as they would alone, in the order given: admitted,
+/// a copy found out, an unknown identity refused, and a pre-created worker's first connection
+/// (which counts licence seats under a lock) sent to a transaction of its own.
+pub async fn a_group_of_admissions_answers_each_as_alone(store: Store) {
+    super::licensed(&store).await;
+    let bound = bound_workers(&store, "grouped", 3).await;
+    let fresh = create_precreated(&store, "fresh").await;
+    let (w0, t0) = &bound[0];
+    let (w1, _) = &bound[1];
+    let (w2, t2) = &bound[2];
+    let (admit0, next0) = connection(w0, "machine-a", Some(t0));
+    // w1 confirmed its ticket: a connection with none is a copy's.
+    let (copy1, _) = connection(w1, "machine-a", None);
+    let (mut unknown, _) = connection(w2, "machine-a", Some(t2));
+    unknown.worker =
+        muster_core::WorkerId::parse(&muster_core::credentials::generate_id(&mut OsRng))
+            .expect("id");
+    let (first, _) = connection(&fresh, "machine-a", None);
+    let (admit2, _) = connection(w2, "machine-a", Some(t2));
+    let answers = open_group(&store, vec![admit2, first, unknown, copy1, admit0]).await;
+    assert!(
+        matches!(
+            &answers[..],
+            [
+                GroupedOpen::Done(Ok(Opened::Admitted {
+                    key_bound: false,
+                    ..
+                })),
+                GroupedOpen::Alone,
+                GroupedOpen::Done(Err(ConnectRefusal::Admit(AdmitRefusal::UnknownIdentity))),
+                GroupedOpen::Done(Ok(Opened::Copied { .. })),
+                GroupedOpen::Done(Ok(Opened::Admitted {
+                    key_bound: false,
+                    ..
+                })),
+            ]
+        ),
+        "{answers:?}"
+    );
+    // Committed: w0's new ticket is pending, and presenting it gets in.
+    assert!(confirm(&store, &w0.id, &next0).await);
+    let (c, _) = connection(w0, "machine-a", Some(&next0));
+    assert!(matches!(open(&store, c).await, Ok(Opened::Admitted { .. })));
+    // The deferred one wrote nothing: the worker is still unbound.
+    let id = fresh.id.clone();
+    let unbound = store
+        .read(move |tx| tx.get_worker(&id))
+        .await
+        .expect("read")
+        .expect("worker");
+    assert_eq!(unbound.machine_id, None);
+}
+
+/// Many groups at once, over the same workers in different orders (as several replicas and
+/// several groups of one replica write them): every admission commits, none is a deadlock's
+/// victim, and a ticket given out in a group still tells a copy from its owner afterwards.
+pub async fn concurrent_groups_of_admissions_all_commit(store: Store) {
+    super::licensed(&store).await;
+    let bound = bound_workers(&store, "storm", 24).await;
+    let mut groups = Vec::new();
+    for g in 0..8 {
+        let mut group: Vec<Connection> = bound
+            .iter()
+            .map(|(w, t)| connection(w, "machine-a", Some(t)).0)
+            .collect();
+        // Each group in another order: unsorted, two groups would lock rows in opposite orders.
+        group.rotate_left(g * 3);
+        if g % 2 == 1 {
+            group.reverse();
+        }
+        groups.push(group);
+    }
+    let tasks: Vec<_> = groups
+        .into_iter()
+        .map(|group| {
+            let store = store.clone();
+            tokio::spawn(async move { open_group(&store, group).await })
+        })
+        .collect();
+    for task in tasks {
+        for answer in task.await.expect("task") {
+            assert!(
+                matches!(answer, GroupedOpen::Done(Ok(Opened::Admitted { .. }))),
+                "{answer:?}"
+            );
+        }
+    }
+    // One worker moves on: its new ticket confirmed, the old one is a copy's.
+    let (w, old) = &bound[0];
+    let (c, newer) = connection(w, "machine-a", Some(old));
+    let answers = open_group(
+        &store,
+        vec![c, connection(&bound[1].0, "machine-a", Some(&bound[1].1)).0],
+    )
+    .await;
+    assert!(matches!(
+        answers[0],
+        GroupedOpen::Done(Ok(Opened::Admitted { .. }))
+    ));
+    assert!(confirm(&store, &w.id, &newer).await);
+    let (copy, _) = connection(w, "machine-a", Some(old));
+    let (owner, _) = connection(w, "machine-a", Some(&newer));
+    let answers = open_group(&store, vec![copy, owner]).await;
+    assert!(
+        matches!(
+            &answers[..],
+            [
+                GroupedOpen::Done(Ok(Opened::Copied { .. })),
+                GroupedOpen::Done(Ok(Opened::Admitted { .. })),
+            ]
+        ),
+        "{answers:?}"
+    );
+}
+
+/// The old session's ticket confirmation racing the worker's next admission (its channel dropped
+/// just after it saved the ticket, and it reconnected at once, to another replica or through
+/// another pooled connection): each reads the worker's ledger and writes it back. On
+/// PostgreSQL, without a row lock taken by the read, the confirmation read the ledger before the
+/// admission committed and wrote it back after, erasing the ticket the admission had just given
+/// out, so the worker's next connection, presenting that ticket, was taken for a copy: a
+/// false clone verdict. Here the admission holds its transaction open 400 ms after writing, and
+/// the confirmation starts 100 ms into it.
+pub async fn a_confirmation_racing_the_next_admission_erases_no_ticket(store: Store) {
+    super::licensed(&store).await;
+    let (worker, t0) = bound_workers(&store, "racing", 1).await.remove(0);
+    // Connected with t0, given t1, which it saved: TicketSaved is on its way.
+    let (c1, t1) = connection(&worker, "machine-a", Some(&t0));
+    assert!(matches!(
+        open(&store, c1).await,
+        Ok(Opened::Admitted { .. })
+    ));
+    // The next connection presents t1 and is given t2, in a transaction held open a while.
+    let (c2, t2) = connection(&worker, "machine-a", Some(&t1));
+    let admission = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |tx| {
+                    let opened = identity::open_session(tx, &c2)?;
+                    std::thread::sleep(std::time::Duration::from_millis(400));
+                    Ok(opened)
+                })
+                .await
+                .expect("store")
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    confirm(&store, &worker.id, &t1).await;
+    assert!(matches!(
+        admission.await.expect("task"),
+        Ok(Opened::Admitted { .. })
+    ));
+    // The worker saved t2; its next connection presents it and is itself, not a copy.
+    let (c3, _) = connection(&worker, "machine-a", Some(&t2));
+    let next = open(&store, c3).await;
+    assert!(
+        matches!(next, Ok(Opened::Admitted { .. })),
+        "the ticket the admission gave out was erased by the racing confirmation: {next:?}"
     );
 }

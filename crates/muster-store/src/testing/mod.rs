@@ -65,6 +65,10 @@ macro_rules! conformance_tests {
             identity {
                 a_key_is_bound_once_and_tickets_tell_a_copy_from_a_restart,
                 forgotten_tickets_let_a_restored_database_take_newer_ones,
+                a_failed_unit_of_a_group_is_undone_alone,
+                a_group_of_admissions_answers_each_as_alone,
+                concurrent_groups_of_admissions_all_commit,
+                a_confirmation_racing_the_next_admission_erases_no_ticket,
             }
             jobs {
                 jobs_start_once_end_once_and_recover,

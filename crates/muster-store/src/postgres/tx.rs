@@ -26,7 +26,8 @@ use crate::rows::{
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
-    OutputPosition, Presence, Scope, SealedTicketKey, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
+    OutputPosition, Presence, Scope, SealedTicketKey, TimedChunk, TokenPage, Tx, Webhook,
+    WorkerPage,
 };
 
 impl PgTx<'_> {
@@ -964,10 +965,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn drop_ticket_keys_before(&mut self, period: i64) -> StoreResult<u64> {
-        self.execute(
-            "DELETE FROM tls_ticket_keys WHERE period < $1",
-            &[&period],
-        )
+        self.execute("DELETE FROM tls_ticket_keys WHERE period < $1", &[&period])
     }
 
     fn append_audit(&mut self, e: &AuditEvent) -> StoreResult<i64> {

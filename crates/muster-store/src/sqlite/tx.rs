@@ -25,7 +25,8 @@ use crate::rows::{
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
-    OutputPosition, Presence, Scope, SealedTicketKey, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
+    OutputPosition, Presence, Scope, SealedTicketKey, TimedChunk, TokenPage, Tx, Webhook,
+    WorkerPage,
 };
 impl rusqlite::ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {

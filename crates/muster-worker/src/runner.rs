@@ -483,6 +483,7 @@ pub async fn maintain_any(
                     } => {
                         if welcomed {
                             backoff.reset();
+                            rotation.welcomed();
                             tried = 0;
                         }
                         (reason, after)

@@ -23,6 +23,9 @@
 //! - **TLS 1.3 only**: a TLS 1.2 ticket carries the session's master secret itself, so a leaked
 //!   ticket key would decrypt recorded TLS 1.2 traffic; no TLS 1.2 ticket is made or accepted.
 //!
+//! Replicas on one PostgreSQL database keep their keys there instead, sealed, so that those
+//! serving one certificate share them and a worker failing over resumes ([`shared`]).
+//!
 //! Tickets are sealed with AES-256-GCM (ring), a random nonce each, the key's random 16-byte
 //! name as associated data: the layout of rustls's own ticketer.
 
@@ -142,7 +145,8 @@ const SYNC_RETRY: u64 = 60;
 pub struct PersistentTicketer {
     home: Home,
     rng: SystemRandom,
-    /// Newest first; the first one seals.
+    /// Newest first; the newest already in force seals (keys from the store are known a
+    /// period before they are).
     keys: RwLock<Vec<Key>>,
     /// Unix seconds at which the newest key stops sealing (read without the lock on every ticket).
     rotate_at: AtomicU64,
@@ -245,7 +249,7 @@ impl PersistentTicketer {
     }
 
     /// Re-reads the store's keys on a task of its own (none on a file), unless one is under way.
-    /// `retry_at` is when to try again should it fail.
+    /// Should it fail, the keys in memory stay, and the next try is [`SYNC_RETRY`] later.
     fn resync(self: &Arc<Self>, now: u64) {
         let Home::Store(home) = &self.home else {
             return;

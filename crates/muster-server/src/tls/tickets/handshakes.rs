@@ -15,6 +15,21 @@ type Versions = &'static [&'static rustls::SupportedProtocolVersion];
 const TLS13: Versions = &[&rustls::version::TLS13];
 const TLS12: Versions = &[&rustls::version::TLS12];
 
+/// The server config `tls` builds for `certified`, before its tickets.
+fn base_config(certified: &rcgen::CertifiedKey, versions: Versions) -> rustls::ServerConfig {
+    let cert = certified.cert.der().clone();
+    let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+    let mut server =
+        rustls::ServerConfig::builder_with_provider(muster_client::trust::crypto_provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+    server.key_log = Arc::new(binding::ExporterSecretLog);
+    server
+}
+
 /// The server config `tls` builds for `certified`, tickets under the keys at `keys` (opened
 /// afresh: a new config is a restarted server).
 fn server_config(
@@ -23,15 +38,7 @@ fn server_config(
     versions: Versions,
 ) -> Arc<rustls::ServerConfig> {
     let cert = certified.cert.der().clone();
-    let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
-    let mut server =
-        rustls::ServerConfig::builder_with_provider(muster_client::trust::crypto_provider())
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-    server.key_log = Arc::new(binding::ExporterSecretLog);
+    let mut server = base_config(certified, versions);
     let ticketer = super::PersistentTicketer::open(keys, &crate::tls::fingerprint(&cert)).unwrap();
     server.ticketer = Arc::new(super::Tickets(Arc::new(ticketer)));
     server.send_tls13_tickets = 1;
@@ -45,17 +52,11 @@ async fn replica_config(
     store: &muster_store::Store,
 ) -> Arc<rustls::ServerConfig> {
     let cert = certified.cert.der().clone();
-    let key_der = certified.key_pair.serialize_der();
-    let key = PrivateKeyDer::try_from(key_der.clone()).unwrap();
-    let mut server =
-        rustls::ServerConfig::builder_with_provider(muster_client::trust::crypto_provider())
-            .with_protocol_versions(TLS13)
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-    server.key_log = Arc::new(binding::ExporterSecretLog);
-    let wrap = super::shared::KeyWrap::derive(&key_der, &crate::tls::fingerprint(&cert));
+    let mut server = base_config(certified, TLS13);
+    let wrap = super::shared::KeyWrap::derive(
+        &certified.key_pair.serialize_der(),
+        &crate::tls::fingerprint(&cert),
+    );
     let ticketer = super::PersistentTicketer::open_shared(store.clone(), Arc::new(wrap))
         .await
         .unwrap();

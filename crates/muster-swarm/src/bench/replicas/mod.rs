@@ -632,6 +632,17 @@ async fn single_reference(opts: &Options, run_id: &str) -> anyhow::Result<(f64, 
     measured
 }
 
+/// The TLS handshakes these replicas completed, `(full, resumed)` summed; `None` if one's
+/// cannot be read.
+async fn survivors_handshakes(replicas: &[cluster::Replica]) -> Option<(f64, f64)> {
+    let mut sum = (0.0, 0.0);
+    for replica in replicas {
+        let (full, resumed) = replica.server.tls_handshakes().await?;
+        sum = (sum.0 + full, sum.1 + resumed);
+    }
+    Some(sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,15 +674,4 @@ mod tests {
             }
         );
     }
-}
-
-/// The TLS handshakes these replicas completed, `(full, resumed)` summed; `None` if one's
-/// cannot be read.
-async fn survivors_handshakes(replicas: &[cluster::Replica]) -> Option<(f64, f64)> {
-    let mut sum = (0.0, 0.0);
-    for replica in replicas {
-        let (full, resumed) = replica.server.tls_handshakes().await?;
-        sum = (sum.0 + full, sum.1 + resumed);
-    }
-    Some(sum)
 }

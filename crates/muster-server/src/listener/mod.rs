@@ -11,6 +11,7 @@
 //! handshake starts, a connection passes the [`gate`]: its ClientHello on a short deadline, then
 //! a permit shared fairly among sources.
 
+mod first;
 mod gate;
 mod health;
 
@@ -32,7 +33,8 @@ use tower::ServiceExt;
 
 use crate::error::AppError;
 use crate::lean_tls::{ChannelBinding, LeanTls};
-use crate::sources::{PerSource, SourceGuard};
+use crate::sources::PerSource;
+use first::{FirstAnswer, FirstRead};
 use gate::HandshakeGate;
 use health::Accepting;
 pub use health::ListenerHealth;
@@ -177,16 +179,23 @@ pub struct Listener {
     /// Whether the accept loop runs (for readiness).
     accepting: Arc<AtomicBool>,
     gate: Arc<HandshakeGate>,
-    /// Connections of one source that have not had their first request answered yet: the
-    /// phase before anyone is authenticated, where a slow client could otherwise pile up
-    /// connections until the cap.
+    /// Connections of one source whose first request has begun to arrive and is not answered
+    /// yet: the phase before anyone is authenticated, where a slow client could otherwise pile
+    /// up connections until the cap (see [`first`]).
     first_requests: Arc<PerSource>,
+    /// Connections of one source from the end of their handshake to their first answer, idle
+    /// ones included (see [`first`]).
+    unanswered: Arc<PerSource>,
 }
 
-/// Connections of one source waiting for their first request to be answered (after the TLS
-/// handshake). An honest worker's upgrade is answered within milliseconds, so even a fleet
-/// behind one address has few here at once.
+/// Connections of one source whose first request is arriving or waiting for its answer. An
+/// honest worker's upgrade is answered within milliseconds, so even a fleet behind one address
+/// has few here at once.
 const FIRST_REQUESTS_PER_SOURCE: u32 = 64;
+/// Connections of one source that have not had their first answer, idle or not: room for an
+/// HTTP client pool's spare connections beside its requests, and a bound on what one source can
+/// hold open without ever sending a byte (hyper closes each after [`HEADER_READ_TIMEOUT`]).
+pub(crate) const UNANSWERED_PER_SOURCE: u32 = 256;
 /// How long a client has to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -201,6 +210,7 @@ impl Listener {
             accepting: Arc::new(AtomicBool::new(false)),
             gate: Arc::new(HandshakeGate::default()),
             first_requests: PerSource::new(FIRST_REQUESTS_PER_SOURCE),
+            unanswered: PerSource::new(UNANSWERED_PER_SOURCE),
         }
     }
 
@@ -329,14 +339,11 @@ impl Listener {
         }
     }
 
-    /// A place among the source's connections waiting for their first answer, or `None` (the
-    /// connection is dropped) when it has too many.
-    fn first_request_slot(&self, remote: SocketAddr) -> Option<SourceGuard> {
-        let slot = self.first_requests.try_enter(remote.ip());
-        if slot.is_none() {
-            tracing::debug!(%remote, "too many connections from one source waiting for their first answer");
-        }
-        slot
+    /// The connection's place among its source's connections without a first answer, or `None`
+    /// (the connection is dropped) when the source has too many; its place among the requests
+    /// in progress is taken when its first request begins to arrive.
+    fn first_answer(&self, remote: SocketAddr) -> Option<Arc<FirstAnswer>> {
+        FirstAnswer::new(&self.unanswered, &self.first_requests, remote.ip())
     }
 
     async fn handle(
@@ -353,12 +360,12 @@ impl Listener {
                 stream,
                 _guard: guard,
             };
-            let Some(first) = self.first_request_slot(remote) else {
+            let Some(first) = self.first_answer(remote) else {
                 return;
             };
             let occupancy = self.occupancy();
             serve_http(
-                TokioIo::new(stream),
+                stream,
                 Peer {
                     remote,
                     binding: None,
@@ -425,7 +432,7 @@ impl Listener {
         match result {
             Ok(Ok((tls, binding))) => {
                 crate::diag::metrics().tls_handshake_done(tls.resumed());
-                let Some(first) = self.first_request_slot(remote) else {
+                let Some(first) = self.first_answer(remote) else {
                     return;
                 };
                 let peer = Peer {
@@ -433,7 +440,7 @@ impl Listener {
                     binding,
                     occupancy: self.occupancy(),
                 };
-                serve_http(TokioIo::new(tls), peer, first, app, shutdown).await
+                serve_http(tls, peer, first, app, shutdown).await
             }
             Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
@@ -492,12 +499,12 @@ struct Peer {
 
 /// Serves HTTP on one connection. Every request carries the peer's address, the listener's
 /// [`Occupancy`] and, over TLS 1.3, the connection's [`ChannelBinding`] (as request extensions).
-/// `first` holds the connection's place among its source's connections waiting for a first
-/// answer; it is given up once the first request is answered.
+/// `first` takes the connection's place among its source's connections waiting for a first
+/// answer when the first request arrives; it is given up once that request is answered.
 async fn serve_http<I>(
-    io: TokioIo<I>,
+    io: I,
     peer: Peer,
-    first: SourceGuard,
+    first: Arc<FirstAnswer>,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -508,7 +515,7 @@ async fn serve_http<I>(
         binding,
         occupancy,
     } = peer;
-    let first = Arc::new(std::sync::Mutex::new(Some(first)));
+    let io = TokioIo::new(FirstRead::new(io, Arc::clone(&first)));
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
         request.extensions_mut().insert(occupancy.clone());
@@ -519,7 +526,7 @@ async fn serve_http<I>(
         let first = Arc::clone(&first);
         async move {
             let response = answered.await;
-            first.lock().unwrap_or_else(|e| e.into_inner()).take();
+            first.answered();
             response
         }
     });

@@ -29,8 +29,8 @@ pub use backend::{Backend, CommitObserver, EventHandler, Heard, StoreStats, Work
 pub use error::{StoreError, StoreResult};
 pub use tx::{
     Attempt, AttemptNext, AuditFilter, Delivery, DeliveryState, DueDelivery, FleetOverview, JobEnd,
-    JobFilter, LabelMatch, OutputChunk, OutputPosition, Presence, Scope, StoredStatus, TimedChunk,
-    TokenPage, Tx, Webhook, WorkerPage, WorkerPosition, WorkerSort,
+    JobFilter, LabelMatch, OutputChunk, OutputPosition, Presence, Scope, SealedTicketKey,
+    StoredStatus, TimedChunk, TokenPage, Tx, Webhook, WorkerPage, WorkerPosition, WorkerSort,
 };
 
 /// A cheap-to-clone handle to the durable state.

@@ -168,6 +168,15 @@ pub struct TokenPage {
     pub limit: u32,
 }
 
+/// One TLS ticket key as the store keeps it: sealed (the store never sees it in the clear), for
+/// the certificate (its fingerprint) it belongs to and the rotation period it seals tickets in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedTicketKey {
+    pub certificate: String,
+    pub period: i64,
+    pub sealed: Vec<u8>,
+}
+
 /// A worker's live control channel, as recorded for every replica to see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presence {
@@ -564,6 +573,17 @@ pub trait Tx {
     fn drop_replica(&mut self, replica: &str, before: Timestamp) -> StoreResult<bool>;
     /// Hands every job `running` under replica `from` to replica `to`. Returns how many.
     fn transfer_jobs(&mut self, from: &str, to: &str) -> StoreResult<u64>;
+
+    // ---- TLS ticket keys shared by replicas ----
+    /// Stores the sealed ticket key of `certificate` for `period` unless one is there already
+    /// (replicas rotating at once: the first wins, the others read its key). Returns whether
+    /// this one was stored.
+    fn insert_ticket_key(&mut self, key: &SealedTicketKey) -> StoreResult<bool>;
+    /// The sealed ticket keys of `certificate`, newest period first.
+    fn ticket_keys(&mut self, certificate: &str) -> StoreResult<Vec<SealedTicketKey>>;
+    /// Erases every ticket key (of any certificate) of a period before `period`. Returns how
+    /// many.
+    fn drop_ticket_keys_before(&mut self, period: i64) -> StoreResult<u64>;
 
     // ---- audit ----
     /// Writes an audit record, and queues it for every webhook that wants it (the outbox: in

@@ -134,13 +134,9 @@ pub async fn worker(
         bind: shared.sources.map(|s| s.for_worker(index)),
         confinement: None,
     };
-    // Each simulated worker keeps its own TLS sessions, as a worker process does: a shared
-    // store would hand one worker's session tickets to another.
-    let endpoints: Vec<Endpoint> = shared
-        .endpoints
-        .iter()
-        .map(Endpoint::with_own_sessions)
-        .collect();
+    // Each simulated worker keeps its own TLS sessions, one store for all its URLs, as a worker
+    // process does: a store shared between workers would hand one worker's tickets to another.
+    let endpoints = Endpoint::sharing_sessions(&shared.endpoints);
     // The reconnect loop of `muster worker` itself, observed through the recorder.
     let result = muster_worker::maintain_any(
         &endpoints,

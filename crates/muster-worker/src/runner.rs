@@ -182,7 +182,9 @@ fn prepare(config: &WorkerConfig) -> Result<Prepared, WorkerError> {
     });
     Ok(Prepared {
         endpoint,
-        endpoints,
+        // One TLS session store for all the URLs: a worker failing over to another replica
+        // offers it the ticket the last one gave (see `Endpoint::sharing_sessions`).
+        endpoints: Endpoint::sharing_sessions(&endpoints),
         trust,
         state,
         labels,

@@ -34,6 +34,7 @@ mod replicas;
 mod restarts;
 mod scenarios;
 mod server;
+mod tls_failover;
 mod tls_resumption;
 mod tokens;
 mod webhooks;

@@ -38,7 +38,7 @@ impl Database {
         Some(Self { name })
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
     }
 
@@ -58,7 +58,7 @@ impl Drop for Database {
     }
 }
 
-fn replica(db: &Database) -> Server {
+pub fn replica(db: &Database) -> Server {
     Server::start(ServerOpts {
         env: vec![("MUSTER_DATABASE_URL".into(), db.url())],
         ..ServerOpts::default()

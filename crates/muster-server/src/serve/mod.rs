@@ -63,7 +63,7 @@ pub async fn run(
     let admin_token = ensure_admin_token(&dir)?;
     let (account, account_change) =
         ui::account::bootstrap(&store, &dir.admin_password_path(), Clock::system().now()).await?;
-    let tls = load_tls(&config, &dir)?;
+    let tls = load_tls(&config, &dir, &store).await?;
     let clock = Clock::system();
     let local_addr = tcp.local_addr().map_err(ServeError::LocalAddr)?;
     let mut started = Started::new(&dir, local_addr, tls.as_ref(), &account, account_change);
@@ -199,7 +199,13 @@ fn ensure_admin_token(dir: &DataDir) -> Result<String, ServeError> {
 
 /// The certificate the server presents, if it speaks TLS: from files, or self-signed for the
 /// host it listens on (made at the first start and kept in the data dir).
-fn load_tls(config: &ServeConfig, dir: &DataDir) -> Result<Option<LoadedTls>, ServeError> {
+/// Its session tickets' keys are in the data dir for one server (SQLite), in the database for
+/// replicas (PostgreSQL), so that a worker moving between replicas resumes.
+async fn load_tls(
+    config: &ServeConfig,
+    dir: &DataDir,
+    store: &Store,
+) -> Result<Option<LoadedTls>, ServeError> {
     let listen_host = config
         .listen
         .rsplit_once(':')
@@ -210,6 +216,9 @@ fn load_tls(config: &ServeConfig, dir: &DataDir) -> Result<Option<LoadedTls>, Se
         TlsMode::SelfSigned => tls::load_or_generate(dir, &listen_host)?,
         TlsMode::Files { cert, key } => tls::load_files(cert, key)?,
     };
+    if store.backend_name() == "postgres" {
+        return Ok(Some(loaded.with_shared_resumption(store.clone()).await?));
+    }
     Ok(Some(loaded.with_resumption(&dir.ticket_keys_path())?))
 }
 

@@ -39,6 +39,9 @@ pub struct LoadedTls {
     pub fingerprint: String,
     pub cert_file: String,
     pub generated: bool,
+    /// Seals ticket keys kept in a store replicas share: derived from the private key, which
+    /// is not kept.
+    ticket_wrap: Arc<tickets::shared::KeyWrap>,
 }
 
 impl LoadedTls {
@@ -47,6 +50,22 @@ impl LoadedTls {
     /// holds one connection at a time and uses one ticket to make the next.
     pub fn with_resumption(mut self, keys: &Path) -> Result<Self, TlsError> {
         let ticketer = tickets::PersistentTicketer::open(keys, &self.fingerprint)?;
+        let mut config = (*self.config).clone();
+        config.ticketer = Arc::new(tickets::Tickets(Arc::new(ticketer)));
+        config.send_tls13_tickets = 1;
+        self.config = Arc::new(config);
+        Ok(self)
+    }
+
+    /// Like [`LoadedTls::with_resumption`], with the ticket keys in `store`, which replicas
+    /// serving the same certificate share: a worker failing over to another replica resumes
+    /// there (see [`tickets::shared`]).
+    pub async fn with_shared_resumption(
+        mut self,
+        store: muster_store::Store,
+    ) -> Result<Self, TlsError> {
+        let ticketer =
+            tickets::PersistentTicketer::open_shared(store, Arc::clone(&self.ticket_wrap)).await?;
         let mut config = (*self.config).clone();
         config.ticketer = Arc::new(tickets::Tickets(Arc::new(ticketer)));
         config.send_tls13_tickets = 1;
@@ -85,12 +104,14 @@ pub fn load_files(cert: &Path, key: &Path) -> Result<LoadedTls, TlsError> {
             source,
         })?
         .ok_or_else(|| TlsError::NoKey(key.display().to_string()))?;
+    let ticket_wrap = Arc::new(tickets::shared::KeyWrap::derive(key_der.secret_der(), &fp));
     let config = build(chain, key_der)?;
     Ok(LoadedTls {
         config,
         fingerprint: fp,
         cert_file: cert.display().to_string(),
         generated: false,
+        ticket_wrap,
     })
 }
 

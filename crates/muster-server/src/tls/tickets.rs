@@ -23,11 +23,14 @@
 //! - **TLS 1.3 only**: a TLS 1.2 ticket carries the session's master secret itself, so a leaked
 //!   ticket key would decrypt recorded TLS 1.2 traffic; no TLS 1.2 ticket is made or accepted.
 //!
+//! Replicas on one PostgreSQL database keep their keys there instead, sealed, so that those
+//! serving one certificate share them and a worker failing over resumes ([`shared`]).
+//!
 //! Tickets are sealed with AES-256-GCM (ring), a random nonce each, the key's random 16-byte
 //! name as associated data: the layout of rustls's own ticketer.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +61,8 @@ pub enum TicketKeyError {
     Random,
     #[error(transparent)]
     Fs(#[from] muster_fs::FsError),
+    #[error("cannot read or store the TLS ticket keys in the database: {0}")]
+    Store(muster_store::StoreError),
 }
 
 /// One key: its name (sent with every ticket it seals, to find it again) and when it was made.
@@ -111,12 +116,37 @@ struct StoredKey {
     secret: String,
 }
 
+/// Where the keys are kept.
+enum Home {
+    /// A file in the data dir: one server.
+    File { path: PathBuf, certificate: String },
+    /// The store, shared by the replicas serving this certificate (see [`shared`]).
+    Store(StoreHome),
+}
+
+struct StoreHome {
+    store: muster_store::Store,
+    wrap: Arc<shared::KeyWrap>,
+    runtime: tokio::runtime::Handle,
+    /// A re-read is under way (at most one at a time).
+    syncing: AtomicBool,
+    /// Unix seconds of the last re-read started, to rate-limit those a ticket under an
+    /// unknown key asks for.
+    synced_at: AtomicU64,
+}
+
+/// A ticket under a key this replica does not know asks for a re-read (another replica may
+/// have made it) at most this often: a client can present any name it likes.
+const UNKNOWN_KEY_REREAD_EVERY: u64 = 10;
+/// After a failed re-read at rotation, the next one is tried this much later.
+const SYNC_RETRY: u64 = 60;
+
 /// The ticketer rustls calls for every ticket it sends and every ticket a client presents.
 pub struct PersistentTicketer {
-    path: PathBuf,
-    certificate: String,
+    home: Home,
     rng: SystemRandom,
-    /// Newest first; the first one seals.
+    /// Newest first; the newest already in force seals (keys from the store are known a
+    /// period before they are).
     keys: RwLock<Vec<Key>>,
     /// Unix seconds at which the newest key stops sealing (read without the lock on every ticket).
     rotate_at: AtomicU64,
@@ -127,8 +157,12 @@ pub struct PersistentTicketer {
 impl std::fmt::Debug for PersistentTicketer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let keys = self.keys.read().map_or(0, |k| k.len());
+        let home = match &self.home {
+            Home::File { path, .. } => path.display().to_string(),
+            Home::Store(home) => format!("the database, for {}", home.wrap.certificate()),
+        };
         f.debug_struct("PersistentTicketer")
-            .field("path", &self.path)
+            .field("home", &home)
             .field("keys", &keys)
             .finish_non_exhaustive()
     }
@@ -158,8 +192,10 @@ impl PersistentTicketer {
         };
         let changed = roll(&mut keys, &rng, now)?;
         let ticketer = Self {
-            path: path.to_path_buf(),
-            certificate: certificate.to_owned(),
+            home: Home::File {
+                path: path.to_path_buf(),
+                certificate: certificate.to_owned(),
+            },
             rng,
             rotate_at: AtomicU64::new(rotation_due(&keys)),
             keys: RwLock::new(keys),
@@ -171,18 +207,85 @@ impl PersistentTicketer {
         Ok(ticketer)
     }
 
-    /// Writes the keys as they are now.
+    /// The ticketer of replicas sharing one store: the keys of the certificate `wrap` is bound
+    /// to, read (and made, where missing) before this returns (see [`shared`]). Must be called
+    /// on the runtime that later re-reads run on.
+    pub async fn open_shared(
+        store: muster_store::Store,
+        wrap: Arc<shared::KeyWrap>,
+    ) -> Result<Self, TicketKeyError> {
+        let now = now_secs();
+        let keys = shared::sync(&store, &wrap, now).await?;
+        Ok(Self {
+            home: Home::Store(StoreHome {
+                store,
+                wrap,
+                runtime: tokio::runtime::Handle::current(),
+                syncing: AtomicBool::new(false),
+                synced_at: AtomicU64::new(now),
+            }),
+            rng: SystemRandom::new(),
+            rotate_at: AtomicU64::new(shared::next_period_start(now)),
+            keys: RwLock::new(keys),
+            writing: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Writes the keys as they are now (to the file; the store's are written as they are made).
     fn persist(&self) -> Result<(), TicketKeyError> {
+        let Home::File { path, certificate } = &self.home else {
+            return Ok(());
+        };
         let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let contents = {
             let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-            encode(&self.certificate, &keys)
+            encode(certificate, &keys)
         };
-        if let Some(parent) = self.path.parent() {
+        if let Some(parent) = path.parent() {
             muster_fs::ensure_private_dir(parent)?;
         }
-        muster_fs::write_private(&self.path, contents.as_bytes())?;
+        muster_fs::write_private(path, contents.as_bytes())?;
         Ok(())
+    }
+
+    /// Re-reads the store's keys on a task of its own (none on a file), unless one is under way.
+    /// Should it fail, the keys in memory stay, and the next try is [`SYNC_RETRY`] later.
+    fn resync(self: &Arc<Self>, now: u64) {
+        let Home::Store(home) = &self.home else {
+            return;
+        };
+        if home.syncing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        home.synced_at.store(now, Ordering::Relaxed);
+        let me = Arc::clone(self);
+        home.runtime.spawn(async move {
+            let Home::Store(home) = &me.home else {
+                return;
+            };
+            match shared::sync(&home.store, &home.wrap, now_secs()).await {
+                Ok(keys) => {
+                    *me.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot re-read the TLS ticket keys from the database; the keys in memory stay in use");
+                    me.rotate_at.store(now_secs() + SYNC_RETRY, Ordering::Relaxed);
+                }
+            }
+            home.syncing.store(false, Ordering::Release);
+        });
+    }
+
+    /// A ticket named a key this replica does not hold: another replica may have made it since
+    /// the last re-read. Re-reads, at most every [`UNKNOWN_KEY_REREAD_EVERY`].
+    fn on_unknown_key(self: &Arc<Self>) {
+        let Home::Store(home) = &self.home else {
+            return;
+        };
+        let now = now_secs();
+        if now >= home.synced_at.load(Ordering::Relaxed) + UNKNOWN_KEY_REREAD_EVERY {
+            self.resync(now);
+        }
     }
 
     /// Rotates if the newest key has sealed long enough. Cheap when nothing is due (one atomic
@@ -191,6 +294,14 @@ impl PersistentTicketer {
     fn rotate_if_due(self: &Arc<Self>) {
         let now = now_secs();
         if now < self.rotate_at.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Home::Store(_) = &self.home {
+            // The next period's key is already in memory (see `shared`): sealing moves to it
+            // without waiting; the re-read makes the one after and erases expired ones.
+            self.rotate_at
+                .store(shared::next_period_start(now), Ordering::Relaxed);
+            self.resync(now);
             return;
         }
         let changed = {
@@ -215,7 +326,12 @@ impl PersistentTicketer {
 
     fn seal(&self, plain: &[u8]) -> Option<Vec<u8>> {
         let keys = self.keys.read().ok()?;
-        let key = keys.first()?;
+        // The newest key already in force: shared keys are known a period ahead.
+        let now = now_secs();
+        let key = keys
+            .iter()
+            .find(|k| k.created <= now)
+            .or_else(|| keys.last())?;
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).ok()?;
         let mut out = Vec::with_capacity(NAME_LEN + NONCE_LEN + plain.len() + TAG_LEN);
@@ -234,14 +350,18 @@ impl PersistentTicketer {
         Some(out)
     }
 
-    fn open_ticket(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+    fn open_ticket(self: &Arc<Self>, ticket: &[u8]) -> Option<Vec<u8>> {
         if ticket.len() > MAX_TICKET || ticket.len() < NAME_LEN + NONCE_LEN + TAG_LEN {
             return None;
         }
         let (name, rest) = ticket.split_at(NAME_LEN);
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let keys = self.keys.read().ok()?;
-        let key = keys.iter().find(|k| k.name == name)?;
+        let Some(key) = keys.iter().find(|k| k.name == name) else {
+            drop(keys);
+            self.on_unknown_key();
+            return None;
+        };
         let mut buf = sealed.to_vec();
         let plain_len = key
             .sealing
@@ -386,6 +506,8 @@ impl rustls::server::ProducesTickets for Tickets {
             .filter(|plain| is_tls13_session(plain))
     }
 }
+
+pub mod shared;
 
 #[cfg(test)]
 mod tests;

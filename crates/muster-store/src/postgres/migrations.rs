@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_overview.sql")),
     (12, include_str!("migrations/0012_output_times.sql")),
     (13, include_str!("migrations/0013_worker_orders.sql")),
+    (14, include_str!("migrations/0014_tls_ticket_keys.sql")),
 ];
 
 /// The advisory lock that serializes migrations: "muster" in ASCII. Advisory locks are per

@@ -26,7 +26,8 @@ use crate::rows::{
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
-    OutputPosition, Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
+    OutputPosition, Presence, Scope, SealedTicketKey, TimedChunk, TokenPage, Tx, Webhook,
+    WorkerPage,
 };
 
 impl PgTx<'_> {
@@ -964,6 +965,36 @@ impl Tx for PgTx<'_> {
             "UPDATE jobs SET dispatcher = $2 WHERE state = 'running' AND dispatcher = $1",
             &[&from, &to],
         )
+    }
+
+    fn insert_ticket_key(&mut self, key: &SealedTicketKey) -> StoreResult<bool> {
+        let n = self.execute(
+            "INSERT INTO tls_ticket_keys (certificate, period, sealed) VALUES ($1, $2, $3)
+             ON CONFLICT (certificate, period) DO NOTHING",
+            &[&key.certificate, &key.period, &key.sealed],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn ticket_keys(&mut self, certificate: &str) -> StoreResult<Vec<SealedTicketKey>> {
+        let rows = self.query(
+            "SELECT period, sealed FROM tls_ticket_keys WHERE certificate = $1
+             ORDER BY period DESC",
+            &[&certificate],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(SealedTicketKey {
+                    certificate: certificate.to_owned(),
+                    period: col(row, 0)?,
+                    sealed: col(row, 1)?,
+                })
+            })
+            .collect()
+    }
+
+    fn drop_ticket_keys_before(&mut self, period: i64) -> StoreResult<u64> {
+        self.execute("DELETE FROM tls_ticket_keys WHERE period < $1", &[&period])
     }
 
     fn append_audit(&mut self, e: &AuditEvent) -> StoreResult<i64> {

@@ -25,7 +25,8 @@ use crate::rows::{
 };
 use crate::tx::{
     Attempt, AuditFilter, Delivery, DueDelivery, FleetOverview, JobEnd, JobFilter, OutputChunk,
-    OutputPosition, Presence, Scope, TimedChunk, TokenPage, Tx, Webhook, WorkerPage,
+    OutputPosition, Presence, Scope, SealedTicketKey, TimedChunk, TokenPage, Tx, Webhook,
+    WorkerPage,
 };
 impl rusqlite::ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -708,6 +709,42 @@ impl Tx for SqliteTx<'_> {
             )?
             .execute(params![replica, at.unix_millis()])?;
         Ok(false)
+    }
+
+    fn insert_ticket_key(&mut self, key: &SealedTicketKey) -> StoreResult<bool> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO tls_ticket_keys (certificate, period, sealed) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (certificate, period) DO NOTHING",
+            )?
+            .execute(params![key.certificate, key.period, key.sealed])?;
+        Ok(n == 1)
+    }
+
+    fn ticket_keys(&mut self, certificate: &str) -> StoreResult<Vec<SealedTicketKey>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT period, sealed FROM tls_ticket_keys WHERE certificate = ?1
+             ORDER BY period DESC",
+        )?;
+        let rows = stmt
+            .query_map([certificate], |row| {
+                Ok(SealedTicketKey {
+                    certificate: certificate.to_owned(),
+                    period: row.get(0)?,
+                    sealed: row.get(1)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn drop_ticket_keys_before(&mut self, period: i64) -> StoreResult<u64> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM tls_ticket_keys WHERE period < ?1")?
+            .execute([period])?;
+        Ok(n as u64)
     }
 
     fn replicas_silent_since(&mut self, before: Timestamp) -> StoreResult<Vec<String>> {

@@ -27,9 +27,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// can accept the TCP connection and then never answer, and without a bound the worker would
 /// wait on that one attempt forever instead of retrying.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Server names a store made by [`Endpoint::with_own_sessions`] keeps sessions for: an endpoint
-/// is one server.
-const SESSIONS_KEPT: usize = 1;
 
 /// Where the server is and how to trust it: parsed and set up once, shared by every connection
 /// (a swarm shares one across thousands of simulated workers).
@@ -88,22 +85,49 @@ impl Endpoint {
         })
     }
 
-    /// The same server with a TLS session store of its own. Every `Endpoint` made by
-    /// [`Endpoint::new`] keeps one (rustls's, in memory, by server name), so a worker's next
-    /// connection to this server resumes its TLS session: no certificate to send, sign or check,
-    /// while the proof of possession still signs the new connection's own exporter value. A
-    /// session is only ever stored after a handshake that passed this endpoint's trust (its
-    /// pinned fingerprint or CA), and offered only to the same server name. A load generator
-    /// that plays many workers over one `Endpoint` gives each its own store with this, as each
-    /// real worker process has.
-    pub fn with_own_sessions(&self) -> Self {
-        let mut copy = self.clone();
-        if let Some(config) = &self.tls {
-            let mut config = (**config).clone();
-            config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_KEPT);
-            copy.tls = Some(Arc::new(config));
-        }
-        copy
+    /// These endpoints (the `--url`s of one worker, replicas of one server) with one TLS session
+    /// store between them, of their own. Every `Endpoint` made by [`Endpoint::new`] keeps a store
+    /// (rustls's, in memory, by server name), so a worker's next connection to the same server
+    /// resumes its TLS session: no certificate to send, sign or check, while the proof of
+    /// possession still signs the new connection's own exporter value. Shared, a ticket one
+    /// replica gave is offered to another when the worker fails over, and replicas that share
+    /// their ticket keys resume it; one that cannot decrypt it does a full handshake.
+    ///
+    /// A session is only stored after a handshake that passed the worker's trust (its pinned
+    /// fingerprint or CA), offered only through that same trust, and only under the server
+    /// name it was made with (RFC 8446 §4.6.1): replicas reached under one name (one host, a
+    /// load balancer) resume each other's sessions, replicas under different names do not. A
+    /// load generator that plays many workers gives each its own store with this, as each real
+    /// worker process has: a store shared between workers would hand one's tickets to another.
+    pub fn sharing_sessions(endpoints: &[Endpoint]) -> Vec<Endpoint> {
+        let store: Arc<dyn rustls::client::ClientSessionStore> = Arc::new(
+            rustls::client::ClientSessionMemoryCache::new(endpoints.len().max(1)),
+        );
+        // One configuration per trust, not per endpoint: rustls offers a session only through
+        // the very verifier (the same `Arc`) that checked the server it came from, so a store
+        // shared by configurations built one per URL would never offer anything across them.
+        let mut configs: Vec<(Trust, Arc<rustls::ClientConfig>)> = Vec::new();
+        endpoints
+            .iter()
+            .map(|endpoint| {
+                let mut copy = endpoint.clone();
+                if let Some(config) = &endpoint.tls {
+                    let shared = match configs.iter().find(|(t, _)| *t == endpoint.trust) {
+                        Some((_, shared)) => Arc::clone(shared),
+                        None => {
+                            let mut config = (**config).clone();
+                            config.resumption =
+                                rustls::client::Resumption::store(Arc::clone(&store));
+                            let shared = Arc::new(config);
+                            configs.push((endpoint.trust.clone(), Arc::clone(&shared)));
+                            shared
+                        }
+                    };
+                    copy.tls = Some(shared);
+                }
+                copy
+            })
+            .collect()
     }
 
     /// The host the URL names (without brackets around an IPv6 address) and its port.

@@ -15,6 +15,21 @@ type Versions = &'static [&'static rustls::SupportedProtocolVersion];
 const TLS13: Versions = &[&rustls::version::TLS13];
 const TLS12: Versions = &[&rustls::version::TLS12];
 
+/// The server config `tls` builds for `certified`, before its tickets.
+fn base_config(certified: &rcgen::CertifiedKey, versions: Versions) -> rustls::ServerConfig {
+    let cert = certified.cert.der().clone();
+    let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
+    let mut server =
+        rustls::ServerConfig::builder_with_provider(muster_client::trust::crypto_provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+    server.key_log = Arc::new(binding::ExporterSecretLog);
+    server
+}
+
 /// The server config `tls` builds for `certified`, tickets under the keys at `keys` (opened
 /// afresh: a new config is a restarted server).
 fn server_config(
@@ -23,16 +38,28 @@ fn server_config(
     versions: Versions,
 ) -> Arc<rustls::ServerConfig> {
     let cert = certified.cert.der().clone();
-    let key = PrivateKeyDer::try_from(certified.key_pair.serialize_der()).unwrap();
-    let mut server =
-        rustls::ServerConfig::builder_with_provider(muster_client::trust::crypto_provider())
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-    server.key_log = Arc::new(binding::ExporterSecretLog);
+    let mut server = base_config(certified, versions);
     let ticketer = super::PersistentTicketer::open(keys, &crate::tls::fingerprint(&cert)).unwrap();
+    server.ticketer = Arc::new(super::Tickets(Arc::new(ticketer)));
+    server.send_tls13_tickets = 1;
+    Arc::new(server)
+}
+
+/// A replica's server config: tickets under the keys in `store`, shared with every replica that
+/// serves `certified`.
+async fn replica_config(
+    certified: &rcgen::CertifiedKey,
+    store: &muster_store::Store,
+) -> Arc<rustls::ServerConfig> {
+    let cert = certified.cert.der().clone();
+    let mut server = base_config(certified, TLS13);
+    let wrap = super::shared::KeyWrap::derive(
+        &certified.key_pair.serialize_der(),
+        &crate::tls::fingerprint(&cert),
+    );
+    let ticketer = super::PersistentTicketer::open_shared(store.clone(), Arc::new(wrap))
+        .await
+        .unwrap();
     server.ticketer = Arc::new(super::Tickets(Arc::new(ticketer)));
     server.send_tls13_tickets = 1;
     Arc::new(server)
@@ -133,4 +160,27 @@ async fn tls12_is_never_given_a_ticket() {
         assert_eq!(kind, HandshakeKind::Full);
         assert_eq!(binding, None);
     }
+}
+
+#[tokio::test]
+async fn a_ticket_from_one_replica_resumes_on_another_sharing_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = muster_store::Store::open_sqlite(&dir.path().join("muster.db")).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let client = client_config(certified.cert.der());
+    let a = replica_config(&certified, &store).await;
+    let b = replica_config(&certified, &store).await;
+    let (kind, _, _) = one_connection(a, Arc::clone(&client)).await;
+    assert_eq!(kind, HandshakeKind::Full);
+    let (kind, _, binding) = one_connection(Arc::clone(&b), Arc::clone(&client)).await;
+    assert_eq!(kind, HandshakeKind::Resumed, "B opens the ticket A gave");
+    assert!(binding.is_some());
+    // The same store, another certificate (a replica serving it is another server): its
+    // ticket keys are its own, so B's ticket does not resume there.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let c = replica_config(&other, &store).await;
+    let mut trusting_both = (*client_config(other.cert.der())).clone();
+    trusting_both.resumption = client.resumption.clone();
+    let (kind, _, _) = one_connection(c, Arc::new(trusting_both)).await;
+    assert_eq!(kind, HandshakeKind::Full);
 }

@@ -439,6 +439,7 @@ async fn failover(
         pg.cpu(database).await?,
         cpu_of(&fleet_pids(fleets)),
     );
+    let tls_before = survivors_handshakes(&cluster.replicas[..victim]).await;
     let victim_url = cluster.replicas[victim].url.clone();
     let reasons_before = tracker.with(|s| s.retry_reasons.clone());
     let f = failover::kill_and_wait(
@@ -463,6 +464,15 @@ async fn failover(
             .zip(cpu_before.2)
             .map(|(a, b)| a - b),
     );
+    // How the moved workers' handshakes went on the survivors: resumed ones used a ticket the
+    // killed replica gave (replicas share their ticket keys).
+    if let (Some(before), Some(after)) = (
+        tls_before,
+        survivors_handshakes(&cluster.replicas[..victim]).await,
+    ) {
+        report.num("failover_tls_full", Some(after.0 - before.0));
+        report.num("failover_tls_resumed", Some(after.1 - before.1));
+    }
     report.set(
         "failover_retry_reasons",
         tracker.with(|s| fleet::reasons_since(s, &reasons_before, 6)),
@@ -620,6 +630,17 @@ async fn single_reference(opts: &Options, run_id: &str) -> anyhow::Result<(f64, 
     .await;
     server.stop().await;
     measured
+}
+
+/// The TLS handshakes these replicas completed, `(full, resumed)` summed; `None` if one's
+/// cannot be read.
+async fn survivors_handshakes(replicas: &[cluster::Replica]) -> Option<(f64, f64)> {
+    let mut sum = (0.0, 0.0);
+    for replica in replicas {
+        let (full, resumed) = replica.server.tls_handshakes().await?;
+        sum = (sum.0 + full, sum.1 + resumed);
+    }
+    Some(sum)
 }
 
 #[cfg(test)]

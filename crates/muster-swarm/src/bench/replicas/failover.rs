@@ -129,6 +129,9 @@ pub struct Endings {
     pub other: Vec<String>,
     /// Not ended by the deadline.
     pub unfinished: usize,
+    /// What the first of those looked like at the deadline (id, state, worker, output bytes),
+    /// so a run that misses says which job and where it stood.
+    pub first_unfinished: Option<String>,
 }
 
 /// Waits until every job is in `state` (or has ended, when `state` is `None`), asking `admin`.
@@ -149,7 +152,19 @@ pub async fn wait_jobs(
                 .map_err(|e| anyhow::anyhow!("job {id}: {e}"))?;
             match job.state {
                 s if Some(s) == state => {}
-                JobState::Queued | JobState::Running => waiting += 1,
+                JobState::Queued | JobState::Running => {
+                    waiting += 1;
+                    out.first_unfinished.get_or_insert_with(|| {
+                        format!(
+                            "job {} {} on worker {} since {}, {} output bytes",
+                            job.id,
+                            job.state.as_str(),
+                            job.worker.as_deref().unwrap_or("-"),
+                            job.started_at.as_deref().unwrap_or("-"),
+                            job.output_bytes
+                        )
+                    });
+                }
                 JobState::Succeeded if job.exit_code == Some(0) => out.succeeded += 1,
                 JobState::Lost => out.lost += 1,
                 other => out.other.push(format!(

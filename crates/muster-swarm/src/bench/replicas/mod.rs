@@ -524,8 +524,9 @@ async fn failover(
     }
     if endings.unfinished > 0 {
         report.error(format!(
-            "failover: {} jobs had not ended in time",
-            endings.unfinished
+            "failover: {} jobs had not ended in time; first: {}",
+            endings.unfinished,
+            endings.first_unfinished.as_deref().unwrap_or("-")
         ));
     }
     Ok(())

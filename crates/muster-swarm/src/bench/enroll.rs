@@ -12,6 +12,7 @@ use muster_core::identity::{Binding, Proof, Purpose, WorkerKey};
 use muster_proto::api::EnrollRequest;
 
 use super::mint;
+use super::procs::Server;
 
 #[derive(Debug, Default)]
 pub struct Enrollments {
@@ -22,6 +23,9 @@ pub struct Enrollments {
     /// The server's CPU (user + system) per enrollment, in ms, over the timed part: a figure
     /// that, unlike the rate, hardly depends on what else the machine runs.
     pub server_cpu_ms: Option<f64>,
+    /// Enrollments per durable commit of the server over the timed part: above 1, commits are
+    /// shared (group commit), which is how the rate can pass the disk's fsync ceiling.
+    pub per_commit: Option<f64>,
 }
 
 async fn enroll_all(
@@ -30,7 +34,7 @@ async fn enroll_all(
     requests: Vec<EnrollRequest>,
     concurrency: usize,
     label: &str,
-    server_pid: u32,
+    server: &Server,
 ) -> anyhow::Result<Enrollments> {
     // A client of its own: no admin credential, a fresh connection pool, as machines would.
     let client = Client::new(url, trust, None)?;
@@ -42,8 +46,9 @@ async fn enroll_all(
         .into_iter()
         .map(|r| (r, WorkerKey::generate(&mut rand::rngs::OsRng)))
         .collect();
+    let commits_before = server.store_commits().await;
     let start = Instant::now();
-    let cpu_before = crate::sys::cpu_seconds(server_pid);
+    let cpu_before = crate::sys::cpu_seconds(server.pid);
     let results: Vec<Result<(), String>> = futures_util::stream::iter(requests)
         .map(|(r, key)| async move {
             // As a worker does: a signature with its own key over a fresh nonce.
@@ -77,7 +82,7 @@ async fn enroll_all(
         .collect()
         .await;
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = crate::sys::cpu_seconds(server_pid)
+    let cpu = crate::sys::cpu_seconds(server.pid)
         .zip(cpu_before)
         .map(|(a, b)| a - b);
     let mut out = Enrollments {
@@ -94,6 +99,11 @@ async fn enroll_all(
         }
     }
     out.per_s = out.ok as f64 / elapsed.max(1e-9);
+    out.per_commit = server
+        .store_commits()
+        .await
+        .zip(commits_before)
+        .map(|(after, before)| out.ok as f64 / (after - before).max(1.0));
     eprintln!(
         "  {label}: {}/{total} in {elapsed:.2} s = {:.0}/s ({} errors)",
         out.ok, out.per_s, out.errors
@@ -108,7 +118,7 @@ pub async fn tokens(
     run_id: &str,
     count: usize,
     concurrency: usize,
-    server_pid: u32,
+    server: &Server,
 ) -> anyhow::Result<Enrollments> {
     let minted = mint::tokens(admin, mint::names("e", count), run_id, concurrency, || {
         "1h".into()
@@ -139,7 +149,7 @@ pub async fn tokens(
         requests,
         concurrency,
         "token enrollments",
-        server_pid,
+        server,
     )
     .await
 }
@@ -155,7 +165,7 @@ pub async fn secret(
     run_id: &str,
     count: usize,
     concurrency: usize,
-    server_pid: u32,
+    server: &Server,
 ) -> anyhow::Result<Enrollments> {
     let secret: String = {
         use rand::Rng;
@@ -197,7 +207,7 @@ pub async fn secret(
         requests,
         concurrency,
         "secret enrollments",
-        server_pid,
+        server,
     )
     .await
 }

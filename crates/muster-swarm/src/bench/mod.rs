@@ -397,13 +397,14 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         &run_id,
         opts.enrollments,
         opts.concurrency,
-        server.pid,
+        &server,
     )
     .await
     {
         Ok(e) => {
             report.num("enroll_token_per_s", e.per_s);
             report.num("enroll_token_cpu_server_ms", e.server_cpu_ms);
+            report.num("enroll_token_per_commit", e.per_commit);
             report.failures(
                 "enroll_token_errors",
                 "token enrollment",
@@ -422,13 +423,14 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         &run_id,
         opts.enrollments,
         opts.concurrency,
-        server.pid,
+        &server,
     )
     .await
     {
         Ok(e) => {
             report.num("enroll_secret_per_s", e.per_s);
             report.num("enroll_secret_cpu_server_ms", e.server_cpu_ms);
+            report.num("enroll_secret_per_commit", e.per_commit);
             report.failures(
                 "enroll_secret_errors",
                 "secret enrollment",

@@ -161,10 +161,28 @@ impl Server {
     /// The TLS handshakes this run of the server completed, `(full, resumed)`, from its
     /// metrics (`muster_tls_handshakes_total`); `None` if they cannot be read.
     pub async fn tls_handshakes(&self) -> Option<(f64, f64)> {
+        let metrics = self.metrics().await?;
+        let count = |kind: &str| {
+            sample(
+                &metrics,
+                &format!("muster_tls_handshakes_total{{kind=\"{kind}\"}}"),
+            )
+        };
+        Some((count("full")?, count("resumed")?))
+    }
+
+    /// The write transactions this run of the server committed (`muster_store_commit_seconds`'s
+    /// count): each is one durable commit, one fsync on SQLite.
+    pub async fn store_commits(&self) -> Option<f64> {
+        sample(&self.metrics().await?, "muster_store_commit_seconds_count")
+    }
+
+    /// The server's metrics page, from its diagnostics address (plain HTTP on loopback, by
+    /// hand: no TLS provider to set up for one GET).
+    async fn metrics(&self) -> Option<String> {
         let text =
             std::fs::read_to_string(self.data_dir.join(muster_proto::local::SERVER_FILE)).ok()?;
         let file: muster_proto::local::ServerFile = serde_json::from_str(&text).ok()?;
-        // Plain HTTP on loopback, by hand: no TLS provider to set up for one GET.
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let address = file.diag_url?.strip_prefix("http://")?.to_owned();
         let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
@@ -173,15 +191,7 @@ impl Server {
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.ok()?;
-        let metrics = String::from_utf8_lossy(&answer).into_owned();
-        let count = |kind: &str| {
-            let series = format!("muster_tls_handshakes_total{{kind=\"{kind}\"}} ");
-            metrics
-                .lines()
-                .find_map(|line| line.strip_prefix(&series))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        };
-        Some((count("full")?, count("resumed")?))
+        Some(String::from_utf8_lossy(&answer).into_owned())
     }
 
     /// An admin client, found through the data dir as `muster` admin commands find it.
@@ -279,4 +289,12 @@ impl Floor {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// The value of one series (`name` with its labels, as the metrics page writes it).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
 }

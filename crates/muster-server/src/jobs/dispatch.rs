@@ -261,9 +261,13 @@ impl Jobs {
         };
         for (p, started) in placed.into_iter().zip(started) {
             if !started {
-                // Cancelled, or started by another replica, while we placed it.
-                p.session.release(&p.job.id);
-                self.state().forget(&p.job.id);
+                // Cancelled, or started by another replica, while we placed it — or adopted on
+                // this very session meanwhile, when its worker reported it: then the session
+                // keeps its hold (the worker's end is accepted only from a session holding it).
+                let holder = self.state().settle_unstarted(&p.job.id);
+                if holder != Some(p.session.conn_id) {
+                    p.session.release(&p.job.id);
+                }
                 continue;
             }
             crate::diag::metrics().job(JobState::Running);

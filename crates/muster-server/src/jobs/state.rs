@@ -76,6 +76,18 @@ pub struct Chunk {
     pub keep: Bytes,
 }
 
+/// A running job as the store holds it, with its output counted on from where the store has it.
+fn counted(held: Held) -> (Job, Output) {
+    let Held { job, output } = held;
+    let counted = Output {
+        next_seq: output.last_seq,
+        total_bytes: job.output_bytes.max(output.stored_bytes),
+        stored_bytes: output.stored_bytes,
+        truncated: job.truncated,
+    };
+    (job, counted)
+}
+
 #[derive(Default)]
 pub struct SchedulerState {
     /// Queued jobs in submission order.
@@ -99,14 +111,8 @@ impl SchedulerState {
     /// Tracks a running job held elsewhere until now (another replica, this one before a
     /// restart), its output counted on from where the store has it.
     fn track_held(&mut self, held: Held, holder: Holder) {
-        let Held { job, output } = held;
-        let counted = Output {
-            next_seq: output.last_seq,
-            total_bytes: job.output_bytes.max(output.stored_bytes),
-            stored_bytes: output.stored_bytes,
-            truncated: job.truncated,
-        };
-        let id = job.id.clone();
+        let id = held.job.id.clone();
+        let (job, counted) = counted(held);
         self.track(job, Phase::Running, holder);
         if let Some(tracked) = self.jobs.get_mut(&id) {
             tracked.output = counted;
@@ -128,7 +134,23 @@ impl SchedulerState {
                 tracked.holder = Holder::Session(conn);
                 std::mem::take(&mut tracked.cancel_on_return)
             }
-            Some(_) => false,
+            Some(tracked) => {
+                // A stale entry: queued here (the start another replica made was not heard
+                // yet), or being placed by a round that will find it started. The store says
+                // its worker runs it, and the worker reported it on `conn`: it runs here now.
+                // Left as it was, a round could forget it (and release the session's hold, so
+                // the worker's end was dropped) or a take-over could count it away and lose it.
+                let was_queued = tracked.phase == Phase::Queued;
+                let (job, output) = counted(held);
+                tracked.job = job;
+                tracked.output = output;
+                tracked.phase = Phase::Running;
+                tracked.holder = Holder::Session(conn);
+                if was_queued {
+                    self.prune_queue();
+                }
+                false
+            }
             None => {
                 self.track_held(held, Holder::Session(conn));
                 false
@@ -268,6 +290,23 @@ impl SchedulerState {
         }
     }
 
+    /// A round placed `id` and found it already started in the store (cancelled, started by
+    /// another replica — or adopted here meanwhile, when its worker reported it). Forgets it
+    /// unless it runs here now; returns the session that holds it if one does, whose hold the
+    /// round must then leave alone.
+    pub fn settle_unstarted(&mut self, id: &JobId) -> Option<u64> {
+        match self.jobs.get(id) {
+            Some(tracked) if tracked.phase == Phase::Running => match tracked.holder {
+                Holder::Session(conn) => Some(conn),
+                Holder::Nobody | Holder::Away { .. } => None,
+            },
+            _ => {
+                self.forget(id);
+                None
+            }
+        }
+    }
+
     /// Stops tracking a job (it ended, or another replica has it), out of the queue too, and
     /// tells its followers here. False if it was not tracked.
     pub fn forget(&mut self, id: &JobId) -> bool {
@@ -386,6 +425,41 @@ mod tests {
 
     fn id(n: u8) -> JobId {
         JobId::parse(&format!("{n:016x}")).unwrap()
+    }
+
+    /// A job still queued here when its worker reports it running (another replica started it,
+    /// and this one had not heard yet): it runs here, held by the reporting session, out of the
+    /// queue; a round that placed it meanwhile and finds it started leaves it alone. Before, it
+    /// stayed queued: the round forgot it and released the session's hold (the worker's end was
+    /// dropped and the job stayed `running` for good), or a take-over counted it away and it
+    /// ended `lost` with its worker connected.
+    #[test]
+    fn a_job_queued_here_and_reported_by_its_worker_runs_here() {
+        let mut state = queued(2);
+        let mut running = job(1);
+        to_w(1)
+            .start(&mut running, Timestamp::from_unix_millis(2_000))
+            .unwrap();
+        let held = Held {
+            job: running,
+            output: muster_store::OutputPosition {
+                last_seq: 3,
+                stored_bytes: 10,
+            },
+        };
+        assert!(!state.attach(held, 7));
+        state.check();
+        assert_eq!(order(&state), vec![id(2)], "out of the queue");
+        assert_eq!(
+            state.settle_unstarted(&id(1)),
+            Some(7),
+            "held by the session"
+        );
+        assert!(state.jobs.contains_key(&id(1)), "still tracked");
+        // A job nobody adopted is forgotten as before.
+        assert_eq!(state.settle_unstarted(&id(2)), None);
+        assert!(!state.jobs.contains_key(&id(2)));
+        state.check();
     }
 
     fn to_w(n: u8) -> Assignment {
